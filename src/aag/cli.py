@@ -1,0 +1,276 @@
+"""The ``aag`` command line (SPEC §9). Thin: parse, call :class:`AagService`, print."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from aag.errors import AagError
+from aag.service import EXPORT_FORMATS, AagService
+
+app = typer.Typer(
+    name="aag",
+    help="Atomic attribute graph: field-level truth for customer data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+Warehouse = Annotated[
+    str | None,
+    typer.Option("--warehouse", "-w", help="Warehouse folder or URI [env: AAG_WAREHOUSE]"),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _service(warehouse: str | None) -> AagService:
+    return AagService(warehouse, engine=os.environ.get("AAG_ENGINE", "local"))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def init(warehouse: Warehouse = None) -> None:
+    """Create the bronze/silver tables, quarantine, ledger and default config."""
+    svc = _service(warehouse)
+    created = svc.init()
+    out.print(f"warehouse ready at {svc.warehouse.uri} ({len(created)} new item(s))")
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="Source system, e.g. salesforce")],
+    obj: Annotated[str, typer.Argument(metavar="OBJECT", help="Source object, e.g. Contact")],
+    files: Annotated[list[Path], typer.Argument(help="Files to land, in order")],
+    warehouse: Warehouse = None,
+    as_json: AsJson = False,
+) -> None:
+    """Land and process files (one batch each, in the order given)."""
+    svc = _service(warehouse)
+    reports = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err, transient=True, disable=as_json) as progress:
+        task = progress.add_task(f"ingesting {source}.{obj}", total=len(files))
+
+        def done(report: Any) -> None:
+            reports.append(report)
+            progress.advance(task)
+            if not as_json:
+                out.print(
+                    f"{Path(report.file).name}: {report.status} — {report.rows_landed} rows "
+                    f"landed, {report.rows_quarantined} quarantined, "
+                    f"{report.fields_rejected} field(s) rejected, {report.field_events} field "
+                    f"events, {report.edge_versions_written} new edge version(s) "
+                    f"[{report.seconds:.2f}s]"
+                )
+
+        svc.ingest(source, obj, files, on_file=done)
+    if as_json:
+        _print_json([r.as_dict() for r in reports])
+
+
+def _customer_id(svc: AagService, customer: str | None, source: str | None,
+                 source_id: str | None) -> str:
+    if customer:
+        return customer
+    if source and source_id:
+        return svc.find_customer(source, source_id)
+    raise AagError("give --customer ID, or --source S with --source-id ID")
+
+
+@app.command()
+def profile(
+    customer: Annotated[str | None, typer.Option("--customer", help="Customer node id")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Source system")] = None,
+    source_id: Annotated[str | None, typer.Option("--source-id", help="Record id")] = None,
+    version: Annotated[int, typer.Option("--version", min=1, max=2)] = 2,
+    warehouse: Warehouse = None,
+    as_json: AsJson = False,
+) -> None:
+    """One resolved customer profile (v1: values; v2: with source and field time)."""
+    svc = _service(warehouse)
+    data = svc.profile(_customer_id(svc, customer, source, source_id), version)
+    if as_json:
+        _print_json(data)
+        return
+    _print_profile(data)
+
+
+def _print_profile(data: dict[str, Any]) -> None:
+    table = Table(title=f"customer {data['customer_id']}")
+    table.add_column("attribute")
+    table.add_column("value")
+    has_lineage = any(k.endswith("_source") for k in data)
+    if has_lineage:
+        table.add_column("source")
+        table.add_column("field changed at")
+    for key, value in data.items():
+        if key == "customer_id" or key.endswith(("_source", "_updated_at")):
+            continue
+        row = [key, "" if value is None else str(value)]
+        if has_lineage:
+            stamp = data.get(f"{key}_updated_at")
+            row += [data.get(f"{key}_source") or "",
+                    _json_default(stamp) if stamp else ""]
+        table.add_row(*row)
+    out.print(table)
+
+
+@app.command()
+def explain(
+    customer: Annotated[str | None, typer.Option("--customer", help="Customer node id")] = None,
+    attribute: Annotated[str, typer.Option("--attribute", help="e.g. phone")] = "phone",
+    source: Annotated[str | None, typer.Option("--source")] = None,
+    source_id: Annotated[str | None, typer.Option("--source-id")] = None,
+    warehouse: Warehouse = None,
+    as_json: AsJson = False,
+) -> None:
+    """Why an attribute has its value: winner, competing values, version history."""
+    svc = _service(warehouse)
+    result = svc.explain(_customer_id(svc, customer, source, source_id), attribute).as_dict()
+    if as_json:
+        _print_json(result)
+        return
+    _print_explanation(result)
+
+
+def _print_explanation(result: dict[str, Any]) -> None:
+    win = result["winner"]
+    out.print(f"[bold]{result['attribute']}[/bold] of {result['customer_id']}")
+    out.print(f"rule: {result['rule']}")
+    if win is None:
+        out.print("no current value")
+        return
+    out.print(f"[green]winner[/green]: {win['value']} from {win['source_system']}, field changed "
+              f"at {_json_default(win['updated_at'])} (event {win['source_event_id']})")
+    for loser in result["losers"]:
+        out.print(f"[red]lost[/red]: {loser['value']} from {loser['source_system']} — "
+                  f"{loser['why_lost']}")
+    table = Table(title="history (every version per source)")
+    for col in ("source", "value", "from", "to", "current"):
+        table.add_column(col)
+    for h in result["history"]:
+        table.add_row(h["source_system"], str(h["value"]), _json_default(h["updated_at"]),
+                      _json_default(h["valid_to"]) if h["valid_to"] else "",
+                      "yes" if h["is_current"] else "")
+    out.print(table)
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="nodes, relationships, customer_profile_v1/v2, quarantine, batches")],
+    fmt: Annotated[str, typer.Option("--format", help="/".join(EXPORT_FORMATS))] = "parquet",
+    out_path: Annotated[Path | None, typer.Option("--out", help="Output file")] = None,
+    warehouse: Warehouse = None,
+) -> None:
+    """Write a model to a Parquet, CSV or JSON Lines file."""
+    svc = _service(warehouse)
+    target = out_path or Path(f"{model}.{fmt}")
+    rows = svc.export(model, fmt, target)
+    out.print(f"wrote {rows} row(s) of {model} to {target}")
+
+
+@app.command()
+def erase(
+    customer: Annotated[str, typer.Option("--customer", help="Customer node id")],
+    warehouse: Warehouse = None,
+    as_json: AsJson = False,
+) -> None:
+    """GDPR erasure of one customer (run 'aag vacuum' to delete the old files)."""
+    result = _service(warehouse).erase(customer)
+    if as_json:
+        _print_json(result)
+        return
+    out.print(f"erased {customer}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.items()))
+    out.print("run 'aag vacuum' to delete superseded files that still hold the erased rows")
+
+
+@app.command()
+def vacuum(warehouse: Warehouse = None) -> None:
+    """Delete data files no table version references any more (irreversible)."""
+    removed = _service(warehouse).vacuum()
+    out.print(f"vacuum removed {sum(removed.values())} file(s) from {len(removed)} table(s)")
+
+
+@app.command()
+def demo(
+    warehouse: Warehouse = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run the seed's case end to end and show why the 09:00 phone wins."""
+    from aag.demo import DEMO_CONTACT, record_level_view, write_demo_files
+
+    location = warehouse or os.environ.get("AAG_WAREHOUSE") or tempfile.mkdtemp(prefix="aag-demo-")
+    svc = _service(location)
+    svc.init()
+    inputs = Path(svc.warehouse.uri) / "demo-input" if svc.warehouse.local else Path(
+        tempfile.mkdtemp(prefix="aag-demo-input-"))
+    for batch, path in write_demo_files(inputs):
+        if not as_json:
+            out.print(f"[dim]{batch.story}[/dim]")
+        svc.ingest(batch.source_system, batch.source_object, [path])
+    customer = svc.find_customer("salesforce", DEMO_CONTACT)
+    profile_data = svc.profile(customer, 2)
+    explanation = svc.explain(customer, "phone").as_dict()
+    naive = record_level_view()
+    if as_json:
+        _print_json({"warehouse": svc.warehouse.uri, "customer_id": customer,
+                     "profile": profile_data, "explain_phone": explanation,
+                     "record_level_would_show": naive})
+        return
+    out.print()
+    _print_profile(profile_data)
+    _print_explanation(explanation)
+    out.print(f"\nA record-level CDP (latest record wins) would show phone {naive['phone']!r}; "
+              f"AAG shows {profile_data['phone']!r}.")
+    out.print(f"warehouse: {svc.warehouse.uri}")
+    out.print(f"try: aag explain --warehouse {svc.warehouse.uri} --customer {customer} "
+              "--attribute email")
+
+
+def main() -> None:
+    """Entry point: run the app; one-line errors, non-zero exit, no tracebacks."""
+    try:
+        app(standalone_mode=False)
+    except AagError as exc:
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        err.print("aborted")
+        raise SystemExit(130) from None
+    except Exception as exc:  # noqa: BLE001 - last line of defence: never a traceback
+        # typer vendors click; its usage errors and exits are recognised by shape.
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            err.print(f"error: {exc.format_message()}", highlight=False, soft_wrap=True)
+            raise SystemExit(int(exc.exit_code)) from None
+        if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
+            raise SystemExit(int(exc.exit_code)) from None
+        if os.environ.get("AAG_DEBUG"):
+            raise
+        err.print(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                  "(set AAG_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        raise SystemExit(70) from None
+
+
+if __name__ == "__main__":
+    main()

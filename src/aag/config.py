@@ -1,0 +1,253 @@
+"""Configuration as data: the attribute registry and the source priorities.
+
+Both files are dbt seeds (``dbt/seeds``) and the engine reads the very same
+files, so field mapping and conflict resolution have one source of truth.
+A warehouse may carry its own copies under ``<warehouse>/config`` (written by
+``aag init``); otherwise the packaged defaults are used.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from aag.errors import ConfigError
+from aag.normalize import split_normaliser
+
+REGISTRY_FILE = "attribute_name_registry.csv"
+PRIORITY_FILE = "source_priority.csv"
+
+Role = Literal["record_id", "record_time", "deleted", "attribute", "same_as"]
+TIME_FORMATS = ("iso8601", "yyyymmdd")
+
+
+class RegistryRow(BaseModel):
+    """One row of ``attribute_name_registry.csv``.
+
+    ``role`` says what the source field is: the record's id, its record-level event
+    time (``normaliser`` = time format), its deletion flag, an attribute that
+    becomes an edge ``entity -[rel_type]-> value node``, or ``same_as``: a field
+    holding the id of the same entity's record in another object (``attribute`` =
+    ``system.Object``), so the record joins that entity deterministically.
+    """
+
+    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
+
+    source_system: str
+    source_object: str
+    source_field: str
+    role: Role = "attribute"
+    entity_type: str = "customer"
+    attribute: str = ""
+    rel_type: str = ""
+    node_type: str = ""
+    normaliser: str = "text"
+    confidence: float = 1.0
+    event_time_field: str = ""
+    description: str = ""
+
+    @field_validator("source_system", "source_object", "source_field", "entity_type")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("confidence")
+    @classmethod
+    def _unit_interval(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("confidence must be between 0 and 1")
+        return value
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """Everything the registry says about one source object."""
+
+    source_system: str
+    source_object: str
+    entity_type: str
+    id_field: str
+    time_field: str | None
+    time_format: str
+    deleted_field: str | None
+    deleted_normaliser: str
+    attributes: tuple[RegistryRow, ...]
+    same_as: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        """``system.object``, as shown in messages."""
+        return f"{self.source_system}.{self.source_object}"
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every source column the registry reads from this object."""
+        cols = [self.id_field]
+        cols += [c for c in (self.time_field, self.deleted_field) if c]
+        for row in self.attributes:
+            cols.append(row.source_field)
+            if row.event_time_field:
+                cols.append(row.event_time_field)
+        cols += [field for field, _, _ in self.same_as]
+        return tuple(dict.fromkeys(cols))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The loaded registry and priorities."""
+
+    registry: tuple[RegistryRow, ...]
+    priorities: dict[str, int]
+    directory: Path | None = None
+    _objects: dict[tuple[str, str], ObjectSpec] = field(default_factory=dict, repr=False)
+
+    def object(self, source_system: str, source_object: str) -> ObjectSpec:
+        """Look up an object; raises :class:`ConfigError` naming the known ones."""
+        key = (source_system.lower(), source_object.lower())
+        spec = self._objects.get(key)
+        if spec is None:
+            known = ", ".join(sorted(s.name for s in self._objects.values()))
+            raise ConfigError(
+                f"unknown source object {source_system}.{source_object}; known: {known}"
+            )
+        return spec
+
+    @property
+    def objects(self) -> tuple[ObjectSpec, ...]:
+        """Every configured source object."""
+        return tuple(self._objects.values())
+
+    def attribute_rel_types(self) -> dict[str, str]:
+        """Canonical attribute name → rel_type, over all sources."""
+        out: dict[str, str] = {}
+        for row in self.registry:
+            if row.role == "attribute" and row.attribute:
+                out.setdefault(row.attribute, row.rel_type)
+        return out
+
+    def priority(self, source_system: str) -> int:
+        """Priority of a source (1 = most trusted); unknown sources rank last."""
+        return self.priorities.get(source_system, 1_000_000)
+
+    def priority_table(self) -> pa.Table:
+        """Priorities as an Arrow table for SQL joins."""
+        return pa.table(
+            {
+                "source_system": pa.array(list(self.priorities), pa.string()),
+                "priority": pa.array(list(self.priorities.values()), pa.int32()),
+            }
+        )
+
+
+def default_config_dir() -> Path:
+    """The packaged default seeds (the same files the dbt project uses)."""
+    return Path(str(resources.files("aag") / "defaults" / "seeds"))
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return [
+                {k.strip(): (v or "").strip() for k, v in row.items() if k}
+                for row in csv.DictReader(handle)
+            ]
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def _build_objects(rows: Iterable[RegistryRow]) -> dict[tuple[str, str], ObjectSpec]:
+    grouped: dict[tuple[str, str], list[RegistryRow]] = {}
+    for row in rows:
+        grouped.setdefault((row.source_system, row.source_object), []).append(row)
+    objects: dict[tuple[str, str], ObjectSpec] = {}
+    for (system, obj), obj_rows in grouped.items():
+        where = f"{REGISTRY_FILE}: {system}.{obj}"
+        ids = [r for r in obj_rows if r.role == "record_id"]
+        times = [r for r in obj_rows if r.role == "record_time"]
+        deleted = [r for r in obj_rows if r.role == "deleted"]
+        attrs = tuple(r for r in obj_rows if r.role == "attribute")
+        same_as = []
+        for row in obj_rows:
+            if row.role == "same_as":
+                target_system, dot, target_object = row.attribute.partition(".")
+                if not dot:
+                    raise ConfigError(
+                        f"{where}.{row.source_field}: same_as rows name the linked object "
+                        "as system.Object in the attribute column")
+                same_as.append((row.source_field, target_system, target_object))
+        if len(ids) != 1:
+            raise ConfigError(f"{where} needs exactly one record_id row, found {len(ids)}")
+        if len(times) > 1 or len(deleted) > 1:
+            raise ConfigError(f"{where} has more than one record_time or deleted row")
+        time_format = times[0].normaliser if times else "iso8601"
+        if time_format not in TIME_FORMATS:
+            raise ConfigError(f"{where}: record_time format must be one of {TIME_FORMATS}")
+        for attr in attrs:
+            if not (attr.attribute and attr.rel_type and attr.node_type):
+                raise ConfigError(
+                    f"{where}.{attr.source_field}: attribute rows need attribute, rel_type "
+                    "and node_type"
+                )
+            split_normaliser(attr.normaliser)
+            if not times and not attr.event_time_field:
+                raise ConfigError(f"{where}.{attr.source_field}: no record_time and no field time")
+        objects[(system.lower(), obj.lower())] = ObjectSpec(
+            source_system=system,
+            source_object=obj,
+            entity_type=ids[0].entity_type,
+            id_field=ids[0].source_field,
+            time_field=times[0].source_field if times else None,
+            time_format=time_format,
+            deleted_field=deleted[0].source_field if deleted else None,
+            deleted_normaliser=deleted[0].normaliser if deleted else "bool",
+            attributes=attrs,
+            same_as=tuple(same_as),
+        )
+    return objects
+
+
+def load_config(directory: Path | None = None) -> Config:
+    """Load and validate the registry and priorities.
+
+    Args:
+        directory: Folder holding the two CSV files; the packaged defaults if omitted.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: On a missing file, an invalid row, or an inconsistent object.
+    """
+    folder = directory or default_config_dir()
+    rows: list[RegistryRow] = []
+    for number, raw in enumerate(_read_csv(folder / REGISTRY_FILE), start=2):
+        clean = {k: v for k, v in raw.items() if v != ""}
+        try:
+            rows.append(RegistryRow.model_validate(clean))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{REGISTRY_FILE} line {number}: {loc}: {first['msg']}") from exc
+    priorities: dict[str, int] = {}
+    for number, raw in enumerate(_read_csv(folder / PRIORITY_FILE), start=2):
+        try:
+            priorities[raw["source_system"]] = int(raw["priority"])
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"{PRIORITY_FILE} line {number}: needs source_system, priority") from exc
+    return Config(
+        registry=tuple(rows),
+        priorities=priorities,
+        directory=folder,
+        _objects=_build_objects(rows),
+    )

@@ -1,0 +1,179 @@
+"""Thin helpers over delta-rs: open, read through DataFusion, write, merge.
+
+Table URIs are passed to delta-rs unchanged, so ``s3://``, ``abfss://`` and
+``gs://`` work wherever delta-rs has credentials (``storage_options``); only
+the local file system is exercised in tests.
+
+Reads go through delta-rs's own query engine (``QueryBuilder``) and arrive as
+Arrow record batches, which DuckDB then scans; no DuckDB extension is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from aag.errors import ConflictError, WarehouseError
+
+
+def is_local(uri: str) -> bool:
+    """Whether a URI is a local path (no ``scheme://`` other than ``file://``)."""
+    return "://" not in uri or uri.startswith("file://")
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI parts with ``/`` without touching the scheme."""
+    out = base.rstrip("/")
+    for part in parts:
+        out += "/" + part.strip("/")
+    return out
+
+
+class DeltaIO:
+    """Opens and writes the warehouse's Delta tables with the same storage options."""
+
+    def __init__(self, storage_options: Mapping[str, str] | None = None) -> None:
+        self.storage_options = dict(storage_options or {})
+
+    def exists(self, uri: str) -> bool:
+        """Whether a Delta table exists at ``uri``."""
+        return bool(DeltaTable.is_deltatable(uri, storage_options=self.storage_options or None))
+
+    def open(self, uri: str) -> DeltaTable:
+        """Open a Delta table or raise a one-line :class:`WarehouseError`."""
+        try:
+            return DeltaTable(uri, storage_options=self.storage_options or None)
+        except TableNotFoundError as exc:
+            raise WarehouseError(f"no Delta table at {uri} (run 'aag init')") from exc
+        except (DeltaError, OSError) as exc:
+            raise WarehouseError(f"cannot open Delta table {uri}: {exc}") from exc
+
+    def create(
+        self,
+        uri: str,
+        schema: pa.Schema,
+        partition_by: list[str] | None = None,
+        configuration: Mapping[str, str | None] | None = None,
+    ) -> bool:
+        """Create an empty table if none exists; returns whether it was created."""
+        if self.exists(uri):
+            return False
+        write_deltalake(
+            uri,
+            schema.empty_table(),
+            mode="ignore",
+            partition_by=partition_by,
+            configuration=configuration,
+            storage_options=self.storage_options or None,
+        )
+        return True
+
+    def reader(self, uri: str, sql: str, name: str = "t") -> pa.RecordBatchReader:
+        """Stream the result of a DataFusion query over one table named ``name``."""
+        builder = QueryBuilder().register(name, self.open(uri))
+        return pa.RecordBatchReader.from_stream(builder.execute(sql))
+
+    def read(self, uri: str, columns: str = "*", where: str = "") -> pa.Table:
+        """Read a table (optionally some columns, optionally filtered) into memory."""
+        sql = f"SELECT {columns} FROM t" + (f" WHERE {where}" if where else "")
+        return self.reader(uri, sql).read_all()
+
+    def append(self, uri: str, data: pa.Table, metadata: Mapping[str, Any] | None = None) -> None:
+        """Append rows in one commit."""
+        if data.num_rows == 0:
+            return
+        with _commit_errors(uri):
+            write_deltalake(
+                uri,
+                data,
+                mode="append",
+                storage_options=self.storage_options or None,
+                commit_properties=_props(metadata),
+            )
+
+    def replace_where(
+        self, uri: str, data: pa.Table, predicate: str, metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        """Atomically replace the rows matching ``predicate`` with ``data`` (one commit)."""
+        with _commit_errors(uri):
+            write_deltalake(
+                uri,
+                data,
+                mode="overwrite",
+                predicate=predicate,
+                storage_options=self.storage_options or None,
+                commit_properties=_props(metadata),
+            )
+
+    def replace_keys(
+        self,
+        uri: str,
+        keys: pa.Table,
+        rows: pa.Table,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Replace every row whose key (the columns of ``keys``) is listed, in one MERGE.
+
+        The source carries two kinds of rows: delete markers (one per key) that match
+        and delete the stored rows, and the new rows, which never match and are
+        inserted. Only files holding a listed key are rewritten.
+
+        Returns:
+            delta-rs merge metrics.
+        """
+        if keys.num_rows == 0 and rows.num_rows == 0:
+            return {}
+        key_cols = keys.column_names
+        markers = keys.append_column("_aag_op", pa.array(["delete"] * keys.num_rows, pa.string()))
+        inserts = rows.append_column("_aag_op", pa.array(["insert"] * rows.num_rows, pa.string()))
+        # Delete markers carry only the key, so every other column must be nullable here.
+        inserts = inserts.cast(pa.schema([f.with_nullable(True) for f in inserts.schema]))
+        source = pa.concat_tables([inserts, markers], promote_options="default")
+        match = " AND ".join(f"t.{c} = s.{c}" for c in key_cols)
+        with _commit_errors(uri):
+            metrics: dict[str, Any] = (
+                self.open(uri)
+                .merge(
+                    source,
+                    predicate=f"{match} AND s._aag_op = 'delete'",
+                    source_alias="s",
+                    target_alias="t",
+                    commit_properties=_props(metadata),
+                )
+                .when_matched_delete()
+                .when_not_matched_insert(
+                    updates={c: f"s.{c}" for c in rows.column_names},
+                    predicate="s._aag_op = 'insert'",
+                )
+                .execute()
+            )
+        return metrics
+
+
+def _props(metadata: Mapping[str, Any] | None) -> CommitProperties | None:
+    if not metadata:
+        return None
+    return CommitProperties(custom_metadata={k: str(v) for k, v in metadata.items()})
+
+
+@contextlib.contextmanager
+def _commit_errors(uri: str) -> Iterator[None]:
+    try:
+        yield
+    except CommitFailedError as exc:
+        raise ConflictError(
+            f"another writer committed to {uri} first; nothing was changed, retry: {exc}"
+        ) from exc
+    except OSError as exc:
+        raise WarehouseError(f"cannot write {uri}: {exc}") from exc
+
+
+def now_utc() -> pa.Scalar:
+    """The current time as an Arrow UTC timestamp scalar."""
+    return pa.scalar(int(time.time() * 1_000_000), pa.timestamp("us", tz="UTC"))

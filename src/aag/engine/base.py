@@ -1,0 +1,56 @@
+"""Abstract engine: run canonical SQL over registered Arrow tables."""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+
+import pyarrow as pa
+
+#: The dialect AAG's SQL is written in; other engines transpile from it with sqlglot.
+CANONICAL_DIALECT = "duckdb"
+
+
+class Capability(enum.Enum):
+    """What an engine can do beyond running SQL."""
+
+    #: Results can be streamed back in batches instead of one table.
+    STREAMING_RESULTS = "streaming_results"
+    #: The engine can commit to Delta with MERGE itself (Databricks / Delta-enabled Spark).
+    DELTA_MERGE = "delta_merge"
+    #: Runs in this process on local memory (cheap to register small tables).
+    IN_PROCESS = "in_process"
+
+
+class Engine(ABC):
+    """Runs AAG's SQL. Implementations keep no business logic."""
+
+    #: sqlglot dialect name of the engine.
+    dialect: str = CANONICAL_DIALECT
+    #: Short engine name for messages and benchmarks.
+    name: str = "abstract"
+    capabilities: frozenset[Capability] = frozenset()
+
+    @abstractmethod
+    def register(self, name: str, table: pa.Table) -> None:
+        """Make an Arrow table queryable as ``name`` (replacing any previous one)."""
+
+    @abstractmethod
+    def query(self, sql: str) -> pa.Table:
+        """Run canonical SQL and return the result as an Arrow table."""
+
+    @abstractmethod
+    def materialize(self, name: str, sql: str) -> None:
+        """Run canonical SQL once and keep the result queryable as ``name``."""
+
+    @abstractmethod
+    def drop(self, name: str) -> None:
+        """Forget a registered or materialized table (no error if absent)."""
+
+    def scalar(self, sql: str) -> object:
+        """Run canonical SQL that returns one value."""
+        result = self.query(sql)
+        return result.column(0)[0].as_py() if result.num_rows else None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""

@@ -1,0 +1,64 @@
+"""The embedded engine: DuckDB over Arrow, in this process."""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+import pyarrow as pa
+
+from aag.engine.base import Capability, Engine
+
+
+class DuckDBEngine(Engine):
+    """DuckDB in-process; tables are Arrow objects registered zero-copy.
+
+    DuckDB extensions are never loaded: Delta tables reach it as Arrow through
+    ``deltalake``, so nothing is downloaded at run time.
+    """
+
+    dialect = "duckdb"
+    name = "local"
+    capabilities = frozenset({Capability.STREAMING_RESULTS, Capability.IN_PROCESS})
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        self.con = duckdb.connect(config={"autoinstall_known_extensions": False,
+                                          "autoload_known_extensions": False})
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute(f"SET threads = {threads or os.cpu_count() or 2}")
+        self.con.execute("SET preserve_insertion_order = false")
+        limit = memory_limit or os.environ.get("AAG_DUCKDB_MEMORY_LIMIT")
+        if limit:
+            self.con.execute(f"SET memory_limit = '{limit}'")
+        self._tables: dict[str, pa.Table] = {}
+
+    def register(self, name: str, table: pa.Table) -> None:
+        """Register an Arrow table as a view (kept alive until dropped)."""
+        self.drop(name)
+        self._tables[name] = table
+        self.con.register(name, table)
+
+    def query(self, sql: str) -> pa.Table:
+        """Run SQL and fetch an Arrow table."""
+        result: pa.Table = self.con.sql(sql).to_arrow_table()
+        return result
+
+    def reader(self, sql: str) -> pa.RecordBatchReader:
+        """Run SQL and stream the result in record batches."""
+        return self.con.sql(sql).to_arrow_reader(batch_size=1_000_000)
+
+    def materialize(self, name: str, sql: str) -> None:
+        """Create a temp table from SQL."""
+        self.drop(name)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def drop(self, name: str) -> None:
+        """Drop a view or temp table."""
+        if name in self._tables:
+            self.con.unregister(name)
+            del self._tables[name]
+        self.con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.con.close()

@@ -1,0 +1,278 @@
+"""Value normalisation (SPEC §6), once in Python and once as engine-neutral SQL.
+
+Values are normalised before they are hashed into value-node ids, so the same
+email typed two ways by two systems becomes one node. The SQL forms are what
+the extractors run at scale; the Python forms are the reference the tests hold
+the SQL to, and what :func:`aag.ids.value_node_id` uses.
+
+Phone numbers and countries use the field's own libraries (``phonenumbers``,
+``pycountry``) rather than hand-written rules. Phones that are already strict
+E.164 are recognised in SQL; every other distinct phone string is parsed once
+by ``phonenumbers`` (see :func:`phone_e164`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+
+import phonenumbers
+import pycountry
+import pyarrow as pa
+
+from aag.errors import ConfigError
+
+#: Normalisers a registry row may name, with what they do.
+NORMALISERS: dict[str, str] = {
+    "email": "trimmed, lower-cased, must look like local@domain",
+    "phone": "E.164 via phonenumbers; region from the record's country, else the row's default",
+    "country": "ISO 3166-1 alpha-2 via pycountry (accepts alpha-2/3, numeric, names)",
+    "text": "whitespace collapsed and trimmed",
+    "upper": "whitespace collapsed, trimmed, upper-cased",
+    "lower": "whitespace collapsed, trimmed, lower-cased",
+    "bool": "true/false from true/false, 1/0, yes/no, y/n, t/f, x",
+    "not_bool": "the negation of bool (e.g. an opt-out flag read as a consent)",
+    "id": "trimmed identifier, case kept",
+}
+
+_WS = re.compile(r"\s+")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_TRUE = {"true", "1", "yes", "y", "t", "x"}
+_FALSE = {"false", "0", "no", "n", "f", ""}
+
+# SQL regexes shared by both engines (RE2 on DuckDB, Java regex on Spark: the
+# subset used here means the same in both).
+EMAIL_REGEX_SQL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+E164_REGEX_SQL = r"^\+[1-9][0-9]{6,14}$"
+
+
+class InvalidValueError(ValueError):
+    """A non-empty value that cannot be normalised (it is quarantined, not guessed)."""
+
+
+def split_normaliser(spec: str) -> tuple[str, str | None]:
+    """Split a registry normaliser spec such as ``phone:DE`` into name and parameter.
+
+    Args:
+        spec: The normaliser column of a registry row.
+
+    Returns:
+        The normaliser name and its optional parameter.
+
+    Raises:
+        ConfigError: If the normaliser is unknown.
+    """
+    name, _, param = (spec or "text").partition(":")
+    name = name.strip().lower() or "text"
+    if name not in NORMALISERS:
+        raise ConfigError(f"unknown normaliser {spec!r}; known: {', '.join(sorted(NORMALISERS))}")
+    return name, (param.strip() or None)
+
+
+def collapse_ws(value: str) -> str:
+    """Collapse runs of whitespace to one space and trim."""
+    return _WS.sub(" ", value).strip()
+
+
+def normalise(spec: str, value: object, region: str | None = None) -> str | None:
+    """Normalise one raw value the way the SQL extractors do.
+
+    Args:
+        spec: Normaliser spec from the registry (``email``, ``phone:DE``, ...).
+        value: Raw value as received; ``None`` or empty means "no value".
+        region: ISO alpha-2 region for phones written without a country code.
+
+    Returns:
+        The normalised string, or ``None`` when the value is empty.
+
+    Raises:
+        InvalidValueError: If a non-empty value cannot be normalised.
+    """
+    name, param = split_normaliser(spec)
+    if value is None:
+        return None
+    raw = value if isinstance(value, str) else str(value)
+    if isinstance(value, bool):
+        raw = "true" if value else "false"
+    text = collapse_ws(raw)
+    if name in ("bool", "not_bool"):
+        low = text.lower()
+        if low == "":
+            return None
+        if low not in _TRUE and low not in _FALSE:
+            raise InvalidValueError(f"not a boolean: {raw!r}")
+        truth = low in _TRUE
+        return str(truth if name == "bool" else not truth).lower()
+    if text == "":
+        return None
+    if name == "email":
+        low = text.lower()
+        if not _EMAIL.match(low):
+            raise InvalidValueError(f"not an email address: {raw!r}")
+        return low
+    if name == "phone":
+        result = phone_e164(text, region or param)
+        if result is None:
+            raise InvalidValueError(f"not a phone number: {raw!r}")
+        return result
+    if name == "country":
+        code = country_alpha2(text)
+        if code is None:
+            raise InvalidValueError(f"unknown country: {raw!r}")
+        return code
+    if name == "upper":
+        return text.upper()
+    if name == "lower":
+        return text.lower()
+    if name == "id":
+        return raw.strip()
+    return text
+
+
+@functools.lru_cache(maxsize=200_000)
+def phone_e164(raw: str, region: str | None = None) -> str | None:
+    """Return a phone number in E.164, or ``None`` if it is not a possible number.
+
+    Args:
+        raw: The phone as typed (any punctuation, with or without ``+``).
+        region: ISO alpha-2 region used when the number has no country code.
+
+    Returns:
+        ``+<country code><national number>`` or ``None``.
+    """
+    text = collapse_ws(raw)
+    compact = re.sub(r"[\s().\-/]", "", text)
+    if _E164.match(compact) and "(0)" not in text:
+        return compact
+    try:
+        parsed = phonenumbers.parse(text, (region or "").upper() or None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    result: str = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return result
+
+
+_COUNTRY_ALIASES = {
+    "UK": "GB",
+    "GREAT BRITAIN": "GB",
+    "ENGLAND": "GB",
+    "SCOTLAND": "GB",
+    "WALES": "GB",
+    "USA": "US",
+    "U.S.A.": "US",
+    "U.S.": "US",
+    "UNITED STATES OF AMERICA": "US",
+    "AMERICA": "US",
+    "DEUTSCHLAND": "DE",
+    "HOLLAND": "NL",
+    "SCHWEIZ": "CH",
+    "SUISSE": "CH",
+    "ÖSTERREICH": "AT",
+    "ESPAÑA": "ES",
+    "ITALIA": "IT",
+    "SOUTH KOREA": "KR",
+    "RUSSIA": "RU",
+}
+
+
+@functools.cache
+def _country_lookup() -> dict[str, str]:
+    table: dict[str, str] = {}
+    for country in pycountry.countries:
+        code = str(country.alpha_2)
+        keys = [code, country.alpha_3, country.numeric, country.name]
+        keys += [getattr(country, attr, None) for attr in ("official_name", "common_name")]
+        for key in keys:
+            if key:
+                table.setdefault(collapse_ws(str(key)).upper(), code)
+    for alias, code in _COUNTRY_ALIASES.items():
+        table.setdefault(alias, code)
+    return table
+
+
+def country_alpha2(raw: str) -> str | None:
+    """Map a country written as code or name to ISO 3166-1 alpha-2 (``None`` if unknown)."""
+    return _country_lookup().get(collapse_ws(raw).upper())
+
+
+def country_table() -> pa.Table:
+    """The country lookup as a table (``key`` upper-cased name/code → ``alpha2``) for SQL joins."""
+    lookup = _country_lookup()
+    return pa.table(
+        {"key": pa.array(list(lookup), pa.string()), "alpha2": pa.array(list(lookup.values()))}
+    )
+
+
+def normalise_phones(pairs: Iterable[tuple[str, str | None]]) -> pa.Table:
+    """Normalise distinct (raw phone, region) pairs for a SQL join.
+
+    Args:
+        pairs: Distinct raw phone strings with the region to parse them in.
+
+    Returns:
+        A table ``raw, region, e164`` where ``e164`` is NULL for impossible numbers.
+    """
+    raws: list[str] = []
+    regions: list[str | None] = []
+    out: list[str | None] = []
+    for raw, region in pairs:
+        raws.append(raw)
+        regions.append(region)
+        out.append(phone_e164(raw, region))
+    return pa.table(
+        {
+            "raw": pa.array(raws, pa.string()),
+            "region": pa.array(regions, pa.string()),
+            "e164": pa.array(out, pa.string()),
+        }
+    )
+
+
+def sql_collapse(col: str) -> str:
+    """SQL for whitespace collapse + trim (DuckDB dialect, transpiled for other engines)."""
+    return rf"trim(regexp_replace({col}, '\s+', ' ', 'g'))"
+
+
+def sql_normalise(spec: str, col: str) -> tuple[str, str]:
+    """SQL expressions for one normaliser, except phone and country which need joins.
+
+    Args:
+        spec: Normaliser spec.
+        col: SQL expression holding the raw value as a string.
+
+    Returns:
+        ``(value_sql, invalid_sql)``: the normalised value (NULL when empty) and a
+        boolean that is true when a non-empty value is invalid.
+    """
+    name, _ = split_normaliser(spec)
+    text = sql_collapse(col)
+    if name in ("bool", "not_bool"):
+        low = f"lower({text})"
+        true_set = ", ".join(f"'{v}'" for v in sorted(_TRUE))
+        false_set = ", ".join(f"'{v}'" for v in sorted(_FALSE - {''}))
+        yes, no = ("'true'", "'false'") if name == "bool" else ("'false'", "'true'")
+        value = (
+            f"CASE WHEN {low} IN ({true_set}) THEN {yes} "
+            f"WHEN {low} IN ({false_set}) THEN {no} ELSE NULL END"
+        )
+        invalid = f"({low} <> '' AND {low} NOT IN ({true_set}, {false_set}))"
+        return value, invalid
+    empty_to_null = f"nullif({text}, '')"
+    if name == "email":
+        low = f"lower({empty_to_null})"
+        value = f"CASE WHEN regexp_matches({low}, '{EMAIL_REGEX_SQL}') THEN {low} END"
+        invalid = f"({low} IS NOT NULL AND NOT regexp_matches({low}, '{EMAIL_REGEX_SQL}'))"
+        return value, invalid
+    if name == "upper":
+        return f"upper({empty_to_null})", "FALSE"
+    if name == "lower":
+        return f"lower({empty_to_null})", "FALSE"
+    if name == "id":
+        return f"nullif(trim({col}), '')", "FALSE"
+    if name in ("phone", "country"):
+        raise ConfigError(f"normaliser {name!r} is applied through a lookup join, not inline")
+    return empty_to_null, "FALSE"

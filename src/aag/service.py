@@ -1,0 +1,310 @@
+"""The one service object the CLI (and later the API) call. No I/O formatting here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from aag.engine import make_engine
+from aag.engine.base import Engine
+from aag.errors import InputError, NotFoundError
+from aag.model import QUARANTINE
+from aag.pipeline import BatchReport, ingest_file
+from aag.resolution import (
+    CUSTOMER_ATTRIBUTES,
+    Explanation,
+    explain,
+    profile_rows,
+    ranked_values,
+)
+from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
+from aag.sources.salesforce import sf_id18
+from aag.store import flatten_edges
+from aag.warehouse import Warehouse
+
+EXPORT_FORMATS = ("parquet", "csv", "jsonl")
+#: Models ``aag export`` knows (gold models are added by the dbt build).
+EXPORT_MODELS = ("nodes", "relationships", "customer_profile_v1", "customer_profile_v2",
+                 "quarantine", "batches")
+
+
+def _q(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class AagService:
+    """Facade over warehouse, engine and rules."""
+
+    def __init__(self, warehouse: str | None = None, engine: str = "local") -> None:
+        self.warehouse = Warehouse(warehouse)
+        self._engine_name = engine
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The compute engine (created on first use)."""
+        if self._engine is None:
+            self._engine = make_engine(self._engine_name)
+        return self._engine
+
+    # -- writing -------------------------------------------------------------------------
+    def init(self) -> list[str]:
+        """Create the warehouse tables and default config (idempotent)."""
+        with self.warehouse.writer_lock():
+            return self.warehouse.init()
+
+    def ingest(self, source_system: str, source_object: str, files: Sequence[Path],
+               on_file: Callable[[BatchReport], None] | None = None) -> list[BatchReport]:
+        """Land and process files in the given order, one batch per file."""
+        self.warehouse.require()
+        self.warehouse.config.object(source_system, source_object)
+        for path in files:
+            if not Path(path).is_file():
+                raise InputError(f"{path}: no such file")
+        reports = []
+        with self.warehouse.writer_lock():
+            for path in files:
+                report = ingest_file(self.warehouse, self.engine, source_system,
+                                     source_object, Path(path))
+                reports.append(report)
+                if on_file:
+                    on_file(report)
+        return reports
+
+    # -- reading -------------------------------------------------------------------------
+    def _edges_of(self, entity_id: str) -> pa.Table:
+        return self.warehouse.io.read(self.warehouse.graph.relationships_uri, "*",
+                                      f"source_node_id = {_q(entity_id)}")
+
+    def _nodes_by_id(self, ids: list[str]) -> pa.Table:
+        if not ids:
+            return self.warehouse.io.read(self.warehouse.graph.nodes_uri, "*", "FALSE")
+        quoted = ", ".join(_q(i) for i in sorted(set(ids)))
+        return self.warehouse.io.read(self.warehouse.graph.nodes_uri, "*",
+                                      f"node_id IN ({quoted})")
+
+    def customer_exists(self, customer_id: str) -> bool:
+        """Whether an entity node with this id exists."""
+        found = self._nodes_by_id([customer_id])
+        return found.num_rows > 0
+
+    def find_customer(self, source_system: str, source_id: str) -> str:
+        """Entity id of a source record (the identity map)."""
+        self.warehouse.require()
+        ids = {source_id.strip()}
+        if source_system.lower() == "salesforce":
+            ids.add(sf_id18(source_id.strip()))
+        likes = " OR ".join(
+            f"value LIKE {_q(source_system + ':%:' + i)}" for i in sorted(ids)
+        )
+        nodes = self.warehouse.io.read(
+            self.warehouse.graph.nodes_uri, "node_id",
+            f"node_type = '{SOURCE_RECORD_NODE}' AND ({likes})")
+        if nodes.num_rows == 0:
+            raise NotFoundError(f"no record {source_id!r} from {source_system} in the graph")
+        targets = ", ".join(_q(v) for v in nodes.column("node_id").to_pylist())
+        edges = self.warehouse.io.read(
+            self.warehouse.graph.relationships_uri, "source_node_id, is_current, updated_at",
+            f"rel_type = '{SOURCE_RECORD_REL}' AND target_node_id IN ({targets})")
+        if edges.num_rows == 0:
+            raise NotFoundError(f"record {source_id!r} from {source_system} is not linked")
+        rows = sorted(edges.to_pylist(), key=lambda r: (not r["is_current"], r["updated_at"]))
+        return str(rows[0]["source_node_id"])
+
+    def _ranked_for(self, customer_id: str) -> tuple[pa.Table, pa.Table, pa.Table]:
+        self.warehouse.require()
+        if not self.customer_exists(customer_id):
+            raise NotFoundError(f"no customer {customer_id!r} in the graph")
+        edges = self._edges_of(customer_id)
+        nodes = self._nodes_by_id(edges.column("target_node_id").to_pylist())
+        ranked = ranked_values(self.engine, edges, nodes, self.warehouse.config)
+        return ranked, edges, nodes
+
+    def profile(self, customer_id: str, version: int = 2) -> dict[str, Any]:
+        """The resolved profile of one customer (v1 or v2 shape)."""
+        ranked, _, _ = self._ranked_for(customer_id)
+        return profile_rows(ranked, self.warehouse.config, [customer_id], version)[0]
+
+    def explain(self, customer_id: str, attribute: str) -> Explanation:
+        """Winner, competing values and version history of one attribute."""
+        rel_types = self.warehouse.config.attribute_rel_types()
+        if attribute not in rel_types:
+            raise NotFoundError(
+                f"unknown attribute {attribute!r}; known: {', '.join(sorted(rel_types))}")
+        rel_type = rel_types[attribute]
+        ranked, edges, nodes = self._ranked_for(customer_id)
+        flat = flatten_edges(edges)
+        values = dict(zip(nodes.column("node_id").to_pylist(), nodes.column("value").to_pylist(),
+                          strict=True))
+        mine = flat.filter(pa.compute.equal(flat.column("rel_type"), rel_type))
+        history = mine.append_column(
+            "value", pa.array([values.get(t) for t in mine.column("target_node_id").to_pylist()],
+                              pa.string()))
+        return explain(ranked, history, customer_id, attribute, rel_type)
+
+    def customer_profiles(self, version: int) -> pa.Table:
+        """Profiles of every customer (the embedded stand-in for the gold model)."""
+        self.warehouse.require()
+        graph = self.warehouse.graph
+        edges = self.warehouse.io.read(graph.relationships_uri, "*", "is_current")
+        nodes = self.warehouse.io.read(graph.nodes_uri, "node_id, node_type, value")
+        customers = sorted(
+            n["node_id"] for n in nodes.to_pylist() if n["node_type"] == "customer")
+        ranked = ranked_values(self.engine, edges, nodes, self.warehouse.config)
+        rows = profile_rows(ranked, self.warehouse.config, customers, version)
+        fields = [pa.field("customer_id", pa.string())]
+        for attr in CUSTOMER_ATTRIBUTES:
+            fields.append(pa.field(attr, pa.string()))
+            if version >= 2:
+                fields.append(pa.field(f"{attr}_source", pa.string()))
+                fields.append(pa.field(f"{attr}_updated_at", pa.timestamp("us", tz="UTC")))
+        return pa.Table.from_pylist(rows, schema=pa.schema(fields))
+
+    def model(self, name: str) -> pa.Table:
+        """A table by its export name."""
+        self.warehouse.require()
+        graph = self.warehouse.graph
+        if name == "nodes":
+            return graph.nodes()
+        if name == "relationships":
+            return graph.relationships()
+        if name == "quarantine":
+            return self.warehouse.quarantine()
+        if name == "batches":
+            return self.warehouse.batches()
+        if name in ("customer_profile_v1", "customer_profile_v2"):
+            return self.customer_profiles(int(name[-1]))
+        raise NotFoundError(f"unknown model {name!r}; known: {', '.join(EXPORT_MODELS)}")
+
+    def export(self, name: str, fmt: str, out: Path) -> int:
+        """Write a model to a file; returns the number of rows."""
+        if fmt not in EXPORT_FORMATS:
+            raise InputError(f"unknown format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+        table = self.model(name)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "parquet":
+            pq.write_table(table, out)
+        elif fmt == "csv":
+            flat = _stringify_maps(table)
+            pacsv.write_csv(flat, out)
+        else:
+            _write_jsonl(table, out)
+        return table.num_rows
+
+    # -- erasure ---------------------------------------------------------------------------
+    def erase(self, customer_id: str) -> dict[str, int]:
+        """GDPR erasure: remove the customer's edges, values only they used, their source
+        records' bronze and quarantine rows. Run :meth:`vacuum` to delete old files."""
+        self.warehouse.require()
+        if not self.customer_exists(customer_id):
+            raise NotFoundError(f"no customer {customer_id!r} in the graph")
+        wh = self.warehouse
+        graph = wh.graph
+        with wh.writer_lock():
+            edges = self._edges_of(customer_id)
+            targets = sorted(set(edges.column("target_node_id").to_pylist()))
+            record_nodes = self._nodes_by_id(targets)
+            records = [
+                r["value"] for r in record_nodes.to_pylist()
+                if r["node_type"] == SOURCE_RECORD_NODE
+            ]
+            # Values shared with another entity stay; the rest become unreachable and go.
+            shared: set[str] = set()
+            if targets:
+                quoted = ", ".join(_q(t) for t in targets)
+                others = wh.io.read(
+                    graph.relationships_uri, "DISTINCT target_node_id",
+                    f"target_node_id IN ({quoted}) AND source_node_id <> {_q(customer_id)}")
+                shared = set(others.column("target_node_id").to_pylist())
+            drop_nodes = [t for t in targets if t not in shared] + [customer_id]
+            meta = {"aag.erase": customer_id}
+            wh.io.replace_where(graph.relationships_uri, graph.relationships().schema.empty_table(),
+                                f"source_node_id = {_q(customer_id)} OR "
+                                f"target_node_id = {_q(customer_id)}", meta)
+            wh.io.replace_where(graph.edge_events_uri, graph.edge_events().schema.empty_table(),
+                                f"source_node_id = {_q(customer_id)}", meta)
+            quoted_nodes = ", ".join(_q(n) for n in drop_nodes)
+            wh.io.replace_where(graph.nodes_uri, graph.nodes().schema.empty_table(),
+                                f"node_id IN ({quoted_nodes})", meta)
+            bronze_rows = 0
+            for record in records:
+                system, obj, record_id = record.split(":", 2)
+                uri = wh.bronze_uri(system, obj)
+                if wh.io.exists(uri):
+                    before = wh.io.read(uri, "count(*) AS n", f"_record_id = {_q(record_id)}")
+                    bronze_rows += int(before.column("n")[0].as_py())
+                    wh.io.replace_where(uri, _empty_bronze(),
+                                        f"_record_id = {_q(record_id)}", meta)
+                wh.io.replace_where(
+                    wh.quarantine_uri, QUARANTINE.empty_table(),
+                    f"source_system = {_q(system)} AND record_id = {_q(record_id)}", meta)
+        return {"edges_removed": edges.num_rows, "nodes_removed": len(drop_nodes),
+                "bronze_rows_removed": bronze_rows, "source_records": len(records)}
+
+    def vacuum(self) -> dict[str, int]:
+        """Delete files no longer referenced by any table version (irreversible)."""
+        self.warehouse.require()
+        wh = self.warehouse
+        uris = [wh.graph.nodes_uri, wh.graph.relationships_uri, wh.graph.edge_events_uri,
+                wh.quarantine_uri, wh.ledger_uri]
+        uris += _bronze_tables(wh)
+        removed: dict[str, int] = {}
+        with wh.writer_lock():
+            for uri in uris:
+                if not wh.io.exists(uri):
+                    continue
+                table = wh.io.open(uri)
+                files = table.vacuum(retention_hours=0, enforce_retention_duration=False,
+                                     dry_run=False)
+                removed[uri] = len(files)
+        return removed
+
+
+def _empty_bronze() -> pa.Table:
+    from aag.warehouse import BRONZE
+
+    return BRONZE.empty_table()
+
+
+def _bronze_tables(wh: Warehouse) -> list[str]:
+    if not wh.local:
+        return [wh.bronze_uri(s.source_system, s.source_object) for s in wh.config.objects]
+    root = Path(wh.uri) / "bronze"
+    return [str(p.parent) for p in root.glob("*/*/_delta_log")] if root.exists() else []
+
+
+def _stringify_maps(table: pa.Table) -> pa.Table:
+    import json
+
+    columns = []
+    for field in table.schema:
+        col = table.column(field.name)
+        if pa.types.is_map(field.type):
+            values = [json.dumps(dict(v)) if v is not None else None for v in col.to_pylist()]
+            columns.append(pa.array(values, pa.string()))
+        else:
+            columns.append(col)
+    return pa.table(columns, names=table.column_names)
+
+
+def _write_jsonl(table: pa.Table, out: Path) -> None:
+    import json
+
+    with out.open("w", encoding="utf-8") as handle:
+        for row in table.to_pylist():
+            clean = {k: _jsonable(v) for k, v in row.items()}
+            handle.write(json.dumps(clean, ensure_ascii=False) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, list) and value and isinstance(value[0], tuple):
+        return dict(value)
+    return value
+

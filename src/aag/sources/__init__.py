@@ -1,0 +1,21 @@
+"""Source extractors: one module per system, all on :class:`~aag.sources.base.Extractor`."""
+
+from __future__ import annotations
+
+from aag.config import Config, ObjectSpec
+from aag.sources.base import Extracted, Extractor, GenericExtractor
+from aag.sources.salesforce import SalesforceContactExtractor
+
+#: Extractor classes for objects with rules the registry alone cannot express.
+EXTRACTORS: dict[tuple[str, str], type[Extractor]] = {
+    ("salesforce", "contact"): SalesforceContactExtractor,
+}
+
+
+def extractor_for(spec: ObjectSpec, config: Config) -> Extractor:
+    """The extractor of a source object (the generic one unless a class is registered)."""
+    cls = EXTRACTORS.get((spec.source_system.lower(), spec.source_object.lower()), GenericExtractor)
+    return cls(spec, config)
+
+
+__all__ = ["EXTRACTORS", "Extracted", "Extractor", "GenericExtractor", "extractor_for"]

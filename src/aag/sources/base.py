@@ -1,0 +1,380 @@
+"""Extractor base class: landed bronze rows → field events.
+
+An extractor turns one batch of rows of one source object into
+
+* field events (one per entity × attribute, with the field's own event time),
+* candidate value and entity nodes,
+* quarantine rows for what cannot be used (whole rows, or single fields).
+
+The work is SQL generated from the registry (canonical dialect), so the same
+extraction runs on every engine. Subclasses override small hooks (how the
+record id is read, extra rows) where a source has its own rules; a source that
+fits the registry needs no class at all (:class:`GenericExtractor`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from aag.config import Config, ObjectSpec, RegistryRow
+from aag.engine.base import Engine
+from aag.ids import entity_node_id_sql, value_node_id_sql
+from aag.model import FIELD_EVENTS, NODES, QUARANTINE
+from aag.normalize import E164_REGEX_SQL, country_table, normalise_phones, split_normaliser
+from aag.normalize import sql_collapse as collapse
+from aag.normalize import sql_normalise
+
+#: rel_type and node type of the identity edge every record gets.
+SOURCE_RECORD_REL = "HAS_SOURCE_RECORD"
+SOURCE_RECORD_NODE = "source_record"
+
+
+def q(identifier: str) -> str:
+    """Quote an identifier for the canonical dialect."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def lit(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass
+class Extracted:
+    """What one batch of rows yields."""
+
+    events: pa.Table
+    nodes: pa.Table
+    quarantine: pa.Table
+    rows_landed: int
+    rows_quarantined: int
+    fields_rejected: int
+
+    @property
+    def rows_processed(self) -> int:
+        """Rows that produced field events (landed minus quarantined)."""
+        return self.rows_landed - self.rows_quarantined
+
+
+class Extractor:
+    """Registry-driven extraction for one source object; subclass to add source rules."""
+
+    def __init__(self, spec: ObjectSpec, config: Config) -> None:
+        self.spec = spec
+        self.config = config
+
+    # -- hooks ---------------------------------------------------------------------
+    def record_id_sql(self) -> str:
+        """SQL for the record id from the raw id column (NULL when missing)."""
+        return f"nullif(trim({q(self.spec.id_field)}), '')"
+
+    def time_sql(self, column: str) -> str:
+        """SQL parsing a raw time column into a UTC timestamp (NULL if unparseable)."""
+        raw = f"nullif(trim({q(column)}), '')"
+        if self.spec.time_format == "yyyymmdd":
+            return f"CAST(try_strptime({raw}, '%Y%m%d') AS TIMESTAMPTZ)"
+        return f"try_cast({raw} AS TIMESTAMPTZ)"
+
+    def entity_key_sql(self) -> str:
+        """SQL for the entity key of a row: a ``same_as`` link if present, else its own."""
+        spec = self.spec
+        own = (
+            f"concat({lit(spec.entity_type + '|' + spec.source_system + '|' + spec.source_object + '|')}"
+            ", record_id)"
+        )
+        links = [
+            f"CASE WHEN link{i} IS NOT NULL THEN concat("
+            f"{lit(spec.entity_type + '|' + system + '|' + obj + '|')}, link{i}) END"
+            for i, (_, system, obj) in enumerate(spec.same_as)
+        ]
+        return f"coalesce({', '.join([*links, own])})" if links else own
+
+    # -- SQL building ----------------------------------------------------------------
+    def _attr_value_sql(self, i: int, row: RegistryRow) -> tuple[str, str]:
+        name, _ = split_normaliser(row.normaliser)
+        raw = q(row.source_field)
+        if name == "country":
+            text = f"nullif({collapse(raw)}, '')"
+            return f"c{i}.alpha2", f"({text} IS NOT NULL AND c{i}.alpha2 IS NULL)"
+        if name == "phone":
+            text = f"nullif({collapse(raw)}, '')"
+            compact = rf"regexp_replace({text}, '[\s().\-/]', '', 'g')"
+            fast = f"(regexp_matches({compact}, '{E164_REGEX_SQL}') AND strpos({text}, '(0)') = 0)"
+            value = f"CASE WHEN {fast} THEN {compact} ELSE p{i}.e164 END"
+            return value, f"({text} IS NOT NULL AND ({value}) IS NULL)"
+        return sql_normalise(row.normaliser, raw)
+
+    def _region_sql(self, row: RegistryRow) -> str:
+        """Region for parsing a phone: the record's own country if mapped, else the default."""
+        _, param = split_normaliser(row.normaliser)
+        for i, other in enumerate(self.spec.attributes):
+            if split_normaliser(other.normaliser)[0] == "country":
+                default = lit(param) if param else "NULL"
+                return f"coalesce(c{i}.alpha2, {default})"
+        return lit(param) if param else "CAST(NULL AS VARCHAR)"
+
+    def _joins(self) -> str:
+        joins = []
+        for i, row in enumerate(self.spec.attributes):
+            name, _ = split_normaliser(row.normaliser)
+            raw = q(row.source_field)
+            if name == "country":
+                joins.append(
+                    f"LEFT JOIN aag_countries c{i} ON c{i}.key = upper({collapse(raw)})"
+                )
+        for i, row in enumerate(self.spec.attributes):
+            name, _ = split_normaliser(row.normaliser)
+            if name == "phone":
+                joins.append(
+                    f"LEFT JOIN aag_phones p{i} ON p{i}.raw = {collapse(q(row.source_field))} "
+                    f"AND p{i}.region IS NOT DISTINCT FROM {self._region_sql(row)}"
+                )
+        return "\n".join(joins)
+
+    def rows_sql(self) -> str:
+        """One row per landed row: id, time, deletion, row error, every attribute normalised."""
+        spec = self.spec
+        rid = self.record_id_sql()
+        cols = [
+            "r._row_number AS _row_number",
+            f"{rid} AS record_id",
+        ]
+        if spec.time_field:
+            raw_t = q(spec.time_field)
+            rtime = self.time_sql(spec.time_field)
+            cols.append(f"{rtime} AS record_time")
+        else:
+            raw_t = rtime = "CAST(NULL AS TIMESTAMPTZ)"
+            cols.append(f"{rtime} AS record_time")
+        if spec.deleted_field:
+            del_val, del_bad = sql_normalise(spec.deleted_normaliser, q(spec.deleted_field))
+            cols.append(f"coalesce({del_val} = 'true', FALSE) AS is_deleted")
+        else:
+            del_bad = "FALSE"
+            cols.append("FALSE AS is_deleted")
+        checks = [
+            "WHEN r._error IS NOT NULL THEN r._error",
+            f"WHEN {rid} IS NULL THEN {lit('missing record id (' + spec.id_field + ')')}",
+        ]
+        if spec.time_field:
+            checks.append(
+                f"WHEN nullif(trim({raw_t}), '') IS NULL THEN "
+                f"{lit('missing record time (' + spec.time_field + ')')}"
+            )
+            checks.append(
+                f"WHEN {rtime} IS NULL THEN "
+                f"concat({lit('unparseable record time (' + spec.time_field + '): ')}, {raw_t})"
+            )
+        if spec.deleted_field:
+            checks.append(
+                f"WHEN {del_bad} THEN concat("
+                f"{lit('invalid deletion flag (' + spec.deleted_field + '): ')}, "
+                f"{q(spec.deleted_field)})"
+            )
+        cols.append("CASE " + " ".join(checks) + " END AS row_error")
+        for i, (link_field, _, _) in enumerate(spec.same_as):
+            cols.append(f"nullif(trim({q(link_field)}), '') AS link{i}")
+        for i, row in enumerate(spec.attributes):
+            value, bad = self._attr_value_sql(i, row)
+            cols.append(f"{value} AS v{i}")
+            cols.append(f"{bad} AS bad{i}")
+            cols.append(f"{q(row.source_field)} AS raw{i}")
+            if row.event_time_field:
+                ft_raw = f"nullif(trim({q(row.event_time_field)}), '')"
+                ft = self.time_sql(row.event_time_field)
+                cols.append(f"coalesce({ft}, {rtime}) AS t{i}")
+                cols.append(f"({ft_raw} IS NOT NULL AND {ft} IS NULL) AS tbad{i}")
+                cols.append(f"{q(row.event_time_field)} AS traw{i}")
+            else:
+                cols.append(f"{rtime} AS t{i}")
+                cols.append("FALSE AS tbad{i}".replace("{i}", str(i)))
+                cols.append(f"CAST(NULL AS VARCHAR) AS traw{i}")
+        hash_parts = ", ".join(f"coalesce(v{i}, '')" for i in range(len(spec.attributes)))
+        select = ",\n    ".join(cols)
+        return f"""
+SELECT *, sha256(concat_ws('|', CAST(is_deleted AS VARCHAR), {hash_parts or "''"})) AS row_hash
+FROM (
+  SELECT {select}
+  FROM batch_rows r
+  {self._joins()}
+) x
+"""
+
+    def phone_pairs_sql(self) -> str | None:
+        """Distinct (raw phone, region) pairs that need ``phonenumbers`` (not already E.164)."""
+        parts = []
+        for row in self.spec.attributes:
+            if split_normaliser(row.normaliser)[0] != "phone":
+                continue
+            text = f"nullif({collapse(q(row.source_field))}, '')"
+            compact = rf"regexp_replace({text}, '[\s().\-/]', '', 'g')"
+            joins = "\n".join(
+                j for j in self._joins().splitlines() if "aag_countries" in j
+            )
+            parts.append(
+                f"SELECT DISTINCT {text} AS raw, {self._region_sql(row)} AS region "
+                f"FROM batch_rows r {joins} WHERE {text} IS NOT NULL AND NOT "
+                f"(regexp_matches({compact}, '{E164_REGEX_SQL}') AND strpos({text}, '(0)') = 0)"
+            )
+        return " UNION ".join(parts) if parts else None
+
+    def events_sql(self, batch_id: str) -> str:
+        """Field events of the valid rows (one UNION branch per attribute + identity)."""
+        spec = self.spec
+        key = self.entity_key_sql()
+        entity = entity_node_id_sql(key)
+        branches = []
+        for i, row in enumerate(spec.attributes):
+            eid = (
+                f"concat({lit(spec.source_system + ':' + spec.source_object + ':')}, record_id, ':', "
+                f"strftime(t{i}, '%Y-%m-%dT%H:%M:%S.%fZ'), ':', substr(row_hash, 1, 12))"
+            )
+            target = (
+                f"CASE WHEN is_deleted OR v{i} IS NULL THEN NULL ELSE "
+                f"{value_node_id_sql(lit(row.node_type), f'v{i}')} END"
+            )
+            branches.append(
+                f"SELECT {entity} AS source_node_id, {lit(row.rel_type)} AS rel_type, "
+                f"{lit(spec.source_system)} AS source_system, {target} AS target_node_id, "
+                f"t{i} AS updated_at, {eid} AS source_event_id, "
+                f"CAST({row.confidence} AS FLOAT) AS confidence, "
+                f"{lit(row.source_field)} AS source_field, {lit(batch_id)} AS batch_id "
+                f"FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND NOT tbad{i}"
+            )
+        ident_value = f"concat({lit(spec.source_system + ':' + spec.source_object + ':')}, record_id)"
+        branches.append(
+            f"SELECT {entity}, {lit(SOURCE_RECORD_REL)}, {lit(spec.source_system)}, "
+            f"{value_node_id_sql(lit(SOURCE_RECORD_NODE), ident_value)}, "
+            f"coalesce(record_time{', t0' if spec.attributes else ''}), "
+            f"{ident_value}, CAST(1.0 AS FLOAT), {lit(spec.id_field)}, {lit(batch_id)} "
+            f"FROM ex_rows WHERE row_error IS NULL"
+        )
+        return "\nUNION ALL\n".join(branches)
+
+    def nodes_sql(self, now_sql: str) -> str:
+        """Candidate nodes (:data:`aag.model.NODES` rows): values, entities, source records."""
+        inner = self._nodes_inner_sql()
+        return f"""
+SELECT node_id, node_type, value, checksum, {now_sql} AS created_at,
+    CASE WHEN p_system IS NULL THEN NULL ELSE
+        MAP(['source_system', 'source_object', 'source_record_id'], [p_system, p_object, p_record])
+    END AS properties
+FROM ({inner}) n
+"""
+
+    def _nodes_inner_sql(self) -> str:
+        spec = self.spec
+        key = self.entity_key_sql()
+        parts = []
+        for i, row in enumerate(spec.attributes):
+            parts.append(
+                f"SELECT DISTINCT {value_node_id_sql(lit(row.node_type), f'v{i}')} AS node_id, "
+                f"{lit(row.node_type)} AS node_type, v{i} AS value, sha256(v{i}) AS checksum, "
+                f"CAST(NULL AS VARCHAR) AS p_system, CAST(NULL AS VARCHAR) AS p_object, "
+                f"CAST(NULL AS VARCHAR) AS p_record "
+                f"FROM ex_rows WHERE row_error IS NULL AND v{i} IS NOT NULL AND NOT is_deleted"
+            )
+        ident_value = f"concat({lit(spec.source_system + ':' + spec.source_object + ':')}, record_id)"
+        parts.append(
+            f"SELECT DISTINCT {value_node_id_sql(lit(SOURCE_RECORD_NODE), ident_value)}, "
+            f"{lit(SOURCE_RECORD_NODE)}, {ident_value}, sha256({ident_value}), "
+            f"NULL, NULL, NULL FROM ex_rows WHERE row_error IS NULL"
+        )
+        parts.append(
+            f"SELECT DISTINCT {entity_node_id_sql(key)}, {lit(spec.entity_type)}, NULL, NULL, "
+            f"{lit(spec.source_system)}, {lit(spec.source_object)}, record_id "
+            f"FROM ex_rows WHERE row_error IS NULL"
+        )
+        return "\nUNION ALL\n".join(parts)
+
+    def quarantine_sql(self, batch_id: str, now_sql: str) -> str:
+        """Quarantine rows (:data:`aag.model.QUARANTINE`) with reason and raw content."""
+        spec = self.spec
+        return f"""
+SELECT {lit(spec.source_system)} AS source_system, {lit(spec.source_object)} AS source_object,
+    {lit(batch_id)} AS batch_id, CAST(f._row_number AS BIGINT) AS row_number, f.record_id,
+    f.level, f.source_field, f.reason, r._raw AS raw, {now_sql} AS quarantined_at
+FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_number
+"""
+
+    def _findings_sql(self) -> str:
+        parts = [
+            "SELECT _row_number, record_id, 'row' AS level, CAST(NULL AS VARCHAR) AS source_field, "
+            "row_error AS reason FROM ex_rows WHERE row_error IS NOT NULL"
+        ]
+        for i, row in enumerate(self.spec.attributes):
+            name, _ = split_normaliser(row.normaliser)
+            parts.append(
+                f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "
+                f"concat({lit('invalid ' + name + ' value in ' + row.source_field + ': ')}, raw{i}) "
+                f"FROM ex_rows WHERE row_error IS NULL AND bad{i}"
+            )
+            if row.event_time_field:
+                parts.append(
+                    f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "
+                    f"concat({lit('unparseable field time (' + row.event_time_field + '): ')}, "
+                    f"traw{i}) FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND tbad{i}"
+                )
+        return "\nUNION ALL\n".join(parts)
+
+    # -- running -------------------------------------------------------------------------
+    def extract(
+        self, engine: Engine, rows: pa.Table, batch_id: str, now: pa.Scalar
+    ) -> Extracted:
+        """Run the extraction for one batch.
+
+        Args:
+            engine: Engine to run on.
+            rows: Landed rows: ``_row_number``, ``_raw``, ``_error`` and one string
+                column per registry field of the object.
+            batch_id: The batch these rows belong to.
+            now: Ingestion time stamped on new nodes and quarantine rows.
+
+        Returns:
+            Field events, candidate nodes and quarantine rows.
+        """
+        rows = self.prepare(rows)
+        engine.register("batch_rows", rows)
+        engine.register("aag_countries", country_table())
+        names = ["batch_rows", "aag_countries", "aag_phones", "ex_rows"]
+        try:
+            pairs_sql = self.phone_pairs_sql()
+            pairs: list[tuple[str, str | None]] = []
+            if pairs_sql:
+                found = engine.query(pairs_sql)
+                pairs = list(
+                    zip(found.column("raw").to_pylist(), found.column("region").to_pylist(),
+                        strict=True)
+                )
+            engine.register("aag_phones", normalise_phones(pairs))
+            engine.materialize("ex_rows", self.rows_sql())
+            events = engine.query(self.events_sql(batch_id))
+            now_sql = f"CAST('{now.as_py().isoformat()}' AS TIMESTAMPTZ)"
+            nodes = engine.query(self.nodes_sql(now_sql))
+            quarantine = engine.query(self.quarantine_sql(batch_id, now_sql))
+            rows_quarantined = int(
+                engine.scalar("SELECT count(*) FROM ex_rows WHERE row_error IS NOT NULL") or 0  # type: ignore[call-overload]
+            )
+        finally:
+            for name in names:
+                engine.drop(name)
+        events = events.rename_columns(FIELD_EVENTS.names).cast(FIELD_EVENTS)
+        return Extracted(
+            events=events,
+            nodes=nodes.cast(NODES),
+            quarantine=quarantine.cast(QUARANTINE),
+            rows_landed=rows.num_rows,
+            rows_quarantined=rows_quarantined,
+            fields_rejected=sum(1 for v in quarantine.column("level").to_pylist() if v == "field"),
+        )
+
+    def prepare(self, rows: pa.Table) -> pa.Table:
+        """Source-specific fix-ups of the landed rows before extraction (none by default)."""
+        return rows
+
+
+class GenericExtractor(Extractor):
+    """Extraction driven by registry rows alone: record id, record time, deletion flag,
+    and attributes with optional field-level time columns."""

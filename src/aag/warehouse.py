@@ -1,0 +1,187 @@
+"""The warehouse folder: bronze, silver, quarantine, the batch ledger, config.
+
+Layout (``<wh>`` is a local path or an object-store URI, passed to delta-rs
+unchanged)::
+
+    <wh>/bronze/<source>/<object>   raw landed rows, as received (Delta)
+    <wh>/silver/nodes               graph nodes (Delta, SPEC §2)
+    <wh>/silver/relationships       graph edges (Delta, SPEC §2)
+    <wh>/silver/edge_events         absorbed events (Delta, see aag.rules)
+    <wh>/quarantine                 rows/fields that could not be used (Delta)
+    <wh>/ledger/batches             one row per committed batch (Delta)
+    <wh>/config/*.csv               registry and priorities (local warehouses)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pyarrow as pa
+
+from aag.config import PRIORITY_FILE, REGISTRY_FILE, Config, default_config_dir, load_config
+from aag.delta import DeltaIO, is_local, join
+from aag.errors import ConflictError, WarehouseError
+from aag.model import BRONZE_META, LEDGER, QUARANTINE
+from aag.store import DeltaGraphStore
+
+BRONZE = pa.schema(
+    [
+        pa.field("_batch_id", pa.string()),
+        pa.field("_row_number", pa.int64()),
+        pa.field("_record_id", pa.string()),
+        pa.field("_raw", pa.string()),
+        pa.field("_landed_at", pa.timestamp("us", tz="UTC")),
+        pa.field("_file_name", pa.string()),
+    ]
+)
+assert set(BRONZE_META) <= set(BRONZE.names)
+
+
+def resolve_location(warehouse: str | None) -> str:
+    """``--warehouse``, else ``$AAG_WAREHOUSE``, else ``./warehouse`` (SPEC §9)."""
+    location = warehouse or os.environ.get("AAG_WAREHOUSE") or "warehouse"
+    if is_local(location):
+        return str(Path(location.removeprefix("file://")).expanduser().resolve())
+    return location
+
+
+class Warehouse:
+    """Paths and tables of one warehouse."""
+
+    def __init__(self, location: str | None = None,
+                 storage_options: Mapping[str, str] | None = None) -> None:
+        self.uri = resolve_location(location)
+        self.io = DeltaIO(storage_options)
+        self.graph = DeltaGraphStore(join(self.uri, "silver"), self.io)
+        self.quarantine_uri = join(self.uri, "quarantine")
+        self.ledger_uri = join(self.uri, "ledger", "batches")
+        self._config: Config | None = None
+
+    @property
+    def local(self) -> bool:
+        """Whether the warehouse is on the local file system."""
+        return is_local(self.uri)
+
+    def bronze_uri(self, source_system: str, source_object: str) -> str:
+        """Delta table of one source object's landed rows."""
+        return join(self.uri, "bronze", source_system, source_object)
+
+    @property
+    def config_dir(self) -> Path | None:
+        """``<wh>/config`` for local warehouses that have one."""
+        if not self.local:
+            return None
+        folder = Path(self.uri) / "config"
+        return folder if (folder / REGISTRY_FILE).exists() else None
+
+    @property
+    def config(self) -> Config:
+        """The registry and priorities in force for this warehouse."""
+        if self._config is None:
+            override = os.environ.get("AAG_CONFIG_DIR")
+            self._config = load_config(Path(override) if override else self.config_dir)
+        return self._config
+
+    def is_initialised(self) -> bool:
+        """Whether ``aag init`` has run here."""
+        return self.io.exists(self.graph.relationships_uri)
+
+    def require(self) -> None:
+        """Raise a one-line error unless the warehouse is initialised."""
+        if not self.is_initialised():
+            raise WarehouseError(f"no AAG warehouse at {self.uri} (run 'aag init' first)")
+
+    def init(self) -> list[str]:
+        """Create every table and the default config that is missing (idempotent)."""
+        created = self.graph.create()
+        if self.io.create(self.quarantine_uri, QUARANTINE, partition_by=["source_system"]):
+            created.append(self.quarantine_uri)
+        if self.io.create(self.ledger_uri, LEDGER):
+            created.append(self.ledger_uri)
+        if self.local:
+            folder = Path(self.uri) / "config"
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in (REGISTRY_FILE, PRIORITY_FILE):
+                if not (folder / name).exists():
+                    shutil.copyfile(default_config_dir() / name, folder / name)
+                    created.append(str(folder / name))
+        return created
+
+    # -- batches ---------------------------------------------------------------------
+    def committed_batches(self, batch_ids: list[str]) -> set[str]:
+        """Which of these batches the ledger records as committed."""
+        if not batch_ids:
+            return set()
+        quoted = ", ".join("'" + b.replace("'", "''") + "'" for b in batch_ids)
+        found = self.io.read(self.ledger_uri, "batch_id",
+                             f"status = 'committed' AND batch_id IN ({quoted})")
+        return {str(v) for v in found.column("batch_id").to_pylist()}
+
+    def land(self, source_system: str, source_object: str, batch_id: str,
+             rows: pa.Table, id_column: str, file_name: str, now: pa.Scalar) -> None:
+        """Write a batch's raw rows to bronze; re-landing the same batch replaces, not adds."""
+        uri = self.bronze_uri(source_system, source_object)
+        self.io.create(uri, BRONZE)
+        n = rows.num_rows
+        data = pa.table(
+            {
+                "_batch_id": pa.array([batch_id] * n, pa.string()),
+                "_row_number": rows.column("_row_number"),
+                "_record_id": rows.column(id_column) if id_column in rows.column_names
+                else pa.nulls(n, pa.string()),
+                "_raw": rows.column("_raw"),
+                "_landed_at": pa.array([now.as_py()] * n, now.type),
+                "_file_name": pa.array([file_name] * n, pa.string()),
+            },
+            schema=BRONZE,
+        )
+        self.io.replace_where(uri, data, f"_batch_id = '{batch_id}'", {"batch_id": batch_id})
+
+    def write_quarantine(self, batch_id: str, rows: pa.Table) -> None:
+        """Replace the batch's quarantine rows (idempotent on re-runs)."""
+        self.io.replace_where(self.quarantine_uri, rows.cast(QUARANTINE),
+                              f"batch_id = '{batch_id}'", {"batch_id": batch_id})
+
+    def record_batch(self, row: dict[str, object]) -> None:
+        """Append the batch's ledger row (the last write of a batch)."""
+        self.io.append(self.ledger_uri, pa.Table.from_pylist([row], schema=LEDGER))
+
+    def batches(self) -> pa.Table:
+        """The whole ledger."""
+        return self.io.read(self.ledger_uri).cast(LEDGER)
+
+    def quarantine(self) -> pa.Table:
+        """The whole quarantine table."""
+        return self.io.read(self.quarantine_uri).cast(QUARANTINE)
+
+    @contextlib.contextmanager
+    def writer_lock(self, timeout: float = 120.0) -> Iterator[None]:
+        """Serialise writers of one local warehouse (no-op on object stores, where Delta's
+        optimistic concurrency reports conflicts instead)."""
+        if not self.local:
+            yield
+            return
+        Path(self.uri).mkdir(parents=True, exist_ok=True)
+        path = Path(self.uri) / ".aag.lock"
+        with path.open("a+") as handle:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError as exc:
+                    if time.monotonic() > deadline:
+                        raise ConflictError(
+                            f"warehouse busy: another aag process is writing to {self.uri}; retry"
+                        ) from exc
+                    time.sleep(0.2)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
