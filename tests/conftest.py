@@ -1,0 +1,31 @@
+"""Shared fixtures: engines (DuckDB always, local Spark when marked), warehouses."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from aag.engine import make_engine
+from aag.engine.base import Engine
+
+os.environ.setdefault("PYSPARK_PYTHON", os.path.realpath(os.sys.executable))  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def spark_engine() -> Iterator[Engine]:
+    engine = make_engine("spark")
+    yield engine
+    engine.spark.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def duckdb_engine() -> Engine:
+    return make_engine("local")
+
+
+@pytest.fixture(params=["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """Every rule test runs on both engines (Spark tests can be skipped with -m 'not spark')."""
+    return request.getfixturevalue(f"{request.param}_engine")

@@ -1,0 +1,95 @@
+"""Helpers for rule tests: build field events, apply batches, and a reference model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+
+from aag.engine.base import Engine
+from aag.model import FIELD_EVENTS, NODES
+from aag.pipeline import plan_change
+from aag.store import MemoryGraphStore
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Ev:
+    entity: str
+    target: str | None  # None = removal
+    minute: int
+    eid: str
+    rel: str = "HAS_PHONE"
+    system: str = "crm"
+
+    def row(self, batch: str = "b") -> dict[str, object]:
+        return {
+            "source_node_id": self.entity,
+            "rel_type": self.rel,
+            "source_system": self.system,
+            "target_node_id": self.target,
+            "updated_at": T0 + timedelta(minutes=self.minute),
+            "source_event_id": self.eid,
+            "confidence": 1.0,
+            "source_field": "Phone",
+            "batch_id": batch,
+        }
+
+
+def events_table(events: list[Ev], batch: str = "b") -> pa.Table:
+    return pa.Table.from_pylist([e.row(batch) for e in events], schema=FIELD_EVENTS)
+
+
+def apply(engine: Engine, store: MemoryGraphStore, events: list[Ev], batch: str = "b") -> int:
+    """Apply one batch; returns the number of new edge versions."""
+    change, new_versions = plan_change(engine, store, events_table(events, batch),
+                                       NODES.empty_table())
+    store.commit(change)
+    return new_versions
+
+
+def versions(store: MemoryGraphStore) -> list[tuple]:
+    """Edge rows without ingestion bookkeeping (batch_id), sorted."""
+    rows = store.relationships().to_pylist()
+    out = []
+    for r in rows:
+        props = dict(r["properties"] or [])
+        props.pop("batch_id", None)
+        out.append((r["source_node_id"], r["rel_type"], r["source_system"], r["target_node_id"],
+                    r["updated_at"], r["is_current"], r["source_event_id"],
+                    tuple(sorted(props.items()))))
+    return sorted(out, key=repr)
+
+
+def reference(events: list[Ev]) -> list[tuple]:
+    """SPEC §3 as plain Python: (entity, rel, system, target, start, is_current, eid)."""
+    by_key: dict[tuple, list[Ev]] = {}
+    for e in set(events):
+        by_key.setdefault((e.entity, e.rel, e.system), []).append(e)
+    out = []
+    for key, evs in by_key.items():
+        evs.sort(key=lambda e: (e.minute, e.eid, "" if e.target is None else "\x01" + e.target))
+        runs: list[list] = []  # [target, start, eid, ended]
+        prev: str | None = None
+        for e in evs:
+            if e.target is not None and e.target != prev:
+                if runs and not runs[-1][3]:
+                    runs[-1][3] = True
+                runs.append([e.target, e.minute, e.eid, False])
+            elif e.target is None and prev is not None:
+                runs[-1][3] = True
+            prev = e.target
+        for target, start, eid, ended in runs:
+            out.append((*key, target, T0 + timedelta(minutes=start), not ended, eid))
+    return sorted(out, key=repr)
+
+
+def simple(store: MemoryGraphStore) -> list[tuple]:
+    return sorted(
+        [(r["source_node_id"], r["rel_type"], r["source_system"], r["target_node_id"],
+          r["updated_at"], r["is_current"], r["source_event_id"])
+         for r in store.relationships().to_pylist()],
+        key=repr,
+    )
