@@ -236,15 +236,21 @@ class DeltaGraphStore(GraphStore):
     def create(self) -> list[str]:
         """Create the three tables if missing; returns the ones created."""
         created = []
-        if self.io.create(self.nodes_uri, NODES, partition_by=["node_type"]):
+        # File statistics are kept only for id and type columns: statistics live on in the
+        # Delta log after files are vacuumed, and must not hold erased values.
+        if self.io.create(self.nodes_uri, NODES, partition_by=["node_type"],
+                          configuration={"delta.dataSkippingStatsColumns": "node_id,created_at"}):
             created.append(self.nodes_uri)
         if self.io.create(
             self.relationships_uri,
             RELATIONSHIPS,
-            configuration={"delta.enableChangeDataFeed": "true"},
+            configuration={"delta.dataSkippingStatsColumns":
+                           "source_node_id,target_node_id,rel_type,updated_at,is_current,"
+                           "source_system"},
         ):
             created.append(self.relationships_uri)
-        if self.io.create(self.edge_events_uri, EDGE_EVENTS):
+        if self.io.create(self.edge_events_uri, EDGE_EVENTS, configuration={
+                "delta.dataSkippingStatsColumns": "source_node_id,rel_type,source_system"}):
             created.append(self.edge_events_uri)
         return created
 

@@ -100,7 +100,9 @@ class Warehouse:
     def init(self) -> list[str]:
         """Create every table and the default config that is missing (idempotent)."""
         created = self.graph.create()
-        if self.io.create(self.quarantine_uri, QUARANTINE, partition_by=["source_system"]):
+        if self.io.create(self.quarantine_uri, QUARANTINE, partition_by=["source_system"],
+                          configuration={"delta.dataSkippingStatsColumns":
+                                         "source_system,source_object,batch_id"}):
             created.append(self.quarantine_uri)
         if self.io.create(self.ledger_uri, LEDGER):
             created.append(self.ledger_uri)
@@ -127,7 +129,8 @@ class Warehouse:
              rows: pa.Table, id_column: str, file_name: str, now: pa.Scalar) -> None:
         """Write a batch's raw rows to bronze; re-landing the same batch replaces, not adds."""
         uri = self.bronze_uri(source_system, source_object)
-        self.io.create(uri, BRONZE)
+        self.io.create(uri, BRONZE, configuration={
+            "delta.dataSkippingStatsColumns": "_batch_id,_row_number,_landed_at"})
         n = rows.num_rows
         data = pa.table(
             {

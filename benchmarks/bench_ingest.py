@@ -1,0 +1,505 @@
+"""Core ingest benchmark: initial load, 1% changed batch, no-change full re-sync.
+
+For each size N (contacts; ~10 field events per contact: 9 mapped attributes +
+1 identity event) this
+
+1. generates the Salesforce Contact files (``gen_salesforce.py``) unless cached;
+2. runs the *floor* in a fresh subprocess: one plain DuckDB pass over the same
+   initial JSONL (read_json → unpivot the 10 event columns → sha256 of the
+   value → Parquet), i.e. the least work any ingest has to do;
+3. runs the product in another fresh subprocess (so peak RSS is per size):
+   a new warehouse, ``AagService.init()``, then ``svc.ingest`` of the initial
+   file, the 1% batch and the no-change re-sync, one batch each.
+
+Besides the ``BatchReport`` figures it times the pipeline's phases by wrapping
+functions of ``aag`` at run time (nothing in ``src`` is changed) and records
+each batch's peak RSS (VmHWM, reset between batches via /proc/self/clear_refs).
+
+Results are printed as markdown and written into ``benchmarks/RESULTS.md``
+(the section for the same sizes is replaced, others are kept).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_ingest.py                    # 100k and 1M
+    .venv/bin/python benchmarks/bench_ingest.py --sizes 20000 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import gen_salesforce  # noqa: E402
+
+EVENT_COLUMNS = ("Id", "FirstName", "LastName", "Email", "Phone", "MailingStreet",
+                 "MailingCity", "MailingPostalCode", "MailingCountry", "HasOptedOutOfEmail")
+
+TARGET_EVENTS_PER_S = 500_000
+TARGET_CHANGED_RATIO = 0.05
+TARGET_RESYNC_RATIO = 0.25
+TARGET_RSS_BYTES = 3 * 1024**3
+TARGET_RSS_AT_EVENTS = 10_000_000
+
+
+# -- memory -----------------------------------------------------------------------------
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss() -> int:
+    """Peak RSS in bytes since the last reset (VmHWM), else the process's ru_maxrss."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _current_rss() -> int:
+    """Current RSS in bytes (VmRSS)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+# -- phase timing ------------------------------------------------------------------------
+PHASES: dict[str, float] = defaultdict(float)
+
+
+def _wrap(owner: Any, name: str, label: str) -> None:
+    fn: Callable[..., Any] = getattr(owner, name)
+
+    @functools.wraps(fn)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            PHASES[label] += time.perf_counter() - started
+
+    setattr(owner, name, timed)
+
+
+#: (label, nested) in pipeline order; nested phases are part of the one above them.
+PHASE_ORDER = [
+    ("ledger check", False),
+    ("file sha256", False),
+    ("read rows (DuckDB JSON)", False),
+    ("extract (SQL normalise → events, nodes)", False),
+    ("  phone parsing (phonenumbers)", True),
+    ("plan: read existing edges (full scan + semi-join)", False),
+    ("plan: read edge_events log (full scan + semi-join)", False),
+    ("plan: edge rules (SQL)", False),
+    ("plan: dedupe candidate nodes", False),
+    ("plan: missing nodes (anti-join vs nodes)", False),
+    ("land bronze (Delta replace_where)", False),
+    ("write quarantine", False),
+    ("commit graph", False),
+    ("  append nodes + edge_events", True),
+    ("  unflatten edges", True),
+    ("  MERGE relationships", True),
+    ("ledger append", False),
+]
+
+
+def _instrument() -> None:
+    import aag.pipeline as pipeline
+    import aag.sources.base as sources_base
+    import aag.store as store
+    from aag.delta import DeltaIO
+    from aag.store import DeltaGraphStore
+    from aag.warehouse import Warehouse
+
+    _wrap(Warehouse, "committed_batches", "ledger check")
+    _wrap(pipeline, "file_sha256", "file sha256")
+    _wrap(pipeline, "read_rows", "read rows (DuckDB JSON)")
+    _wrap(sources_base.Extractor, "extract", "extract (SQL normalise → events, nodes)")
+    _wrap(sources_base, "normalise_phones", "  phone parsing (phonenumbers)")
+    _wrap(DeltaGraphStore, "edges_for", "plan: read existing edges (full scan + semi-join)")
+    _wrap(DeltaGraphStore, "log_for", "plan: read edge_events log (full scan + semi-join)")
+    _wrap(pipeline, "apply_edge_rules", "plan: edge rules (SQL)")
+    _wrap(pipeline, "_dedupe_nodes", "plan: dedupe candidate nodes")
+    _wrap(DeltaGraphStore, "missing_nodes", "plan: missing nodes (anti-join vs nodes)")
+    _wrap(Warehouse, "land", "land bronze (Delta replace_where)")
+    _wrap(Warehouse, "write_quarantine", "write quarantine")
+    _wrap(DeltaGraphStore, "commit", "commit graph")
+    _wrap(store, "unflatten_edges", "  unflatten edges")
+    _wrap(DeltaIO, "replace_keys", "  MERGE relationships")
+    _wrap(Warehouse, "record_batch", "ledger append")
+    # DeltaIO.append serves both the graph commit and the ledger; count only the former.
+    original_append = DeltaIO.append
+
+    def append(self: Any, uri: str, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original_append(self, uri, *args, **kwargs)
+        finally:
+            if "/silver/" in uri:
+                PHASES["  append nodes + edge_events"] += time.perf_counter() - started
+
+    DeltaIO.append = append  # type: ignore[method-assign]
+
+
+# -- workers (run in their own process) -------------------------------------------------
+def worker_floor(initial: Path, out_json: Path) -> None:
+    """The floor: one DuckDB pass read_json → unpivot → sha256 → Parquet."""
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="aag_floor_") as tmp:
+        con = duckdb.connect()
+        casts = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in EVENT_COLUMNS)
+        cols = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+        out = Path(tmp) / "events.parquet"
+        lit = str(initial).replace("'", "''")
+        # Id is both the record id column and the unpivoted identity event.
+        sql = f"""
+        COPY (
+            SELECT _rid AS record_id, field, value, sha256(value) AS value_hash,
+                   _modified AS updated_at
+            FROM (
+                UNPIVOT (SELECT CAST("Id" AS VARCHAR) AS _rid,
+                                CAST(LastModifiedDate AS VARCHAR) AS _modified, {casts}
+                         FROM read_json('{lit}', format='newline_delimited'))
+                ON {cols} INTO NAME field VALUE value
+            )
+        ) TO '{out}' (FORMAT parquet)
+        """
+        _reset_peak()
+        started = time.perf_counter()
+        con.execute(sql)
+        seconds = time.perf_counter() - started
+        events = con.sql(f"SELECT count(*) FROM read_parquet('{out}')").fetchall()[0][0]
+        out_json.write_text(json.dumps({"seconds": seconds, "events": events,
+                                        "peak_rss": _peak_rss(),
+                                        "parquet_bytes": out.stat().st_size}))
+
+
+def worker_ingest(paths: dict[str, Path], out_json: Path, keep: Path | None) -> None:
+    """Fresh warehouse; ingest initial, 1% changed, no-change re-sync; one batch each."""
+    from aag.service import AagService
+
+    _instrument()
+    tmp = Path(tempfile.mkdtemp(prefix="aag_bench_wh_"))
+    try:
+        svc = AagService(warehouse=str(tmp / "wh"))
+        svc.init()
+        _ = svc.engine  # create the engine before timing
+        results: dict[str, Any] = {"batches": {}, "baseline_rss": _current_rss()}
+        for name in ("initial", "changed", "resync"):
+            PHASES.clear()
+            _reset_peak()
+            started = time.perf_counter()
+            (report,) = svc.ingest("salesforce", "Contact", [paths[name]])
+            wall = time.perf_counter() - started
+            results["batches"][name] = {
+                "report": report.as_dict(),
+                "wall": wall,
+                "peak_rss": _peak_rss(),
+                "phases": dict(PHASES),
+            }
+            print(f"  [{name}] {report.status} {report.seconds:.1f}s "
+                  f"events={report.field_events} versions={report.edge_versions_written} "
+                  f"rewritten={report.edge_rows_rewritten} nodes={report.nodes_written}",
+                  flush=True)
+        results["warehouse_bytes"] = sum(
+            p.stat().st_size for p in (tmp / "wh").rglob("*") if p.is_file())
+        results["peak_rss"] = max(b["peak_rss"] for b in results["batches"].values())
+        out_json.write_text(json.dumps(results, default=str))
+    finally:
+        if keep:
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.move(str(tmp), keep)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- orchestration ----------------------------------------------------------------------
+def _run_worker(args: list[str], timeout: float) -> None:
+    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
+    subprocess.run(cmd, check=True, timeout=timeout)
+
+
+def _data_for(n: int, data_dir: Path) -> dict[str, Path]:
+    folder = data_dir / f"sf_contacts_{n}"
+    marker = folder / ".complete"
+    if marker.exists():
+        return {
+            "initial": folder / "contacts_initial.jsonl",
+            "changed": folder / "contacts_changed_1pct.jsonl",
+            "resync": folder / "contacts_resync_nochange.jsonl",
+        }
+    started = time.perf_counter()
+    paths = gen_salesforce.generate(n, folder)
+    marker.write_text("ok")
+    print(f"generated {n} contacts in {time.perf_counter() - started:.1f}s → {folder}",
+          flush=True)
+    return paths
+
+
+def machine_info() -> dict[str, str]:
+    """nproc, RAM, CPU model, Python and library versions."""
+    import deltalake
+    import duckdb
+    import pyarrow
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
+    except OSError:
+        pass
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "nproc": str(os.cpu_count()),
+        "ram": ram,
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "deltalake": deltalake.__version__,
+        "pyarrow": pyarrow.__version__,
+        "os": platform.platform(),
+    }
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1024**3:.2f} GB"
+
+
+def _met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "**NOT met**")
+
+
+def summarise(n: int, floor: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of one size."""
+    b = run["batches"]
+    ini, chg, res = (b[k]["report"] for k in ("initial", "changed", "resync"))
+    ini_eps = ini["field_events"] / ini["seconds"] if ini["seconds"] else float("inf")
+    floor_eps = floor["events"] / floor["seconds"]
+    rss_ok = run["peak_rss"] <= TARGET_RSS_BYTES if ini["field_events"] >= 0.9 * \
+        TARGET_RSS_AT_EVENTS else None
+    return {
+        "n": n,
+        "initial_events": ini["field_events"],
+        "initial_s": ini["seconds"],
+        "initial_eps": ini_eps,
+        "floor_s": floor["seconds"],
+        "floor_eps": floor_eps,
+        "vs_floor": ini_eps / floor_eps,
+        "changed_s": chg["seconds"],
+        "changed_ratio": chg["seconds"] / ini["seconds"],
+        "changed_events": chg["field_events"],
+        "changed_versions": chg["edge_versions_written"],
+        "changed_rewritten": chg["edge_rows_rewritten"],
+        "changed_nodes": chg["nodes_written"],
+        "resync_s": res["seconds"],
+        "resync_ratio": res["seconds"] / ini["seconds"],
+        "resync_versions": res["edge_versions_written"],
+        "resync_rewritten": res["edge_rows_rewritten"],
+        "resync_nodes": res["nodes_written"],
+        "resync_status": res["status"],
+        "initial_versions": ini["edge_versions_written"],
+        "initial_nodes": ini["nodes_written"],
+        "quarantined": ini["rows_quarantined"],
+        "fields_rejected": ini["fields_rejected"],
+        "peak_rss": run["peak_rss"],
+        "peak_rss_by_batch": {k: v["peak_rss"] for k, v in b.items()},
+        "floor_peak_rss": floor["peak_rss"],
+        "baseline_rss": run["baseline_rss"],
+        "warehouse_bytes": run["warehouse_bytes"],
+        "ok_eps": ini_eps >= TARGET_EVENTS_PER_S,
+        "ok_changed": chg["seconds"] / ini["seconds"] <= TARGET_CHANGED_RATIO,
+        "ok_resync": res["seconds"] / ini["seconds"] <= TARGET_RESYNC_RATIO
+        and res["edge_versions_written"] == 0,
+        "ok_rss": rss_ok,
+        "phases": {k: v["phases"] for k, v in b.items()},
+        "walls": {k: v["wall"] for k, v in b.items()},
+        "seconds": {k: v["report"]["seconds"] for k, v in b.items()},
+    }
+
+
+def render(machine: dict[str, str], rows: list[dict[str, Any]]) -> str:
+    """Markdown section for RESULTS.md and stdout."""
+    sizes = ",".join(str(r["n"]) for r in rows)
+    out = [f"<!-- bench_ingest sizes={sizes} -->",
+           f"## Core ingest — sizes {sizes.replace(',', ', ')} ({machine['date']})", ""]
+    out.append(
+        f"Machine: {machine['nproc']} vCPU ({machine['cpu']}), {machine['ram']} RAM, "
+        f"{machine['os']}; Python {machine['python']}, duckdb {machine['duckdb']}, "
+        f"deltalake {machine['deltalake']}, pyarrow {machine['pyarrow']}. "
+        "Local engine (DuckDB), local warehouse in a temp dir; each size in a fresh process."
+    )
+    out.append("")
+    out.append("Command: `.venv/bin/python benchmarks/bench_ingest.py --sizes "
+               + " ".join(str(r["n"]) for r in rows) + "`")
+    out.append("")
+    head = ["metric", *[f"N={r['n']:,} contacts" for r in rows], "target"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "---|" * len(head))
+
+    def line(label: str, fmt: Callable[[dict[str, Any]], str], target: str = "") -> None:
+        out.append("| " + " | ".join([label, *[fmt(r) for r in rows], target]) + " |")
+
+    line("initial: field events", lambda r: f"{r['initial_events']:,}")
+    line("initial: seconds", lambda r: f"{r['initial_s']:.1f}")
+    line("initial: field events/s", lambda r: f"{r['initial_eps']:,.0f} ({_met(r['ok_eps'])})",
+         "≥ 500,000/s")
+    line("floor (DuckDB read_json→unpivot→sha256→Parquet): s",
+         lambda r: f"{r['floor_s']:.1f}")
+    line("floor: field events/s", lambda r: f"{r['floor_eps']:,.0f}")
+    line("initial events/s ÷ floor events/s", lambda r: f"{r['vs_floor']:.1%}")
+    line("initial: edge versions / nodes written",
+         lambda r: f"{r['initial_versions']:,} / {r['initial_nodes']:,}")
+    line("initial: rows quarantined / fields rejected",
+         lambda r: f"{r['quarantined']:,} / {r['fields_rejected']:,}")
+    line("1% batch: field events", lambda r: f"{r['changed_events']:,}")
+    line("1% batch: seconds", lambda r: f"{r['changed_s']:.1f}")
+    line("1% batch: ÷ initial seconds",
+         lambda r: f"{r['changed_ratio']:.1%} ({_met(r['ok_changed'])})", "≤ 5%")
+    line("1% batch: edge versions written", lambda r: f"{r['changed_versions']:,}")
+    line("1% batch: edge rows rewritten (MERGE copy)", lambda r: f"{r['changed_rewritten']:,}")
+    line("1% batch: nodes written", lambda r: f"{r['changed_nodes']:,}")
+    line("re-sync (no change): seconds", lambda r: f"{r['resync_s']:.1f}")
+    line("re-sync: ÷ initial seconds",
+         lambda r: f"{r['resync_ratio']:.1%} ({_met(r['ok_resync'])})", "≤ 25% and 0 versions")
+    line("re-sync: edge versions written", lambda r: f"{r['resync_versions']:,}", "0")
+    line("re-sync: edge rows rewritten / nodes written",
+         lambda r: f"{r['resync_rewritten']:,} / {r['resync_nodes']:,}")
+    line("peak RSS (max over batches)",
+         lambda r: f"{_gb(r['peak_rss'])} ({_met(r['ok_rss'])})", "≤ 3 GB at 10M events")
+    line("peak RSS initial / 1% / re-sync",
+         lambda r: " / ".join(_gb(r["peak_rss_by_batch"][k])
+                              for k in ("initial", "changed", "resync")))
+    line("RSS before first batch (after imports + init)", lambda r: _gb(r["baseline_rss"]))
+    line("floor peak RSS", lambda r: _gb(r["floor_peak_rss"]))
+    line("warehouse size on disk after 3 batches", lambda r: _gb(r["warehouse_bytes"]))
+    out.append("")
+    out.append("Phase seconds (from wrapping `aag` functions at run time; indented phases are "
+               "part of the one above). Columns: initial / 1% / re-sync.")
+    out.append("")
+    head2 = ["phase", *[f"N={r['n']:,}" for r in rows]]
+    out.append("| " + " | ".join(head2) + " |")
+    out.append("|" + "---|" * len(head2))
+    keys = ("initial", "changed", "resync")
+    for label, _nested in PHASE_ORDER:
+        if not any(r["phases"][k].get(label) for r in rows for k in keys):
+            continue
+        cells = [" / ".join(f"{r['phases'][k].get(label, 0.0):.1f}" for k in keys) for r in rows]
+        shown = label.replace("  ", "↳ ", 1) if label.startswith("  ") else label
+        out.append("| " + " | ".join([shown, *cells]) + " |")
+    cells = [" / ".join(f"{r['seconds'][k]:.1f}" for k in keys) for r in rows]
+    out.append("| " + " | ".join(["**BatchReport.seconds**", *cells]) + " |")
+    out.append("")
+    out.append(f"<!-- /bench_ingest sizes={sizes} -->")
+    return "\n".join(out) + "\n"
+
+
+def write_results(path: Path, section: str, sizes: str) -> None:
+    """Replace the section for the same sizes in RESULTS.md, or append it."""
+    text = path.read_text() if path.exists() else (
+        "# Benchmark results\n\nWritten by `benchmarks/bench_ingest.py`; one section per "
+        "set of sizes, replaced on re-run.\n\n")
+    pattern = re.compile(
+        rf"<!-- bench_ingest sizes={re.escape(sizes)} -->.*?<!-- /bench_ingest sizes="
+        rf"{re.escape(sizes)} -->\n", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "aag_bench_data",
+                        help="where generated input files are cached")
+    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--json", type=Path, help="also write raw figures as JSON here")
+    parser.add_argument("--keep-warehouse", type=Path,
+                        help="move the last size's warehouse here instead of deleting it")
+    parser.add_argument("--timeout", type=float, default=3600.0,
+                        help="seconds allowed per worker process")
+    # internal: worker modes
+    parser.add_argument("--worker", choices=["floor", "ingest"], help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        paths = _data_for(args.n, args.data_dir)
+        if args.worker == "floor":
+            worker_floor(paths["initial"], args.out)
+        else:
+            worker_ingest(paths, args.out, args.keep_warehouse)
+        return
+
+    machine = machine_info()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="aag_bench_out_") as tmp:
+        for n in args.sizes:
+            _data_for(n, args.data_dir)
+            common = ["--n", str(n), "--data-dir", str(args.data_dir)]
+            print(f"N={n}: floor …", flush=True)
+            floor_json = Path(tmp) / f"floor_{n}.json"
+            _run_worker(["--worker", "floor", *common, "--out", str(floor_json)], args.timeout)
+            floor = json.loads(floor_json.read_text())
+            print(f"  floor {floor['events']} events in {floor['seconds']:.1f}s", flush=True)
+            print(f"N={n}: ingest …", flush=True)
+            run_json = Path(tmp) / f"run_{n}.json"
+            extra = ["--keep-warehouse", str(args.keep_warehouse)] if args.keep_warehouse else []
+            _run_worker(["--worker", "ingest", *common, "--out", str(run_json), *extra],
+                        args.timeout)
+            run = json.loads(run_json.read_text())
+            rows.append(summarise(n, floor, run))
+    section = render(machine, rows)
+    print()
+    print(section)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    if not args.no_write:
+        write_results(args.results, section, ",".join(str(r["n"]) for r in rows))
+        print(f"updated {args.results}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""End to end on real Delta tables: landing, extraction, quarantine, ledger, erasure."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from aag.demo import DEMO_CONTACT, write_demo_files
+from aag.errors import InputError, NotFoundError
+from aag.service import AagService
+from aag.sources.salesforce import sf_id18
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def contact(**kw):
+    row = {"Id": "0035g00000AbcdeAAA", "FirstName": "Alex", "LastName": "Example",
+           "MailingStreet": "Leopoldstr. 1",
+           "Email": "alex@example.com", "Phone": "+49 111 000 0000", "MailingCity": "München",
+           "MailingCountry": "Germany", "HasOptedOutOfEmail": False,
+           "LastModifiedDate": "2024-03-01T10:00:00Z", "IsDeleted": False}
+    row.update(kw)
+    return row
+
+
+@pytest.fixture
+def svc(tmp_path) -> AagService:
+    service = AagService(str(tmp_path / "wh"))
+    service.init()
+    return service
+
+
+def test_init_is_idempotent(tmp_path):
+    service = AagService(str(tmp_path / "wh"))
+    assert service.init()
+    assert service.init() == []
+    for table in ("silver/nodes", "silver/relationships", "quarantine", "ledger/batches"):
+        assert (tmp_path / "wh" / table / "_delta_log").is_dir()
+
+
+def test_demo_case_field_time_beats_record_time(svc, tmp_path):
+    for batch, path in write_demo_files(tmp_path / "in"):
+        svc.ingest(batch.source_system, batch.source_object, [path])
+    customer = svc.find_customer("salesforce", DEMO_CONTACT)
+    profile = svc.profile(customer, 2)
+    assert profile["phone"] == "+499876543210" and profile["phone_source"] == "zendesk"
+    assert profile["email"] == "alex.example@newco.com" and profile["email_source"] == "salesforce"
+    why = svc.explain(customer, "phone")
+    assert why.winner["source_system"] == "zendesk"
+    assert why.losers[0]["source_system"] == "salesforce"
+    assert why.losers[0]["why_lost"].startswith("older")
+    # The CRM's 09:05 re-sync did not create a phone version: still the 2024 one.
+    sf = [h for h in why.history if h["source_system"] == "salesforce"]
+    assert len(sf) == 1 and sf[0]["updated_at"].year == 2024
+    assert svc.find_customer("zendesk", "9001") == customer
+
+
+def test_relanding_the_same_file_is_a_noop(svc, tmp_path):
+    path = _jsonl(tmp_path / "c.jsonl", [contact()])
+    first = svc.ingest("salesforce", "Contact", [path])[0]
+    assert first.status == "committed" and first.edge_versions_written > 0
+    again = svc.ingest("salesforce", "Contact", [path])[0]
+    assert again.status == "already ingested"
+    assert svc.warehouse.batches().num_rows == 1
+
+
+def test_same_rows_in_another_file_or_format_add_nothing(svc, tmp_path):
+    rows = [contact(), contact(Id="0035g00000XyzabAAA", Email="b@example.com", Phone="+4930111")]
+    svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "a.jsonl", rows)])
+    rel_before = svc.warehouse.graph.relationships().num_rows
+    nodes_before = svc.warehouse.graph.nodes().num_rows
+    csv_path = tmp_path / "a.csv"
+    duckdb.sql(f"COPY (SELECT * FROM read_json('{tmp_path / 'a.jsonl'}')) TO '{csv_path}'")
+    parquet_path = tmp_path / "a.parquet"
+    duckdb.sql(f"COPY (SELECT * FROM read_json('{tmp_path / 'a.jsonl'}')) TO '{parquet_path}'")
+    for path in (csv_path, parquet_path, _jsonl(tmp_path / "b.jsonl", rows[::-1])):
+        report = svc.ingest("salesforce", "Contact", [path])[0]
+        assert report.status == "committed"
+        assert report.edge_versions_written == 0 and report.nodes_written == 0, path
+    assert svc.warehouse.graph.relationships().num_rows == rel_before
+    assert svc.warehouse.graph.nodes().num_rows == nodes_before
+
+
+def test_bad_rows_are_quarantined_and_the_rest_processed(svc, tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(
+        json.dumps(contact()) + "\n"
+        + json.dumps(contact(Id=None)) + "\n"
+        + json.dumps(contact(Id="0035g00000BadTmAAA", LastModifiedDate="yesterday")) + "\n"
+        + "{not json\n"
+        + "[1, 2]\n"
+        + json.dumps(contact(Id="0035g00000BadPhAAA", Phone="n/a", Email="ok@example.com")) + "\n",
+        encoding="utf-8",
+    )
+    report = svc.ingest("salesforce", "Contact", [path])[0]
+    assert report.rows_landed == 6
+    assert report.rows_quarantined == 4
+    assert report.rows_processed + report.rows_quarantined == report.rows_landed
+    assert report.fields_rejected == 1
+    q = svc.warehouse.quarantine().to_pylist()
+    reasons = Counter(r["reason"].split(":")[0].split(" (")[0] for r in q)
+    assert reasons == Counter({"missing record id": 1, "unparseable record time": 1,
+                               "invalid JSON": 1, "not a JSON object": 1,
+                               "invalid phone value in Phone": 1})
+    assert all(r["raw"] for r in q)
+    # The bad-phone row still contributed its good fields.
+    customer = svc.find_customer("salesforce", "0035g00000BadPhAAA")
+    assert svc.profile(customer)["email"] == "ok@example.com"
+    assert svc.warehouse.io.read(svc.warehouse.bronze_uri("salesforce", "Contact")).num_rows == 6
+
+
+def test_unreadable_file_changes_nothing(svc, tmp_path):
+    bad = tmp_path / "broken.parquet"
+    bad.write_bytes(b"this is not parquet at all")
+    with pytest.raises(InputError, match="cannot read as Parquet"):
+        svc.ingest("salesforce", "Contact", [bad])
+    assert svc.warehouse.batches().num_rows == 0
+    assert not (Path(svc.warehouse.uri) / "bronze").exists()
+    with pytest.raises(InputError, match="unsupported file type"):
+        svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "x.txt", [contact()])])
+
+
+def test_deleted_record_removes_its_values(svc, tmp_path):
+    svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "a.jsonl", [contact()])])
+    customer = svc.find_customer("salesforce", "0035g00000AbcdeAAA")
+    svc.ingest("salesforce", "Contact", [_jsonl(
+        tmp_path / "b.jsonl", [contact(IsDeleted=True, LastModifiedDate="2024-04-01T00:00:00Z")])])
+    profile = svc.profile(customer, 1)
+    assert all(profile[a] is None for a in ("email", "phone", "city"))
+
+
+def test_15_and_18_character_salesforce_ids_are_one_record(svc, tmp_path):
+    assert sf_id18("0035g00000Abcde") == "0035g00000AbcdeAAB"
+    svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "a.jsonl", [contact(Id="0035g00000Abcde")])])
+    svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "b.jsonl", [
+        contact(Id="0035g00000AbcdeAAB", Email="new@example.com",
+                LastModifiedDate="2024-04-01T00:00:00Z")])])
+    customer = svc.find_customer("salesforce", "0035g00000Abcde")
+    assert customer == svc.find_customer("salesforce", "0035g00000AbcdeAAB")
+    assert svc.profile(customer)["email"] == "new@example.com"
+
+
+def test_erase_then_vacuum_leaves_no_trace_in_any_parquet_file(svc, tmp_path):
+    other = contact(Id="0035g00000OtherAAA", Email="keep@example.com", Phone="+4930999",
+                    FirstName="Kim", MailingStreet="Otherweg 2", MailingCity="Berlin")
+    svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "a.jsonl", [contact(), other])])
+    svc.ingest("salesforce", "Contact", [_jsonl(
+        tmp_path / "b.jsonl", [contact(Email="alex2@example.com", LastModifiedDate="2024-05-01T00:00:00Z")])])
+    customer = svc.find_customer("salesforce", "0035g00000AbcdeAAA")
+    svc.erase(customer)
+    with pytest.raises(NotFoundError):
+        svc.profile(customer)
+    svc.vacuum()
+    secrets = ("alex@example.com", "alex2@example.com", "+491110000000", "0035g00000AbcdeAAA",
+               "Leopold", "München")
+    scanned = 0
+    files = list(Path(svc.warehouse.uri).rglob("*.parquet"))
+    files += list(Path(svc.warehouse.uri).rglob("_delta_log/*.json"))
+    for file in files:
+        if file.suffix == ".parquet":
+            text = json.dumps(pq.read_table(file).to_pylist(), default=str)
+        else:
+            text = file.read_text(encoding="utf-8")
+        scanned += 1
+        for secret in secrets:
+            assert secret not in text, (secret, file)
+    assert scanned > 0
+    kept = svc.profile(svc.find_customer("salesforce", "0035g00000OtherAAA"))
+    assert kept["email"] == "keep@example.com"
+
+
+def test_export_formats(svc, tmp_path):
+    svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "a.jsonl", [contact()])])
+    for fmt in ("parquet", "csv", "jsonl"):
+        for model in ("customer_profile_v1", "customer_profile_v2", "relationships", "nodes"):
+            out = tmp_path / f"{model}.{fmt}"
+            assert svc.export(model, fmt, out) > 0
+            assert out.stat().st_size > 0
+    line = json.loads((tmp_path / "customer_profile_v2.jsonl").read_text().splitlines()[0])
+    assert line["phone"] == "+491110000000" and line["phone_source"] == "salesforce"
