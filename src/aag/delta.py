@@ -156,6 +156,27 @@ class DeltaIO:
         return metrics
 
 
+def delete_matching(io: DeltaIO, uri: str, keys: pa.Table,
+                    metadata: Mapping[str, Any] | None = None) -> int:
+    """Delete rows whose columns equal a row of ``keys`` (MERGE ... WHEN MATCHED DELETE).
+
+    Unlike a predicate delete, the values never appear in the commit's logged
+    predicate, which is what erasure needs. Returns the number of rows deleted.
+    """
+    if keys.num_rows == 0 or not io.exists(uri):
+        return 0
+    match = " AND ".join(f"t.{c} = s.{c}" for c in keys.column_names)
+    with _commit_errors(uri):
+        metrics = (
+            io.open(uri)
+            .merge(keys, predicate=match, source_alias="s", target_alias="t",
+                   commit_properties=_props(metadata))
+            .when_matched_delete()
+            .execute()
+        )
+    return int(metrics.get("num_target_rows_deleted", 0))
+
+
 def _props(metadata: Mapping[str, Any] | None) -> CommitProperties | None:
     if not metadata:
         return None

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from aag.delta import delete_matching
 from aag.engine import make_engine
 from aag.engine.base import Engine
 from aag.errors import InputError, NotFoundError
@@ -222,27 +223,25 @@ class AagService:
                     f"target_node_id IN ({quoted}) AND source_node_id <> {_q(customer_id)}")
                 shared = set(others.column("target_node_id").to_pylist())
             drop_nodes = [t for t in targets if t not in shared] + [customer_id]
-            meta = {"aag.erase": customer_id}
-            wh.io.replace_where(graph.relationships_uri, graph.relationships().schema.empty_table(),
-                                f"source_node_id = {_q(customer_id)} OR "
-                                f"target_node_id = {_q(customer_id)}", meta)
-            wh.io.replace_where(graph.edge_events_uri, graph.edge_events().schema.empty_table(),
-                                f"source_node_id = {_q(customer_id)}", meta)
-            quoted_nodes = ", ".join(_q(n) for n in drop_nodes)
-            wh.io.replace_where(graph.nodes_uri, graph.nodes().schema.empty_table(),
-                                f"node_id IN ({quoted_nodes})", meta)
+            meta = {"aag.operation": "erase"}
+            ids = pa.table({"source_node_id": [customer_id]})
+            delete_matching(wh.io, graph.relationships_uri, ids, meta)
+            delete_matching(wh.io, graph.relationships_uri,
+                            pa.table({"target_node_id": [customer_id]}), meta)
+            delete_matching(wh.io, graph.edge_events_uri, ids, meta)
+            delete_matching(wh.io, graph.nodes_uri, pa.table({"node_id": drop_nodes}), meta)
             bronze_rows = 0
+            by_object: dict[tuple[str, str], list[str]] = {}
             for record in records:
                 system, obj, record_id = record.split(":", 2)
-                uri = wh.bronze_uri(system, obj)
-                if wh.io.exists(uri):
-                    before = wh.io.read(uri, "count(*) AS n", f"_record_id = {_q(record_id)}")
-                    bronze_rows += int(before.column("n")[0].as_py())
-                    wh.io.replace_where(uri, _empty_bronze(),
-                                        f"_record_id = {_q(record_id)}", meta)
-                wh.io.replace_where(
-                    wh.quarantine_uri, QUARANTINE.empty_table(),
-                    f"source_system = {_q(system)} AND record_id = {_q(record_id)}", meta)
+                by_object.setdefault((system, obj), []).append(record_id)
+            for (system, obj), record_ids in by_object.items():
+                bronze_rows += delete_matching(
+                    wh.io, wh.bronze_uri(system, obj), pa.table({"_record_id": record_ids}), meta)
+                delete_matching(
+                    wh.io, wh.quarantine_uri,
+                    pa.table({"source_system": [system] * len(record_ids),
+                              "record_id": record_ids}), meta)
         return {"edges_removed": edges.num_rows, "nodes_removed": len(drop_nodes),
                 "bronze_rows_removed": bronze_rows, "source_records": len(records)}
 
@@ -263,12 +262,6 @@ class AagService:
                                      dry_run=False)
                 removed[uri] = len(files)
         return removed
-
-
-def _empty_bronze() -> pa.Table:
-    from aag.warehouse import BRONZE
-
-    return BRONZE.empty_table()
 
 
 def _bronze_tables(wh: Warehouse) -> list[str]:
