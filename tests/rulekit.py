@@ -44,8 +44,7 @@ def events_table(events: list[Ev], batch: str = "b") -> pa.Table:
 
 def apply(engine: Engine, store: MemoryGraphStore, events: list[Ev], batch: str = "b") -> int:
     """Apply one batch; returns the number of new edge versions."""
-    change, new_versions = plan_change(engine, store, events_table(events, batch),
-                                       NODES.empty_table())
+    change, new_versions = plan_change(engine, store, events_table(events, batch), NODES.empty_table())
     store.commit(change)
     return new_versions
 
@@ -57,9 +56,18 @@ def versions(store: MemoryGraphStore) -> list[tuple]:
     for r in rows:
         props = dict(r["properties"] or [])
         props.pop("batch_id", None)
-        out.append((r["source_node_id"], r["rel_type"], r["source_system"], r["target_node_id"],
-                    r["updated_at"], r["is_current"], r["source_event_id"],
-                    tuple(sorted(props.items()))))
+        out.append(
+            (
+                r["source_node_id"],
+                r["rel_type"],
+                r["source_system"],
+                r["target_node_id"],
+                r["updated_at"],
+                r["is_current"],
+                r["source_event_id"],
+                tuple(sorted(props.items())),
+            )
+        )
     return sorted(out, key=repr)
 
 
@@ -88,8 +96,17 @@ def reference(events: list[Ev]) -> list[tuple]:
 
 def simple(store: MemoryGraphStore) -> list[tuple]:
     return sorted(
-        [(r["source_node_id"], r["rel_type"], r["source_system"], r["target_node_id"],
-          r["updated_at"], r["is_current"], r["source_event_id"])
-         for r in store.relationships().to_pylist()],
+        [
+            (
+                r["source_node_id"],
+                r["rel_type"],
+                r["source_system"],
+                r["target_node_id"],
+                r["updated_at"],
+                r["is_current"],
+                r["source_event_id"],
+            )
+            for r in store.relationships().to_pylist()
+        ],
         key=repr,
     )

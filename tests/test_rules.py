@@ -131,11 +131,18 @@ def test_any_batch_order_gives_the_reference_tables_duckdb(duckdb_engine, events
 
 
 def test_batch_permutations_converge_duckdb(duckdb_engine):
-    events = [Ev("c1", "A", 0, "e1"), Ev("c1", "A", 4, "e2"), Ev("c1", "B", 5, "e3"),
-              Ev("c1", None, 6, "e1"), Ev("c1", "B", 3, "e2"), Ev("c2", "C", 1, "e1")]
+    events = [
+        Ev("c1", "A", 0, "e1"),
+        Ev("c1", "A", 4, "e2"),
+        Ev("c1", "B", 5, "e3"),
+        Ev("c1", None, 6, "e1"),
+        Ev("c1", "B", 3, "e2"),
+        Ev("c2", "C", 1, "e1"),
+    ]
     batches = [events[0:2], events[2:3], events[3:5], events[5:]]
-    results = {repr(versions(_run(duckdb_engine, [batches[i] for i in p])))
-               for p in itertools.permutations(range(4))}
+    results = {
+        repr(versions(_run(duckdb_engine, [batches[i] for i in p]))) for p in itertools.permutations(range(4))
+    }
     assert len(results) == 1
 
 
@@ -157,8 +164,14 @@ def test_any_batch_order_gives_the_reference_tables_spark(spark_engine, events, 
 
 @pytest.mark.spark
 def test_engines_agree_on_one_history(duckdb_engine, spark_engine):
-    events = [Ev("c1", "A", 0, "e1"), Ev("c1", "A", 4, "e2"), Ev("c1", "B", 5, "e3"),
-              Ev("c1", None, 6, "e1"), Ev("c1", "B", 3, "e2"), Ev("c2", "C", 1, "e1")]
+    events = [
+        Ev("c1", "A", 0, "e1"),
+        Ev("c1", "A", 4, "e2"),
+        Ev("c1", "B", 5, "e3"),
+        Ev("c1", None, 6, "e1"),
+        Ev("c1", "B", 3, "e2"),
+        Ev("c2", "C", 1, "e1"),
+    ]
     a = _run(duckdb_engine, [events[:3], events[3:]])
     b = _run(spark_engine, [events[:3], events[3:]])
     assert versions(a) == versions(b)

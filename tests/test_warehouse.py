@@ -22,11 +22,19 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def contact(**kw):
-    row = {"Id": "0035g00000AbcdeAAA", "FirstName": "Alex", "LastName": "Example",
-           "MailingStreet": "Leopoldstr. 1",
-           "Email": "alex@example.com", "Phone": "+49 111 000 0000", "MailingCity": "München",
-           "MailingCountry": "Germany", "HasOptedOutOfEmail": False,
-           "LastModifiedDate": "2024-03-01T10:00:00Z", "IsDeleted": False}
+    row = {
+        "Id": "0035g00000AbcdeAAA",
+        "FirstName": "Alex",
+        "LastName": "Example",
+        "MailingStreet": "Leopoldstr. 1",
+        "Email": "alex@example.com",
+        "Phone": "+49 111 000 0000",
+        "MailingCity": "München",
+        "MailingCountry": "Germany",
+        "HasOptedOutOfEmail": False,
+        "LastModifiedDate": "2024-03-01T10:00:00Z",
+        "IsDeleted": False,
+    }
     row.update(kw)
     return row
 
@@ -92,12 +100,16 @@ def test_same_rows_in_another_file_or_format_add_nothing(svc, tmp_path):
 def test_bad_rows_are_quarantined_and_the_rest_processed(svc, tmp_path):
     path = tmp_path / "mixed.jsonl"
     path.write_text(
-        json.dumps(contact()) + "\n"
-        + json.dumps(contact(Id=None)) + "\n"
-        + json.dumps(contact(Id="0035g00000BadTmAAA", LastModifiedDate="yesterday")) + "\n"
+        json.dumps(contact())
+        + "\n"
+        + json.dumps(contact(Id=None))
+        + "\n"
+        + json.dumps(contact(Id="0035g00000BadTmAAA", LastModifiedDate="yesterday"))
+        + "\n"
         + "{not json\n"
         + "[1, 2]\n"
-        + json.dumps(contact(Id="0035g00000BadPhAAA", Phone="n/a", Email="ok@example.com")) + "\n",
+        + json.dumps(contact(Id="0035g00000BadPhAAA", Phone="n/a", Email="ok@example.com"))
+        + "\n",
         encoding="utf-8",
     )
     report = svc.ingest("salesforce", "Contact", [path])[0]
@@ -107,9 +119,15 @@ def test_bad_rows_are_quarantined_and_the_rest_processed(svc, tmp_path):
     assert report.fields_rejected == 1
     q = svc.warehouse.quarantine().to_pylist()
     reasons = Counter(r["reason"].split(":")[0].split(" (")[0] for r in q)
-    assert reasons == Counter({"missing record id": 1, "unparseable record time": 1,
-                               "invalid JSON": 1, "not a JSON object": 1,
-                               "invalid phone value in Phone": 1})
+    assert reasons == Counter(
+        {
+            "missing record id": 1,
+            "unparseable record time": 1,
+            "invalid JSON": 1,
+            "not a JSON object": 1,
+            "invalid phone value in Phone": 1,
+        }
+    )
     assert all(r["raw"] for r in q)
     # The bad-phone row still contributed its good fields.
     customer = svc.find_customer("salesforce", "0035g00000BadPhAAA")
@@ -131,8 +149,16 @@ def test_unreadable_file_changes_nothing(svc, tmp_path):
 def test_deleted_record_removes_its_values(svc, tmp_path):
     svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "a.jsonl", [contact()])])
     customer = svc.find_customer("salesforce", "0035g00000AbcdeAAA")
-    svc.ingest("salesforce", "Contact", [_jsonl(
-        tmp_path / "b.jsonl", [contact(IsDeleted=True, LastModifiedDate="2024-04-01T00:00:00Z")])])
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [
+            _jsonl(
+                tmp_path / "b.jsonl",
+                [contact(IsDeleted=True, LastModifiedDate="2024-04-01T00:00:00Z")],
+            )
+        ],
+    )
     profile = svc.profile(customer, 1)
     assert all(profile[a] is None for a in ("email", "phone", "city"))
 
@@ -140,27 +166,60 @@ def test_deleted_record_removes_its_values(svc, tmp_path):
 def test_15_and_18_character_salesforce_ids_are_one_record(svc, tmp_path):
     assert sf_id18("0035g00000Abcde") == "0035g00000AbcdeAAB"
     svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "a.jsonl", [contact(Id="0035g00000Abcde")])])
-    svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "b.jsonl", [
-        contact(Id="0035g00000AbcdeAAB", Email="new@example.com",
-                LastModifiedDate="2024-04-01T00:00:00Z")])])
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [
+            _jsonl(
+                tmp_path / "b.jsonl",
+                [
+                    contact(
+                        Id="0035g00000AbcdeAAB",
+                        Email="new@example.com",
+                        LastModifiedDate="2024-04-01T00:00:00Z",
+                    )
+                ],
+            )
+        ],
+    )
     customer = svc.find_customer("salesforce", "0035g00000Abcde")
     assert customer == svc.find_customer("salesforce", "0035g00000AbcdeAAB")
     assert svc.profile(customer)["email"] == "new@example.com"
 
 
 def test_erase_then_vacuum_leaves_no_trace_in_any_parquet_file(svc, tmp_path):
-    other = contact(Id="0035g00000OtherAAA", Email="keep@example.com", Phone="+4930999",
-                    FirstName="Kim", MailingStreet="Otherweg 2", MailingCity="Berlin")
+    other = contact(
+        Id="0035g00000OtherAAA",
+        Email="keep@example.com",
+        Phone="+4930999",
+        FirstName="Kim",
+        MailingStreet="Otherweg 2",
+        MailingCity="Berlin",
+    )
     svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "a.jsonl", [contact(), other])])
-    svc.ingest("salesforce", "Contact", [_jsonl(
-        tmp_path / "b.jsonl", [contact(Email="alex2@example.com", LastModifiedDate="2024-05-01T00:00:00Z")])])
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [
+            _jsonl(
+                tmp_path / "b.jsonl",
+                [contact(Email="alex2@example.com", LastModifiedDate="2024-05-01T00:00:00Z")],
+            )
+        ],
+    )
     customer = svc.find_customer("salesforce", "0035g00000AbcdeAAA")
     svc.erase(customer)
     with pytest.raises(NotFoundError):
         svc.profile(customer)
     svc.vacuum()
-    secrets = ("alex@example.com", "alex2@example.com", "+491110000000", "0035g00000AbcdeAAA",
-               "Leopold", "München")
+    secrets = (
+        "alex@example.com",
+        "alex2@example.com",
+        "+491110000000",
+        "0035g00000AbcdeAAA",
+        "Leopold",
+        "München",
+    )
     scanned = 0
     files = list(Path(svc.warehouse.uri).rglob("*.parquet"))
     files += list(Path(svc.warehouse.uri).rglob("_delta_log/*.json"))

@@ -19,17 +19,20 @@ import pyarrow as pa
 
 from aag.errors import InputError
 
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
-           ".parquet": "parquet"}
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
 
 
 def file_format(path: Path) -> str:
     """The bronze format of a file, from its extension."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise InputError(
-            f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .csv or .parquet)"
-        )
+        raise InputError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .csv or .parquet)")
     return fmt
 
 
@@ -46,9 +49,7 @@ def file_sha256(path: Path) -> str:
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-    )
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     con.execute("SET TimeZone = 'UTC'")
     return con
 
@@ -65,7 +66,7 @@ def _from_json_lines(con: duckdb.DuckDBPyConnection, lines: pa.Table, fields: tu
     """Lines (``_row_number``, ``_line``, ``_error``) → landed rows."""
     con.register("lines", lines)
     try:
-        extracted = ", ".join(f"vals[{i + 1}] AS \"{i}\"" for i in range(len(fields)))
+        extracted = ", ".join(f'vals[{i + 1}] AS "{i}"' for i in range(len(fields)))
         table: pa.Table = con.sql(
             f"""
             SELECT _row_number, _line AS _raw,
@@ -170,14 +171,19 @@ def _text_expr(name: str, dtype: str) -> str:
     return f"CAST({col} AS VARCHAR)"
 
 
-def _landed(con: duckdb.DuckDBPyConnection, relation: str, fields: tuple[str, ...],
-            errors_sql: str = "CAST(NULL AS VARCHAR)") -> pa.Table:
+def _landed(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    fields: tuple[str, ...],
+    errors_sql: str = "CAST(NULL AS VARCHAR)",
+) -> pa.Table:
     columns = dict(_columns_as_text(con, relation))
     picks = []
     for i, field in enumerate(fields):
         picks.append(
-            f"{_text_expr(field, columns[field])} AS \"{i}\"" if field in columns
-            else f"CAST(NULL AS VARCHAR) AS \"{i}\""
+            f'{_text_expr(field, columns[field])} AS "{i}"'
+            if field in columns
+            else f'CAST(NULL AS VARCHAR) AS "{i}"'
         )
     rest = [c for c in columns if c != "_row_number"]
     struct = ", ".join(
@@ -202,9 +208,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, fields: tuple[str, ...
             FROM read_csv({_lit(path)}, all_varchar=true, header=true, store_rejects=true,
                           strict_mode=true)"""
         )
-        rejects = con.sql(
-            "SELECT line, csv_line, error_message FROM reject_errors ORDER BY line"
-        ).fetchall()
+        rejects = con.sql("SELECT line, csv_line, error_message FROM reject_errors ORDER BY line").fetchall()
     except duckdb.Error as exc:
         raise InputError(f"{path}: cannot read as CSV: {str(exc).splitlines()[0]}") from exc
     landed = _landed(con, "src", fields)

@@ -68,8 +68,15 @@ def ingest(
     """Land and process files (one batch each, in the order given)."""
     svc = _service(warehouse)
     reports = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err, transient=True, disable=as_json) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=as_json,
+    ) as progress:
         task = progress.add_task(f"ingesting {source}.{obj}", total=len(files))
 
         def done(report: Any) -> None:
@@ -89,8 +96,7 @@ def ingest(
         _print_json([r.as_dict() for r in reports])
 
 
-def _customer_id(svc: AagService, customer: str | None, source: str | None,
-                 source_id: str | None) -> str:
+def _customer_id(svc: AagService, customer: str | None, source: str | None, source_id: str | None) -> str:
     if customer:
         return customer
     if source and source_id:
@@ -130,8 +136,7 @@ def _print_profile(data: dict[str, Any]) -> None:
         row = [key, "" if value is None else str(value)]
         if has_lineage:
             stamp = data.get(f"{key}_updated_at")
-            row += [data.get(f"{key}_source") or "",
-                    _json_default(stamp) if stamp else ""]
+            row += [data.get(f"{key}_source") or "", _json_default(stamp) if stamp else ""]
         table.add_row(*row)
     out.print(table)
 
@@ -161,24 +166,32 @@ def _print_explanation(result: dict[str, Any]) -> None:
     if win is None:
         out.print("no current value")
         return
-    out.print(f"[green]winner[/green]: {win['value']} from {win['source_system']}, field changed "
-              f"at {_json_default(win['updated_at'])} (event {win['source_event_id']})")
+    out.print(
+        f"[green]winner[/green]: {win['value']} from {win['source_system']}, field changed "
+        f"at {_json_default(win['updated_at'])} (event {win['source_event_id']})"
+    )
     for loser in result["losers"]:
-        out.print(f"[red]lost[/red]: {loser['value']} from {loser['source_system']} — "
-                  f"{loser['why_lost']}")
+        out.print(f"[red]lost[/red]: {loser['value']} from {loser['source_system']} — {loser['why_lost']}")
     table = Table(title="history (every version per source)")
     for col in ("source", "value", "from", "to", "current"):
         table.add_column(col)
     for h in result["history"]:
-        table.add_row(h["source_system"], str(h["value"]), _json_default(h["updated_at"]),
-                      _json_default(h["valid_to"]) if h["valid_to"] else "",
-                      "yes" if h["is_current"] else "")
+        table.add_row(
+            h["source_system"],
+            str(h["value"]),
+            _json_default(h["updated_at"]),
+            _json_default(h["valid_to"]) if h["valid_to"] else "",
+            "yes" if h["is_current"] else "",
+        )
     out.print(table)
 
 
 @app.command()
 def export(
-    model: Annotated[str, typer.Argument(help="nodes, relationships, customer_profile_v1/v2, quarantine, batches")],
+    model: Annotated[
+        str,
+        typer.Argument(help="nodes, relationships, customer_profile_v1/v2, quarantine, batches"),
+    ],
     fmt: Annotated[str, typer.Option("--format", help="/".join(EXPORT_FORMATS))] = "parquet",
     out_path: Annotated[Path | None, typer.Option("--out", help="Output file")] = None,
     warehouse: Warehouse = None,
@@ -223,8 +236,11 @@ def demo(
     location = warehouse or os.environ.get("AAG_WAREHOUSE") or tempfile.mkdtemp(prefix="aag-demo-")
     svc = _service(location)
     svc.init()
-    inputs = Path(svc.warehouse.uri) / "demo-input" if svc.warehouse.local else Path(
-        tempfile.mkdtemp(prefix="aag-demo-input-"))
+    inputs = (
+        Path(svc.warehouse.uri) / "demo-input"
+        if svc.warehouse.local
+        else Path(tempfile.mkdtemp(prefix="aag-demo-input-"))
+    )
     for batch, path in write_demo_files(inputs):
         if not as_json:
             out.print(f"[dim]{batch.story}[/dim]")
@@ -234,18 +250,25 @@ def demo(
     explanation = svc.explain(customer, "phone").as_dict()
     naive = record_level_view()
     if as_json:
-        _print_json({"warehouse": svc.warehouse.uri, "customer_id": customer,
-                     "profile": profile_data, "explain_phone": explanation,
-                     "record_level_would_show": naive})
+        _print_json(
+            {
+                "warehouse": svc.warehouse.uri,
+                "customer_id": customer,
+                "profile": profile_data,
+                "explain_phone": explanation,
+                "record_level_would_show": naive,
+            }
+        )
         return
     out.print()
     _print_profile(profile_data)
     _print_explanation(explanation)
-    out.print(f"\nA record-level CDP (latest record wins) would show phone {naive['phone']!r}; "
-              f"AAG shows {profile_data['phone']!r}.")
+    out.print(
+        f"\nA record-level CDP (latest record wins) would show phone {naive['phone']!r}; "
+        f"AAG shows {profile_data['phone']!r}."
+    )
     out.print(f"warehouse: {svc.warehouse.uri}")
-    out.print(f"try: aag explain --warehouse {svc.warehouse.uri} --customer {customer} "
-              "--attribute email")
+    out.print(f"try: aag explain --warehouse {svc.warehouse.uri} --customer {customer} --attribute email")
 
 
 def main() -> None:
@@ -258,7 +281,7 @@ def main() -> None:
     except typer.Abort:
         err.print("aborted")
         raise SystemExit(130) from None
-    except Exception as exc:  # noqa: BLE001 - last line of defence: never a traceback
+    except Exception as exc:
         # typer vendors click; its usage errors and exits are recognised by shape.
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             err.print(f"error: {exc.format_message()}", highlight=False, soft_wrap=True)
@@ -267,8 +290,12 @@ def main() -> None:
             raise SystemExit(int(exc.exit_code)) from None
         if os.environ.get("AAG_DEBUG"):
             raise
-        err.print(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                  "(set AAG_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        err.print(
+            f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            "(set AAG_DEBUG=1 for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise SystemExit(70) from None
 
 

@@ -116,9 +116,7 @@ class Config:
         spec = self._objects.get(key)
         if spec is None:
             known = ", ".join(sorted(s.name for s in self._objects.values()))
-            raise ConfigError(
-                f"unknown source object {source_system}.{source_object}; known: {known}"
-            )
+            raise ConfigError(f"unknown source object {source_system}.{source_object}; known: {known}")
         return spec
 
     @property
@@ -157,8 +155,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             return [
-                {k.strip(): (v or "").strip() for k, v in row.items() if k}
-                for row in csv.DictReader(handle)
+                {k.strip(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(handle)
             ]
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {path}") from exc
@@ -184,7 +181,8 @@ def _build_objects(rows: Iterable[RegistryRow]) -> dict[tuple[str, str], ObjectS
                 if not dot:
                     raise ConfigError(
                         f"{where}.{row.source_field}: same_as rows name the linked object "
-                        "as system.Object in the attribute column")
+                        "as system.Object in the attribute column"
+                    )
                 same_as.append((row.source_field, target_system, target_object))
         if len(ids) != 1:
             raise ConfigError(f"{where} needs exactly one record_id row, found {len(ids)}")
@@ -196,8 +194,7 @@ def _build_objects(rows: Iterable[RegistryRow]) -> dict[tuple[str, str], ObjectS
         for attr in attrs:
             if not (attr.attribute and attr.rel_type and attr.node_type):
                 raise ConfigError(
-                    f"{where}.{attr.source_field}: attribute rows need attribute, rel_type "
-                    "and node_type"
+                    f"{where}.{attr.source_field}: attribute rows need attribute, rel_type and node_type"
                 )
             split_normaliser(attr.normaliser)
             if not times and not attr.event_time_field:

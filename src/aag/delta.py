@@ -156,8 +156,7 @@ class DeltaIO:
         return metrics
 
 
-def delete_matching(io: DeltaIO, uri: str, keys: pa.Table,
-                    metadata: Mapping[str, Any] | None = None) -> int:
+def delete_matching(io: DeltaIO, uri: str, keys: pa.Table, metadata: Mapping[str, Any] | None = None) -> int:
     """Delete rows whose columns equal a row of ``keys`` (MERGE ... WHEN MATCHED DELETE).
 
     Unlike a predicate delete, the values never appear in the commit's logged
@@ -169,8 +168,13 @@ def delete_matching(io: DeltaIO, uri: str, keys: pa.Table,
     with _commit_errors(uri):
         metrics = (
             io.open(uri)
-            .merge(keys, predicate=match, source_alias="s", target_alias="t",
-                   commit_properties=_props(metadata))
+            .merge(
+                keys,
+                predicate=match,
+                source_alias="s",
+                target_alias="t",
+                commit_properties=_props(metadata),
+            )
             .when_matched_delete()
             .execute()
         )

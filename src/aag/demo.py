@@ -1,5 +1,4 @@
-"""The seed's case, end to end: a CRM full-record re-sync must not win a field it
-did not change.
+"""The seed's case end to end: a CRM full-record re-sync must not win unchanged fields.
 
 Alex's phone was changed at 09:00 in the support desk (Zendesk). At 09:05 a
 sales rep edits Alex's email in Salesforce, and Salesforce re-sends the whole
@@ -32,11 +31,18 @@ class DemoBatch:
 
 def _contact(**changes: Any) -> dict[str, Any]:
     base = {
-        "Id": DEMO_CONTACT, "AccountId": "0015g00000AcmeAAA", "FirstName": "Alex",
-        "LastName": "Example", "Email": "alex@example.com", "Phone": "+49 111 000 0000",
-        "MailingStreet": "Leopoldstr. 1", "MailingCity": "München",
-        "MailingPostalCode": "80802", "MailingCountry": "Germany",
-        "HasOptedOutOfEmail": False, "LastModifiedDate": "2024-03-01T10:00:00.000+0000",
+        "Id": DEMO_CONTACT,
+        "AccountId": "0015g00000AcmeAAA",
+        "FirstName": "Alex",
+        "LastName": "Example",
+        "Email": "alex@example.com",
+        "Phone": "+49 111 000 0000",
+        "MailingStreet": "Leopoldstr. 1",
+        "MailingCity": "München",
+        "MailingPostalCode": "80802",
+        "MailingCountry": "Germany",
+        "HasOptedOutOfEmail": False,
+        "LastModifiedDate": "2024-03-01T10:00:00.000+0000",
         "IsDeleted": False,
     }
     base.update(changes)
@@ -44,44 +50,87 @@ def _contact(**changes: Any) -> dict[str, Any]:
 
 
 def _others(day: str) -> list[dict[str, Any]]:
-    people = [("Maria", "Rossi", "+39 06 1234 5678", "Roma", "IT"),
-              ("Jan", "Novak", "+420 601 123 456", "Praha", "CZ"),
-              ("Sofia", "Berg", "+46 8 123 456 78", "Stockholm", "SE")]
+    people = [
+        ("Maria", "Rossi", "+39 06 1234 5678", "Roma", "IT"),
+        ("Jan", "Novak", "+420 601 123 456", "Praha", "CZ"),
+        ("Sofia", "Berg", "+46 8 123 456 78", "Stockholm", "SE"),
+    ]
     out = []
     for i, (first, last, phone, city, country) in enumerate(people):
-        out.append({
-            "Id": f"0035g00000Other{i}AA", "AccountId": None, "FirstName": first,
-            "LastName": last, "Email": f"{first.lower()}.{last.lower()}@example.org",
-            "Phone": phone, "MailingStreet": None, "MailingCity": city,
-            "MailingPostalCode": None, "MailingCountry": country,
-            "HasOptedOutOfEmail": i == 1, "LastModifiedDate": day, "IsDeleted": False,
-        })
+        out.append(
+            {
+                "Id": f"0035g00000Other{i}AA",
+                "AccountId": None,
+                "FirstName": first,
+                "LastName": last,
+                "Email": f"{first.lower()}.{last.lower()}@example.org",
+                "Phone": phone,
+                "MailingStreet": None,
+                "MailingCity": city,
+                "MailingPostalCode": None,
+                "MailingCountry": country,
+                "HasOptedOutOfEmail": i == 1,
+                "LastModifiedDate": day,
+                "IsDeleted": False,
+            }
+        )
     return out
 
 
 def demo_batches() -> list[DemoBatch]:
     """The demo's input files, in arrival order."""
     return [
-        DemoBatch("salesforce", "Contact", "salesforce_contact_2024-03-01.jsonl",
-                  (_contact(), *_others("2024-03-01T10:00:00Z")),
-                  "2024-03-01 Salesforce: initial load; Alex's phone is +49 111 000 0000"),
-        DemoBatch("zendesk", "users", "zendesk_users_2024-06-01.jsonl",
-                  ({"id": DEMO_ZENDESK_USER, "name": "Alex Example", "email": "alex@example.com",
-                    "phone": "+49 111 000 0000", "external_id": DEMO_CONTACT,
-                    "organization_id": None, "created_at": "2024-06-01T08:00:00Z",
-                    "updated_at": "2024-06-01T08:00:00Z"},),
-                  "2024-06-01 Zendesk: Alex opens a ticket; same phone"),
-        DemoBatch("zendesk", "users", "zendesk_users_2026-03-01T0900.jsonl",
-                  ({"id": DEMO_ZENDESK_USER, "name": "Alex Example", "email": "alex@example.com",
-                    "phone": "+49 987 654 3210", "external_id": DEMO_CONTACT,
-                    "organization_id": None, "created_at": "2024-06-01T08:00:00Z",
-                    "updated_at": "2026-03-01T09:00:00Z"},),
-                  "2026-03-01 09:00 Zendesk: Alex calls support and gives a new phone"),
-        DemoBatch("salesforce", "Contact", "salesforce_contact_2026-03-01T0905.jsonl",
-                  (_contact(Email="alex.example@newco.com",
-                            LastModifiedDate="2026-03-01T09:05:00.000+0000"),),
-                  "2026-03-01 09:05 Salesforce: a rep edits Alex's email; the CRM re-sends the "
-                  "whole contact, old phone included, stamped 09:05"),
+        DemoBatch(
+            "salesforce",
+            "Contact",
+            "salesforce_contact_2024-03-01.jsonl",
+            (_contact(), *_others("2024-03-01T10:00:00Z")),
+            "2024-03-01 Salesforce: initial load; Alex's phone is +49 111 000 0000",
+        ),
+        DemoBatch(
+            "zendesk",
+            "users",
+            "zendesk_users_2024-06-01.jsonl",
+            (
+                {
+                    "id": DEMO_ZENDESK_USER,
+                    "name": "Alex Example",
+                    "email": "alex@example.com",
+                    "phone": "+49 111 000 0000",
+                    "external_id": DEMO_CONTACT,
+                    "organization_id": None,
+                    "created_at": "2024-06-01T08:00:00Z",
+                    "updated_at": "2024-06-01T08:00:00Z",
+                },
+            ),
+            "2024-06-01 Zendesk: Alex opens a ticket; same phone",
+        ),
+        DemoBatch(
+            "zendesk",
+            "users",
+            "zendesk_users_2026-03-01T0900.jsonl",
+            (
+                {
+                    "id": DEMO_ZENDESK_USER,
+                    "name": "Alex Example",
+                    "email": "alex@example.com",
+                    "phone": "+49 987 654 3210",
+                    "external_id": DEMO_CONTACT,
+                    "organization_id": None,
+                    "created_at": "2024-06-01T08:00:00Z",
+                    "updated_at": "2026-03-01T09:00:00Z",
+                },
+            ),
+            "2026-03-01 09:00 Zendesk: Alex calls support and gives a new phone",
+        ),
+        DemoBatch(
+            "salesforce",
+            "Contact",
+            "salesforce_contact_2026-03-01T0905.jsonl",
+            (_contact(Email="alex.example@newco.com", LastModifiedDate="2026-03-01T09:05:00.000+0000"),),
+            "2026-03-01 09:05 Salesforce: a rep edits Alex's email; the CRM re-sends the "
+            "whole contact, old phone included, stamped 09:05",
+        ),
     ]
 
 
@@ -106,8 +155,10 @@ def record_level_view() -> dict[str, Any]:
             if row.get("Id") == DEMO_CONTACT or row.get("external_id") == DEMO_CONTACT:
                 stamp = str(row.get("LastModifiedDate") or row.get("updated_at"))
                 stamp = stamp.replace(".000+0000", "Z")
-                for attr, key in (("phone", "Phone" if "Phone" in row else "phone"),
-                                  ("email", "Email" if "Email" in row else "email")):
+                for attr, key in (
+                    ("phone", "Phone" if "Phone" in row else "phone"),
+                    ("email", "Email" if "Email" in row else "email"),
+                ):
                     if attr not in latest or stamp >= latest[attr][0]:
                         latest[attr] = (stamp, row[key])
     return {attr: value for attr, (_, value) in latest.items()}

@@ -79,8 +79,9 @@ def entity_node_id(entity_type: str, source_system: str, source_object: str, rec
         The UUID in canonical 8-4-4-4-12 form.
     """
     digest = bytearray(
-        hashlib.sha256(entity_key(entity_type, source_system, source_object, record_id).encode())
-        .digest()[:16]
+        hashlib.sha256(entity_key(entity_type, source_system, source_object, record_id).encode()).digest()[
+            :16
+        ]
     )
     digest[6] = (digest[6] & 0x0F) | 0x80
     digest[8] = (digest[8] & 0x3F) | 0x80

@@ -18,8 +18,8 @@ import re
 from collections.abc import Iterable
 
 import phonenumbers
-import pycountry
 import pyarrow as pa
+import pycountry
 
 from aag.errors import ConfigError
 
@@ -184,7 +184,7 @@ def _country_lookup() -> dict[str, str]:
     table: dict[str, str] = {}
     for country in pycountry.countries:
         code = str(country.alpha_2)
-        keys = [code, country.alpha_3, country.numeric, country.name]
+        keys: list[object] = [code, country.alpha_3, country.numeric, country.name]
         keys += [getattr(country, attr, None) for attr in ("official_name", "common_name")]
         for key in keys:
             if key:
@@ -202,9 +202,7 @@ def country_alpha2(raw: str) -> str | None:
 def country_table() -> pa.Table:
     """The country lookup as a table (``key`` upper-cased name/code → ``alpha2``) for SQL joins."""
     lookup = _country_lookup()
-    return pa.table(
-        {"key": pa.array(list(lookup), pa.string()), "alpha2": pa.array(list(lookup.values()))}
-    )
+    return pa.table({"key": pa.array(list(lookup), pa.string()), "alpha2": pa.array(list(lookup.values()))})
 
 
 def normalise_phones(pairs: Iterable[tuple[str, str | None]]) -> pa.Table:
@@ -253,11 +251,10 @@ def sql_normalise(spec: str, col: str) -> tuple[str, str]:
     if name in ("bool", "not_bool"):
         low = f"lower({text})"
         true_set = ", ".join(f"'{v}'" for v in sorted(_TRUE))
-        false_set = ", ".join(f"'{v}'" for v in sorted(_FALSE - {''}))
+        false_set = ", ".join(f"'{v}'" for v in sorted(_FALSE - {""}))
         yes, no = ("'true'", "'false'") if name == "bool" else ("'false'", "'true'")
         value = (
-            f"CASE WHEN {low} IN ({true_set}) THEN {yes} "
-            f"WHEN {low} IN ({false_set}) THEN {no} ELSE NULL END"
+            f"CASE WHEN {low} IN ({true_set}) THEN {yes} WHEN {low} IN ({false_set}) THEN {no} ELSE NULL END"
         )
         invalid = f"({low} <> '' AND {low} NOT IN ({true_set}, {false_set}))"
         return value, invalid

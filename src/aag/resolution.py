@@ -18,14 +18,20 @@ from aag.engine.base import Engine
 
 #: Canonical customer attributes (SPEC §6), in profile column order.
 CUSTOMER_ATTRIBUTES: tuple[str, ...] = (
-    "email", "phone", "first_name", "last_name", "full_name", "street", "city",
-    "postal_code", "country", "email_marketing_consent",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "full_name",
+    "street",
+    "city",
+    "postal_code",
+    "country",
+    "email_marketing_consent",
 )
 
 #: The one ordering rule; dbt's ``resolve_winner`` macro holds the same list.
-WINNER_ORDER = (
-    "updated_at DESC, confidence DESC, priority ASC, source_system ASC, target_node_id ASC"
-)
+WINNER_ORDER = "updated_at DESC, confidence DESC, priority ASC, source_system ASC, target_node_id ASC"
 
 RULE_TEXT = (
     "latest updated_at (the field's own change time) wins; ties go to higher confidence, "
@@ -61,9 +67,21 @@ def ranked_values(engine: Engine, edges: pa.Table, nodes: pa.Table, config: Conf
         Columns ``entity_id, rel_type, target_node_id, value, updated_at, confidence,
         source_system, source_event_id, priority, rank, competing_values``.
     """
-    engine.register("res_edges", edges.select(
-        ["source_node_id", "target_node_id", "rel_type", "updated_at", "confidence",
-         "is_current", "source_system", "source_event_id"]))
+    engine.register(
+        "res_edges",
+        edges.select(
+            [
+                "source_node_id",
+                "target_node_id",
+                "rel_type",
+                "updated_at",
+                "confidence",
+                "is_current",
+                "source_system",
+                "source_event_id",
+            ]
+        ),
+    )
     engine.register("res_nodes", nodes.select(["node_id", "value"]))
     engine.register("res_priorities", config.priority_table())
     try:
@@ -73,8 +91,9 @@ def ranked_values(engine: Engine, edges: pa.Table, nodes: pa.Table, config: Conf
             engine.drop(name)
 
 
-def profile_rows(ranked: pa.Table, config: Config, entity_ids: list[str],
-                 version: int = 2) -> list[dict[str, Any]]:
+def profile_rows(
+    ranked: pa.Table, config: Config, entity_ids: list[str], version: int = 2
+) -> list[dict[str, Any]]:
     """Wide profiles (v1: values; v2: plus ``<attr>_source`` and ``<attr>_updated_at``)."""
     rel_of = config.attribute_rel_types()
     attr_of_rel = {rel: attr for attr, rel in rel_of.items()}
@@ -124,19 +143,24 @@ class Explanation:
 
 def _why_lost(winner: dict[str, Any], loser: dict[str, Any]) -> str:
     if loser["updated_at"] < winner["updated_at"]:
-        return (f"older: this field last changed in {loser['source_system']} at "
-                f"{loser['updated_at'].isoformat()}, after that {winner['source_system']} "
-                f"changed it at {winner['updated_at'].isoformat()}")
+        return (
+            f"older: this field last changed in {loser['source_system']} at "
+            f"{loser['updated_at'].isoformat()}, after that {winner['source_system']} "
+            f"changed it at {winner['updated_at'].isoformat()}"
+        )
     if loser["confidence"] < winner["confidence"]:
         return f"same time, lower confidence ({loser['confidence']} < {winner['confidence']})"
     if loser["priority"] > winner["priority"]:
-        return (f"same time and confidence, less trusted source (priority {loser['priority']} "
-                f"> {winner['priority']})")
+        return (
+            f"same time and confidence, less trusted source (priority {loser['priority']} "
+            f"> {winner['priority']})"
+        )
     return "full tie; decided by the deterministic tie-break (source name, then value id)"
 
 
-def explain(ranked: pa.Table, history: pa.Table, customer_id: str, attribute: str,
-            rel_type: str) -> Explanation:
+def explain(
+    ranked: pa.Table, history: pa.Table, customer_id: str, attribute: str, rel_type: str
+) -> Explanation:
     """Build the explanation from the ranked current values and the version history.
 
     Args:
@@ -147,8 +171,7 @@ def explain(ranked: pa.Table, history: pa.Table, customer_id: str, attribute: st
         attribute: Canonical attribute name.
         rel_type: Its rel_type.
     """
-    rows = [r for r in ranked.to_pylist()
-            if r["entity_id"] == customer_id and r["rel_type"] == rel_type]
+    rows = [r for r in ranked.to_pylist() if r["entity_id"] == customer_id and r["rel_type"] == rel_type]
     rows.sort(key=lambda r: r["rank"])
     winner = rows[0] if rows else None
     losers = []

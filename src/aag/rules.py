@@ -207,8 +207,14 @@ def apply_edge_rules(
         new_versions = int(engine.scalar(SQL_NEW_VERSIONS_COUNT) or 0)  # type: ignore[call-overload]
     finally:
         for name in (
-            "rule_diff_keys", "rule_versions", "rule_sequence", "rule_changed_keys",
-            "rule_events", "incoming", "existing_edges", "existing_log",
+            "rule_diff_keys",
+            "rule_versions",
+            "rule_sequence",
+            "rule_changed_keys",
+            "rule_events",
+            "incoming",
+            "existing_edges",
+            "existing_log",
         ):
             engine.drop(name)
     return RuleResult(

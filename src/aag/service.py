@@ -14,7 +14,6 @@ from aag.delta import delete_matching
 from aag.engine import make_engine
 from aag.engine.base import Engine
 from aag.errors import InputError, NotFoundError
-from aag.model import QUARANTINE
 from aag.pipeline import BatchReport, ingest_file
 from aag.resolution import (
     CUSTOMER_ATTRIBUTES,
@@ -30,8 +29,14 @@ from aag.warehouse import Warehouse
 
 EXPORT_FORMATS = ("parquet", "csv", "jsonl")
 #: Models ``aag export`` knows (gold models are added by the dbt build).
-EXPORT_MODELS = ("nodes", "relationships", "customer_profile_v1", "customer_profile_v2",
-                 "quarantine", "batches")
+EXPORT_MODELS = (
+    "nodes",
+    "relationships",
+    "customer_profile_v1",
+    "customer_profile_v2",
+    "quarantine",
+    "batches",
+)
 
 
 def _q(value: str) -> str:
@@ -59,8 +64,13 @@ class AagService:
         with self.warehouse.writer_lock():
             return self.warehouse.init()
 
-    def ingest(self, source_system: str, source_object: str, files: Sequence[Path],
-               on_file: Callable[[BatchReport], None] | None = None) -> list[BatchReport]:
+    def ingest(
+        self,
+        source_system: str,
+        source_object: str,
+        files: Sequence[Path],
+        on_file: Callable[[BatchReport], None] | None = None,
+    ) -> list[BatchReport]:
         """Land and process files in the given order, one batch per file."""
         self.warehouse.require()
         self.warehouse.config.object(source_system, source_object)
@@ -70,8 +80,7 @@ class AagService:
         reports = []
         with self.warehouse.writer_lock():
             for path in files:
-                report = ingest_file(self.warehouse, self.engine, source_system,
-                                     source_object, Path(path))
+                report = ingest_file(self.warehouse, self.engine, source_system, source_object, Path(path))
                 reports.append(report)
                 if on_file:
                     on_file(report)
@@ -79,20 +88,20 @@ class AagService:
 
     # -- reading -------------------------------------------------------------------------
     def _edges_of(self, entity_id: str) -> pa.Table:
-        return self.warehouse.io.read(self.warehouse.graph.relationships_uri, "*",
-                                      f"source_node_id = {_q(entity_id)}")
+        return self.warehouse.io.read(
+            self.warehouse.graph.relationships_uri, "*", f"source_node_id = {_q(entity_id)}"
+        )
 
     def _nodes_by_id(self, ids: list[str]) -> pa.Table:
         if not ids:
             return self.warehouse.io.read(self.warehouse.graph.nodes_uri, "*", "FALSE")
         quoted = ", ".join(_q(i) for i in sorted(set(ids)))
-        return self.warehouse.io.read(self.warehouse.graph.nodes_uri, "*",
-                                      f"node_id IN ({quoted})")
+        return self.warehouse.io.read(self.warehouse.graph.nodes_uri, "*", f"node_id IN ({quoted})")
 
     def customer_exists(self, customer_id: str) -> bool:
         """Whether an entity node with this id exists."""
         found = self._nodes_by_id([customer_id])
-        return found.num_rows > 0
+        return bool(found.num_rows > 0)
 
     def find_customer(self, source_system: str, source_id: str) -> str:
         """Entity id of a source record (the identity map)."""
@@ -100,18 +109,20 @@ class AagService:
         ids = {source_id.strip()}
         if source_system.lower() == "salesforce":
             ids.add(sf_id18(source_id.strip()))
-        likes = " OR ".join(
-            f"value LIKE {_q(source_system + ':%:' + i)}" for i in sorted(ids)
-        )
+        likes = " OR ".join(f"value LIKE {_q(source_system + ':%:' + i)}" for i in sorted(ids))
         nodes = self.warehouse.io.read(
-            self.warehouse.graph.nodes_uri, "node_id",
-            f"node_type = '{SOURCE_RECORD_NODE}' AND ({likes})")
+            self.warehouse.graph.nodes_uri,
+            "node_id",
+            f"node_type = '{SOURCE_RECORD_NODE}' AND ({likes})",
+        )
         if nodes.num_rows == 0:
             raise NotFoundError(f"no record {source_id!r} from {source_system} in the graph")
         targets = ", ".join(_q(v) for v in nodes.column("node_id").to_pylist())
         edges = self.warehouse.io.read(
-            self.warehouse.graph.relationships_uri, "source_node_id, is_current, updated_at",
-            f"rel_type = '{SOURCE_RECORD_REL}' AND target_node_id IN ({targets})")
+            self.warehouse.graph.relationships_uri,
+            "source_node_id, is_current, updated_at",
+            f"rel_type = '{SOURCE_RECORD_REL}' AND target_node_id IN ({targets})",
+        )
         if edges.num_rows == 0:
             raise NotFoundError(f"record {source_id!r} from {source_system} is not linked")
         rows = sorted(edges.to_pylist(), key=lambda r: (not r["is_current"], r["updated_at"]))
@@ -135,17 +146,18 @@ class AagService:
         """Winner, competing values and version history of one attribute."""
         rel_types = self.warehouse.config.attribute_rel_types()
         if attribute not in rel_types:
-            raise NotFoundError(
-                f"unknown attribute {attribute!r}; known: {', '.join(sorted(rel_types))}")
+            raise NotFoundError(f"unknown attribute {attribute!r}; known: {', '.join(sorted(rel_types))}")
         rel_type = rel_types[attribute]
         ranked, edges, nodes = self._ranked_for(customer_id)
         flat = flatten_edges(edges)
-        values = dict(zip(nodes.column("node_id").to_pylist(), nodes.column("value").to_pylist(),
-                          strict=True))
+        values = dict(
+            zip(nodes.column("node_id").to_pylist(), nodes.column("value").to_pylist(), strict=True)
+        )
         mine = flat.filter(pa.compute.equal(flat.column("rel_type"), rel_type))
         history = mine.append_column(
-            "value", pa.array([values.get(t) for t in mine.column("target_node_id").to_pylist()],
-                              pa.string()))
+            "value",
+            pa.array([values.get(t) for t in mine.column("target_node_id").to_pylist()], pa.string()),
+        )
         return explain(ranked, history, customer_id, attribute, rel_type)
 
     def customer_profiles(self, version: int) -> pa.Table:
@@ -154,8 +166,7 @@ class AagService:
         graph = self.warehouse.graph
         edges = self.warehouse.io.read(graph.relationships_uri, "*", "is_current")
         nodes = self.warehouse.io.read(graph.nodes_uri, "node_id, node_type, value")
-        customers = sorted(
-            n["node_id"] for n in nodes.to_pylist() if n["node_type"] == "customer")
+        customers = sorted(n["node_id"] for n in nodes.to_pylist() if n["node_type"] == "customer")
         ranked = ranked_values(self.engine, edges, nodes, self.warehouse.config)
         rows = profile_rows(ranked, self.warehouse.config, customers, version)
         fields = [pa.field("customer_id", pa.string())]
@@ -192,15 +203,18 @@ class AagService:
             pq.write_table(table, out)
         elif fmt == "csv":
             flat = _stringify_maps(table)
-            pacsv.write_csv(flat, out)
+            pacsv.write_csv(flat, out, pacsv.WriteOptions(quoting_style="needed"))
         else:
             _write_jsonl(table, out)
-        return table.num_rows
+        return int(table.num_rows)
 
     # -- erasure ---------------------------------------------------------------------------
     def erase(self, customer_id: str) -> dict[str, int]:
-        """GDPR erasure: remove the customer's edges, values only they used, their source
-        records' bronze and quarantine rows. Run :meth:`vacuum` to delete old files."""
+        """GDPR erasure of one customer.
+
+        Removes the customer's edges, the values only they used, and their source records'
+        bronze and quarantine rows. Run :meth:`vacuum` to delete the superseded files.
+        """
         self.warehouse.require()
         if not self.customer_exists(customer_id):
             raise NotFoundError(f"no customer {customer_id!r} in the graph")
@@ -210,24 +224,22 @@ class AagService:
             edges = self._edges_of(customer_id)
             targets = sorted(set(edges.column("target_node_id").to_pylist()))
             record_nodes = self._nodes_by_id(targets)
-            records = [
-                r["value"] for r in record_nodes.to_pylist()
-                if r["node_type"] == SOURCE_RECORD_NODE
-            ]
+            records = [r["value"] for r in record_nodes.to_pylist() if r["node_type"] == SOURCE_RECORD_NODE]
             # Values shared with another entity stay; the rest become unreachable and go.
             shared: set[str] = set()
             if targets:
                 quoted = ", ".join(_q(t) for t in targets)
                 others = wh.io.read(
-                    graph.relationships_uri, "DISTINCT target_node_id",
-                    f"target_node_id IN ({quoted}) AND source_node_id <> {_q(customer_id)}")
+                    graph.relationships_uri,
+                    "DISTINCT target_node_id",
+                    f"target_node_id IN ({quoted}) AND source_node_id <> {_q(customer_id)}",
+                )
                 shared = set(others.column("target_node_id").to_pylist())
             drop_nodes = [t for t in targets if t not in shared] + [customer_id]
             meta = {"aag.operation": "erase"}
             ids = pa.table({"source_node_id": [customer_id]})
             delete_matching(wh.io, graph.relationships_uri, ids, meta)
-            delete_matching(wh.io, graph.relationships_uri,
-                            pa.table({"target_node_id": [customer_id]}), meta)
+            delete_matching(wh.io, graph.relationships_uri, pa.table({"target_node_id": [customer_id]}), meta)
             delete_matching(wh.io, graph.edge_events_uri, ids, meta)
             delete_matching(wh.io, graph.nodes_uri, pa.table({"node_id": drop_nodes}), meta)
             bronze_rows = 0
@@ -237,20 +249,32 @@ class AagService:
                 by_object.setdefault((system, obj), []).append(record_id)
             for (system, obj), record_ids in by_object.items():
                 bronze_rows += delete_matching(
-                    wh.io, wh.bronze_uri(system, obj), pa.table({"_record_id": record_ids}), meta)
+                    wh.io, wh.bronze_uri(system, obj), pa.table({"_record_id": record_ids}), meta
+                )
                 delete_matching(
-                    wh.io, wh.quarantine_uri,
-                    pa.table({"source_system": [system] * len(record_ids),
-                              "record_id": record_ids}), meta)
-        return {"edges_removed": edges.num_rows, "nodes_removed": len(drop_nodes),
-                "bronze_rows_removed": bronze_rows, "source_records": len(records)}
+                    wh.io,
+                    wh.quarantine_uri,
+                    pa.table({"source_system": [system] * len(record_ids), "record_id": record_ids}),
+                    meta,
+                )
+        return {
+            "edges_removed": edges.num_rows,
+            "nodes_removed": len(drop_nodes),
+            "bronze_rows_removed": bronze_rows,
+            "source_records": len(records),
+        }
 
     def vacuum(self) -> dict[str, int]:
         """Delete files no longer referenced by any table version (irreversible)."""
         self.warehouse.require()
         wh = self.warehouse
-        uris = [wh.graph.nodes_uri, wh.graph.relationships_uri, wh.graph.edge_events_uri,
-                wh.quarantine_uri, wh.ledger_uri]
+        uris = [
+            wh.graph.nodes_uri,
+            wh.graph.relationships_uri,
+            wh.graph.edge_events_uri,
+            wh.quarantine_uri,
+            wh.ledger_uri,
+        ]
         uris += _bronze_tables(wh)
         removed: dict[str, int] = {}
         with wh.writer_lock():
@@ -258,8 +282,7 @@ class AagService:
                 if not wh.io.exists(uri):
                     continue
                 table = wh.io.open(uri)
-                files = table.vacuum(retention_hours=0, enforce_retention_duration=False,
-                                     dry_run=False)
+                files = table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
                 removed[uri] = len(files)
         return removed
 
@@ -300,4 +323,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list) and value and isinstance(value[0], tuple):
         return dict(value)
     return value
-

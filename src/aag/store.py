@@ -96,10 +96,8 @@ class GraphChange:
     @property
     def empty(self) -> bool:
         """True when the batch changes nothing in the graph."""
-        return (
-            self.nodes.num_rows == 0
-            and self.replace_keys.num_rows == 0
-            and self.log_append.num_rows == 0
+        return bool(
+            self.nodes.num_rows == 0 and self.replace_keys.num_rows == 0 and self.log_append.num_rows == 0
         )
 
 
@@ -238,19 +236,28 @@ class DeltaGraphStore(GraphStore):
         created = []
         # File statistics are kept only for id and type columns: statistics live on in the
         # Delta log after files are vacuumed, and must not hold erased values.
-        if self.io.create(self.nodes_uri, NODES, partition_by=["node_type"],
-                          configuration={"delta.dataSkippingStatsColumns": "node_id,created_at"}):
+        if self.io.create(
+            self.nodes_uri,
+            NODES,
+            partition_by=["node_type"],
+            configuration={"delta.dataSkippingStatsColumns": "node_id,created_at"},
+        ):
             created.append(self.nodes_uri)
         if self.io.create(
             self.relationships_uri,
             RELATIONSHIPS,
-            configuration={"delta.dataSkippingStatsColumns":
-                           "source_node_id,target_node_id,rel_type,updated_at,is_current,"
-                           "source_system"},
+            configuration={
+                "delta.dataSkippingStatsColumns": (
+                    "source_node_id,target_node_id,rel_type,updated_at,is_current,source_system"
+                )
+            },
         ):
             created.append(self.relationships_uri)
-        if self.io.create(self.edge_events_uri, EDGE_EVENTS, configuration={
-                "delta.dataSkippingStatsColumns": "source_node_id,rel_type,source_system"}):
+        if self.io.create(
+            self.edge_events_uri,
+            EDGE_EVENTS,
+            configuration={"delta.dataSkippingStatsColumns": "source_node_id,rel_type,source_system"},
+        ):
             created.append(self.edge_events_uri)
         return created
 
@@ -272,9 +279,7 @@ class DeltaGraphStore(GraphStore):
         types = sorted(set(candidates.column("node_type").to_pylist()))
         # nodes is partitioned by node_type, so only the touched partitions are read.
         quoted = ", ".join("'" + t.replace("'", "''") + "'" for t in types)
-        reader = self.io.reader(
-            self.nodes_uri, f"SELECT node_id FROM t WHERE node_type IN ({quoted})"
-        )
+        reader = self.io.reader(self.nodes_uri, f"SELECT node_id FROM t WHERE node_type IN ({quoted})")
         return _anti_join(candidates, reader)
 
     def commit(self, change: GraphChange) -> CommitStats:  # noqa: D102

@@ -54,8 +54,7 @@ def resolve_location(warehouse: str | None) -> str:
 class Warehouse:
     """Paths and tables of one warehouse."""
 
-    def __init__(self, location: str | None = None,
-                 storage_options: Mapping[str, str] | None = None) -> None:
+    def __init__(self, location: str | None = None, storage_options: Mapping[str, str] | None = None) -> None:
         self.uri = resolve_location(location)
         self.io = DeltaIO(storage_options)
         self.graph = DeltaGraphStore(join(self.uri, "silver"), self.io)
@@ -100,9 +99,12 @@ class Warehouse:
     def init(self) -> list[str]:
         """Create every table and the default config that is missing (idempotent)."""
         created = self.graph.create()
-        if self.io.create(self.quarantine_uri, QUARANTINE, partition_by=["source_system"],
-                          configuration={"delta.dataSkippingStatsColumns":
-                                         "source_system,source_object,batch_id"}):
+        if self.io.create(
+            self.quarantine_uri,
+            QUARANTINE,
+            partition_by=["source_system"],
+            configuration={"delta.dataSkippingStatsColumns": "source_system,source_object,batch_id"},
+        ):
             created.append(self.quarantine_uri)
         if self.io.create(self.ledger_uri, LEDGER):
             created.append(self.ledger_uri)
@@ -121,22 +123,33 @@ class Warehouse:
         if not batch_ids:
             return set()
         quoted = ", ".join("'" + b.replace("'", "''") + "'" for b in batch_ids)
-        found = self.io.read(self.ledger_uri, "batch_id",
-                             f"status = 'committed' AND batch_id IN ({quoted})")
+        found = self.io.read(self.ledger_uri, "batch_id", f"status = 'committed' AND batch_id IN ({quoted})")
         return {str(v) for v in found.column("batch_id").to_pylist()}
 
-    def land(self, source_system: str, source_object: str, batch_id: str,
-             rows: pa.Table, id_column: str, file_name: str, now: pa.Scalar) -> None:
+    def land(
+        self,
+        source_system: str,
+        source_object: str,
+        batch_id: str,
+        rows: pa.Table,
+        id_column: str,
+        file_name: str,
+        now: pa.Scalar,
+    ) -> None:
         """Write a batch's raw rows to bronze; re-landing the same batch replaces, not adds."""
         uri = self.bronze_uri(source_system, source_object)
-        self.io.create(uri, BRONZE, configuration={
-            "delta.dataSkippingStatsColumns": "_batch_id,_row_number,_landed_at"})
+        self.io.create(
+            uri,
+            BRONZE,
+            configuration={"delta.dataSkippingStatsColumns": "_batch_id,_row_number,_landed_at"},
+        )
         n = rows.num_rows
         data = pa.table(
             {
                 "_batch_id": pa.array([batch_id] * n, pa.string()),
                 "_row_number": rows.column("_row_number"),
-                "_record_id": rows.column(id_column) if id_column in rows.column_names
+                "_record_id": rows.column(id_column)
+                if id_column in rows.column_names
                 else pa.nulls(n, pa.string()),
                 "_raw": rows.column("_raw"),
                 "_landed_at": pa.array([now.as_py()] * n, now.type),
@@ -148,8 +161,12 @@ class Warehouse:
 
     def write_quarantine(self, batch_id: str, rows: pa.Table) -> None:
         """Replace the batch's quarantine rows (idempotent on re-runs)."""
-        self.io.replace_where(self.quarantine_uri, rows.cast(QUARANTINE),
-                              f"batch_id = '{batch_id}'", {"batch_id": batch_id})
+        self.io.replace_where(
+            self.quarantine_uri,
+            rows.cast(QUARANTINE),
+            f"batch_id = '{batch_id}'",
+            {"batch_id": batch_id},
+        )
 
     def record_batch(self, row: dict[str, object]) -> None:
         """Append the batch's ledger row (the last write of a batch)."""
@@ -165,8 +182,10 @@ class Warehouse:
 
     @contextlib.contextmanager
     def writer_lock(self, timeout: float = 120.0) -> Iterator[None]:
-        """Serialise writers of one local warehouse (no-op on object stores, where Delta's
-        optimistic concurrency reports conflicts instead)."""
+        """Serialise writers of one local warehouse.
+
+        A no-op on object stores, where Delta's optimistic concurrency reports conflicts.
+        """
         if not self.local:
             yield
             return

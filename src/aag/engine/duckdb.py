@@ -22,8 +22,9 @@ class DuckDBEngine(Engine):
     capabilities = frozenset({Capability.STREAMING_RESULTS, Capability.IN_PROCESS})
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
-        self.con = duckdb.connect(config={"autoinstall_known_extensions": False,
-                                          "autoload_known_extensions": False})
+        self.con = duckdb.connect(
+            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        )
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute(f"SET threads = {threads or os.cpu_count() or 2}")
         self.con.execute("SET preserve_insertion_order = false")

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import sqlglot
 
-from aag.engine.base import CANONICAL_DIALECT, Capability, Engine
+from aag.engine.base import CANONICAL_DIALECT, Engine
 
 
 @functools.lru_cache(maxsize=512)

@@ -22,9 +22,14 @@ from aag.config import Config, ObjectSpec, RegistryRow
 from aag.engine.base import Engine
 from aag.ids import entity_node_id_sql, value_node_id_sql
 from aag.model import FIELD_EVENTS, NODES, QUARANTINE
-from aag.normalize import E164_REGEX_SQL, country_table, normalise_phones, split_normaliser
+from aag.normalize import (
+    E164_REGEX_SQL,
+    country_table,
+    normalise_phones,
+    split_normaliser,
+    sql_normalise,
+)
 from aag.normalize import sql_collapse as collapse
-from aag.normalize import sql_normalise
 
 #: rel_type and node type of the identity edge every record gets.
 SOURCE_RECORD_REL = "HAS_SOURCE_RECORD"
@@ -121,9 +126,7 @@ class Extractor:
             name, _ = split_normaliser(row.normaliser)
             raw = q(row.source_field)
             if name == "country":
-                joins.append(
-                    f"LEFT JOIN aag_countries c{i} ON c{i}.key = upper({collapse(raw)})"
-                )
+                joins.append(f"LEFT JOIN aag_countries c{i} ON c{i}.key = upper({collapse(raw)})")
         for i, row in enumerate(self.spec.attributes):
             name, _ = split_normaliser(row.normaliser)
             if name == "phone":
@@ -210,9 +213,7 @@ FROM (
                 continue
             text = f"nullif({collapse(q(row.source_field))}, '')"
             compact = rf"regexp_replace({text}, '[\s().\-/]', '', 'g')"
-            joins = "\n".join(
-                j for j in self._joins().splitlines() if "aag_countries" in j
-            )
+            joins = "\n".join(j for j in self._joins().splitlines() if "aag_countries" in j)
             parts.append(
                 f"SELECT DISTINCT {text} AS raw, {self._region_sql(row)} AS region "
                 f"FROM batch_rows r {joins} WHERE {text} IS NOT NULL AND NOT "
@@ -320,9 +321,7 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
         return "\nUNION ALL\n".join(parts)
 
     # -- running -------------------------------------------------------------------------
-    def extract(
-        self, engine: Engine, rows: pa.Table, batch_id: str, now: pa.Scalar
-    ) -> Extracted:
+    def extract(self, engine: Engine, rows: pa.Table, batch_id: str, now: pa.Scalar) -> Extracted:
         """Run the extraction for one batch.
 
         Args:
@@ -345,8 +344,11 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
             if pairs_sql:
                 found = engine.query(pairs_sql)
                 pairs = list(
-                    zip(found.column("raw").to_pylist(), found.column("region").to_pylist(),
-                        strict=True)
+                    zip(
+                        found.column("raw").to_pylist(),
+                        found.column("region").to_pylist(),
+                        strict=True,
+                    )
                 )
             engine.register("aag_phones", normalise_phones(pairs))
             engine.materialize("ex_rows", self.rows_sql())
@@ -376,5 +378,8 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
 
 
 class GenericExtractor(Extractor):
-    """Extraction driven by registry rows alone: record id, record time, deletion flag,
-    and attributes with optional field-level time columns."""
+    """Extraction driven by registry rows alone.
+
+    Record id, record time, deletion flag, and attributes with optional field-level
+    time columns: everything a simple source needs.
+    """

@@ -36,8 +36,7 @@ def sf_id18_sql(col: str) -> str:
     chunks = []
     for chunk in range(3):
         terms = " + ".join(
-            f"(CASE WHEN substr({col}, {chunk * 5 + i + 1}, 1) BETWEEN 'A' AND 'Z' "
-            f"THEN {1 << i} ELSE 0 END)"
+            f"(CASE WHEN substr({col}, {chunk * 5 + i + 1}, 1) BETWEEN 'A' AND 'Z' THEN {1 << i} ELSE 0 END)"
             for i in range(5)
         )
         chunks.append(f"substr('{_SUFFIX_ALPHABET}', {terms} + 1, 1)")

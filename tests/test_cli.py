@@ -1,0 +1,97 @@
+"""The CLI contract (SPEC §9) through real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+AAG = [sys.executable, "-m", "aag.cli"]
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*AAG, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_demo_shows_field_time_winning(tmp_path):
+    result = run("demo", "--warehouse", str(tmp_path / "wh"), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["profile"]["phone"] == "+499876543210"
+    assert data["profile"]["phone_source"] == "zendesk"
+    assert data["explain_phone"]["winner"]["source_system"] == "zendesk"
+    assert data["record_level_would_show"]["phone"] == "+49 111 000 0000"
+
+
+def test_warehouse_from_env_and_profile_by_source(tmp_path):
+    env = {"AAG_WAREHOUSE": str(tmp_path / "wh")}
+    assert run("init", env=env).returncode == 0
+    again = run("init", env=env)
+    assert again.returncode == 0 and "0 new" in again.stdout
+    src = tmp_path / "c.jsonl"
+    src.write_text(
+        json.dumps(
+            {
+                "Id": "0035g00000AbcdeAAA",
+                "Email": " A@B.com",
+                "LastModifiedDate": "2026-01-01T00:00:00Z",
+            }
+        )
+        + "\n"
+    )
+    ingest = run("ingest", "salesforce", "Contact", str(src), "--json", env=env)
+    assert ingest.returncode == 0, ingest.stderr
+    assert json.loads(ingest.stdout)[0]["rows_landed"] == 1
+    prof = run(
+        "profile",
+        "--source",
+        "salesforce",
+        "--source-id",
+        "0035g00000AbcdeAAA",
+        "--version",
+        "1",
+        "--json",
+        env=env,
+    )
+    assert prof.returncode == 0, prof.stderr
+    data = json.loads(prof.stdout)
+    assert data["email"] == "a@b.com" and "email_source" not in data
+    out = tmp_path / "p.csv"
+    exp = run("export", "customer_profile_v2", "--format", "csv", "--out", str(out), env=env)
+    assert exp.returncode == 0 and out.read_text().replace('"', "").startswith(
+        "customer_id,email,email_source"
+    )
+
+
+def test_errors_are_one_line_with_nonzero_exit(tmp_path):
+    wh = str(tmp_path / "wh")
+    cases = [
+        ("profile", "--customer", "nope", "--warehouse", wh),  # not initialised
+    ]
+    assert run("init", "--warehouse", wh).returncode == 0
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"garbage")
+    cases += [
+        ("profile", "--customer", "nope", "--warehouse", wh),
+        ("ingest", "salesforce", "Contact", str(bad), "--warehouse", wh),
+        ("ingest", "nosuch", "Thing", str(bad), "--warehouse", wh),
+        ("ingest", "salesforce", "Contact", str(tmp_path / "missing.jsonl"), "--warehouse", wh),
+        ("explain", "--customer", "x", "--attribute", "shoe_size", "--warehouse", wh),
+        ("export", "nosuch_model", "--warehouse", wh),
+        ("profile", "--warehouse", wh),
+    ]
+    for args in cases:
+        result = run(*args)
+        assert result.returncode != 0, args
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:"), (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert not (Path(wh) / "bronze").exists()
