@@ -273,6 +273,19 @@ def demo(
 
 def main() -> None:
     """Entry point: run the app; one-line errors, non-zero exit, no tracebacks."""
+    code = 0
+    try:
+        _run()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # delta-rs' native runtime can abort while the interpreter tears its threads down;
+    # leaving through os._exit keeps the exit code the command earned.
+    os._exit(code)
+
+
+def _run() -> None:
     try:
         app(standalone_mode=False)
     except AagError as exc:

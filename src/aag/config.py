@@ -76,12 +76,14 @@ class ObjectSpec:
     source_object: str
     entity_type: str
     id_field: str
+    id_normaliser: str
     time_field: str | None
     time_format: str
     deleted_field: str | None
     deleted_normaliser: str
     attributes: tuple[RegistryRow, ...]
-    same_as: tuple[tuple[str, str, str], ...] = ()
+    #: ``same_as`` rows (their ``attribute`` names the linked ``system.Object``).
+    same_as: tuple[RegistryRow, ...] = ()
 
     @property
     def name(self) -> str:
@@ -97,7 +99,7 @@ class ObjectSpec:
             cols.append(row.source_field)
             if row.event_time_field:
                 cols.append(row.event_time_field)
-        cols += [field for field, _, _ in self.same_as]
+        cols += [row.source_field for row in self.same_as]
         return tuple(dict.fromkeys(cols))
 
 
@@ -177,13 +179,12 @@ def _build_objects(rows: Iterable[RegistryRow]) -> dict[tuple[str, str], ObjectS
         same_as = []
         for row in obj_rows:
             if row.role == "same_as":
-                target_system, dot, target_object = row.attribute.partition(".")
-                if not dot:
+                if "." not in row.attribute:
                     raise ConfigError(
                         f"{where}.{row.source_field}: same_as rows name the linked object "
                         "as system.Object in the attribute column"
                     )
-                same_as.append((row.source_field, target_system, target_object))
+                same_as.append(row)
         if len(ids) != 1:
             raise ConfigError(f"{where} needs exactly one record_id row, found {len(ids)}")
         if len(times) > 1 or len(deleted) > 1:
@@ -204,6 +205,7 @@ def _build_objects(rows: Iterable[RegistryRow]) -> dict[tuple[str, str], ObjectS
             source_object=obj,
             entity_type=ids[0].entity_type,
             id_field=ids[0].source_field,
+            id_normaliser=ids[0].normaliser,
             time_field=times[0].source_field if times else None,
             time_format=time_format,
             deleted_field=deleted[0].source_field if deleted else None,

@@ -34,6 +34,7 @@ NORMALISERS: dict[str, str] = {
     "bool": "true/false from true/false, 1/0, yes/no, y/n, t/f, x",
     "not_bool": "the negation of bool (e.g. an opt-out flag read as a consent)",
     "id": "trimmed identifier, case kept",
+    "salesforce_id": "trimmed Salesforce id; 15-character ids get their 18-character form",
 }
 
 _WS = re.compile(r"\s+")
@@ -128,6 +129,8 @@ def normalise(spec: str, value: object, region: str | None = None) -> str | None
         return text.lower()
     if name == "id":
         return raw.strip()
+    if name == "salesforce_id":
+        return sf_id18(raw.strip())
     return text
 
 
@@ -270,6 +273,40 @@ def sql_normalise(spec: str, col: str) -> tuple[str, str]:
         return f"lower({empty_to_null})", "FALSE"
     if name == "id":
         return f"nullif(trim({col}), '')", "FALSE"
+    if name == "salesforce_id":
+        return sf_id18_sql(f"nullif(trim({col}), '')"), "FALSE"
     if name in ("phone", "country"):
         raise ConfigError(f"normaliser {name!r} is applied through a lookup join, not inline")
     return empty_to_null, "FALSE"
+
+
+# Salesforce ids: 15 characters case-sensitive, or 18 with a suffix that encodes the case
+# of the first 15, so case-insensitive systems can hold them. Both spellings are one record.
+_SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+def sf_id18(record_id: str) -> str:
+    """The 18-character form of a Salesforce id (15-character ids get their checksum)."""
+    if len(record_id) != 15:
+        return record_id
+    suffix = ""
+    for chunk in range(3):
+        bits = 0
+        for i in range(5):
+            char = record_id[chunk * 5 + i]
+            if "A" <= char <= "Z":
+                bits |= 1 << i
+        suffix += _SUFFIX_ALPHABET[bits]
+    return record_id + suffix
+
+
+def sf_id18_sql(col: str) -> str:
+    """SQL computing :func:`sf_id18` (canonical dialect)."""
+    chunks = []
+    for chunk in range(3):
+        terms = " + ".join(
+            f"(CASE WHEN substr({col}, {chunk * 5 + i + 1}, 1) BETWEEN 'A' AND 'Z' THEN {1 << i} ELSE 0 END)"
+            for i in range(5)
+        )
+        chunks.append(f"substr('{_SUFFIX_ALPHABET}', {terms} + 1, 1)")
+    return f"CASE WHEN length({col}) = 15 THEN concat({col}, {', '.join(chunks)}) ELSE {col} END"

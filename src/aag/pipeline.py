@@ -120,7 +120,9 @@ def ingest_file(
         raise AagError(f"{path}: row accounting broken; nothing committed")  # pragma: no cover
     change, new_versions = plan_change(engine, warehouse.graph, extracted.events, extracted.nodes)
     change.metadata = {"aag.batch_id": batch_id, "aag.file": path.name}
-    warehouse.land(spec.source_system, spec.source_object, batch_id, rows, spec.fields[0], path.name, now)
+    warehouse.land(
+        spec.source_system, spec.source_object, batch_id, rows, extracted.record_ids, path.name, now
+    )
     if extracted.quarantine.num_rows:
         warehouse.write_quarantine(batch_id, extracted.quarantine)
     stats: CommitStats = warehouse.graph.commit(change)

@@ -142,11 +142,13 @@ class Explanation:
 
 
 def _why_lost(winner: dict[str, Any], loser: dict[str, Any]) -> str:
+    if loser["target_node_id"] == winner["target_node_id"]:
+        return f"agrees with the winner: {loser['source_system']} holds the same value"
     if loser["updated_at"] < winner["updated_at"]:
         return (
             f"older: this field last changed in {loser['source_system']} at "
-            f"{loser['updated_at'].isoformat()}, after that {winner['source_system']} "
-            f"changed it at {winner['updated_at'].isoformat()}"
+            f"{_iso(loser['updated_at'])}, after that {winner['source_system']} "
+            f"changed it at {_iso(winner['updated_at'])}"
         )
     if loser["confidence"] < winner["confidence"]:
         return f"same time, lower confidence ({loser['confidence']} < {winner['confidence']})"
@@ -200,12 +202,16 @@ def explain(
     )
 
 
+def _iso(value: Any) -> str:
+    return str(value.isoformat()).replace("+00:00", "Z")
+
+
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "value": row["value"],
         "source_system": row["source_system"],
         "updated_at": row["updated_at"],
-        "confidence": row["confidence"],
+        "confidence": round(float(row["confidence"]), 4),
         "priority": row["priority"],
         "source_event_id": row["source_event_id"],
     }

@@ -14,6 +14,7 @@ from aag.delta import delete_matching
 from aag.engine import make_engine
 from aag.engine.base import Engine
 from aag.errors import InputError, NotFoundError
+from aag.normalize import sf_id18
 from aag.pipeline import BatchReport, ingest_file
 from aag.resolution import (
     CUSTOMER_ATTRIBUTES,
@@ -23,7 +24,6 @@ from aag.resolution import (
     ranked_values,
 )
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
-from aag.sources.salesforce import sf_id18
 from aag.store import flatten_edges
 from aag.warehouse import Warehouse
 

@@ -28,7 +28,7 @@ from aag.config import PRIORITY_FILE, REGISTRY_FILE, Config, default_config_dir,
 from aag.delta import DeltaIO, is_local, join
 from aag.errors import ConflictError, WarehouseError
 from aag.model import BRONZE_META, LEDGER, QUARANTINE
-from aag.store import DeltaGraphStore
+from aag.store import DeltaGraphStore, duck
 
 BRONZE = pa.schema(
     [
@@ -111,9 +111,13 @@ class Warehouse:
         if self.local:
             folder = Path(self.uri) / "config"
             folder.mkdir(parents=True, exist_ok=True)
+            # The registry in force ($AAG_CONFIG_DIR or the packaged defaults) becomes the
+            # warehouse's own copy, so later commands need no environment variable.
+            override = os.environ.get("AAG_CONFIG_DIR")
+            origin = Path(override) if override else default_config_dir()
             for name in (REGISTRY_FILE, PRIORITY_FILE):
                 if not (folder / name).exists():
-                    shutil.copyfile(default_config_dir() / name, folder / name)
+                    shutil.copyfile(origin / name, folder / name)
                     created.append(str(folder / name))
         return created
 
@@ -132,31 +136,42 @@ class Warehouse:
         source_object: str,
         batch_id: str,
         rows: pa.Table,
-        id_column: str,
+        record_ids: pa.Table,
         file_name: str,
         now: pa.Scalar,
     ) -> None:
-        """Write a batch's raw rows to bronze; re-landing the same batch replaces, not adds."""
+        """Write a batch's raw rows to bronze; re-landing the same batch replaces, not adds.
+
+        Args:
+            source_system: Source system.
+            source_object: Source object.
+            batch_id: The batch.
+            rows: Landed rows (``_row_number``, ``_raw``, ...).
+            record_ids: ``_row_number, record_id`` with each row's canonical record id, kept
+                in bronze so erasure can find a record's raw rows.
+            file_name: Name of the input file.
+            now: Landing time.
+        """
         uri = self.bronze_uri(source_system, source_object)
         self.io.create(
             uri,
             BRONZE,
             configuration={"delta.dataSkippingStatsColumns": "_batch_id,_row_number,_landed_at"},
         )
-        n = rows.num_rows
-        data = pa.table(
-            {
-                "_batch_id": pa.array([batch_id] * n, pa.string()),
-                "_row_number": rows.column("_row_number"),
-                "_record_id": rows.column(id_column)
-                if id_column in rows.column_names
-                else pa.nulls(n, pa.string()),
-                "_raw": rows.column("_raw"),
-                "_landed_at": pa.array([now.as_py()] * n, now.type),
-                "_file_name": pa.array([file_name] * n, pa.string()),
-            },
-            schema=BRONZE,
-        )
+        con = duck()
+        con.register("land_rows", rows.select(["_row_number", "_raw"]))
+        con.register("land_ids", record_ids)
+        try:
+            data = con.sql(
+                "SELECT ? AS _batch_id, r._row_number, i.record_id AS _record_id, r._raw, "
+                "CAST(? AS TIMESTAMPTZ) AS _landed_at, ? AS _file_name "
+                "FROM land_rows r LEFT JOIN land_ids i USING (_row_number) ORDER BY r._row_number",
+                params=[batch_id, now.as_py(), file_name],
+            ).to_arrow_table()
+        finally:
+            con.unregister("land_rows")
+            con.unregister("land_ids")
+        data = data.cast(BRONZE)
         self.io.replace_where(uri, data, f"_batch_id = '{batch_id}'", {"batch_id": batch_id})
 
     def write_quarantine(self, batch_id: str, rows: pa.Table) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from aag.config import Config, ObjectSpec
 from aag.sources.base import Extracted, Extractor, GenericExtractor
-from aag.sources.salesforce import SalesforceContactExtractor
 
-#: Extractor classes for objects with rules the registry alone cannot express.
-EXTRACTORS: dict[tuple[str, str], type[Extractor]] = {
-    ("salesforce", "contact"): SalesforceContactExtractor,
-}
+#: Extractor classes for objects with rules the registry alone cannot express, keyed by
+#: lower-case (system, object). Everything else (Salesforce Contact included: its id
+#: canonicalisation is the ``salesforce_id`` normaliser) runs on :class:`GenericExtractor`.
+EXTRACTORS: dict[tuple[str, str], type[Extractor]] = {}
 
 
 def extractor_for(spec: ObjectSpec, config: Config) -> Extractor:

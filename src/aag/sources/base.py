@@ -53,6 +53,8 @@ class Extracted:
     events: pa.Table
     nodes: pa.Table
     quarantine: pa.Table
+    #: ``_row_number, record_id``: each landed row's canonical record id (NULL if missing).
+    record_ids: pa.Table
     rows_landed: int
     rows_quarantined: int
     fields_rejected: int
@@ -72,8 +74,8 @@ class Extractor:
 
     # -- hooks ---------------------------------------------------------------------
     def record_id_sql(self) -> str:
-        """SQL for the record id from the raw id column (NULL when missing)."""
-        return f"nullif(trim({q(self.spec.id_field)}), '')"
+        """SQL for the canonical record id (the id row's normaliser; NULL when missing)."""
+        return sql_normalise(self.spec.id_normaliser, q(self.spec.id_field))[0]
 
     def time_sql(self, column: str) -> str:
         """SQL parsing a raw time column into a UTC timestamp (NULL if unparseable)."""
@@ -92,7 +94,7 @@ class Extractor:
         links = [
             f"CASE WHEN link{i} IS NOT NULL THEN concat("
             f"{lit(spec.entity_type + '|' + system + '|' + obj + '|')}, link{i}) END"
-            for i, (_, system, obj) in enumerate(spec.same_as)
+            for i, (system, obj) in enumerate(link.attribute.split(".", 1) for link in spec.same_as)
         ]
         return f"coalesce({', '.join([*links, own])})" if links else own
 
@@ -176,9 +178,16 @@ class Extractor:
                 f"{lit('invalid deletion flag (' + spec.deleted_field + '): ')}, "
                 f"{q(spec.deleted_field)})"
             )
+        if not spec.time_field:
+            field_times = [self.time_sql(r.event_time_field) for r in spec.attributes if r.event_time_field]
+            any_time = f"coalesce({', '.join(field_times)})" if field_times else "NULL"
+            checks.append(
+                f"WHEN {any_time} IS NULL THEN "
+                f"{lit('no event time: the object has no record time and no field time is set')}"
+            )
         cols.append("CASE " + " ".join(checks) + " END AS row_error")
-        for i, (link_field, _, _) in enumerate(spec.same_as):
-            cols.append(f"nullif(trim({q(link_field)}), '') AS link{i}")
+        for i, link in enumerate(spec.same_as):
+            cols.append(f"{sql_normalise(link.normaliser, q(link.source_field))[0]} AS link{i}")
         for i, row in enumerate(spec.attributes):
             value, bad = self._attr_value_sql(i, row)
             cols.append(f"{value} AS v{i}")
@@ -188,7 +197,10 @@ class Extractor:
                 ft_raw = f"nullif(trim({q(row.event_time_field)}), '')"
                 ft = self.time_sql(row.event_time_field)
                 cols.append(f"coalesce({ft}, {rtime}) AS t{i}")
-                cols.append(f"({ft_raw} IS NOT NULL AND {ft} IS NULL) AS tbad{i}")
+                # A field without its own time and without a record time has no event time.
+                cols.append(
+                    f"(({ft_raw} IS NOT NULL AND {ft} IS NULL) OR coalesce({ft}, {rtime}) IS NULL) AS tbad{i}"
+                )
                 cols.append(f"{q(row.event_time_field)} AS traw{i}")
             else:
                 cols.append(f"{rtime} AS t{i}")
@@ -245,10 +257,13 @@ FROM (
                 f"FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND NOT tbad{i}"
             )
         ident_value = f"concat({lit(spec.source_system + ':' + spec.source_object + ':')}, record_id)"
+        # The identity edge starts when the record is first seen: its record time, or for
+        # purely field-level objects the earliest field time.
+        field_times = ", ".join(f"t{i}" for i in range(len(spec.attributes))) or "NULL"
         branches.append(
             f"SELECT {entity}, {lit(SOURCE_RECORD_REL)}, {lit(spec.source_system)}, "
             f"{value_node_id_sql(lit(SOURCE_RECORD_NODE), ident_value)}, "
-            f"coalesce(record_time{', t0' if spec.attributes else ''}), "
+            f"coalesce(record_time, least({field_times})), "
             f"{ident_value}, CAST(1.0 AS FLOAT), {lit(spec.id_field)}, {lit(batch_id)} "
             f"FROM ex_rows WHERE row_error IS NULL"
         )
@@ -315,8 +330,9 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
             if row.event_time_field:
                 parts.append(
                     f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "
-                    f"concat({lit('unparseable field time (' + row.event_time_field + '): ')}, "
-                    f"traw{i}) FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND tbad{i}"
+                    f"concat({lit('unparseable or missing field time (' + row.event_time_field + '): ')}, "
+                    f"coalesce(traw{i}, 'NULL')) "
+                    f"FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND tbad{i}"
                 )
         return "\nUNION ALL\n".join(parts)
 
@@ -356,6 +372,7 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
             now_sql = f"CAST('{now.as_py().isoformat()}' AS TIMESTAMPTZ)"
             nodes = engine.query(self.nodes_sql(now_sql))
             quarantine = engine.query(self.quarantine_sql(batch_id, now_sql))
+            record_ids = engine.query("SELECT _row_number, record_id FROM ex_rows")
             rows_quarantined = int(
                 engine.scalar("SELECT count(*) FROM ex_rows WHERE row_error IS NOT NULL") or 0  # type: ignore[call-overload]
             )
@@ -367,6 +384,7 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
             events=events,
             nodes=nodes.cast(NODES),
             quarantine=quarantine.cast(QUARANTINE),
+            record_ids=record_ids,
             rows_landed=rows.num_rows,
             rows_quarantined=rows_quarantined,
             fields_rejected=sum(1 for v in quarantine.column("level").to_pylist() if v == "field"),
