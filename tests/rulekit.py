@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -42,11 +43,15 @@ def events_table(events: list[Ev], batch: str = "b") -> pa.Table:
     return pa.Table.from_pylist([e.row(batch) for e in events], schema=FIELD_EVENTS)
 
 
+PATHS: Counter[str] = Counter()
+
+
 def apply(engine: Engine, store: MemoryGraphStore, events: list[Ev], batch: str = "b") -> int:
     """Apply one batch; returns the number of new edge versions."""
-    change, new_versions = plan_change(engine, store, events_table(events, batch), NODES.empty_table())
-    store.commit(change)
-    return new_versions
+    plan = plan_change(engine, store, events_table(events, batch), NODES.empty_table())
+    store.commit(plan.change)
+    PATHS.update(plan.paths)
+    return plan.new_versions
 
 
 def versions(store: MemoryGraphStore) -> list[tuple]:

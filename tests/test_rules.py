@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aag.store import MemoryGraphStore
-from rulekit import T0, Ev, apply, reference, simple, versions
+from rulekit import PATHS, T0, Ev, apply, reference, simple, versions
 
 
 def test_first_value_creates_one_current_version(engine):
@@ -19,6 +20,24 @@ def test_first_value_creates_one_current_version(engine):
     assert len(rows) == 1
     assert rows[0]["is_current"] and rows[0]["updated_at"] == T0
     assert dict(rows[0]["properties"])["source_field"] == "Phone"
+
+
+def _paths(engine, store, events):
+    PATHS.clear()
+    apply(engine, store, events)
+    return dict(PATHS)
+
+
+def test_each_kind_of_event_takes_the_expected_path(engine):
+    store = MemoryGraphStore()
+    assert _paths(engine, store, [Ev("c1", "P1", 0, "e1")]) == {"open": 1}
+    assert _paths(engine, store, [Ev("c1", "P1", 0, "e1")]) == {"skip": 1}
+    assert _paths(engine, store, [Ev("c1", "P1", 5, "e2")]) == {"absorb": 1}
+    assert _paths(engine, store, [Ev("c1", "P2", 9, "e3")]) == {"close_open": 1}
+    assert _paths(engine, store, [Ev("c1", None, 10, "e4")]) == {"close": 1}
+    assert _paths(engine, store, [Ev("c1", None, 11, "e5")]) == {"absorb": 1}
+    assert _paths(engine, store, [Ev("c1", "P3", 3, "e6")]) == {"full": 1}
+    assert _paths(engine, store, [Ev("c2", "A", 1, "x"), Ev("c2", "B", 2, "y")]) == {"full": 1}
 
 
 def test_resync_of_unchanged_value_writes_nothing(engine):
@@ -116,18 +135,40 @@ def _check_invariants(store: MemoryGraphStore, events: list[Ev]) -> None:
     assert all(n == 1 for n in current.values())
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=events_st, cuts=st.lists(st.integers(0, 20), max_size=3), data=st.data())
 def test_any_batch_order_gives_the_reference_tables_duckdb(duckdb_engine, events, cuts, data):
     batches = _batches(events, cuts)
     order = data.draw(st.permutations(range(len(batches))))
     store = _run(duckdb_engine, [batches[i] for i in order])
     _check_invariants(store, events)
-    # Replaying every batch adds nothing.
+    # Replaying every batch adds nothing (and exercises the skip and full paths).
     before = versions(store)
     for batch in batches:
         assert apply(duckdb_engine, store, batch) == 0
     assert versions(store) == before
+
+
+def test_seeded_sweep_exercises_every_path_and_matches_reference(duckdb_engine):
+    # A fixed-seed sweep (unlike hypothesis, always the same cases) that must hit every
+    # rule path, so neither path can silently stop being tested.
+    rng = random.Random(7)
+    PATHS.clear()
+    for _ in range(60):
+        events = [
+            Ev(
+                rng.choice(["c1", "c2"]),
+                rng.choice(["A", "B", None]),
+                rng.randrange(12),
+                rng.choice(["e1", "e2"]),
+            )
+            for _ in range(rng.randrange(1, 9))
+        ]
+        batches = [[e] for e in events]
+        rng.shuffle(batches)
+        _check_invariants(_run(duckdb_engine, batches), events)
+    for path in ("open", "close", "close_open", "absorb", "skip", "full"):
+        assert PATHS[path] > 0, (path, PATHS)
 
 
 def test_batch_permutations_converge_duckdb(duckdb_engine):

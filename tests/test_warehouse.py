@@ -254,8 +254,13 @@ def test_same_as_link_with_15_character_id_joins_the_contact(svc, tmp_path):
     id15 = "0035g00000AbCdE"
     id18 = sf_id18(id15)
     svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "a.jsonl", [contact(Id=id18)])])
-    zendesk = {"id": "43", "name": "Alex Example", "email": "alex@example.com",
-               "external_id": id15, "updated_at": "2024-06-01T00:00:00Z"}
+    zendesk = {
+        "id": "43",
+        "name": "Alex Example",
+        "email": "alex@example.com",
+        "external_id": id15,
+        "updated_at": "2024-06-01T00:00:00Z",
+    }
     svc.ingest("zendesk", "users", [_jsonl(tmp_path / "z.jsonl", [zendesk])])
     assert svc.find_customer("zendesk", "43") == svc.find_customer("salesforce", id18)
 
@@ -268,19 +273,25 @@ def test_field_without_any_event_time_is_quarantined(tmp_path, monkeypatch):
     for name in ("attribute_name_registry.csv", "source_priority.csv"):
         (config / name).write_text((default_config_dir() / name).read_text())
     with (config / "attribute_name_registry.csv").open("a") as handle:
-        handle.write("tracker,people,pid,record_id,customer,,,,id,,,\n"
-                     "tracker,people,mail,attribute,customer,email,HAS_EMAIL,email,email,1.0,"
-                     "mail_changed_at,\n")
+        handle.write(
+            "tracker,people,pid,record_id,customer,,,,id,,,\n"
+            "tracker,people,mail,attribute,customer,email,HAS_EMAIL,email,email,1.0,"
+            "mail_changed_at,\n"
+        )
     monkeypatch.setenv("AAG_CONFIG_DIR", str(config))
     service = AagService(str(tmp_path / "wh"))
     service.init()
     monkeypatch.delenv("AAG_CONFIG_DIR")  # init copied the registry into the warehouse
-    rows = [{"pid": "1", "mail": "a@x.io", "mail_changed_at": "2026-01-01T00:00:00Z"},
-            {"pid": "2", "mail": "b@x.io", "mail_changed_at": None}]
+    rows = [
+        {"pid": "1", "mail": "a@x.io", "mail_changed_at": "2026-01-01T00:00:00Z"},
+        {"pid": "2", "mail": "b@x.io", "mail_changed_at": None},
+    ]
     report = AagService(str(tmp_path / "wh")).ingest(
-        "tracker", "people", [_jsonl(tmp_path / "t.jsonl", rows)])[0]
+        "tracker", "people", [_jsonl(tmp_path / "t.jsonl", rows)]
+    )[0]
     assert report.rows_quarantined == 1
     assert [r["reason"] for r in service.warehouse.quarantine().to_pylist()] == [
-        "no event time: the object has no record time and no field time is set"]
+        "no event time: the object has no record time and no field time is set"
+    ]
     edges = service.warehouse.graph.relationships().to_pylist()
     assert edges and all(e["updated_at"] is not None for e in edges)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -41,6 +41,8 @@ class BatchReport:
     nodes_written: int = 0
     edge_versions_written: int = 0
     edge_rows_rewritten: int = 0
+    #: Incoming keys per rule path (skip, absorb, open, close, close_open, full).
+    rule_paths: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
@@ -48,9 +50,18 @@ class BatchReport:
         return asdict(self)
 
 
+@dataclass
+class Plan:
+    """What a batch will write, and how the edge rules got there."""
+
+    change: GraphChange
+    new_versions: int
+    paths: dict[str, int]
+
+
 def plan_change(
     engine: Engine, store: GraphStore, events: pa.Table, candidate_nodes: pa.Table
-) -> tuple[GraphChange, int]:
+) -> Plan:
     """Decide what a batch of field events changes in the graph.
 
     Args:
@@ -60,21 +71,21 @@ def plan_change(
         candidate_nodes: Node rows the events refer to (:data:`aag.model.NODES`).
 
     Returns:
-        The change to commit and the number of new edge versions in it.
+        The change to commit, the number of new edge versions in it, and how many keys
+        each rule path handled.
     """
     entities = pa.table({"source_node_id": pc.unique(events.column("source_node_id"))})
     existing = store.edges_for(entities)
     log = store.log_for(entities)
     result = apply_edge_rules(engine, events, existing, log)
-    unique_nodes = _dedupe_nodes(candidate_nodes)
-    new_nodes = store.missing_nodes(unique_nodes)
+    new_nodes = store.missing_nodes(_dedupe_nodes(candidate_nodes))
     change = GraphChange(
         nodes=new_nodes.cast(NODES),
         replace_keys=result.replace_keys,
         edge_rows=result.new_rows,
         log_append=result.log_append,
     )
-    return change, result.new_versions
+    return Plan(change=change, new_versions=result.new_versions, paths=result.paths)
 
 
 def _dedupe_nodes(nodes: pa.Table) -> pa.Table:
@@ -118,7 +129,8 @@ def ingest_file(
     extracted = extractor.extract(engine, rows, batch_id, now)
     if extracted.rows_processed + extracted.rows_quarantined != extracted.rows_landed:
         raise AagError(f"{path}: row accounting broken; nothing committed")  # pragma: no cover
-    change, new_versions = plan_change(engine, warehouse.graph, extracted.events, extracted.nodes)
+    plan = plan_change(engine, warehouse.graph, extracted.events, extracted.nodes)
+    change = plan.change
     change.metadata = {"aag.batch_id": batch_id, "aag.file": path.name}
     warehouse.land(
         spec.source_system, spec.source_object, batch_id, rows, extracted.record_ids, path.name, now
@@ -136,7 +148,8 @@ def ingest_file(
         fields_rejected=extracted.fields_rejected,
         field_events=extracted.events.num_rows,
         nodes_written=stats.nodes_written,
-        edge_versions_written=new_versions,
+        edge_versions_written=plan.new_versions,
+        rule_paths=plan.paths,
         edge_rows_rewritten=stats.edge_rows_rewritten,
         seconds=round(time.perf_counter() - started, 3),
     )

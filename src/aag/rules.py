@@ -17,6 +17,16 @@ removals) is kept in the ``edge_events`` log. A batch therefore recomputes only
 the keys it brings a new event for, from that key's full event set, which is
 why replays change nothing and batches in any order give the same tables.
 
+Two paths compute this, and they agree by construction:
+
+* the **tail path** handles the keys that get exactly one event later than every
+  event known for them (or an exact repeat of the current version's own event):
+  the overwhelmingly common case of a sync. It needs only per-key aggregates, so a
+  batch costs in proportion to its own size, whatever the history holds;
+* the **full path** recomputes every other touched key (several events in one
+  batch, late events) from its whole event set.
+
+The tests hold both to a plain-Python model of SPEC §3 under random batch orders.
 The SQL below is the canonical dialect (DuckDB); the Spark engine runs the same
 text through sqlglot.
 """
@@ -56,21 +66,109 @@ _EVENT_COLS = (
     "source_node_id, rel_type, source_system, target_node_id, updated_at, "
     "source_event_id, confidence, source_field, batch_id"
 )
+_FLAT_COLS = ", ".join(FLAT_EDGES.names)
+
+# -- tail path ------------------------------------------------------------------------
+
+#: One row per incoming key: how many events it brings, and the one event if single.
+SQL_INCOMING_KEYS = f"""
+SELECT {KEY}, count(*) AS n,
+    min(target_node_id) AS target_node_id, min(updated_at) AS updated_at,
+    min(source_event_id) AS source_event_id, max(confidence) AS confidence,
+    min(source_field) AS source_field, min(batch_id) AS batch_id,
+    count(target_node_id) AS n_targets
+FROM incoming GROUP BY {KEY}
+"""
+
+#: What is known per key: the latest event time anywhere in its history, and its
+#: current version (if any).
+SQL_KNOWN_KEYS = f"""
+SELECT {KEY}, max(known_at) AS known_at,
+    max(cur_target) AS cur_target, max(cur_at) AS cur_at, max(cur_event) AS cur_event
+FROM (
+    SELECT {KEY}, greatest(updated_at, coalesce(valid_to, updated_at)) AS known_at,
+        CASE WHEN is_current THEN target_node_id END AS cur_target,
+        CASE WHEN is_current THEN updated_at END AS cur_at,
+        CASE WHEN is_current THEN source_event_id END AS cur_event
+    FROM existing_edges
+    UNION ALL
+    SELECT {KEY}, updated_at, NULL, NULL, NULL FROM existing_log
+) k
+GROUP BY {KEY}
+"""
+
+#: Classify every incoming key: skip (exact repeat of the current version's event),
+#: absorb (log only), open (new version), close (end the current version), close_open
+#: (both), or full (recompute from the whole event set).
+SQL_CLASSIFY = f"""
+SELECT i.*, k.known_at, k.cur_target, k.cur_at, k.cur_event,
+    CASE
+        WHEN i.n <> 1 OR (i.n_targets = 0) <> (i.target_node_id IS NULL) THEN 'full'
+        WHEN k.cur_target IS NOT NULL AND i.target_node_id = k.cur_target
+             AND i.updated_at = k.cur_at AND i.source_event_id = k.cur_event THEN 'skip'
+        WHEN k.known_at IS NOT NULL AND i.updated_at <= k.known_at THEN 'full'
+        WHEN k.cur_target IS NULL AND i.target_node_id IS NULL THEN 'absorb'
+        WHEN k.cur_target IS NULL THEN 'open'
+        WHEN i.target_node_id IS NULL THEN 'close'
+        WHEN i.target_node_id = k.cur_target THEN 'absorb'
+        ELSE 'close_open'
+    END AS action
+FROM rule_incoming_keys i
+LEFT JOIN rule_known_keys k USING ({KEY})
+"""
+
+#: Version rows the tail path opens (current, nothing after them).
+SQL_TAIL_OPEN = f"""
+SELECT source_node_id, target_node_id, rel_type, updated_at, confidence, TRUE AS is_current,
+    source_system, source_event_id, CAST(NULL AS TIMESTAMPTZ) AS valid_to,
+    CAST(NULL AS VARCHAR) AS closed_by, CAST(NULL AS VARCHAR) AS closed_by_event,
+    source_field, batch_id
+FROM rule_classified WHERE action IN ('open', 'close_open')
+"""
+
+#: Stored rows of the keys whose current version the tail path closes, with that
+#: version closed (the key's other rows are re-emitted unchanged).
+SQL_TAIL_CLOSED = f"""
+SELECT e.source_node_id, e.target_node_id, e.rel_type, e.updated_at, e.confidence,
+    CASE WHEN e.is_current THEN FALSE ELSE e.is_current END AS is_current,
+    e.source_system, e.source_event_id,
+    CASE WHEN e.is_current THEN c.updated_at ELSE e.valid_to END AS valid_to,
+    CASE WHEN NOT e.is_current THEN e.closed_by
+         WHEN c.target_node_id IS NULL THEN 'removal' ELSE 'change' END AS closed_by,
+    CASE WHEN e.is_current THEN c.source_event_id ELSE e.closed_by_event END AS closed_by_event,
+    e.source_field, e.batch_id
+FROM existing_edges e
+JOIN rule_classified c USING ({KEY})
+WHERE c.action IN ('close', 'close_open')
+"""
+
+#: Events the tail path keeps only in the log.
+SQL_TAIL_LOG = f"""
+SELECT {_EVENT_COLS} FROM rule_classified WHERE action = 'absorb'
+"""
+
+# -- full path ------------------------------------------------------------------------
 
 # origin: 0 = a version row, 1 = a removal recorded on a version, 2 = the log,
 # 3 = this batch. Lower origins win de-duplication so that a re-sent event is
 # recognised as known.
 _KNOWN_EVENTS = f"""
-SELECT {_EVENT_COLS}, 0 AS origin FROM existing_edges
+SELECT {_EVENT_COLS}, 0 AS origin FROM full_edges
 UNION ALL
 SELECT source_node_id, rel_type, source_system, CAST(NULL AS VARCHAR) AS target_node_id,
        valid_to AS updated_at, closed_by_event AS source_event_id,
        CAST(NULL AS FLOAT) AS confidence, source_field, CAST(NULL AS VARCHAR) AS batch_id,
        1 AS origin
-FROM existing_edges WHERE closed_by = 'removal'
+FROM full_edges WHERE closed_by = 'removal'
 UNION ALL
-SELECT {_EVENT_COLS}, 2 AS origin FROM existing_log
+SELECT {_EVENT_COLS}, 2 AS origin FROM full_log
 """
+
+SQL_FULL_KEYS = f"SELECT {KEY} FROM rule_classified WHERE action = 'full'"
+
+SQL_FULL_INCOMING = f"SELECT i.* FROM incoming i JOIN rule_full_keys USING ({KEY})"
+SQL_FULL_EDGES = f"SELECT e.* FROM existing_edges e JOIN rule_full_keys USING ({KEY})"
+SQL_FULL_LOG = f"SELECT l.* FROM existing_log l JOIN rule_full_keys USING ({KEY})"
 
 SQL_EVENTS = f"""
 SELECT * FROM (
@@ -80,13 +178,11 @@ SELECT * FROM (
     FROM (
         {_KNOWN_EVENTS}
         UNION ALL
-        SELECT {_EVENT_COLS}, 3 AS origin FROM incoming
+        SELECT {_EVENT_COLS}, 3 AS origin FROM full_incoming
     ) all_events
 ) ranked
 WHERE dup_rank = 1
 """
-
-SQL_CHANGED_KEYS = f"SELECT DISTINCT {KEY} FROM rule_events WHERE origin = 3"
 
 SQL_SEQUENCE = f"""
 SELECT *,
@@ -98,7 +194,6 @@ FROM (
         lag(e.target_node_id) OVER w AS prev_target,
         row_number() OVER w AS pos
     FROM rule_events e
-    JOIN rule_changed_keys k USING ({KEY})
     WINDOW w AS (PARTITION BY e.source_node_id, e.rel_type, e.source_system
                  ORDER BY e.updated_at, e.source_event_id, e.target_node_id NULLS FIRST)
 ) seq
@@ -123,7 +218,7 @@ FROM (
 WHERE is_start
 """
 
-SQL_LOG_APPEND = f"""
+SQL_FULL_LOG_APPEND = f"""
 SELECT {_EVENT_COLS} FROM rule_sequence
 WHERE NOT is_start AND NOT is_close AND origin <> 2
 """
@@ -133,31 +228,80 @@ _COMPARE = (
     "closed_by_event, source_field, batch_id"
 )
 
+#: Full-path keys whose recomputed rows differ from the stored ones.
 SQL_DIFF_KEYS = f"""
 SELECT DISTINCT {KEY} FROM (
     (SELECT {KEY}, {_COMPARE} FROM rule_versions
      EXCEPT
-     SELECT e.source_node_id, e.rel_type, e.source_system, {", ".join("e." + c for c in _COMPARE.split(", "))}
-     FROM existing_edges e JOIN rule_changed_keys USING ({KEY}))
+     SELECT {KEY}, {_COMPARE} FROM full_edges)
     UNION ALL
-    (SELECT e.source_node_id, e.rel_type, e.source_system, {", ".join("e." + c for c in _COMPARE.split(", "))}
-     FROM existing_edges e JOIN rule_changed_keys USING ({KEY})
+    (SELECT {KEY}, {_COMPARE} FROM full_edges
      EXCEPT
      SELECT {KEY}, {_COMPARE} FROM rule_versions)
 ) d
 """
 
-SQL_NEW_ROWS = f"""
-SELECT v.* FROM rule_versions v JOIN rule_diff_keys USING ({KEY})
-"""
+SQL_FULL_ROWS = f"SELECT v.* FROM rule_versions v JOIN rule_diff_keys USING ({KEY})"
 
-SQL_NEW_VERSIONS_COUNT = f"""
+SQL_FULL_NEW_VERSIONS = f"""
 SELECT count(*) FROM (
     SELECT {KEY}, target_node_id, updated_at FROM rule_versions
     EXCEPT
-    SELECT {KEY}, target_node_id, updated_at FROM existing_edges
+    SELECT {KEY}, target_node_id, updated_at FROM full_edges
 ) n
 """
+
+# -- results ------------------------------------------------------------------------------
+
+#: Keys whose stored rows are replaced: the tail path's closed keys and the full path's
+#: changed keys that have stored rows. Keys new to the graph need no delete marker.
+SQL_REPLACE_KEYS = f"""
+SELECT {KEY} FROM rule_classified WHERE action IN ('close', 'close_open')
+UNION ALL
+SELECT d.source_node_id, d.rel_type, d.source_system FROM rule_diff_keys d
+WHERE EXISTS (SELECT 1 FROM full_edges f WHERE f.source_node_id = d.source_node_id
+              AND f.rel_type = d.rel_type AND f.source_system = d.source_system)
+"""
+
+SQL_NEW_ROWS = f"""
+SELECT {_FLAT_COLS} FROM rule_tail_open
+UNION ALL
+SELECT {_FLAT_COLS} FROM rule_tail_closed
+UNION ALL
+SELECT {_FLAT_COLS} FROM rule_full_rows
+"""
+
+SQL_LOG_APPEND = f"""
+SELECT {_EVENT_COLS} FROM rule_classified WHERE action = 'absorb'
+UNION ALL
+SELECT {_EVENT_COLS} FROM rule_sequence
+WHERE NOT is_start AND NOT is_close AND origin <> 2
+"""
+
+SQL_NEW_VERSIONS = f"""
+SELECT (SELECT count(*) FROM rule_classified WHERE action IN ('open', 'close_open'))
+     + (SELECT count(*) FROM (
+            SELECT {KEY}, target_node_id, updated_at FROM rule_versions
+            EXCEPT
+            SELECT {KEY}, target_node_id, updated_at FROM full_edges) n) AS n
+"""
+
+_STEPS = (
+    ("rule_incoming_keys", SQL_INCOMING_KEYS),
+    ("rule_known_keys", SQL_KNOWN_KEYS),
+    ("rule_classified", SQL_CLASSIFY),
+    ("rule_tail_open", SQL_TAIL_OPEN),
+    ("rule_tail_closed", SQL_TAIL_CLOSED),
+    ("rule_full_keys", SQL_FULL_KEYS),
+    ("full_incoming", SQL_FULL_INCOMING),
+    ("full_edges", SQL_FULL_EDGES),
+    ("full_log", SQL_FULL_LOG),
+    ("rule_events", SQL_EVENTS),
+    ("rule_sequence", SQL_SEQUENCE),
+    ("rule_versions", SQL_VERSIONS),
+    ("rule_diff_keys", SQL_DIFF_KEYS),
+    ("rule_full_rows", SQL_FULL_ROWS),
+)
 
 
 @dataclass
@@ -165,16 +309,20 @@ class RuleResult:
     """What one batch does to the edge tables.
 
     Attributes:
-        replace_keys: Keys whose stored rows must all be replaced.
-        new_rows: The rows (flat edges) that replace them.
+        replace_keys: Keys with stored rows that must all be replaced.
+        new_rows: Rows (flat edges) to write: the complete row set of every replaced key,
+            plus the rows of keys new to the graph.
         log_append: Absorbed events to append to the ``edge_events`` log.
         new_versions: Versions (key, target, start time) that did not exist before.
+        paths: How many incoming keys each path handled (``skip``, ``absorb``, ``open``,
+            ``close``, ``close_open``, ``full``).
     """
 
     replace_keys: pa.Table
     new_rows: pa.Table
     log_append: pa.Table
     new_versions: int
+    paths: dict[str, int]
 
 
 def apply_edge_rules(
@@ -190,46 +338,33 @@ def apply_edge_rules(
         existing_log: Stored absorbed events of at least those keys.
 
     Returns:
-        The keys to replace, their new rows, and log events to append.
+        The keys to replace, the rows to write, and log events to append.
     """
     engine.register("incoming", incoming.cast(FIELD_EVENTS))
     engine.register("existing_edges", existing_edges.cast(FLAT_EDGES))
     engine.register("existing_log", existing_log.cast(FIELD_EVENTS))
     try:
-        engine.materialize("rule_events", SQL_EVENTS)
-        engine.materialize("rule_changed_keys", SQL_CHANGED_KEYS)
-        engine.materialize("rule_sequence", SQL_SEQUENCE)
-        engine.materialize("rule_versions", SQL_VERSIONS)
-        engine.materialize("rule_diff_keys", SQL_DIFF_KEYS)
-        replace_keys = engine.query("SELECT * FROM rule_diff_keys")
+        for name, sql in _STEPS:
+            engine.materialize(name, sql)
+        paths = {
+            str(row["action"]): int(row["n"])
+            for row in engine.query(
+                "SELECT action, count(*) AS n FROM rule_classified GROUP BY action"
+            ).to_pylist()
+        }
+        replace_keys = engine.query(SQL_REPLACE_KEYS)
         new_rows = engine.query(SQL_NEW_ROWS)
         log_append = engine.query(SQL_LOG_APPEND)
-        new_versions = int(engine.scalar(SQL_NEW_VERSIONS_COUNT) or 0)  # type: ignore[call-overload]
+        new_versions = int(engine.scalar(SQL_NEW_VERSIONS) or 0)  # type: ignore[call-overload]
     finally:
-        for name in (
-            "rule_diff_keys",
-            "rule_versions",
-            "rule_sequence",
-            "rule_changed_keys",
-            "rule_events",
-            "incoming",
-            "existing_edges",
-            "existing_log",
-        ):
+        for name, _ in reversed(_STEPS):
+            engine.drop(name)
+        for name in ("incoming", "existing_edges", "existing_log"):
             engine.drop(name)
     return RuleResult(
         replace_keys=replace_keys,
         new_rows=new_rows.select(FLAT_EDGES.names).cast(FLAT_EDGES),
         log_append=log_append.select(FIELD_EVENTS.names).cast(FIELD_EVENTS),
         new_versions=new_versions,
+        paths=paths,
     )
-
-
-def empty(schema: pa.Schema) -> pa.Table:
-    """An empty table of a schema."""
-    return schema.empty_table()
-
-
-def format_ts(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Timestamps as ISO 8601 UTC strings with microseconds (``...T09:05:00.000000Z``)."""
-    return pc.strftime(values, format="%Y-%m-%dT%H:%M:%S.%fZ")

@@ -196,7 +196,7 @@ class MemoryGraphStore(GraphStore):
         if change.log_append.num_rows:
             self._log = pa.concat_tables([self._log, change.log_append.cast(EDGE_EVENTS)])
             stats.log_rows_written = change.log_append.num_rows
-        if change.replace_keys.num_rows:
+        if change.replace_keys.num_rows or change.edge_rows.num_rows:
             con = duck()
             con.register("m_edges", self._edges)
             con.register("m_keys", change.replace_keys)
@@ -294,7 +294,11 @@ class DeltaGraphStore(GraphStore):
         if change.log_append.num_rows:
             self.io.append(self.edge_events_uri, change.log_append.cast(EDGE_EVENTS), meta)
             stats.log_rows_written = change.log_append.num_rows
-        if change.replace_keys.num_rows:
+        if change.replace_keys.num_rows == 0 and change.edge_rows.num_rows:
+            # Only keys new to the graph: a plain append, no file is rewritten.
+            self.io.append(self.relationships_uri, unflatten_edges(change.edge_rows), meta)
+            stats.edge_rows_written = change.edge_rows.num_rows
+        elif change.replace_keys.num_rows:
             metrics = self.io.replace_keys(
                 self.relationships_uri,
                 change.replace_keys.select(["source_node_id", "rel_type", "source_system"]),
