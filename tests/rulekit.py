@@ -48,7 +48,13 @@ PATHS: Counter[str] = Counter()
 
 def apply(engine: Engine, store: MemoryGraphStore, events: list[Ev], batch: str = "b") -> int:
     """Apply one batch; returns the number of new edge versions."""
-    plan = plan_change(engine, store, events_table(events, batch), NODES.empty_table())
+    engine.register("batch_events", events_table(events, batch))
+    engine.register("batch_nodes", NODES.empty_table())
+    try:
+        plan = plan_change(engine, store, "batch_events", "batch_nodes")
+    finally:
+        engine.drop("batch_events")
+        engine.drop("batch_nodes")
     store.commit(plan.change)
     PATHS.update(plan.paths)
     return plan.new_versions

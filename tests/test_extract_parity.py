@@ -11,6 +11,7 @@ from aag.config import load_config
 from aag.delta import now_utc
 from aag.demo import write_demo_files
 from aag.sources import extractor_for
+from aag.sources.base import EVENTS_TABLE, NODES_TABLE
 
 
 def _rows(table):
@@ -32,10 +33,18 @@ def test_demo_batches_extract_identically(tmp_path: Path, duckdb_engine, spark_e
     for system, obj, path in files:
         spec = config.object(system, obj)
         rows = read_rows(path, spec.fields)
-        local = extractor_for(spec, config).extract(duckdb_engine, rows, "b1", now)
-        spark = extractor_for(spec, config).extract(spark_engine, rows, "b1", now)
-        assert local.events.num_rows > 0 or path == bad
-        assert _rows(local.events) == _rows(spark.events), path.name
-        assert _rows(local.nodes) == _rows(spark.nodes), path.name
+        out = {}
+        for name, engine in (("local", duckdb_engine), ("spark", spark_engine)):
+            extracted = extractor_for(spec, config).extract(engine, rows, "b1", now)
+            out[name] = (
+                extracted,
+                engine.query(f"SELECT * FROM {EVENTS_TABLE}"),
+                engine.query(f"SELECT * FROM {NODES_TABLE}"),
+            )
+        local, local_events, local_nodes = out["local"]
+        spark, spark_events, spark_nodes = out["spark"]
+        assert local.events > 0 or path == bad
+        assert _rows(local_events) == _rows(spark_events), path.name
+        assert _rows(local_nodes) == _rows(spark_nodes), path.name
         assert _rows(local.quarantine) == _rows(spark.quarantine), path.name
         assert local.rows_quarantined == spark.rows_quarantined

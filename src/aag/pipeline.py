@@ -12,9 +12,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from aag.bronze import file_sha256, read_rows
 from aag.delta import now_utc
 from aag.engine.base import Engine
@@ -22,7 +19,8 @@ from aag.errors import AagError
 from aag.model import NODES
 from aag.rules import apply_edge_rules
 from aag.sources import extractor_for
-from aag.store import CommitStats, GraphChange, GraphStore, duck
+from aag.sources.base import EVENTS_TABLE, NODES_TABLE
+from aag.store import CommitStats, GraphChange, GraphStore
 from aag.warehouse import Warehouse
 
 
@@ -60,25 +58,55 @@ class Plan:
 
 
 def plan_change(
-    engine: Engine, store: GraphStore, events: pa.Table, candidate_nodes: pa.Table
+    engine: Engine, store: GraphStore, events: str = EVENTS_TABLE, nodes: str = NODES_TABLE
 ) -> Plan:
     """Decide what a batch of field events changes in the graph.
 
     Args:
         engine: Engine running the rules.
         store: Current graph.
-        events: Field events (:data:`aag.model.FIELD_EVENTS`).
-        candidate_nodes: Node rows the events refer to (:data:`aag.model.NODES`).
+        events: Engine table of the batch's field events (:data:`aag.model.FIELD_EVENTS`).
+        nodes: Engine table of the node rows they refer to (:data:`aag.model.NODES`), one
+            per node id.
 
     Returns:
         The change to commit, the number of new edge versions in it, and how many keys
         each rule path handled.
     """
-    entities = pa.table({"source_node_id": pc.unique(events.column("source_node_id"))})
-    existing = store.edges_for(entities)
-    log = store.log_for(entities)
-    result = apply_edge_rules(engine, events, existing, log)
-    new_nodes = store.missing_nodes(_dedupe_nodes(candidate_nodes))
+    temp = (
+        "incoming",
+        "batch_entities",
+        "store_rel",
+        "existing_rel",
+        "store_log",
+        "existing_log",
+        "store_node_ids",
+    )
+    try:
+        engine.view("incoming", f"SELECT * FROM {events}")
+        engine.materialize("batch_entities", f"SELECT DISTINCT source_node_id FROM {events}")
+        # Only the touched entities' history enters the rules; the scans stream through.
+        engine.register("store_rel", store.scan_relationships())
+        engine.materialize(
+            "existing_rel",
+            "SELECT * FROM store_rel WHERE source_node_id IN (SELECT source_node_id FROM batch_entities)",
+        )
+        engine.register("store_log", store.scan_edge_events())
+        engine.materialize(
+            "existing_log",
+            "SELECT * FROM store_log WHERE source_node_id IN (SELECT source_node_id FROM batch_entities)",
+        )
+        result = apply_edge_rules(engine)
+        types = [
+            str(t) for t in engine.query(f"SELECT DISTINCT node_type FROM {nodes}").column(0).to_pylist()
+        ]
+        engine.register("store_node_ids", store.scan_node_ids(types))
+        new_nodes = engine.query(
+            f"SELECT * FROM {nodes} WHERE node_id NOT IN (SELECT node_id FROM store_node_ids)"
+        )
+    finally:
+        for name in temp:
+            engine.drop(name)
     change = GraphChange(
         nodes=new_nodes.cast(NODES),
         replace_keys=result.replace_keys,
@@ -86,21 +114,6 @@ def plan_change(
         log_append=result.log_append,
     )
     return Plan(change=change, new_versions=result.new_versions, paths=result.paths)
-
-
-def _dedupe_nodes(nodes: pa.Table) -> pa.Table:
-    """One row per node_id (value nodes are content-addressed, so duplicates are equal)."""
-    if nodes.num_rows == 0:
-        return nodes
-    con = duck()
-    con.register("cand_nodes", nodes)
-    try:
-        out: pa.Table = con.sql(
-            "SELECT * FROM cand_nodes QUALIFY row_number() OVER (PARTITION BY node_id) = 1"
-        ).to_arrow_table()
-    finally:
-        con.unregister("cand_nodes")
-    return out
 
 
 def batch_id_for(source_system: str, source_object: str, file_digest: str) -> str:
@@ -129,7 +142,11 @@ def ingest_file(
     extracted = extractor.extract(engine, rows, batch_id, now)
     if extracted.rows_processed + extracted.rows_quarantined != extracted.rows_landed:
         raise AagError(f"{path}: row accounting broken; nothing committed")  # pragma: no cover
-    plan = plan_change(engine, warehouse.graph, extracted.events, extracted.nodes)
+    try:
+        plan = plan_change(engine, warehouse.graph)
+    finally:
+        engine.drop(EVENTS_TABLE)
+        engine.drop(NODES_TABLE)
     change = plan.change
     change.metadata = {"aag.batch_id": batch_id, "aag.file": path.name}
     warehouse.land(
@@ -146,7 +163,7 @@ def ingest_file(
         rows_processed=extracted.rows_processed,
         rows_quarantined=extracted.rows_quarantined,
         fields_rejected=extracted.fields_rejected,
-        field_events=extracted.events.num_rows,
+        field_events=extracted.events,
         nodes_written=stats.nodes_written,
         edge_versions_written=plan.new_versions,
         rule_paths=plan.paths,

@@ -36,10 +36,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from aag.engine.base import Engine
-from aag.model import FIELD_EVENTS, TS
+from aag.model import FIELD_EVENTS, RELATIONSHIPS, TS
 
 KEY = "source_node_id, rel_type, source_system"
 
@@ -67,6 +66,37 @@ _EVENT_COLS = (
     "source_event_id, confidence, source_field, batch_id"
 )
 _FLAT_COLS = ", ".join(FLAT_EDGES.names)
+
+#: Stored relationships rows (``existing_rel``) with ``properties`` spread into columns.
+SQL_FLATTEN = """
+SELECT source_node_id, target_node_id, rel_type, updated_at, confidence, is_current,
+       source_system, source_event_id,
+       CAST(properties['valid_to'] AS TIMESTAMPTZ) AS valid_to,
+       properties['closed_by'] AS closed_by,
+       properties['closed_by_event'] AS closed_by_event,
+       properties['source_field'] AS source_field,
+       properties['batch_id'] AS batch_id
+FROM existing_rel
+"""
+
+#: Event times written into ``properties`` (ISO 8601 UTC, microseconds).
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def unflatten_sql(flat_sql: str) -> str:
+    """Wrap SQL returning flat edges so it returns relationships rows (lineage in a map)."""
+    return f"""
+SELECT source_node_id, target_node_id, rel_type, updated_at, confidence, is_current,
+    source_system, source_event_id,
+    CASE WHEN valid_to IS NULL
+         THEN MAP(['source_field', 'batch_id'], [source_field, batch_id])
+         ELSE MAP(['valid_to', 'closed_by', 'closed_by_event', 'source_field', 'batch_id'],
+                  [strftime(valid_to, '{ISO_FORMAT}'), closed_by, closed_by_event, source_field,
+                   batch_id])
+    END AS properties
+FROM ({flat_sql}) flat
+"""
+
 
 # -- tail path ------------------------------------------------------------------------
 
@@ -118,7 +148,7 @@ LEFT JOIN rule_known_keys k USING ({KEY})
 """
 
 #: Version rows the tail path opens (current, nothing after them).
-SQL_TAIL_OPEN = f"""
+SQL_TAIL_OPEN = """
 SELECT source_node_id, target_node_id, rel_type, updated_at, confidence, TRUE AS is_current,
     source_system, source_event_id, CAST(NULL AS TIMESTAMPTZ) AS valid_to,
     CAST(NULL AS VARCHAR) AS closed_by, CAST(NULL AS VARCHAR) AS closed_by_event,
@@ -184,7 +214,7 @@ SELECT * FROM (
 WHERE dup_rank = 1
 """
 
-SQL_SEQUENCE = f"""
+SQL_SEQUENCE = """
 SELECT *,
     target_node_id IS NOT NULL AND (prev_target IS NULL OR target_node_id <> prev_target)
         AS is_start,
@@ -287,6 +317,7 @@ SELECT (SELECT count(*) FROM rule_classified WHERE action IN ('open', 'close_ope
 """
 
 _STEPS = (
+    ("existing_edges", SQL_FLATTEN),
     ("rule_incoming_keys", SQL_INCOMING_KEYS),
     ("rule_known_keys", SQL_KNOWN_KEYS),
     ("rule_classified", SQL_CLASSIFY),
@@ -325,24 +356,22 @@ class RuleResult:
     paths: dict[str, int]
 
 
-def apply_edge_rules(
-    engine: Engine, incoming: pa.Table, existing_edges: pa.Table, existing_log: pa.Table
-) -> RuleResult:
+def apply_edge_rules(engine: Engine) -> RuleResult:
     """Run the edge rules for one batch of field events.
+
+    The caller makes three tables queryable in the engine first:
+
+    * ``incoming``: the batch's field events (:data:`aag.model.FIELD_EVENTS`);
+    * ``existing_rel``: stored relationships rows of at least every key in ``incoming``
+      (more is harmless);
+    * ``existing_log``: stored absorbed events of at least those keys.
 
     Args:
         engine: Where to run the SQL.
-        incoming: The batch's field events (:data:`aag.model.FIELD_EVENTS`).
-        existing_edges: Stored flat edge rows (:data:`FLAT_EDGES`) of at least every key
-            in ``incoming`` (more is harmless).
-        existing_log: Stored absorbed events of at least those keys.
 
     Returns:
-        The keys to replace, the rows to write, and log events to append.
+        The keys to replace, the relationships rows to write, and log events to append.
     """
-    engine.register("incoming", incoming.cast(FIELD_EVENTS))
-    engine.register("existing_edges", existing_edges.cast(FLAT_EDGES))
-    engine.register("existing_log", existing_log.cast(FIELD_EVENTS))
     try:
         for name, sql in _STEPS:
             engine.materialize(name, sql)
@@ -353,17 +382,15 @@ def apply_edge_rules(
             ).to_pylist()
         }
         replace_keys = engine.query(SQL_REPLACE_KEYS)
-        new_rows = engine.query(SQL_NEW_ROWS)
+        new_rows = engine.query(unflatten_sql(SQL_NEW_ROWS))
         log_append = engine.query(SQL_LOG_APPEND)
         new_versions = int(engine.scalar(SQL_NEW_VERSIONS) or 0)  # type: ignore[call-overload]
     finally:
         for name, _ in reversed(_STEPS):
             engine.drop(name)
-        for name in ("incoming", "existing_edges", "existing_log"):
-            engine.drop(name)
     return RuleResult(
         replace_keys=replace_keys,
-        new_rows=new_rows.select(FLAT_EDGES.names).cast(FLAT_EDGES),
+        new_rows=new_rows.select(RELATIONSHIPS.names).cast(RELATIONSHIPS),
         log_append=log_append.select(FIELD_EVENTS.names).cast(FIELD_EVENTS),
         new_versions=new_versions,
         paths=paths,

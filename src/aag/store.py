@@ -1,9 +1,10 @@
 """Where the graph lives: the two Delta tables plus the absorbed-event log.
 
-A :class:`GraphStore` gives the rules what they need for the entities a batch
-touches, and commits what the rules decided. The Delta store is the product;
-the memory store holds the same tables as Arrow and lets the rule tests run
-on any engine (local Spark has no Delta jars here).
+A :class:`GraphStore` is thin on purpose: it knows how to *scan* its tables (as
+Arrow streams the engine filters) and how to *commit* a batch's change. What to
+read and what to write is decided by the rules, in the engine. The Delta store
+is the product; the memory store holds the same tables as Arrow so the rule
+tests can run on any engine (local Spark has no Delta jars here).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import duckdb
 import pyarrow as pa
@@ -46,19 +47,6 @@ SELECT source_node_id, target_node_id, rel_type, updated_at, confidence, is_curr
 FROM {src}
 """
 
-_UNFLATTEN = """
-SELECT source_node_id, target_node_id, rel_type, updated_at, confidence, is_current,
-       source_system, source_event_id,
-       map_from_entries(list_filter([
-           {'key': 'valid_to', 'value': strftime(valid_to, '%Y-%m-%dT%H:%M:%S.%fZ')},
-           {'key': 'closed_by', 'value': closed_by},
-           {'key': 'closed_by_event', 'value': closed_by_event},
-           {'key': 'source_field', 'value': source_field},
-           {'key': 'batch_id', 'value': batch_id}], lambda e: e.value IS NOT NULL)) AS properties
-FROM flat_edges
-ORDER BY source_node_id, rel_type, source_system, updated_at
-"""
-
 
 def flatten_edges(relationships: pa.Table | pa.RecordBatchReader, where: str = "") -> pa.Table:
     """Relationships rows → flat edges (:data:`aag.rules.FLAT_EDGES`)."""
@@ -72,20 +60,18 @@ def flatten_edges(relationships: pa.Table | pa.RecordBatchReader, where: str = "
     return out.cast(FLAT_EDGES)
 
 
-def unflatten_edges(flat: pa.Table) -> pa.Table:
-    """Flat edges → relationships rows (SPEC §2 schema, lineage in ``properties``)."""
-    con = duck()
-    con.register("flat_edges", flat.cast(FLAT_EDGES))
-    try:
-        out: pa.Table = con.sql(_UNFLATTEN).to_arrow_table()
-    finally:
-        con.unregister("flat_edges")
-    return out.cast(RELATIONSHIPS)
-
-
 @dataclass
 class GraphChange:
-    """Everything one batch writes to the graph."""
+    """Everything one batch writes to the graph.
+
+    Attributes:
+        nodes: New node rows (:data:`aag.model.NODES`).
+        replace_keys: Edge keys whose stored rows are all replaced.
+        edge_rows: Relationships rows to write: the full row set of every replaced key
+            plus rows of keys new to the graph.
+        log_append: Absorbed events for the ``edge_events`` log.
+        metadata: Commit metadata (batch id, file).
+    """
 
     nodes: pa.Table
     replace_keys: pa.Table
@@ -97,7 +83,10 @@ class GraphChange:
     def empty(self) -> bool:
         """True when the batch changes nothing in the graph."""
         return bool(
-            self.nodes.num_rows == 0 and self.replace_keys.num_rows == 0 and self.log_append.num_rows == 0
+            self.nodes.num_rows == 0
+            and self.replace_keys.num_rows == 0
+            and self.edge_rows.num_rows == 0
+            and self.log_append.num_rows == 0
         )
 
 
@@ -111,20 +100,24 @@ class CommitStats:
     log_rows_written: int = 0
 
 
+#: Arrow data a store hands to the engine: a table, or a stream read once.
+Scan: TypeAlias = Any
+
+
 class GraphStore(ABC):
-    """Reads and commits the graph tables."""
+    """Scans and commits the graph tables."""
 
     @abstractmethod
-    def edges_for(self, entities: pa.Table) -> pa.Table:
-        """Flat edges of every key whose ``source_node_id`` is in ``entities``."""
+    def scan_relationships(self) -> Scan:
+        """Every relationships row (the engine filters what it needs)."""
 
     @abstractmethod
-    def log_for(self, entities: pa.Table) -> pa.Table:
-        """Absorbed events of those entities."""
+    def scan_edge_events(self) -> Scan:
+        """Every absorbed event."""
 
     @abstractmethod
-    def missing_nodes(self, candidates: pa.Table) -> pa.Table:
-        """The candidate node rows whose ``node_id`` is not stored yet."""
+    def scan_node_ids(self, node_types: list[str]) -> Scan:
+        """``node_id`` of every stored node of these types."""
 
     @abstractmethod
     def commit(self, change: GraphChange) -> CommitStats:
@@ -143,50 +136,22 @@ class GraphStore(ABC):
         """The whole absorbed-event log."""
 
 
-def _semi_join(data: pa.Table | pa.RecordBatchReader, keys: pa.Table, column: str) -> pa.Table:
-    con = duck()
-    con.register("sj_data", data)
-    con.register("sj_keys", keys.select([column]))
-    try:
-        out: pa.Table = con.sql(
-            f"SELECT d.* FROM sj_data d WHERE d.{column} IN (SELECT {column} FROM sj_keys)"
-        ).to_arrow_table()
-    finally:
-        con.unregister("sj_data")
-        con.unregister("sj_keys")
-    return out
-
-
-def _anti_join(candidates: pa.Table, existing: pa.Table | pa.RecordBatchReader) -> pa.Table:
-    con = duck()
-    con.register("aj_cand", candidates)
-    con.register("aj_have", existing)
-    try:
-        out: pa.Table = con.sql(
-            "SELECT c.* FROM aj_cand c WHERE c.node_id NOT IN (SELECT node_id FROM aj_have)"
-        ).to_arrow_table()
-    finally:
-        con.unregister("aj_cand")
-        con.unregister("aj_have")
-    return out
-
-
 class MemoryGraphStore(GraphStore):
     """The graph as in-memory Arrow tables (tests and engine parity)."""
 
     def __init__(self) -> None:
         self._nodes = NODES.empty_table()
-        self._edges = FLAT_EDGES.empty_table()
+        self._edges = RELATIONSHIPS.empty_table()
         self._log = EDGE_EVENTS.empty_table()
 
-    def edges_for(self, entities: pa.Table) -> pa.Table:  # noqa: D102
-        return _semi_join(self._edges, entities, "source_node_id").cast(FLAT_EDGES)
+    def scan_relationships(self) -> Scan:  # noqa: D102
+        return self._edges
 
-    def log_for(self, entities: pa.Table) -> pa.Table:  # noqa: D102
-        return _semi_join(self._log, entities, "source_node_id").cast(EDGE_EVENTS)
+    def scan_edge_events(self) -> Scan:  # noqa: D102
+        return self._log
 
-    def missing_nodes(self, candidates: pa.Table) -> pa.Table:  # noqa: D102
-        return _anti_join(candidates, self._nodes.select(["node_id"]))
+    def scan_node_ids(self, node_types: list[str]) -> Scan:  # noqa: D102
+        return self._nodes.select(["node_id"])
 
     def commit(self, change: GraphChange) -> CommitStats:  # noqa: D102
         stats = CommitStats()
@@ -208,7 +173,7 @@ class MemoryGraphStore(GraphStore):
             finally:
                 con.unregister("m_edges")
                 con.unregister("m_keys")
-            self._edges = pa.concat_tables([kept.cast(FLAT_EDGES), change.edge_rows.cast(FLAT_EDGES)])
+            self._edges = pa.concat_tables([kept.cast(RELATIONSHIPS), change.edge_rows.cast(RELATIONSHIPS)])
             stats.edge_rows_written = change.edge_rows.num_rows
         return stats
 
@@ -216,7 +181,7 @@ class MemoryGraphStore(GraphStore):
         return self._nodes
 
     def relationships(self) -> pa.Table:  # noqa: D102
-        return unflatten_edges(self._edges)
+        return self._edges
 
     def edge_events(self) -> pa.Table:  # noqa: D102
         return self._log
@@ -261,26 +226,16 @@ class DeltaGraphStore(GraphStore):
             created.append(self.edge_events_uri)
         return created
 
-    def edges_for(self, entities: pa.Table) -> pa.Table:  # noqa: D102
-        if entities.num_rows == 0:
-            return FLAT_EDGES.empty_table()
-        reader = self.io.reader(self.relationships_uri, "SELECT * FROM t")
-        return flatten_edges(_semi_join(reader, entities, "source_node_id"))
+    def scan_relationships(self) -> Scan:  # noqa: D102
+        return self.io.reader(self.relationships_uri, "SELECT * FROM t")
 
-    def log_for(self, entities: pa.Table) -> pa.Table:  # noqa: D102
-        if entities.num_rows == 0:
-            return EDGE_EVENTS.empty_table()
-        reader = self.io.reader(self.edge_events_uri, "SELECT * FROM t")
-        return _semi_join(reader, entities, "source_node_id").cast(EDGE_EVENTS)
+    def scan_edge_events(self) -> Scan:  # noqa: D102
+        return self.io.reader(self.edge_events_uri, "SELECT * FROM t")
 
-    def missing_nodes(self, candidates: pa.Table) -> pa.Table:  # noqa: D102
-        if candidates.num_rows == 0:
-            return candidates
-        types = sorted(set(candidates.column("node_type").to_pylist()))
+    def scan_node_ids(self, node_types: list[str]) -> Scan:  # noqa: D102
         # nodes is partitioned by node_type, so only the touched partitions are read.
-        quoted = ", ".join("'" + t.replace("'", "''") + "'" for t in types)
-        reader = self.io.reader(self.nodes_uri, f"SELECT node_id FROM t WHERE node_type IN ({quoted})")
-        return _anti_join(candidates, reader)
+        quoted = ", ".join("'" + t.replace("'", "''") + "'" for t in node_types) or "NULL"
+        return self.io.reader(self.nodes_uri, f"SELECT node_id FROM t WHERE node_type IN ({quoted})")
 
     def commit(self, change: GraphChange) -> CommitStats:  # noqa: D102
         # Order matters for crash safety: nodes and the log only ever grow and are
@@ -294,18 +249,19 @@ class DeltaGraphStore(GraphStore):
         if change.log_append.num_rows:
             self.io.append(self.edge_events_uri, change.log_append.cast(EDGE_EVENTS), meta)
             stats.log_rows_written = change.log_append.num_rows
-        if change.replace_keys.num_rows == 0 and change.edge_rows.num_rows:
+        rows = change.edge_rows.cast(RELATIONSHIPS)
+        if change.replace_keys.num_rows == 0 and rows.num_rows:
             # Only keys new to the graph: a plain append, no file is rewritten.
-            self.io.append(self.relationships_uri, unflatten_edges(change.edge_rows), meta)
-            stats.edge_rows_written = change.edge_rows.num_rows
+            self.io.append(self.relationships_uri, rows, meta)
+            stats.edge_rows_written = rows.num_rows
         elif change.replace_keys.num_rows:
             metrics = self.io.replace_keys(
                 self.relationships_uri,
                 change.replace_keys.select(["source_node_id", "rel_type", "source_system"]),
-                unflatten_edges(change.edge_rows),
+                rows,
                 meta,
             )
-            stats.edge_rows_written = change.edge_rows.num_rows
+            stats.edge_rows_written = rows.num_rows
             stats.edge_rows_rewritten = int(metrics.get("num_target_rows_copied", 0))
         return stats
 

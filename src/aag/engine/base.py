@@ -32,8 +32,11 @@ class Engine(ABC):
     capabilities: frozenset[Capability] = frozenset()
 
     @abstractmethod
-    def register(self, name: str, table: pa.Table) -> None:
-        """Make an Arrow table queryable as ``name`` (replacing any previous one)."""
+    def register(self, name: str, table: pa.Table | pa.RecordBatchReader) -> None:
+        """Make Arrow data queryable as ``name`` (replacing any previous one).
+
+        A record batch reader can be consumed once: query it once.
+        """
 
     @abstractmethod
     def query(self, sql: str) -> pa.Table:
@@ -42,6 +45,10 @@ class Engine(ABC):
     @abstractmethod
     def materialize(self, name: str, sql: str) -> None:
         """Run canonical SQL once and keep the result queryable as ``name``."""
+
+    @abstractmethod
+    def view(self, name: str, sql: str) -> None:
+        """Name a query without running it (a temporary view)."""
 
     @abstractmethod
     def drop(self, name: str) -> None:

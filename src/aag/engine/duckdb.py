@@ -31,13 +31,15 @@ class DuckDBEngine(Engine):
         limit = memory_limit or os.environ.get("AAG_DUCKDB_MEMORY_LIMIT")
         if limit:
             self.con.execute(f"SET memory_limit = '{limit}'")
-        self._tables: dict[str, pa.Table] = {}
+        self._tables: dict[str, pa.Table | pa.RecordBatchReader] = {}
+        self._kinds: dict[str, str] = {}
 
-    def register(self, name: str, table: pa.Table) -> None:
-        """Register an Arrow table as a view (kept alive until dropped)."""
+    def register(self, name: str, table: pa.Table | pa.RecordBatchReader) -> None:
+        """Register Arrow data as a view (kept alive until dropped)."""
         self.drop(name)
         self._tables[name] = table
         self.con.register(name, table)
+        self._kinds[name] = "arrow"
 
     def query(self, sql: str) -> pa.Table:
         """Run SQL and fetch an Arrow table."""
@@ -52,13 +54,24 @@ class DuckDBEngine(Engine):
         """Create a temp table from SQL."""
         self.drop(name)
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        self._kinds[name] = "table"
+
+    def view(self, name: str, sql: str) -> None:
+        """Create a temporary view."""
+        self.drop(name)
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+        self._kinds[name] = "view"
 
     def drop(self, name: str) -> None:
-        """Drop a view or temp table."""
-        if name in self._tables:
+        """Drop a registered table, view or temp table."""
+        kind = self._kinds.pop(name, None)
+        if kind == "arrow":
             self.con.unregister(name)
             del self._tables[name]
-        self.con.execute(f"DROP TABLE IF EXISTS {name}")
+        elif kind == "table":
+            self.con.execute(f"DROP TABLE IF EXISTS {name}")
+        elif kind == "view":
+            self.con.execute(f"DROP VIEW IF EXISTS {name}")
 
     def close(self) -> None:
         """Close the connection."""

@@ -93,8 +93,10 @@ class SparkEngine(Engine):
     def __init__(self, session: Any | None = None) -> None:
         self.spark = session or local_session()
 
-    def register(self, name: str, table: pa.Table) -> None:
-        """Register an Arrow table as a temp view."""
+    def register(self, name: str, table: pa.Table | pa.RecordBatchReader) -> None:
+        """Register Arrow data as a temp view."""
+        if isinstance(table, pa.RecordBatchReader):
+            table = table.read_all()
         if table.num_rows == 0:
             # Spark infers nothing from an empty Arrow table's batches; give it the schema.
             from pyspark.sql.pandas.types import from_arrow_schema
@@ -113,6 +115,10 @@ class SparkEngine(Engine):
         """Cache the result as a temp view."""
         df = self.spark.sql(transpile(sql)).localCheckpoint()
         df.createOrReplaceTempView(name)
+
+    def view(self, name: str, sql: str) -> None:
+        """Create a temp view from SQL (lazy)."""
+        self.spark.sql(transpile(sql)).createOrReplaceTempView(name)
 
     def drop(self, name: str) -> None:
         """Drop a temp view."""

@@ -21,7 +21,7 @@ import pyarrow as pa
 from aag.config import Config, ObjectSpec, RegistryRow
 from aag.engine.base import Engine
 from aag.ids import entity_node_id_sql, value_node_id_sql
-from aag.model import FIELD_EVENTS, NODES, QUARANTINE
+from aag.model import QUARANTINE
 from aag.normalize import (
     E164_REGEX_SQL,
     country_table,
@@ -30,6 +30,7 @@ from aag.normalize import (
     sql_normalise,
 )
 from aag.normalize import sql_collapse as collapse
+from aag.rules import ISO_FORMAT
 
 #: rel_type and node type of the identity edge every record gets.
 SOURCE_RECORD_REL = "HAS_SOURCE_RECORD"
@@ -46,12 +47,21 @@ def lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+#: Engine tables an extraction leaves behind for the rules (dropped by the caller).
+EVENTS_TABLE = "batch_events"
+NODES_TABLE = "batch_nodes"
+
+
 @dataclass
 class Extracted:
-    """What one batch of rows yields."""
+    """What one batch of rows yields.
 
-    events: pa.Table
-    nodes: pa.Table
+    Field events (:data:`aag.model.FIELD_EVENTS`) and candidate nodes (one per node id,
+    :data:`aag.model.NODES`) stay in the engine as :data:`EVENTS_TABLE` and
+    :data:`NODES_TABLE`, so the rules read them without another copy.
+    """
+
+    events: int
     quarantine: pa.Table
     #: ``_row_number, record_id``: each landed row's canonical record id (NULL if missing).
     record_ids: pa.Table
@@ -208,13 +218,27 @@ class Extractor:
                 cols.append(f"CAST(NULL AS VARCHAR) AS traw{i}")
         hash_parts = ", ".join(f"coalesce(v{i}, '')" for i in range(len(spec.attributes)))
         select = ",\n    ".join(cols)
+        # Ids and event ids are computed once per row here, not once per use below.
+        prefix = lit(spec.source_system + ":" + spec.source_object + ":")
+        derived = [
+            f"{entity_node_id_sql(self.entity_key_sql())} AS entity_id",
+            f"concat({prefix}, record_id) AS ident_value",
+        ]
+        for i, row in enumerate(spec.attributes):
+            stamp = f"strftime(t{i}, '{ISO_FORMAT}')" if row.event_time_field else "rt_iso"
+            derived.append(f"{value_node_id_sql(lit(row.node_type), f'v{i}')} AS n{i}")
+            derived.append(f"concat({prefix}, record_id, ':', {stamp}, ':', substr(row_hash, 1, 12)) AS e{i}")
         return f"""
-SELECT *, sha256(concat_ws('|', CAST(is_deleted AS VARCHAR), {hash_parts or "''"})) AS row_hash
+SELECT y.*, {", ".join(derived)}
 FROM (
-  SELECT {select}
-  FROM batch_rows r
-  {self._joins()}
-) x
+  SELECT *, sha256(concat_ws('|', CAST(is_deleted AS VARCHAR), {hash_parts or "''"})) AS row_hash,
+      strftime(record_time, '{ISO_FORMAT}') AS rt_iso
+  FROM (
+    SELECT {select}
+    FROM batch_rows r
+    {self._joins()}
+  ) x
+) y
 """
 
     def phone_pairs_sql(self) -> str | None:
@@ -236,70 +260,67 @@ FROM (
     def events_sql(self, batch_id: str) -> str:
         """Field events of the valid rows (one UNION branch per attribute + identity)."""
         spec = self.spec
-        key = self.entity_key_sql()
-        entity = entity_node_id_sql(key)
         branches = []
         for i, row in enumerate(spec.attributes):
-            eid = (
-                f"concat({lit(spec.source_system + ':' + spec.source_object + ':')}, record_id, ':', "
-                f"strftime(t{i}, '%Y-%m-%dT%H:%M:%S.%fZ'), ':', substr(row_hash, 1, 12))"
-            )
-            target = (
-                f"CASE WHEN is_deleted OR v{i} IS NULL THEN NULL ELSE "
-                f"{value_node_id_sql(lit(row.node_type), f'v{i}')} END"
-            )
             branches.append(
-                f"SELECT {entity} AS source_node_id, {lit(row.rel_type)} AS rel_type, "
-                f"{lit(spec.source_system)} AS source_system, {target} AS target_node_id, "
-                f"t{i} AS updated_at, {eid} AS source_event_id, "
+                f"SELECT entity_id AS source_node_id, {lit(row.rel_type)} AS rel_type, "
+                f"{lit(spec.source_system)} AS source_system, "
+                f"CASE WHEN is_deleted OR v{i} IS NULL THEN NULL ELSE n{i} END AS target_node_id, "
+                f"t{i} AS updated_at, e{i} AS source_event_id, "
                 f"CAST({row.confidence} AS FLOAT) AS confidence, "
                 f"{lit(row.source_field)} AS source_field, {lit(batch_id)} AS batch_id "
                 f"FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND NOT tbad{i}"
             )
-        ident_value = f"concat({lit(spec.source_system + ':' + spec.source_object + ':')}, record_id)"
         # The identity edge starts when the record is first seen: its record time, or for
         # purely field-level objects the earliest field time.
         field_times = ", ".join(f"t{i}" for i in range(len(spec.attributes))) or "NULL"
         branches.append(
-            f"SELECT {entity}, {lit(SOURCE_RECORD_REL)}, {lit(spec.source_system)}, "
-            f"{value_node_id_sql(lit(SOURCE_RECORD_NODE), ident_value)}, "
+            f"SELECT entity_id, {lit(SOURCE_RECORD_REL)}, {lit(spec.source_system)}, "
+            f"{value_node_id_sql(lit(SOURCE_RECORD_NODE), 'ident_value')}, "
             f"coalesce(record_time, least({field_times})), "
-            f"{ident_value}, CAST(1.0 AS FLOAT), {lit(spec.id_field)}, {lit(batch_id)} "
+            f"ident_value, CAST(1.0 AS FLOAT), {lit(spec.id_field)}, {lit(batch_id)} "
             f"FROM ex_rows WHERE row_error IS NULL"
         )
         return "\nUNION ALL\n".join(branches)
 
     def nodes_sql(self, now_sql: str) -> str:
-        """Candidate nodes (:data:`aag.model.NODES` rows): values, entities, source records."""
-        inner = self._nodes_inner_sql()
+        """Candidate nodes (:data:`aag.model.NODES` rows), one per node id.
+
+        Value nodes of every value, the source-record nodes of the identity map, and the
+        entity nodes (with the record they were first seen as in ``properties``).
+        """
         return f"""
-SELECT node_id, node_type, value, checksum, {now_sql} AS created_at,
+SELECT node_id, node_type, value,
+    CASE WHEN value IS NULL THEN NULL ELSE sha256(value) END AS checksum,
+    {now_sql} AS created_at,
     CASE WHEN p_system IS NULL THEN NULL ELSE
         MAP(['source_system', 'source_object', 'source_record_id'], [p_system, p_object, p_record])
     END AS properties
-FROM ({inner}) n
+FROM (
+    SELECT node_id, min(node_type) AS node_type, min(value) AS value, min(p_system) AS p_system,
+        min(p_object) AS p_object, min(p_record) AS p_record
+    FROM ({self._nodes_inner_sql()}) u
+    GROUP BY node_id
+) n
 """
 
     def _nodes_inner_sql(self) -> str:
         spec = self.spec
-        key = self.entity_key_sql()
+        none = "CAST(NULL AS VARCHAR)"
         parts = []
         for i, row in enumerate(spec.attributes):
             parts.append(
-                f"SELECT DISTINCT {value_node_id_sql(lit(row.node_type), f'v{i}')} AS node_id, "
-                f"{lit(row.node_type)} AS node_type, v{i} AS value, sha256(v{i}) AS checksum, "
-                f"CAST(NULL AS VARCHAR) AS p_system, CAST(NULL AS VARCHAR) AS p_object, "
-                f"CAST(NULL AS VARCHAR) AS p_record "
+                f"SELECT n{i} AS node_id, {lit(row.node_type)} AS node_type, v{i} AS value, "
+                f"{none} AS p_system, {none} AS p_object, {none} AS p_record "
                 f"FROM ex_rows WHERE row_error IS NULL AND v{i} IS NOT NULL AND NOT is_deleted"
             )
-        ident_value = f"concat({lit(spec.source_system + ':' + spec.source_object + ':')}, record_id)"
         parts.append(
-            f"SELECT DISTINCT {value_node_id_sql(lit(SOURCE_RECORD_NODE), ident_value)}, "
-            f"{lit(SOURCE_RECORD_NODE)}, {ident_value}, sha256({ident_value}), "
-            f"NULL, NULL, NULL FROM ex_rows WHERE row_error IS NULL"
+            f"SELECT {value_node_id_sql(lit(SOURCE_RECORD_NODE), 'ident_value')}, "
+            f"{lit(SOURCE_RECORD_NODE)}, ident_value, {none}, {none}, {none} "
+            f"FROM ex_rows WHERE row_error IS NULL"
         )
         parts.append(
-            f"SELECT DISTINCT {entity_node_id_sql(key)}, {lit(spec.entity_type)}, NULL, NULL, "
+            f"SELECT entity_id, {lit(spec.entity_type)}, {none}, "
             f"{lit(spec.source_system)}, {lit(spec.source_object)}, record_id "
             f"FROM ex_rows WHERE row_error IS NULL"
         )
@@ -348,45 +369,40 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
             now: Ingestion time stamped on new nodes and quarantine rows.
 
         Returns:
-            Field events, candidate nodes and quarantine rows.
+            Counts, quarantine rows and record ids; events and candidate nodes stay in the
+            engine as :data:`EVENTS_TABLE` and :data:`NODES_TABLE`.
         """
         rows = self.prepare(rows)
         engine.register("batch_rows", rows)
         engine.register("aag_countries", country_table())
-        names = ["batch_rows", "aag_countries", "aag_phones", "ex_rows"]
         try:
             pairs_sql = self.phone_pairs_sql()
             pairs: list[tuple[str, str | None]] = []
             if pairs_sql:
                 found = engine.query(pairs_sql)
                 pairs = list(
-                    zip(
-                        found.column("raw").to_pylist(),
-                        found.column("region").to_pylist(),
-                        strict=True,
-                    )
+                    zip(found.column("raw").to_pylist(), found.column("region").to_pylist(), strict=True)
                 )
             engine.register("aag_phones", normalise_phones(pairs))
             engine.materialize("ex_rows", self.rows_sql())
-            events = engine.query(self.events_sql(batch_id))
             now_sql = f"CAST('{now.as_py().isoformat()}' AS TIMESTAMPTZ)"
-            nodes = engine.query(self.nodes_sql(now_sql))
+            engine.materialize(EVENTS_TABLE, self.events_sql(batch_id))
+            engine.materialize(NODES_TABLE, self.nodes_sql(now_sql))
             quarantine = engine.query(self.quarantine_sql(batch_id, now_sql))
             record_ids = engine.query("SELECT _row_number, record_id FROM ex_rows")
-            rows_quarantined = int(
-                engine.scalar("SELECT count(*) FROM ex_rows WHERE row_error IS NOT NULL") or 0  # type: ignore[call-overload]
-            )
+            counts = engine.query(
+                "SELECT (SELECT count(*) FROM ex_rows WHERE row_error IS NOT NULL) AS bad, "
+                f"(SELECT count(*) FROM {EVENTS_TABLE}) AS events"
+            ).to_pylist()[0]
         finally:
-            for name in names:
+            for name in ("batch_rows", "aag_countries", "aag_phones", "ex_rows"):
                 engine.drop(name)
-        events = events.rename_columns(FIELD_EVENTS.names).cast(FIELD_EVENTS)
         return Extracted(
-            events=events,
-            nodes=nodes.cast(NODES),
+            events=int(counts["events"]),
             quarantine=quarantine.cast(QUARANTINE),
             record_ids=record_ids,
             rows_landed=rows.num_rows,
-            rows_quarantined=rows_quarantined,
+            rows_quarantined=int(counts["bad"]),
             fields_rejected=sum(1 for v in quarantine.column("level").to_pylist() if v == "field"),
         )
 
