@@ -136,7 +136,8 @@ def read_rows(path: Path, fields: tuple[str, ...]) -> pa.Table:
         fields: Registry fields of the object to extract as string columns.
 
     Returns:
-        Table ``_row_number, _raw, _error, <fields...>`` (all strings but the number).
+        Table ``_row_number, _raw, _error, <fields...>, _row_sha256`` (all strings but the
+        number; the digest is of ``_raw``).
 
     Raises:
         InputError: If the file is missing, of an unknown type, or unreadable as a whole.
@@ -151,10 +152,14 @@ def read_rows(path: Path, fields: tuple[str, ...]) -> pa.Table:
                 lines = _read_lines_fast(con, path)
             except duckdb.Error:
                 lines = _read_lines_slow(path)
-            return _from_json_lines(con, lines, fields)
-        if fmt == "csv":
-            return _read_csv(con, path, fields)
-        return _read_parquet(con, path, fields)
+            table = _from_json_lines(con, lines, fields)
+        elif fmt == "csv":
+            table = _read_csv(con, path, fields)
+        else:
+            table = _read_parquet(con, path, fields)
+        con.register("landed", table)
+        digests: pa.Table = con.sql("SELECT sha256(_raw) AS d FROM landed").to_arrow_table()
+        return table.append_column("_row_sha256", digests.column("d"))
     finally:
         con.close()
 

@@ -89,6 +89,7 @@ LEDGER = pa.schema(
         pa.field("file_sha256", pa.string()),
         pa.field("status", pa.string()),
         pa.field("rows_landed", pa.int64()),
+        pa.field("rows_unchanged", pa.int64()),
         pa.field("rows_processed", pa.int64()),
         pa.field("rows_quarantined", pa.int64()),
         pa.field("fields_rejected", pa.int64()),

@@ -100,14 +100,9 @@ FROM ({flat_sql}) flat
 
 # -- tail path ------------------------------------------------------------------------
 
-#: One row per incoming key: how many events it brings, and the one event if single.
-SQL_INCOMING_KEYS = f"""
-SELECT {KEY}, count(*) AS n,
-    min(target_node_id) AS target_node_id, min(updated_at) AS updated_at,
-    min(source_event_id) AS source_event_id, max(confidence) AS confidence,
-    min(source_field) AS source_field, min(batch_id) AS batch_id,
-    count(target_node_id) AS n_targets
-FROM incoming GROUP BY {KEY}
+#: Keys that bring more than one event in this batch (usually few or none).
+SQL_MULTI_KEYS = f"""
+SELECT {KEY} FROM incoming GROUP BY {KEY} HAVING count(*) > 1
 """
 
 #: What is known per key: the latest event time anywhere in its history, and its
@@ -127,13 +122,13 @@ FROM (
 GROUP BY {KEY}
 """
 
-#: Classify every incoming key: skip (exact repeat of the current version's event),
-#: absorb (log only), open (new version), close (end the current version), close_open
-#: (both), or full (recompute from the whole event set).
+#: Classify every incoming event by its key: skip (exact repeat of the current version's
+#: event), absorb (log only), open (new version), close (end the current version),
+#: close_open (both), or full (recompute from the whole event set).
 SQL_CLASSIFY = f"""
 SELECT i.*, k.known_at, k.cur_target, k.cur_at, k.cur_event,
     CASE
-        WHEN i.n <> 1 OR (i.n_targets = 0) <> (i.target_node_id IS NULL) THEN 'full'
+        WHEN m.source_node_id IS NOT NULL THEN 'full'
         WHEN k.cur_target IS NOT NULL AND i.target_node_id = k.cur_target
              AND i.updated_at = k.cur_at AND i.source_event_id = k.cur_event THEN 'skip'
         WHEN k.known_at IS NOT NULL AND i.updated_at <= k.known_at THEN 'full'
@@ -143,8 +138,9 @@ SELECT i.*, k.known_at, k.cur_target, k.cur_at, k.cur_event,
         WHEN i.target_node_id = k.cur_target THEN 'absorb'
         ELSE 'close_open'
     END AS action
-FROM rule_incoming_keys i
+FROM incoming i
 LEFT JOIN rule_known_keys k USING ({KEY})
+LEFT JOIN rule_multi_keys m USING ({KEY})
 """
 
 #: Version rows the tail path opens (current, nothing after them).
@@ -194,7 +190,7 @@ UNION ALL
 SELECT {_EVENT_COLS}, 2 AS origin FROM full_log
 """
 
-SQL_FULL_KEYS = f"SELECT {KEY} FROM rule_classified WHERE action = 'full'"
+SQL_FULL_KEYS = f"SELECT DISTINCT {KEY} FROM rule_classified WHERE action = 'full'"
 
 SQL_FULL_INCOMING = f"SELECT i.* FROM incoming i JOIN rule_full_keys USING ({KEY})"
 SQL_FULL_EDGES = f"SELECT e.* FROM existing_edges e JOIN rule_full_keys USING ({KEY})"
@@ -318,7 +314,7 @@ SELECT (SELECT count(*) FROM rule_classified WHERE action IN ('open', 'close_ope
 
 _STEPS = (
     ("existing_edges", SQL_FLATTEN),
-    ("rule_incoming_keys", SQL_INCOMING_KEYS),
+    ("rule_multi_keys", SQL_MULTI_KEYS),
     ("rule_known_keys", SQL_KNOWN_KEYS),
     ("rule_classified", SQL_CLASSIFY),
     ("rule_tail_open", SQL_TAIL_OPEN),
@@ -378,8 +374,10 @@ def apply_edge_rules(engine: Engine) -> RuleResult:
         paths = {
             str(row["action"]): int(row["n"])
             for row in engine.query(
-                "SELECT action, count(*) AS n FROM rule_classified GROUP BY action"
+                "SELECT action, count(*) AS n FROM rule_classified WHERE action <> 'full' "
+                "GROUP BY action UNION ALL SELECT 'full', count(*) FROM rule_full_keys"
             ).to_pylist()
+            if row["n"]
         }
         replace_keys = engine.query(SQL_REPLACE_KEYS)
         new_rows = engine.query(unflatten_sql(SQL_NEW_ROWS))

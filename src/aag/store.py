@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -243,12 +244,20 @@ class DeltaGraphStore(GraphStore):
         # after a crash at any point converges to the same tables.
         stats = CommitStats()
         meta = change.metadata
-        if change.nodes.num_rows:
-            self.io.append(self.nodes_uri, change.nodes.cast(NODES), meta)
-            stats.nodes_written = change.nodes.num_rows
-        if change.log_append.num_rows:
-            self.io.append(self.edge_events_uri, change.log_append.cast(EDGE_EVENTS), meta)
-            stats.log_rows_written = change.log_append.num_rows
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            writes = []
+            if change.nodes.num_rows:
+                writes.append(pool.submit(self.io.append, self.nodes_uri, change.nodes.cast(NODES), meta))
+                stats.nodes_written = change.nodes.num_rows
+            if change.log_append.num_rows:
+                writes.append(
+                    pool.submit(
+                        self.io.append, self.edge_events_uri, change.log_append.cast(EDGE_EVENTS), meta
+                    )
+                )
+                stats.log_rows_written = change.log_append.num_rows
+            for write in writes:
+                write.result()
         rows = change.edge_rows.cast(RELATIONSHIPS)
         if change.replace_keys.num_rows == 0 and rows.num_rows:
             # Only keys new to the graph: a plain append, no file is rewritten.

@@ -36,6 +36,7 @@ BRONZE = pa.schema(
         pa.field("_row_number", pa.int64()),
         pa.field("_record_id", pa.string()),
         pa.field("_raw", pa.string()),
+        pa.field("_row_sha256", pa.string()),
         pa.field("_landed_at", pa.timestamp("us", tz="UTC")),
         pa.field("_file_name", pa.string()),
     ]
@@ -159,12 +160,12 @@ class Warehouse:
             configuration={"delta.dataSkippingStatsColumns": "_batch_id,_row_number,_landed_at"},
         )
         con = duck()
-        con.register("land_rows", rows.select(["_row_number", "_raw"]))
+        con.register("land_rows", rows.select(["_row_number", "_raw", "_row_sha256"]))
         con.register("land_ids", record_ids)
         try:
             data = con.sql(
                 "SELECT ? AS _batch_id, r._row_number, i.record_id AS _record_id, r._raw, "
-                "CAST(? AS TIMESTAMPTZ) AS _landed_at, ? AS _file_name "
+                "r._row_sha256, CAST(? AS TIMESTAMPTZ) AS _landed_at, ? AS _file_name "
                 "FROM land_rows r LEFT JOIN land_ids i USING (_row_number) ORDER BY r._row_number",
                 params=[batch_id, now.as_py(), file_name],
             ).to_arrow_table()
@@ -173,6 +174,23 @@ class Warehouse:
             con.unregister("land_ids")
         data = data.cast(BRONZE)
         self.io.replace_where(uri, data, f"_batch_id = '{batch_id}'", {"batch_id": batch_id})
+
+    def landed_digests(self, source_system: str, source_object: str) -> pa.RecordBatchReader | None:
+        """``_row_sha256, _record_id`` of every row of this object's committed batches."""
+        uri = self.bronze_uri(source_system, source_object)
+        if not self.io.exists(uri):
+            return None
+        ledger = self.io.read(
+            self.ledger_uri,
+            "batch_id",
+            f"status = 'committed' AND source_system = '{source_system}' "
+            f"AND source_object = '{source_object}'",
+        )
+        ids = [str(b) for b in ledger.column("batch_id").to_pylist()]
+        if not ids:
+            return None
+        quoted = ", ".join(f"'{b}'" for b in ids)
+        return self.io.reader(uri, f"SELECT _row_sha256, _record_id FROM t WHERE _batch_id IN ({quoted})")
 
     def write_quarantine(self, batch_id: str, rows: pa.Table) -> None:
         """Replace the batch's quarantine rows (idempotent on re-runs)."""
