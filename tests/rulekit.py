@@ -55,7 +55,10 @@ def apply(engine: Engine, store: MemoryGraphStore, events: list[Ev], batch: str 
     finally:
         engine.drop("batch_events")
         engine.drop("batch_nodes")
-    store.commit(plan.change)
+    try:
+        store.commit(plan.change())
+    finally:
+        plan.release()
     PATHS.update(plan.paths)
     return plan.new_versions
 

@@ -89,8 +89,7 @@ def test_same_rows_in_another_file_or_format_add_nothing(svc, tmp_path):
     duckdb.sql(f"COPY (SELECT * FROM read_json('{tmp_path / 'a.jsonl'}')) TO '{csv_path}'")
     parquet_path = tmp_path / "a.parquet"
     duckdb.sql(f"COPY (SELECT * FROM read_json('{tmp_path / 'a.jsonl'}')) TO '{parquet_path}'")
-    for path, unchanged in ((csv_path, 0), (parquet_path, 0),
-                            (_jsonl(tmp_path / "b.jsonl", rows[::-1]), 2)):
+    for path, unchanged in ((csv_path, 0), (parquet_path, 0), (_jsonl(tmp_path / "b.jsonl", rows[::-1]), 2)):
         report = svc.ingest("salesforce", "Contact", [path])[0]
         assert report.status == "committed"
         assert report.edge_versions_written == 0 and report.nodes_written == 0, path

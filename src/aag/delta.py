@@ -84,9 +84,14 @@ class DeltaIO:
         sql = f"SELECT {columns} FROM t" + (f" WHERE {where}" if where else "")
         return self.reader(uri, sql).read_all()
 
-    def append(self, uri: str, data: pa.Table, metadata: Mapping[str, Any] | None = None) -> None:
-        """Append rows in one commit."""
-        if data.num_rows == 0:
+    def append(
+        self,
+        uri: str,
+        data: pa.Table | pa.RecordBatchReader,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append rows (a table, or a stream written as it is read) in one commit."""
+        if isinstance(data, pa.Table) and data.num_rows == 0:
             return
         with _commit_errors(uri):
             write_deltalake(

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -19,8 +20,7 @@ from aag.bronze import file_sha256, read_rows
 from aag.delta import now_utc
 from aag.engine.base import Engine
 from aag.errors import AagError
-from aag.model import NODES
-from aag.rules import apply_edge_rules
+from aag.rules import OUT_KEYS, OUT_LOG, OUT_ROWS, OUTPUTS, apply_edge_rules
 from aag.sources import extractor_for
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE
 from aag.store import CommitStats, GraphChange, GraphStore, duck
@@ -54,13 +54,36 @@ class BatchReport:
         return asdict(self)
 
 
+#: Engine table of the batch's nodes that the graph does not hold yet.
+NEW_NODES = "batch_new_nodes"
+
+
 @dataclass
 class Plan:
-    """What a batch will write, and how the edge rules got there."""
+    """What a batch will write (left in the engine), and how the edge rules got there."""
 
-    change: GraphChange
+    engine: Engine
+    replace_keys: pa.Table
+    counts: dict[str, int]
     new_versions: int
     paths: dict[str, int]
+
+    def change(self, metadata: dict[str, Any] | None = None) -> GraphChange:
+        """The change as streams out of the engine, each opened when the store reads it."""
+        engine = self.engine
+        return GraphChange(
+            nodes=lambda: engine.stream(f"SELECT * FROM {NEW_NODES}"),
+            replace_keys=self.replace_keys,
+            edge_rows=lambda: engine.stream(f"SELECT * FROM {OUT_ROWS}"),
+            log_append=lambda: engine.stream(f"SELECT * FROM {OUT_LOG}"),
+            counts=self.counts,
+            metadata=dict(metadata or {}),
+        )
+
+    def release(self) -> None:
+        """Drop the engine tables holding the change."""
+        for name in (*OUTPUTS, NEW_NODES):
+            self.engine.drop(name)
 
 
 def plan_change(
@@ -76,8 +99,8 @@ def plan_change(
             per node id.
 
     Returns:
-        The change to commit, the number of new edge versions in it, and how many keys
-        each rule path handled.
+        The plan: counts, rule paths, and the change left in the engine until
+        :meth:`Plan.release`.
     """
     temp = (
         "incoming",
@@ -107,19 +130,22 @@ def plan_change(
             str(t) for t in engine.query(f"SELECT DISTINCT node_type FROM {nodes}").column(0).to_pylist()
         ]
         engine.register("store_node_ids", store.scan_node_ids(types))
-        new_nodes = engine.query(
-            f"SELECT * FROM {nodes} WHERE node_id NOT IN (SELECT node_id FROM store_node_ids)"
+        engine.materialize(
+            NEW_NODES,
+            f"SELECT * FROM {nodes} WHERE node_id NOT IN (SELECT node_id FROM store_node_ids)",
         )
+        new_nodes = engine.query(f"SELECT count(*) AS n FROM {NEW_NODES}").column(0)[0].as_py()
+        replace_keys = engine.query(f"SELECT * FROM {OUT_KEYS}")
     finally:
         for name in temp:
             engine.drop(name)
-    change = GraphChange(
-        nodes=new_nodes.cast(NODES),
-        replace_keys=result.replace_keys,
-        edge_rows=result.new_rows,
-        log_append=result.log_append,
+    return Plan(
+        engine=engine,
+        replace_keys=replace_keys,
+        counts={"nodes": int(new_nodes), "edges": result.new_rows, "log": result.log_events},
+        new_versions=result.new_versions,
+        paths=result.paths,
     )
-    return Plan(change=change, new_versions=result.new_versions, paths=result.paths)
 
 
 def split_unchanged(rows: pa.Table, landed: pa.RecordBatchReader | None) -> tuple[pa.Table, pa.Table]:
@@ -191,8 +217,6 @@ def ingest_file(
     finally:
         engine.drop(EVENTS_TABLE)
         engine.drop(NODES_TABLE)
-    change = plan.change
-    change.metadata = {"aag.batch_id": batch_id, "aag.file": path.name}
     record_ids = pa.concat_tables([extracted.record_ids.cast(unchanged_ids.schema), unchanged_ids])
     # Bronze, quarantine and the graph are independent Delta tables: commit them side by
     # side (delta-rs releases the GIL). Each write is idempotent for this batch id, so a
@@ -203,7 +227,12 @@ def ingest_file(
         )
         if extracted.quarantine.num_rows:
             quarantined = pool.submit(warehouse.write_quarantine, batch_id, extracted.quarantine)
-        stats: CommitStats = warehouse.graph.commit(change)
+        try:
+            stats: CommitStats = warehouse.graph.commit(
+                plan.change({"aag.batch_id": batch_id, "aag.file": path.name})
+            )
+        finally:
+            plan.release()
         landing.result()
         if extracted.quarantine.num_rows:
             quarantined.result()

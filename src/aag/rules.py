@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from aag.engine.base import Engine
-from aag.model import FIELD_EVENTS, RELATIONSHIPS, TS
+from aag.model import TS
 
 KEY = "source_node_id, rel_type, source_system"
 
@@ -331,23 +331,33 @@ _STEPS = (
 )
 
 
+#: Engine tables :func:`apply_edge_rules` leaves for the commit (the caller drops them).
+OUT_ROWS = "rule_out_rows"
+OUT_KEYS = "rule_out_keys"
+OUT_LOG = "rule_out_log"
+OUTPUTS = (OUT_ROWS, OUT_KEYS, OUT_LOG)
+
+
 @dataclass
 class RuleResult:
     """What one batch does to the edge tables.
 
+    The rows themselves stay in the engine (:data:`OUTPUTS`) so that a commit can
+    stream them instead of holding them all in memory.
+
     Attributes:
-        replace_keys: Keys with stored rows that must all be replaced.
-        new_rows: Rows (flat edges) to write: the complete row set of every replaced key,
-            plus the rows of keys new to the graph.
-        log_append: Absorbed events to append to the ``edge_events`` log.
+        replace_keys: Stored keys whose rows are all replaced (table :data:`OUT_KEYS`).
+        new_rows: Relationships rows to write (table :data:`OUT_ROWS`): the complete row
+            set of every replaced key, plus the rows of keys new to the graph.
+        log_events: Absorbed events for the ``edge_events`` log (table :data:`OUT_LOG`).
         new_versions: Versions (key, target, start time) that did not exist before.
         paths: How many incoming keys each path handled (``skip``, ``absorb``, ``open``,
             ``close``, ``close_open``, ``full``).
     """
 
-    replace_keys: pa.Table
-    new_rows: pa.Table
-    log_append: pa.Table
+    replace_keys: int
+    new_rows: int
+    log_events: int
     new_versions: int
     paths: dict[str, int]
 
@@ -366,7 +376,7 @@ def apply_edge_rules(engine: Engine) -> RuleResult:
         engine: Where to run the SQL.
 
     Returns:
-        The keys to replace, the relationships rows to write, and log events to append.
+        Counts and paths; the rows are left in the engine as :data:`OUTPUTS`.
     """
     try:
         for name, sql in _STEPS:
@@ -379,17 +389,20 @@ def apply_edge_rules(engine: Engine) -> RuleResult:
             ).to_pylist()
             if row["n"]
         }
-        replace_keys = engine.query(SQL_REPLACE_KEYS)
-        new_rows = engine.query(unflatten_sql(SQL_NEW_ROWS))
-        log_append = engine.query(SQL_LOG_APPEND)
-        new_versions = int(engine.scalar(SQL_NEW_VERSIONS) or 0)  # type: ignore[call-overload]
+        engine.materialize(OUT_KEYS, SQL_REPLACE_KEYS)
+        engine.materialize(OUT_ROWS, unflatten_sql(SQL_NEW_ROWS))
+        engine.materialize(OUT_LOG, SQL_LOG_APPEND)
+        counts = engine.query(
+            f"SELECT (SELECT count(*) FROM {OUT_KEYS}) AS k, (SELECT count(*) FROM {OUT_ROWS}) AS r,"
+            f" (SELECT count(*) FROM {OUT_LOG}) AS l, ({SQL_NEW_VERSIONS}) AS v"
+        ).to_pylist()[0]
     finally:
         for name, _ in reversed(_STEPS):
             engine.drop(name)
     return RuleResult(
-        replace_keys=replace_keys,
-        new_rows=new_rows.select(RELATIONSHIPS.names).cast(RELATIONSHIPS),
-        log_append=log_append.select(FIELD_EVENTS.names).cast(FIELD_EVENTS),
-        new_versions=new_versions,
+        replace_keys=int(counts["k"]),
+        new_rows=int(counts["r"]),
+        log_events=int(counts["l"]),
+        new_versions=int(counts["v"]),
         paths=paths,
     )

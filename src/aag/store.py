@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -61,34 +60,52 @@ def flatten_edges(relationships: pa.Table | pa.RecordBatchReader, where: str = "
     return out.cast(FLAT_EDGES)
 
 
+#: Arrow data a store hands to the engine or receives from it: a table, or a stream that
+#: is read once.
+Scan: TypeAlias = Any
+
+
+def _open(data: Scan) -> Scan:
+    # A change may carry a zero-argument callable that opens its stream only when the
+    # store is ready to read it (one open engine result at a time).
+    return data() if callable(data) else data
+
+
+def as_table(data: Scan, schema: pa.Schema) -> pa.Table:
+    """Collect a table or stream (or a callable opening one) into a table of ``schema``."""
+    data = _open(data)
+    if isinstance(data, pa.RecordBatchReader):
+        data = data.read_all()
+    return data.cast(schema)
+
+
+def as_scan(data: Scan, schema: pa.Schema) -> Scan:
+    """A table or stream (or a callable opening one) cast to ``schema``, not collected."""
+    return _open(data).cast(schema)
+
+
 @dataclass
 class GraphChange:
     """Everything one batch writes to the graph.
 
     Attributes:
-        nodes: New node rows (:data:`aag.model.NODES`).
+        nodes: New node rows (:data:`aag.model.NODES`). This and the other row sets are a
+            table, a stream, or a zero-argument callable that opens a stream.
         replace_keys: Edge keys whose stored rows are all replaced.
-        edge_rows: Relationships rows to write: the full row set of every replaced key
-            plus rows of keys new to the graph.
-        log_append: Absorbed events for the ``edge_events`` log.
+        edge_rows: Relationships rows to write (table or stream): the full row set of every
+            replaced key plus rows of keys new to the graph.
+        log_append: Absorbed events for the ``edge_events`` log (table or stream).
+        counts: Row counts of ``nodes``, ``edge_rows`` and ``log_append`` (streams cannot
+            be counted before they are written).
         metadata: Commit metadata (batch id, file).
     """
 
-    nodes: pa.Table
+    nodes: Scan
     replace_keys: pa.Table
-    edge_rows: pa.Table
-    log_append: pa.Table
+    edge_rows: Scan
+    log_append: Scan
+    counts: dict[str, int]
     metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def empty(self) -> bool:
-        """True when the batch changes nothing in the graph."""
-        return bool(
-            self.nodes.num_rows == 0
-            and self.replace_keys.num_rows == 0
-            and self.edge_rows.num_rows == 0
-            and self.log_append.num_rows == 0
-        )
 
 
 @dataclass
@@ -99,10 +116,6 @@ class CommitStats:
     edge_rows_written: int = 0
     edge_rows_rewritten: int = 0
     log_rows_written: int = 0
-
-
-#: Arrow data a store hands to the engine: a table, or a stream read once.
-Scan: TypeAlias = Any
 
 
 class GraphStore(ABC):
@@ -156,13 +169,14 @@ class MemoryGraphStore(GraphStore):
 
     def commit(self, change: GraphChange) -> CommitStats:  # noqa: D102
         stats = CommitStats()
-        if change.nodes.num_rows:
-            self._nodes = pa.concat_tables([self._nodes, change.nodes.cast(NODES)])
-            stats.nodes_written = change.nodes.num_rows
-        if change.log_append.num_rows:
-            self._log = pa.concat_tables([self._log, change.log_append.cast(EDGE_EVENTS)])
-            stats.log_rows_written = change.log_append.num_rows
-        if change.replace_keys.num_rows or change.edge_rows.num_rows:
+        nodes = as_table(change.nodes, NODES)
+        self._nodes = pa.concat_tables([self._nodes, nodes])
+        stats.nodes_written = nodes.num_rows
+        log = as_table(change.log_append, EDGE_EVENTS)
+        self._log = pa.concat_tables([self._log, log])
+        stats.log_rows_written = log.num_rows
+        rows = as_table(change.edge_rows, RELATIONSHIPS)
+        if change.replace_keys.num_rows or rows.num_rows:
             con = duck()
             con.register("m_edges", self._edges)
             con.register("m_keys", change.replace_keys)
@@ -174,8 +188,8 @@ class MemoryGraphStore(GraphStore):
             finally:
                 con.unregister("m_edges")
                 con.unregister("m_keys")
-            self._edges = pa.concat_tables([kept.cast(RELATIONSHIPS), change.edge_rows.cast(RELATIONSHIPS)])
-            stats.edge_rows_written = change.edge_rows.num_rows
+            self._edges = pa.concat_tables([kept.cast(RELATIONSHIPS), rows])
+            stats.edge_rows_written = rows.num_rows
         return stats
 
     def nodes(self) -> pa.Table:  # noqa: D102
@@ -244,33 +258,25 @@ class DeltaGraphStore(GraphStore):
         # after a crash at any point converges to the same tables.
         stats = CommitStats()
         meta = change.metadata
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            writes = []
-            if change.nodes.num_rows:
-                writes.append(pool.submit(self.io.append, self.nodes_uri, change.nodes.cast(NODES), meta))
-                stats.nodes_written = change.nodes.num_rows
-            if change.log_append.num_rows:
-                writes.append(
-                    pool.submit(
-                        self.io.append, self.edge_events_uri, change.log_append.cast(EDGE_EVENTS), meta
-                    )
-                )
-                stats.log_rows_written = change.log_append.num_rows
-            for write in writes:
-                write.result()
-        rows = change.edge_rows.cast(RELATIONSHIPS)
-        if change.replace_keys.num_rows == 0 and rows.num_rows:
+        counts = change.counts
+        if counts.get("nodes"):
+            self.io.append(self.nodes_uri, as_scan(change.nodes, NODES), meta)
+            stats.nodes_written = counts["nodes"]
+        if counts.get("log"):
+            self.io.append(self.edge_events_uri, as_scan(change.log_append, EDGE_EVENTS), meta)
+            stats.log_rows_written = counts["log"]
+        if change.replace_keys.num_rows == 0 and counts.get("edges"):
             # Only keys new to the graph: a plain append, no file is rewritten.
-            self.io.append(self.relationships_uri, rows, meta)
-            stats.edge_rows_written = rows.num_rows
+            self.io.append(self.relationships_uri, as_scan(change.edge_rows, RELATIONSHIPS), meta)
+            stats.edge_rows_written = counts["edges"]
         elif change.replace_keys.num_rows:
             metrics = self.io.replace_keys(
                 self.relationships_uri,
                 change.replace_keys.select(["source_node_id", "rel_type", "source_system"]),
-                rows,
+                as_table(change.edge_rows, RELATIONSHIPS),
                 meta,
             )
-            stats.edge_rows_written = rows.num_rows
+            stats.edge_rows_written = counts.get("edges", 0)
             stats.edge_rows_rewritten = int(metrics.get("num_target_rows_copied", 0))
         return stats
 

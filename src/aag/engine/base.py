@@ -42,6 +42,14 @@ class Engine(ABC):
     def query(self, sql: str) -> pa.Table:
         """Run canonical SQL and return the result as an Arrow table."""
 
+    def stream(self, sql: str) -> pa.RecordBatchReader:
+        """Run canonical SQL and return the result as a stream (read it before the next query).
+
+        Engines with :attr:`Capability.STREAMING_RESULTS` produce batches as they are read;
+        others collect the result first.
+        """
+        return self.query(sql).to_reader()
+
     @abstractmethod
     def materialize(self, name: str, sql: str) -> None:
         """Run canonical SQL once and keep the result queryable as ``name``."""

@@ -46,9 +46,9 @@ class DuckDBEngine(Engine):
         result: pa.Table = self.con.sql(sql).to_arrow_table()
         return result
 
-    def reader(self, sql: str) -> pa.RecordBatchReader:
+    def stream(self, sql: str) -> pa.RecordBatchReader:
         """Run SQL and stream the result in record batches."""
-        return self.con.sql(sql).to_arrow_reader(batch_size=1_000_000)
+        return self.con.sql(sql).to_arrow_reader(batch_size=256_000)
 
     def materialize(self, name: str, sql: str) -> None:
         """Create a temp table from SQL."""
