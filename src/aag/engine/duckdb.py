@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import duckdb
 import pyarrow as pa
 
 from aag.engine.base import Capability, Engine
+
+#: DuckDB's memory limit unless configured otherwise.
+DEFAULT_MEMORY_LIMIT = "2GB"
 
 
 class DuckDBEngine(Engine):
@@ -28,9 +32,13 @@ class DuckDBEngine(Engine):
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute(f"SET threads = {threads or os.cpu_count() or 2}")
         self.con.execute("SET preserve_insertion_order = false")
-        limit = memory_limit or os.environ.get("AAG_DUCKDB_MEMORY_LIMIT")
-        if limit:
-            self.con.execute(f"SET memory_limit = '{limit}'")
+        # A bounded memory limit with a spill folder keeps a large batch's peak memory
+        # flat (DuckDB spills joins, sorts and temp tables beyond it) instead of growing
+        # with the batch. AAG_DUCKDB_MEMORY_LIMIT overrides it (e.g. "8GB").
+        limit = memory_limit or os.environ.get("AAG_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
+        self.con.execute(f"SET memory_limit = '{limit}'")
+        spill = os.path.join(tempfile.gettempdir(), f"aag-duckdb-{os.getpid()}")
+        self.con.execute(f"SET temp_directory = '{spill}'")
         self._tables: dict[str, pa.Table | pa.RecordBatchReader] = {}
         self._kinds: dict[str, str] = {}
 
