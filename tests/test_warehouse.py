@@ -69,6 +69,10 @@ def test_demo_case_field_time_beats_record_time(svc, tmp_path):
     sf = [h for h in why.history if h["source_system"] == "salesforce"]
     assert len(sf) == 1 and sf[0]["updated_at"].year == 2024
     assert svc.find_customer("zendesk", "9001") == customer
+    # Value nodes are shared across sources: both systems' old phone is one node.
+    nodes = svc.warehouse.graph.nodes().to_pylist()
+    assert len({n["node_id"] for n in nodes}) == len(nodes)
+    assert sum(1 for n in nodes if n["value"] == "+491110000000") == 1
 
 
 def test_relanding_the_same_file_is_a_noop(svc, tmp_path):
@@ -298,3 +302,14 @@ def test_field_without_any_event_time_is_quarantined(tmp_path, monkeypatch):
     ]
     edges = service.warehouse.graph.relationships().to_pylist()
     assert edges and all(e["updated_at"] is not None for e in edges)
+
+
+def test_object_store_uris_pass_through_unchanged():
+    from aag.warehouse import Warehouse
+
+    wh = Warehouse("s3://bucket/path/wh", storage_options={"AWS_REGION": "eu-central-1"})
+    assert wh.uri == "s3://bucket/path/wh"
+    assert wh.graph.relationships_uri == "s3://bucket/path/wh/silver/relationships"
+    assert wh.bronze_uri("salesforce", "Contact") == "s3://bucket/path/wh/bronze/salesforce/Contact"
+    assert not wh.local and wh.config_dir is None
+    assert Warehouse("abfss://c@acct.dfs.core.windows.net/wh").uri.startswith("abfss://c@acct")
