@@ -312,22 +312,24 @@ SELECT (SELECT count(*) FROM rule_classified WHERE action IN ('open', 'close_ope
             SELECT {KEY}, target_node_id, updated_at FROM full_edges) n) AS n
 """
 
+#: (table, SQL, materialise?) in dependency order. Tables read more than once are
+#: materialised; the rest stay views, so a large batch is not copied more than needed.
 _STEPS = (
-    ("existing_edges", SQL_FLATTEN),
-    ("rule_multi_keys", SQL_MULTI_KEYS),
-    ("rule_known_keys", SQL_KNOWN_KEYS),
-    ("rule_classified", SQL_CLASSIFY),
-    ("rule_tail_open", SQL_TAIL_OPEN),
-    ("rule_tail_closed", SQL_TAIL_CLOSED),
-    ("rule_full_keys", SQL_FULL_KEYS),
-    ("full_incoming", SQL_FULL_INCOMING),
-    ("full_edges", SQL_FULL_EDGES),
-    ("full_log", SQL_FULL_LOG),
-    ("rule_events", SQL_EVENTS),
-    ("rule_sequence", SQL_SEQUENCE),
-    ("rule_versions", SQL_VERSIONS),
-    ("rule_diff_keys", SQL_DIFF_KEYS),
-    ("rule_full_rows", SQL_FULL_ROWS),
+    ("existing_edges", SQL_FLATTEN, True),
+    ("rule_multi_keys", SQL_MULTI_KEYS, True),
+    ("rule_known_keys", SQL_KNOWN_KEYS, True),
+    ("rule_classified", SQL_CLASSIFY, True),
+    ("rule_tail_open", SQL_TAIL_OPEN, False),
+    ("rule_tail_closed", SQL_TAIL_CLOSED, False),
+    ("rule_full_keys", SQL_FULL_KEYS, True),
+    ("full_incoming", SQL_FULL_INCOMING, True),
+    ("full_edges", SQL_FULL_EDGES, True),
+    ("full_log", SQL_FULL_LOG, True),
+    ("rule_events", SQL_EVENTS, True),
+    ("rule_sequence", SQL_SEQUENCE, True),
+    ("rule_versions", SQL_VERSIONS, True),
+    ("rule_diff_keys", SQL_DIFF_KEYS, True),
+    ("rule_full_rows", SQL_FULL_ROWS, False),
 )
 
 
@@ -379,8 +381,11 @@ def apply_edge_rules(engine: Engine) -> RuleResult:
         Counts and paths; the rows are left in the engine as :data:`OUTPUTS`.
     """
     try:
-        for name, sql in _STEPS:
-            engine.materialize(name, sql)
+        for name, sql, materialise in _STEPS:
+            if materialise:
+                engine.materialize(name, sql)
+            else:
+                engine.view(name, sql)
         paths = {
             str(row["action"]): int(row["n"])
             for row in engine.query(
@@ -397,7 +402,7 @@ def apply_edge_rules(engine: Engine) -> RuleResult:
             f" (SELECT count(*) FROM {OUT_LOG}) AS l, ({SQL_NEW_VERSIONS}) AS v"
         ).to_pylist()[0]
     finally:
-        for name, _ in reversed(_STEPS):
+        for name, _, _ in reversed(_STEPS):
             engine.drop(name)
     return RuleResult(
         replace_keys=int(counts["k"]),

@@ -166,7 +166,7 @@ class Warehouse:
             data = con.sql(
                 "SELECT ? AS _batch_id, r._row_number, i.record_id AS _record_id, r._raw, "
                 "r._row_sha256, CAST(? AS TIMESTAMPTZ) AS _landed_at, ? AS _file_name "
-                "FROM land_rows r LEFT JOIN land_ids i USING (_row_number) ORDER BY r._row_number",
+                "FROM land_rows r LEFT JOIN land_ids i USING (_row_number)",
                 params=[batch_id, now.as_py(), file_name],
             ).to_arrow_table()
         finally:

@@ -223,6 +223,7 @@ class Extractor:
         derived = [
             f"{entity_node_id_sql(self.entity_key_sql())} AS entity_id",
             f"concat({prefix}, record_id) AS ident_value",
+            f"{value_node_id_sql(lit(SOURCE_RECORD_NODE), f'concat({prefix}, record_id)')} AS ident_node",
         ]
         for i, row in enumerate(spec.attributes):
             stamp = f"strftime(t{i}, '{ISO_FORMAT}')" if row.event_time_field else "rt_iso"
@@ -231,7 +232,7 @@ class Extractor:
         return f"""
 SELECT y.*, {", ".join(derived)}
 FROM (
-  SELECT *, sha256(concat_ws('|', CAST(is_deleted AS VARCHAR), {hash_parts or "''"})) AS row_hash,
+  SELECT *, md5(concat_ws('|', CAST(is_deleted AS VARCHAR), {hash_parts or "''"})) AS row_hash,
       strftime(record_time, '{ISO_FORMAT}') AS rt_iso
   FROM (
     SELECT {select}
@@ -275,8 +276,7 @@ FROM (
         # purely field-level objects the earliest field time.
         field_times = ", ".join(f"t{i}" for i in range(len(spec.attributes))) or "NULL"
         branches.append(
-            f"SELECT entity_id, {lit(SOURCE_RECORD_REL)}, {lit(spec.source_system)}, "
-            f"{value_node_id_sql(lit(SOURCE_RECORD_NODE), 'ident_value')}, "
+            f"SELECT entity_id, {lit(SOURCE_RECORD_REL)}, {lit(spec.source_system)}, ident_node, "
             f"coalesce(record_time, least({field_times})), "
             f"ident_value, CAST(1.0 AS FLOAT), {lit(spec.id_field)}, {lit(batch_id)} "
             f"FROM ex_rows WHERE row_error IS NULL"
@@ -315,8 +315,7 @@ FROM (
                 f"FROM ex_rows WHERE row_error IS NULL AND v{i} IS NOT NULL AND NOT is_deleted"
             )
         parts.append(
-            f"SELECT {value_node_id_sql(lit(SOURCE_RECORD_NODE), 'ident_value')}, "
-            f"{lit(SOURCE_RECORD_NODE)}, ident_value, {none}, {none}, {none} "
+            f"SELECT ident_node, {lit(SOURCE_RECORD_NODE)}, ident_value, {none}, {none}, {none} "
             f"FROM ex_rows WHERE row_error IS NULL"
         )
         parts.append(
