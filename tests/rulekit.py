@@ -50,11 +50,7 @@ def apply(engine: Engine, store: MemoryGraphStore, events: list[Ev], batch: str 
     """Apply one batch; returns the number of new edge versions."""
     engine.register("batch_events", events_table(events, batch))
     engine.register("batch_nodes", NODES.empty_table())
-    try:
-        plan = plan_change(engine, store, "batch_events", "batch_nodes")
-    finally:
-        engine.drop("batch_events")
-        engine.drop("batch_nodes")
+    plan = plan_change(engine, store, "batch_events", "batch_nodes")
     try:
         store.commit(plan.change())
     finally:

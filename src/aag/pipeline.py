@@ -20,7 +20,7 @@ from aag.bronze import file_sha256, read_rows
 from aag.delta import now_utc
 from aag.engine.base import Engine
 from aag.errors import AagError
-from aag.rules import OUT_KEYS, OUT_LOG, OUT_ROWS, OUTPUTS, apply_edge_rules
+from aag.rules import OUT_KEYS, OUT_LOG, OUT_ROWS, apply_edge_rules, release_rule_tables
 from aag.sources import extractor_for
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE
 from aag.store import CommitStats, GraphChange, GraphStore, duck
@@ -67,6 +67,8 @@ class Plan:
     counts: dict[str, int]
     new_versions: int
     paths: dict[str, int]
+    #: Engine tables the change is still computed from (dropped on release).
+    inputs: tuple[str, ...] = ()
 
     def change(self, metadata: dict[str, Any] | None = None) -> GraphChange:
         """The change as streams out of the engine, each opened when the store reads it."""
@@ -81,8 +83,9 @@ class Plan:
         )
 
     def release(self) -> None:
-        """Drop the engine tables holding the change."""
-        for name in (*OUTPUTS, NEW_NODES):
+        """Drop the engine tables holding the change (and the batch's inputs)."""
+        release_rule_tables(self.engine)
+        for name in (NEW_NODES, *self.inputs):
             self.engine.drop(name)
 
 
@@ -100,7 +103,7 @@ def plan_change(
 
     Returns:
         The plan: counts, rule paths, and the change left in the engine until
-        :meth:`Plan.release`.
+        :meth:`Plan.release`, which also drops ``events`` and ``nodes``.
     """
     temp = (
         "incoming",
@@ -136,15 +139,19 @@ def plan_change(
         )
         new_nodes = engine.query(f"SELECT count(*) AS n FROM {NEW_NODES}").column(0)[0].as_py()
         replace_keys = engine.query(f"SELECT * FROM {OUT_KEYS}")
-    finally:
-        for name in temp:
+    except BaseException:
+        release_rule_tables(engine)
+        for name in (NEW_NODES, *temp, events, nodes):
             engine.drop(name)
+        raise
+    # The change is still a view over these tables: they live until Plan.release().
     return Plan(
         engine=engine,
         replace_keys=replace_keys,
         counts={"nodes": int(new_nodes), "edges": result.new_rows, "log": result.log_events},
         new_versions=result.new_versions,
         paths=result.paths,
+        inputs=(*temp, events, nodes),
     )
 
 
@@ -212,11 +219,7 @@ def ingest_file(
     )
     extractor = extractor_for(spec, config)
     extracted = extractor.extract(engine, fresh, batch_id, now)
-    try:
-        plan = plan_change(engine, warehouse.graph)
-    finally:
-        engine.drop(EVENTS_TABLE)
-        engine.drop(NODES_TABLE)
+    plan = plan_change(engine, warehouse.graph)
     record_ids = pa.concat_tables([extracted.record_ids.cast(unchanged_ids.schema), unchanged_ids])
     # Bronze, quarantine and the graph are independent Delta tables: commit them side by
     # side (delta-rs releases the GIL). Each write is idempotent for this batch id, so a

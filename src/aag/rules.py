@@ -333,6 +333,14 @@ _STEPS = (
 )
 
 
+def release_rule_tables(engine: Engine) -> None:
+    """Drop the outputs of :func:`apply_edge_rules` and the steps they are views over."""
+    for name in OUTPUTS:
+        engine.drop(name)
+    for name, _, _ in reversed(_STEPS):
+        engine.drop(name)
+
+
 #: Engine tables :func:`apply_edge_rules` leaves for the commit (the caller drops them).
 OUT_ROWS = "rule_out_rows"
 OUT_KEYS = "rule_out_keys"
@@ -378,7 +386,8 @@ def apply_edge_rules(engine: Engine) -> RuleResult:
         engine: Where to run the SQL.
 
     Returns:
-        Counts and paths; the rows are left in the engine as :data:`OUTPUTS`.
+        Counts and paths; the rows are left in the engine as :data:`OUTPUTS` (a view over
+        the rule steps, which stay until :func:`release_rule_tables`).
     """
     try:
         for name, sql, materialise in _STEPS:
@@ -395,15 +404,22 @@ def apply_edge_rules(engine: Engine) -> RuleResult:
             if row["n"]
         }
         engine.materialize(OUT_KEYS, SQL_REPLACE_KEYS)
-        engine.materialize(OUT_ROWS, unflatten_sql(SQL_NEW_ROWS))
         engine.materialize(OUT_LOG, SQL_LOG_APPEND)
+        # The rows stay a view: the commit computes them while it writes, so building the
+        # lineage maps overlaps with Parquet encoding instead of preceding it.
+        engine.view(OUT_ROWS, unflatten_sql(SQL_NEW_ROWS))
         counts = engine.query(
-            f"SELECT (SELECT count(*) FROM {OUT_KEYS}) AS k, (SELECT count(*) FROM {OUT_ROWS}) AS r,"
-            f" (SELECT count(*) FROM {OUT_LOG}) AS l, ({SQL_NEW_VERSIONS}) AS v"
+            f"SELECT (SELECT count(*) FROM {OUT_KEYS}) AS k, (SELECT count(*) FROM {OUT_LOG}) AS l,"
+            " (SELECT count(*) FROM rule_classified WHERE action IN ('open', 'close_open'))"
+            " + (SELECT count(*) FROM rule_tail_closed) + (SELECT count(*) FROM rule_full_rows)"
+            f" AS r, ({SQL_NEW_VERSIONS}) AS v"
         ).to_pylist()[0]
-    finally:
+    except BaseException:
+        for name in OUTPUTS:
+            engine.drop(name)
         for name, _, _ in reversed(_STEPS):
             engine.drop(name)
+        raise
     return RuleResult(
         replace_keys=int(counts["k"]),
         new_rows=int(counts["r"]),
