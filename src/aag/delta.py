@@ -103,7 +103,11 @@ class DeltaIO:
             )
 
     def replace_where(
-        self, uri: str, data: pa.Table, predicate: str, metadata: Mapping[str, Any] | None = None
+        self,
+        uri: str,
+        data: pa.Table | pa.RecordBatchReader,
+        predicate: str,
+        metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Atomically replace the rows matching ``predicate`` with ``data`` (one commit)."""
         with _commit_errors(uri):

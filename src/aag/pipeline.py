@@ -219,6 +219,9 @@ def ingest_file(
     )
     extractor = extractor_for(spec, config)
     extracted = extractor.extract(engine, fresh, batch_id, now)
+    # Only the raw text is needed from here on (for bronze); let the parsed columns go.
+    del fresh
+    rows = rows.select(["_row_number", "_raw", "_row_sha256"])
     plan = plan_change(engine, warehouse.graph)
     record_ids = pa.concat_tables([extracted.record_ids.cast(unchanged_ids.schema), unchanged_ids])
     # Bronze, quarantine and the graph are independent Delta tables: commit them side by

@@ -163,17 +163,19 @@ class Warehouse:
         con.register("land_rows", rows.select(["_row_number", "_raw", "_row_sha256"]))
         con.register("land_ids", record_ids)
         try:
+            # Streamed into the Delta writer: raw rows are not copied once more in memory.
             data = con.sql(
                 "SELECT ? AS _batch_id, r._row_number, i.record_id AS _record_id, r._raw, "
                 "r._row_sha256, CAST(? AS TIMESTAMPTZ) AS _landed_at, ? AS _file_name "
                 "FROM land_rows r LEFT JOIN land_ids i USING (_row_number)",
                 params=[batch_id, now.as_py(), file_name],
-            ).to_arrow_table()
+            ).to_arrow_reader(batch_size=100_000)
+            self.io.replace_where(
+                uri, data.cast(BRONZE), f"_batch_id = '{batch_id}'", {"batch_id": batch_id}
+            )
         finally:
             con.unregister("land_rows")
             con.unregister("land_ids")
-        data = data.cast(BRONZE)
-        self.io.replace_where(uri, data, f"_batch_id = '{batch_id}'", {"batch_id": batch_id})
 
     def landed_digests(self, source_system: str, source_object: str) -> pa.RecordBatchReader | None:
         """``_row_sha256, _record_id`` of every row of this object's committed batches."""
