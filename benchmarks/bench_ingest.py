@@ -37,10 +37,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,81 +92,158 @@ def _current_rss() -> int:
 
 
 # -- phase timing ------------------------------------------------------------------------
+#: Seconds per call path ("top / child / grandchild"); a wrapped call made inside another
+#: wrapped call is recorded under it, so every phase's children add up to at most its time.
 PHASES: dict[str, float] = defaultdict(float)
+#: Peak RSS (bytes) seen while each top-level phase ran (sampled every 20 ms; phases that
+#: the product runs in parallel threads share the samples of their overlap).
+PHASE_PEAK: dict[str, int] = defaultdict(int)
+#: Child labels seen under each path, in first-seen order.
+CHILDREN: dict[str, list[str]] = defaultdict(list)
+#: Hooks that do not exist in the measured version of ``aag`` (skipped, reported).
+MISSING_HOOKS: list[str] = []
+#: Call stack per thread: the product may run phases in parallel threads.
+_LOCAL = threading.local()
+#: Top-level phases running right now (any thread), for the RSS sampler.
+_ACTIVE: dict[str, int] = defaultdict(int)
+_ACTIVE_LOCK = threading.Lock()
+
+
+def _stack() -> list[str]:
+    stack: list[str] | None = getattr(_LOCAL, "stack", None)
+    if stack is None:
+        stack = _LOCAL.stack = []
+    return stack
+
+
+def _sampler(stop: threading.Event) -> None:
+    """Attribute the current RSS to every running top-level phase, every 20 ms."""
+    while not stop.wait(0.02):
+        rss = _current_rss()
+        with _ACTIVE_LOCK:
+            for label, running in _ACTIVE.items():
+                if running and rss > PHASE_PEAK[label]:
+                    PHASE_PEAK[label] = rss
+
+#: Top-level phases in pipeline order (others seen at run time are shown after them).
+PHASE_ORDER = [
+    "ledger check",
+    "file sha256",
+    "read rows (DuckDB JSON)",
+    "extract (SQL normalise → events, nodes)",
+    "plan (store reads, edge rules, new nodes)",
+    "land bronze (Delta replace_where)",
+    "write quarantine",
+    "commit graph",
+    "ledger append",
+]
+
+
+def _timed(label: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    stack = _stack()
+    path = " / ".join([*stack, label])
+    parent = " / ".join(stack)
+    top = not stack
+    with _ACTIVE_LOCK:
+        if label not in CHILDREN[parent]:
+            CHILDREN[parent].append(label)
+        if top:
+            _ACTIVE[label] += 1
+            PHASE_PEAK[label] = max(PHASE_PEAK[label], _current_rss())
+    stack.append(label)
+    started = time.perf_counter()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        took = time.perf_counter() - started
+        stack.pop()
+        with _ACTIVE_LOCK:
+            PHASES[path] += took
+            if top:
+                _ACTIVE[label] -= 1
+        if top:
+            _progress(f"{label}: {took:.1f}s, RSS peak (sampled) "
+                      f"{PHASE_PEAK[label] / 1024**3:.2f} GB")
 
 
 def _wrap(owner: Any, name: str, label: str) -> None:
-    fn: Callable[..., Any] = getattr(owner, name)
+    fn: Callable[..., Any] | None = getattr(owner, name, None)
+    if fn is None:
+        MISSING_HOOKS.append(f"{getattr(owner, '__name__', owner)}.{name}")
+        return
 
     @functools.wraps(fn)
     def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            PHASES[label] += time.perf_counter() - started
+        return _timed(label, fn, *args, **kwargs)
 
     setattr(owner, name, timed)
 
 
-#: (label, nested) in pipeline order; nested phases are part of the one above them.
-PHASE_ORDER = [
-    ("ledger check", False),
-    ("file sha256", False),
-    ("read rows (DuckDB JSON)", False),
-    ("extract (SQL normalise → events, nodes)", False),
-    ("  phone parsing (phonenumbers)", True),
-    ("plan: read existing edges (full scan + semi-join)", False),
-    ("plan: read edge_events log (full scan + semi-join)", False),
-    ("plan: edge rules (SQL)", False),
-    ("plan: dedupe candidate nodes", False),
-    ("plan: missing nodes (anti-join vs nodes)", False),
-    ("land bronze (Delta replace_where)", False),
-    ("write quarantine", False),
-    ("commit graph", False),
-    ("  append nodes + edge_events", True),
-    ("  unflatten edges", True),
-    ("  MERGE relationships", True),
-    ("ledger append", False),
-]
+PROGRESS: list[Path] = []
+
+
+def _progress(message: str) -> None:
+    """One line to stderr and to the progress file (read back if the worker dies)."""
+    line = f"    {time.strftime('%H:%M:%S')} {message}"
+    print(line, file=sys.stderr, flush=True)
+    if PROGRESS:
+        with PROGRESS[0].open("a") as handle:
+            handle.write(line + "\n")
 
 
 def _instrument() -> None:
+    """Time the pipeline's phases by wrapping ``aag`` functions (``src`` is not edited).
+
+    Hooks cover several versions of the pipeline; the ones a version lacks are skipped.
+    """
+    import aag.delta as delta
     import aag.pipeline as pipeline
     import aag.sources.base as sources_base
     import aag.store as store
     from aag.delta import DeltaIO
+    from aag.engine.duckdb import DuckDBEngine
     from aag.store import DeltaGraphStore
     from aag.warehouse import Warehouse
 
+    # top level
     _wrap(Warehouse, "committed_batches", "ledger check")
     _wrap(pipeline, "file_sha256", "file sha256")
     _wrap(pipeline, "read_rows", "read rows (DuckDB JSON)")
     _wrap(sources_base.Extractor, "extract", "extract (SQL normalise → events, nodes)")
-    _wrap(sources_base, "normalise_phones", "  phone parsing (phonenumbers)")
-    _wrap(DeltaGraphStore, "edges_for", "plan: read existing edges (full scan + semi-join)")
-    _wrap(DeltaGraphStore, "log_for", "plan: read edge_events log (full scan + semi-join)")
-    _wrap(pipeline, "apply_edge_rules", "plan: edge rules (SQL)")
-    _wrap(pipeline, "_dedupe_nodes", "plan: dedupe candidate nodes")
-    _wrap(DeltaGraphStore, "missing_nodes", "plan: missing nodes (anti-join vs nodes)")
+    _wrap(pipeline, "plan_change", "plan (store reads, edge rules, new nodes)")
     _wrap(Warehouse, "land", "land bronze (Delta replace_where)")
     _wrap(Warehouse, "write_quarantine", "write quarantine")
     _wrap(DeltaGraphStore, "commit", "commit graph")
-    _wrap(store, "unflatten_edges", "  unflatten edges")
-    _wrap(DeltaIO, "replace_keys", "  MERGE relationships")
     _wrap(Warehouse, "record_batch", "ledger append")
-    # DeltaIO.append serves both the graph commit and the ledger; count only the former.
+    # inside those
+    _wrap(sources_base, "normalise_phones", "phone parsing (phonenumbers)")
+    _wrap(DeltaGraphStore, "edges_for", "read existing edges (full scan + semi-join)")
+    _wrap(DeltaGraphStore, "log_for", "read edge_events log (full scan + semi-join)")
+    _wrap(DeltaGraphStore, "missing_nodes", "missing nodes (anti-join vs nodes)")
+    _wrap(pipeline, "_dedupe_nodes", "dedupe candidate nodes")
+    _wrap(pipeline, "apply_edge_rules", "edge rules")
+    _wrap(store, "unflatten_edges", "unflatten edges")
+    _wrap(DeltaIO, "replace_keys", "MERGE relationships")
+    _wrap(delta, "delete_matching", "delete matching rows")
+    _wrap(DuckDBEngine, "query", "queries fetched to Arrow")
+    _wrap(DuckDBEngine, "register", "register")
+
+    # DeltaIO.append serves both the graph commit and the ledger; label it by table.
     original_append = DeltaIO.append
 
     def append(self: Any, uri: str, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return original_append(self, uri, *args, **kwargs)
-        finally:
-            if "/silver/" in uri:
-                PHASES["  append nodes + edge_events"] += time.perf_counter() - started
+        table = uri.rstrip("/").rsplit("/", 1)[-1]
+        return _timed(f"append {table}", original_append, self, uri, *args, **kwargs)
 
     DeltaIO.append = append  # type: ignore[method-assign]
+
+    # Every table the engine materialises (extraction rows, store reads, each rule step).
+    original_materialize = DuckDBEngine.materialize
+
+    def materialize(self: Any, name: str, sql: str) -> None:
+        _timed(f"sql {name}", original_materialize, self, name, sql)
+
+    DuckDBEngine.materialize = materialize  # type: ignore[method-assign]
 
 
 # -- workers (run in their own process) -------------------------------------------------
@@ -204,17 +282,26 @@ def worker_floor(initial: Path, out_json: Path) -> None:
 
 def worker_ingest(paths: dict[str, Path], out_json: Path, keep: Path | None) -> None:
     """Fresh warehouse; ingest initial, 1% changed, no-change re-sync; one batch each."""
+    import aag
     from aag.service import AagService
 
     _instrument()
+    PROGRESS.append(out_json.with_suffix(".progress"))
+    stop = threading.Event()
+    threading.Thread(target=_sampler, args=(stop,), daemon=True).start()
     tmp = Path(tempfile.mkdtemp(prefix="aag_bench_wh_"))
+    os.chdir(tmp)  # DuckDB spills in-memory databases to ./.tmp: keep that out of the repo
     try:
         svc = AagService(warehouse=str(tmp / "wh"))
         svc.init()
         _ = svc.engine  # create the engine before timing
-        results: dict[str, Any] = {"batches": {}, "baseline_rss": _current_rss()}
+        results: dict[str, Any] = {"batches": {}, "baseline_rss": _current_rss(),
+                                   "aag_file": aag.__file__, "missing_hooks": MISSING_HOOKS}
         for name in ("initial", "changed", "resync"):
+            _progress(f"[{name}] start")
             PHASES.clear()
+            PHASE_PEAK.clear()
+            CHILDREN.clear()
             _reset_peak()
             started = time.perf_counter()
             (report,) = svc.ingest("salesforce", "Contact", [paths[name]])
@@ -222,18 +309,23 @@ def worker_ingest(paths: dict[str, Path], out_json: Path, keep: Path | None) -> 
             results["batches"][name] = {
                 "report": report.as_dict(),
                 "wall": wall,
-                "peak_rss": _peak_rss(),
+                "peak_rss": _peak_rss(),  # VmHWM since the reset at the start of the batch
                 "phases": dict(PHASES),
+                "phase_peak": dict(PHASE_PEAK),
+                "children": {k: list(v) for k, v in CHILDREN.items()},
             }
+            _progress(f"[{name}] done")
             print(f"  [{name}] {report.status} {report.seconds:.1f}s "
                   f"events={report.field_events} versions={report.edge_versions_written} "
-                  f"rewritten={report.edge_rows_rewritten} nodes={report.nodes_written}",
+                  f"rewritten={report.edge_rows_rewritten} nodes={report.nodes_written} "
+                  f"paths={getattr(report, 'rule_paths', None)}",
                   flush=True)
         results["warehouse_bytes"] = sum(
             p.stat().st_size for p in (tmp / "wh").rglob("*") if p.is_file())
         results["peak_rss"] = max(b["peak_rss"] for b in results["batches"].values())
         out_json.write_text(json.dumps(results, default=str))
     finally:
+        stop.set()
         if keep:
             shutil.rmtree(keep, ignore_errors=True)
             shutil.move(str(tmp), keep)
@@ -242,9 +334,20 @@ def worker_ingest(paths: dict[str, Path], out_json: Path, keep: Path | None) -> 
 
 
 # -- orchestration ----------------------------------------------------------------------
-def _run_worker(args: list[str], timeout: float) -> None:
+def _run_worker(args: list[str], timeout: float, env: dict[str, str] | None = None) -> str | None:
+    """Run a worker; returns None on success, else what happened."""
     cmd = [sys.executable, str(Path(__file__).resolve()), *args]
-    subprocess.run(cmd, check=True, timeout=timeout)
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, timeout=timeout, env={**os.environ, **(env or {})})
+    except subprocess.TimeoutExpired:
+        return f"timed out after {timeout:.0f}s"
+    if proc.returncode == 0:
+        return None
+    took = time.perf_counter() - started
+    if proc.returncode == -9:
+        return f"killed by SIGKILL after {took:.0f}s (kernel OOM killer; see dmesg)"
+    return f"exit status {proc.returncode} after {took:.0f}s"
 
 
 def _data_for(n: int, data_dir: Path) -> dict[str, Path]:
@@ -262,6 +365,29 @@ def _data_for(n: int, data_dir: Path) -> dict[str, Path]:
     print(f"generated {n} contacts in {time.perf_counter() - started:.1f}s → {folder}",
           flush=True)
     return paths
+
+
+REPO = HERE.parent
+
+
+def code_version(commit: str | None = None) -> str:
+    """Commit of the repo and whether src/ has uncommitted changes (what is measured)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    head = git("log", "-1", "--format=%h (%s)", *([commit] if commit else []))
+    if not head:
+        return "not a git checkout"
+    if commit:
+        return f"commit {head} (`--commit {commit}`: src/aag exported from git)"
+    dirty = git("status", "--porcelain", "--", "src")
+    state = (f"plus uncommitted changes in src/ ({len(dirty.splitlines())} files)" if dirty
+             else "src/ clean")
+    return f"commit {head} — {state}; snapshot of src/aag taken at start of run"
 
 
 def machine_info() -> dict[str, str]:
@@ -286,7 +412,7 @@ def machine_info() -> dict[str, str]:
     except OSError:
         pass
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "nproc": str(os.cpu_count()),
         "ram": ram,
         "cpu": cpu,
@@ -349,16 +475,25 @@ def summarise(n: int, floor: dict[str, Any], run: dict[str, Any]) -> dict[str, A
         and res["edge_versions_written"] == 0,
         "ok_rss": rss_ok,
         "phases": {k: v["phases"] for k, v in b.items()},
+        "phase_peak": {k: v["phase_peak"] for k, v in b.items()},
+        "children": {k: v.get("children", {}) for k, v in b.items()},
+        "rule_paths": {k: v["report"].get("rule_paths") for k, v in b.items()},
+        "missing_hooks": run.get("missing_hooks", []),
+        "aag_file": run.get("aag_file"),
         "walls": {k: v["wall"] for k, v in b.items()},
         "seconds": {k: v["report"]["seconds"] for k, v in b.items()},
     }
 
 
-def render(machine: dict[str, str], rows: list[dict[str, Any]]) -> str:
+def render(machine: dict[str, str], rows: list[dict[str, Any]],
+           failures: list[dict[str, Any]], key: str, sizes_run: list[int]) -> str:
     """Markdown section for RESULTS.md and stdout."""
-    sizes = ",".join(str(r["n"]) for r in rows)
-    out = [f"<!-- bench_ingest sizes={sizes} -->",
-           f"## Core ingest — sizes {sizes.replace(',', ', ')} ({machine['date']})", ""]
+    limit = machine.get("duckdb_memory_limit")
+    title = ", ".join(str(n) for n in sizes_run)
+    if limit:
+        title += f", AAG_DUCKDB_MEMORY_LIMIT={limit}"
+    out = [f"<!-- bench_ingest sizes={key} -->",
+           f"## Core ingest — sizes {title} ({machine['date']})", ""]
     out.append(
         f"Machine: {machine['nproc']} vCPU ({machine['cpu']}), {machine['ram']} RAM, "
         f"{machine['os']}; Python {machine['python']}, duckdb {machine['duckdb']}, "
@@ -366,9 +501,23 @@ def render(machine: dict[str, str], rows: list[dict[str, Any]]) -> str:
         "Local engine (DuckDB), local warehouse in a temp dir; each size in a fresh process."
     )
     out.append("")
-    out.append("Command: `.venv/bin/python benchmarks/bench_ingest.py --sizes "
-               + " ".join(str(r["n"]) for r in rows) + "`")
+    out.append(f"Code: {machine.get('code', 'unknown')}.")
     out.append("")
+    out.append("Command: `.venv/bin/python benchmarks/bench_ingest.py --sizes "
+               + " ".join(str(n) for n in sizes_run)
+               + (f" --duckdb-memory-limit {limit}" if limit else "")
+               + (f" --commit {machine['commit']}" if machine.get("commit") else "") + "`")
+    out.append("")
+    for f in failures:
+        out.append(f"**N={f['n']:,}: the ingest worker did not finish: {f['failed']}.** "
+                   f"Floor for this size: {f['floor']['events']:,} events in "
+                   f"{f['floor']['seconds']:.1f}s. Last progress lines:")
+        out.append("")
+        out.extend(f"    {t}" for t in f["progress_tail"])
+        out.append("")
+    if not rows:
+        out.append(f"<!-- /bench_ingest sizes={key} -->")
+        return "\n".join(out) + "\n"
     head = ["metric", *[f"N={r['n']:,} contacts" for r in rows], "target"]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
@@ -395,12 +544,14 @@ def render(machine: dict[str, str], rows: list[dict[str, Any]]) -> str:
     line("1% batch: edge versions written", lambda r: f"{r['changed_versions']:,}")
     line("1% batch: edge rows rewritten (MERGE copy)", lambda r: f"{r['changed_rewritten']:,}")
     line("1% batch: nodes written", lambda r: f"{r['changed_nodes']:,}")
+    line("1% batch: edge-rule paths (keys)", lambda r: _paths(r["rule_paths"]["changed"]))
     line("re-sync (no change): seconds", lambda r: f"{r['resync_s']:.1f}")
     line("re-sync: ÷ initial seconds",
          lambda r: f"{r['resync_ratio']:.1%} ({_met(r['ok_resync'])})", "≤ 25% and 0 versions")
     line("re-sync: edge versions written", lambda r: f"{r['resync_versions']:,}", "0")
     line("re-sync: edge rows rewritten / nodes written",
          lambda r: f"{r['resync_rewritten']:,} / {r['resync_nodes']:,}")
+    line("re-sync: edge-rule paths (keys)", lambda r: _paths(r["rule_paths"]["resync"]))
     line("peak RSS (max over batches)",
          lambda r: f"{_gb(r['peak_rss'])} ({_met(r['ok_rss'])})", "≤ 3 GB at 10M events")
     line("peak RSS initial / 1% / re-sync",
@@ -410,24 +561,68 @@ def render(machine: dict[str, str], rows: list[dict[str, Any]]) -> str:
     line("floor peak RSS", lambda r: _gb(r["floor_peak_rss"]))
     line("warehouse size on disk after 3 batches", lambda r: _gb(r["warehouse_bytes"]))
     out.append("")
-    out.append("Phase seconds (from wrapping `aag` functions at run time; indented phases are "
-               "part of the one above). Columns: initial / 1% / re-sync.")
+    out.append("Phase seconds (from wrapping `aag` functions at run time; ↳ rows are part of "
+               "the row above them at one less indent; `sql <t>` = the engine materialising "
+               "table t; rows under 0.05 s everywhere are omitted; top-level phases the product "
+               "runs in parallel threads overlap, so they can add up to more than the batch). "
+               "Columns: initial / 1% / re-sync.")
     out.append("")
     head2 = ["phase", *[f"N={r['n']:,}" for r in rows]]
     out.append("| " + " | ".join(head2) + " |")
     out.append("|" + "---|" * len(head2))
     keys = ("initial", "changed", "resync")
-    for label, _nested in PHASE_ORDER:
-        if not any(r["phases"][k].get(label) for r in rows for k in keys):
-            continue
-        cells = [" / ".join(f"{r['phases'][k].get(label, 0.0):.1f}" for k in keys) for r in rows]
-        shown = label.replace("  ", "↳ ", 1) if label.startswith("  ") else label
-        out.append("| " + " | ".join([shown, *cells]) + " |")
+
+    def cell(r: dict[str, Any], path: str) -> str:
+        return " / ".join(f"{r['phases'][k].get(path, 0.0):.1f}" for k in keys)
+
+    def children(path: str) -> list[str]:
+        seen: list[str] = []
+        for r in rows:
+            for k in keys:
+                for child in r["children"][k].get(path, []):
+                    if child not in seen:
+                        seen.append(child)
+        return seen
+
+    def emit(path: str, label: str, depth: int) -> None:
+        if not any(r["phases"][k].get(path, 0.0) >= 0.05 for r in rows for k in keys):
+            return
+        shown = label if depth == 0 else "&nbsp;&nbsp;" * (depth - 1) + "↳ " + label
+        out.append("| " + " | ".join([shown, *[cell(r, path) for r in rows]]) + " |")
+        for child in children(path):
+            emit(f"{path} / {child}", child, depth + 1)
+
+    tops = [t for t in PHASE_ORDER] + [t for t in children("") if t not in PHASE_ORDER]
+    for top in tops:
+        emit(top, top, 0)
     cells = [" / ".join(f"{r['seconds'][k]:.1f}" for k in keys) for r in rows]
     out.append("| " + " | ".join(["**BatchReport.seconds**", *cells]) + " |")
     out.append("")
-    out.append(f"<!-- /bench_ingest sizes={sizes} -->")
+    out.append("Peak RSS (GB) while each top-level phase ran (RSS sampled every 20 ms; the "
+               "batch peaks above are exact, from VmHWM). Columns: initial / 1% / re-sync.")
+    out.append("")
+    out.append("| " + " | ".join(head2) + " |")
+    out.append("|" + "---|" * len(head2))
+    for label in tops:
+        if not any(r["phase_peak"][k].get(label) for r in rows for k in keys):
+            continue
+        cells = [" / ".join(f"{r['phase_peak'][k].get(label, 0) / 1024**3:.2f}" for k in keys)
+                 for r in rows]
+        out.append("| " + " | ".join([label, *cells]) + " |")
+    out.append("")
+    missing = sorted({m for r in rows for m in r["missing_hooks"]})
+    if missing:
+        out.append(f"Harness hooks absent from this version of `aag` (renamed or removed; "
+                   f"not timed): {', '.join(missing)}.")
+        out.append("")
+    out.append(f"<!-- /bench_ingest sizes={key} -->")
     return "\n".join(out) + "\n"
+
+
+def _paths(paths: dict[str, int] | None) -> str:
+    if not paths:
+        return "n/a"
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(paths.items()))
 
 
 def write_results(path: Path, section: str, sizes: str) -> None:
@@ -457,6 +652,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="also write raw figures as JSON here")
     parser.add_argument("--keep-warehouse", type=Path,
                         help="move the last size's warehouse here instead of deleting it")
+    parser.add_argument("--duckdb-memory-limit",
+                        help="set the product's AAG_DUCKDB_MEMORY_LIMIT (e.g. 4GB) for the run")
+    parser.add_argument("--commit",
+                        help="measure src/aag as of this git revision (default: working tree)")
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="seconds allowed per worker process")
     # internal: worker modes
@@ -474,30 +673,65 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     machine = machine_info()
-    rows = []
+    env: dict[str, str] = {}
+    if args.duckdb_memory_limit:
+        env["AAG_DUCKDB_MEMORY_LIMIT"] = args.duckdb_memory_limit
+        machine["duckdb_memory_limit"] = args.duckdb_memory_limit
+    rows: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="aag_bench_out_") as tmp:
+        # Every worker imports the same snapshot of src/aag, even if the tree changes mid-run.
+        snapshot = Path(tmp) / "src"
+        if args.commit:
+            snapshot.mkdir()
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.commit, "src/aag"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(snapshot), "--strip-components=1"],
+                           input=archive, check=True)
+        else:
+            shutil.copytree(REPO / "src" / "aag", snapshot / "aag",
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(snapshot), *filter(None, [os.environ.get("PYTHONPATH")])])
+        machine["code"] = code_version(args.commit)
+        if args.commit:
+            machine["commit"] = args.commit
         for n in args.sizes:
             _data_for(n, args.data_dir)
             common = ["--n", str(n), "--data-dir", str(args.data_dir)]
             print(f"N={n}: floor …", flush=True)
             floor_json = Path(tmp) / f"floor_{n}.json"
-            _run_worker(["--worker", "floor", *common, "--out", str(floor_json)], args.timeout)
+            failed = _run_worker(["--worker", "floor", *common, "--out", str(floor_json)],
+                                 args.timeout)
+            if failed:
+                raise SystemExit(f"floor worker for N={n} failed: {failed}")
             floor = json.loads(floor_json.read_text())
             print(f"  floor {floor['events']} events in {floor['seconds']:.1f}s", flush=True)
             print(f"N={n}: ingest …", flush=True)
             run_json = Path(tmp) / f"run_{n}.json"
             extra = ["--keep-warehouse", str(args.keep_warehouse)] if args.keep_warehouse else []
-            _run_worker(["--worker", "ingest", *common, "--out", str(run_json), *extra],
-                        args.timeout)
+            failed = _run_worker(["--worker", "ingest", *common, "--out", str(run_json), *extra],
+                                 args.timeout, env)
+            if failed:
+                progress = run_json.with_suffix(".progress")
+                tail = progress.read_text().splitlines()[-4:] if progress.exists() else []
+                print(f"  ingest worker FAILED: {failed}", flush=True)
+                failures.append({"n": n, "floor": floor, "failed": failed,
+                                 "progress_tail": [t.strip() for t in tail]})
+                continue
             run = json.loads(run_json.read_text())
             rows.append(summarise(n, floor, run))
-    section = render(machine, rows)
+    key = ",".join(str(n) for n in args.sizes)
+    if args.duckdb_memory_limit:
+        key += f";AAG_DUCKDB_MEMORY_LIMIT={args.duckdb_memory_limit}"
+    section = render(machine, rows, failures, key, args.sizes)
     print()
     print(section)
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine, "rows": rows,
+                                         "failures": failures}, indent=2))
     if not args.no_write:
-        write_results(args.results, section, ",".join(str(r["n"]) for r in rows))
+        write_results(args.results, section, key)
         print(f"updated {args.results}")
 
 

@@ -170,9 +170,7 @@ class Warehouse:
                 "FROM land_rows r LEFT JOIN land_ids i USING (_row_number)",
                 params=[batch_id, now.as_py(), file_name],
             ).to_arrow_reader(batch_size=100_000)
-            self.io.replace_where(
-                uri, data.cast(BRONZE), f"_batch_id = '{batch_id}'", {"batch_id": batch_id}
-            )
+            self.io.replace_where(uri, data.cast(BRONZE), f"_batch_id = '{batch_id}'", {"batch_id": batch_id})
         finally:
             con.unregister("land_rows")
             con.unregister("land_ids")

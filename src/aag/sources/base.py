@@ -151,14 +151,16 @@ class Extractor:
     def rows_sql(self) -> str:
         """One row per landed row: id, time, deletion, row error, every attribute normalised."""
         spec = self.spec
-        rid = self.record_id_sql()
+        # The id and the record time are parsed once (in the innermost select) and used
+        # by name below: they appear in every field's event.
+        rid = "_rid"
         cols = [
             "r._row_number AS _row_number",
             f"{rid} AS record_id",
         ]
         if spec.time_field:
             raw_t = q(spec.time_field)
-            rtime = self.time_sql(spec.time_field)
+            rtime = "_rtime"
             cols.append(f"{rtime} AS record_time")
         else:
             raw_t = rtime = "CAST(NULL AS TIMESTAMPTZ)"
@@ -236,7 +238,8 @@ FROM (
       strftime(record_time, '{ISO_FORMAT}') AS rt_iso
   FROM (
     SELECT {select}
-    FROM batch_rows r
+    FROM (SELECT *, {self.record_id_sql()} AS _rid, {self.time_sql(spec.time_field) if spec.time_field else "CAST(NULL AS TIMESTAMPTZ)"} AS _rtime
+          FROM batch_rows) r
     {self._joins()}
   ) x
 ) y
