@@ -218,6 +218,7 @@ class Extractor:
                 cols.append(f"{rtime} AS t{i}")
                 cols.append("FALSE AS tbad{i}".replace("{i}", str(i)))
                 cols.append(f"CAST(NULL AS VARCHAR) AS traw{i}")
+        parsed_time = self.time_sql(spec.time_field) if spec.time_field else "CAST(NULL AS TIMESTAMPTZ)"
         hash_parts = ", ".join(f"coalesce(v{i}, '')" for i in range(len(spec.attributes)))
         select = ",\n    ".join(cols)
         # Ids and event ids are computed once per row here, not once per use below.
@@ -238,7 +239,7 @@ FROM (
       strftime(record_time, '{ISO_FORMAT}') AS rt_iso
   FROM (
     SELECT {select}
-    FROM (SELECT *, {self.record_id_sql()} AS _rid, {self.time_sql(spec.time_field) if spec.time_field else "CAST(NULL AS TIMESTAMPTZ)"} AS _rtime
+    FROM (SELECT *, {self.record_id_sql()} AS _rid, {parsed_time} AS _rtime
           FROM batch_rows) r
     {self._joins()}
   ) x
