@@ -90,7 +90,16 @@ def entity_node_id(entity_type: str, source_system: str, source_object: str, rec
 
 def entity_node_id_sql(key_sql: str) -> str:
     """SQL (DuckDB dialect) computing :func:`entity_node_id` from an ``entity_key`` expression."""
-    h = f"sha256({key_sql})"
+    return uuid_from_hash_sql(f"sha256({key_sql})")
+
+
+def uuid_from_hash_sql(hash_sql: str) -> str:
+    """SQL formatting a SHA-256 hex digest as the version-8 UUID of :func:`entity_node_id`.
+
+    Pass a column holding the digest rather than the hashing expression: the digest is
+    sliced six times, and should be computed once.
+    """
+    h = hash_sql
     variant = f"substr('89ab89ab89ab89ab', strpos('0123456789abcdef', substr({h}, 17, 1)), 1)"
     return (
         f"concat(substr({h}, 1, 8), '-', substr({h}, 9, 4), '-8', substr({h}, 14, 3), '-', "

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from aag.config import Config, ObjectSpec, RegistryRow
 from aag.engine.base import Engine
-from aag.ids import entity_node_id_sql, value_node_id_sql
+from aag.ids import uuid_from_hash_sql, value_node_id_sql
 from aag.model import QUARANTINE
 from aag.normalize import (
     E164_REGEX_SQL,
@@ -204,7 +204,6 @@ class Extractor:
             value, bad = self._attr_value_sql(i, row)
             cols.append(f"{value} AS v{i}")
             cols.append(f"{bad} AS bad{i}")
-            cols.append(f"{q(row.source_field)} AS raw{i}")
             if row.event_time_field:
                 ft_raw = f"nullif(trim({q(row.event_time_field)}), '')"
                 ft = self.time_sql(row.event_time_field)
@@ -213,29 +212,33 @@ class Extractor:
                 cols.append(
                     f"(({ft_raw} IS NOT NULL AND {ft} IS NULL) OR coalesce({ft}, {rtime}) IS NULL) AS tbad{i}"
                 )
-                cols.append(f"{q(row.event_time_field)} AS traw{i}")
             else:
                 cols.append(f"{rtime} AS t{i}")
                 cols.append("FALSE AS tbad{i}".replace("{i}", str(i)))
-                cols.append(f"CAST(NULL AS VARCHAR) AS traw{i}")
         parsed_time = self.time_sql(spec.time_field) if spec.time_field else "CAST(NULL AS TIMESTAMPTZ)"
         hash_parts = ", ".join(f"coalesce(v{i}, '')" for i in range(len(spec.attributes)))
         select = ",\n    ".join(cols)
         # Ids and event ids are computed once per row here, not once per use below.
         prefix = lit(spec.source_system + ":" + spec.source_object + ":")
         derived = [
-            f"{entity_node_id_sql(self.entity_key_sql())} AS entity_id",
+            f"{uuid_from_hash_sql('entity_hash')} AS entity_id",
             f"concat({prefix}, record_id) AS ident_value",
             f"{value_node_id_sql(lit(SOURCE_RECORD_NODE), f'concat({prefix}, record_id)')} AS ident_node",
         ]
+        # Fields stamped with the record time share one event id: the record version.
+        derived.append(f"concat({prefix}, record_id, ':', rt_iso, ':', substr(row_hash, 1, 12)) AS e_rt")
         for i, row in enumerate(spec.attributes):
-            stamp = f"strftime(t{i}, '{ISO_FORMAT}')" if row.event_time_field else "rt_iso"
             derived.append(f"{value_node_id_sql(lit(row.node_type), f'v{i}')} AS n{i}")
-            derived.append(f"concat({prefix}, record_id, ':', {stamp}, ':', substr(row_hash, 1, 12)) AS e{i}")
+            if row.event_time_field:
+                stamp = f"strftime(t{i}, '{ISO_FORMAT}')"
+                derived.append(
+                    f"concat({prefix}, record_id, ':', {stamp}, ':', substr(row_hash, 1, 12)) AS e{i}"
+                )
         return f"""
 SELECT y.*, {", ".join(derived)}
 FROM (
   SELECT *, md5(concat_ws('|', CAST(is_deleted AS VARCHAR), {hash_parts or "''"})) AS row_hash,
+      sha256({self.entity_key_sql()}) AS entity_hash,
       strftime(record_time, '{ISO_FORMAT}') AS rt_iso
   FROM (
     SELECT {select}
@@ -271,7 +274,7 @@ FROM (
                 f"SELECT entity_id AS source_node_id, {lit(row.rel_type)} AS rel_type, "
                 f"{lit(spec.source_system)} AS source_system, "
                 f"CASE WHEN is_deleted OR v{i} IS NULL THEN NULL ELSE n{i} END AS target_node_id, "
-                f"t{i} AS updated_at, e{i} AS source_event_id, "
+                f"t{i} AS updated_at, {f'e{i}' if row.event_time_field else 'e_rt'} AS source_event_id, "
                 f"CAST({row.confidence} AS FLOAT) AS confidence, "
                 f"{lit(row.source_field)} AS source_field, {lit(batch_id)} AS batch_id "
                 f"FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND NOT tbad{i}"
@@ -348,15 +351,17 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
             name, _ = split_normaliser(row.normaliser)
             parts.append(
                 f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "
-                f"concat({lit('invalid ' + name + ' value in ' + row.source_field + ': ')}, raw{i}) "
-                f"FROM ex_rows WHERE row_error IS NULL AND bad{i}"
+                f"concat({lit('invalid ' + name + ' value in ' + row.source_field + ': ')}, "
+                f"b.{q(row.source_field)}) "
+                f"FROM ex_rows JOIN batch_rows b USING (_row_number) WHERE row_error IS NULL AND bad{i}"
             )
             if row.event_time_field:
                 parts.append(
                     f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "
                     f"concat({lit('unparseable or missing field time (' + row.event_time_field + '): ')}, "
-                    f"coalesce(traw{i}, 'NULL')) "
-                    f"FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND tbad{i}"
+                    f"coalesce(b.{q(row.event_time_field)}, 'NULL')) "
+                    f"FROM ex_rows JOIN batch_rows b USING (_row_number) "
+                    f"WHERE row_error IS NULL AND NOT bad{i} AND tbad{i}"
                 )
         return "\nUNION ALL\n".join(parts)
 
