@@ -6,6 +6,7 @@ import itertools
 import random
 from collections import Counter
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -135,18 +136,33 @@ def _check_invariants(store: MemoryGraphStore, events: list[Ev]) -> None:
     assert all(n == 1 for n in current.values())
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(events=events_st, cuts=st.lists(st.integers(0, 20), max_size=3), data=st.data())
-def test_any_batch_order_gives_the_reference_tables_duckdb(duckdb_engine, events, cuts, data):
+def _check_any_order(engine, events, cuts, data) -> None:
+    """Batches in a drawn order reproduce the reference; replaying them adds nothing."""
     batches = _batches(events, cuts)
     order = data.draw(st.permutations(range(len(batches))))
-    store = _run(duckdb_engine, [batches[i] for i in order])
+    store = _run(engine, [batches[i] for i in order])
     _check_invariants(store, events)
-    # Replaying every batch adds nothing (and exercises the skip and full paths).
     before = versions(store)
     for batch in batches:
-        assert apply(duckdb_engine, store, batch) == 0
+        assert apply(engine, store, batch) == 0
     assert versions(store) == before
+
+
+_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+
+
+@settings(max_examples=150, **_SETTINGS)
+@given(events=events_st, cuts=st.lists(st.integers(0, 20), max_size=3), data=st.data())
+def test_any_batch_order_gives_the_reference_tables_duckdb(duckdb_engine, events, cuts, data):
+    _check_any_order(duckdb_engine, events, cuts, data)
+
+
+# Spark runs the same SQL through sqlglot; fewer examples because each costs seconds there.
+@pytest.mark.spark
+@settings(max_examples=8, **_SETTINGS)
+@given(events=events_st, cuts=st.lists(st.integers(0, 20), max_size=2), data=st.data())
+def test_any_batch_order_gives_the_reference_tables_spark(spark_engine, events, cuts, data):
+    _check_any_order(spark_engine, events, cuts, data)
 
 
 def test_seeded_sweep_exercises_every_path_and_matches_reference(duckdb_engine):
@@ -185,22 +201,6 @@ def test_batch_permutations_converge_duckdb(duckdb_engine):
         repr(versions(_run(duckdb_engine, [batches[i] for i in p]))) for p in itertools.permutations(range(4))
     }
     assert len(results) == 1
-
-
-import pytest  # noqa: E402
-
-
-@pytest.mark.spark
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(events=events_st, cuts=st.lists(st.integers(0, 20), max_size=2), data=st.data())
-def test_any_batch_order_gives_the_reference_tables_spark(spark_engine, events, cuts, data):
-    batches = _batches(events, cuts)
-    order = data.draw(st.permutations(range(len(batches))))
-    store = _run(spark_engine, [batches[i] for i in order])
-    _check_invariants(store, events)
-    before = versions(store)
-    assert apply(spark_engine, store, batches[0]) == 0
-    assert versions(store) == before
 
 
 @pytest.mark.spark

@@ -67,8 +67,10 @@ _EVENT_COLS = (
 )
 _FLAT_COLS = ", ".join(FLAT_EDGES.names)
 
-#: Stored relationships rows (``existing_rel``) with ``properties`` spread into columns.
-SQL_FLATTEN = """
+
+def flatten_sql(source: str) -> str:
+    """SQL reading relationships rows from ``source`` with ``properties`` spread into columns."""
+    return f"""
 SELECT source_node_id, target_node_id, rel_type, updated_at, confidence, is_current,
        source_system, source_event_id,
        CAST(properties['valid_to'] AS TIMESTAMPTZ) AS valid_to,
@@ -76,8 +78,12 @@ SELECT source_node_id, target_node_id, rel_type, updated_at, confidence, is_curr
        properties['closed_by_event'] AS closed_by_event,
        properties['source_field'] AS source_field,
        properties['batch_id'] AS batch_id
-FROM existing_rel
+FROM {source}
 """
+
+
+#: Stored relationships rows (``existing_rel``), flat.
+SQL_FLATTEN = flatten_sql("existing_rel")
 
 #: Event times written into ``properties`` (ISO 8601 UTC, microseconds).
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"

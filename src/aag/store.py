@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from aag.delta import DeltaIO, join
 from aag.model import EDGE_EVENTS, NODES, RELATIONSHIPS
-from aag.rules import FLAT_EDGES
+from aag.rules import FLAT_EDGES, flatten_sql
 
 _local = threading.local()
 
@@ -36,24 +36,12 @@ def duck() -> duckdb.DuckDBPyConnection:
     return con
 
 
-_FLATTEN = """
-SELECT source_node_id, target_node_id, rel_type, updated_at, confidence, is_current,
-       source_system, source_event_id,
-       CAST(properties['valid_to'] AS TIMESTAMPTZ) AS valid_to,
-       properties['closed_by'] AS closed_by,
-       properties['closed_by_event'] AS closed_by_event,
-       properties['source_field'] AS source_field,
-       properties['batch_id'] AS batch_id
-FROM {src}
-"""
-
-
 def flatten_edges(relationships: pa.Table | pa.RecordBatchReader, where: str = "") -> pa.Table:
     """Relationships rows → flat edges (:data:`aag.rules.FLAT_EDGES`)."""
     con = duck()
     con.register("rel_src", relationships)
     try:
-        sql = _FLATTEN.format(src="rel_src") + (f" WHERE {where}" if where else "")
+        sql = flatten_sql("rel_src") + (f" WHERE {where}" if where else "")
         out: pa.Table = con.sql(sql).to_arrow_table()
     finally:
         con.unregister("rel_src")
