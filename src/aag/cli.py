@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aag.errors import AagError
+from aag.pipeline import STEPS
 from aag.service import EXPORT_FORMATS, AagService
 
 app = typer.Typer(
@@ -71,17 +72,25 @@ def ingest(
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
         console=err,
         transient=True,
         disable=as_json,
     ) as progress:
-        task = progress.add_task(f"ingesting {source}.{obj}", total=len(files))
+        per_file = len(STEPS)
+        task = progress.add_task(f"ingesting {source}.{obj}", total=len(files) * per_file)
+        seen: list[Path] = []
+
+        def step(path: Path, name: str) -> None:
+            if not seen or seen[-1] != path:
+                seen.append(path)
+            position = (len(seen) - 1) * per_file + STEPS.index(name)
+            progress.update(task, completed=position, description=f"{path.name}: {name}")
 
         def done(report: Any) -> None:
             reports.append(report)
-            progress.advance(task)
+            progress.update(task, completed=len(reports) * per_file)
             if not as_json:
                 out.print(
                     f"{Path(report.file).name}: {report.status} — {report.rows_landed} rows "
@@ -91,7 +100,7 @@ def ingest(
                     f"[{report.seconds:.2f}s]"
                 )
 
-        svc.ingest(source, obj, files, on_file=done)
+        svc.ingest(source, obj, files, on_file=done, on_step=step)
     if as_json:
         _print_json([r.as_dict() for r in reports])
 

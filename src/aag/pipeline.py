@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -197,14 +198,32 @@ def batch_id_for(source_system: str, source_object: str, file_digest: str) -> st
     return hashlib.sha256(f"{source_system}/{source_object}/{file_digest}".encode()).hexdigest()[:32]
 
 
+#: The steps of one batch, in order (for progress reporting).
+STEPS = ("reading", "extracting", "applying edge rules", "committing")
+
+
 def ingest_file(
-    warehouse: Warehouse, engine: Engine, source_system: str, source_object: str, path: Path
+    warehouse: Warehouse,
+    engine: Engine,
+    source_system: str,
+    source_object: str,
+    path: Path,
+    on_step: Callable[[str], None] | None = None,
 ) -> BatchReport:
     """Land and process one file as one batch (a re-landed identical file is a no-op).
+
+    Args:
+        warehouse: Target warehouse.
+        engine: Compute engine.
+        source_system: Source system of the file.
+        source_object: Source object of the file.
+        path: The file.
+        on_step: Called with each of :data:`STEPS` as it starts.
 
     Raises:
         InputError: If the file cannot be read at all (nothing is written).
     """
+    step = on_step or (lambda _: None)
     started = time.perf_counter()
     config = warehouse.config
     spec = config.object(source_system, source_object)
@@ -212,17 +231,21 @@ def ingest_file(
     batch_id = batch_id_for(spec.source_system, spec.source_object, digest)
     if warehouse.committed_batches([batch_id]):
         return BatchReport(file=str(path), batch_id=batch_id, status="already ingested")
+    step(STEPS[0])
     rows = read_rows(path, spec.fields)
     now = now_utc()
     fresh, unchanged_ids = split_unchanged(
         rows, warehouse.landed_digests(spec.source_system, spec.source_object)
     )
+    step(STEPS[1])
     extractor = extractor_for(spec, config)
     extracted = extractor.extract(engine, fresh, batch_id, now)
     # Only the raw text is needed from here on (for bronze); let the parsed columns go.
     del fresh
     rows = rows.select(["_row_number", "_raw", "_row_sha256"])
+    step(STEPS[2])
     plan = plan_change(engine, warehouse.graph)
+    step(STEPS[3])
     record_ids = pa.concat_tables([extracted.record_ids.cast(unchanged_ids.schema), unchanged_ids])
     # Bronze, quarantine and the graph are independent Delta tables: commit them side by
     # side (delta-rs releases the GIL). Each write is idempotent for this batch id, so a

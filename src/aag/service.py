@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,17 @@ class AagService:
         source_object: str,
         files: Sequence[Path],
         on_file: Callable[[BatchReport], None] | None = None,
+        on_step: Callable[[Path, str], None] | None = None,
     ) -> list[BatchReport]:
-        """Land and process files in the given order, one batch per file."""
+        """Land and process files in the given order, one batch per file.
+
+        Args:
+            source_system: Source system, e.g. ``salesforce``.
+            source_object: Source object, e.g. ``Contact``.
+            files: Files to land, in order.
+            on_file: Called with each file's report when it is committed.
+            on_step: Called with the file and the step (:data:`aag.pipeline.STEPS`) it enters.
+        """
         self.warehouse.require()
         self.warehouse.config.object(source_system, source_object)
         for path in files:
@@ -80,7 +90,14 @@ class AagService:
         reports = []
         with self.warehouse.writer_lock():
             for path in files:
-                report = ingest_file(self.warehouse, self.engine, source_system, source_object, Path(path))
+                report = ingest_file(
+                    self.warehouse,
+                    self.engine,
+                    source_system,
+                    source_object,
+                    Path(path),
+                    on_step=partial(on_step, Path(path)) if on_step else None,
+                )
                 reports.append(report)
                 if on_file:
                     on_file(report)
