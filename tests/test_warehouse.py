@@ -313,3 +313,13 @@ def test_object_store_uris_pass_through_unchanged():
     assert wh.bronze_uri("salesforce", "Contact") == "s3://bucket/path/wh/bronze/salesforce/Contact"
     assert not wh.local and wh.config_dir is None
     assert Warehouse("abfss://c@acct.dfs.core.windows.net/wh").uri.startswith("abfss://c@acct")
+
+
+def test_source_id_lookup_is_exact_not_a_pattern(svc, tmp_path):
+    svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "a.jsonl", [contact()])])
+    with pytest.raises(NotFoundError):
+        svc.find_customer("salesforce", "0035g00000Abc%")
+    with pytest.raises(NotFoundError):
+        svc.find_customer("salesforce", "_035g00000AbcdeAAA")
+    with pytest.raises(NotFoundError, match="unknown source system"):
+        svc.find_customer("nosuch", "1")

@@ -15,7 +15,8 @@ from aag.delta import delete_matching
 from aag.engine import make_engine
 from aag.engine.base import Engine
 from aag.errors import InputError, NotFoundError
-from aag.normalize import sf_id18
+from aag.ids import value_node_id
+from aag.normalize import normalise
 from aag.pipeline import BatchReport, ingest_file
 from aag.resolution import (
     CUSTOMER_ATTRIBUTES,
@@ -121,27 +122,32 @@ class AagService:
         return bool(found.num_rows > 0)
 
     def find_customer(self, source_system: str, source_id: str) -> str:
-        """Entity id of a source record (the identity map)."""
+        """Entity id of a source record (the identity map).
+
+        Source-record nodes are content-addressed, so the candidate node ids are computed
+        (one per configured object of the system, with the id canonicalised the way that
+        object's id is) and looked up exactly; no pattern matching.
+        """
         self.warehouse.require()
-        ids = {source_id.strip()}
-        if source_system.lower() == "salesforce":
-            ids.add(sf_id18(source_id.strip()))
-        likes = " OR ".join(f"value LIKE {_q(source_system + ':%:' + i)}" for i in sorted(ids))
-        nodes = self.warehouse.io.read(
-            self.warehouse.graph.nodes_uri,
-            "node_id",
-            f"node_type = '{SOURCE_RECORD_NODE}' AND ({likes})",
-        )
-        if nodes.num_rows == 0:
-            raise NotFoundError(f"no record {source_id!r} from {source_system} in the graph")
-        targets = ", ".join(_q(v) for v in nodes.column("node_id").to_pylist())
+        objects = [
+            o for o in self.warehouse.config.objects if o.source_system.lower() == source_system.lower()
+        ]
+        if not objects:
+            raise NotFoundError(f"unknown source system {source_system!r}")
+        candidates = set()
+        for obj in objects:
+            record_id = normalise(obj.id_normaliser, source_id)
+            if record_id:
+                value = f"{obj.source_system}:{obj.source_object}:{record_id}"
+                candidates.add(value_node_id(SOURCE_RECORD_NODE, value))
+        targets = ", ".join(_q(v) for v in sorted(candidates)) or "NULL"
         edges = self.warehouse.io.read(
             self.warehouse.graph.relationships_uri,
             "source_node_id, is_current, updated_at",
             f"rel_type = '{SOURCE_RECORD_REL}' AND target_node_id IN ({targets})",
         )
         if edges.num_rows == 0:
-            raise NotFoundError(f"record {source_id!r} from {source_system} is not linked")
+            raise NotFoundError(f"no record {source_id!r} from {source_system} in the graph")
         rows = sorted(edges.to_pylist(), key=lambda r: (not r["is_current"], r["updated_at"]))
         return str(rows[0]["source_node_id"])
 
