@@ -323,3 +323,60 @@ def test_source_id_lookup_is_exact_not_a_pattern(svc, tmp_path):
         svc.find_customer("salesforce", "_035g00000AbcdeAAA")
     with pytest.raises(NotFoundError, match="unknown source system"):
         svc.find_customer("nosuch", "1")
+
+
+def _graph_state(service: AagService) -> tuple[list, list]:
+    """Nodes and edges without ingestion bookkeeping (created_at, batch_id)."""
+    nodes = sorted(
+        (n["node_id"], n["node_type"], n["value"]) for n in service.warehouse.graph.nodes().to_pylist()
+    )
+    edges = []
+    for e in service.warehouse.graph.relationships().to_pylist():
+        props = {k: v for k, v in (e["properties"] or []) if k != "batch_id"}
+        edges.append(
+            (
+                e["source_node_id"],
+                e["rel_type"],
+                e["source_system"],
+                e["target_node_id"],
+                e["updated_at"],
+                e["is_current"],
+                e["source_event_id"],
+                sorted(props.items()),
+            )
+        )
+    return nodes, sorted(edges, key=repr)
+
+
+def test_delta_warehouse_converges_for_any_file_order(tmp_path):
+    files = [
+        _jsonl(tmp_path / "1.jsonl", [contact()]),
+        _jsonl(tmp_path / "2.jsonl", [contact(Phone="+49 30 555", LastModifiedDate="2024-05-01T00:00:00Z")]),
+        _jsonl(tmp_path / "3.jsonl", [contact(Phone=None, LastModifiedDate="2024-06-01T00:00:00Z")]),
+        _jsonl(
+            tmp_path / "4.jsonl",
+            [
+                contact(
+                    Phone="+49 111 000 0000",
+                    LastModifiedDate="2024-04-01T00:00:00Z",
+                    Email="late@example.com",
+                )
+            ],
+        ),
+    ]
+    states = []
+    for n, order in enumerate([(0, 1, 2, 3), (3, 2, 1, 0), (2, 0, 3, 1)]):
+        service = AagService(str(tmp_path / f"wh{n}"))
+        service.init()
+        for i in order:
+            service.ingest("salesforce", "Contact", [files[i]])
+        states.append(_graph_state(service))
+    assert states[0] == states[1] == states[2]
+    edges = states[0][1]
+    phone = [e for e in edges if e[1] == "HAS_PHONE"]
+    # +491110000000 (03-01, repeated 04-01) → +4930555 (05-01) → removed (06-01)
+    assert [(e[3] is not None, e[5]) for e in sorted(phone, key=lambda e: e[4])] == [
+        (True, False),
+        (True, False),
+    ]
+    assert sum(1 for e in edges if e[5] and e[1] == "HAS_PHONE") == 0
