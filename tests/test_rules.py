@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aag.model import EDGE_PROPERTY_KEYS
 from aag.store import MemoryGraphStore
 from rulekit import PATHS, T0, Ev, apply, reference, simple, versions
 
@@ -58,6 +59,9 @@ def test_change_closes_previous_version(engine):
     rows = sorted(store.relationships().to_pylist(), key=lambda r: r["updated_at"])
     assert [r["is_current"] for r in rows] == [False, True]
     closed = dict(rows[0]["properties"])
+    assert set(closed) <= set(EDGE_PROPERTY_KEYS) and set(dict(rows[1]["properties"])) <= set(
+        EDGE_PROPERTY_KEYS
+    )
     assert closed["closed_by"] == "change" and closed["closed_by_event"] == "e2"
     assert closed["valid_to"] == "2026-03-01T09:10:00.000000Z"
 
@@ -115,6 +119,17 @@ events_st = st.lists(
     min_size=1,
     max_size=14,
 )
+
+
+#: Late events, a repeated value, a removal and a second entity, in six events.
+MIXED = [
+    Ev("c1", "A", 0, "e1"),
+    Ev("c1", "A", 4, "e2"),
+    Ev("c1", "B", 5, "e3"),
+    Ev("c1", None, 6, "e1"),
+    Ev("c1", "B", 3, "e2"),
+    Ev("c2", "C", 1, "e1"),
+]
 
 
 def _batches(events: list[Ev], cuts: list[int]) -> list[list[Ev]]:
@@ -188,14 +203,7 @@ def test_seeded_sweep_exercises_every_path_and_matches_reference(duckdb_engine):
 
 
 def test_batch_permutations_converge_duckdb(duckdb_engine):
-    events = [
-        Ev("c1", "A", 0, "e1"),
-        Ev("c1", "A", 4, "e2"),
-        Ev("c1", "B", 5, "e3"),
-        Ev("c1", None, 6, "e1"),
-        Ev("c1", "B", 3, "e2"),
-        Ev("c2", "C", 1, "e1"),
-    ]
+    events = MIXED
     batches = [events[0:2], events[2:3], events[3:5], events[5:]]
     results = {
         repr(versions(_run(duckdb_engine, [batches[i] for i in p]))) for p in itertools.permutations(range(4))
@@ -205,14 +213,7 @@ def test_batch_permutations_converge_duckdb(duckdb_engine):
 
 @pytest.mark.spark
 def test_engines_agree_on_one_history(duckdb_engine, spark_engine):
-    events = [
-        Ev("c1", "A", 0, "e1"),
-        Ev("c1", "A", 4, "e2"),
-        Ev("c1", "B", 5, "e3"),
-        Ev("c1", None, 6, "e1"),
-        Ev("c1", "B", 3, "e2"),
-        Ev("c2", "C", 1, "e1"),
-    ]
+    events = MIXED
     a = _run(duckdb_engine, [events[:3], events[3:]])
     b = _run(spark_engine, [events[:3], events[3:]])
     assert versions(a) == versions(b)

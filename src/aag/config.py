@@ -134,10 +134,6 @@ class Config:
                 out.setdefault(row.attribute, row.rel_type)
         return out
 
-    def priority(self, source_system: str) -> int:
-        """Priority of a source (1 = most trusted); unknown sources rank last."""
-        return self.priorities.get(source_system, 1_000_000)
-
     def priority_table(self) -> pa.Table:
         """Priorities as an Arrow table for SQL joins."""
         return pa.table(

@@ -307,22 +307,16 @@ SELECT {_FLAT_COLS} FROM rule_full_rows
 """
 
 SQL_LOG_APPEND = f"""
-SELECT {_EVENT_COLS} FROM rule_classified WHERE action = 'absorb'
+{SQL_TAIL_LOG}
 UNION ALL
-SELECT {_EVENT_COLS} FROM rule_sequence
-WHERE NOT is_start AND NOT is_close AND origin <> 2
+{SQL_FULL_LOG_APPEND}
 """
 
 SQL_NEW_VERSIONS = f"""
 SELECT (SELECT count(*) FROM rule_classified WHERE action IN ('open', 'close_open'))
-     + (SELECT count(*) FROM (
-            SELECT {KEY}, target_node_id, updated_at FROM rule_versions
-            EXCEPT
-            SELECT {KEY}, target_node_id, updated_at FROM full_edges) n) AS n
+     + ({SQL_FULL_NEW_VERSIONS}) AS n
 """
 
-#: (table, SQL, materialise?) in dependency order. Tables read more than once are
-#: materialised; the rest stay views, so a large batch is not copied more than needed.
 _STEPS = (
     ("existing_edges", SQL_FLATTEN, True),
     ("rule_multi_keys", SQL_MULTI_KEYS, True),

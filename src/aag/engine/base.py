@@ -16,10 +16,6 @@ class Capability(enum.Enum):
 
     #: Results can be streamed back in batches instead of one table.
     STREAMING_RESULTS = "streaming_results"
-    #: The engine can commit to Delta with MERGE itself (Databricks / Delta-enabled Spark).
-    DELTA_MERGE = "delta_merge"
-    #: Runs in this process on local memory (cheap to register small tables).
-    IN_PROCESS = "in_process"
 
 
 class Engine(ABC):
@@ -61,11 +57,6 @@ class Engine(ABC):
     @abstractmethod
     def drop(self, name: str) -> None:
         """Forget a registered or materialized table (no error if absent)."""
-
-    def scalar(self, sql: str) -> object:
-        """Run canonical SQL that returns one value."""
-        result = self.query(sql)
-        return result.column(0)[0].as_py() if result.num_rows else None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

@@ -23,7 +23,7 @@ class DuckDBEngine(Engine):
 
     dialect = "duckdb"
     name = "local"
-    capabilities = frozenset({Capability.STREAMING_RESULTS, Capability.IN_PROCESS})
+    capabilities = frozenset({Capability.STREAMING_RESULTS})
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
         self.con = duckdb.connect(
