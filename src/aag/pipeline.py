@@ -175,16 +175,16 @@ def split_unchanged(rows: pa.Table, landed: pa.RecordBatchReader | None) -> tupl
     con.register("su_landed", landed)
     try:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE su_seen AS SELECT DISTINCT _row_sha256, _record_id "
-            "FROM su_landed WHERE _row_sha256 IN (SELECT _row_sha256 FROM su_rows)"
+            "CREATE OR REPLACE TEMP TABLE su_seen AS SELECT DISTINCT _row_digest, _record_id "
+            "FROM su_landed WHERE _row_digest IN (SELECT _row_digest FROM su_rows)"
         )
         fresh: pa.Table = con.sql(
-            "SELECT * FROM su_rows WHERE _row_sha256 NOT IN (SELECT _row_sha256 FROM su_seen) "
+            "SELECT * FROM su_rows WHERE _row_digest NOT IN (SELECT _row_digest FROM su_seen) "
             "ORDER BY _row_number"
         ).to_arrow_table()
         ids: pa.Table = con.sql(
             "SELECT r._row_number, any_value(s._record_id) AS record_id FROM su_rows r "
-            "JOIN su_seen s USING (_row_sha256) GROUP BY r._row_number"
+            "JOIN su_seen s USING (_row_digest) GROUP BY r._row_number"
         ).to_arrow_table()
     finally:
         con.unregister("su_rows")
@@ -242,7 +242,7 @@ def ingest_file(
     extracted = extractor.extract(engine, fresh, batch_id, now)
     # Only the raw text is needed from here on (for bronze); let the parsed columns go.
     del fresh
-    rows = rows.select(["_row_number", "_raw", "_row_sha256"])
+    rows = rows.select(["_row_number", "_raw", "_row_digest"])
     step(STEPS[2])
     plan = plan_change(engine, warehouse.graph)
     step(STEPS[3])

@@ -36,7 +36,7 @@ BRONZE = pa.schema(
         pa.field("_row_number", pa.int64()),
         pa.field("_record_id", pa.string()),
         pa.field("_raw", pa.string()),
-        pa.field("_row_sha256", pa.string()),
+        pa.field("_row_digest", pa.string()),
         pa.field("_landed_at", pa.timestamp("us", tz="UTC")),
         pa.field("_file_name", pa.string()),
     ]
@@ -160,13 +160,13 @@ class Warehouse:
             configuration={"delta.dataSkippingStatsColumns": "_batch_id,_row_number,_landed_at"},
         )
         con = duck()
-        con.register("land_rows", rows.select(["_row_number", "_raw", "_row_sha256"]))
+        con.register("land_rows", rows.select(["_row_number", "_raw", "_row_digest"]))
         con.register("land_ids", record_ids)
         try:
             # Streamed into the Delta writer: raw rows are not copied once more in memory.
             data = con.sql(
                 "SELECT ? AS _batch_id, r._row_number, i.record_id AS _record_id, r._raw, "
-                "r._row_sha256, CAST(? AS TIMESTAMPTZ) AS _landed_at, ? AS _file_name "
+                "r._row_digest, CAST(? AS TIMESTAMPTZ) AS _landed_at, ? AS _file_name "
                 "FROM land_rows r LEFT JOIN land_ids i USING (_row_number)",
                 params=[batch_id, now.as_py(), file_name],
             ).to_arrow_reader(batch_size=100_000)
@@ -176,7 +176,7 @@ class Warehouse:
             con.unregister("land_ids")
 
     def landed_digests(self, source_system: str, source_object: str) -> pa.RecordBatchReader | None:
-        """``_row_sha256, _record_id`` of every row of this object's committed batches."""
+        """``_row_digest, _record_id`` of every row of this object's committed batches."""
         uri = self.bronze_uri(source_system, source_object)
         if not self.io.exists(uri):
             return None
@@ -190,7 +190,7 @@ class Warehouse:
         if not ids:
             return None
         quoted = ", ".join(f"'{b}'" for b in ids)
-        return self.io.reader(uri, f"SELECT _row_sha256, _record_id FROM t WHERE _batch_id IN ({quoted})")
+        return self.io.reader(uri, f"SELECT _row_digest, _record_id FROM t WHERE _batch_id IN ({quoted})")
 
     def write_quarantine(self, batch_id: str, rows: pa.Table) -> None:
         """Replace the batch's quarantine rows (idempotent on re-runs)."""
