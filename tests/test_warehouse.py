@@ -380,3 +380,20 @@ def test_delta_warehouse_converges_for_any_file_order(tmp_path):
         (True, False),
     ]
     assert sum(1 for e in edges if e[5] and e[1] == "HAS_PHONE") == 0
+
+
+def test_optimize_keeps_contents_and_vacuum_drops_replaced_files(svc, tmp_path):
+    # New contacts in every batch: each batch appends its own files.
+    for n in range(3):
+        row = contact(Id=f"0035g0000{n}AbcdeAAA", Email=f"v{n}@example.com")
+        svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / f"{n}.jsonl", [row])])
+    before = _graph_state(svc)
+    rel_dir = Path(svc.warehouse.graph.relationships_uri)
+    files_before = len(list(rel_dir.glob("*.parquet")))
+    result = svc.optimize()
+    assert result[svc.warehouse.graph.relationships_uri]["files_removed"] >= 2
+    assert _graph_state(svc) == before
+    svc.vacuum()
+    assert len(list(rel_dir.glob("*.parquet"))) < files_before
+    customer = svc.find_customer("salesforce", "0035g00002AbcdeAAA")
+    assert svc.profile(customer)["email"] == "v2@example.com"

@@ -228,6 +228,18 @@ def erase(
 
 
 @app.command()
+def optimize(warehouse: Warehouse = None) -> None:
+    """Compact small files and cluster edges by entity (contents unchanged)."""
+    result = _service(warehouse).optimize()
+    removed = sum(m["files_removed"] for m in result.values())
+    added = sum(m["files_added"] for m in result.values())
+    out.print(
+        f"optimize rewrote {removed} file(s) into {added} across {len(result)} table(s); "
+        "run 'aag vacuum' to delete the old files"
+    )
+
+
+@app.command()
 def vacuum(warehouse: Warehouse = None) -> None:
     """Delete data files no table version references any more (irreversible)."""
     removed = _service(warehouse).vacuum()

@@ -287,6 +287,37 @@ class AagService:
             "source_records": len(records),
         }
 
+    def optimize(self) -> dict[str, dict[str, Any]]:
+        """Rewrite small files into large ones; cluster edges by entity for lookups.
+
+        Every batch adds files, and a profile or explanation reads one entity's edges:
+        Z-ordering ``relationships`` (and the event log) by ``source_node_id`` lets the
+        reader skip files by their statistics. Contents do not change; run
+        :meth:`vacuum` afterwards to delete the replaced files.
+        """
+        self.warehouse.require()
+        wh = self.warehouse
+        graph = wh.graph
+        plan: list[tuple[str, list[str] | None]] = [
+            (graph.relationships_uri, ["source_node_id"]),
+            (graph.edge_events_uri, ["source_node_id"]),
+            (graph.nodes_uri, None),
+            (wh.quarantine_uri, None),
+            *[(uri, None) for uri in _bronze_tables(wh)],
+        ]
+        out: dict[str, dict[str, Any]] = {}
+        with wh.writer_lock():
+            for uri, columns in plan:
+                if not wh.io.exists(uri):
+                    continue
+                optimizer = wh.io.open(uri).optimize
+                metrics = optimizer.z_order(columns) if columns else optimizer.compact()
+                out[uri] = {
+                    "files_removed": int(metrics.get("numFilesRemoved", 0)),
+                    "files_added": int(metrics.get("numFilesAdded", 0)),
+                }
+        return out
+
     def vacuum(self) -> dict[str, int]:
         """Delete files no longer referenced by any table version (irreversible)."""
         self.warehouse.require()
