@@ -336,6 +336,13 @@ _STEPS = (
 )
 
 
+def _nothing_known(engine: Engine) -> bool:
+    counts = engine.query(
+        "SELECT (SELECT count(*) FROM rule_known_keys) AS k, (SELECT count(*) FROM rule_multi_keys) AS m"
+    ).to_pylist()[0]
+    return bool(counts["k"] == 0 and counts["m"] == 0)
+
+
 def release_rule_tables(engine: Engine) -> None:
     """Drop the outputs of :func:`apply_edge_rules` and the steps they are views over."""
     for name in OUTPUTS:
@@ -394,6 +401,10 @@ def apply_edge_rules(engine: Engine) -> RuleResult:
     """
     try:
         for name, sql, materialise in _STEPS:
+            if name == "rule_classified" and _nothing_known(engine):
+                # Only new keys (an initial load): classifying is a cheap projection of
+                # the incoming events, so it stays a view instead of a copy of the batch.
+                materialise = False
             if materialise:
                 engine.materialize(name, sql)
             else:
