@@ -296,41 +296,30 @@ FROM (
         Value nodes of every value, the source-record nodes of the identity map, and the
         entity nodes (with the record they were first seen as in ``properties``).
         """
-        return f"""
-SELECT node_id, node_type, value,
-    CASE WHEN value IS NULL THEN NULL ELSE sha256(value) END AS checksum,
-    {now_sql} AS created_at,
-    CASE WHEN p_system IS NULL THEN NULL ELSE
-        MAP(['source_system', 'source_object', 'source_record_id'], [p_system, p_object, p_record])
-    END AS properties
-FROM (
-    SELECT node_id, min(node_type) AS node_type, min(value) AS value, min(p_system) AS p_system,
-        min(p_object) AS p_object, min(p_record) AS p_record
-    FROM ({self._nodes_inner_sql()}) u
-    GROUP BY node_id
-) n
-"""
-
-    def _nodes_inner_sql(self) -> str:
         spec = self.spec
-        none = "CAST(NULL AS VARCHAR)"
-        parts = []
+        values = []
         for i, row in enumerate(spec.attributes):
-            parts.append(
-                f"SELECT n{i} AS node_id, {lit(row.node_type)} AS node_type, v{i} AS value, "
-                f"{none} AS p_system, {none} AS p_object, {none} AS p_record "
+            values.append(
+                f"SELECT n{i} AS node_id, {lit(row.node_type)} AS node_type, v{i} AS value "
                 f"FROM ex_rows WHERE row_error IS NULL AND v{i} IS NOT NULL AND NOT is_deleted"
             )
-        parts.append(
-            f"SELECT ident_node, {lit(SOURCE_RECORD_NODE)}, ident_value, {none}, {none}, {none} "
-            f"FROM ex_rows WHERE row_error IS NULL"
+        values.append(
+            f"SELECT ident_node, {lit(SOURCE_RECORD_NODE)}, ident_value FROM ex_rows WHERE row_error IS NULL"
         )
-        parts.append(
-            f"SELECT entity_id, {lit(spec.entity_type)}, {none}, "
-            f"{lit(spec.source_system)}, {lit(spec.source_object)}, record_id "
-            f"FROM ex_rows WHERE row_error IS NULL"
-        )
-        return "\nUNION ALL\n".join(parts)
+        # Value nodes are content-addressed: equal ids are equal rows, so DISTINCT suffices.
+        # An entity can be reached from several records (same_as), so it is grouped by id.
+        return f"""
+SELECT node_id, node_type, value, sha256(value) AS checksum, {now_sql} AS created_at,
+    CAST(NULL AS MAP(VARCHAR, VARCHAR)) AS properties
+FROM (SELECT DISTINCT * FROM ({" UNION ALL ".join(values)}) v) d
+UNION ALL
+SELECT entity_id, {lit(spec.entity_type)}, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR),
+    {now_sql},
+    MAP(['source_system', 'source_object', 'source_record_id'],
+        [{lit(spec.source_system)}, {lit(spec.source_object)}, min(record_id)])
+FROM ex_rows WHERE row_error IS NULL
+GROUP BY entity_id
+"""
 
     def quarantine_sql(self, batch_id: str, now_sql: str) -> str:
         """Quarantine rows (:data:`aag.model.QUARANTINE`) with reason and raw content."""
