@@ -54,19 +54,7 @@ FROM (
 """
 
 
-def ranked_values(engine: Engine, edges: pa.Table, nodes: pa.Table, config: Config) -> pa.Table:
-    """Every current value of every entity × rel_type, ranked (rank 1 = winner).
-
-    Args:
-        engine: Engine to run on.
-        edges: Relationships rows (any superset of what is needed).
-        nodes: Node rows holding at least the edges' targets.
-        config: Supplies source priorities.
-
-    Returns:
-        Columns ``entity_id, rel_type, target_node_id, value, updated_at, confidence,
-        source_system, source_event_id, priority, rank, competing_values``.
-    """
+def _register(engine: Engine, edges: pa.Table, nodes: pa.Table, config: Config) -> None:
     engine.register(
         "res_edges",
         edges.select(
@@ -84,36 +72,83 @@ def ranked_values(engine: Engine, edges: pa.Table, nodes: pa.Table, config: Conf
     )
     engine.register("res_nodes", nodes.select(["node_id", "value"]))
     engine.register("res_priorities", config.priority_table())
+
+
+def _release(engine: Engine, *extra: str) -> None:
+    for name in (*extra, "res_edges", "res_nodes", "res_priorities"):
+        engine.drop(name)
+
+
+def ranked_values(engine: Engine, edges: pa.Table, nodes: pa.Table, config: Config) -> pa.Table:
+    """Every current value of every entity × rel_type, ranked (rank 1 = winner).
+
+    Args:
+        engine: Engine to run on.
+        edges: Relationships rows (any superset of what is needed).
+        nodes: Node rows holding at least the edges' targets.
+        config: Supplies source priorities.
+
+    Returns:
+        Columns ``entity_id, rel_type, target_node_id, value, updated_at, confidence,
+        source_system, source_event_id, priority, rank, competing_values``.
+    """
+    _register(engine, edges, nodes, config)
     try:
         return engine.query(_RANKED + " ORDER BY entity_id, rel_type, rank")
     finally:
-        for name in ("res_edges", "res_nodes", "res_priorities"):
-            engine.drop(name)
+        _release(engine)
 
 
-def profile_rows(
-    ranked: pa.Table, config: Config, entity_ids: list[str], version: int = 2
-) -> list[dict[str, Any]]:
-    """Wide profiles (v1: values; v2: plus ``<attr>_source`` and ``<attr>_updated_at``)."""
+def _winner_column(rel_type: str | None, column: str, sql_type: str) -> str:
+    if rel_type is None:  # no source maps this attribute: the column exists, always NULL
+        return f"CAST(NULL AS {sql_type})"
+    return f"max(CASE WHEN r.rel_type = '{rel_type}' THEN r.{column} END)"
+
+
+def profile_sql(config: Config, version: int) -> str:
+    """SQL pivoting the winners (``res_ranked``) into one row per ``res_customers`` row."""
     rel_of = config.attribute_rel_types()
-    attr_of_rel = {rel: attr for attr, rel in rel_of.items()}
-    winners: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in ranked.filter(pa.compute.equal(ranked.column("rank"), 1)).to_pylist():
-        attr = attr_of_rel.get(row["rel_type"])
-        if attr:
-            winners.setdefault(row["entity_id"], {})[attr] = row
-    out = []
-    for entity in entity_ids:
-        record: dict[str, Any] = {"customer_id": entity}
-        found = winners.get(entity, {})
-        for attr in CUSTOMER_ATTRIBUTES:
-            win = found.get(attr)
-            record[attr] = win["value"] if win else None
-            if version >= 2:
-                record[f"{attr}_source"] = win["source_system"] if win else None
-                record[f"{attr}_updated_at"] = win["updated_at"] if win else None
-        out.append(record)
-    return out
+    cols = ["c.node_id AS customer_id"]
+    for attr in CUSTOMER_ATTRIBUTES:
+        rel = rel_of.get(attr)
+        cols.append(f"{_winner_column(rel, 'value', 'VARCHAR')} AS {attr}")
+        if version >= 2:
+            cols.append(f"{_winner_column(rel, 'source_system', 'VARCHAR')} AS {attr}_source")
+            cols.append(f"{_winner_column(rel, 'updated_at', 'TIMESTAMPTZ')} AS {attr}_updated_at")
+    return f"""
+SELECT {", ".join(cols)}
+FROM res_customers c
+LEFT JOIN res_ranked r ON r.entity_id = c.node_id AND r.rank = 1
+GROUP BY c.node_id
+ORDER BY customer_id
+"""
+
+
+def profiles(
+    engine: Engine,
+    edges: pa.Table,
+    nodes: pa.Table,
+    customers: pa.Table,
+    config: Config,
+    version: int = 2,
+) -> pa.Table:
+    """Wide profiles (v1: values; v2: plus ``<attr>_source`` and ``<attr>_updated_at``).
+
+    Args:
+        engine: Engine to run on.
+        edges: Relationships rows of (at least) these customers.
+        nodes: Node rows holding at least the edges' targets.
+        customers: Table with a ``node_id`` column: the customers to return, one row each.
+        config: Registry (attribute → rel_type) and priorities.
+        version: Profile version, 1 or 2.
+    """
+    _register(engine, edges, nodes, config)
+    engine.register("res_customers", customers.select(["node_id"]))
+    try:
+        engine.view("res_ranked", _RANKED)
+        return engine.query(profile_sql(config, version))
+    finally:
+        _release(engine, "res_ranked", "res_customers")
 
 
 @dataclass

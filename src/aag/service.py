@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from aag.delta import delete_matching
@@ -19,14 +18,13 @@ from aag.ids import value_node_id
 from aag.normalize import normalise
 from aag.pipeline import BatchReport, ingest_file
 from aag.resolution import (
-    CUSTOMER_ATTRIBUTES,
     Explanation,
     explain,
-    profile_rows,
+    profiles,
     ranked_values,
 )
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
-from aag.store import flatten_edges
+from aag.store import duck, flatten_edges
 from aag.warehouse import Warehouse
 
 EXPORT_FORMATS = ("parquet", "csv", "jsonl")
@@ -162,8 +160,15 @@ class AagService:
 
     def profile(self, customer_id: str, version: int = 2) -> dict[str, Any]:
         """The resolved profile of one customer (v1 or v2 shape)."""
-        ranked, _, _ = self._ranked_for(customer_id)
-        return profile_rows(ranked, self.warehouse.config, [customer_id], version)[0]
+        self.warehouse.require()
+        if not self.customer_exists(customer_id):
+            raise NotFoundError(f"no customer {customer_id!r} in the graph")
+        edges = self._edges_of(customer_id)
+        nodes = self._nodes_by_id(edges.column("target_node_id").to_pylist())
+        one = pa.table({"node_id": pa.array([customer_id], pa.string())})
+        table = profiles(self.engine, edges, nodes, one, self.warehouse.config, version)
+        row: dict[str, Any] = table.to_pylist()[0]
+        return row
 
     def explain(self, customer_id: str, attribute: str) -> Explanation:
         """Winner, competing values and version history of one attribute."""
@@ -188,17 +193,9 @@ class AagService:
         self.warehouse.require()
         graph = self.warehouse.graph
         edges = self.warehouse.io.read(graph.relationships_uri, "*", "is_current")
-        nodes = self.warehouse.io.read(graph.nodes_uri, "node_id, node_type, value")
-        customers = sorted(n["node_id"] for n in nodes.to_pylist() if n["node_type"] == "customer")
-        ranked = ranked_values(self.engine, edges, nodes, self.warehouse.config)
-        rows = profile_rows(ranked, self.warehouse.config, customers, version)
-        fields = [pa.field("customer_id", pa.string())]
-        for attr in CUSTOMER_ATTRIBUTES:
-            fields.append(pa.field(attr, pa.string()))
-            if version >= 2:
-                fields.append(pa.field(f"{attr}_source", pa.string()))
-                fields.append(pa.field(f"{attr}_updated_at", pa.timestamp("us", tz="UTC")))
-        return pa.Table.from_pylist(rows, schema=pa.schema(fields))
+        nodes = self.warehouse.io.read(graph.nodes_uri, "node_id, value", "value IS NOT NULL")
+        customers = self.warehouse.io.read(graph.nodes_uri, "node_id", "node_type = 'customer'")
+        return profiles(self.engine, edges, nodes, customers, self.warehouse.config, version)
 
     def model(self, name: str) -> pa.Table:
         """A table by its export name."""
@@ -224,11 +221,26 @@ class AagService:
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "parquet":
             pq.write_table(table, out)
-        elif fmt == "csv":
-            flat = _stringify_maps(table)
-            pacsv.write_csv(flat, out, pacsv.WriteOptions(quoting_style="needed"))
-        else:
-            _write_jsonl(table, out)
+            return int(table.num_rows)
+        # Text formats: timestamps as ISO 8601 UTC, maps as JSON objects (CSV) or nested
+        # objects (JSON Lines); DuckDB writes the file without a Python row loop.
+        columns = []
+        for field in table.schema:
+            col = '"' + field.name.replace('"', '""') + '"'
+            if pa.types.is_timestamp(field.type):
+                columns.append(f"strftime({col}, '%Y-%m-%dT%H:%M:%S.%fZ') AS {col}")
+            elif pa.types.is_map(field.type) and fmt == "csv":
+                columns.append(f"CAST(to_json({col}) AS VARCHAR) AS {col}")
+            else:
+                columns.append(col)
+        con = duck()
+        con.register("export_src", table)
+        try:
+            options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT json"
+            target = str(out).replace("'", "''")
+            con.execute(f"COPY (SELECT {', '.join(columns)} FROM export_src) TO '{target}' ({options})")
+        finally:
+            con.unregister("export_src")
         return int(table.num_rows)
 
     # -- erasure ---------------------------------------------------------------------------
@@ -346,34 +358,3 @@ def _bronze_tables(wh: Warehouse) -> list[str]:
         return [wh.bronze_uri(s.source_system, s.source_object) for s in wh.config.objects]
     root = Path(wh.uri) / "bronze"
     return [str(p.parent) for p in root.glob("*/*/_delta_log")] if root.exists() else []
-
-
-def _stringify_maps(table: pa.Table) -> pa.Table:
-    import json
-
-    columns = []
-    for field in table.schema:
-        col = table.column(field.name)
-        if pa.types.is_map(field.type):
-            values = [json.dumps(dict(v)) if v is not None else None for v in col.to_pylist()]
-            columns.append(pa.array(values, pa.string()))
-        else:
-            columns.append(col)
-    return pa.table(columns, names=table.column_names)
-
-
-def _write_jsonl(table: pa.Table, out: Path) -> None:
-    import json
-
-    with out.open("w", encoding="utf-8") as handle:
-        for row in table.to_pylist():
-            clean = {k: _jsonable(v) for k, v in row.items()}
-            handle.write(json.dumps(clean, ensure_ascii=False) + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "isoformat"):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, list) and value and isinstance(value[0], tuple):
-        return dict(value)
-    return value
