@@ -118,17 +118,19 @@ def plan_change(
     try:
         engine.view("incoming", f"SELECT * FROM {events}")
         engine.materialize("batch_entities", f"SELECT DISTINCT source_node_id FROM {events}")
+        entities = engine.query("SELECT source_node_id FROM batch_entities")
         # Only the touched entities' history enters the rules; the scans stream through.
-        engine.register("store_rel", store.scan_relationships())
+        engine.register("store_rel", store.scan_relationships(entities))
         engine.materialize(
             "existing_rel",
             "SELECT * FROM store_rel WHERE source_node_id IN (SELECT source_node_id FROM batch_entities)",
         )
-        engine.register("store_log", store.scan_edge_events())
+        engine.register("store_log", store.scan_edge_events(entities))
         engine.materialize(
             "existing_log",
             "SELECT * FROM store_log WHERE source_node_id IN (SELECT source_node_id FROM batch_entities)",
         )
+        store.scans_done()
         result = apply_edge_rules(engine)
         types = [
             str(t) for t in engine.query(f"SELECT DISTINCT node_type FROM {nodes}").column(0).to_pylist()
@@ -141,6 +143,7 @@ def plan_change(
         new_nodes = engine.query(f"SELECT count(*) AS n FROM {NEW_NODES}").column(0)[0].as_py()
         replace_keys = engine.query(f"SELECT * FROM {OUT_KEYS}")
     except BaseException:
+        store.scans_done()
         release_rule_tables(engine)
         for name in (NEW_NODES, *temp, events, nodes):
             engine.drop(name)

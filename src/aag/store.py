@@ -9,6 +9,8 @@ tests can run on any engine (local Spark has no Delta jars here).
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from typing import Any, TypeAlias
 
 import duckdb
 import pyarrow as pa
+from deltalake import DeltaTable, QueryBuilder, write_deltalake
 
 from aag.delta import DeltaIO, join
 from aag.model import EDGE_EVENTS, NODES, RELATIONSHIPS
@@ -110,16 +113,22 @@ class GraphStore(ABC):
     """Scans and commits the graph tables."""
 
     @abstractmethod
-    def scan_relationships(self) -> Scan:
-        """Every relationships row (the engine filters what it needs)."""
+    def scan_relationships(self, entities: pa.Table) -> Scan:
+        """Relationships rows of at least these entities (``source_node_id`` column).
+
+        A store may return more (the engine filters); returning fewer breaks the rules.
+        """
 
     @abstractmethod
-    def scan_edge_events(self) -> Scan:
-        """Every absorbed event."""
+    def scan_edge_events(self, entities: pa.Table) -> Scan:
+        """Absorbed events of at least these entities."""
 
     @abstractmethod
     def scan_node_ids(self, node_types: list[str]) -> Scan:
         """``node_id`` of every stored node of these types."""
+
+    def scans_done(self) -> None:  # noqa: B027 - optional hook
+        """The scans handed out so far have been read; release what they needed."""
 
     @abstractmethod
     def commit(self, change: GraphChange) -> CommitStats:
@@ -146,10 +155,10 @@ class MemoryGraphStore(GraphStore):
         self._edges = RELATIONSHIPS.empty_table()
         self._log = EDGE_EVENTS.empty_table()
 
-    def scan_relationships(self) -> Scan:  # noqa: D102
+    def scan_relationships(self, entities: pa.Table) -> Scan:  # noqa: D102
         return self._edges
 
-    def scan_edge_events(self) -> Scan:  # noqa: D102
+    def scan_edge_events(self, entities: pa.Table) -> Scan:  # noqa: D102
         return self._log
 
     def scan_node_ids(self, node_types: list[str]) -> Scan:  # noqa: D102
@@ -195,6 +204,7 @@ class DeltaGraphStore(GraphStore):
 
     def __init__(self, silver_uri: str, io: DeltaIO) -> None:
         self.io = io
+        self._entity_tables: list[str] = []
         self.nodes_uri = join(silver_uri, "nodes")
         self.relationships_uri = join(silver_uri, "relationships")
         self.edge_events_uri = join(silver_uri, "edge_events")
@@ -229,11 +239,37 @@ class DeltaGraphStore(GraphStore):
             created.append(self.edge_events_uri)
         return created
 
-    def scan_relationships(self) -> Scan:  # noqa: D102
-        return self.io.reader(self.relationships_uri, "SELECT * FROM t")
+    def scan_relationships(self, entities: pa.Table) -> Scan:  # noqa: D102
+        return self._rows_of(self.relationships_uri, entities)
 
-    def scan_edge_events(self) -> Scan:  # noqa: D102
-        return self.io.reader(self.edge_events_uri, "SELECT * FROM t")
+    def scan_edge_events(self, entities: pa.Table) -> Scan:  # noqa: D102
+        return self._rows_of(self.edge_events_uri, entities)
+
+    def _rows_of(self, uri: str, entities: pa.Table) -> Scan:
+        """Rows of these entities, filtered inside delta-rs's own query engine.
+
+        DataFusion semi-joins against the entity list while it scans, decoding the other
+        columns only for matching rows (measured ~3x faster than streaming every row into
+        DuckDB). DataFusion reads only Delta tables, so the list is written as a small
+        temporary Delta table first.
+        """
+        table = self.io.open(uri)
+        if entities.num_rows == 0 or not table.file_uris():
+            return self.io.reader(uri, "SELECT * FROM t WHERE FALSE")
+        folder = tempfile.mkdtemp(prefix="aag-entities-")
+        self._entity_tables.append(folder)
+        write_deltalake(folder, entities.select(["source_node_id"]))
+        builder = QueryBuilder().register("t", table).register("e", DeltaTable(folder))
+        return pa.RecordBatchReader.from_stream(
+            builder.execute("SELECT t.* FROM t WHERE t.source_node_id IN (SELECT source_node_id FROM e)")
+        )
+
+    def scans_done(self) -> None:  # noqa: D102
+        self._drop_entity_tables()
+
+    def _drop_entity_tables(self) -> None:
+        while self._entity_tables:
+            shutil.rmtree(self._entity_tables.pop(), ignore_errors=True)
 
     def scan_node_ids(self, node_types: list[str]) -> Scan:  # noqa: D102
         # nodes is partitioned by node_type, so only the touched partitions are read.
