@@ -242,23 +242,34 @@ def ingest_file(
     )
     step(STEPS[1])
     extractor = extractor_for(spec, config)
-    extracted = extractor.extract(engine, fresh, batch_id, now)
-    # Only the raw text is needed from here on (for bronze); let the parsed columns go.
-    del fresh
-    rows = rows.select(["_row_number", "_raw", "_row_digest"])
-    step(STEPS[2])
-    plan = plan_change(engine, warehouse.graph)
-    step(STEPS[3])
-    record_ids = pa.concat_tables([extracted.record_ids.cast(unchanged_ids.schema), unchanged_ids])
-    # Bronze, quarantine and the graph are independent Delta tables: commit them side by
-    # side (delta-rs releases the GIL). Each write is idempotent for this batch id, so a
-    # crash between them converges on re-run; the ledger row comes strictly last.
+    record_ids = pa.concat_tables(
+        [extractor.record_ids(engine, fresh).cast(unchanged_ids.schema), unchanged_ids]
+    )
+    # Bronze, quarantine and the graph are independent Delta tables. Bronze lands on a
+    # second thread while the batch is extracted and planned (delta-rs and DuckDB release
+    # the GIL; phone parsing does not, so the landing fills that time). Every write is
+    # idempotent for this batch id, so a crash between them converges on re-run; the
+    # ledger row, written last, is what makes the batch count as ingested.
     with ThreadPoolExecutor(max_workers=2) as pool:
         landing = pool.submit(
-            warehouse.land, spec.source_system, spec.source_object, batch_id, rows, record_ids, path.name, now
+            warehouse.land,
+            spec.source_system,
+            spec.source_object,
+            batch_id,
+            rows.select(["_row_number", "_raw", "_row_digest"]),
+            record_ids,
+            path.name,
+            now,
         )
+        extracted = extractor.extract(engine, fresh, batch_id, now)
+        # Only the raw text (held by the landing) is needed from here on.
+        rows_total = rows.num_rows
+        del fresh, rows
         if extracted.quarantine.num_rows:
             quarantined = pool.submit(warehouse.write_quarantine, batch_id, extracted.quarantine)
+        step(STEPS[2])
+        plan = plan_change(engine, warehouse.graph)
+        step(STEPS[3])
         try:
             stats: CommitStats = warehouse.graph.commit(
                 plan.change({"aag.batch_id": batch_id, "aag.file": path.name})
@@ -269,13 +280,13 @@ def ingest_file(
         if extracted.quarantine.num_rows:
             quarantined.result()
     rows_unchanged = unchanged_ids.num_rows
-    if extracted.rows_landed + rows_unchanged != rows.num_rows:  # pragma: no cover
+    if extracted.rows_landed + rows_unchanged != rows_total:  # pragma: no cover
         raise AagError(f"{path}: row accounting broken")
     report = BatchReport(
         file=str(path),
         batch_id=batch_id,
         status="committed",
-        rows_landed=rows.num_rows,
+        rows_landed=rows_total,
         rows_unchanged=rows_unchanged,
         rows_processed=extracted.rows_processed + rows_unchanged,
         rows_quarantined=extracted.rows_quarantined,

@@ -63,8 +63,6 @@ class Extracted:
 
     events: int
     quarantine: pa.Table
-    #: ``_row_number, record_id``: each landed row's canonical record id (NULL if missing).
-    record_ids: pa.Table
     rows_landed: int
     rows_quarantined: int
     fields_rejected: int
@@ -355,6 +353,14 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
         return "\nUNION ALL\n".join(parts)
 
     # -- running -------------------------------------------------------------------------
+    def record_ids(self, engine: Engine, rows: pa.Table) -> pa.Table:
+        """``_row_number, record_id``: each landed row's canonical record id (NULL if missing)."""
+        engine.register("id_rows", rows)
+        try:
+            return engine.query(f"SELECT _row_number, {self.record_id_sql()} AS record_id FROM id_rows")
+        finally:
+            engine.drop("id_rows")
+
     def extract(self, engine: Engine, rows: pa.Table, batch_id: str, now: pa.Scalar) -> Extracted:
         """Run the extraction for one batch.
 
@@ -366,8 +372,8 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
             now: Ingestion time stamped on new nodes and quarantine rows.
 
         Returns:
-            Counts, quarantine rows and record ids; events and candidate nodes stay in the
-            engine as :data:`EVENTS_TABLE` and :data:`NODES_TABLE`.
+            Counts and quarantine rows; events and candidate nodes stay in the engine as
+            :data:`EVENTS_TABLE` and :data:`NODES_TABLE`.
         """
         rows = self.prepare(rows)
         engine.register("batch_rows", rows)
@@ -386,7 +392,6 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
             engine.materialize(EVENTS_TABLE, self.events_sql(batch_id))
             engine.materialize(NODES_TABLE, self.nodes_sql(now_sql))
             quarantine = engine.query(self.quarantine_sql(batch_id, now_sql))
-            record_ids = engine.query("SELECT _row_number, record_id FROM ex_rows")
             counts = engine.query(
                 "SELECT (SELECT count(*) FROM ex_rows WHERE row_error IS NOT NULL) AS bad, "
                 f"(SELECT count(*) FROM {EVENTS_TABLE}) AS events"
@@ -397,7 +402,6 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
         return Extracted(
             events=int(counts["events"]),
             quarantine=quarantine.cast(QUARANTINE),
-            record_ids=record_ids,
             rows_landed=rows.num_rows,
             rows_quarantined=int(counts["bad"]),
             fields_rejected=sum(1 for v in quarantine.column("level").to_pylist() if v == "field"),
