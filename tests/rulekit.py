@@ -105,18 +105,5 @@ def reference(events: list[Ev]) -> list[tuple]:
 
 
 def simple(store: MemoryGraphStore) -> list[tuple]:
-    return sorted(
-        [
-            (
-                r["source_node_id"],
-                r["rel_type"],
-                r["source_system"],
-                r["target_node_id"],
-                r["updated_at"],
-                r["is_current"],
-                r["source_event_id"],
-            )
-            for r in store.relationships().to_pylist()
-        ],
-        key=repr,
-    )
+    """Edge rows as the reference model shapes them (no properties), sorted."""
+    return sorted((row[:7] for row in versions(store)), key=repr)

@@ -130,21 +130,23 @@ class Extractor:
                 return f"coalesce(c{i}.alpha2, {default})"
         return lit(param) if param else "CAST(NULL AS VARCHAR)"
 
+    def _country_joins(self) -> str:
+        """Lookups of every country attribute (``c<i>.alpha2``)."""
+        return "\n".join(
+            f"LEFT JOIN aag_countries c{i} ON c{i}.key = upper({collapse(q(row.source_field))})"
+            for i, row in enumerate(self.spec.attributes)
+            if split_normaliser(row.normaliser)[0] == "country"
+        )
+
     def _joins(self) -> str:
-        joins = []
-        for i, row in enumerate(self.spec.attributes):
-            name, _ = split_normaliser(row.normaliser)
-            raw = q(row.source_field)
-            if name == "country":
-                joins.append(f"LEFT JOIN aag_countries c{i} ON c{i}.key = upper({collapse(raw)})")
-        for i, row in enumerate(self.spec.attributes):
-            name, _ = split_normaliser(row.normaliser)
-            if name == "phone":
-                joins.append(
-                    f"LEFT JOIN aag_phones p{i} ON p{i}.raw = {collapse(q(row.source_field))} "
-                    f"AND p{i}.region IS NOT DISTINCT FROM {self._region_sql(row)}"
-                )
-        return "\n".join(joins)
+        """Country lookups, then phone lookups (a phone's region may come from a country)."""
+        phones = [
+            f"LEFT JOIN aag_phones p{i} ON p{i}.raw = {collapse(q(row.source_field))} "
+            f"AND p{i}.region IS NOT DISTINCT FROM {self._region_sql(row)}"
+            for i, row in enumerate(self.spec.attributes)
+            if split_normaliser(row.normaliser)[0] == "phone"
+        ]
+        return "\n".join([self._country_joins(), *phones])
 
     def rows_sql(self) -> str:
         """One row per landed row: id, time, deletion, row error, every attribute normalised."""
@@ -255,7 +257,7 @@ FROM (
                 continue
             text = f"nullif({collapse(q(row.source_field))}, '')"
             compact = rf"regexp_replace({text}, '[\s().\-/]', '', 'g')"
-            joins = "\n".join(j for j in self._joins().splitlines() if "aag_countries" in j)
+            joins = self._country_joins()
             parts.append(
                 f"SELECT DISTINCT {text} AS raw, {self._region_sql(row)} AS region "
                 f"FROM batch_rows r {joins} WHERE {text} IS NOT NULL AND NOT "
