@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -23,6 +23,12 @@ from aag.normalize import split_normaliser
 
 REGISTRY_FILE = "attribute_name_registry.csv"
 PRIORITY_FILE = "source_priority.csv"
+IDENTITY_RULES_FILE = "identity_rules.csv"
+IDENTITY_BLOCKLIST_FILE = "identity_blocklist.csv"
+#: Every config file a warehouse carries (``aag init`` copies them).
+CONFIG_FILES = (REGISTRY_FILE, PRIORITY_FILE, IDENTITY_RULES_FILE, IDENTITY_BLOCKLIST_FILE)
+
+_M = TypeVar("_M", bound=BaseModel)
 
 Role = Literal["record_id", "record_time", "deleted", "attribute", "same_as"]
 TIME_FORMATS = ("iso8601", "yyyymmdd")
@@ -103,13 +109,49 @@ class ObjectSpec:
         return tuple(dict.fromkeys(cols))
 
 
+class IdentityRule(BaseModel):
+    """One row of ``identity_rules.csv``: an edge type whose target identifies an entity.
+
+    Records of ``entity_type`` whose current ``rel_type`` edges point at the same value
+    node belong to one entity, unless that node is over-shared: more than
+    ``max_records_per_source`` records of one source system point at it (a
+    ``test@test.com`` typed into every guest checkout), or it is on the blocklist.
+    """
+
+    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
+
+    entity_type: str
+    rel_type: str
+    max_records_per_source: int = 2
+    description: str = ""
+
+    @field_validator("max_records_per_source")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+
+class BlockedValue(BaseModel):
+    """One row of ``identity_blocklist.csv``: a value that never links records."""
+
+    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
+
+    node_type: str
+    value: str
+    reason: str = ""
+
+
 @dataclass(frozen=True)
 class Config:
-    """The loaded registry and priorities."""
+    """The loaded registry, priorities and identity rules."""
 
     registry: tuple[RegistryRow, ...]
     priorities: dict[str, int]
     directory: Path | None = None
+    identity_rules: tuple[IdentityRule, ...] = ()
+    blocklist: tuple[BlockedValue, ...] = ()
     _objects: dict[tuple[str, str], ObjectSpec] = field(default_factory=dict, repr=False)
 
     def object(self, source_system: str, source_object: str) -> ObjectSpec:
@@ -133,6 +175,13 @@ class Config:
             if row.role == "attribute" and row.attribute:
                 out.setdefault(row.attribute, row.rel_type)
         return out
+
+    def normaliser_of(self, node_type: str) -> str:
+        """The normaliser the registry applies to values of a node type (``text`` if none)."""
+        for row in self.registry:
+            if row.role == "attribute" and row.node_type == node_type:
+                return row.normaliser
+        return "text"
 
     def priority_table(self) -> pa.Table:
         """Priorities as an Arrow table for SQL joins."""
@@ -213,10 +262,12 @@ def _build_objects(rows: Iterable[RegistryRow]) -> dict[tuple[str, str], ObjectS
 
 
 def load_config(directory: Path | None = None) -> Config:
-    """Load and validate the registry and priorities.
+    """Load and validate the registry, priorities and identity rules.
 
     Args:
-        directory: Folder holding the two CSV files; the packaged defaults if omitted.
+        directory: Folder holding the CSV files; the packaged defaults if omitted. The
+            identity files (:data:`IDENTITY_RULES_FILE`, :data:`IDENTITY_BLOCKLIST_FILE`)
+            fall back to the packaged defaults when the folder has none.
 
     Returns:
         The validated configuration.
@@ -225,24 +276,44 @@ def load_config(directory: Path | None = None) -> Config:
         ConfigError: On a missing file, an invalid row, or an inconsistent object.
     """
     folder = directory or default_config_dir()
-    rows: list[RegistryRow] = []
-    for number, raw in enumerate(_read_csv(folder / REGISTRY_FILE), start=2):
-        clean = {k: v for k, v in raw.items() if v != ""}
-        try:
-            rows.append(RegistryRow.model_validate(clean))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{REGISTRY_FILE} line {number}: {loc}: {first['msg']}") from exc
+    rows = _validated(RegistryRow, folder / REGISTRY_FILE, REGISTRY_FILE)
     priorities: dict[str, int] = {}
     for number, raw in enumerate(_read_csv(folder / PRIORITY_FILE), start=2):
         try:
             priorities[raw["source_system"]] = int(raw["priority"])
         except (KeyError, ValueError) as exc:
             raise ConfigError(f"{PRIORITY_FILE} line {number}: needs source_system, priority") from exc
+    # The identity files are optional in a config folder: the packaged defaults apply.
+    identity_rules = tuple(
+        _validated(IdentityRule, _or_default(folder, IDENTITY_RULES_FILE), IDENTITY_RULES_FILE)
+    )
+    blocklist = tuple(
+        _validated(BlockedValue, _or_default(folder, IDENTITY_BLOCKLIST_FILE), IDENTITY_BLOCKLIST_FILE)
+    )
     return Config(
         registry=tuple(rows),
         priorities=priorities,
         directory=folder,
+        identity_rules=identity_rules,
+        blocklist=blocklist,
         _objects=_build_objects(rows),
     )
+
+
+def _or_default(folder: Path, name: str) -> Path:
+    path = folder / name
+    return path if path.exists() else default_config_dir() / name
+
+
+def _validated(model: type[_M], path: Path, name: str) -> list[_M]:
+    """Rows of a config CSV validated as ``model``."""
+    out = []
+    for number, raw in enumerate(_read_csv(path), start=2):
+        clean = {k: v for k, v in raw.items() if v != ""}
+        try:
+            out.append(model.model_validate(clean))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{name} line {number}: {loc}: {first['msg']}") from exc
+    return out

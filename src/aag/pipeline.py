@@ -21,6 +21,7 @@ from aag.bronze import file_sha256, read_rows
 from aag.delta import now_utc
 from aag.engine.base import Engine
 from aag.errors import AagError
+from aag.identity import ID_KEYS, ID_ROWS, IdentitySettings, release_identity, resolve_identity
 from aag.rules import OUT_KEYS, OUT_LOG, OUT_ROWS, apply_edge_rules, release_rule_tables
 from aag.sources import extractor_for
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE
@@ -70,14 +71,19 @@ class Plan:
     paths: dict[str, int]
     #: Engine tables the change is still computed from (dropped on release).
     inputs: tuple[str, ...] = ()
+    #: Whether identity added SAME_AS changes (:data:`aag.identity.ID_ROWS`).
+    identity: bool = False
 
     def change(self, metadata: dict[str, Any] | None = None) -> GraphChange:
         """The change as streams out of the engine, each opened when the store reads it."""
         engine = self.engine
+        rows = f"SELECT * FROM {OUT_ROWS}"
+        if self.identity:
+            rows += f" UNION ALL SELECT * FROM {ID_ROWS}"
         return GraphChange(
             nodes=lambda: engine.stream(f"SELECT * FROM {NEW_NODES}"),
             replace_keys=self.replace_keys,
-            edge_rows=lambda: engine.stream(f"SELECT * FROM {OUT_ROWS}"),
+            edge_rows=lambda: engine.stream(rows),
             log_append=lambda: engine.stream(f"SELECT * FROM {OUT_LOG}"),
             counts=self.counts,
             metadata=dict(metadata or {}),
@@ -85,13 +91,18 @@ class Plan:
 
     def release(self) -> None:
         """Drop the engine tables holding the change (and the batch's inputs)."""
+        release_identity(self.engine)
         release_rule_tables(self.engine)
         for name in (NEW_NODES, *self.inputs):
             self.engine.drop(name)
 
 
 def plan_change(
-    engine: Engine, store: GraphStore, events: str = EVENTS_TABLE, nodes: str = NODES_TABLE
+    engine: Engine,
+    store: GraphStore,
+    events: str = EVENTS_TABLE,
+    nodes: str = NODES_TABLE,
+    identity: IdentitySettings | None = None,
 ) -> Plan:
     """Decide what a batch of field events changes in the graph.
 
@@ -101,6 +112,7 @@ def plan_change(
         events: Engine table of the batch's field events (:data:`aag.model.FIELD_EVENTS`).
         nodes: Engine table of the node rows they refer to (:data:`aag.model.NODES`), one
             per node id.
+        identity: Identity rules of the batch's entity type (none: records are not linked).
 
     Returns:
         The plan: counts, rule paths, and the change left in the engine until
@@ -132,6 +144,12 @@ def plan_change(
         )
         store.scans_done()
         result = apply_edge_rules(engine)
+        linked = None
+        if identity is not None:
+            linked = resolve_identity(
+                engine, store, identity, "batch_entities", OUT_ROWS, OUT_KEYS, "existing_rel"
+            )
+            store.scans_done()
         types = [
             str(t) for t in engine.query(f"SELECT DISTINCT node_type FROM {nodes}").column(0).to_pylist()
         ]
@@ -141,9 +159,13 @@ def plan_change(
             f"SELECT * FROM {nodes} WHERE node_id NOT IN (SELECT node_id FROM store_node_ids)",
         )
         new_nodes = engine.query(f"SELECT count(*) AS n FROM {NEW_NODES}").column(0)[0].as_py()
-        replace_keys = engine.query(f"SELECT * FROM {OUT_KEYS}")
+        keys_sql = f"SELECT * FROM {OUT_KEYS}"
+        if linked is not None:
+            keys_sql += f" UNION ALL SELECT * FROM {ID_KEYS}"
+        replace_keys = engine.query(keys_sql)
     except BaseException:
         store.scans_done()
+        release_identity(engine)
         release_rule_tables(engine)
         for name in (NEW_NODES, *temp, events, nodes):
             engine.drop(name)
@@ -152,10 +174,15 @@ def plan_change(
     return Plan(
         engine=engine,
         replace_keys=replace_keys,
-        counts={"nodes": int(new_nodes), "edges": result.new_rows, "log": result.log_events},
+        counts={
+            "nodes": int(new_nodes),
+            "edges": result.new_rows + (linked.rows if linked else 0),
+            "log": result.log_events,
+        },
         new_versions=result.new_versions,
         paths=result.paths,
         inputs=(*temp, events, nodes),
+        identity=linked is not None,
     )
 
 
@@ -268,7 +295,9 @@ def ingest_file(
         if extracted.quarantine.num_rows:
             quarantined = pool.submit(warehouse.write_quarantine, batch_id, extracted.quarantine)
         step(STEPS[2])
-        plan = plan_change(engine, warehouse.graph)
+        plan = plan_change(
+            engine, warehouse.graph, identity=IdentitySettings.from_config(config, spec.entity_type)
+        )
         step(STEPS[3])
         try:
             stats: CommitStats = warehouse.graph.commit(

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from aag.config import Config
 from aag.engine.base import Engine
+from aag.identity import SAME_AS_REL
 
 #: Canonical customer attributes (SPEC §6), in profile column order.
 CUSTOMER_ATTRIBUTES: tuple[str, ...] = (
@@ -38,18 +39,22 @@ RULE_TEXT = (
     "then the more trusted source (lower priority number), then source name and value id"
 )
 
+# The values of all records of one customer compete: a record's values count for the
+# survivor its SAME_AS edge points at (identity), or for itself.
 _RANKED = f"""
 SELECT c.*, row_number() OVER (
            PARTITION BY entity_id, rel_type ORDER BY {WINNER_ORDER}) AS rank,
        count(*) OVER (PARTITION BY entity_id, rel_type) AS competing_values
 FROM (
-    SELECT e.source_node_id AS entity_id, e.rel_type, e.target_node_id, n.value,
+    SELECT coalesce(m.survivor, e.source_node_id) AS entity_id, e.rel_type, e.target_node_id, n.value,
            e.updated_at, e.confidence, e.source_system, e.source_event_id,
            coalesce(p.priority, 1000000) AS priority
     FROM res_edges e
     JOIN res_nodes n ON n.node_id = e.target_node_id
     LEFT JOIN res_priorities p ON p.source_system = e.source_system
-    WHERE e.is_current
+    LEFT JOIN (SELECT source_node_id AS member, target_node_id AS survivor FROM res_edges
+               WHERE rel_type = '{SAME_AS_REL}' AND is_current) m ON m.member = e.source_node_id
+    WHERE e.is_current AND e.rel_type <> '{SAME_AS_REL}'
 ) c
 """
 

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aag.delta import delete_matching
 from aag.engine import make_engine
 from aag.engine.base import Engine
 from aag.errors import InputError, NotFoundError
+from aag.identity import SAME_AS_REL
 from aag.ids import value_node_id
 from aag.normalize import normalise
 from aag.pipeline import BatchReport, ingest_file
@@ -34,6 +36,7 @@ EXPORT_MODELS = (
     "relationships",
     "customer_profile_v1",
     "customer_profile_v2",
+    "customer_identity",
     "quarantine",
     "batches",
 )
@@ -103,10 +106,30 @@ class AagService:
         return reports
 
     # -- reading -------------------------------------------------------------------------
-    def _edges_of(self, entity_id: str) -> pa.Table:
+    def _edges_of(self, *entity_ids: str) -> pa.Table:
+        quoted = ", ".join(_q(e) for e in sorted(set(entity_ids)))
         return self.warehouse.io.read(
-            self.warehouse.graph.relationships_uri, "*", f"source_node_id = {_q(entity_id)}"
+            self.warehouse.graph.relationships_uri, "*", f"source_node_id IN ({quoted})"
         )
+
+    def survivor(self, entity_id: str) -> str:
+        """The customer id of an entity: the survivor of its identity cluster (or itself)."""
+        found = self.warehouse.io.read(
+            self.warehouse.graph.relationships_uri,
+            "target_node_id",
+            f"source_node_id = {_q(entity_id)} AND rel_type = '{SAME_AS_REL}' AND is_current",
+        )
+        return str(found.column(0)[0].as_py()) if found.num_rows else entity_id
+
+    def members(self, customer_id: str) -> list[str]:
+        """Every record entity of a customer: the survivor first, then its SAME_AS members."""
+        survivor = self.survivor(customer_id)
+        found = self.warehouse.io.read(
+            self.warehouse.graph.relationships_uri,
+            "source_node_id",
+            f"target_node_id = {_q(survivor)} AND rel_type = '{SAME_AS_REL}' AND is_current",
+        )
+        return [survivor, *sorted(set(found.column(0).to_pylist()))]
 
     def _nodes_by_id(self, ids: list[str]) -> pa.Table:
         if not ids:
@@ -147,25 +170,26 @@ class AagService:
         if edges.num_rows == 0:
             raise NotFoundError(f"no record {source_id!r} from {source_system} in the graph")
         rows = sorted(edges.to_pylist(), key=lambda r: (not r["is_current"], r["updated_at"]))
-        return str(rows[0]["source_node_id"])
+        return self.survivor(str(rows[0]["source_node_id"]))
 
-    def _ranked_for(self, customer_id: str) -> tuple[pa.Table, pa.Table, pa.Table]:
+    def _customer_edges(self, customer_id: str) -> tuple[str, pa.Table, pa.Table]:
+        """Survivor id, the edges of all the customer's records, and the nodes they reach."""
         self.warehouse.require()
         if not self.customer_exists(customer_id):
             raise NotFoundError(f"no customer {customer_id!r} in the graph")
-        edges = self._edges_of(customer_id)
+        members = self.members(customer_id)
+        edges = self._edges_of(*members)
         nodes = self._nodes_by_id(edges.column("target_node_id").to_pylist())
-        ranked = ranked_values(self.engine, edges, nodes, self.warehouse.config)
-        return ranked, edges, nodes
+        return members[0], edges, nodes
 
     def profile(self, customer_id: str, version: int = 2) -> dict[str, Any]:
-        """The resolved profile of one customer (v1 or v2 shape)."""
-        self.warehouse.require()
-        if not self.customer_exists(customer_id):
-            raise NotFoundError(f"no customer {customer_id!r} in the graph")
-        edges = self._edges_of(customer_id)
-        nodes = self._nodes_by_id(edges.column("target_node_id").to_pylist())
-        one = pa.table({"node_id": pa.array([customer_id], pa.string())})
+        """The resolved profile of one customer (v1 or v2 shape).
+
+        Any record id of the customer (a merged-away customer id included) gives the
+        profile of the cluster's survivor, whose id is the profile's ``customer_id``.
+        """
+        survivor, edges, nodes = self._customer_edges(customer_id)
+        one = pa.table({"node_id": pa.array([survivor], pa.string())})
         table = profiles(self.engine, edges, nodes, one, self.warehouse.config, version)
         row: dict[str, Any] = table.to_pylist()[0]
         return row
@@ -176,17 +200,18 @@ class AagService:
         if attribute not in rel_types:
             raise NotFoundError(f"unknown attribute {attribute!r}; known: {', '.join(sorted(rel_types))}")
         rel_type = rel_types[attribute]
-        ranked, edges, nodes = self._ranked_for(customer_id)
+        survivor, edges, nodes = self._customer_edges(customer_id)
+        ranked = ranked_values(self.engine, edges, nodes, self.warehouse.config)
         flat = flatten_edges(edges)
         values = dict(
             zip(nodes.column("node_id").to_pylist(), nodes.column("value").to_pylist(), strict=True)
         )
-        mine = flat.filter(pa.compute.equal(flat.column("rel_type"), rel_type))
+        mine = flat.filter(pc.equal(flat.column("rel_type"), rel_type))
         history = mine.append_column(
             "value",
             pa.array([values.get(t) for t in mine.column("target_node_id").to_pylist()], pa.string()),
         )
-        return explain(ranked, history, customer_id, attribute, rel_type)
+        return explain(ranked, history, survivor, attribute, rel_type)
 
     def customer_profiles(self, version: int) -> pa.Table:
         """Profiles of every customer (the embedded stand-in for the gold model)."""
@@ -195,7 +220,59 @@ class AagService:
         edges = self.warehouse.io.read(graph.relationships_uri, "*", "is_current")
         nodes = self.warehouse.io.read(graph.nodes_uri, "node_id, value", "value IS NOT NULL")
         customers = self.warehouse.io.read(graph.nodes_uri, "node_id", "node_type = 'customer'")
-        return profiles(self.engine, edges, nodes, customers, self.warehouse.config, version)
+        # Customers are the clusters' survivors: records with a SAME_AS edge are members.
+        con = duck()
+        con.register("cp_edges", edges)
+        con.register("cp_customers", customers)
+        try:
+            survivors = con.sql(
+                "SELECT node_id FROM cp_customers WHERE node_id NOT IN "
+                f"(SELECT source_node_id FROM cp_edges WHERE rel_type = '{SAME_AS_REL}')"
+            ).to_arrow_table()
+        finally:
+            con.unregister("cp_edges")
+            con.unregister("cp_customers")
+        return profiles(self.engine, edges, nodes, survivors, self.warehouse.config, version)
+
+    def identity_map(self) -> pa.Table:
+        """``customer_id, source_system, source_object, source_record_id, record_entity_id``.
+
+        One row per customer source record: which customer each record belongs to.
+        """
+        self.warehouse.require()
+        graph = self.warehouse.graph
+        edges = self.warehouse.io.read(
+            graph.relationships_uri,
+            "source_node_id, target_node_id, rel_type",
+            f"is_current AND rel_type IN ('{SOURCE_RECORD_REL}', '{SAME_AS_REL}')",
+        )
+        records = self.warehouse.io.read(
+            graph.nodes_uri, "node_id, value", f"node_type = '{SOURCE_RECORD_NODE}'"
+        )
+        customers = self.warehouse.io.read(graph.nodes_uri, "node_id", "node_type = 'customer'")
+        con = duck()
+        for name, table in (("im_edges", edges), ("im_records", records), ("im_customers", customers)):
+            con.register(name, table)
+        try:
+            out: pa.Table = con.sql(
+                f"""
+SELECT coalesce(m.target_node_id, r.source_node_id) AS customer_id,
+       split_part(n.value, ':', 1) AS source_system, split_part(n.value, ':', 2) AS source_object,
+       substr(n.value, length(split_part(n.value, ':', 1)) + length(split_part(n.value, ':', 2)) + 3)
+           AS source_record_id,
+       r.source_node_id AS record_entity_id
+FROM im_edges r
+JOIN im_customers c ON c.node_id = r.source_node_id
+JOIN im_records n ON n.node_id = r.target_node_id
+LEFT JOIN im_edges m ON m.source_node_id = r.source_node_id AND m.rel_type = '{SAME_AS_REL}'
+WHERE r.rel_type = '{SOURCE_RECORD_REL}'
+ORDER BY customer_id, source_system, source_object, source_record_id
+"""
+            ).to_arrow_table()
+        finally:
+            for name in ("im_edges", "im_records", "im_customers"):
+                con.unregister(name)
+        return out
 
     def model(self, name: str) -> pa.Table:
         """A table by its export name."""
@@ -211,6 +288,8 @@ class AagService:
             return self.warehouse.batches()
         if name in ("customer_profile_v1", "customer_profile_v2"):
             return self.customer_profiles(int(name[-1]))
+        if name == "customer_identity":
+            return self.identity_map()
         raise NotFoundError(f"unknown model {name!r}; known: {', '.join(EXPORT_MODELS)}")
 
     def export(self, name: str, fmt: str, out: Path) -> int:
@@ -245,10 +324,10 @@ class AagService:
 
     # -- erasure ---------------------------------------------------------------------------
     def erase(self, customer_id: str) -> dict[str, int]:
-        """GDPR erasure of one customer.
+        """GDPR erasure of one customer: every source record of its identity cluster.
 
-        Removes the customer's edges, the values only they used, and their source records'
-        bronze and quarantine rows. Run :meth:`vacuum` to delete the superseded files.
+        Removes the records' edges, the values only they used, and their bronze and
+        quarantine rows. Run :meth:`vacuum` to delete the superseded files.
         """
         self.warehouse.require()
         if not self.customer_exists(customer_id):
@@ -256,25 +335,30 @@ class AagService:
         wh = self.warehouse
         graph = wh.graph
         with wh.writer_lock():
-            edges = self._edges_of(customer_id)
-            targets = sorted(set(edges.column("target_node_id").to_pylist()))
-            record_nodes = self._nodes_by_id(targets)
+            members = self.members(customer_id)
+            edges = self._edges_of(*members)
+            targets = sorted(set(edges.column("target_node_id").to_pylist()) - set(members))
+            own_records = {
+                str(r["target_node_id"]) for r in edges.to_pylist() if r["rel_type"] == SOURCE_RECORD_REL
+            }
+            record_nodes = self._nodes_by_id(sorted(own_records))
             records = [r["value"] for r in record_nodes.to_pylist() if r["node_type"] == SOURCE_RECORD_NODE]
             # Values shared with another entity stay; the rest become unreachable and go.
             shared: set[str] = set()
             if targets:
                 quoted = ", ".join(_q(t) for t in targets)
+                mine = ", ".join(_q(m) for m in members)
                 others = wh.io.read(
                     graph.relationships_uri,
                     "DISTINCT target_node_id",
-                    f"target_node_id IN ({quoted}) AND source_node_id <> {_q(customer_id)}",
+                    f"target_node_id IN ({quoted}) AND source_node_id NOT IN ({mine})",
                 )
                 shared = set(others.column("target_node_id").to_pylist())
-            drop_nodes = [t for t in targets if t not in shared] + [customer_id]
+            drop_nodes = [t for t in targets if t not in shared] + members
             meta = {"aag.operation": "erase"}
-            ids = pa.table({"source_node_id": [customer_id]})
+            ids = pa.table({"source_node_id": members})
             delete_matching(wh.io, graph.relationships_uri, ids, meta)
-            delete_matching(wh.io, graph.relationships_uri, pa.table({"target_node_id": [customer_id]}), meta)
+            delete_matching(wh.io, graph.relationships_uri, pa.table({"target_node_id": members}), meta)
             delete_matching(wh.io, graph.edge_events_uri, ids, meta)
             delete_matching(wh.io, graph.nodes_uri, pa.table({"node_id": drop_nodes}), meta)
             bronze_rows = 0

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from aag.config import PRIORITY_FILE, REGISTRY_FILE, Config, default_config_dir, load_config
+from aag.config import CONFIG_FILES, REGISTRY_FILE, Config, default_config_dir, load_config
 from aag.delta import DeltaIO, is_local, join
 from aag.errors import ConflictError, WarehouseError
 from aag.model import BRONZE_META, LEDGER, QUARANTINE
@@ -116,8 +116,8 @@ class Warehouse:
             # warehouse's own copy, so later commands need no environment variable.
             override = os.environ.get("AAG_CONFIG_DIR")
             origin = Path(override) if override else default_config_dir()
-            for name in (REGISTRY_FILE, PRIORITY_FILE):
-                if not (folder / name).exists():
+            for name in CONFIG_FILES:
+                if not (folder / name).exists() and (origin / name).exists():
                     shutil.copyfile(origin / name, folder / name)
                     created.append(str(folder / name))
         return created

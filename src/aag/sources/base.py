@@ -35,6 +35,8 @@ from aag.rules import ISO_FORMAT
 #: rel_type and node type of the identity edge every record gets.
 SOURCE_RECORD_REL = "HAS_SOURCE_RECORD"
 SOURCE_RECORD_NODE = "source_record"
+#: rel_type of a ``same_as`` field: the record names another object's record.
+REFERS_TO_RECORD_REL = "REFERS_TO_RECORD"
 
 
 def q(identifier: str) -> str:
@@ -93,18 +95,14 @@ class Extractor:
         return f"try_cast({raw} AS TIMESTAMPTZ)"
 
     def entity_key_sql(self) -> str:
-        """SQL for the entity key of a row: a ``same_as`` link if present, else its own."""
+        """SQL for the entity key of a row: one entity per source record.
+
+        Records are never merged by sharing a key; identity (:mod:`aag.identity`) links
+        records into one customer through the identifiers they share.
+        """
         spec = self.spec
-        own = (
-            f"concat({lit(spec.entity_type + '|' + spec.source_system + '|' + spec.source_object + '|')}"
-            ", record_id)"
-        )
-        links = [
-            f"CASE WHEN link{i} IS NOT NULL THEN concat("
-            f"{lit(spec.entity_type + '|' + system + '|' + obj + '|')}, link{i}) END"
-            for i, (system, obj) in enumerate(link.attribute.split(".", 1) for link in spec.same_as)
-        ]
-        return f"coalesce({', '.join([*links, own])})" if links else own
+        prefix = f"{spec.entity_type}|{spec.source_system}|{spec.source_object}|"
+        return f"concat({lit(prefix)}, record_id)"
 
     # -- SQL building ----------------------------------------------------------------
     def _attr_value_sql(self, i: int, row: RegistryRow) -> tuple[str, str]:
@@ -216,7 +214,10 @@ class Extractor:
                 cols.append(f"{rtime} AS t{i}")
                 cols.append("FALSE AS tbad{i}".replace("{i}", str(i)))
         parsed_time = self.time_sql(spec.time_field) if spec.time_field else "CAST(NULL AS TIMESTAMPTZ)"
-        hash_parts = ", ".join(f"coalesce(v{i}, '')" for i in range(len(spec.attributes)))
+        hash_parts = ", ".join(
+            [f"coalesce(v{i}, '')" for i in range(len(spec.attributes))]
+            + [f"coalesce(link{i}, '')" for i in range(len(spec.same_as))]
+        )
         select = ",\n    ".join(cols)
         # Ids and event ids are computed once per row here, not once per use below.
         prefix = lit(spec.source_system + ":" + spec.source_object + ":")
@@ -225,6 +226,14 @@ class Extractor:
             f"concat({prefix}, record_id) AS ident_value",
             f"{value_node_id_sql(lit(SOURCE_RECORD_NODE), f'concat({prefix}, record_id)')} AS ident_node",
         ]
+        for i, link in enumerate(spec.same_as):
+            system, obj = link.attribute.split(".", 1)
+            value = f"concat({lit(system + ':' + obj + ':')}, link{i})"
+            derived.append(f"CASE WHEN link{i} IS NOT NULL THEN {value} END AS link_value{i}")
+            derived.append(
+                f"CASE WHEN link{i} IS NOT NULL THEN {value_node_id_sql(lit(SOURCE_RECORD_NODE), value)} END "
+                f"AS link_node{i}"
+            )
         # Fields stamped with the record time share one event id: the record version.
         derived.append(f"concat({prefix}, record_id, ':', rt_iso, ':', substr(row_hash, 1, 12)) AS e_rt")
         for i, row in enumerate(spec.attributes):
@@ -282,12 +291,19 @@ FROM (
         # The identity edge starts when the record is first seen: its record time, or for
         # purely field-level objects the earliest field time.
         field_times = ", ".join(f"t{i}" for i in range(len(spec.attributes))) or "NULL"
+        seen = f"coalesce(record_time, least({field_times}))"
         branches.append(
             f"SELECT entity_id, {lit(SOURCE_RECORD_REL)}, {lit(spec.source_system)}, ident_node, "
-            f"coalesce(record_time, least({field_times})), "
-            f"ident_value, CAST(1.0 AS FLOAT), {lit(spec.id_field)}, {lit(batch_id)} "
+            f"{seen}, ident_value, CAST(1.0 AS FLOAT), {lit(spec.id_field)}, {lit(batch_id)} "
             f"FROM ex_rows WHERE row_error IS NULL"
         )
+        # A same_as field is a record-level fact like any other: emptied, it removes the link.
+        for i, link in enumerate(spec.same_as):
+            branches.append(
+                f"SELECT entity_id, {lit(REFERS_TO_RECORD_REL)}, {lit(spec.source_system)}, "
+                f"CASE WHEN is_deleted THEN NULL ELSE link_node{i} END, {seen}, e_rt, CAST(1.0 AS FLOAT), "
+                f"{lit(link.source_field)}, {lit(batch_id)} FROM ex_rows WHERE row_error IS NULL"
+            )
         return "\nUNION ALL\n".join(branches)
 
     def nodes_sql(self, now_sql: str) -> str:
@@ -306,8 +322,12 @@ FROM (
         values.append(
             f"SELECT ident_node, {lit(SOURCE_RECORD_NODE)}, ident_value FROM ex_rows WHERE row_error IS NULL"
         )
+        for i in range(len(spec.same_as)):
+            values.append(
+                f"SELECT link_node{i}, {lit(SOURCE_RECORD_NODE)}, link_value{i} FROM ex_rows "
+                f"WHERE row_error IS NULL AND link_node{i} IS NOT NULL AND NOT is_deleted"
+            )
         # Value nodes are content-addressed: equal ids are equal rows, so DISTINCT suffices.
-        # An entity can be reached from several records (same_as), so it is grouped by id.
         return f"""
 SELECT node_id, node_type, value, sha256(value) AS checksum, {now_sql} AS created_at,
     CAST(NULL AS MAP(VARCHAR, VARCHAR)) AS properties

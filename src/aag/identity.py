@@ -1,0 +1,415 @@
+"""Identity (SPEC §8): which source records are one customer.
+
+Every source record has its own entity node, and its attribute edges hang from it,
+so each record keeps its own field history (two CRM duplicates never interleave
+their events under one edge key). Records become one customer through the values
+they share on *identifier* edges (``identity_rules.csv``: normalised email, a record's
+own id, a ``same_as`` field naming another record). The records connected that way
+form a cluster; its **survivor** is the record seen first in its source (earliest
+``HAS_SOURCE_RECORD`` time, then lowest id), and the survivor's id is the customer id.
+
+The cluster is stored in the same two tables: every other member has one current
+``member -[SAME_AS]-> survivor`` edge (``source_system = 'aag'``). These edges are
+derived state, recomputed for the clusters a batch touches: when a batch links two
+customers, the younger survivor gets a ``SAME_AS`` edge to the older one (the merge
+is recorded in the graph and the old customer id keeps resolving), and every
+attribute edge of both stays where it was, history included.
+
+A value node links nothing when more than ``max_records_per_source`` records of one
+source system point at it, or when it is on ``identity_blocklist.csv``: a shared
+placeholder must not glue strangers together.
+
+Because clusters are a function of the current identifier edges, any order of
+batches gives the same clusters and survivors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from aag.config import Config
+from aag.engine.base import Engine
+from aag.ids import value_node_id
+from aag.normalize import normalise
+from aag.rules import ISO_FORMAT
+from aag.sources.base import SOURCE_RECORD_REL, lit
+from aag.store import GraphStore
+
+#: rel_type of the derived cluster edges (member → survivor).
+SAME_AS_REL = "SAME_AS"
+#: ``source_system`` of edges AAG derives itself.
+IDENTITY_SYSTEM = "aag"
+
+#: Engine tables holding the identity change (left for the commit, dropped on release).
+ID_KEYS = "identity_out_keys"
+ID_ROWS = "identity_out_rows"
+
+_WORK = (
+    "id_edges",
+    "id_pre",
+    "id_follow",
+    "id_same",
+    "id_ents",
+    "id_nodes",
+    "id_typed",
+    "id_blocked",
+    "id_scan",
+    "id_new",
+    "id_links",
+    "id_rank",
+    "id_lab",
+    "id_lab_next",
+    "id_nodelab",
+    "id_desired",
+)
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """The identity rules that apply to one entity type."""
+
+    entity_type: str
+    #: rel_type → max records per source system sharing one target.
+    limits: dict[str, int]
+    blocked_node_ids: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: Config, entity_type: str) -> IdentitySettings | None:
+        """Settings for ``entity_type``, or None when no rule applies to it."""
+        limits = {
+            r.rel_type: r.max_records_per_source
+            for r in config.identity_rules
+            if r.entity_type == entity_type
+        }
+        if not limits:
+            return None
+        blocked = []
+        for row in config.blocklist:
+            value = normalise(config.normaliser_of(row.node_type), row.value)
+            if value:
+                blocked.append(value_node_id(row.node_type, value))
+        return cls(entity_type=entity_type, limits=limits, blocked_node_ids=tuple(sorted(set(blocked))))
+
+    @property
+    def rel_types(self) -> list[str]:
+        """Identifier rel_types (sorted)."""
+        return sorted(self.limits)
+
+    @property
+    def scanned_rel_types(self) -> list[str]:
+        """What the closure reads: identifiers, the record edge (first-seen time), SAME_AS."""
+        return sorted({*self.limits, SOURCE_RECORD_REL, SAME_AS_REL})
+
+
+@dataclass
+class IdentityResult:
+    """What identity changes for one batch (rows left in the engine)."""
+
+    keys: int
+    rows: int
+    #: Entities whose cluster was recomputed.
+    closure: int
+    #: Records that now point at a different survivor (or at none).
+    relinked: int
+
+
+def _in(values: list[str]) -> str:
+    return ", ".join(lit(v) for v in values) or "NULL"
+
+
+def _flat(source: str, settings: IdentitySettings, replaced: str | None) -> str:
+    """Current identifier and SAME_AS rows of ``source`` (relationships shape).
+
+    With ``replaced``, stored rows of keys the batch replaces are left out: their rows
+    after the batch come from the batch's own output.
+    """
+    keep = (
+        f"""AND NOT EXISTS (SELECT 1 FROM {replaced} k WHERE k.source_node_id = s.source_node_id
+                  AND k.rel_type = s.rel_type AND k.source_system = s.source_system)"""
+        if replaced
+        else ""
+    )
+    return f"""
+SELECT s.source_node_id AS src, s.rel_type AS rel, s.source_system AS sys,
+       s.target_node_id AS tgt, s.updated_at
+FROM {source} s
+WHERE s.is_current AND s.rel_type IN ({_in(settings.scanned_rel_types)}) {keep}
+"""
+
+
+def _add_edges(engine: Engine, sql: str) -> None:
+    """Append rows to ``id_edges`` (identifier edges) and ``id_same`` (SAME_AS edges)."""
+    engine.materialize("id_new", sql)
+    engine.materialize(
+        "id_next",
+        f"SELECT * FROM id_edges UNION SELECT * FROM id_new WHERE rel <> {lit(SAME_AS_REL)}",
+    )
+    engine.materialize("id_edges", "SELECT * FROM id_next")
+    engine.materialize(
+        "id_next",
+        f"SELECT * FROM id_same UNION SELECT src, tgt FROM id_new WHERE rel = {lit(SAME_AS_REL)}",
+    )
+    engine.materialize("id_same", "SELECT * FROM id_next")
+    engine.drop("id_next")
+    engine.drop("id_new")
+
+
+def _scan(
+    engine: Engine, store: GraphStore, column: str, ids_sql: str, settings: IdentitySettings, replaced: str
+) -> int:
+    """Read the store's current rows whose ``column`` is in ``ids_sql`` into the work set."""
+    ids = engine.query(ids_sql)
+    if ids.num_rows == 0:
+        return 0
+    engine.register(
+        "id_scan", store.scan_current_edges(column, ids.rename_columns(["id"]), settings.scanned_rel_types)
+    )
+    try:
+        engine.materialize("id_scan_rows", f"SELECT * FROM id_scan WHERE {column} IN ({ids_sql})")
+    finally:
+        engine.drop("id_scan")
+    _add_edges(engine, _flat("id_scan_rows", settings, replaced))
+    if column == "target_node_id":
+        # The same nodes' edges as they were before the batch: a node the batch made
+        # over-shared (or usable) changes the clusters of every record pointing at it.
+        engine.materialize(
+            "id_next",
+            "SELECT * FROM id_pre UNION SELECT src, rel, sys, tgt, updated_at FROM "
+            f"({_flat('id_scan_rows', settings, None)}) f",
+        )
+        engine.materialize("id_pre", "SELECT * FROM id_next")
+        engine.drop("id_next")
+    engine.drop("id_scan_rows")
+    return int(ids.num_rows)
+
+
+def _usable_sql(settings: IdentitySettings, edges: str = "id_edges") -> str:
+    """Identifier nodes that link records: fully known, shared, not over-shared, not blocked.
+
+    ``edges`` is ``id_edges`` (after the batch) or ``id_pre`` (before it).
+    """
+    limit = " ".join(f"WHEN {lit(rel)} THEN {n}" for rel, n in sorted(settings.limits.items()))
+    return f"""
+SELECT tgt FROM (
+    SELECT tgt, sys, count(DISTINCT src) AS n, min(CASE rel {limit} END) AS lim
+    FROM {edges}
+    WHERE rel IN ({_in(settings.rel_types)}) AND src IN (SELECT id FROM id_typed)
+      AND tgt IN (SELECT id FROM id_nodes) AND tgt NOT IN (SELECT id FROM id_blocked)
+    GROUP BY tgt, sys
+) c
+GROUP BY tgt
+HAVING sum(n) >= 2 AND max(CASE WHEN n > lim THEN 1 ELSE 0 END) = 0
+"""
+
+
+def resolve_identity(
+    engine: Engine,
+    store: GraphStore,
+    settings: IdentitySettings,
+    batch_entities: str,
+    batch_rows: str,
+    replaced_keys: str,
+    existing_rows: str,
+) -> IdentityResult:
+    """Recompute the clusters a batch touches; leave the SAME_AS change in the engine.
+
+    Args:
+        engine: Engine holding the batch.
+        store: The graph as it was before the batch.
+        settings: Identity rules of the batch's entity type.
+        batch_entities: Engine table (``source_node_id``) of the batch's records.
+        batch_rows: Engine table of the relationships rows the batch writes.
+        replaced_keys: Engine table of the keys whose stored rows the batch replaces.
+        existing_rows: Engine table of the stored rows of ``batch_entities``.
+
+    Returns:
+        Counts; :data:`ID_KEYS` (keys to replace) and :data:`ID_ROWS` (relationships rows
+        to write) stay in the engine until :func:`release_identity`.
+    """
+    try:
+        return _resolve(engine, store, settings, batch_entities, batch_rows, replaced_keys, existing_rows)
+    except BaseException:
+        release_identity(engine)
+        raise
+
+
+def _resolve(
+    engine: Engine,
+    store: GraphStore,
+    settings: IdentitySettings,
+    batch_entities: str,
+    batch_rows: str,
+    replaced_keys: str,
+    existing_rows: str,
+) -> IdentityResult:
+    engine.register("id_blocked", pa.table({"id": pa.array(settings.blocked_node_ids, pa.string())}))
+    # Records of other entity types never join a cluster, whatever they share.
+    engine.register("id_store_typed", store.scan_node_ids([settings.entity_type]))
+    engine.materialize(
+        "id_typed",
+        f"SELECT node_id AS id FROM id_store_typed UNION SELECT source_node_id FROM {batch_entities}",
+    )
+    engine.drop("id_store_typed")
+    empty = (
+        "SELECT CAST(NULL AS VARCHAR) AS src, CAST(NULL AS VARCHAR) AS rel, CAST(NULL AS VARCHAR) AS sys, "
+        "CAST(NULL AS VARCHAR) AS tgt, CAST(NULL AS TIMESTAMPTZ) AS updated_at WHERE FALSE"
+    )
+    engine.materialize("id_edges", empty)
+    engine.materialize("id_same", "SELECT src, tgt FROM id_edges")
+    engine.materialize("id_ents", f"SELECT DISTINCT source_node_id AS id FROM {batch_entities}")
+    engine.materialize("id_nodes", "SELECT src AS id FROM id_edges")
+    engine.materialize("id_pre", "SELECT * FROM id_edges")
+    # The batch's own rows, then the stored rows of its records that it leaves in place.
+    _add_edges(engine, _flat(batch_rows, settings, None))
+    _add_edges(engine, _flat(existing_rows, settings, replaced_keys))
+    # Breadth-first closure: identifier nodes → every record pointing at them → their
+    # identifiers and cluster mates, until nothing new turns up. Over-shared nodes are
+    # counted but not followed.
+    fresh_ents = "SELECT id FROM id_ents"
+    rels = _in(settings.rel_types)
+    while True:
+        fresh_nodes = (
+            f"SELECT DISTINCT tgt AS id FROM id_edges WHERE rel IN ({rels}) "
+            "AND src IN (SELECT id FROM id_ents) AND src IN (SELECT id FROM id_typed) "
+            "AND tgt NOT IN (SELECT id FROM id_nodes) AND tgt NOT IN (SELECT id FROM id_blocked)"
+        )
+        engine.materialize("id_fresh", f"{fresh_nodes} UNION {fresh_ents}")
+        _scan(engine, store, "target_node_id", "SELECT id FROM id_fresh", settings, replaced_keys)
+        engine.materialize("id_next", "SELECT id FROM id_nodes UNION SELECT id FROM id_fresh")
+        engine.materialize("id_nodes", "SELECT id FROM id_next")
+        # Followed: nodes that link records after the batch, or did before it.
+        engine.materialize("id_follow", f"{_usable_sql(settings)} UNION {_usable_sql(settings, 'id_pre')}")
+        engine.materialize(
+            "id_grow",
+            """
+SELECT id FROM (
+    SELECT src AS id FROM id_edges WHERE tgt IN (SELECT tgt FROM id_follow)
+    UNION SELECT src FROM id_pre WHERE tgt IN (SELECT tgt FROM id_follow)
+    UNION SELECT src FROM id_same UNION SELECT tgt FROM id_same
+) g
+WHERE id IN (SELECT id FROM id_typed) AND id NOT IN (SELECT id FROM id_ents)
+""",
+        )
+        grown = _scan(engine, store, "source_node_id", "SELECT id FROM id_grow", settings, replaced_keys)
+        engine.materialize("id_next", "SELECT id FROM id_ents UNION SELECT id FROM id_grow")
+        engine.materialize("id_ents", "SELECT id FROM id_next")
+        if grown == 0:
+            break
+        fresh_ents = "SELECT id FROM id_grow"
+    for name in ("id_fresh", "id_grow", "id_next"):
+        engine.drop(name)
+    _label(engine, settings)
+    now_same = f"""
+SELECT s.src AS source_node_id, {lit(SAME_AS_REL)} AS rel_type, {lit(IDENTITY_SYSTEM)} AS source_system,
+       s.tgt AS old_survivor, d.survivor
+FROM id_same s LEFT JOIN id_desired d ON d.member = s.src
+"""
+    engine.materialize(
+        ID_KEYS,
+        f"SELECT source_node_id, rel_type, source_system FROM ({now_same}) c "
+        "WHERE survivor IS NULL OR survivor <> old_survivor",
+    )
+    engine.materialize(
+        ID_ROWS,
+        f"""
+SELECT d.member AS source_node_id, d.survivor AS target_node_id, {lit(SAME_AS_REL)} AS rel_type,
+       d.linked_at AS updated_at, CAST(1.0 AS FLOAT) AS confidence, TRUE AS is_current,
+       {lit(IDENTITY_SYSTEM)} AS source_system,
+       concat('identity:', d.survivor) AS source_event_id,
+       MAP(['survivor_first_seen', 'member_first_seen'],
+           [strftime(d.survivor_seen, '{ISO_FORMAT}'), strftime(d.member_seen, '{ISO_FORMAT}')]) AS properties
+FROM id_desired d
+WHERE NOT EXISTS (SELECT 1 FROM id_same s WHERE s.src = d.member AND s.tgt = d.survivor)
+""",
+    )
+    counts = engine.query(
+        f"SELECT (SELECT count(*) FROM {ID_KEYS}) AS k, (SELECT count(*) FROM {ID_ROWS}) AS r, "
+        "(SELECT count(*) FROM id_ents) AS c"
+    ).to_pylist()[0]
+    for name in _WORK:
+        engine.drop(name)
+    return IdentityResult(
+        keys=int(counts["k"]),
+        rows=int(counts["r"]),
+        closure=int(counts["c"]),
+        relinked=int(counts["k"]) + int(counts["r"]),
+    )
+
+
+def _label(engine: Engine, settings: IdentitySettings) -> None:
+    """Connected components of the linked records (``id_desired``: member → survivor).
+
+    Label propagation over record–identifier links: each record starts with its rank
+    (first seen, then id) and takes the smallest label among records sharing a node,
+    until nothing changes; the number of rounds is the clusters' diameter, small for
+    customer data.
+    """
+    engine.materialize(
+        "id_links",
+        f"SELECT DISTINCT src, tgt FROM id_edges WHERE rel IN ({_in(settings.rel_types)}) "
+        f"AND src IN (SELECT id FROM id_ents) AND src IN (SELECT id FROM id_typed) "
+        f"AND tgt IN ({_usable_sql(settings)})",
+    )
+    engine.materialize(
+        "id_rank",
+        f"""
+SELECT e.id, min(r.updated_at) AS first_seen,
+       row_number() OVER (ORDER BY min(r.updated_at) NULLS LAST, e.id) AS rnk
+FROM (SELECT DISTINCT src AS id FROM id_links) e
+LEFT JOIN id_edges r ON r.src = e.id AND r.rel = {lit(SOURCE_RECORD_REL)}
+GROUP BY e.id
+""",
+    )
+    engine.materialize("id_lab", "SELECT id, rnk AS label FROM id_rank")
+    while True:
+        engine.materialize(
+            "id_nodelab",
+            "SELECT k.tgt, min(l.label) AS label FROM id_links k JOIN id_lab l ON l.id = k.src "
+            "GROUP BY k.tgt",
+        )
+        engine.materialize(
+            "id_lab_next",
+            "SELECT k.src AS id, min(n.label) AS label FROM id_links k JOIN id_nodelab n ON n.tgt = k.tgt "
+            "GROUP BY k.src",
+        )
+        changed = (
+            engine.query(
+                "SELECT count(*) AS n FROM id_lab_next x JOIN id_lab l ON l.id = x.id "
+                "WHERE x.label <> l.label"
+            )
+            .column(0)[0]
+            .as_py()
+        )
+        engine.materialize("id_lab", "SELECT * FROM id_lab_next")
+        if not changed:
+            break
+    engine.materialize(
+        "id_desired",
+        """
+SELECT m.id AS member, s.id AS survivor, m.first_seen AS member_seen, s.first_seen AS survivor_seen,
+       CASE WHEN m.first_seen IS NULL THEN s.first_seen
+            WHEN s.first_seen IS NULL THEN m.first_seen
+            ELSE greatest(m.first_seen, s.first_seen) END AS linked_at
+FROM id_lab l
+JOIN id_rank m ON m.id = l.id
+JOIN id_rank s ON s.rnk = l.label
+WHERE m.id <> s.id
+""",
+    )
+
+
+def release_identity(engine: Engine) -> None:
+    """Drop the identity change and its work tables."""
+    for name in (
+        ID_KEYS,
+        ID_ROWS,
+        *_WORK,
+        "id_fresh",
+        "id_grow",
+        "id_next",
+        "id_scan_rows",
+        "id_store_typed",
+    ):
+        engine.drop(name)

@@ -1,0 +1,294 @@
+"""Identity (SPEC §8) on real Delta tables: linking, guards, merges, splits, stable ids."""
+
+from __future__ import annotations
+
+import json
+from itertools import permutations
+from pathlib import Path
+
+import pytest
+
+from aag.identity import SAME_AS_REL
+from aag.service import AagService
+
+SF_A = "0035g00000IdentAAA"
+
+
+def _write(folder: Path, name: str, rows: list[dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def sf(record_id: str, email: str, when: str, **kw) -> dict:
+    row = {
+        "Id": record_id,
+        "FirstName": "Ana",
+        "LastName": "Lima",
+        "Email": email,
+        "Phone": "+49 30 1234567",
+        "LastModifiedDate": when,
+        "IsDeleted": False,
+    }
+    row.update(kw)
+    return row
+
+
+def shop(record_id: int, email: str, when: str, **kw) -> dict:
+    row = {"id": record_id, "email": email, "phone": "+49 30 7654321", "updated_at": when}
+    row.update(kw)
+    return row
+
+
+def zd(record_id: int, email: str, when: str, external_id: str | None = None) -> dict:
+    return {
+        "id": record_id,
+        "name": "Ana Lima",
+        "email": email,
+        "external_id": external_id,
+        "updated_at": when,
+    }
+
+
+@pytest.fixture
+def svc(tmp_path) -> AagService:
+    service = AagService(str(tmp_path / "wh"))
+    service.init()
+    return service
+
+
+def _same_as(svc: AagService) -> set[tuple[str, str]]:
+    rel = svc.warehouse.graph.relationships().to_pylist()
+    current = [r for r in rel if r["rel_type"] == SAME_AS_REL]
+    assert all(r["is_current"] for r in current), "SAME_AS edges are derived state: only current rows"
+    return {(r["source_node_id"], r["target_node_id"]) for r in current}
+
+
+def test_records_sharing_an_email_become_one_customer(svc, tmp_path):
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [_write(tmp_path, "sf.jsonl", [sf(SF_A, "Ana@Example.com", "2024-01-01T00:00:00Z")])],
+    )
+    svc.ingest(
+        "shopify",
+        "customers",
+        [_write(tmp_path, "sh.jsonl", [shop(77, " ana@example.COM ", "2025-06-01T00:00:00Z")])],
+    )
+    from_sf = svc.find_customer("salesforce", SF_A)
+    from_shop = svc.find_customer("shopify", "77")
+    assert from_sf == from_shop
+    profile = svc.profile(from_shop)
+    # Both records' values compete: the shop's phone is newer than the CRM's.
+    assert profile["customer_id"] == from_sf
+    assert profile["phone"] == "+49307654321" and profile["phone_source"] == "shopify"
+    assert profile["first_name"] == "Ana"
+    # The record seen first in its source (Salesforce, 2024) is the survivor.
+    assert len(_same_as(svc)) == 1
+    ident = svc.identity_map().to_pylist()
+    assert {(r["source_system"], r["source_record_id"]) for r in ident} == {
+        ("salesforce", SF_A),
+        ("shopify", "77"),
+    }
+    assert {r["customer_id"] for r in ident} == {from_sf}
+    assert svc.customer_profiles(1).num_rows == 1
+
+
+def test_over_shared_email_links_nothing_but_a_duplicate_still_joins(svc, tmp_path):
+    shared = "family@example.org"
+    svc.ingest(
+        "salesforce", "Contact", [_write(tmp_path, "sf.jsonl", [sf(SF_A, shared, "2024-01-01T00:00:00Z")])]
+    )
+    # One duplicate in the shop (two records): within the default limit of 2 per source.
+    svc.ingest(
+        "shopify",
+        "customers",
+        [
+            _write(
+                tmp_path,
+                "s1.jsonl",
+                [shop(1, shared, "2025-01-01T00:00:00Z"), shop(2, shared, "2025-01-02T00:00:00Z")],
+            )
+        ],
+    )
+    assert (
+        svc.find_customer("shopify", "1")
+        == svc.find_customer("shopify", "2")
+        == svc.find_customer("salesforce", SF_A)
+    )
+    # A third shop record with the same address: the value is now over-shared and glues nobody.
+    svc.ingest(
+        "shopify", "customers", [_write(tmp_path, "s2.jsonl", [shop(3, shared, "2025-01-03T00:00:00Z")])]
+    )
+    ids = {svc.find_customer("shopify", str(i)) for i in (1, 2, 3)} | {svc.find_customer("salesforce", SF_A)}
+    assert len(ids) == 4
+    assert _same_as(svc) == set()
+    assert svc.customer_profiles(1).num_rows == 4
+
+
+def test_blocklisted_placeholder_links_nothing(svc, tmp_path):
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [_write(tmp_path, "sf.jsonl", [sf(SF_A, "TEST@test.com", "2024-01-01T00:00:00Z")])],
+    )
+    svc.ingest(
+        "shopify",
+        "customers",
+        [_write(tmp_path, "sh.jsonl", [shop(9, "test@test.com", "2025-01-01T00:00:00Z")])],
+    )
+    assert svc.find_customer("shopify", "9") != svc.find_customer("salesforce", SF_A)
+
+
+def test_late_link_merges_two_customers_keeping_history(svc, tmp_path):
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [_write(tmp_path, "sf.jsonl", [sf(SF_A, "ana@work.example", "2024-01-01T00:00:00Z")])],
+    )
+    svc.ingest(
+        "shopify",
+        "customers",
+        [
+            _write(tmp_path, "s1.jsonl", [shop(5, "ana@home.example", "2025-01-01T00:00:00Z")]),
+            _write(
+                tmp_path,
+                "s2.jsonl",
+                [shop(5, "ana@home.example", "2025-02-01T00:00:00Z", phone="+49 30 1111111")],
+            ),
+        ],
+    )
+    # Two customers so far, and a Zendesk record that joins the shop customer by email.
+    svc.ingest(
+        "zendesk",
+        "users",
+        [_write(tmp_path, "z1.jsonl", [zd(42, "ana@home.example", "2025-03-01T00:00:00Z")])],
+    )
+    shop_customer = svc.find_customer("shopify", "5")
+    crm_customer = svc.find_customer("salesforce", SF_A)
+    assert shop_customer != crm_customer
+    assert svc.find_customer("zendesk", "42") == shop_customer
+    versions_before = [
+        r for r in svc.warehouse.graph.relationships().to_pylist() if r["rel_type"] != SAME_AS_REL
+    ]
+
+    # The agent fills in the Salesforce id: the two customers are one person.
+    svc.ingest(
+        "zendesk",
+        "users",
+        [_write(tmp_path, "z2.jsonl", [zd(42, "ana@home.example", "2025-04-01T00:00:00Z", SF_A)])],
+    )
+    survivor = svc.find_customer("zendesk", "42")
+    assert survivor == crm_customer == svc.find_customer("shopify", "5")
+    # The merged-away customer id still resolves, to the survivor's profile.
+    assert svc.profile(shop_customer)["customer_id"] == survivor
+    links = _same_as(svc)
+    assert (shop_customer, survivor) in links
+    assert all(target == survivor for _, target in links) and len(links) == 2
+    # Every attribute version of both customers is still there (nothing re-keyed).
+    after = [r for r in svc.warehouse.graph.relationships().to_pylist() if r["rel_type"] != SAME_AS_REL]
+    shop_phone = [r for r in after if r["rel_type"] == "HAS_PHONE" and r["source_system"] == "shopify"]
+    assert len(shop_phone) == 2 and sum(r["is_current"] for r in shop_phone) == 1
+    assert len(after) >= len(versions_before)
+    assert svc.customer_profiles(2).num_rows == 1
+    explained = svc.explain(shop_customer, "phone").as_dict()
+    assert explained["customer_id"] == survivor
+    assert {loser["source_system"] for loser in explained["losers"]} | {
+        explained["winner"]["source_system"]
+    } == {
+        "salesforce",
+        "shopify",
+    }
+
+    # The link is removed again: the clusters split back, each keeping its own survivor.
+    svc.ingest(
+        "zendesk",
+        "users",
+        [_write(tmp_path, "z3.jsonl", [zd(42, "ana@home.example", "2025-05-01T00:00:00Z")])],
+    )
+    assert svc.find_customer("shopify", "5") == shop_customer
+    assert svc.find_customer("salesforce", SF_A) == crm_customer
+    assert svc.customer_profiles(1).num_rows == 2
+
+
+def _world(folder: Path) -> list[tuple[str, str, Path]]:
+    return [
+        (
+            "salesforce",
+            "Contact",
+            _write(folder, "sf.jsonl", [sf(SF_A, "a@x.example", "2024-05-01T00:00:00Z")]),
+        ),
+        (
+            "shopify",
+            "customers",
+            _write(folder, "sh.jsonl", [shop(1, "b@x.example", "2023-01-01T00:00:00Z")]),
+        ),
+        (
+            "zendesk",
+            "users",
+            _write(
+                folder,
+                "zd.jsonl",
+                [
+                    zd(7, "b@x.example", "2025-01-01T00:00:00Z", SF_A),
+                    zd(8, "c@x.example", "2025-01-01T00:00:00Z"),
+                ],
+            ),
+        ),
+        (
+            "shopify",
+            "customers",
+            _write(folder, "sh2.jsonl", [shop(2, "c@x.example", "2025-02-01T00:00:00Z")]),
+        ),
+    ]
+
+
+def _snapshot(svc: AagService) -> tuple:
+    ident = sorted(tuple(sorted(r.items())) for r in svc.identity_map().to_pylist())
+    profiles = sorted(tuple(sorted(r.items())) for r in svc.customer_profiles(2).to_pylist())
+    return ident, profiles, sorted(_same_as(svc))
+
+
+def test_identity_is_stable_across_rebuilds_and_batch_orders(tmp_path):
+    world = _world(tmp_path / "in")
+    snapshots = []
+    for n, order in enumerate(list(permutations(range(len(world))))[::6]):
+        service = AagService(str(tmp_path / f"wh{n}"))
+        service.init()
+        for i in order:
+            system, obj, path = world[i]
+            service.ingest(system, obj, [path])
+        snapshots.append(_snapshot(service))
+    assert all(s == snapshots[0] for s in snapshots[1:])
+    ident, profiles, links = snapshots[0]
+    # Shopify 1 (first seen 2023) survives: SF joins it through Zendesk 7 (same_as + email).
+    assert len(profiles) == 2 and len(links) == 3
+
+
+def test_erasure_covers_every_record_of_the_customer(svc, tmp_path):
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [_write(tmp_path, "sf.jsonl", [sf(SF_A, "ana@x.example", "2024-01-01T00:00:00Z")])],
+    )
+    svc.ingest(
+        "shopify",
+        "customers",
+        [_write(tmp_path, "sh.jsonl", [shop(3, "ana@x.example", "2025-01-01T00:00:00Z")])],
+    )
+    svc.ingest(
+        "shopify",
+        "customers",
+        [_write(tmp_path, "other.jsonl", [shop(4, "bo@x.example", "2025-01-01T00:00:00Z")])],
+    )
+    customer = svc.find_customer("shopify", "3")
+    members = set(svc.members(customer))
+    assert len(members) == 2
+    result = svc.erase(customer)
+    assert result["source_records"] == 2
+    rel = svc.warehouse.graph.relationships().to_pylist()
+    assert not [r for r in rel if r["source_node_id"] in members or r["target_node_id"] in members]
+    values = {n["value"] for n in svc.warehouse.graph.nodes().to_pylist()}
+    assert "ana@x.example" not in values and "bo@x.example" in values
+    assert [r["source_record_id"] for r in svc.identity_map().to_pylist()] == ["4"]
