@@ -48,6 +48,8 @@ ID_ROWS = "identity_out_rows"
 
 _WORK = (
     "id_edges",
+    "id_batch",
+    "id_cand",
     "id_pre",
     "id_follow",
     "id_same",
@@ -212,6 +214,7 @@ def resolve_identity(
     batch_rows: str,
     replaced_keys: str,
     existing_rows: str,
+    new_nodes: str,
 ) -> IdentityResult:
     """Recompute the clusters a batch touches; leave the SAME_AS change in the engine.
 
@@ -223,13 +226,16 @@ def resolve_identity(
         batch_rows: Engine table of the relationships rows the batch writes.
         replaced_keys: Engine table of the keys whose stored rows the batch replaces.
         existing_rows: Engine table of the stored rows of ``batch_entities``.
+        new_nodes: Engine table (``node_id``) of the batch's nodes the graph does not hold.
 
     Returns:
         Counts; :data:`ID_KEYS` (keys to replace) and :data:`ID_ROWS` (relationships rows
         to write) stay in the engine until :func:`release_identity`.
     """
     try:
-        return _resolve(engine, store, settings, batch_entities, batch_rows, replaced_keys, existing_rows)
+        return _resolve(
+            engine, store, settings, batch_entities, batch_rows, replaced_keys, existing_rows, new_nodes
+        )
     except BaseException:
         release_identity(engine)
         raise
@@ -243,6 +249,7 @@ def _resolve(
     batch_rows: str,
     replaced_keys: str,
     existing_rows: str,
+    new_nodes: str,
 ) -> IdentityResult:
     engine.register("id_blocked", pa.table({"id": pa.array(settings.blocked_node_ids, pa.string())}))
     # Records of other entity types never join a cluster, whatever they share.
@@ -261,13 +268,31 @@ def _resolve(
     engine.materialize("id_ents", f"SELECT DISTINCT source_node_id AS id FROM {batch_entities}")
     engine.materialize("id_nodes", "SELECT src AS id FROM id_edges")
     engine.materialize("id_pre", "SELECT * FROM id_edges")
+    # Most identifiers of a batch can link nothing: a node new to the graph that one
+    # record points at. Only nodes shared inside the batch, nodes the graph already
+    # had, and the nodes the batch's records pointed at before enter the closure (an
+    # initial load of a million records then costs a group-by, not a graph walk).
+    engine.materialize("id_batch", _flat(batch_rows, settings, None))
+    rels = _in(settings.rel_types)
+    engine.materialize(
+        "id_cand",
+        f"""
+SELECT tgt AS id FROM id_batch WHERE rel IN ({rels})
+GROUP BY tgt HAVING count(DISTINCT src) >= 2 OR tgt NOT IN (SELECT node_id FROM {new_nodes})
+UNION
+SELECT target_node_id FROM {existing_rows} WHERE is_current AND rel_type IN ({rels})
+""",
+    )
     # The batch's own rows, then the stored rows of its records that it leaves in place.
-    _add_edges(engine, _flat(batch_rows, settings, None))
+    _add_edges(
+        engine,
+        "SELECT * FROM id_batch WHERE tgt IN (SELECT id FROM id_cand)",
+    )
     _add_edges(engine, _flat(existing_rows, settings, replaced_keys))
     # Breadth-first closure: identifier nodes → every record pointing at them → their
     # identifiers and cluster mates, until nothing new turns up. Over-shared nodes are
-    # counted but not followed.
-    fresh_ents = "SELECT id FROM id_ents"
+    # counted but not followed. A record new to the graph has no stored cluster mates.
+    fresh_ents = f"SELECT id FROM id_ents WHERE id NOT IN (SELECT node_id FROM {new_nodes})"
     rels = _in(settings.rel_types)
     while True:
         fresh_nodes = (
@@ -358,7 +383,9 @@ def _label(engine: Engine, settings: IdentitySettings) -> None:
 SELECT e.id, min(r.updated_at) AS first_seen,
        row_number() OVER (ORDER BY min(r.updated_at) NULLS LAST, e.id) AS rnk
 FROM (SELECT DISTINCT src AS id FROM id_links) e
-LEFT JOIN id_edges r ON r.src = e.id AND r.rel = {lit(SOURCE_RECORD_REL)}
+LEFT JOIN (SELECT src, updated_at FROM id_edges WHERE rel = {lit(SOURCE_RECORD_REL)}
+           UNION ALL
+           SELECT src, updated_at FROM id_batch WHERE rel = {lit(SOURCE_RECORD_REL)}) r ON r.src = e.id
 GROUP BY e.id
 """,
     )

@@ -144,12 +144,6 @@ def plan_change(
         )
         store.scans_done()
         result = apply_edge_rules(engine)
-        linked = None
-        if identity is not None:
-            linked = resolve_identity(
-                engine, store, identity, "batch_entities", OUT_ROWS, OUT_KEYS, "existing_rel"
-            )
-            store.scans_done()
         types = [
             str(t) for t in engine.query(f"SELECT DISTINCT node_type FROM {nodes}").column(0).to_pylist()
         ]
@@ -159,6 +153,12 @@ def plan_change(
             f"SELECT * FROM {nodes} WHERE node_id NOT IN (SELECT node_id FROM store_node_ids)",
         )
         new_nodes = engine.query(f"SELECT count(*) AS n FROM {NEW_NODES}").column(0)[0].as_py()
+        linked = None
+        if identity is not None:
+            linked = resolve_identity(
+                engine, store, identity, "batch_entities", OUT_ROWS, OUT_KEYS, "existing_rel", NEW_NODES
+            )
+            store.scans_done()
         keys_sql = f"SELECT * FROM {OUT_KEYS}"
         if linked is not None:
             keys_sql += f" UNION ALL SELECT * FROM {ID_KEYS}"
