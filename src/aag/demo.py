@@ -10,9 +10,15 @@ changed, so the 09:00 phone wins.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from aag.world import Score, World, generate, score
+
+if TYPE_CHECKING:
+    from aag.service import AagService
 
 DEMO_CONTACT = "0035g00000DemoAAA"
 DEMO_ZENDESK_USER = "9001"
@@ -162,3 +168,33 @@ def record_level_view() -> dict[str, Any]:
                     if attr not in latest or stamp >= latest[attr][0]:
                         latest[attr] = (stamp, row[key])
     return {attr: value for attr, (_, value) in latest.items()}
+
+
+def run_world(
+    service: AagService,
+    folder: Path,
+    people: int,
+    on_file: Callable[[str, str, Path], None] | None = None,
+) -> tuple[Score, World]:
+    """Generate the five-source world, ingest every round, and score both resolutions.
+
+    Args:
+        service: Service on an initialised warehouse.
+        folder: Where the generated files go.
+        people: Number of real customers.
+        on_file: Called before each file is ingested.
+
+    Returns:
+        The score (AAG's field-level profiles vs. latest-record-wins) and the world.
+    """
+    world = generate(folder, people)
+    for system, obj, path in world.files:
+        if on_file:
+            on_file(system, obj, path)
+        service.ingest(system, obj, [path])
+    profiles = {str(row["customer_id"]): row for row in service.customer_profiles(1).to_pylist()}
+    customer_of = {
+        (str(row["source_system"]), str(row["source_record_id"])): str(row["customer_id"])
+        for row in service.identity_map().to_pylist()
+    }
+    return score(world, profiles, customer_of), world

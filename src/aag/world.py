@@ -1,0 +1,498 @@
+"""A generated five-source customer world with known truth.
+
+People live in Salesforce, SAP, Shopify, Zendesk and Segment. Over seven sync
+rounds they change fields in *one* system at a time (a new phone in the shop, a
+move entered by the ERP clerk, a consent click in the CRM), while unrelated
+edits and bulk jobs re-stamp whole records. Each system exports what it holds
+in its own format and with its own notion of time (record-level timestamps,
+SAP's day-precision ``LAEDA``, Shopify's field-level consent time, Segment's
+per-call traits).
+
+Because the generator knows the true current value of every field (the last
+real change), it can score any resolution: :func:`score` compares AAG's
+field-level profiles with a record-level "latest record wins" view built from
+the same files and the same customer clusters, so the difference is the
+resolution rule alone.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aag.normalize import normalise
+
+#: Attributes scored (``full_name`` is left out: only Zendesk and SAP hold it, as one
+#: field, so both views see the same values).
+SCORED = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "street",
+    "city",
+    "postal_code",
+    "country",
+    "email_marketing_consent",
+)
+NORMALISER = {
+    "email": "email",
+    "phone": "phone",
+    "first_name": "text",
+    "last_name": "text",
+    "street": "text",
+    "city": "text",
+    "postal_code": "upper",
+    "country": "country",
+    "email_marketing_consent": "bool",
+}
+
+FIRST = ("Ana", "Ben", "Chloé", "Dev", "Eva", "Femi", "Greta", "Hugo", "Ines", "Jonas", "Kai", "Lea")
+LAST = ("Lima", "Berg", "Novak", "Rossi", "Okafor", "Schmidt", "Dubois", "Tanaka", "Silva", "Weber")
+#: city, postal code, country name (CRM style), ISO code, phone prefix
+PLACES = (
+    ("Berlin", "10115", "Germany", "DE", "+49 30 "),
+    ("München", "80802", "Germany", "DE", "+49 89 "),
+    ("Paris", "75002", "France", "FR", "+33 1 "),
+    ("Wien", "1010", "Austria", "AT", "+43 1 "),
+    ("Madrid", "28013", "Spain", "ES", "+34 91 "),
+    ("London", "sw1a 1aa", "United Kingdom", "GB", "+44 20 "),
+)
+STREETS = ("Hauptstr. 1", "Rue de Rivoli 5", "Gran Vía 12", "Ringstraße 3", "High St 9", "Parkweg 22")
+
+#: Which systems hold which attributes (SPEC §7).
+HOLDS = {
+    "salesforce": {
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "street",
+        "city",
+        "postal_code",
+        "country",
+        "email_marketing_consent",
+    },
+    "sap": {"email", "phone", "full_name", "street", "city", "postal_code", "country"},
+    "shopify": {
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "street",
+        "city",
+        "postal_code",
+        "country",
+        "email_marketing_consent",
+    },
+    "zendesk": {"email", "phone", "full_name"},
+    "segment": {"email", "phone", "first_name", "last_name"},
+}
+PRESENCE = {"salesforce": 0.85, "sap": 0.35, "shopify": 0.6, "zendesk": 0.35, "segment": 0.45}
+#: Export times: an initial full export, then every two months the records each system
+#: changed since the last one (a CDC feed polled that often).
+ROUNDS = tuple(datetime(2025 + m // 12, m % 12 + 1, 1, tzinfo=UTC) for m in range(0, 14, 2))
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Record:
+    """One person's record in one system, as that system holds it."""
+
+    system: str
+    record_id: str
+    values: dict[str, Any]
+    updated_at: datetime
+    consent_at: datetime | None = None
+    #: ``(time, {trait: value})`` identify calls (Segment only).
+    calls: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)
+    dirty: bool = True
+
+
+@dataclass
+class Person:
+    """A real customer: the truth, and their records."""
+
+    index: int
+    truth: dict[str, Any]
+    truth_at: dict[str, datetime]
+    records: dict[str, Record]
+
+
+@dataclass
+class World:
+    """The generated people and the files each round exported."""
+
+    people: list[Person]
+    files: list[tuple[str, str, Path]]
+    field_events_estimate: int
+
+
+def _sf_id(i: int) -> str:
+    return f"003{i:012d}AAA"
+
+
+def _initial(rng: random.Random) -> dict[str, Any]:
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    city, postal, country, _, prefix = rng.choice(PLACES)
+    return {
+        "first_name": first,
+        "last_name": last,
+        "email": "",
+        "phone": prefix + str(rng.randrange(1_000_000, 9_999_999)),
+        "street": rng.choice(STREETS),
+        "city": city,
+        "postal_code": postal,
+        "country": country,
+        "email_marketing_consent": rng.random() < 0.5,
+    }
+
+
+def generate(folder: Path, people: int, seed: int = 7) -> World:
+    """Generate ``people`` customers over the sync rounds and write the bronze files.
+
+    Args:
+        folder: Where the JSON Lines files go (``round<k>/<system>_<object>.jsonl``).
+        people: Number of real customers.
+        seed: Random seed (the same seed gives the same files).
+
+    Returns:
+        The world, with the files in the order they should be ingested.
+    """
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
+    persons: list[Person] = []
+    for i in range(people):
+        values = _initial(rng)
+        values["email"] = f"{values['first_name'].lower()}.{values['last_name'].lower()}.{i}@example.com"
+        values["email"] = values["email"].replace("é", "e")
+        born = START + timedelta(seconds=rng.randrange(0, 300 * 86400))
+        records: dict[str, Record] = {}
+        for system, p in PRESENCE.items():
+            if rng.random() < p:
+                created = born + timedelta(seconds=rng.randrange(0, 30 * 86400))
+                rid = {
+                    "salesforce": _sf_id(i),
+                    "sap": f"{i + 100000:010d}",
+                    "shopify": str(7_000_000 + i),
+                    "zendesk": str(900_000 + i),
+                    "segment": f"usr_{i}",
+                }[system]
+                rec = Record(system, rid, dict(values), created, consent_at=created)
+                if system == "segment":
+                    rec.calls.append((created, dict(values)))
+                records[system] = rec
+        if not records:
+            records["salesforce"] = Record("salesforce", _sf_id(i), dict(values), born, consent_at=born)
+        if "segment" in records and "salesforce" in records and i % 3:
+            # Identified with the CRM id: Segment's user_id names the Salesforce Contact.
+            records["segment"].record_id = records["salesforce"].record_id
+        truth_at = dict.fromkeys(values, born)
+        persons.append(Person(i, dict(values), truth_at, records))
+
+    files: list[tuple[str, str, Path]] = []
+    events = 0
+    for k, round_end in enumerate(ROUNDS):
+        round_start = ROUNDS[k - 1] if k else START
+        if k:
+            for person in persons:
+                _live(rng, person, round_start, round_end)
+        written, n = _export(folder / f"round{k + 1}", persons, k)
+        files += written
+        events += n
+    return World(persons, files, events)
+
+
+def _new_value(rng: random.Random, attr: str, person: Person) -> Any:
+    if attr == "phone":
+        return rng.choice(PLACES)[4] + str(rng.randrange(1_000_000, 9_999_999))
+    if attr == "email":
+        return f"{person.truth['first_name'].lower()}.{rng.randrange(10**6)}@mail.example".replace("é", "e")
+    if attr == "last_name":
+        return rng.choice(LAST)
+    if attr == "email_marketing_consent":
+        return not person.truth["email_marketing_consent"]
+    raise ValueError(attr)
+
+
+def _live(rng: random.Random, person: Person, start: datetime, end: datetime) -> None:
+    """Real changes (each in one system) and unrelated re-stamps between two rounds."""
+    span = int((end - start).total_seconds())
+    for _ in range(rng.choice((0, 0, 1, 1))):
+        when = start + timedelta(seconds=rng.randrange(60, span - 60))
+        kind = rng.choice(("phone", "phone", "address", "email_marketing_consent", "last_name", "email"))
+        needs = "city" if kind == "address" else kind
+        holders = [s for s in person.records if needs in HOLDS[s]]
+        if kind == "email":
+            # An email change in one system would split the customer wherever no other
+            # identifier holds the records together; keep the world's identity intact.
+            holders = [s for s in holders if s == "salesforce" and len(person.records) == 1] or []
+        if not holders:
+            continue
+        system = rng.choice(holders)
+        rec = person.records[system]
+        if kind == "address":
+            city, postal, country, _, _ = rng.choice(PLACES)
+            changed = {"street": rng.choice(STREETS), "city": city, "postal_code": postal, "country": country}
+        else:
+            changed = {kind: _new_value(rng, kind, person)}
+        for attr, value in changed.items():
+            person.truth[attr] = value
+            person.truth_at[attr] = when
+            rec.values[attr] = value
+        rec.updated_at = max(rec.updated_at, when)
+        if "email_marketing_consent" in changed:
+            rec.consent_at = when
+        if system == "segment":
+            rec.calls.append((when, {a: v for a, v in changed.items() if a in HOLDS["segment"]}))
+        rec.dirty = True
+    # Unrelated edits and bulk jobs: the record is re-written, its mapped fields are not.
+    for rec in person.records.values():
+        if rec.system != "segment" and rng.random() < 0.3:
+            rec.updated_at = max(rec.updated_at, start + timedelta(seconds=rng.randrange(60, span - 60)))
+            rec.dirty = True
+
+
+def _country_name(iso_or_name: str) -> str:
+    for _, _, name, iso, _ in PLACES:
+        if iso_or_name in (iso, name):
+            return name
+    return iso_or_name
+
+
+def _country_iso(iso_or_name: str) -> str:
+    for _, _, name, iso, _ in PLACES:
+        if iso_or_name in (iso, name):
+            return iso
+    return iso_or_name
+
+
+def _row(rec: Record, person: Person) -> dict[str, Any] | list[dict[str, Any]]:
+    v = rec.values
+    full = f"{v['first_name']} {v['last_name']}"
+    sf_link = person.records.get("salesforce")
+    if rec.system == "salesforce":
+        return {
+            "Id": rec.record_id,
+            "AccountId": None,
+            "FirstName": v["first_name"],
+            "LastName": v["last_name"],
+            "Email": v["email"],
+            "Phone": v["phone"],
+            "MailingStreet": v["street"],
+            "MailingCity": v["city"],
+            "MailingPostalCode": v["postal_code"],
+            "MailingCountry": _country_name(v["country"]),
+            "HasOptedOutOfEmail": not v["email_marketing_consent"],
+            "LastModifiedDate": _iso(rec.updated_at),
+            "IsDeleted": False,
+        }
+    if rec.system == "sap":
+        return [
+            {
+                "KUNNR": rec.record_id,
+                "NAME1": v["first_name"],
+                "NAME2": v["last_name"],
+                "STRAS": v["street"],
+                "ORT01": v["city"],
+                "PSTLZ": v["postal_code"],
+                "LAND1": _country_iso(v["country"]),
+                "TELF1": v["phone"],
+                "ADRNR": "A" + rec.record_id,
+                "ERDAT": rec.updated_at.strftime("%Y%m%d"),
+                "LAEDA": rec.updated_at.strftime("%Y%m%d"),
+                "LOEVM": "",
+            },
+            {
+                "ADDRNUMBER": "A" + rec.record_id,
+                "PERSNUMBER": "",
+                "CONSNUMBER": "001",
+                "SMTP_ADDR": v["email"],
+                "FLGDEFAULT": "X",
+                "DATE_FROM": "20000101",
+            },
+        ]
+    if rec.system == "shopify":
+        return {
+            "id": int(rec.record_id),
+            "email": v["email"],
+            "phone": v["phone"],
+            "first_name": v["first_name"],
+            "last_name": v["last_name"],
+            "accepts_marketing": v["email_marketing_consent"],
+            "accepts_marketing_updated_at": _iso(rec.consent_at or rec.updated_at),
+            "default_address_address1": v["street"],
+            "default_address_city": v["city"],
+            "default_address_zip": v["postal_code"],
+            "default_address_country_code": _country_iso(v["country"]),
+            "created_at": _iso(rec.updated_at),
+            "updated_at": _iso(rec.updated_at),
+        }
+    if rec.system == "zendesk":
+        return {
+            "id": int(rec.record_id),
+            "name": full,
+            "email": v["email"],
+            "phone": v["phone"],
+            "external_id": sf_link.record_id if sf_link and person.index % 5 else None,
+            "organization_id": None,
+            "created_at": _iso(rec.updated_at),
+            "updated_at": _iso(rec.updated_at),
+        }
+    raise ValueError(rec.system)
+
+
+_TRAIT = {"email": "email", "phone": "phone", "first_name": "firstName", "last_name": "lastName"}
+OBJECT = {
+    "salesforce": "Contact",
+    "sap": "KNA1",
+    "shopify": "customers",
+    "zendesk": "users",
+    "segment": "identifies",
+}
+
+
+def _export(folder: Path, persons: list[Person], k: int) -> tuple[list[tuple[str, str, Path]], int]:
+    """Write one round's files: the records each system changed since the last round."""
+    rows: dict[str, list[dict[str, Any]]] = {s: [] for s in (*OBJECT, "sap_adr6")}
+    for person in persons:
+        for rec in person.records.values():
+            if rec.system == "segment":
+                for n, (when, traits) in enumerate(rec.calls):
+                    after = ROUNDS[k - 1] if k else START - timedelta(days=1)
+                    if after < when <= ROUNDS[k]:
+                        rows["segment"].append(
+                            {
+                                "message_id": f"m-{rec.record_id}-{n}",
+                                "user_id": rec.record_id,
+                                "anonymous_id": f"anon-{person.index}",
+                                "timestamp": _iso(when),
+                                "received_at": _iso(when + timedelta(seconds=2)),
+                                "traits": {_TRAIT[a]: v for a, v in traits.items() if a in _TRAIT},
+                            }
+                        )
+                continue
+            if not rec.dirty:
+                continue
+            rec.dirty = False
+            out = _row(rec, person)
+            if isinstance(out, list):
+                rows["sap"].append(out[0])
+                rows["sap_adr6"].append(out[1])
+            else:
+                rows[rec.system].append(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    events = 0
+    # ADR6 lands before KNA1: the email is joined when the KNA1 rows are processed.
+    for key in ("salesforce", "sap_adr6", "sap", "shopify", "zendesk", "segment"):
+        if not rows[key]:
+            continue
+        system, obj = ("sap", "ADR6") if key == "sap_adr6" else (key, OBJECT[key])
+        path = folder / f"{system}_{obj}.jsonl"
+        with path.open("w", encoding="utf-8") as handle:
+            for row in rows[key]:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        written.append((system, obj, path))
+        events += len(rows[key]) * (1 if key == "sap_adr6" else 10)
+    return written, events
+
+
+def _norm(attr: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    if attr == "country":
+        text = _country_iso(text)
+    return normalise(NORMALISER[attr], text)
+
+
+def record_level_values(person: Person) -> dict[str, str | None]:
+    """A record-level CDP's view: per attribute, the record with the latest timestamp wins."""
+    best: dict[str, tuple[datetime, str | None]] = {}
+    for rec in person.records.values():
+        if rec.system == "segment":
+            for when, traits in rec.calls:
+                for attr, value in traits.items():
+                    if attr in SCORED and (attr not in best or when >= best[attr][0]):
+                        best[attr] = (when, _norm(attr, value))
+            continue
+        stamp = rec.updated_at
+        if rec.system == "sap":
+            # SAP says only which day: a record-level CDP reads LAEDA as midnight too.
+            stamp = stamp.replace(hour=0, minute=0, second=0)
+        for attr in SCORED:
+            if attr in HOLDS[rec.system] and (attr not in best or stamp >= best[attr][0]):
+                best[attr] = (stamp, _norm(attr, rec.values[attr]))
+    return {attr: value for attr, (_, value) in best.items()}
+
+
+@dataclass
+class Score:
+    """Accuracy of field-level (AAG) and record-level resolution against the truth."""
+
+    people: int
+    cells: int
+    field_level_correct: int
+    record_level_correct: int
+    people_in_one_customer: int
+    per_attribute: dict[str, tuple[int, int, int]]
+
+    @property
+    def field_level(self) -> float:
+        """Share of (person, attribute) cells AAG gets right."""
+        return self.field_level_correct / self.cells if self.cells else 0.0
+
+    @property
+    def record_level(self) -> float:
+        """Share of cells a latest-record-wins view gets right."""
+        return self.record_level_correct / self.cells if self.cells else 0.0
+
+
+def score(
+    world: World, profiles: dict[str, dict[str, Any]], customer_of: dict[tuple[str, str], str]
+) -> Score:
+    """Score AAG's profiles and the record-level view against the truth.
+
+    Args:
+        world: The generated world.
+        profiles: AAG profile rows by customer id.
+        customer_of: ``(system, record id) → customer id`` (AAG's identity map).
+    """
+    cells = field_ok = record_ok = one = 0
+    per: dict[str, list[int]] = {a: [0, 0, 0] for a in SCORED}
+    for person in world.people:
+        customers = {customer_of.get((s, r.record_id)) for s, r in person.records.items()}
+        if len(customers) == 1 and None not in customers:
+            one += 1
+        customer = customer_of.get(next((s, r.record_id) for s, r in person.records.items()))
+        profile = profiles.get(customer or "", {})
+        record_view = record_level_values(person)
+        held = set().union(*(HOLDS[s] for s in person.records))
+        for attr in SCORED:
+            if attr not in held:
+                continue
+            truth = _norm(attr, person.truth[attr])
+            cells += 1
+            per[attr][0] += 1
+            if profile.get(attr) == truth:
+                field_ok += 1
+                per[attr][1] += 1
+            if record_view.get(attr) == truth:
+                record_ok += 1
+                per[attr][2] += 1
+    return Score(
+        people=len(world.people),
+        cells=cells,
+        field_level_correct=field_ok,
+        record_level_correct=record_ok,
+        people_in_one_customer=one,
+        per_attribute={a: (v[0], v[1], v[2]) for a, v in per.items()},
+    )
