@@ -250,9 +250,12 @@ def vacuum(warehouse: Warehouse = None) -> None:
 def demo(
     warehouse: Warehouse = None,
     as_json: AsJson = False,
+    people: Annotated[
+        int, typer.Option(min=0, help="Customers in the generated five-source world (0: seed case only)")
+    ] = 1000,
 ) -> None:
-    """Run the seed's case end to end and show why the 09:00 phone wins."""
-    from aag.demo import DEMO_CONTACT, record_level_view, write_demo_files
+    """Run the seed's case, then a generated five-source world, and score the resolution."""
+    from aag.demo import DEMO_CONTACT, record_level_view, run_world, write_demo_files
 
     location = warehouse or os.environ.get("AAG_WAREHOUSE") or tempfile.mkdtemp(prefix="aag-demo-")
     svc = _service(location)
@@ -270,6 +273,30 @@ def demo(
     profile_data = svc.profile(customer, 2)
     explanation = svc.explain(customer, "phone").as_dict()
     naive = record_level_view()
+    if not as_json:
+        out.print()
+        _print_profile(profile_data)
+        _print_explanation(explanation)
+        out.print(
+            f"\nA record-level CDP (latest record wins) would show phone {naive['phone']!r}; "
+            f"AAG shows {profile_data['phone']!r}."
+        )
+    world_score = None
+    if people:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=as_json,
+        ) as progress:
+            task = progress.add_task("generating the world", total=None)
+
+            def on_file(system: str, obj: str, path: Path) -> None:
+                progress.update(task, description=f"{path.parent.name}: ingesting {system}.{obj}")
+
+            world_score, _ = run_world(svc, inputs / "world", people, on_file)
     if as_json:
         _print_json(
             {
@@ -278,18 +305,41 @@ def demo(
                 "profile": profile_data,
                 "explain_phone": explanation,
                 "record_level_would_show": naive,
+                "world": None
+                if world_score is None
+                else {
+                    "people": world_score.people,
+                    "cells": world_score.cells,
+                    "field_level_accuracy": round(world_score.field_level, 4),
+                    "record_level_accuracy": round(world_score.record_level, 4),
+                    "people_in_one_customer": world_score.people_in_one_customer,
+                    "per_attribute": {
+                        a: {"cells": n, "field_level_correct": f, "record_level_correct": r}
+                        for a, (n, f, r) in world_score.per_attribute.items()
+                    },
+                },
             }
         )
         return
-    out.print()
-    _print_profile(profile_data)
-    _print_explanation(explanation)
-    out.print(
-        f"\nA record-level CDP (latest record wins) would show phone {naive['phone']!r}; "
-        f"AAG shows {profile_data['phone']!r}."
-    )
+    if world_score is not None:
+        _print_score(world_score)
     out.print(f"warehouse: {svc.warehouse.uri}")
     out.print(f"try: aag explain --warehouse {svc.warehouse.uri} --customer {customer} --attribute email")
+
+
+def _print_score(score: Any) -> None:
+    out.print(
+        f"\nGenerated world: {score.people} people in Salesforce, SAP, Shopify, Zendesk and Segment; "
+        f"{score.people_in_one_customer} resolved to exactly one customer."
+    )
+    table = Table("attribute", "cells", "AAG (field-level)", "latest record wins")
+    for attr, (n, field_ok, record_ok) in score.per_attribute.items():
+        if n:
+            table.add_row(attr, str(n), f"{field_ok / n:.1%}", f"{record_ok / n:.1%}")
+    table.add_row(
+        "[b]all[/b]", str(score.cells), f"[b]{score.field_level:.1%}[/b]", f"[b]{score.record_level:.1%}[/b]"
+    )
+    out.print(table)
 
 
 def main() -> None:
