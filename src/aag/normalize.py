@@ -33,6 +33,8 @@ NORMALISERS: dict[str, str] = {
     "lower": "whitespace collapsed, trimmed, lower-cased",
     "bool": "true/false from true/false, 1/0, yes/no, y/n, t/f, x",
     "not_bool": "the negation of bool (e.g. an opt-out flag read as a consent)",
+    "sap_flag": "SAP indicator: X is true, blank (or missing) is false",
+    "url": "trimmed, lower-cased, scheme (https://) and trailing slashes removed",
     "id": "trimmed identifier, case kept",
     "salesforce_id": "trimmed Salesforce id; 15-character ids get their 18-character form",
 }
@@ -40,6 +42,8 @@ NORMALISERS: dict[str, str] = {
 _WS = re.compile(r"\s+")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_URL_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
+_TRAILING_SLASHES = re.compile(r"/+$")
 _TRUE = {"true", "1", "yes", "y", "t", "x"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
 
@@ -47,6 +51,7 @@ _FALSE = {"false", "0", "no", "n", "f", ""}
 # subset used here means the same in both).
 EMAIL_REGEX_SQL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 E164_REGEX_SQL = r"^\+[1-9][0-9]{6,14}$"
+URL_SCHEME_REGEX_SQL = r"^[a-z][a-z0-9+.-]*://"
 
 
 class InvalidValueError(ValueError):
@@ -92,6 +97,12 @@ def normalise(spec: str, value: object, region: str | None = None) -> str | None
         InvalidValueError: If a non-empty value cannot be normalised.
     """
     name, param = split_normaliser(spec)
+    if name == "sap_flag":
+        # SAP writes indicators as 'X' or blank, and a blank is a definite "no".
+        flag = collapse_ws("" if value is None else str(value)).upper()
+        if flag not in ("X", ""):
+            raise InvalidValueError(f"not an SAP flag (X or blank): {value!r}")
+        return "true" if flag == "X" else "false"
     if value is None:
         return None
     raw = value if isinstance(value, str) else str(value)
@@ -125,6 +136,8 @@ def normalise(spec: str, value: object, region: str | None = None) -> str | None
         return code
     if name == "upper":
         return text.upper()
+    if name == "url":
+        return _TRAILING_SLASHES.sub("", _URL_SCHEME.sub("", text.lower())) or None
     if name == "lower":
         return text.lower()
     if name == "id":
@@ -261,7 +274,16 @@ def sql_normalise(spec: str, col: str) -> tuple[str, str]:
         )
         invalid = f"({low} <> '' AND {low} NOT IN ({true_set}, {false_set}))"
         return value, invalid
+    if name == "sap_flag":
+        flag = f"upper(coalesce({text}, ''))"
+        return (
+            f"CASE WHEN {flag} = 'X' THEN 'true' WHEN {flag} = '' THEN 'false' END",
+            f"({flag} NOT IN ('X', ''))",
+        )
     empty_to_null = f"nullif({text}, '')"
+    if name == "url":
+        bare = f"regexp_replace(lower({empty_to_null}), '{URL_SCHEME_REGEX_SQL}', '')"
+        return f"nullif(regexp_replace({bare}, '/+$', ''), '')", "FALSE"
     if name == "email":
         low = f"lower({empty_to_null})"
         value = f"CASE WHEN regexp_matches({low}, '{EMAIL_REGEX_SQL}') THEN {low} END"
