@@ -270,7 +270,9 @@ class AagService:
                     f"target_node_id IN ({quoted}) AND source_node_id <> {_q(customer_id)}",
                 )
                 shared = set(others.column("target_node_id").to_pylist())
-            drop_nodes = [t for t in targets if t not in shared] + [customer_id]
+            # Entities the customer points at (the company it works at) are not its data.
+            values = {r["node_id"] for r in record_nodes.to_pylist() if r["value"] is not None}
+            drop_nodes = [t for t in targets if t in values and t not in shared] + [customer_id]
             meta = {"aag.operation": "erase"}
             ids = pa.table({"source_node_id": [customer_id]})
             delete_matching(wh.io, graph.relationships_uri, ids, meta)

@@ -6,8 +6,9 @@ from aag.config import Config, ObjectSpec
 from aag.sources.base import Extracted, Extractor, GenericExtractor
 
 #: Extractor classes for objects with rules the registry alone cannot express, keyed by
-#: lower-case (system, object). Everything else (Salesforce Contact included: its id
-#: canonicalisation is the ``salesforce_id`` normaliser) runs on :class:`GenericExtractor`.
+#: lower-case (system, object). Everything else (Salesforce Contact, Account and Asset
+#: included: id canonicalisation is the ``salesforce_id`` normaliser, links to accounts
+#: are ``reference`` rows) runs on :class:`GenericExtractor`.
 EXTRACTORS: dict[tuple[str, str], type[Extractor]] = {}
 
 

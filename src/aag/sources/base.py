@@ -228,7 +228,7 @@ class Extractor:
         # Fields stamped with the record time share one event id: the record version.
         derived.append(f"concat({prefix}, record_id, ':', rt_iso, ':', substr(row_hash, 1, 12)) AS e_rt")
         for i, row in enumerate(spec.attributes):
-            derived.append(f"{value_node_id_sql(lit(row.node_type), f'v{i}')} AS n{i}")
+            derived.append(f"{self._target_node_sql(i, row)} AS n{i}")
             if row.event_time_field:
                 stamp = f"strftime(t{i}, '{ISO_FORMAT}')"
                 derived.append(
@@ -238,7 +238,7 @@ class Extractor:
 SELECT y.*, {", ".join(derived)}
 FROM (
   SELECT *, md5(concat_ws('|', CAST(is_deleted AS VARCHAR), {hash_parts or "''"})) AS row_hash,
-      sha256({self.entity_key_sql()}) AS entity_hash,
+      {self._reference_hashes_sql()}sha256({self.entity_key_sql()}) AS entity_hash,
       strftime(record_time, '{ISO_FORMAT}') AS rt_iso
   FROM (
     SELECT {select}
@@ -248,6 +248,25 @@ FROM (
   ) x
 ) y
 """
+
+    def _reference_key_sql(self, row: RegistryRow, value: str) -> str:
+        """The entity key (:func:`aag.ids.entity_key`) of the record a reference points at."""
+        system, _, obj = row.attribute.partition(".")
+        return f"concat({lit(row.node_type + '|' + system + '|' + obj + '|')}, {value})"
+
+    def _reference_hashes_sql(self) -> str:
+        """``rh<i>``: the hashed entity key of every reference (sliced into a UUID later)."""
+        return "".join(
+            f"sha256({self._reference_key_sql(row, f'v{i}')}) AS rh{i}, "
+            for i, row in enumerate(self.spec.attributes)
+            if row.role == "reference"
+        )
+
+    def _target_node_sql(self, i: int, row: RegistryRow) -> str:
+        """Node id of a field's target: a content-addressed value, or a referenced entity."""
+        if row.role == "reference":
+            return uuid_from_hash_sql(f"rh{i}")
+        return value_node_id_sql(lit(row.node_type), f"v{i}")
 
     def phone_pairs_sql(self) -> str | None:
         """Distinct (raw phone, region) pairs that need ``phonenumbers`` (not already E.164)."""
@@ -299,6 +318,8 @@ FROM (
         spec = self.spec
         values = []
         for i, row in enumerate(spec.attributes):
+            if row.role == "reference":
+                continue
             values.append(
                 f"SELECT n{i} AS node_id, {lit(row.node_type)} AS node_type, v{i} AS value "
                 f"FROM ex_rows WHERE row_error IS NULL AND v{i} IS NOT NULL AND NOT is_deleted"
@@ -318,8 +339,35 @@ SELECT entity_id, {lit(spec.entity_type)}, CAST(NULL AS VARCHAR), CAST(NULL AS V
     MAP(['source_system', 'source_object', 'source_record_id'],
         [{lit(spec.source_system)}, {lit(spec.source_object)}, min(record_id)])
 FROM ex_rows WHERE row_error IS NULL
-GROUP BY entity_id
+GROUP BY entity_id{self._referenced_nodes_sql(now_sql)}
 """
+
+    def _referenced_nodes_sql(self, now_sql: str) -> str:
+        """Entity nodes that references point at, as the target object's extractor makes them.
+
+        The row is the one the target's own records produce (same id, type and record
+        properties), so whichever batch lands first writes the same node. Entities of this
+        batch's own records are left to the branch above: one row per node id.
+        """
+        refs = [
+            f"SELECT n{i} AS node_id, {lit(row.node_type)} AS node_type, "
+            f"{lit(row.attribute.partition('.')[0])} AS source_system, "
+            f"{lit(row.attribute.partition('.')[2])} AS source_object, v{i} AS record_id "
+            f"FROM ex_rows WHERE row_error IS NULL AND v{i} IS NOT NULL AND NOT is_deleted"
+            for i, row in enumerate(self.spec.attributes)
+            if row.role == "reference"
+        ]
+        if not refs:
+            return ""
+        # Equal ids come from equal keys (type|system|object|id), so min() picks the one value.
+        return f"""
+UNION ALL
+SELECT node_id, min(node_type), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), {now_sql},
+    MAP(['source_system', 'source_object', 'source_record_id'],
+        [min(source_system), min(source_object), min(record_id)])
+FROM ({" UNION ALL ".join(refs)}) r
+WHERE node_id NOT IN (SELECT entity_id FROM ex_rows WHERE row_error IS NULL)
+GROUP BY node_id"""
 
     def quarantine_sql(self, batch_id: str, now_sql: str) -> str:
         """Quarantine rows (:data:`aag.model.QUARANTINE`) with reason and raw content."""

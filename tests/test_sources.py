@@ -1,0 +1,352 @@
+"""Every source object end to end: hand-written bronze rows through the real service.
+
+Each test lands files with :class:`AagService` on a temporary warehouse (real Delta
+tables) and reads back ``silver/relationships`` and ``silver/nodes``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from aag.config import default_config_dir, load_config
+from aag.errors import ConfigError
+from aag.ids import entity_node_id, value_node_id
+from aag.normalize import sf_id18
+from aag.service import AagService
+from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
+
+ACME = sf_id18("0015g00000AcmeX")
+BETA = sf_id18("0015g00000BetaY")
+CONTACT = sf_id18("0035g00000Abcde")
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _csv(path: Path, rows: list[dict]) -> Path:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+class Batches:
+    """Writes each batch to its own file and ingests it."""
+
+    def __init__(self, svc: AagService, folder: Path) -> None:
+        self.svc = svc
+        self.folder = folder
+        self.n = 0
+
+    def __call__(self, system: str, obj: str, rows: list[dict], fmt: str = "jsonl"):
+        self.n += 1
+        path = self.folder / f"{self.n:03d}_{system}_{obj}.{fmt}"
+        write = _csv if fmt == "csv" else _jsonl
+        report = self.svc.ingest(system, obj, [write(path, rows)])[0]
+        assert report.status == "committed"
+        assert report.rows_landed == report.rows_processed + report.rows_quarantined
+        return report
+
+
+@pytest.fixture
+def svc(tmp_path) -> AagService:
+    service = AagService(str(tmp_path / "wh"))
+    service.init()
+    return service
+
+
+@pytest.fixture
+def ingest(svc, tmp_path) -> Batches:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    return Batches(svc, folder)
+
+
+def edges(svc: AagService) -> list[dict]:
+    """Every relationships row with its target node's value and type and its properties."""
+    nodes = {n["node_id"]: n for n in svc.warehouse.graph.nodes().to_pylist()}
+    out = []
+    for e in svc.warehouse.graph.relationships().to_pylist():
+        target = nodes.get(e["target_node_id"]) or {}
+        out.append(
+            {
+                **e,
+                "props": dict(e["properties"] or []),
+                "value": target.get("value"),
+                "target_type": target.get("node_type"),
+            }
+        )
+    return out
+
+
+def record_entity(svc: AagService, system: str, obj: str, record_id: str) -> str:
+    """The entity a source record maps to, read from its identity edge."""
+    target = value_node_id(SOURCE_RECORD_NODE, f"{system}:{obj}:{record_id}")
+    found = {
+        e["source_node_id"]
+        for e in svc.warehouse.graph.relationships().to_pylist()
+        if e["rel_type"] == SOURCE_RECORD_REL and e["target_node_id"] == target
+    }
+    assert len(found) == 1, (system, obj, record_id, found)
+    return found.pop()
+
+
+def versions(svc: AagService, entity: str, rel_type: str, source: str) -> list[dict]:
+    """All versions of one key K, oldest first."""
+    rows = [
+        e
+        for e in edges(svc)
+        if e["source_node_id"] == entity and e["rel_type"] == rel_type and e["source_system"] == source
+    ]
+    return sorted(rows, key=lambda e: e["updated_at"])
+
+
+def current(svc: AagService, entity: str, rel_type: str, source: str) -> dict | None:
+    rows = [e for e in versions(svc, entity, rel_type, source) if e["is_current"]]
+    assert len(rows) <= 1
+    return rows[0] if rows else None
+
+
+def reasons(svc: AagService, obj: str) -> Counter:
+    return Counter(q["reason"] for q in svc.warehouse.quarantine().to_pylist() if q["source_object"] == obj)
+
+
+# -- Salesforce ------------------------------------------------------------------------
+
+
+def contact(**kw) -> dict:
+    row = {
+        "Id": CONTACT,
+        "AccountId": ACME,
+        "FirstName": "Alex",
+        "LastName": "Example",
+        "Email": "alex@example.com",
+        "Phone": "+49 111 000 0000",
+        "MailingStreet": "Leopoldstr. 1",
+        "MailingCity": "München",
+        "MailingPostalCode": "80802",
+        "MailingCountry": "Germany",
+        "HasOptedOutOfEmail": False,
+        "LastModifiedDate": "2024-03-01T10:00:00Z",
+        "IsDeleted": False,
+    }
+    row.update(kw)
+    return row
+
+
+def account(**kw) -> dict:
+    row = {
+        "Id": ACME,
+        "Name": "Acme  GmbH",
+        "Website": "https://WWW.Acme.example/",
+        "Industry": "Manufacturing",
+        "BillingCity": "Berlin",
+        "BillingCountry": "Germany",
+        "LastModifiedDate": "2025-01-01T00:00:00Z",
+        "IsDeleted": False,
+    }
+    row.update(kw)
+    return row
+
+
+def asset(**kw) -> dict:
+    row = {
+        "Id": "02i5g00000Pump1AAA",
+        "AccountId": ACME,
+        "Name": "Pump P-100",
+        "SerialNumber": "SN-0001",
+        "Status": "Installed",
+        "LastModifiedDate": "2025-06-01T00:00:00Z",
+        "IsDeleted": False,
+    }
+    row.update(kw)
+    return row
+
+
+def test_salesforce_contact_fields_keep_their_change_time_and_is_deleted_removes(svc, ingest):
+    ingest("salesforce", "Contact", [contact()])
+    ingest(
+        "salesforce",
+        "Contact",
+        [contact(Email="alex.new@example.com", LastModifiedDate="2026-03-01T09:05:00Z")],
+    )
+    customer = record_entity(svc, "salesforce", "Contact", CONTACT)
+    # The re-sync moved only the field that changed.
+    assert current(svc, customer, "HAS_PHONE", "salesforce")["updated_at"] == ts("2024-03-01T10:00:00Z")
+    email = current(svc, customer, "HAS_EMAIL", "salesforce")
+    assert (email["value"], email["updated_at"]) == ("alex.new@example.com", ts("2026-03-01T09:05:00Z"))
+    assert len(versions(svc, customer, "HAS_EMAIL", "salesforce")) == 2
+
+    ingest("salesforce", "Contact", [contact(IsDeleted=True, LastModifiedDate="2026-04-01T00:00:00Z")])
+    for rel in ("HAS_EMAIL", "HAS_PHONE", "HAS_FIRST_NAME", "HAS_CITY", "WORKS_AT"):
+        assert current(svc, customer, rel, "salesforce") is None, rel
+        last = versions(svc, customer, rel, "salesforce")[-1]
+        assert last["props"]["closed_by"] == "removal"
+        assert last["props"]["valid_to"].startswith("2026-04-01T00:00:00")
+
+
+def test_contact_works_at_its_account_and_a_move_closes_the_old_edge(svc, ingest):
+    ingest("salesforce", "Account", [account()])
+    # A 15-character AccountId is the same Account as its 18-character form.
+    ingest("salesforce", "Contact", [contact(AccountId=ACME[:15])])
+    customer = record_entity(svc, "salesforce", "Contact", CONTACT)
+    acme = entity_node_id("company", "salesforce", "Account", ACME)
+    assert acme == record_entity(svc, "salesforce", "Account", ACME)
+    works_at = current(svc, customer, "WORKS_AT", "salesforce")
+    assert works_at["target_node_id"] == acme
+    assert works_at["target_type"] == "company"
+    assert works_at["updated_at"] == ts("2024-03-01T10:00:00Z")
+
+    ingest("salesforce", "Contact", [contact(AccountId=BETA, LastModifiedDate="2026-02-01T00:00:00Z")])
+    old, new = versions(svc, customer, "WORKS_AT", "salesforce")
+    assert (old["target_node_id"], old["is_current"], old["props"]["closed_by"]) == (acme, False, "change")
+    assert old["props"]["valid_to"].startswith("2026-02-01T00:00:00")
+    beta = entity_node_id("company", "salesforce", "Account", BETA)
+    assert (new["target_node_id"], new["is_current"]) == (beta, True)
+    # Beta was never loaded: the reference wrote its entity node the way Account would.
+    nodes = {n["node_id"]: n for n in svc.warehouse.graph.nodes().to_pylist()}
+    assert nodes[beta]["node_type"] == "company" and nodes[beta]["value"] is None
+    assert dict(nodes[beta]["properties"]) == {
+        "source_system": "salesforce",
+        "source_object": "Account",
+        "source_record_id": BETA,
+    }
+    assert dict(nodes[beta]["properties"]) == dict(nodes[acme]["properties"]) | {"source_record_id": BETA}
+
+    # Loading Beta afterwards lands on that node; no second row for the id.
+    ingest("salesforce", "Account", [account(Id=BETA, Name="Beta AG")])
+    assert record_entity(svc, "salesforce", "Account", BETA) == beta
+    ids = [n["node_id"] for n in svc.warehouse.graph.nodes().to_pylist()]
+    assert len(ids) == len(set(ids))
+
+    # An emptied AccountId is a removal (record-level rule 3).
+    ingest("salesforce", "Contact", [contact(AccountId=None, LastModifiedDate="2026-03-01T00:00:00Z")])
+    assert current(svc, customer, "WORKS_AT", "salesforce") is None
+
+
+def test_account_attributes_on_a_company_entity(svc, ingest):
+    ingest("salesforce", "Account", [account()])
+    company = record_entity(svc, "salesforce", "Account", ACME)
+    values = {
+        e["rel_type"]: (e["target_type"], e["value"])
+        for e in edges(svc)
+        if e["source_node_id"] == company and e["is_current"] and e["rel_type"] != SOURCE_RECORD_REL
+    }
+    assert values == {
+        "HAS_COMPANY_NAME": ("company_name", "Acme GmbH"),
+        "HAS_WEBSITE": ("website", "www.acme.example"),
+        "HAS_INDUSTRY": ("industry", "Manufacturing"),
+        "HAS_CITY": ("city", "Berlin"),
+        "HAS_COUNTRY": ("country", "DE"),
+    }
+    node = next(n for n in svc.warehouse.graph.nodes().to_pylist() if n["node_id"] == company)
+    assert node["node_type"] == "company"
+
+
+def test_assets_are_owned_by_their_account_each_with_its_own_current_edge(svc, ingest):
+    pump, valve = "02i5g00000Pump1AAA", "02i5g00000ValveAAA"
+    ingest("salesforce", "Account", [account()])
+    ingest(
+        "salesforce",
+        "Asset",
+        [asset(), asset(Id=valve, Name="Valve V-7", SerialNumber="SN-0002", Status="Shipped")],
+    )
+    acme = record_entity(svc, "salesforce", "Account", ACME)
+    pump_node = record_entity(svc, "salesforce", "Asset", pump)
+    valve_node = record_entity(svc, "salesforce", "Asset", valve)
+    assert pump_node == entity_node_id("asset", "salesforce", "Asset", pump)
+    for node in (pump_node, valve_node):
+        owned = current(svc, node, "OWNED_BY", "salesforce")
+        assert owned["target_node_id"] == acme and owned["updated_at"] == ts("2025-06-01T00:00:00Z")
+    # Both assets are current at once: the edges are keyed by the asset, not the company.
+    owners = [e for e in edges(svc) if e["rel_type"] == "OWNED_BY" and e["is_current"]]
+    assert {e["source_node_id"] for e in owners} == {pump_node, valve_node}
+    assert not [e for e in edges(svc) if e["source_node_id"] == acme and e["target_type"] == "asset"]
+    pump_values = {
+        e["rel_type"]: e["value"]
+        for e in edges(svc)
+        if e["source_node_id"] == pump_node and e["is_current"] and e["target_type"] != "company"
+    }
+    assert pump_values["HAS_ASSET_NAME"] == "Pump P-100"
+    assert pump_values["HAS_SERIAL_NUMBER"] == "SN-0001"
+    assert pump_values["HAS_ASSET_STATUS"] == "Installed"
+
+    ingest("salesforce", "Asset", [asset(AccountId=BETA, LastModifiedDate="2025-09-01T00:00:00Z")])
+    old, new = versions(svc, pump_node, "OWNED_BY", "salesforce")
+    assert old["target_node_id"] == acme and not old["is_current"] and old["props"]["closed_by"] == "change"
+    assert new["target_node_id"] == entity_node_id("company", "salesforce", "Account", BETA)
+    assert current(svc, valve_node, "OWNED_BY", "salesforce")["target_node_id"] == acme
+
+
+def test_salesforce_bad_rows_are_quarantined_and_the_rest_processed(svc, ingest):
+    report = ingest(
+        "salesforce",
+        "Asset",
+        [
+            asset(),
+            asset(Id=None),
+            asset(Id="02i5g00000BadTmAAA", LastModifiedDate="2025-13-01T00:00:00Z"),
+            asset(Id="02i5g00000BadDlAAA", IsDeleted="perhaps"),
+        ],
+    )
+    assert (report.rows_landed, report.rows_processed, report.rows_quarantined) == (4, 1, 3)
+    assert reasons(svc, "Asset") == Counter(
+        {
+            "missing record id (Id)": 1,
+            "unparseable record time (LastModifiedDate): 2025-13-01T00:00:00Z": 1,
+            "invalid deletion flag (IsDeleted): perhaps": 1,
+        }
+    )
+    report = ingest("salesforce", "Account", [account(), account(Id=" ", Name="No id")])
+    assert (report.rows_processed, report.rows_quarantined) == (1, 1)
+
+
+def test_erasing_a_contact_keeps_the_company_it_works_at(svc, ingest):
+    ingest("salesforce", "Account", [account()])
+    ingest("salesforce", "Contact", [contact()])
+    customer = record_entity(svc, "salesforce", "Contact", CONTACT)
+    acme = record_entity(svc, "salesforce", "Account", ACME)
+    svc.erase(customer)
+    nodes = {n["node_id"] for n in svc.warehouse.graph.nodes().to_pylist()}
+    assert acme in nodes and customer not in nodes
+    assert current(svc, acme, "HAS_COMPANY_NAME", "salesforce")["value"] == "Acme GmbH"
+
+
+def test_reference_rows_must_match_the_target_objects_ids(tmp_path):
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    for name in ("attribute_name_registry.csv", "source_priority.csv"):
+        (folder / name).write_text((default_config_dir() / name).read_text())
+    registry = folder / "attribute_name_registry.csv"
+    good = registry.read_text()
+    registry.write_text(
+        good + "zendesk,users,organization_id,reference,customer,salesforce.Account,WORKS_AT,"
+        "customer,salesforce_id,1.0,,\n"
+    )
+    with pytest.raises(ConfigError, match=r"references salesforce\.Account"):
+        load_config(folder)
+    registry.write_text(
+        good + "zendesk,users,organization_id,reference,customer,Account,WORKS_AT,company,id,1.0,,\n"
+    )
+    with pytest.raises(ConfigError, match=r"system\.Object"):
+        load_config(folder)
+    # A target that is not configured cannot be checked, and is allowed.
+    registry.write_text(
+        good + "zendesk,users,organization_id,reference,customer,zendesk.organizations,MEMBER_OF,"
+        "organization,id,1.0,,\n"
+    )
+    assert load_config(folder).object("zendesk", "users").references[0].rel_type == "MEMBER_OF"
