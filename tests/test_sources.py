@@ -350,3 +350,165 @@ def test_reference_rows_must_match_the_target_objects_ids(tmp_path):
         "organization,id,1.0,,\n"
     )
     assert load_config(folder).object("zendesk", "users").references[0].rel_type == "MEMBER_OF"
+
+
+# -- SAP ---------------------------------------------------------------------------------
+
+
+def kna1(**kw) -> dict:
+    row = {
+        "KUNNR": "0000100001",
+        "NAME1": "Muster  GmbH",
+        "NAME2": "Einkauf",
+        "STRAS": "Hauptstr. 5",
+        "ORT01": "Berlin",
+        "PSTLZ": "10115",
+        "LAND1": "DE",
+        "TELF1": "030 1234567",
+        "ADRNR": "0000500001",
+        "ERDAT": "20200115",
+        "LAEDA": "20260301",
+        "LOEVM": "",
+    }
+    row.update(kw)
+    return row
+
+
+def adr6(cons: str, email: str | None, default: str = "", date_from: str = "20200101", **kw) -> dict:
+    row = {
+        "ADDRNUMBER": "0000500001",
+        "PERSNUMBER": "",
+        "CONSNUMBER": cons,
+        "SMTP_ADDR": email,
+        "FLGDEFAULT": default,
+        "DATE_FROM": date_from,
+    }
+    row.update(kw)
+    return row
+
+
+def test_sap_kna1_day_precision_joined_name_and_erdat_fallback(svc, ingest):
+    report = ingest(
+        "sap",
+        "KNA1",
+        [
+            kna1(),
+            kna1(KUNNR="0000100002", NAME2="", LAEDA="", ERDAT="20190505"),
+            kna1(KUNNR="0000100003", NAME2=None, LAEDA="00000000", ERDAT="20180101"),
+        ],
+        fmt="csv",
+    )
+    assert (report.rows_processed, report.rows_quarantined) == (3, 0)
+    first = record_entity(svc, "sap", "KNA1", "0000100001")
+    values = {
+        e["rel_type"]: (e["value"], e["updated_at"])
+        for e in edges(svc)
+        if e["source_node_id"] == first and e["is_current"] and e["rel_type"] != SOURCE_RECORD_REL
+    }
+    day = ts("2026-03-01T00:00:00Z")
+    assert values == {
+        "HAS_FULL_NAME": ("Muster GmbH Einkauf", day),
+        "HAS_STREET": ("Hauptstr. 5", day),
+        "HAS_CITY": ("Berlin", day),
+        "HAS_POSTAL_CODE": ("10115", day),
+        "HAS_COUNTRY": ("DE", day),
+        "HAS_PHONE": ("+49301234567", day),
+    }
+    # Never changed: the creation day is the record time; NAME2 is optional.
+    second = record_entity(svc, "sap", "KNA1", "0000100002")
+    name = current(svc, second, "HAS_FULL_NAME", "sap")
+    assert (name["value"], name["updated_at"]) == ("Muster GmbH", ts("2019-05-05T00:00:00Z"))
+    third = record_entity(svc, "sap", "KNA1", "0000100003")
+    assert current(svc, third, "HAS_CITY", "sap")["updated_at"] == ts("2018-01-01T00:00:00Z")
+
+    # Same day, nothing changed: a re-sync writes nothing; a change on a later day moves
+    # only that field.
+    ingest("sap", "KNA1", [kna1(TELF1="030 7654321", LAEDA="20260305")])
+    assert current(svc, first, "HAS_PHONE", "sap")["updated_at"] == ts("2026-03-05T00:00:00Z")
+    assert current(svc, first, "HAS_CITY", "sap")["updated_at"] == day
+
+
+def test_sap_adr6_email_takes_the_kna1_rows_time(svc, ingest):
+    report = ingest(
+        "sap",
+        "ADR6",
+        [
+            adr6("001", "old@muster.example", date_from="20250101"),
+            adr6("002", "Info@Muster.example", default="X", date_from="20200101"),
+            adr6("001", "p.person@muster.example", default="X", PERSNUMBER="0000000042"),
+            adr6("001", "first@other.example", ADDRNUMBER="0000500002", date_from="20200101"),
+            adr6("002", "later@other.example", ADDRNUMBER="0000500002", date_from="20240101"),
+            adr6("001", "nobody@x.example", ADDRNUMBER=" "),
+        ],
+    )
+    # Landing ADR6 stores rows for joining and emits nothing.
+    assert (report.rows_landed, report.rows_processed, report.rows_quarantined) == (6, 5, 1)
+    assert report.field_events == 0
+    assert svc.warehouse.graph.relationships().num_rows == 0
+    assert reasons(svc, "ADR6") == Counter({"missing record id (ADDRNUMBER)": 1})
+
+    ingest("sap", "KNA1", [kna1(), kna1(KUNNR="0000100002", ADRNR="0000500002", LAEDA="20260302")])
+    first = record_entity(svc, "sap", "KNA1", "0000100001")
+    email = current(svc, first, "HAS_EMAIL", "sap")
+    # The address's default e-mail wins over a later DATE_FROM and over a contact person's.
+    assert (email["value"], email["updated_at"]) == ("info@muster.example", ts("2026-03-01T00:00:00Z"))
+    assert email["props"]["source_field"] == "ADR6.SMTP_ADDR"
+    second = record_entity(svc, "sap", "KNA1", "0000100002")
+    assert current(svc, second, "HAS_EMAIL", "sap")["value"] == "later@other.example"
+
+    # A changed ADR6 row is visible with the next KNA1 row of that customer, at its time.
+    ingest("sap", "ADR6", [adr6("002", "sales@muster.example", default="X")])
+    assert current(svc, first, "HAS_EMAIL", "sap")["value"] == "info@muster.example"
+    ingest("sap", "KNA1", [kna1(LAEDA="20260310")])
+    old, new = versions(svc, first, "HAS_EMAIL", "sap")
+    assert old["value"] == "info@muster.example" and old["props"]["closed_by"] == "change"
+    assert (new["value"], new["updated_at"], new["is_current"]) == (
+        "sales@muster.example",
+        ts("2026-03-10T00:00:00Z"),
+        True,
+    )
+
+
+def test_sap_deletion_flag_removes_the_records_values(svc, ingest):
+    ingest("sap", "ADR6", [adr6("001", "info@muster.example")])
+    ingest("sap", "KNA1", [kna1()])
+    customer = record_entity(svc, "sap", "KNA1", "0000100001")
+    assert current(svc, customer, "HAS_EMAIL", "sap") is not None
+    ingest("sap", "KNA1", [kna1(LOEVM="X", LAEDA="20260401")])
+    for rel in ("HAS_FULL_NAME", "HAS_STREET", "HAS_CITY", "HAS_PHONE", "HAS_EMAIL"):
+        assert current(svc, customer, rel, "sap") is None, rel
+        assert versions(svc, customer, rel, "sap")[-1]["props"]["closed_by"] == "removal"
+
+
+def test_sap_bad_rows_are_quarantined_and_the_rest_processed(svc, ingest):
+    report = ingest(
+        "sap",
+        "KNA1",
+        [
+            kna1(),
+            kna1(KUNNR="2", LAEDA="20261345"),
+            kna1(KUNNR="3", LAEDA="abc"),
+            kna1(KUNNR="4", LAEDA="", ERDAT="2019-05-05"),
+            kna1(KUNNR="5", LAEDA="", ERDAT=""),
+            kna1(KUNNR="", LAEDA="20260301"),
+            kna1(KUNNR="6", LOEVM="Y"),
+            kna1(KUNNR="7", TELF1="call me"),
+        ],
+    )
+    assert (report.rows_landed, report.rows_processed, report.rows_quarantined) == (8, 2, 6)
+    assert report.fields_rejected == 1
+    assert reasons(svc, "KNA1") == Counter(
+        {
+            "invalid SAP date in LAEDA: 20261345": 1,
+            "invalid SAP date in LAEDA: abc": 1,
+            "invalid SAP date in ERDAT: 2019-05-05": 1,
+            "missing SAP date: LAEDA and ERDAT are both blank": 1,
+            "missing record id (KUNNR)": 1,
+            "invalid deletion flag (LOEVM): Y": 1,
+            "invalid phone value in TELF1: call me": 1,
+        }
+    )
+    # The row with the bad phone kept its other fields.
+    seventh = record_entity(svc, "sap", "KNA1", "7")
+    assert current(svc, seventh, "HAS_CITY", "sap")["value"] == "Berlin"
+    assert current(svc, seventh, "HAS_PHONE", "sap") is None

@@ -14,7 +14,9 @@ fits the registry needs no class at all (:class:`GenericExtractor`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 import pyarrow as pa
 
@@ -52,6 +54,15 @@ EVENTS_TABLE = "batch_events"
 NODES_TABLE = "batch_nodes"
 
 
+def landed_table(source_object: str) -> str:
+    """Engine table holding the landed rows of an object another extractor reads.
+
+    See :attr:`Extractor.reads`: the pipeline registers the rows under this name before
+    extraction, e.g. ``landed_adr6`` for SAP ``ADR6``.
+    """
+    return "landed_" + re.sub(r"\W", "_", source_object.lower())
+
+
 @dataclass
 class Extracted:
     """What one batch of rows yields.
@@ -76,9 +87,21 @@ class Extracted:
 class Extractor:
     """Registry-driven extraction for one source object; subclass to add source rules."""
 
+    #: Source columns the extractor needs besides the registry's fields (landed as strings).
+    extra_fields: ClassVar[tuple[str, ...]] = ()
+    #: Other objects of the same system whose landed (bronze) rows the extraction joins.
+    #: The pipeline registers each one's committed rows, parsed into that object's
+    #: extractor :attr:`fields`, as :func:`landed_table` before :meth:`extract`.
+    reads: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, spec: ObjectSpec, config: Config) -> None:
         self.spec = spec
         self.config = config
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every source column landed rows carry for this extractor."""
+        return tuple(dict.fromkeys((*self.spec.fields, *self.extra_fields)))
 
     # -- hooks ---------------------------------------------------------------------
     def record_id_sql(self) -> str:
@@ -105,6 +128,10 @@ class Extractor:
             for i, (system, obj) in enumerate(link.attribute.split(".", 1) for link in spec.same_as)
         ]
         return f"coalesce({', '.join([*links, own])})" if links else own
+
+    def enrich(self, engine: Engine, rows: pa.Table) -> pa.Table:
+        """Source rules that need the engine (e.g. joins with :attr:`reads`); none by default."""
+        return rows
 
     # -- SQL building ----------------------------------------------------------------
     def _attr_value_sql(self, i: int, row: RegistryRow) -> tuple[str, str]:
@@ -425,7 +452,7 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
             Counts and quarantine rows; events and candidate nodes stay in the engine as
             :data:`EVENTS_TABLE` and :data:`NODES_TABLE`.
         """
-        rows = self.prepare(rows)
+        rows = self.enrich(engine, self.prepare(rows))
         engine.register("batch_rows", rows)
         engine.register("aag_countries", country_table())
         try:
