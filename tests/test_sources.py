@@ -512,3 +512,198 @@ def test_sap_bad_rows_are_quarantined_and_the_rest_processed(svc, ingest):
     seventh = record_entity(svc, "sap", "KNA1", "7")
     assert current(svc, seventh, "HAS_CITY", "sap")["value"] == "Berlin"
     assert current(svc, seventh, "HAS_PHONE", "sap") is None
+
+
+# -- Segment -----------------------------------------------------------------------------
+
+
+def identify(message_id: str, timestamp: str, traits, **kw) -> dict:
+    row = {
+        "message_id": message_id,
+        "user_id": "user-42",
+        "anonymous_id": "a7f3c2",
+        "timestamp": timestamp,
+        "received_at": timestamp,
+        "traits": traits,
+    }
+    row.update(kw)
+    return row
+
+
+def segment_values(svc: AagService, entity: str) -> dict[str, tuple]:
+    return {
+        e["rel_type"]: (e["value"], e["updated_at"], e["source_event_id"])
+        for e in edges(svc)
+        if e["source_node_id"] == entity
+        and e["source_system"] == "segment"
+        and e["is_current"]
+        and e["rel_type"] != SOURCE_RECORD_REL
+    }
+
+
+def test_segment_every_trait_is_its_own_event_and_absent_traits_say_nothing(svc, ingest):
+    nine = "2026-03-01T09:00:00Z"
+    report = ingest(
+        "segment",
+        "identifies",
+        [
+            identify(
+                "m-1",
+                nine,
+                {
+                    "firstName": "Alex",
+                    "lastName": "Example",
+                    "name": "Alex  Example",
+                    "email": " Alex@Example.com",
+                    "phone": "+39 06 1234 5678",
+                    "address": {
+                        "street": "Via Roma 1",
+                        "city": "Roma",
+                        "postalCode": "00184",
+                        "country": "Italy",
+                    },
+                    "plan": "premium",
+                },
+            )
+        ],
+    )
+    # Nine mapped traits and the identity edge; the unmapped trait stays in bronze only.
+    assert report.field_events == 10
+    user = record_entity(svc, "segment", "identifies", "user-42")
+    at = ts(nine)
+    assert segment_values(svc, user) == {
+        "HAS_FIRST_NAME": ("Alex", at, "segment:identifies:m-1:traits.firstName"),
+        "HAS_LAST_NAME": ("Example", at, "segment:identifies:m-1:traits.lastName"),
+        "HAS_FULL_NAME": ("Alex Example", at, "segment:identifies:m-1:traits.name"),
+        "HAS_EMAIL": ("alex@example.com", at, "segment:identifies:m-1:traits.email"),
+        "HAS_PHONE": ("+390612345678", at, "segment:identifies:m-1:traits.phone"),
+        "HAS_STREET": ("Via Roma 1", at, "segment:identifies:m-1:traits.address.street"),
+        "HAS_CITY": ("Roma", at, "segment:identifies:m-1:traits.address.city"),
+        "HAS_POSTAL_CODE": ("00184", at, "segment:identifies:m-1:traits.address.postalCode"),
+        "HAS_COUNTRY": ("IT", at, "segment:identifies:m-1:traits.address.country"),
+    }
+
+    # A later call with only an email says nothing about the other traits.
+    report = ingest(
+        "segment", "identifies", [identify("m-2", "2026-03-02T10:00:00Z", {"email": "new@example.com"})]
+    )
+    assert report.field_events == 2
+    after = segment_values(svc, user)
+    assert after["HAS_EMAIL"][:2] == ("new@example.com", ts("2026-03-02T10:00:00Z"))
+    assert after["HAS_FIRST_NAME"] == ("Alex", at, "segment:identifies:m-1:traits.firstName")
+    assert len(versions(svc, user, "HAS_PHONE", "segment")) == 1
+
+    # Present as null or "" removes Segment's value; the flat city trait maps like the nested one.
+    ingest(
+        "segment",
+        "identifies",
+        [identify("m-3", "2026-03-03T08:00:00Z", {"phone": None, "lastName": "", "city": "Milano"})],
+    )
+    after = segment_values(svc, user)
+    assert "HAS_PHONE" not in after and "HAS_LAST_NAME" not in after
+    assert versions(svc, user, "HAS_PHONE", "segment")[-1]["props"]["closed_by"] == "removal"
+    assert after["HAS_CITY"] == ("Milano", ts("2026-03-03T08:00:00Z"), "segment:identifies:m-3:traits.city")
+    assert after["HAS_FIRST_NAME"][0] == "Alex" and after["HAS_EMAIL"][0] == "new@example.com"
+
+
+def test_segment_repeated_message_ids_add_nothing(svc, ingest):
+    first = identify("m-1", "2026-03-01T09:00:00Z", {"email": "alex@example.com", "firstName": "Alex"})
+    resent = {**first, "received_at": "2026-03-01T09:00:07Z"}
+    second = identify("m-2", "2026-03-01T09:30:00Z", {"email": "alex@example.com"})
+    report = ingest("segment", "identifies", [first, resent, second, resent])
+    assert (report.rows_landed, report.rows_processed, report.rows_quarantined) == (4, 4, 0)
+    # m-1 once (2 traits + identity), m-2 once (1 trait + identity).
+    assert report.field_events == 5
+    graph = (svc.warehouse.graph.nodes().num_rows, svc.warehouse.graph.relationships().to_pylist())
+    log = svc.warehouse.graph.edge_events().num_rows
+
+    # The same messages re-delivered in a later batch (not byte-identical: received_at
+    # moved) are the same events and change nothing.
+    redelivered = [
+        {**first, "received_at": "2026-03-02T00:00:00Z"},
+        {**second, "received_at": "2026-03-02T00:00:01Z"},
+    ]
+    report = ingest("segment", "identifies", redelivered)
+    assert report.rows_unchanged == 0 and report.field_events == 5
+    assert (report.edge_versions_written, report.nodes_written, report.edge_rows_rewritten) == (0, 0, 0)
+    assert (svc.warehouse.graph.nodes().num_rows, svc.warehouse.graph.relationships().to_pylist()) == graph
+    assert svc.warehouse.graph.edge_events().num_rows == log
+
+
+def test_segment_bad_rows_are_quarantined_and_the_rest_processed(svc, ingest):
+    at = "2026-03-01T09:00:00Z"
+    rows = [
+        identify("m-ok", at, {"email": "ok@example.com"}),
+        identify("m-array", at, [{"email": "a@example.com"}]),
+        identify("m-string", at, "email=a@example.com"),
+        identify("m-number", at, 42),
+        identify("m-quoted", at, '"just text"'),
+        identify("m-time", "yesterday", {"email": "b@example.com"}),
+        identify("m-notime", None, {"email": "c@example.com"}),
+        identify("m-anon", at, {"firstName": "Ann"}, user_id=None),
+        identify("m-nobody", at, {"firstName": "Nobody"}, user_id="", anonymous_id=None),
+        identify("m-badmail", at, {"email": "not-an-email", "firstName": "Bea"}, user_id="user-7"),
+        identify("m-notraits", at, None, user_id="user-8"),
+    ]
+    report = ingest("segment", "identifies", rows)
+    assert (report.rows_landed, report.rows_processed, report.rows_quarantined) == (11, 4, 7)
+    assert report.fields_rejected == 1
+    assert reasons(svc, "identifies") == Counter(
+        {
+            'traits must be a JSON object, got an array: [{"email":"a@example.com"}]': 1,
+            "traits must be a JSON object, got unparseable text: email=a@example.com": 1,
+            "traits must be a JSON object, got a number: 42": 1,
+            'traits must be a JSON object, got a string: "just text"': 1,
+            "unparseable record time (timestamp): yesterday": 1,
+            "missing record time (timestamp)": 1,
+            "missing record id: neither user_id nor anonymous_id is set": 1,
+            "invalid email value in traits.email: not-an-email": 1,
+        }
+    )
+    # Without a user_id the anonymous id names the record.
+    anon = record_entity(svc, "segment", "identifies", "anon:a7f3c2")
+    assert segment_values(svc, anon)["HAS_FIRST_NAME"][0] == "Ann"
+    seven = record_entity(svc, "segment", "identifies", "user-7")
+    assert segment_values(svc, seven) == {
+        "HAS_FIRST_NAME": ("Bea", ts(at), "segment:identifies:m-badmail:traits.firstName")
+    }
+    # A call without traits is processed and says nothing.
+    eight = record_entity(svc, "segment", "identifies", "user-8")
+    assert segment_values(svc, eight) == {}
+
+
+def test_segment_traits_as_a_json_string_in_csv(svc, ingest):
+    rows = [
+        identify(
+            "m-1",
+            "2026-03-01T09:00:00Z",
+            json.dumps({"lastName": "Csv", "address": {"postalCode": "sw1a 1aa"}}),
+        ),
+        identify("m-2", "2026-03-01T09:00:00Z", "{oops", user_id="user-9"),
+    ]
+    report = ingest("segment", "identifies", rows, fmt="csv")
+    assert (report.rows_processed, report.rows_quarantined) == (1, 1)
+    assert reasons(svc, "identifies") == Counter(
+        {"traits must be a JSON object, got unparseable text: {oops": 1}
+    )
+    user = record_entity(svc, "segment", "identifies", "user-42")
+    values = segment_values(svc, user)
+    assert values["HAS_LAST_NAME"][0] == "Csv" and values["HAS_POSTAL_CODE"][0] == "SW1A 1AA"
+
+
+def test_segment_user_id_links_to_the_salesforce_contact_and_never_quarantines(svc, ingest):
+    ingest("salesforce", "Contact", [contact()])
+    report = ingest(
+        "segment",
+        "identifies",
+        [
+            identify("m-1", "2026-03-01T09:00:00Z", {"phone": "+49 30 9999999"}, user_id=CONTACT[:15]),
+            identify("m-2", "2026-03-01T09:00:00Z", {"firstName": "Kim"}, user_id="kim@example.com|42"),
+        ],
+    )
+    assert (report.rows_processed, report.rows_quarantined) == (2, 0)
+    assert svc.find_customer("segment", CONTACT[:15]) == svc.find_customer("salesforce", CONTACT)
+    profile = svc.profile(svc.find_customer("salesforce", CONTACT))
+    assert profile["phone"] == "+49309999999" and profile["phone_source"] == "segment"
+    kim = svc.find_customer("segment", "kim@example.com|42")
+    assert svc.profile(kim)["first_name"] == "Kim"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aag.config import Config, ObjectSpec
 from aag.sources.base import Extracted, Extractor, GenericExtractor
 from aag.sources.sap import SapAdr6Extractor, SapKna1Extractor
+from aag.sources.segment import SegmentIdentifiesExtractor
 
 #: Extractor classes for objects with rules the registry alone cannot express, keyed by
 #: lower-case (system, object). Everything else (Salesforce Contact, Account and Asset
@@ -13,6 +14,7 @@ from aag.sources.sap import SapAdr6Extractor, SapKna1Extractor
 EXTRACTORS: dict[tuple[str, str], type[Extractor]] = {
     ("sap", "kna1"): SapKna1Extractor,
     ("sap", "adr6"): SapAdr6Extractor,
+    ("segment", "identifies"): SegmentIdentifiesExtractor,
 }
 
 

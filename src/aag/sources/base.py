@@ -129,6 +129,22 @@ class Extractor:
         ]
         return f"coalesce({', '.join([*links, own])})" if links else own
 
+    def present_sql(self, row: RegistryRow) -> str | None:
+        """SQL telling whether a row says anything about a field (``None``: it always does).
+
+        Record-level sources send every field, so an empty one is a removal. A source that
+        may leave a field out (Segment traits) says nothing about it then: no event.
+        """
+        return None
+
+    def event_key_sql(self) -> str | None:
+        """SQL for the source's own id of the event a row records, if it has one.
+
+        Field events then get ``system:Object:<key>:<source field>`` as their id instead
+        of one derived from the row's content, so a re-sent event is recognisably the same.
+        """
+        return None
+
     def enrich(self, engine: Engine, rows: pa.Table) -> pa.Table:
         """Source rules that need the engine (e.g. joins with :attr:`reads`); none by default."""
         return rows
@@ -151,10 +167,14 @@ class Extractor:
     def _region_sql(self, row: RegistryRow) -> str:
         """Region for parsing a phone: the record's own country if mapped, else the default."""
         _, param = split_normaliser(row.normaliser)
-        for i, other in enumerate(self.spec.attributes):
-            if split_normaliser(other.normaliser)[0] == "country":
-                default = lit(param) if param else "NULL"
-                return f"coalesce(c{i}.alpha2, {default})"
+        # Several country fields (Segment's flat and nested address traits): the first set.
+        countries = [
+            f"c{i}.alpha2"
+            for i, other in enumerate(self.spec.attributes)
+            if split_normaliser(other.normaliser)[0] == "country"
+        ]
+        if countries:
+            return f"coalesce({', '.join([*countries, lit(param) if param else 'NULL'])})"
         return lit(param) if param else "CAST(NULL AS VARCHAR)"
 
     def _country_joins(self) -> str:
@@ -227,10 +247,16 @@ class Extractor:
         cols.append("CASE " + " ".join(checks) + " END AS row_error")
         for i, link in enumerate(spec.same_as):
             cols.append(f"{sql_normalise(link.normaliser, q(link.source_field))[0]} AS link{i}")
+        event_key = self.event_key_sql()
+        if event_key:
+            cols.append(f"{event_key} AS event_key")
         for i, row in enumerate(spec.attributes):
             value, bad = self._attr_value_sql(i, row)
             cols.append(f"{value} AS v{i}")
             cols.append(f"{bad} AS bad{i}")
+            present = self.present_sql(row)
+            if present:
+                cols.append(f"{present} AS has{i}")
             if row.event_time_field:
                 ft_raw = f"nullif(trim({q(row.event_time_field)}), '')"
                 ft = self.time_sql(row.event_time_field)
@@ -256,6 +282,11 @@ class Extractor:
         derived.append(f"concat({prefix}, record_id, ':', rt_iso, ':', substr(row_hash, 1, 12)) AS e_rt")
         for i, row in enumerate(spec.attributes):
             derived.append(f"{self._target_node_sql(i, row)} AS n{i}")
+            if event_key:
+                derived.append(
+                    f"CASE WHEN event_key IS NOT NULL THEN "
+                    f"concat({prefix}, event_key, ':', {lit(row.source_field)}) END AS k{i}"
+                )
             if row.event_time_field:
                 stamp = f"strftime(t{i}, '{ISO_FORMAT}')"
                 derived.append(
@@ -315,15 +346,20 @@ FROM (
         """Field events of the valid rows (one UNION branch per attribute + identity)."""
         spec = self.spec
         branches = []
+        keyed = self.event_key_sql() is not None
         for i, row in enumerate(spec.attributes):
+            event_id = f"e{i}" if row.event_time_field else "e_rt"
+            if keyed:
+                event_id = f"coalesce(k{i}, {event_id})"
+            present = f" AND has{i}" if self.present_sql(row) else ""
             branches.append(
                 f"SELECT entity_id AS source_node_id, {lit(row.rel_type)} AS rel_type, "
                 f"{lit(spec.source_system)} AS source_system, "
                 f"CASE WHEN is_deleted OR v{i} IS NULL THEN NULL ELSE n{i} END AS target_node_id, "
-                f"t{i} AS updated_at, {f'e{i}' if row.event_time_field else 'e_rt'} AS source_event_id, "
+                f"t{i} AS updated_at, {event_id} AS source_event_id, "
                 f"CAST({row.confidence} AS FLOAT) AS confidence, "
                 f"{lit(row.source_field)} AS source_field, {lit(batch_id)} AS batch_id "
-                f"FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND NOT tbad{i}"
+                f"FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND NOT tbad{i}{present}"
             )
         # The identity edge starts when the record is first seen: its record time, or for
         # purely field-level objects the earliest field time.
