@@ -17,7 +17,7 @@ import pytest
 from aag.config import default_config_dir, load_config
 from aag.errors import ConfigError
 from aag.ids import entity_node_id, value_node_id
-from aag.normalize import sf_id18
+from aag.normalize import normalise, sf_id18, sql_normalise
 from aag.service import AagService
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
 
@@ -514,6 +514,85 @@ def test_sap_bad_rows_are_quarantined_and_the_rest_processed(svc, ingest):
     assert current(svc, seventh, "HAS_PHONE", "sap") is None
 
 
+# -- Shopify -----------------------------------------------------------------------------
+
+
+def test_shopify_consent_carries_its_field_time_and_beats_a_later_crm_resync(tmp_path, monkeypatch):
+    # Shopify has no link to Salesforce in the defaults; this warehouse adds one so both
+    # sources describe one customer.
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    for name in ("attribute_name_registry.csv", "source_priority.csv"):
+        (folder / name).write_text((default_config_dir() / name).read_text())
+    with (folder / "attribute_name_registry.csv").open("a") as handle:
+        handle.write(
+            "shopify,customers,sf_contact_id,same_as,customer,salesforce.Contact,,,salesforce_id,,,\n"
+        )
+    monkeypatch.setenv("AAG_CONFIG_DIR", str(folder))
+    svc = AagService(str(tmp_path / "wh"))
+    svc.init()
+    ingest = Batches(svc, tmp_path)
+    ingest("salesforce", "Contact", [contact()])
+    shop = {
+        "id": "820982911946154508",
+        "sf_contact_id": CONTACT,
+        "email": "alex@example.com",
+        "first_name": "Alex",
+        "accepts_marketing": False,
+        "accepts_marketing_updated_at": "2026-03-01T09:00:00Z",
+        "created_at": "2025-01-01T00:00:00Z",
+        "updated_at": "2026-03-01T12:00:00Z",
+    }
+    ingest("shopify", "customers", [shop])
+    # The CRM re-sends the whole contact at 09:05, consent unchanged since 2024.
+    ingest("salesforce", "Contact", [contact(FirstName="Alexander", LastModifiedDate="2026-03-01T09:05:00Z")])
+
+    shopify = record_entity(svc, "shopify", "customers", shop["id"])
+    consent = current(svc, shopify, "HAS_EMAIL_MARKETING_CONSENT", "shopify")
+    assert (consent["value"], consent["updated_at"]) == ("false", ts("2026-03-01T09:00:00Z"))
+    assert current(svc, shopify, "HAS_FIRST_NAME", "shopify")["updated_at"] == ts("2026-03-01T12:00:00Z")
+    crm_record = record_entity(svc, "salesforce", "Contact", CONTACT)
+    crm = current(svc, crm_record, "HAS_EMAIL_MARKETING_CONSENT", "salesforce")
+    assert (crm["value"], crm["updated_at"]) == ("true", ts("2024-03-01T10:00:00Z"))
+
+    profile = svc.profile(svc.find_customer("salesforce", CONTACT))
+    assert profile["email_marketing_consent"] == "false"
+    assert profile["email_marketing_consent_source"] == "shopify"
+    assert profile["email_marketing_consent_updated_at"] == ts("2026-03-01T09:00:00Z")
+
+
+def test_shopify_bad_rows_are_quarantined_and_the_rest_processed(svc, ingest):
+    good = {
+        "id": "1",
+        "email": "a@shop.example",
+        "accepts_marketing": True,
+        "updated_at": "2026-01-01T00:00:00Z",
+    }
+    report = ingest(
+        "shopify",
+        "customers",
+        [
+            good,
+            {**good, "id": None},
+            {**good, "id": "2", "updated_at": "soon"},
+            {**good, "id": "3", "accepts_marketing_updated_at": "whenever"},
+        ],
+    )
+    assert (report.rows_processed, report.rows_quarantined, report.fields_rejected) == (2, 2, 1)
+    assert reasons(svc, "customers") == Counter(
+        {
+            "missing record id (id)": 1,
+            "unparseable record time (updated_at): soon": 1,
+            "unparseable or missing field time (accepts_marketing_updated_at): whenever": 1,
+        }
+    )
+    # Without a field time of its own, the consent takes the record time.
+    first = record_entity(svc, "shopify", "customers", "1")
+    assert current(svc, first, "HAS_EMAIL_MARKETING_CONSENT", "shopify")["updated_at"] == ts(
+        "2026-01-01T00:00:00Z"
+    )
+
+
 # -- Segment -----------------------------------------------------------------------------
 
 
@@ -707,3 +786,58 @@ def test_segment_user_id_links_to_the_salesforce_contact_and_never_quarantines(s
     assert profile["phone"] == "+49309999999" and profile["phone_source"] == "segment"
     kim = svc.find_customer("segment", "kim@example.com|42")
     assert svc.profile(kim)["first_name"] == "Kim"
+
+
+# -- Zendesk -----------------------------------------------------------------------------
+
+
+def test_zendesk_name_is_the_full_name_at_the_record_time(svc, ingest):
+    user = {
+        "id": "9001",
+        "name": "Alex  Example",
+        "email": "alex@example.com",
+        "phone": "+49 987 654 3210",
+        "external_id": None,
+        "organization_id": "361",
+        "created_at": "2024-06-01T08:00:00Z",
+        "updated_at": "2024-06-01T08:00:00Z",
+    }
+    report = ingest(
+        "zendesk", "users", [user, {**user, "id": ""}, {**user, "id": "9002", "updated_at": "n/a"}]
+    )
+    assert (report.rows_processed, report.rows_quarantined) == (1, 2)
+    assert reasons(svc, "users") == Counter(
+        {"missing record id (id)": 1, "unparseable record time (updated_at): n/a": 1}
+    )
+    entity = record_entity(svc, "zendesk", "users", "9001")
+    name = current(svc, entity, "HAS_FULL_NAME", "zendesk")
+    assert (name["value"], name["updated_at"]) == ("Alex Example", ts("2024-06-01T08:00:00Z"))
+    assert name["props"]["source_field"] == "name"
+
+    ingest("zendesk", "users", [{**user, "name": "Alexandra Example", "updated_at": "2026-03-01T09:00:00Z"}])
+    name = current(svc, entity, "HAS_FULL_NAME", "zendesk")
+    assert (name["value"], name["updated_at"]) == ("Alexandra Example", ts("2026-03-01T09:00:00Z"))
+    assert current(svc, entity, "HAS_PHONE", "zendesk")["updated_at"] == ts("2024-06-01T08:00:00Z")
+    assert svc.profile(svc.find_customer("zendesk", "9001"), 1)["full_name"] == "Alexandra Example"
+
+
+# -- normalisers added for these sources ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "raw"),
+    [
+        ("url", "https://WWW.Acme.example/"),
+        ("url", "http://acme.example//"),
+        ("url", "acme.example/shop/"),
+        ("url", "https://"),
+        ("sap_flag", "X"),
+        ("sap_flag", " x "),
+        ("sap_flag", ""),
+        ("sap_flag", None),
+    ],
+)
+def test_sql_normalisers_match_python(duckdb_engine, spec, raw):
+    value, invalid = sql_normalise(spec, "NULL" if raw is None else "'" + raw + "'")
+    got = duckdb_engine.query(f"SELECT {value} AS v, {invalid} AS bad").to_pylist()[0]
+    assert got == {"v": normalise(spec, raw), "bad": False}
