@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from aag.bronze import read_rows
@@ -11,7 +13,119 @@ from aag.config import load_config
 from aag.delta import now_utc
 from aag.demo import write_demo_files
 from aag.sources import extractor_for
-from aag.sources.base import EVENTS_TABLE, NODES_TABLE
+from aag.sources.base import EVENTS_TABLE, NODES_TABLE, landed_table
+
+ADR6_ROWS = [
+    {
+        "ADDRNUMBER": "500001",
+        "PERSNUMBER": "",
+        "CONSNUMBER": "001",
+        "SMTP_ADDR": "a@x.io",
+        "DATE_FROM": "20250101",
+    },
+    {"ADDRNUMBER": "500001", "PERSNUMBER": "", "CONSNUMBER": "002", "SMTP_ADDR": "b@x.io", "FLGDEFAULT": "X"},
+    {"ADDRNUMBER": "500002", "CONSNUMBER": "001", "SMTP_ADDR": "not an email"},
+    {"ADDRNUMBER": "", "SMTP_ADDR": "lost@x.io"},
+]
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _other_sources(folder: Path) -> list[tuple[str, str, Path]]:
+    """Objects beyond the demo's, each with good rows and bad ones."""
+    sf = "2026-03-01T09:05:00Z"
+    kna1 = {"KUNNR": "1", "NAME1": "Muster", "NAME2": "GmbH", "LAND1": "DE", "TELF1": "030 1234567"}
+    at = "2026-03-01T09:00:00Z"
+    return [
+        (
+            "salesforce",
+            "Account",
+            _write(
+                folder / "account.jsonl",
+                [
+                    {
+                        "Id": "0015g00000Acme",
+                        "Name": "Acme",
+                        "Website": "HTTPS://acme.io/",
+                        "LastModifiedDate": sf,
+                    },
+                    {"Id": None, "Name": "No id", "LastModifiedDate": sf},
+                ],
+            ),
+        ),
+        (
+            "salesforce",
+            "Asset",
+            _write(
+                folder / "asset.jsonl",
+                [
+                    {
+                        "Id": "02i5g00000Pump1",
+                        "AccountId": "0015g00000Acme",
+                        "Name": "Pump",
+                        "LastModifiedDate": sf,
+                    },
+                    {"Id": "02i5g00000Pump2", "AccountId": None, "IsDeleted": True, "LastModifiedDate": sf},
+                    {
+                        "Id": "02i5g00000Pump3",
+                        "AccountId": "0015g00000Acme",
+                        "LastModifiedDate": "13/13/2026",
+                    },
+                ],
+            ),
+        ),
+        (
+            "sap",
+            "KNA1",
+            _write(
+                folder / "kna1.jsonl",
+                [
+                    {**kna1, "ADRNR": "500001", "LAEDA": "20260301", "ERDAT": "20200101"},
+                    {**kna1, "KUNNR": "2", "ADRNR": "500002", "LAEDA": "", "ERDAT": "20190505"},
+                    {**kna1, "KUNNR": "3", "LAEDA": "20261345"},
+                    {**kna1, "KUNNR": "4", "LAEDA": "00000000", "ERDAT": "abc"},
+                    {**kna1, "KUNNR": "5", "LAEDA": "20260401", "LOEVM": "X"},
+                ],
+            ),
+        ),
+        ("sap", "ADR6", _write(folder / "adr6.jsonl", ADR6_ROWS)),
+        (
+            "segment",
+            "identifies",
+            _write(
+                folder / "identifies.jsonl",
+                [
+                    {
+                        "message_id": "m1",
+                        "user_id": "0035g00000Abcde",
+                        "timestamp": at,
+                        "traits": {"email": "A@x.io"},
+                    },
+                    {
+                        "message_id": "m1",
+                        "user_id": "0035g00000Abcde",
+                        "timestamp": at,
+                        "traits": {"email": "A@x.io"},
+                    },
+                    {
+                        "message_id": "m2",
+                        "anonymous_id": "anon-1",
+                        "timestamp": at,
+                        "traits": {
+                            "phone": None,
+                            "address": {"city": "Roma", "country": "IT"},
+                            "lastName": "",
+                        },
+                    },
+                    {"message_id": "m3", "user_id": "u3", "timestamp": at, "traits": [1]},
+                    {"message_id": "m4", "user_id": "u4", "timestamp": "never", "traits": {}},
+                ],
+            ),
+        ),
+    ]
 
 
 def _rows(table):
@@ -30,12 +144,21 @@ def test_demo_batches_extract_identically(tmp_path: Path, duckdb_engine, spark_e
     )
     files = [(b.source_system, b.source_object, p) for b, p in write_demo_files(tmp_path)]
     files.append(("salesforce", "Contact", bad))
+    files += _other_sources(tmp_path)
+    # KNA1 joins landed ADR6 rows: both engines get the same ones.
+    adr6 = extractor_for(config.object("sap", "ADR6"), config)
+    landed = read_rows(_write(tmp_path / "adr6.jsonl", ADR6_ROWS), adr6.fields)
+    landed = landed.append_column("_batch_id", pa.array(["b0"] * landed.num_rows, pa.string()))
+    landed = landed.append_column("_landed_at", pa.array([now.as_py()] * landed.num_rows, now.type))
+    for engine in (duckdb_engine, spark_engine):
+        engine.register(landed_table("ADR6"), landed)
     for system, obj, path in files:
         spec = config.object(system, obj)
-        rows = read_rows(path, spec.fields)
+        extractor = extractor_for(spec, config)
+        rows = read_rows(path, extractor.fields)
         out = {}
         for name, engine in (("local", duckdb_engine), ("spark", spark_engine)):
-            extracted = extractor_for(spec, config).extract(engine, rows, "b1", now)
+            extracted = extractor.extract(engine, rows, "b1", now)
             out[name] = (
                 extracted,
                 engine.query(f"SELECT * FROM {EVENTS_TABLE}"),
@@ -43,7 +166,7 @@ def test_demo_batches_extract_identically(tmp_path: Path, duckdb_engine, spark_e
             )
         local, local_events, local_nodes = out["local"]
         spark, spark_events, spark_nodes = out["spark"]
-        assert local.events > 0 or path == bad
+        assert local.events > 0 or path == bad or obj == "ADR6"
         assert _rows(local_events) == _rows(spark_events), path.name
         assert _rows(local_nodes) == _rows(spark_nodes), path.name
         assert _rows(local.quarantine) == _rows(spark.quarantine), path.name

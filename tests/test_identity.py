@@ -262,7 +262,9 @@ def test_identity_is_stable_across_rebuilds_and_batch_orders(tmp_path):
         snapshots.append(_snapshot(service))
     assert all(s == snapshots[0] for s in snapshots[1:])
     ident, profiles, links = snapshots[0]
-    # Shopify 1 (first seen 2023) survives: SF joins it through Zendesk 7 (same_as + email).
+    customer = {dict(r)["source_record_id"]: dict(r)["customer_id"] for r in ident}
+    # SF joins Shopify 1 through Zendesk 7 (same_as + email); Zendesk 8 and Shopify 2 share c@.
+    assert customer[SF_A] == customer["7"] == customer["1"] != customer["8"] == customer["2"]
     assert len(profiles) == 2 and len(links) == 3
 
 

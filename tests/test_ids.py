@@ -71,6 +71,11 @@ def test_sql_ids_match_python():
         ("not_bool", False, "true"),
         ("text", "   ", None),
         ("email", None, None),
+        ("url", " HTTPS://www.Acme.example/shop// ", "www.acme.example/shop"),
+        ("url", "acme.example", "acme.example"),
+        ("sap_flag", "X", "true"),
+        ("sap_flag", "", "false"),
+        ("sap_flag", None, "false"),
     ],
 )
 def test_normalisers(spec, raw, expected):
@@ -79,7 +84,13 @@ def test_normalisers(spec, raw, expected):
 
 @pytest.mark.parametrize(
     ("spec", "raw"),
-    [("email", "not-an-email"), ("phone", "n/a"), ("country", "Atlantis"), ("bool", "maybe")],
+    [
+        ("email", "not-an-email"),
+        ("phone", "n/a"),
+        ("country", "Atlantis"),
+        ("bool", "maybe"),
+        ("sap_flag", "yes"),
+    ],
 )
 def test_invalid_values_are_rejected_not_guessed(spec, raw):
     with pytest.raises(InvalidValueError):

@@ -87,6 +87,32 @@ def _from_json_lines(con: duckdb.DuckDBPyConnection, lines: pa.Table, fields: tu
     return table.rename_columns(["_row_number", "_raw", "_error", *fields])
 
 
+def parse_raw(rows: pa.Table, fields: tuple[str, ...]) -> pa.Table:
+    """Stored raw rows (bronze ``_raw``, always JSON text) → landed rows again.
+
+    Args:
+        rows: A table with ``_raw``; its other columns (``_row_number``, ...) are kept.
+        fields: Fields to extract as string columns, as :func:`read_rows` does.
+
+    Returns:
+        ``rows``' columns, ``_error`` (``NULL``) and one column per field.
+    """
+    con = _connect()
+    con.register("raw_rows", rows)
+    try:
+        extracted = "".join(f', vals[{i + 1}] AS "{i}"' for i in range(len(fields)))
+        vals = f"json_extract_string(_raw, {_field_list(fields)})" if fields else "NULL"
+        table: pa.Table = con.sql(
+            f"""
+            SELECT * EXCLUDE (vals), CAST(NULL AS VARCHAR) AS _error{extracted}
+            FROM (SELECT *, CASE WHEN json_valid(_raw) THEN {vals} END AS vals FROM raw_rows) x
+            """
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return table.rename_columns([*rows.column_names, "_error", *fields])
+
+
 def _read_lines_fast(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
     result: pa.Table = con.sql(
         f"""

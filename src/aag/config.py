@@ -30,8 +30,10 @@ CONFIG_FILES = (REGISTRY_FILE, PRIORITY_FILE, IDENTITY_RULES_FILE, IDENTITY_BLOC
 
 _M = TypeVar("_M", bound=BaseModel)
 
-Role = Literal["record_id", "record_time", "deleted", "attribute", "same_as"]
+Role = Literal["record_id", "record_time", "deleted", "attribute", "same_as", "reference"]
 TIME_FORMATS = ("iso8601", "yyyymmdd")
+#: Normalisers a ``reference`` row may use: the id canonicalisations of ``record_id`` rows.
+REFERENCE_NORMALISERS = ("id", "salesforce_id")
 
 
 class RegistryRow(BaseModel):
@@ -41,7 +43,10 @@ class RegistryRow(BaseModel):
     time (``normaliser`` = time format), its deletion flag, an attribute that
     becomes an edge ``entity -[rel_type]-> value node``, or ``same_as``: a field
     holding the id of the same entity's record in another object (``attribute`` =
-    ``system.Object``), so the record joins that entity deterministically.
+    ``system.Object``), so the record joins that entity deterministically, or
+    ``reference``: a field holding the id of a record of another object (``attribute`` =
+    ``system.Object``, ``node_type`` = that object's entity type), which becomes the edge
+    ``entity -[rel_type]-> that record's entity node``.
     """
 
     model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
@@ -87,6 +92,8 @@ class ObjectSpec:
     time_format: str
     deleted_field: str | None
     deleted_normaliser: str
+    #: Rows that become edges: ``attribute`` rows (to value nodes) and ``reference`` rows
+    #: (to other entities), in registry order.
     attributes: tuple[RegistryRow, ...]
     #: ``same_as`` rows (their ``attribute`` names the linked ``system.Object``).
     same_as: tuple[RegistryRow, ...] = ()
@@ -95,6 +102,11 @@ class ObjectSpec:
     def name(self) -> str:
         """``system.object``, as shown in messages."""
         return f"{self.source_system}.{self.source_object}"
+
+    @property
+    def references(self) -> tuple[RegistryRow, ...]:
+        """The ``reference`` rows among :attr:`attributes`."""
+        return tuple(row for row in self.attributes if row.role == "reference")
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -220,7 +232,7 @@ def _build_objects(rows: Iterable[RegistryRow]) -> dict[tuple[str, str], ObjectS
         ids = [r for r in obj_rows if r.role == "record_id"]
         times = [r for r in obj_rows if r.role == "record_time"]
         deleted = [r for r in obj_rows if r.role == "deleted"]
-        attrs = tuple(r for r in obj_rows if r.role == "attribute")
+        attrs = tuple(r for r in obj_rows if r.role in ("attribute", "reference"))
         same_as = []
         for row in obj_rows:
             if row.role == "same_as":
@@ -243,6 +255,14 @@ def _build_objects(rows: Iterable[RegistryRow]) -> dict[tuple[str, str], ObjectS
                     f"{where}.{attr.source_field}: attribute rows need attribute, rel_type and node_type"
                 )
             split_normaliser(attr.normaliser)
+            if attr.role == "reference" and (
+                "." not in attr.attribute or attr.normaliser not in REFERENCE_NORMALISERS
+            ):
+                raise ConfigError(
+                    f"{where}.{attr.source_field}: reference rows name the target object as "
+                    f"system.Object in the attribute column and use a normaliser of "
+                    f"{', '.join(REFERENCE_NORMALISERS)}"
+                )
             if not times and not attr.event_time_field:
                 raise ConfigError(f"{where}.{attr.source_field}: no record_time and no field time")
         objects[(system.lower(), obj.lower())] = ObjectSpec(
@@ -258,7 +278,31 @@ def _build_objects(rows: Iterable[RegistryRow]) -> dict[tuple[str, str], ObjectS
             attributes=attrs,
             same_as=tuple(same_as),
         )
+    _check_references(objects)
     return objects
+
+
+def _check_references(objects: dict[tuple[str, str], ObjectSpec]) -> None:
+    """A reference must compute the very node id the target object gives its records.
+
+    Both ids hash ``entity_type|system|Object|record id``, so the reference's node type and
+    id normaliser must be the target's entity type and id normaliser, or the edge would
+    point at an entity no record of the target ever becomes. Targets that are not
+    configured (yet) cannot be checked.
+    """
+    for spec in objects.values():
+        for row in spec.references:
+            system, _, obj = row.attribute.partition(".")
+            target = objects.get((system.lower(), obj.lower()))
+            if target is None:
+                continue
+            if row.node_type != target.entity_type or row.normaliser != target.id_normaliser:
+                raise ConfigError(
+                    f"{REGISTRY_FILE}: {spec.name}.{row.source_field} references {target.name}, "
+                    f"whose records are {target.entity_type!r} entities with "
+                    f"{target.id_normaliser!r} ids; the reference row says node_type "
+                    f"{row.node_type!r}, normaliser {row.normaliser!r}"
+                )
 
 
 def load_config(directory: Path | None = None) -> Config:

@@ -20,7 +20,7 @@ from aag.world import Score, World, generate, score
 if TYPE_CHECKING:
     from aag.service import AagService
 
-DEMO_CONTACT = "0035g00000DemoAAA"
+DEMO_CONTACT = "0035g00000DemoAAAR"
 DEMO_ZENDESK_USER = "9001"
 
 
@@ -38,7 +38,7 @@ class DemoBatch:
 def _contact(**changes: Any) -> dict[str, Any]:
     base = {
         "Id": DEMO_CONTACT,
-        "AccountId": "0015g00000AcmeAAA",
+        "AccountId": "0015g00000AcmeAAAR",
         "FirstName": "Alex",
         "LastName": "Example",
         "Email": "alex@example.com",

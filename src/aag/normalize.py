@@ -33,13 +33,18 @@ NORMALISERS: dict[str, str] = {
     "lower": "whitespace collapsed, trimmed, lower-cased",
     "bool": "true/false from true/false, 1/0, yes/no, y/n, t/f, x",
     "not_bool": "the negation of bool (e.g. an opt-out flag read as a consent)",
+    "sap_flag": "SAP indicator: X is true, blank (or missing) is false",
+    "url": "trimmed, lower-cased, scheme (https://) and trailing slashes removed",
     "id": "trimmed identifier, case kept",
-    "salesforce_id": "trimmed Salesforce id; 15-character ids get their 18-character form",
+    "salesforce_id": "Salesforce id (15 or 18 letters and digits); 15-character ids get their "
+    "18-character form; anything else is invalid",
 }
 
 _WS = re.compile(r"\s+")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_URL_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
+_TRAILING_SLASHES = re.compile(r"/+$")
 _TRUE = {"true", "1", "yes", "y", "t", "x"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
 
@@ -47,6 +52,7 @@ _FALSE = {"false", "0", "no", "n", "f", ""}
 # subset used here means the same in both).
 EMAIL_REGEX_SQL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 E164_REGEX_SQL = r"^\+[1-9][0-9]{6,14}$"
+URL_SCHEME_REGEX_SQL = r"^[a-z][a-z0-9+.-]*://"
 
 
 class InvalidValueError(ValueError):
@@ -92,6 +98,12 @@ def normalise(spec: str, value: object, region: str | None = None) -> str | None
         InvalidValueError: If a non-empty value cannot be normalised.
     """
     name, param = split_normaliser(spec)
+    if name == "sap_flag":
+        # SAP writes indicators as 'X' or blank, and a blank is a definite "no".
+        flag = collapse_ws("" if value is None else str(value)).upper()
+        if flag not in ("X", ""):
+            raise InvalidValueError(f"not an SAP flag (X or blank): {value!r}")
+        return "true" if flag == "X" else "false"
     if value is None:
         return None
     raw = value if isinstance(value, str) else str(value)
@@ -125,12 +137,15 @@ def normalise(spec: str, value: object, region: str | None = None) -> str | None
         return code
     if name == "upper":
         return text.upper()
+    if name == "url":
+        return _TRAILING_SLASHES.sub("", _URL_SCHEME.sub("", text.lower())) or None
     if name == "lower":
         return text.lower()
     if name == "id":
         return raw.strip()
     if name == "salesforce_id":
-        return sf_id18(raw.strip())
+        sf = raw.strip()
+        return sf_id18(sf) if _SF_ID.fullmatch(sf) else None
     return text
 
 
@@ -261,7 +276,16 @@ def sql_normalise(spec: str, col: str) -> tuple[str, str]:
         )
         invalid = f"({low} <> '' AND {low} NOT IN ({true_set}, {false_set}))"
         return value, invalid
+    if name == "sap_flag":
+        flag = f"upper(coalesce({text}, ''))"
+        return (
+            f"CASE WHEN {flag} = 'X' THEN 'true' WHEN {flag} = '' THEN 'false' END",
+            f"({flag} NOT IN ('X', ''))",
+        )
     empty_to_null = f"nullif({text}, '')"
+    if name == "url":
+        bare = f"regexp_replace(lower({empty_to_null}), '{URL_SCHEME_REGEX_SQL}', '')"
+        return f"nullif(regexp_replace({bare}, '/+$', ''), '')", "FALSE"
     if name == "email":
         low = f"lower({empty_to_null})"
         value = f"CASE WHEN regexp_matches({low}, '{EMAIL_REGEX_SQL}') THEN {low} END"
@@ -274,11 +298,20 @@ def sql_normalise(spec: str, col: str) -> tuple[str, str]:
     if name == "id":
         return f"nullif(trim({col}), '')", "FALSE"
     if name == "salesforce_id":
-        return sf_id18_sql(f"nullif(trim({col}), '')"), "FALSE"
+        trimmed = f"nullif(trim({col}), '')"
+        shaped = f"regexp_matches({trimmed}, '{SF_ID_REGEX_SQL}')"
+        return (
+            f"CASE WHEN {shaped} THEN {sf_id18_sql(trimmed)} END",
+            f"({trimmed} IS NOT NULL AND NOT {shaped})",
+        )
     if name in ("phone", "country"):
         raise ConfigError(f"normaliser {name!r} is applied through a lookup join, not inline")
     return empty_to_null, "FALSE"
 
+
+#: A Salesforce record id: 15 case-sensitive alphanumerics, or 18 with the case suffix.
+SF_ID_REGEX_SQL = "^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$"
+_SF_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 
 # Salesforce ids: 15 characters case-sensitive, or 18 with a suffix that encodes the case
 # of the first 15, so case-insensitive systems can hold them. Both spellings are one record.

@@ -24,7 +24,7 @@ from aag.errors import AagError
 from aag.identity import ID_KEYS, ID_ROWS, IdentitySettings, release_identity, resolve_identity
 from aag.rules import OUT_KEYS, OUT_LOG, OUT_ROWS, apply_edge_rules, release_rule_tables
 from aag.sources import extractor_for
-from aag.sources.base import EVENTS_TABLE, NODES_TABLE
+from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extractor, landed_table
 from aag.store import CommitStats, GraphChange, GraphStore, duck
 from aag.warehouse import Warehouse
 
@@ -223,6 +223,24 @@ def split_unchanged(rows: pa.Table, landed: pa.RecordBatchReader | None) -> tupl
     return fresh.cast(rows.schema), ids.cast(empty_ids.schema)
 
 
+def register_reads(warehouse: Warehouse, engine: Engine, extractor: Extractor) -> list[str]:
+    """Make the landed rows of every object the extractor reads queryable in the engine.
+
+    Each object's rows from committed batches are parsed from their raw text into the
+    columns that object's own extractor lands, and registered as
+    :func:`~aag.sources.base.landed_table`. Returns the names to drop afterwards.
+    """
+    config = warehouse.config
+    system = extractor.spec.source_system
+    names = []
+    for obj in extractor.reads:
+        reader = extractor_for(config.object(system, obj), config)
+        name = landed_table(obj)
+        engine.register(name, warehouse.landed_rows(system, reader.spec.source_object, reader.fields))
+        names.append(name)
+    return names
+
+
 def batch_id_for(source_system: str, source_object: str, file_digest: str) -> str:
     """Batch id: the same file content for the same object is the same batch."""
     return hashlib.sha256(f"{source_system}/{source_object}/{file_digest}".encode()).hexdigest()[:32]
@@ -262,16 +280,19 @@ def ingest_file(
     if warehouse.committed_batches([batch_id]):
         return BatchReport(file=str(path), batch_id=batch_id, status="already ingested")
     step(STEPS[0])
-    rows = read_rows(path, spec.fields)
+    extractor = extractor_for(spec, config)
+    rows = read_rows(path, extractor.fields)
     now = now_utc()
     fresh, unchanged_ids = split_unchanged(
         rows, warehouse.landed_digests(spec.source_system, spec.source_object)
     )
     step(STEPS[1])
-    extractor = extractor_for(spec, config)
     record_ids = pa.concat_tables(
         [extractor.record_ids(engine, fresh).cast(unchanged_ids.schema), unchanged_ids]
     )
+    # Landed rows of other objects the extraction joins, registered before anything is
+    # written, so that a missing object fails the batch cleanly.
+    reads = register_reads(warehouse, engine, extractor)
     # Bronze, quarantine and the graph are independent Delta tables. Bronze lands on a
     # second thread while the batch is extracted and planned (delta-rs and DuckDB release
     # the GIL; phone parsing does not, so the landing fills that time). Every write is
@@ -288,7 +309,11 @@ def ingest_file(
             path.name,
             now,
         )
-        extracted = extractor.extract(engine, fresh, batch_id, now)
+        try:
+            extracted = extractor.extract(engine, fresh, batch_id, now)
+        finally:
+            for name in reads:
+                engine.drop(name)
         # Only the raw text (held by the landing) is needed from here on.
         rows_total = rows.num_rows
         del fresh, rows

@@ -161,7 +161,9 @@ class AagService:
             if record_id:
                 value = f"{obj.source_system}:{obj.source_object}:{record_id}"
                 candidates.add(value_node_id(SOURCE_RECORD_NODE, value))
-        targets = ", ".join(_q(v) for v in sorted(candidates)) or "NULL"
+        if not candidates:
+            raise NotFoundError(f"{source_id!r} is not a valid record id for {source_system}")
+        targets = ", ".join(_q(v) for v in sorted(candidates))
         edges = self.warehouse.io.read(
             self.warehouse.graph.relationships_uri,
             "source_node_id, is_current, updated_at",
@@ -354,7 +356,9 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                     f"target_node_id IN ({quoted}) AND source_node_id NOT IN ({mine})",
                 )
                 shared = set(others.column("target_node_id").to_pylist())
-            drop_nodes = [t for t in targets if t not in shared] + members
+            # Entities the customer points at (the company it works at) are not its data.
+            values = {r["node_id"] for r in self._nodes_by_id(targets).to_pylist() if r["value"] is not None}
+            drop_nodes = [t for t in targets if t in values and t not in shared] + members
             meta = {"aag.operation": "erase"}
             ids = pa.table({"source_node_id": members})
             delete_matching(wh.io, graph.relationships_uri, ids, meta)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from aag.bronze import parse_raw
 from aag.config import CONFIG_FILES, REGISTRY_FILE, Config, default_config_dir, load_config
 from aag.delta import DeltaIO, is_local, join
 from aag.errors import ConflictError, WarehouseError
@@ -175,11 +176,8 @@ class Warehouse:
             con.unregister("land_rows")
             con.unregister("land_ids")
 
-    def landed_digests(self, source_system: str, source_object: str) -> pa.RecordBatchReader | None:
-        """``_row_digest, _record_id`` of every row of this object's committed batches."""
-        uri = self.bronze_uri(source_system, source_object)
-        if not self.io.exists(uri):
-            return None
+    def _committed_ids_sql(self, source_system: str, source_object: str) -> str | None:
+        """The object's committed batch ids as a SQL list (``None`` when there are none)."""
         ledger = self.io.read(
             self.ledger_uri,
             "batch_id",
@@ -187,10 +185,43 @@ class Warehouse:
             f"AND source_object = '{source_object}'",
         )
         ids = [str(b) for b in ledger.column("batch_id").to_pylist()]
-        if not ids:
+        return ", ".join(f"'{b}'" for b in ids) if ids else None
+
+    def landed_digests(self, source_system: str, source_object: str) -> pa.RecordBatchReader | None:
+        """``_row_digest, _record_id`` of every row of this object's committed batches."""
+        uri = self.bronze_uri(source_system, source_object)
+        if not self.io.exists(uri):
             return None
-        quoted = ", ".join(f"'{b}'" for b in ids)
+        quoted = self._committed_ids_sql(source_system, source_object)
+        if quoted is None:
+            return None
         return self.io.reader(uri, f"SELECT _row_digest, _record_id FROM t WHERE _batch_id IN ({quoted})")
+
+    def landed_rows(self, source_system: str, source_object: str, fields: tuple[str, ...]) -> pa.Table:
+        """Rows of this object's committed batches, parsed from bronze like a fresh file.
+
+        Rows without a record id (the ones their batch quarantined) are left out.
+
+        Args:
+            source_system: Source system.
+            source_object: Source object.
+            fields: Columns to extract from each row's raw JSON.
+
+        Returns:
+            ``_batch_id, _landed_at`` and the landed-row columns of
+            :func:`aag.bronze.read_rows` (``_row_number, _raw, _error, <fields...>``).
+        """
+        uri = self.bronze_uri(source_system, source_object)
+        quoted = self._committed_ids_sql(source_system, source_object) if self.io.exists(uri) else None
+        where = f"_batch_id IN ({quoted}) AND _record_id IS NOT NULL" if quoted else "FALSE"
+        raw = (
+            self.io.read(uri, "_batch_id, _landed_at, _row_number, _raw", where)
+            if quoted
+            else pa.schema(
+                [BRONZE.field(c) for c in ("_batch_id", "_landed_at", "_row_number", "_raw")]
+            ).empty_table()
+        )
+        return parse_raw(raw, fields)
 
     def write_quarantine(self, batch_id: str, rows: pa.Table) -> None:
         """Replace the batch's quarantine rows (idempotent on re-runs)."""

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from aag.config import Config, ObjectSpec
 from aag.sources.base import Extracted, Extractor, GenericExtractor
+from aag.sources.sap import SapAdr6Extractor, SapKna1Extractor
+from aag.sources.segment import SegmentIdentifiesExtractor
 
 #: Extractor classes for objects with rules the registry alone cannot express, keyed by
-#: lower-case (system, object). Everything else (Salesforce Contact included: its id
-#: canonicalisation is the ``salesforce_id`` normaliser) runs on :class:`GenericExtractor`.
-EXTRACTORS: dict[tuple[str, str], type[Extractor]] = {}
+#: lower-case (system, object). Everything else (Salesforce Contact, Account and Asset
+#: included: id canonicalisation is the ``salesforce_id`` normaliser, links to accounts
+#: are ``reference`` rows) runs on :class:`GenericExtractor`.
+EXTRACTORS: dict[tuple[str, str], type[Extractor]] = {
+    ("sap", "kna1"): SapKna1Extractor,
+    ("sap", "adr6"): SapAdr6Extractor,
+    ("segment", "identifies"): SegmentIdentifiesExtractor,
+}
 
 
 def extractor_for(spec: ObjectSpec, config: Config) -> Extractor:

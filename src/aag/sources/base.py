@@ -14,7 +14,9 @@ fits the registry needs no class at all (:class:`GenericExtractor`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 import pyarrow as pa
 
@@ -54,6 +56,15 @@ EVENTS_TABLE = "batch_events"
 NODES_TABLE = "batch_nodes"
 
 
+def landed_table(source_object: str) -> str:
+    """Engine table holding the landed rows of an object another extractor reads.
+
+    See :attr:`Extractor.reads`: the pipeline registers the rows under this name before
+    extraction, e.g. ``landed_adr6`` for SAP ``ADR6``.
+    """
+    return "landed_" + re.sub(r"\W", "_", source_object.lower())
+
+
 @dataclass
 class Extracted:
     """What one batch of rows yields.
@@ -78,9 +89,21 @@ class Extracted:
 class Extractor:
     """Registry-driven extraction for one source object; subclass to add source rules."""
 
+    #: Source columns the extractor needs besides the registry's fields (landed as strings).
+    extra_fields: ClassVar[tuple[str, ...]] = ()
+    #: Other objects of the same system whose landed (bronze) rows the extraction joins.
+    #: The pipeline registers each one's committed rows, parsed into that object's
+    #: extractor :attr:`fields`, as :func:`landed_table` before :meth:`extract`.
+    reads: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, spec: ObjectSpec, config: Config) -> None:
         self.spec = spec
         self.config = config
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every source column landed rows carry for this extractor."""
+        return tuple(dict.fromkeys((*self.spec.fields, *self.extra_fields)))
 
     # -- hooks ---------------------------------------------------------------------
     def record_id_sql(self) -> str:
@@ -104,6 +127,30 @@ class Extractor:
         prefix = f"{spec.entity_type}|{spec.source_system}|{spec.source_object}|"
         return f"concat({lit(prefix)}, record_id)"
 
+    def present_sql(self, row: RegistryRow) -> str | None:
+        """SQL telling whether a row says anything about a field (``None``: it always does).
+
+        Record-level sources send every field, so an empty one is a removal. A source that
+        may leave a field out (Segment traits) says nothing about it then: no event.
+        """
+        return None
+
+    def links_can_be_removed(self) -> bool:
+        """Whether an empty ``same_as`` field removes the link (record-level sources: yes)."""
+        return True
+
+    def event_key_sql(self) -> str | None:
+        """SQL for the source's own id of the event a row records, if it has one.
+
+        Field events then get ``system:Object:<key>:<source field>`` as their id instead
+        of one derived from the row's content, so a re-sent event is recognisably the same.
+        """
+        return None
+
+    def enrich(self, engine: Engine, rows: pa.Table) -> pa.Table:
+        """Source rules that need the engine (e.g. joins with :attr:`reads`); none by default."""
+        return rows
+
     # -- SQL building ----------------------------------------------------------------
     def _attr_value_sql(self, i: int, row: RegistryRow) -> tuple[str, str]:
         name, _ = split_normaliser(row.normaliser)
@@ -122,10 +169,14 @@ class Extractor:
     def _region_sql(self, row: RegistryRow) -> str:
         """Region for parsing a phone: the record's own country if mapped, else the default."""
         _, param = split_normaliser(row.normaliser)
-        for i, other in enumerate(self.spec.attributes):
-            if split_normaliser(other.normaliser)[0] == "country":
-                default = lit(param) if param else "NULL"
-                return f"coalesce(c{i}.alpha2, {default})"
+        # Several country fields (Segment's flat and nested address traits): the first set.
+        countries = [
+            f"c{i}.alpha2"
+            for i, other in enumerate(self.spec.attributes)
+            if split_normaliser(other.normaliser)[0] == "country"
+        ]
+        if countries:
+            return f"coalesce({', '.join([*countries, lit(param) if param else 'NULL'])})"
         return lit(param) if param else "CAST(NULL AS VARCHAR)"
 
     def _country_joins(self) -> str:
@@ -198,10 +249,16 @@ class Extractor:
         cols.append("CASE " + " ".join(checks) + " END AS row_error")
         for i, link in enumerate(spec.same_as):
             cols.append(f"{sql_normalise(link.normaliser, q(link.source_field))[0]} AS link{i}")
+        event_key = self.event_key_sql()
+        if event_key:
+            cols.append(f"{event_key} AS event_key")
         for i, row in enumerate(spec.attributes):
             value, bad = self._attr_value_sql(i, row)
             cols.append(f"{value} AS v{i}")
             cols.append(f"{bad} AS bad{i}")
+            present = self.present_sql(row)
+            if present:
+                cols.append(f"{present} AS has{i}")
             if row.event_time_field:
                 ft_raw = f"nullif(trim({q(row.event_time_field)}), '')"
                 ft = self.time_sql(row.event_time_field)
@@ -237,7 +294,12 @@ class Extractor:
         # Fields stamped with the record time share one event id: the record version.
         derived.append(f"concat({prefix}, record_id, ':', rt_iso, ':', substr(row_hash, 1, 12)) AS e_rt")
         for i, row in enumerate(spec.attributes):
-            derived.append(f"{value_node_id_sql(lit(row.node_type), f'v{i}')} AS n{i}")
+            derived.append(f"{self._target_node_sql(i, row)} AS n{i}")
+            if event_key:
+                derived.append(
+                    f"CASE WHEN event_key IS NOT NULL THEN "
+                    f"concat({prefix}, event_key, ':', {lit(row.source_field)}) END AS k{i}"
+                )
             if row.event_time_field:
                 stamp = f"strftime(t{i}, '{ISO_FORMAT}')"
                 derived.append(
@@ -247,7 +309,7 @@ class Extractor:
 SELECT y.*, {", ".join(derived)}
 FROM (
   SELECT *, md5(concat_ws('|', CAST(is_deleted AS VARCHAR), {hash_parts or "''"})) AS row_hash,
-      sha256({self.entity_key_sql()}) AS entity_hash,
+      {self._reference_hashes_sql()}sha256({self.entity_key_sql()}) AS entity_hash,
       strftime(record_time, '{ISO_FORMAT}') AS rt_iso
   FROM (
     SELECT {select}
@@ -257,6 +319,25 @@ FROM (
   ) x
 ) y
 """
+
+    def _reference_key_sql(self, row: RegistryRow, value: str) -> str:
+        """The entity key (:func:`aag.ids.entity_key`) of the record a reference points at."""
+        system, _, obj = row.attribute.partition(".")
+        return f"concat({lit(row.node_type + '|' + system + '|' + obj + '|')}, {value})"
+
+    def _reference_hashes_sql(self) -> str:
+        """``rh<i>``: the hashed entity key of every reference (sliced into a UUID later)."""
+        return "".join(
+            f"sha256({self._reference_key_sql(row, f'v{i}')}) AS rh{i}, "
+            for i, row in enumerate(self.spec.attributes)
+            if row.role == "reference"
+        )
+
+    def _target_node_sql(self, i: int, row: RegistryRow) -> str:
+        """Node id of a field's target: a content-addressed value, or a referenced entity."""
+        if row.role == "reference":
+            return uuid_from_hash_sql(f"rh{i}")
+        return value_node_id_sql(lit(row.node_type), f"v{i}")
 
     def phone_pairs_sql(self) -> str | None:
         """Distinct (raw phone, region) pairs that need ``phonenumbers`` (not already E.164)."""
@@ -278,15 +359,20 @@ FROM (
         """Field events of the valid rows (one UNION branch per attribute + identity)."""
         spec = self.spec
         branches = []
+        keyed = self.event_key_sql() is not None
         for i, row in enumerate(spec.attributes):
+            event_id = f"e{i}" if row.event_time_field else "e_rt"
+            if keyed:
+                event_id = f"coalesce(k{i}, {event_id})"
+            present = f" AND has{i}" if self.present_sql(row) else ""
             branches.append(
                 f"SELECT entity_id AS source_node_id, {lit(row.rel_type)} AS rel_type, "
                 f"{lit(spec.source_system)} AS source_system, "
                 f"CASE WHEN is_deleted OR v{i} IS NULL THEN NULL ELSE n{i} END AS target_node_id, "
-                f"t{i} AS updated_at, {f'e{i}' if row.event_time_field else 'e_rt'} AS source_event_id, "
+                f"t{i} AS updated_at, {event_id} AS source_event_id, "
                 f"CAST({row.confidence} AS FLOAT) AS confidence, "
                 f"{lit(row.source_field)} AS source_field, {lit(batch_id)} AS batch_id "
-                f"FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND NOT tbad{i}"
+                f"FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND NOT tbad{i}{present}"
             )
         # The identity edge starts when the record is first seen: its record time, or for
         # purely field-level objects the earliest field time.
@@ -297,12 +383,15 @@ FROM (
             f"{seen}, ident_value, CAST(1.0 AS FLOAT), {lit(spec.id_field)}, {lit(batch_id)} "
             f"FROM ex_rows WHERE row_error IS NULL"
         )
-        # A same_as field is a record-level fact like any other: emptied, it removes the link.
+        # A same_as field is a record-level fact like any other: emptied, it removes the link
+        # (unless the source says an empty link means nothing, see links_can_be_removed).
         for i, link in enumerate(spec.same_as):
+            only_present = "" if self.links_can_be_removed() else f" AND link_node{i} IS NOT NULL"
             branches.append(
                 f"SELECT entity_id, {lit(REFERS_TO_RECORD_REL)}, {lit(spec.source_system)}, "
                 f"CASE WHEN is_deleted THEN NULL ELSE link_node{i} END, {seen}, e_rt, CAST(1.0 AS FLOAT), "
-                f"{lit(link.source_field)}, {lit(batch_id)} FROM ex_rows WHERE row_error IS NULL"
+                f"{lit(link.source_field)}, {lit(batch_id)} "
+                f"FROM ex_rows WHERE row_error IS NULL{only_present}"
             )
         return "\nUNION ALL\n".join(branches)
 
@@ -315,6 +404,8 @@ FROM (
         spec = self.spec
         values = []
         for i, row in enumerate(spec.attributes):
+            if row.role == "reference":
+                continue
             values.append(
                 f"SELECT n{i} AS node_id, {lit(row.node_type)} AS node_type, v{i} AS value "
                 f"FROM ex_rows WHERE row_error IS NULL AND v{i} IS NOT NULL AND NOT is_deleted"
@@ -338,8 +429,35 @@ SELECT entity_id, {lit(spec.entity_type)}, CAST(NULL AS VARCHAR), CAST(NULL AS V
     MAP(['source_system', 'source_object', 'source_record_id'],
         [{lit(spec.source_system)}, {lit(spec.source_object)}, min(record_id)])
 FROM ex_rows WHERE row_error IS NULL
-GROUP BY entity_id
+GROUP BY entity_id{self._referenced_nodes_sql(now_sql)}
 """
+
+    def _referenced_nodes_sql(self, now_sql: str) -> str:
+        """Entity nodes that references point at, as the target object's extractor makes them.
+
+        The row is the one the target's own records produce (same id, type and record
+        properties), so whichever batch lands first writes the same node. Entities of this
+        batch's own records are left to the branch above: one row per node id.
+        """
+        refs = [
+            f"SELECT n{i} AS node_id, {lit(row.node_type)} AS node_type, "
+            f"{lit(row.attribute.partition('.')[0])} AS source_system, "
+            f"{lit(row.attribute.partition('.')[2])} AS source_object, v{i} AS record_id "
+            f"FROM ex_rows WHERE row_error IS NULL AND v{i} IS NOT NULL AND NOT is_deleted"
+            for i, row in enumerate(self.spec.attributes)
+            if row.role == "reference"
+        ]
+        if not refs:
+            return ""
+        # Equal ids come from equal keys (type|system|object|id), so min() picks the one value.
+        return f"""
+UNION ALL
+SELECT node_id, min(node_type), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), {now_sql},
+    MAP(['source_system', 'source_object', 'source_record_id'],
+        [min(source_system), min(source_object), min(record_id)])
+FROM ({" UNION ALL ".join(refs)}) r
+WHERE node_id NOT IN (SELECT entity_id FROM ex_rows WHERE row_error IS NULL)
+GROUP BY node_id"""
 
     def quarantine_sql(self, batch_id: str, now_sql: str) -> str:
         """Quarantine rows (:data:`aag.model.QUARANTINE`) with reason and raw content."""
@@ -397,7 +515,7 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
             Counts and quarantine rows; events and candidate nodes stay in the engine as
             :data:`EVENTS_TABLE` and :data:`NODES_TABLE`.
         """
-        rows = self.prepare(rows)
+        rows = self.enrich(engine, self.prepare(rows))
         engine.register("batch_rows", rows)
         engine.register("aag_countries", country_table())
         try:

@@ -1,0 +1,154 @@
+"""SAP customer master: ``KNA1`` (general data) with e-mail addresses from ``ADR6``.
+
+KNA1 is a record-level source with day precision: ``LAEDA`` (last change, ``YYYYMMDD``)
+is the time of every field, read as 00:00:00 UTC that day. A record that was never
+changed has a blank ``LAEDA`` (SAP writes blank or ``00000000``); its creation date
+``ERDAT`` is used instead. A date that is not a real ``YYYYMMDD`` day quarantines the
+row. ``LOEVM = 'X'`` marks the record for deletion, which removes its values.
+
+``NAME1`` and ``NAME2`` together are the customer's name: the registry maps ``NAME1``
+to ``full_name`` and this extractor joins ``NAME2`` to it with one space.
+
+ADR6 (e-mail addresses of an address number) has no change time of its own. Ingesting
+an ADR6 file only lands its rows in bronze. When KNA1 rows are extracted, the landed
+ADR6 rows of each row's address (``ADRNR = ADDRNUMBER``) are joined in, and registry
+rows of KNA1 whose ``source_field`` is ``ADR6.<column>`` read that column of the chosen
+ADR6 row. The e-mail therefore takes the KNA1 row's time: an ADR6 change becomes
+visible with the next KNA1 row of that customer.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from aag.engine.base import Engine
+from aag.model import FIELD_EVENTS, NODES, QUARANTINE
+from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extracted, Extractor, landed_table, lit, q
+
+#: Registry source fields of KNA1 that read a column of the joined ADR6 row.
+ADR6_PREFIX = "ADR6."
+ADR6_COLUMNS = ("ADDRNUMBER", "PERSNUMBER", "CONSNUMBER", "SMTP_ADDR", "FLGDEFAULT", "DATE_FROM")
+
+
+def _sap_date(column: str) -> str:
+    """A date column as text, NULL when blank or SAP's empty date ``00000000``."""
+    return f"nullif(nullif(trim({q(column)}), ''), '00000000')"
+
+
+def _valid_date(value: str) -> str:
+    """Whether a non-NULL text is a real ``YYYYMMDD`` day (both engines parse strictly)."""
+    return f"(regexp_matches({value}, '^[0-9]{{8}}$') AND try_strptime({value}, '%Y%m%d') IS NOT NULL)"
+
+
+def chosen_addresses_sql(source: str = landed_table("ADR6")) -> str:
+    """SQL choosing one e-mail row per address number from landed ADR6 rows.
+
+    Landed rows are history: the latest landing of each (address, person, sequence)
+    number is the row's current state. Of the rows with an e-mail, the address's own
+    (no ``PERSNUMBER``) come before contact persons', then the default (``FLGDEFAULT =
+    'X'``), then the latest ``DATE_FROM``, then the lowest ``CONSNUMBER``.
+    """
+    cols = ", ".join(f"{q(c)}" for c in ADR6_COLUMNS)
+    return f"""
+SELECT {cols} FROM (
+    SELECT *, row_number() OVER (
+        PARTITION BY addr
+        ORDER BY CASE WHEN pers = '' THEN 0 ELSE 1 END,
+                 CASE WHEN upper(coalesce(trim("FLGDEFAULT"), '')) = 'X' THEN 0 ELSE 1 END,
+                 nullif(trim("DATE_FROM"), '') DESC NULLS LAST, cons) AS pick
+    FROM (
+        SELECT *, row_number() OVER (
+            PARTITION BY addr, pers, cons ORDER BY _landed_at DESC, _batch_id DESC, _row_number DESC
+        ) AS latest
+        FROM (
+            SELECT *, trim("ADDRNUMBER") AS addr, coalesce(trim("PERSNUMBER"), '') AS pers,
+                coalesce(trim("CONSNUMBER"), '') AS cons
+            FROM {source}
+        ) l
+    ) v
+    WHERE latest = 1 AND nullif(trim("SMTP_ADDR"), '') IS NOT NULL
+) ranked
+WHERE pick = 1
+"""
+
+
+class SapKna1Extractor(Extractor):
+    """KNA1 with day-precision times, the ERDAT fallback, NAME1 + NAME2 and ADR6 e-mails."""
+
+    extra_fields = ("NAME2", "ERDAT", "ADRNR")
+    reads = ("ADR6",)
+
+    def enrich(self, engine: Engine, rows: pa.Table) -> pa.Table:
+        """Effective dates (with SAP date errors), the joined name and the ADR6 columns."""
+        time_field = self.spec.time_field or "LAEDA"
+        laeda, erdat = _sap_date(time_field), _sap_date("ERDAT")
+        error = (
+            "CASE WHEN r._error IS NOT NULL THEN r._error "
+            f"WHEN {laeda} IS NOT NULL AND NOT {_valid_date(laeda)} "
+            f"THEN concat({lit('invalid SAP date in ' + time_field + ': ')}, {laeda}) "
+            f"WHEN {laeda} IS NULL AND {erdat} IS NOT NULL AND NOT {_valid_date(erdat)} "
+            f"THEN concat('invalid SAP date in ERDAT: ', {erdat}) "
+            f"WHEN {laeda} IS NULL AND {erdat} IS NULL "
+            f"THEN {lit('missing SAP date: ' + time_field + ' and ERDAT are both blank')} END"
+        )
+        name = (
+            "nullif(trim(concat_ws(' ', nullif(trim(r.\"NAME1\"), ''), nullif(trim(r.\"NAME2\"), ''))), '')"
+        )
+        picks = []
+        for column in rows.column_names:
+            if column == "_error":
+                picks.append(f"{error} AS _error")
+            elif column == time_field:
+                # Never changed since creation: the creation day is the last change.
+                picks.append(f"coalesce({laeda}, {erdat}) AS {q(column)}")
+            elif column == "NAME1":
+                picks.append(f"{name} AS {q(column)}")
+            elif column.startswith(ADR6_PREFIX) and column[len(ADR6_PREFIX) :] in ADR6_COLUMNS:
+                picks.append(f"a.{q(column[len(ADR6_PREFIX) :])} AS {q(column)}")
+            else:
+                picks.append(f"r.{q(column)}")
+        engine.register("sap_kna1_rows", rows)
+        try:
+            joined = engine.query(
+                f"SELECT {', '.join(picks)} FROM sap_kna1_rows r "
+                f'LEFT JOIN ({chosen_addresses_sql()}) a ON trim(a."ADDRNUMBER") = trim(r."ADRNR")'
+            )
+        finally:
+            engine.drop("sap_kna1_rows")
+        return joined.select(rows.column_names).cast(rows.schema)
+
+
+class SapAdr6Extractor(Extractor):
+    """ADR6 rows land (for KNA1 to join) and yield no events of their own."""
+
+    extra_fields = ADR6_COLUMNS[1:]
+
+    def extract(self, engine: Engine, rows: pa.Table, batch_id: str, now: pa.Scalar) -> Extracted:
+        """Quarantine rows that cannot be joined (no ``ADDRNUMBER``); emit no events.
+
+        Every other row is processed by being kept in bronze, where KNA1 extraction
+        finds it (see :func:`chosen_addresses_sql`).
+        """
+        missing = lit("missing record id (" + self.spec.id_field + ")")
+        now_sql = f"CAST('{now.as_py().isoformat()}' AS TIMESTAMPTZ)"
+        engine.register("batch_rows", rows)
+        try:
+            engine.materialize(
+                "ex_rows",
+                f"SELECT _row_number, record_id, CASE WHEN _error IS NOT NULL THEN _error "
+                f"WHEN record_id IS NULL THEN {missing} END AS row_error "
+                f"FROM (SELECT *, {self.record_id_sql()} AS record_id FROM batch_rows) r",
+            )
+            quarantine = engine.query(self.quarantine_sql(batch_id, now_sql))
+        finally:
+            engine.drop("batch_rows")
+            engine.drop("ex_rows")
+        engine.register(EVENTS_TABLE, FIELD_EVENTS.empty_table())
+        engine.register(NODES_TABLE, NODES.empty_table())
+        return Extracted(
+            events=0,
+            quarantine=quarantine.cast(QUARANTINE),
+            rows_landed=rows.num_rows,
+            rows_quarantined=quarantine.num_rows,
+            fields_rejected=0,
+        )

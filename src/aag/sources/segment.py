@@ -1,0 +1,141 @@
+"""Segment ``identifies``: every trait of an identify call is a field event of its own.
+
+An identify call carries ``traits``, a JSON object holding whatever the app knew when
+it made the call, stamped with the call's ``timestamp``. Each trait is therefore a
+field-level (tier 1) event, and the registry names traits by their JSON path under
+``traits`` (``traits.firstName``, ``traits.address.city``).
+
+Segment's presence semantics differ from record-level sources:
+
+* a trait **absent** from a call says nothing about it: no event at all;
+* a trait present as JSON ``null`` or ``""`` removes Segment's value (rule 3).
+
+The record is the user: ``user_id`` when the call has one, else ``anon:`` + the
+``anonymous_id``. Calls are delivered at least once, so ``message_id`` names the
+event: field events get ``segment:identifies:<message_id>:<trait path>`` as their id,
+which makes a re-sent call produce the very events already stored (nothing changes),
+and repeated message ids within one batch are extracted once.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from aag.config import RegistryRow
+from aag.engine.base import Engine
+from aag.sources.base import Extracted, Extractor, lit, q
+from aag.store import duck
+
+#: Prefix of registry source fields that name a trait.
+TRAITS_PREFIX = "traits."
+
+
+def _json_path(trait_path: str) -> str:
+    """A dotted trait path (``address.city``) as a quoted JSON path (``$."address"."city"``)."""
+    keys = trait_path.split(".")
+    return "$." + ".".join('"' + key.replace('"', '\\"') + '"' for key in keys)
+
+
+def _present_column(source_field: str) -> str:
+    return f"_present:{source_field}"
+
+
+class SegmentIdentifiesExtractor(Extractor):
+    """Segment ``identifies`` calls: one event per trait present, keyed by ``message_id``."""
+
+    extra_fields = ("traits", "anonymous_id", "message_id")
+
+    def record_id_sql(self) -> str:
+        """``user_id``, else ``anon:<anonymous_id>`` (NULL when the call has neither)."""
+        user = f"nullif(trim({q(self.spec.id_field)}), '')"
+        anon = "nullif(trim(anonymous_id), '')"
+        return f"coalesce({user}, CASE WHEN {anon} IS NOT NULL THEN concat('anon:', {anon}) END)"
+
+    def present_sql(self, row: RegistryRow) -> str | None:
+        """A trait takes part only when the call carries it (its value may still be null)."""
+        return q(_present_column(row.source_field))
+
+    def links_can_be_removed(self) -> bool:
+        """A ``user_id`` that is no Salesforce id links nothing, and says nothing either."""
+        return False
+
+    def event_key_sql(self) -> str | None:
+        """The call's ``message_id``."""
+        return "nullif(trim(message_id), '')"
+
+    def prepare(self, rows: pa.Table) -> pa.Table:
+        """Check ``traits`` and spread the mapped traits into columns with a presence flag.
+
+        This is row-local parsing of landed text, done on the Arrow side (like reading the
+        file), so every engine extracts from the same columns.
+        """
+        traits = [row for row in self.spec.attributes if row.source_field.startswith(TRAITS_PREFIX)]
+        keep = [c for c in rows.column_names if c != "_error" and c not in {r.source_field for r in traits}]
+        picks = [q(c) for c in keep]
+        for row in traits:
+            path = lit(_json_path(row.source_field.removeprefix(TRAITS_PREFIX)))
+            # json_extract gives SQL NULL for an absent key and JSON null for a null value.
+            picks.append(f"json_extract_string(obj, {path}) AS {q(row.source_field)}")
+            present = q(_present_column(row.source_field))
+            picks.append(f"coalesce(json_extract(obj, {path}) IS NOT NULL, FALSE) AS {present}")
+        user = f"nullif(trim({q(self.spec.id_field)}), '')"
+        con = duck()
+        con.register("segment_rows", rows)
+        try:
+            prepared: pa.Table = con.sql(
+                f"""
+                SELECT {", ".join(picks)},
+                    CASE WHEN _error IS NOT NULL THEN _error
+                         WHEN {user} IS NULL AND nullif(trim(anonymous_id), '') IS NULL THEN
+                             'missing record id: neither user_id nor anonymous_id is set'
+                         WHEN t IS NULL OR kind = 'NULL' THEN NULL
+                         WHEN kind IS NULL THEN
+                             concat('traits must be a JSON object, got unparseable text: ', left(t, 200))
+                         WHEN kind <> 'OBJECT' THEN concat(
+                             'traits must be a JSON object, got ',
+                             CASE WHEN kind IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'a number'
+                                  WHEN kind = 'VARCHAR' THEN 'a string'
+                                  WHEN kind = 'BOOLEAN' THEN 'a boolean'
+                                  WHEN kind = 'ARRAY' THEN 'an array'
+                                  ELSE lower(kind) END,
+                             ': ', left(t, 200))
+                    END AS _error
+                FROM (
+                    -- Only a valid object is parsed further: the JSON functions raise on bad text.
+                    SELECT *, CASE WHEN kind = 'OBJECT' THEN t END AS obj FROM (
+                        SELECT *, json_type(valid) AS kind FROM (
+                            SELECT *, CASE WHEN json_valid(t) THEN t END AS valid
+                            FROM (SELECT *, nullif(trim(traits), '') AS t FROM segment_rows) a
+                        ) b
+                    ) c
+                ) d
+                ORDER BY _row_number
+                """
+            ).to_arrow_table()
+        finally:
+            con.unregister("segment_rows")
+        return prepared
+
+    def extract(self, engine: Engine, rows: pa.Table, batch_id: str, now: pa.Scalar) -> Extracted:
+        """Extract the first copy of every message; repeated copies count as processed.
+
+        A copy of a message already in the batch would repeat its events exactly (same
+        message, same ids), so it is dropped before extraction rather than quarantined:
+        at-least-once delivery is normal, not an error.
+        """
+        con = duck()
+        con.register("segment_batch", rows)
+        try:
+            first: pa.Table = con.sql(
+                """
+                SELECT * FROM segment_batch
+                QUALIFY nullif(trim(message_id), '') IS NULL
+                     OR row_number() OVER (PARTITION BY trim(message_id) ORDER BY _row_number) = 1
+                ORDER BY _row_number
+                """
+            ).to_arrow_table()
+        finally:
+            con.unregister("segment_batch")
+        extracted = super().extract(engine, first.cast(rows.schema), batch_id, now)
+        extracted.rows_landed = rows.num_rows
+        return extracted
