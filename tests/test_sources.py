@@ -469,6 +469,23 @@ def test_sap_adr6_email_takes_the_kna1_rows_time(svc, ingest):
     )
 
 
+def test_erasing_a_sap_customer_removes_its_adr6_rows_from_bronze(svc, ingest):
+    ingest(
+        "sap",
+        "ADR6",
+        [
+            adr6("001", "anna@muster.example", default="X"),
+            adr6("001", "other@else.example", ADDRNUMBER="0000500002"),
+        ],
+    )
+    ingest("sap", "KNA1", [kna1(), kna1(KUNNR="0000100002", ADRNR="0000500002", NAME1="Else")])
+    customer = svc.find_customer("sap", "0000100001")
+    svc.erase(customer)
+    bronze = svc.warehouse.io.read(svc.warehouse.bronze_uri("sap", "ADR6"), "_record_id, _raw")
+    assert bronze.column("_record_id").to_pylist() == ["0000500002"]
+    assert "anna@muster.example" not in "".join(bronze.column("_raw").to_pylist())
+
+
 def test_sap_deletion_flag_removes_the_records_values(svc, ingest):
     ingest("sap", "ADR6", [adr6("001", "info@muster.example")])
     ingest("sap", "KNA1", [kna1()])

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from aag.bronze import parse_raw
 from aag.delta import delete_matching
 from aag.engine import make_engine
 from aag.engine.base import Engine
@@ -25,6 +26,7 @@ from aag.resolution import (
     profiles,
     ranked_values,
 )
+from aag.sources import extractor_for
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
 from aag.store import duck, flatten_edges
 from aag.warehouse import Warehouse
@@ -370,6 +372,17 @@ ORDER BY customer_id, source_system, source_object, source_record_id
             for record in records:
                 system, obj, record_id = record.split(":", 2)
                 by_object.setdefault((system, obj), []).append(record_id)
+            # Rows of other objects that only make sense with these records (SAP's ADR6
+            # e-mail rows of a KNA1 customer) are the customer's data too.
+            for (system, obj), record_ids in list(by_object.items()):
+                extractor = extractor_for(wh.config.object(system, obj), wh.config)
+                uri = wh.bronze_uri(system, obj)
+                if not extractor.reads or not wh.io.exists(uri):
+                    continue
+                quoted = ", ".join(_q(r) for r in record_ids)
+                landed = parse_raw(wh.io.read(uri, "_raw", f"_record_id IN ({quoted})"), extractor.fields)
+                for other, ids in extractor.related_records(landed).items():
+                    by_object.setdefault((system, other), []).extend(ids)
             for (system, obj), record_ids in by_object.items():
                 bronze_rows += delete_matching(
                     wh.io, wh.bronze_uri(system, obj), pa.table({"_record_id": record_ids}), meta

@@ -135,6 +135,14 @@ class Extractor:
         """
         return None
 
+    def related_records(self, landed: pa.Table) -> dict[str, list[str]]:
+        """Record ids of other objects (of the same system) that belong to these records.
+
+        Erasure removes them with the records. ``landed`` holds the records' landed rows
+        (:attr:`fields` columns). Default: none.
+        """
+        return {}
+
     def links_can_be_removed(self) -> bool:
         """Whether an empty ``same_as`` field removes the link (record-level sources: yes)."""
         return True

@@ -78,6 +78,11 @@ class SapKna1Extractor(Extractor):
     extra_fields = ("NAME2", "ERDAT", "ADRNR")
     reads = ("ADR6",)
 
+    def related_records(self, landed: pa.Table) -> dict[str, list[str]]:
+        """The customers' ADR6 address rows (``ADRNR``): their e-mails are theirs too."""
+        numbers = {str(v).strip() for v in landed.column("ADRNR").to_pylist() if v and str(v).strip()}
+        return {"ADR6": sorted(numbers)} if numbers else {}
+
     def enrich(self, engine: Engine, rows: pa.Table) -> pa.Table:
         """Effective dates (with SAP date errors), the joined name and the ADR6 columns."""
         time_field = self.spec.time_field or "LAEDA"
