@@ -49,6 +49,7 @@ ID_ROWS = "identity_out_rows"
 _WORK = (
     "id_edges",
     "id_batch",
+    "id_was",
     "id_cand",
     "id_pre",
     "id_follow",
@@ -265,14 +266,29 @@ def _resolve(
     )
     engine.materialize("id_edges", empty)
     engine.materialize("id_same", "SELECT src, tgt FROM id_edges")
-    engine.materialize("id_ents", f"SELECT DISTINCT source_node_id AS id FROM {batch_entities}")
     engine.materialize("id_nodes", "SELECT src AS id FROM id_edges")
     engine.materialize("id_pre", "SELECT * FROM id_edges")
+    # Only identifier edges the batch changes can change a cluster: the current rows of
+    # the keys it writes, and what those keys pointed at before. A batch that changes
+    # no identifier (a phone update, an unchanged re-sync) costs nothing here.
+    engine.materialize("id_batch", _flat(batch_rows, settings, None))
+    engine.materialize(
+        "id_was",
+        f"""
+SELECT s.source_node_id AS src, s.rel_type AS rel, s.target_node_id AS tgt
+FROM {existing_rows} s
+JOIN {replaced_keys} k ON k.source_node_id = s.source_node_id AND k.rel_type = s.rel_type
+                       AND k.source_system = s.source_system
+WHERE s.is_current AND s.rel_type IN ({_in(settings.scanned_rel_types)})
+""",
+    )
+    engine.materialize("id_ents", "SELECT src AS id FROM id_batch UNION SELECT src FROM id_was")
+    if not engine.query("SELECT count(*) AS n FROM id_ents").column(0)[0].as_py():
+        return _nothing(engine)
     # Most identifiers of a batch can link nothing: a node new to the graph that one
     # record points at. Only nodes shared inside the batch, nodes the graph already
-    # had, and the nodes the batch's records pointed at before enter the closure (an
+    # had, and the nodes the changed keys pointed at before enter the closure (an
     # initial load of a million records then costs a group-by, not a graph walk).
-    engine.materialize("id_batch", _flat(batch_rows, settings, None))
     rels = _in(settings.rel_types)
     engine.materialize(
         "id_cand",
@@ -280,15 +296,16 @@ def _resolve(
 SELECT tgt AS id FROM id_batch WHERE rel IN ({rels})
 GROUP BY tgt HAVING count(DISTINCT src) >= 2 OR tgt NOT IN (SELECT node_id FROM {new_nodes})
 UNION
-SELECT target_node_id FROM {existing_rows} WHERE is_current AND rel_type IN ({rels})
+SELECT tgt FROM id_was WHERE rel IN ({rels})
 """,
     )
-    # The batch's own rows, then the stored rows of its records that it leaves in place.
+    # The batch's own rows, then the stored rows of the changed records that it leaves.
+    _add_edges(engine, "SELECT * FROM id_batch WHERE tgt IN (SELECT id FROM id_cand)")
     _add_edges(
         engine,
-        "SELECT * FROM id_batch WHERE tgt IN (SELECT id FROM id_cand)",
+        f"SELECT * FROM ({_flat(existing_rows, settings, replaced_keys)}) e "
+        "WHERE src IN (SELECT id FROM id_ents)",
     )
-    _add_edges(engine, _flat(existing_rows, settings, replaced_keys))
     # Breadth-first closure: identifier nodes → every record pointing at them → their
     # identifiers and cluster mates, until nothing new turns up. Over-shared nodes are
     # counted but not followed. A record new to the graph has no stored cluster mates.
@@ -361,6 +378,26 @@ WHERE NOT EXISTS (SELECT 1 FROM id_same s WHERE s.src = d.member AND s.tgt = d.s
         closure=int(counts["c"]),
         relinked=int(counts["k"]) + int(counts["r"]),
     )
+
+
+def _nothing(engine: Engine) -> IdentityResult:
+    """Empty outputs: the batch changed no identifier edge."""
+    engine.materialize(
+        ID_KEYS,
+        "SELECT CAST(NULL AS VARCHAR) AS source_node_id, CAST(NULL AS VARCHAR) AS rel_type, "
+        "CAST(NULL AS VARCHAR) AS source_system WHERE FALSE",
+    )
+    engine.materialize(
+        ID_ROWS,
+        "SELECT CAST(NULL AS VARCHAR) AS source_node_id, CAST(NULL AS VARCHAR) AS target_node_id, "
+        "CAST(NULL AS VARCHAR) AS rel_type, CAST(NULL AS TIMESTAMPTZ) AS updated_at, "
+        "CAST(NULL AS FLOAT) AS confidence, CAST(NULL AS BOOLEAN) AS is_current, "
+        "CAST(NULL AS VARCHAR) AS source_system, CAST(NULL AS VARCHAR) AS source_event_id, "
+        "CAST(NULL AS MAP(VARCHAR, VARCHAR)) AS properties WHERE FALSE",
+    )
+    for name in _WORK:
+        engine.drop(name)
+    return IdentityResult(keys=0, rows=0, closure=0, relinked=0)
 
 
 def _label(engine: Engine, settings: IdentitySettings) -> None:
