@@ -49,6 +49,8 @@ class BatchReport:
     edge_rows_rewritten: int = 0
     #: Incoming keys per rule path (skip, absorb, open, close, close_open, full).
     rule_paths: dict[str, int] = field(default_factory=dict)
+    #: Identity: records whose cluster was recomputed, SAME_AS links written and ended (re-pointed or removed).
+    identity: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
@@ -73,6 +75,8 @@ class Plan:
     inputs: tuple[str, ...] = ()
     #: Whether identity added SAME_AS changes (:data:`aag.identity.ID_ROWS`).
     identity: bool = False
+    #: Identity counts for the report (empty when identity did not run).
+    identity_counts: dict[str, int] = field(default_factory=dict)
 
     def change(self, metadata: dict[str, Any] | None = None) -> GraphChange:
         """The change as streams out of the engine, each opened when the store reads it."""
@@ -183,6 +187,9 @@ def plan_change(
         paths=result.paths,
         inputs=(*temp, events, nodes),
         identity=linked is not None,
+        identity_counts={}
+        if linked is None
+        else {"records_examined": linked.closure, "links_written": linked.rows, "links_ended": linked.keys},
     )
 
 
@@ -349,6 +356,7 @@ def ingest_file(
         nodes_written=stats.nodes_written,
         edge_versions_written=plan.new_versions,
         rule_paths=plan.paths,
+        identity=plan.identity_counts,
         edge_rows_rewritten=stats.edge_rows_rewritten,
         seconds=round(time.perf_counter() - started, 3),
     )
