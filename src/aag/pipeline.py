@@ -49,7 +49,7 @@ class BatchReport:
     edge_rows_rewritten: int = 0
     #: Incoming keys per rule path (skip, absorb, open, close, close_open, full).
     rule_paths: dict[str, int] = field(default_factory=dict)
-    #: Identity: records whose cluster was recomputed, SAME_AS links written and ended (re-pointed or removed).
+    #: Identity: records whose cluster was recomputed, SAME_AS links written, links ended.
     identity: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
