@@ -50,8 +50,18 @@ sys.path.insert(0, str(HERE))
 
 import gen_salesforce  # noqa: E402
 
-EVENT_COLUMNS = ("Id", "FirstName", "LastName", "Email", "Phone", "MailingStreet",
-                 "MailingCity", "MailingPostalCode", "MailingCountry", "HasOptedOutOfEmail")
+EVENT_COLUMNS = (
+    "Id",
+    "FirstName",
+    "LastName",
+    "Email",
+    "Phone",
+    "MailingStreet",
+    "MailingCity",
+    "MailingPostalCode",
+    "MailingCountry",
+    "HasOptedOutOfEmail",
+)
 
 TARGET_EVENTS_PER_S = 500_000
 TARGET_CHANGED_RATIO = 0.05
@@ -125,6 +135,7 @@ def _sampler(stop: threading.Event) -> None:
                 if running and rss > PHASE_PEAK[label]:
                     PHASE_PEAK[label] = rss
 
+
 #: Top-level phases in pipeline order (others seen at run time are shown after them).
 PHASE_ORDER = [
     "ledger check",
@@ -162,8 +173,7 @@ def _timed(label: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
             if top:
                 _ACTIVE[label] -= 1
         if top:
-            _progress(f"{label}: {took:.1f}s, RSS peak (sampled) "
-                      f"{PHASE_PEAK[label] / 1024**3:.2f} GB")
+            _progress(f"{label}: {took:.1f}s, RSS peak (sampled) {PHASE_PEAK[label] / 1024**3:.2f} GB")
 
 
 def _wrap(owner: Any, name: str, label: str) -> None:
@@ -275,9 +285,16 @@ def worker_floor(initial: Path, out_json: Path) -> None:
         con.execute(sql)
         seconds = time.perf_counter() - started
         events = con.sql(f"SELECT count(*) FROM read_parquet('{out}')").fetchall()[0][0]
-        out_json.write_text(json.dumps({"seconds": seconds, "events": events,
-                                        "peak_rss": _peak_rss(),
-                                        "parquet_bytes": out.stat().st_size}))
+        out_json.write_text(
+            json.dumps(
+                {
+                    "seconds": seconds,
+                    "events": events,
+                    "peak_rss": _peak_rss(),
+                    "parquet_bytes": out.stat().st_size,
+                }
+            )
+        )
 
 
 def worker_ingest(paths: dict[str, Path], out_json: Path, keep: Path | None) -> None:
@@ -295,8 +312,12 @@ def worker_ingest(paths: dict[str, Path], out_json: Path, keep: Path | None) -> 
         svc = AagService(warehouse=str(tmp / "wh"))
         svc.init()
         _ = svc.engine  # create the engine before timing
-        results: dict[str, Any] = {"batches": {}, "baseline_rss": _current_rss(),
-                                   "aag_file": aag.__file__, "missing_hooks": MISSING_HOOKS}
+        results: dict[str, Any] = {
+            "batches": {},
+            "baseline_rss": _current_rss(),
+            "aag_file": aag.__file__,
+            "missing_hooks": MISSING_HOOKS,
+        }
         for name in ("initial", "changed", "resync"):
             _progress(f"[{name}] start")
             PHASES.clear()
@@ -315,13 +336,14 @@ def worker_ingest(paths: dict[str, Path], out_json: Path, keep: Path | None) -> 
                 "children": {k: list(v) for k, v in CHILDREN.items()},
             }
             _progress(f"[{name}] done")
-            print(f"  [{name}] {report.status} {report.seconds:.1f}s "
-                  f"events={report.field_events} versions={report.edge_versions_written} "
-                  f"rewritten={report.edge_rows_rewritten} nodes={report.nodes_written} "
-                  f"paths={getattr(report, 'rule_paths', None)}",
-                  flush=True)
-        results["warehouse_bytes"] = sum(
-            p.stat().st_size for p in (tmp / "wh").rglob("*") if p.is_file())
+            print(
+                f"  [{name}] {report.status} {report.seconds:.1f}s "
+                f"events={report.field_events} versions={report.edge_versions_written} "
+                f"rewritten={report.edge_rows_rewritten} nodes={report.nodes_written} "
+                f"paths={getattr(report, 'rule_paths', None)}",
+                flush=True,
+            )
+        results["warehouse_bytes"] = sum(p.stat().st_size for p in (tmp / "wh").rglob("*") if p.is_file())
         results["peak_rss"] = max(b["peak_rss"] for b in results["batches"].values())
         out_json.write_text(json.dumps(results, default=str))
     finally:
@@ -362,8 +384,7 @@ def _data_for(n: int, data_dir: Path) -> dict[str, Path]:
     started = time.perf_counter()
     paths = gen_salesforce.generate(n, folder)
     marker.write_text("ok")
-    print(f"generated {n} contacts in {time.perf_counter() - started:.1f}s → {folder}",
-          flush=True)
+    print(f"generated {n} contacts in {time.perf_counter() - started:.1f}s → {folder}", flush=True)
     return paths
 
 
@@ -372,10 +393,12 @@ REPO = HERE.parent
 
 def code_version(commit: str | None = None) -> str:
     """Commit of the repo and whether src/ has uncommitted changes (what is measured)."""
+
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
-                                  text=True, check=True).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return ""
 
@@ -385,8 +408,7 @@ def code_version(commit: str | None = None) -> str:
     if commit:
         return f"commit {head} (`--commit {commit}`: src/aag exported from git)"
     dirty = git("status", "--porcelain", "--", "src")
-    state = (f"plus uncommitted changes in src/ ({len(dirty.splitlines())} files)" if dirty
-             else "src/ clean")
+    state = f"plus uncommitted changes in src/ ({len(dirty.splitlines())} files)" if dirty else "src/ clean"
     return f"commit {head} — {state}; snapshot of src/aag taken at start of run"
 
 
@@ -438,8 +460,9 @@ def summarise(n: int, floor: dict[str, Any], run: dict[str, Any]) -> dict[str, A
     ini, chg, res = (b[k]["report"] for k in ("initial", "changed", "resync"))
     ini_eps = ini["field_events"] / ini["seconds"] if ini["seconds"] else float("inf")
     floor_eps = floor["events"] / floor["seconds"]
-    rss_ok = run["peak_rss"] <= TARGET_RSS_BYTES if ini["field_events"] >= 0.9 * \
-        TARGET_RSS_AT_EVENTS else None
+    rss_ok = (
+        run["peak_rss"] <= TARGET_RSS_BYTES if ini["field_events"] >= 0.9 * TARGET_RSS_AT_EVENTS else None
+    )
     return {
         "n": n,
         "initial_events": ini["field_events"],
@@ -485,15 +508,19 @@ def summarise(n: int, floor: dict[str, Any], run: dict[str, Any]) -> dict[str, A
     }
 
 
-def render(machine: dict[str, str], rows: list[dict[str, Any]],
-           failures: list[dict[str, Any]], key: str, sizes_run: list[int]) -> str:
+def render(
+    machine: dict[str, str],
+    rows: list[dict[str, Any]],
+    failures: list[dict[str, Any]],
+    key: str,
+    sizes_run: list[int],
+) -> str:
     """Markdown section for RESULTS.md and stdout."""
     limit = machine.get("duckdb_memory_limit")
     title = ", ".join(str(n) for n in sizes_run)
     if limit:
         title += f", AAG_DUCKDB_MEMORY_LIMIT={limit}"
-    out = [f"<!-- bench_ingest sizes={key} -->",
-           f"## Core ingest — sizes {title} ({machine['date']})", ""]
+    out = [f"<!-- bench_ingest sizes={key} -->", f"## Core ingest — sizes {title} ({machine['date']})", ""]
     out.append(
         f"Machine: {machine['nproc']} vCPU ({machine['cpu']}), {machine['ram']} RAM, "
         f"{machine['os']}; Python {machine['python']}, duckdb {machine['duckdb']}, "
@@ -503,15 +530,20 @@ def render(machine: dict[str, str], rows: list[dict[str, Any]],
     out.append("")
     out.append(f"Code: {machine.get('code', 'unknown')}.")
     out.append("")
-    out.append("Command: `.venv/bin/python benchmarks/bench_ingest.py --sizes "
-               + " ".join(str(n) for n in sizes_run)
-               + (f" --duckdb-memory-limit {limit}" if limit else "")
-               + (f" --commit {machine['commit']}" if machine.get("commit") else "") + "`")
+    out.append(
+        "Command: `.venv/bin/python benchmarks/bench_ingest.py --sizes "
+        + " ".join(str(n) for n in sizes_run)
+        + (f" --duckdb-memory-limit {limit}" if limit else "")
+        + (f" --commit {machine['commit']}" if machine.get("commit") else "")
+        + "`"
+    )
     out.append("")
     for f in failures:
-        out.append(f"**N={f['n']:,}: the ingest worker did not finish: {f['failed']}.** "
-                   f"Floor for this size: {f['floor']['events']:,} events in "
-                   f"{f['floor']['seconds']:.1f}s. Last progress lines:")
+        out.append(
+            f"**N={f['n']:,}: the ingest worker did not finish: {f['failed']}.** "
+            f"Floor for this size: {f['floor']['events']:,} events in "
+            f"{f['floor']['seconds']:.1f}s. Last progress lines:"
+        )
         out.append("")
         out.extend(f"    {t}" for t in f["progress_tail"])
         out.append("")
@@ -527,45 +559,59 @@ def render(machine: dict[str, str], rows: list[dict[str, Any]],
 
     line("initial: field events", lambda r: f"{r['initial_events']:,}")
     line("initial: seconds", lambda r: f"{r['initial_s']:.1f}")
-    line("initial: field events/s", lambda r: f"{r['initial_eps']:,.0f} ({_met(r['ok_eps'])})",
-         "≥ 500,000/s")
-    line("floor (DuckDB read_json→unpivot→sha256→Parquet): s",
-         lambda r: f"{r['floor_s']:.1f}")
+    line("initial: field events/s", lambda r: f"{r['initial_eps']:,.0f} ({_met(r['ok_eps'])})", "≥ 500,000/s")
+    line("floor (DuckDB read_json→unpivot→sha256→Parquet): s", lambda r: f"{r['floor_s']:.1f}")
     line("floor: field events/s", lambda r: f"{r['floor_eps']:,.0f}")
     line("initial events/s ÷ floor events/s", lambda r: f"{r['vs_floor']:.1%}")
-    line("initial: edge versions / nodes written",
-         lambda r: f"{r['initial_versions']:,} / {r['initial_nodes']:,}")
-    line("initial: rows quarantined / fields rejected",
-         lambda r: f"{r['quarantined']:,} / {r['fields_rejected']:,}")
+    line(
+        "initial: edge versions / nodes written",
+        lambda r: f"{r['initial_versions']:,} / {r['initial_nodes']:,}",
+    )
+    line(
+        "initial: rows quarantined / fields rejected",
+        lambda r: f"{r['quarantined']:,} / {r['fields_rejected']:,}",
+    )
     line("1% batch: field events", lambda r: f"{r['changed_events']:,}")
     line("1% batch: seconds", lambda r: f"{r['changed_s']:.1f}")
-    line("1% batch: ÷ initial seconds",
-         lambda r: f"{r['changed_ratio']:.1%} ({_met(r['ok_changed'])})", "≤ 5%")
+    line(
+        "1% batch: ÷ initial seconds", lambda r: f"{r['changed_ratio']:.1%} ({_met(r['ok_changed'])})", "≤ 5%"
+    )
     line("1% batch: edge versions written", lambda r: f"{r['changed_versions']:,}")
     line("1% batch: edge rows rewritten (MERGE copy)", lambda r: f"{r['changed_rewritten']:,}")
     line("1% batch: nodes written", lambda r: f"{r['changed_nodes']:,}")
     line("1% batch: edge-rule paths (keys)", lambda r: _paths(r["rule_paths"]["changed"]))
     line("re-sync (no change): seconds", lambda r: f"{r['resync_s']:.1f}")
-    line("re-sync: ÷ initial seconds",
-         lambda r: f"{r['resync_ratio']:.1%} ({_met(r['ok_resync'])})", "≤ 25% and 0 versions")
+    line(
+        "re-sync: ÷ initial seconds",
+        lambda r: f"{r['resync_ratio']:.1%} ({_met(r['ok_resync'])})",
+        "≤ 25% and 0 versions",
+    )
     line("re-sync: edge versions written", lambda r: f"{r['resync_versions']:,}", "0")
-    line("re-sync: edge rows rewritten / nodes written",
-         lambda r: f"{r['resync_rewritten']:,} / {r['resync_nodes']:,}")
+    line(
+        "re-sync: edge rows rewritten / nodes written",
+        lambda r: f"{r['resync_rewritten']:,} / {r['resync_nodes']:,}",
+    )
     line("re-sync: edge-rule paths (keys)", lambda r: _paths(r["rule_paths"]["resync"]))
-    line("peak RSS (max over batches)",
-         lambda r: f"{_gb(r['peak_rss'])} ({_met(r['ok_rss'])})", "≤ 3 GB at 10M events")
-    line("peak RSS initial / 1% / re-sync",
-         lambda r: " / ".join(_gb(r["peak_rss_by_batch"][k])
-                              for k in ("initial", "changed", "resync")))
+    line(
+        "peak RSS (max over batches)",
+        lambda r: f"{_gb(r['peak_rss'])} ({_met(r['ok_rss'])})",
+        "≤ 3 GB at 10M events",
+    )
+    line(
+        "peak RSS initial / 1% / re-sync",
+        lambda r: " / ".join(_gb(r["peak_rss_by_batch"][k]) for k in ("initial", "changed", "resync")),
+    )
     line("RSS before first batch (after imports + init)", lambda r: _gb(r["baseline_rss"]))
     line("floor peak RSS", lambda r: _gb(r["floor_peak_rss"]))
     line("warehouse size on disk after 3 batches", lambda r: _gb(r["warehouse_bytes"]))
     out.append("")
-    out.append("Phase seconds (from wrapping `aag` functions at run time; ↳ rows are part of "
-               "the row above them at one less indent; `sql <t>` = the engine materialising "
-               "table t; rows under 0.05 s everywhere are omitted; top-level phases the product "
-               "runs in parallel threads overlap, so they can add up to more than the batch). "
-               "Columns: initial / 1% / re-sync.")
+    out.append(
+        "Phase seconds (from wrapping `aag` functions at run time; ↳ rows are part of "
+        "the row above them at one less indent; `sql <t>` = the engine materialising "
+        "table t; rows under 0.05 s everywhere are omitted; top-level phases the product "
+        "runs in parallel threads overlap, so they can add up to more than the batch). "
+        "Columns: initial / 1% / re-sync."
+    )
     out.append("")
     head2 = ["phase", *[f"N={r['n']:,}" for r in rows]]
     out.append("| " + " | ".join(head2) + " |")
@@ -598,22 +644,25 @@ def render(machine: dict[str, str], rows: list[dict[str, Any]],
     cells = [" / ".join(f"{r['seconds'][k]:.1f}" for k in keys) for r in rows]
     out.append("| " + " | ".join(["**BatchReport.seconds**", *cells]) + " |")
     out.append("")
-    out.append("Peak RSS (GB) while each top-level phase ran (RSS sampled every 20 ms; the "
-               "batch peaks above are exact, from VmHWM). Columns: initial / 1% / re-sync.")
+    out.append(
+        "Peak RSS (GB) while each top-level phase ran (RSS sampled every 20 ms; the "
+        "batch peaks above are exact, from VmHWM). Columns: initial / 1% / re-sync."
+    )
     out.append("")
     out.append("| " + " | ".join(head2) + " |")
     out.append("|" + "---|" * len(head2))
     for label in tops:
         if not any(r["phase_peak"][k].get(label) for r in rows for k in keys):
             continue
-        cells = [" / ".join(f"{r['phase_peak'][k].get(label, 0) / 1024**3:.2f}" for k in keys)
-                 for r in rows]
+        cells = [" / ".join(f"{r['phase_peak'][k].get(label, 0) / 1024**3:.2f}" for k in keys) for r in rows]
         out.append("| " + " | ".join([label, *cells]) + " |")
     out.append("")
     missing = sorted({m for r in rows for m in r["missing_hooks"]})
     if missing:
-        out.append(f"Harness hooks absent from this version of `aag` (renamed or removed; "
-                   f"not timed): {', '.join(missing)}.")
+        out.append(
+            f"Harness hooks absent from this version of `aag` (renamed or removed; "
+            f"not timed): {', '.join(missing)}."
+        )
         out.append("")
     out.append(f"<!-- /bench_ingest sizes={key} -->")
     return "\n".join(out) + "\n"
@@ -627,12 +676,19 @@ def _paths(paths: dict[str, int] | None) -> str:
 
 def write_results(path: Path, section: str, sizes: str) -> None:
     """Replace the section for the same sizes in RESULTS.md, or append it."""
-    text = path.read_text() if path.exists() else (
-        "# Benchmark results\n\nWritten by `benchmarks/bench_ingest.py`; one section per "
-        "set of sizes, replaced on re-run.\n\n")
+    text = (
+        path.read_text()
+        if path.exists()
+        else (
+            "# Benchmark results\n\nWritten by `benchmarks/bench_ingest.py`; one section per "
+            "set of sizes, replaced on re-run.\n\n"
+        )
+    )
     pattern = re.compile(
         rf"<!-- bench_ingest sizes={re.escape(sizes)} -->.*?<!-- /bench_ingest sizes="
-        rf"{re.escape(sizes)} -->\n", re.S)
+        rf"{re.escape(sizes)} -->\n",
+        re.S,
+    )
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text)
     else:
@@ -644,20 +700,23 @@ def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(tempfile.gettempdir()) / "aag_bench_data",
-                        help="where generated input files are cached")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "aag_bench_data",
+        help="where generated input files are cached",
+    )
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     parser.add_argument("--json", type=Path, help="also write raw figures as JSON here")
-    parser.add_argument("--keep-warehouse", type=Path,
-                        help="move the last size's warehouse here instead of deleting it")
-    parser.add_argument("--duckdb-memory-limit",
-                        help="set the product's AAG_DUCKDB_MEMORY_LIMIT (e.g. 4GB) for the run")
-    parser.add_argument("--commit",
-                        help="measure src/aag as of this git revision (default: working tree)")
-    parser.add_argument("--timeout", type=float, default=3600.0,
-                        help="seconds allowed per worker process")
+    parser.add_argument(
+        "--keep-warehouse", type=Path, help="move the last size's warehouse here instead of deleting it"
+    )
+    parser.add_argument(
+        "--duckdb-memory-limit", help="set the product's AAG_DUCKDB_MEMORY_LIMIT (e.g. 4GB) for the run"
+    )
+    parser.add_argument("--commit", help="measure src/aag as of this git revision (default: working tree)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per worker process")
     # internal: worker modes
     parser.add_argument("--worker", choices=["floor", "ingest"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -684,15 +743,17 @@ def main(argv: list[str] | None = None) -> None:
         snapshot = Path(tmp) / "src"
         if args.commit:
             snapshot.mkdir()
-            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.commit, "src/aag"],
-                                     capture_output=True, check=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(snapshot), "--strip-components=1"],
-                           input=archive, check=True)
+            archive = subprocess.run(
+                ["git", "-C", str(REPO), "archive", args.commit, "src/aag"], capture_output=True, check=True
+            ).stdout
+            subprocess.run(
+                ["tar", "-x", "-C", str(snapshot), "--strip-components=1"], input=archive, check=True
+            )
         else:
-            shutil.copytree(REPO / "src" / "aag", snapshot / "aag",
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(snapshot), *filter(None, [os.environ.get("PYTHONPATH")])])
+            shutil.copytree(
+                REPO / "src" / "aag", snapshot / "aag", ignore=shutil.ignore_patterns("__pycache__")
+            )
+        env["PYTHONPATH"] = os.pathsep.join([str(snapshot), *filter(None, [os.environ.get("PYTHONPATH")])])
         machine["code"] = code_version(args.commit)
         if args.commit:
             machine["commit"] = args.commit
@@ -701,8 +762,7 @@ def main(argv: list[str] | None = None) -> None:
             common = ["--n", str(n), "--data-dir", str(args.data_dir)]
             print(f"N={n}: floor …", flush=True)
             floor_json = Path(tmp) / f"floor_{n}.json"
-            failed = _run_worker(["--worker", "floor", *common, "--out", str(floor_json)],
-                                 args.timeout)
+            failed = _run_worker(["--worker", "floor", *common, "--out", str(floor_json)], args.timeout)
             if failed:
                 raise SystemExit(f"floor worker for N={n} failed: {failed}")
             floor = json.loads(floor_json.read_text())
@@ -710,14 +770,16 @@ def main(argv: list[str] | None = None) -> None:
             print(f"N={n}: ingest …", flush=True)
             run_json = Path(tmp) / f"run_{n}.json"
             extra = ["--keep-warehouse", str(args.keep_warehouse)] if args.keep_warehouse else []
-            failed = _run_worker(["--worker", "ingest", *common, "--out", str(run_json), *extra],
-                                 args.timeout, env)
+            failed = _run_worker(
+                ["--worker", "ingest", *common, "--out", str(run_json), *extra], args.timeout, env
+            )
             if failed:
                 progress = run_json.with_suffix(".progress")
                 tail = progress.read_text().splitlines()[-4:] if progress.exists() else []
                 print(f"  ingest worker FAILED: {failed}", flush=True)
-                failures.append({"n": n, "floor": floor, "failed": failed,
-                                 "progress_tail": [t.strip() for t in tail]})
+                failures.append(
+                    {"n": n, "floor": floor, "failed": failed, "progress_tail": [t.strip() for t in tail]}
+                )
                 continue
             run = json.loads(run_json.read_text())
             rows.append(summarise(n, floor, run))
@@ -728,8 +790,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(section)
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "rows": rows,
-                                         "failures": failures}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine, "rows": rows, "failures": failures}, indent=2))
     if not args.no_write:
         write_results(args.results, section, key)
         print(f"updated {args.results}")

@@ -47,6 +47,7 @@ def worker(people: int, data: Path, out: Path) -> None:
     svc = AagService(str(warehouse))
     svc.init()
     per_object: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    per_phase: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     timings: list[float] = []
     reports = []
     original_ingest = svc.ingest
@@ -57,6 +58,10 @@ def worker(people: int, data: Path, out: Path) -> None:
         seconds = time.perf_counter() - started
         timings.append(seconds)
         key = f"{system}.{obj}"
+        phase = "initial" if Path(files[0]).parent.name == "round1" else "incremental"
+        per_phase[phase][0] += sum(r.field_events for r in result)
+        per_phase[phase][1] += seconds
+        per_phase[phase][2] += 1
         for report in result:
             per_object[key][0] += report.field_events
             per_object[key][1] += seconds
@@ -81,6 +86,7 @@ def worker(people: int, data: Path, out: Path) -> None:
         "ingest_seconds": ingest_seconds,
         "total_seconds": total,
         "per_object": {k: {"events": v[0], "seconds": v[1], "rows": v[2]} for k, v in per_object.items()},
+        "per_phase": {k: {"events": v[0], "seconds": v[1], "files": v[2]} for k, v in per_phase.items()},
         "records": ident.num_rows,
         "customers": customers,
         "people_in_one_customer": score.people_in_one_customer,
@@ -111,6 +117,11 @@ def markdown(f: dict, commit: str) -> str:
         f"| edge versions written | {f['edge_versions']:,} |",
         f"| ingest seconds (all files) | {f['ingest_seconds']:.1f} |",
         f"| **field events/s** | **{f['field_events'] / f['ingest_seconds']:,.0f}** |",
+        *(
+            f"| {name} ({o['files']:.0f} files): field events/s | {o['events'] / o['seconds']:,.0f} "
+            f"({o['events']:,.0f} events in {o['seconds']:.1f} s) |"
+            for name, o in f["per_phase"].items()
+        ),
         f"| source records → customers | {f['records']:,} → {f['customers']:,} |",
         f"| people resolved to exactly one customer | {f['people_in_one_customer']:,} of {f['people']:,} |",
         f"| **accuracy, AAG field-level** | **{f['field_level']:.2%}** of {f['cells']:,} cells |",

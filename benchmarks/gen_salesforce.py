@@ -27,34 +27,123 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-FIRST = ("Anna", "Ben", "Clara", "David", "Elena", "Felix", "Greta", "Hugo", "Ida", "Jonas",
-         "Katrin", "Lukas", "Mia", "Noah", "Olivia", "Paul", "Quentin", "Rosa", "Simon",
-         "Tara", "Uwe", "Vera", "William", "Xenia", "Yusuf", "Zoe", "José", "Łukasz", "Zoë",
-         "Sören")
-LAST = ("Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker",
-        "Smith", "Johnson", "Brown", "Garcia", "Miller", "Davis", "Martin", "Bernard",
-        "Dubois", "Rossi", "Russo", "Ferrari", "Novak", "Svoboda", "Berg", "Lindqvist",
-        "O'Neil", "van Dijk", "de Vries", "Nowak", "Kowalski", "Jansen", "Peeters")
+FIRST = (
+    "Anna",
+    "Ben",
+    "Clara",
+    "David",
+    "Elena",
+    "Felix",
+    "Greta",
+    "Hugo",
+    "Ida",
+    "Jonas",
+    "Katrin",
+    "Lukas",
+    "Mia",
+    "Noah",
+    "Olivia",
+    "Paul",
+    "Quentin",
+    "Rosa",
+    "Simon",
+    "Tara",
+    "Uwe",
+    "Vera",
+    "William",
+    "Xenia",
+    "Yusuf",
+    "Zoe",
+    "José",
+    "Łukasz",
+    "Zoë",
+    "Sören",
+)
+LAST = (
+    "Müller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Weber",
+    "Meyer",
+    "Wagner",
+    "Becker",
+    "Smith",
+    "Johnson",
+    "Brown",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Rossi",
+    "Russo",
+    "Ferrari",
+    "Novak",
+    "Svoboda",
+    "Berg",
+    "Lindqvist",
+    "O'Neil",
+    "van Dijk",
+    "de Vries",
+    "Nowak",
+    "Kowalski",
+    "Jansen",
+    "Peeters",
+)
 DOMAINS = ("example.com", "example.org", "example.net", "mail.example", "corp.example")
-STREETS = ("Hauptstraße", "Bahnhofstr.", "Main Street", "Market St", "High Street",
-           "Rue de la Paix", "Via Roma", "Kerkstraat", "Storgatan", "Leopoldstr.")
+STREETS = (
+    "Hauptstraße",
+    "Bahnhofstr.",
+    "Main Street",
+    "Market St",
+    "High Street",
+    "Rue de la Paix",
+    "Via Roma",
+    "Kerkstraat",
+    "Storgatan",
+    "Leopoldstr.",
+)
 
 # (ISO code, spellings of the country seen in MailingCountry, country calling code,
 #  cities with area codes, postal code pattern)
 COUNTRIES = (
-    ("DE", ("Germany", "DE", "Deutschland", "DEU"), "49",
-     (("Berlin", "30"), ("München", "89"), ("Hamburg", "40"), ("Köln", "221")), "{:05d}"),
-    ("US", ("United States", "US", "USA", "United States"), "1",
-     (("San Francisco", "415"), ("New York", "212"), ("Chicago", "312"), ("Austin", "512")),
-     "{:05d}"),
-    ("GB", ("United Kingdom", "GB", "UK", "GBR"), "44",
-     (("London", "20"), ("Manchester", "161"), ("Leeds", "113"), ("Bristol", "117")),
-     "SW{:d} 1AA"),
-    ("FR", ("France", "FR", "FRA", "France"), "33",
-     (("Paris", "1"), ("Lyon", "4"), ("Marseille", "4"), ("Lille", "3")), "{:05d}"),
-    ("NL", ("Netherlands", "NL", "NLD", "Holland"), "31",
-     (("Amsterdam", "20"), ("Rotterdam", "10"), ("Utrecht", "30"), ("Den Haag", "70")),
-     "{:04d} AB"),
+    (
+        "DE",
+        ("Germany", "DE", "Deutschland", "DEU"),
+        "49",
+        (("Berlin", "30"), ("München", "89"), ("Hamburg", "40"), ("Köln", "221")),
+        "{:05d}",
+    ),
+    (
+        "US",
+        ("United States", "US", "USA", "United States"),
+        "1",
+        (("San Francisco", "415"), ("New York", "212"), ("Chicago", "312"), ("Austin", "512")),
+        "{:05d}",
+    ),
+    (
+        "GB",
+        ("United Kingdom", "GB", "UK", "GBR"),
+        "44",
+        (("London", "20"), ("Manchester", "161"), ("Leeds", "113"), ("Bristol", "117")),
+        "SW{:d} 1AA",
+    ),
+    (
+        "FR",
+        ("France", "FR", "FRA", "France"),
+        "33",
+        (("Paris", "1"), ("Lyon", "4"), ("Marseille", "4"), ("Lille", "3")),
+        "{:05d}",
+    ),
+    (
+        "NL",
+        ("Netherlands", "NL", "NLD", "Holland"),
+        "31",
+        (("Amsterdam", "20"), ("Rotterdam", "10"), ("Utrecht", "30"), ("Den Haag", "70")),
+        "{:04d} AB",
+    ),
 )
 
 #: Contacts 003Dn + 10 digits: only the 'D' is upper case, so the 18-character
@@ -138,8 +227,9 @@ def _phone(i: int, cc: str, country: str, area: str) -> str:
     return f"+{cc}{area}{local}"
 
 
-_ASCII = str.maketrans({"ü": "ue", "ö": "oe", "ä": "ae", "ß": "ss", "é": "e", "ë": "e",
-                        "ł": "l", "'": "", " ": ""})
+_ASCII = str.maketrans(
+    {"ü": "ue", "ö": "oe", "ä": "ae", "ß": "ss", "é": "e", "ë": "e", "ł": "l", "'": "", " ": ""}
+)
 
 
 def _postal(pattern: str, i: int) -> str:
