@@ -164,6 +164,9 @@ class DeltaIO:
                     source_alias="s",
                     target_alias="t",
                     commit_properties=_props(metadata),
+                    # The rewritten files stream out in bounded row groups (the default
+                    # buffers a million rows per group, which dominated peak memory).
+                    writer_properties=WRITER,
                 )
                 .when_matched_delete()
                 .when_not_matched_insert(
@@ -193,6 +196,7 @@ def delete_matching(io: DeltaIO, uri: str, keys: pa.Table, metadata: Mapping[str
                 source_alias="s",
                 target_alias="t",
                 commit_properties=_props(metadata),
+                writer_properties=WRITER,
             )
             .when_matched_delete()
             .execute()
