@@ -46,6 +46,24 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _fmt(value: Any) -> str:
+    """One table cell: times as ISO 8601 UTC, shares as percentages, None as blank."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, float):
+        return f"{value:.1%}"
+    return str(value)
+
+
+def _duration(seconds: Any) -> str:
+    if seconds is None:
+        return ""
+    days, rest = divmod(int(seconds), 86400)
+    return f"{days}d {rest // 3600}h" if days else f"{rest // 3600}h {rest % 3600 // 60}m"
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n")
 
@@ -237,6 +255,29 @@ def optimize(warehouse: Warehouse = None) -> None:
         f"optimize rewrote {removed} file(s) into {added} across {len(result)} table(s); "
         "run 'aag vacuum' to delete the old files"
     )
+
+
+@app.command()
+def monitor(warehouse: Warehouse = None, as_json: AsJson = False) -> None:
+    """Freshness per source, open conflicts, completeness and quarantine counts."""
+    report = _service(warehouse).monitor()
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    out.print(f"checked at {_fmt(report.checked_at)}")
+    sections = (
+        ("freshness per source", report.freshness),
+        ("open conflicts (customers whose current values disagree, by source pair)", report.conflicts),
+        ("completeness (share of customers holding the attribute)", report.completeness),
+        ("quarantine", report.quarantine),
+    )
+    for title, data in sections:
+        table = Table(*data.column_names, title=title)
+        for row in data.to_pylist():
+            table.add_row(*(_duration(v) if k.endswith("_seconds") else _fmt(v) for k, v in row.items()))
+        if not data.num_rows:
+            table.add_row(*(["—"] + [""] * (len(data.column_names) - 1)))
+        out.print(table)
 
 
 @app.command()

@@ -12,12 +12,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aag.bronze import parse_raw
-from aag.delta import delete_matching
+from aag.delta import delete_matching, now_utc
 from aag.engine import make_engine
 from aag.engine.base import Engine
 from aag.errors import InputError, NotFoundError
 from aag.identity import SAME_AS_REL
 from aag.ids import value_node_id
+from aag.monitoring import MonitorReport, checks_sql
 from aag.normalize import normalise
 from aag.pipeline import BatchReport, ingest_file
 from aag.resolution import (
@@ -237,6 +238,35 @@ class AagService:
             con.unregister("cp_edges")
             con.unregister("cp_customers")
         return profiles(self.engine, edges, nodes, survivors, self.warehouse.config, version)
+
+    def monitor(self) -> MonitorReport:
+        """Freshness per source, open conflicts, completeness and quarantine counts."""
+        self.warehouse.require()
+        wh = self.warehouse
+        graph = wh.graph
+        checked_at = now_utc()
+        tables = {
+            "relationships": wh.io.read(
+                graph.relationships_uri,
+                "source_node_id, target_node_id, rel_type, source_system, updated_at, is_current",
+            ),
+            "nodes": wh.io.read(graph.nodes_uri, "node_id, node_type", "node_type = 'customer'"),
+            "batches": wh.batches(),
+            "quarantine": wh.quarantine(),
+            "attribute_name_registry": pa.Table.from_pylist(
+                [r.model_dump() for r in wh.config.registry]
+            ).select(["source_system", "source_object", "source_field", "role", "attribute", "rel_type"]),
+        }
+        con = duck()
+        for name, table in tables.items():
+            con.register(name, table)
+        try:
+            now = f"'{checked_at.as_py().isoformat()}'"
+            results = {name: con.sql(sql).to_arrow_table() for name, sql in checks_sql(now).items()}
+        finally:
+            for name in tables:
+                con.unregister(name)
+        return MonitorReport(checked_at=checked_at.as_py(), **results)
 
     def identity_map(self) -> pa.Table:
         """``customer_id, source_system, source_object, source_record_id, record_entity_id``.

@@ -1,0 +1,19 @@
+-- AAG monitoring check 'quarantine' (generated from aag/monitoring.py by
+-- `python -m aag.monitoring databricks/monitoring`; do not edit by hand).
+-- Parameter :catalog is the Unity Catalog catalog of databricks/setup.
+SELECT
+  source_system,
+  source_object,
+  level,
+  COUNT(*) AS entries,
+  COUNT(DISTINCT batch_id) AS batches,
+  MAX(quarantined_at) AS latest_at
+FROM IDENTIFIER(:catalog || '.bronze.quarantine') AS quarantine
+GROUP BY
+  source_system,
+  source_object,
+  level
+ORDER BY
+  source_system NULLS LAST,
+  source_object NULLS LAST,
+  level NULLS LAST;
