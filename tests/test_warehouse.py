@@ -397,3 +397,18 @@ def test_optimize_keeps_contents_and_vacuum_drops_replaced_files(svc, tmp_path):
     assert len(list(rel_dir.glob("*.parquet"))) < files_before
     customer = svc.find_customer("salesforce", "0035g00002AbcdeAAA")
     assert svc.profile(customer)["email"] == "v2@example.com"
+
+
+def test_a_bad_row_sent_again_is_quarantined_again(svc, tmp_path):
+    bad = contact(Id=None)
+    first = svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "a.jsonl", [contact(), bad])])[0]
+    again = svc.ingest(
+        "salesforce",
+        "Contact",
+        [_jsonl(tmp_path / "b.jsonl", [contact(), bad, contact(Id="0035g00000OtherAAA")])],
+    )[0]
+    assert (first.rows_quarantined, again.rows_quarantined) == (1, 1)
+    # The good row identical to a committed one is still skipped as unchanged.
+    assert again.rows_unchanged == 1 and again.rows_landed == again.rows_processed + again.rows_quarantined
+    batches = {r["batch_id"] for r in svc.warehouse.quarantine().to_pylist()}
+    assert batches == {first.batch_id, again.batch_id}

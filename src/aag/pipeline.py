@@ -21,6 +21,7 @@ from aag.bronze import file_sha256, read_rows
 from aag.delta import now_utc
 from aag.engine.base import Engine
 from aag.errors import AagError
+from aag.faults import crash_point
 from aag.identity import ID_KEYS, ID_ROWS, IdentitySettings, release_identity, resolve_identity
 from aag.rules import OUT_KEYS, OUT_LOG, OUT_ROWS, apply_edge_rules, release_rule_tables
 from aag.sources import extractor_for
@@ -360,6 +361,7 @@ def ingest_file(
         edge_rows_rewritten=stats.edge_rows_rewritten,
         seconds=round(time.perf_counter() - started, 3),
     )
+    crash_point("before-ledger")
     warehouse.record_batch(
         {
             "batch_id": batch_id,
@@ -381,4 +383,5 @@ def ingest_file(
             "finished_at": now_utc().as_py(),
         }
     )
+    crash_point("ledger-written")
     return report

@@ -21,6 +21,7 @@ import pyarrow as pa
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 
 from aag.delta import DeltaIO, join
+from aag.faults import crash_point
 from aag.model import EDGE_EVENTS, NODES, RELATIONSHIPS
 from aag.rules import FLAT_EDGES, flatten_sql
 
@@ -312,9 +313,11 @@ class DeltaGraphStore(GraphStore):
         if counts.get("nodes"):
             self.io.append(self.nodes_uri, as_scan(change.nodes, NODES), meta)
             stats.nodes_written = counts["nodes"]
+        crash_point("nodes-committed")
         if counts.get("log"):
             self.io.append(self.edge_events_uri, as_scan(change.log_append, EDGE_EVENTS), meta)
             stats.log_rows_written = counts["log"]
+        crash_point("log-committed")
         if change.replace_keys.num_rows == 0 and counts.get("edges"):
             # Only keys new to the graph: a plain append, no file is rewritten.
             self.io.append(self.relationships_uri, as_scan(change.edge_rows, RELATIONSHIPS), meta)
@@ -328,6 +331,7 @@ class DeltaGraphStore(GraphStore):
             )
             stats.edge_rows_written = counts.get("edges", 0)
             stats.edge_rows_rewritten = int(metrics.get("num_target_rows_copied", 0))
+        crash_point("edges-committed")
         return stats
 
     def nodes(self) -> pa.Table:  # noqa: D102

@@ -1,0 +1,70 @@
+"""Canonical snapshots of every table of a warehouse, for comparing runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from deltalake import DeltaTable, QueryBuilder
+
+#: Columns that record *when* or *how much work* a run did, not what the data is.
+VOLATILE = {
+    "created_at",
+    "_landed_at",
+    "quarantined_at",
+    "started_at",
+    "finished_at",
+    "nodes_written",
+    "edge_versions_written",
+    "edge_rows_rewritten",
+}
+
+
+def _canon(value: Any) -> Any:
+    if isinstance(value, list):  # MAP columns arrive as lists of (key, value) pairs
+        return json.dumps(sorted((str(k), str(v)) for k, v in value))
+    if isinstance(value, dict):
+        return json.dumps(sorted(value.items()), default=str)
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def delta_tables(warehouse: Path) -> list[Path]:
+    """Every Delta table under a warehouse folder."""
+    return sorted(p.parent for p in warehouse.rglob("_delta_log") if p.is_dir())
+
+
+def snapshot(warehouse: Path) -> dict[str, list[tuple]]:
+    """Table (relative path) → sorted rows without volatile columns (a multiset)."""
+    out: dict[str, list[tuple]] = {}
+    for table in delta_tables(warehouse):
+        reader = QueryBuilder().register("t", DeltaTable(str(table))).execute("SELECT * FROM t")
+        rows = pa.RecordBatchReader.from_stream(reader).read_all()
+        keep = [c for c in rows.column_names if c not in VOLATILE]
+        data = rows.select(keep).to_pylist()
+        out[str(table.relative_to(warehouse))] = sorted(
+            (tuple((k, _canon(r[k])) for k in keep) for r in data), key=repr
+        )
+    return out
+
+
+def differences(expected: dict[str, list[tuple]], actual: dict[str, list[tuple]]) -> list[str]:
+    """Human-readable differences between two snapshots (empty when identical)."""
+    problems = []
+    for name in sorted(set(expected) | set(actual)):
+        a, b = expected.get(name, []), actual.get(name, [])
+        if a != b:
+            missing = [r for r in a if r not in b][:2]
+            extra = [r for r in b if r not in a][:2]
+            problems.append(
+                f"{name}: {len(a)} rows expected, {len(b)} found; missing {missing}; extra {extra}"
+            )
+    return problems
+
+
+def copy_warehouse(source: Path, target: Path) -> Path:
+    """A byte copy of a warehouse (Delta tables are plain files)."""
+    shutil.copytree(source, target)
+    return target
