@@ -33,7 +33,6 @@ from aag.config import Config
 from aag.engine.base import Engine
 from aag.ids import value_node_id
 from aag.normalize import normalise
-from aag.rules import ISO_FORMAT
 from aag.sources.base import SOURCE_RECORD_REL, lit
 from aag.store import GraphStore
 
@@ -152,7 +151,7 @@ def _add_edges(engine: Engine, sql: str) -> None:
     engine.materialize("id_edges", "SELECT * FROM id_next")
     engine.materialize(
         "id_next",
-        f"SELECT * FROM id_same UNION SELECT src, tgt FROM id_new WHERE rel = {lit(SAME_AS_REL)}",
+        f"SELECT * FROM id_same UNION SELECT src, tgt, updated_at FROM id_new WHERE rel = {lit(SAME_AS_REL)}",
     )
     engine.materialize("id_same", "SELECT * FROM id_next")
     engine.drop("id_next")
@@ -265,7 +264,7 @@ def _resolve(
         "CAST(NULL AS VARCHAR) AS tgt, CAST(NULL AS TIMESTAMPTZ) AS updated_at WHERE FALSE"
     )
     engine.materialize("id_edges", empty)
-    engine.materialize("id_same", "SELECT src, tgt FROM id_edges")
+    engine.materialize("id_same", "SELECT src, tgt, updated_at FROM id_edges")
     engine.materialize("id_nodes", "SELECT src AS id FROM id_edges")
     engine.materialize("id_pre", "SELECT * FROM id_edges")
     # Only identifier edges the batch changes can change a cluster: the current rows of
@@ -345,13 +344,15 @@ WHERE id IN (SELECT id FROM id_typed) AND id NOT IN (SELECT id FROM id_ents)
     _label(engine, settings)
     now_same = f"""
 SELECT s.src AS source_node_id, {lit(SAME_AS_REL)} AS rel_type, {lit(IDENTITY_SYSTEM)} AS source_system,
-       s.tgt AS old_survivor, d.survivor
+       s.tgt AS old_survivor, s.updated_at AS old_linked_at, d.survivor, d.linked_at
 FROM id_same s LEFT JOIN id_desired d ON d.member = s.src
 """
+    # A link is rewritten when its survivor or its time changes (a late event can move a
+    # record's first-seen time): the edge must equal the one an in-order run writes.
     engine.materialize(
         ID_KEYS,
         f"SELECT source_node_id, rel_type, source_system FROM ({now_same}) c "
-        "WHERE survivor IS NULL OR survivor <> old_survivor",
+        "WHERE survivor IS NULL OR survivor <> old_survivor OR linked_at <> old_linked_at",
     )
     engine.materialize(
         ID_ROWS,
@@ -360,10 +361,10 @@ SELECT d.member AS source_node_id, d.survivor AS target_node_id, {lit(SAME_AS_RE
        d.linked_at AS updated_at, CAST(1.0 AS FLOAT) AS confidence, TRUE AS is_current,
        {lit(IDENTITY_SYSTEM)} AS source_system,
        concat('identity:', d.survivor) AS source_event_id,
-       MAP(['survivor_first_seen', 'member_first_seen'],
-           [strftime(d.survivor_seen, '{ISO_FORMAT}'), strftime(d.member_seen, '{ISO_FORMAT}')]) AS properties
+       MAP(['derived_by'], ['identity']) AS properties
 FROM id_desired d
-WHERE NOT EXISTS (SELECT 1 FROM id_same s WHERE s.src = d.member AND s.tgt = d.survivor)
+WHERE NOT EXISTS (SELECT 1 FROM id_same s WHERE s.src = d.member AND s.tgt = d.survivor
+                  AND s.updated_at = d.linked_at)
 """,
     )
     counts = engine.query(

@@ -262,14 +262,19 @@ class Warehouse:
         return self.io.read(self.quarantine_uri).cast(QUARANTINE)
 
     @contextlib.contextmanager
-    def writer_lock(self, timeout: float = 120.0) -> Iterator[None]:
+    def writer_lock(self, timeout: float | None = None) -> Iterator[None]:
         """Serialise writers of one local warehouse.
 
-        A no-op on object stores, where Delta's optimistic concurrency reports conflicts.
+        Waits up to ``timeout`` seconds (default ``$AAG_LOCK_TIMEOUT``, else 120) for the
+        writer before, then fails with a "warehouse busy ... retry" error. The lock is an
+        ``flock``: the kernel drops it when its holder dies, even by SIGKILL. A no-op on
+        object stores, where Delta's optimistic concurrency reports conflicts.
         """
         if not self.local:
             yield
             return
+        if timeout is None:
+            timeout = float(os.environ.get("AAG_LOCK_TIMEOUT", "120"))
         Path(self.uri).mkdir(parents=True, exist_ok=True)
         path = Path(self.uri) / ".aag.lock"
         with path.open("a+") as handle:

@@ -23,9 +23,14 @@ VOLATILE = {
 }
 
 
-def _canon(value: Any) -> Any:
+#: Map keys that say which batch first delivered a version's event: when the same event
+#: comes in two batches, the order of the batches decides (ingestion bookkeeping).
+LINEAGE_KEYS = {"batch_id"}
+
+
+def _canon(value: Any, drop_keys: set[str] = frozenset()) -> Any:  # type: ignore[assignment]
     if isinstance(value, list):  # MAP columns arrive as lists of (key, value) pairs
-        return json.dumps(sorted((str(k), str(v)) for k, v in value))
+        return json.dumps(sorted((str(k), str(v)) for k, v in value if k not in drop_keys))
     if isinstance(value, dict):
         return json.dumps(sorted(value.items()), default=str)
     return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
@@ -36,8 +41,13 @@ def delta_tables(warehouse: Path) -> list[Path]:
     return sorted(p.parent for p in warehouse.rglob("_delta_log") if p.is_dir())
 
 
-def snapshot(warehouse: Path) -> dict[str, list[tuple]]:
-    """Table (relative path) → sorted rows without volatile columns (a multiset)."""
+def snapshot(warehouse: Path, any_order: bool = False) -> dict[str, list[tuple]]:
+    """Table (relative path) → sorted rows without volatile columns (a multiset).
+
+    With ``any_order``, batch lineage in ``properties`` is left out too: runs that took the
+    batches in different orders are compared on everything else.
+    """
+    drop = LINEAGE_KEYS if any_order else set()
     out: dict[str, list[tuple]] = {}
     for table in delta_tables(warehouse):
         reader = QueryBuilder().register("t", DeltaTable(str(table))).execute("SELECT * FROM t")
@@ -45,7 +55,7 @@ def snapshot(warehouse: Path) -> dict[str, list[tuple]]:
         keep = [c for c in rows.column_names if c not in VOLATILE]
         data = rows.select(keep).to_pylist()
         out[str(table.relative_to(warehouse))] = sorted(
-            (tuple((k, _canon(r[k])) for k in keep) for r in data), key=repr
+            (tuple((k, _canon(r[k], drop)) for k in keep) for r in data), key=repr
         )
     return out
 
