@@ -100,9 +100,11 @@ def test_databricks_sql_runs_on_spark_with_the_same_results(svc, spark_engine, t
         schema, _ = name.split(".")
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {schema}")
         spark.sql(f"DROP TABLE IF EXISTS {name}")
-        spark.createDataFrame(
+        frame = spark.createDataFrame(
             table.drop_columns([c for c in table.column_names if c == "properties"])
-        ).write.saveAsTable(name)
+        )
+        # External tables under tmp_path: nothing is left in the working directory.
+        frame.write.option("path", str(tmp_path / name)).saveAsTable(name)
     report = svc.monitor()
     for check, sql in databricks_sql().items():
         rows = spark.sql(sql.rstrip().rstrip(";"), args={"catalog": "spark_catalog"}).toArrow().to_pylist()
