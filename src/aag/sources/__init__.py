@@ -24,4 +24,26 @@ def extractor_for(spec: ObjectSpec, config: Config) -> Extractor:
     return cls(spec, config)
 
 
-__all__ = ["EXTRACTORS", "Extracted", "Extractor", "GenericExtractor", "extractor_for"]
+def day_precision_prefixes(config: Config) -> tuple[str, ...]:
+    """Event id prefixes of objects whose times are days (``yyyymmdd``), e.g. ``sap:KNA1:``.
+
+    Every event an extractor emits has an id starting with ``system:Object:``; the edge
+    rules let finer same-day events shadow these (:func:`aag.rules.apply_edge_rules`).
+    """
+    return tuple(
+        sorted(
+            f"{spec.source_system}:{spec.source_object}:"
+            for spec in config.objects
+            if spec.time_format == "yyyymmdd"
+        )
+    )
+
+
+__all__ = [
+    "EXTRACTORS",
+    "Extracted",
+    "Extractor",
+    "GenericExtractor",
+    "day_precision_prefixes",
+    "extractor_for",
+]
