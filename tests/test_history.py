@@ -508,6 +508,7 @@ def test_change_document_bad_rows_are_quarantined_and_the_rest_processed(svc, in
         [
             item("0000000010", "ORT01", "Potsdam"),
             item("0000000010", "TELF1", "call me"),
+            item("0000000010", "TELF1", "030 7654321"),  # national: an item has no LAND1 to read it in
             item("0000000011", "ORT01", "Köln"),
             item("0000000099", "ORT01", "Bonn"),
             item("", "ORT01", "Bonn"),
@@ -516,8 +517,8 @@ def test_change_document_bad_rows_are_quarantined_and_the_rest_processed(svc, in
             item("0000000099", "X", "1", cls="ADRESSE", kunnr="ADDR", table="ADRC"),
         ],
     )
-    assert (report.rows_landed, report.rows_processed, report.rows_quarantined) == (8, 3, 5)
-    assert report.fields_rejected == 1
+    assert (report.rows_landed, report.rows_processed, report.rows_quarantined) == (9, 4, 5)
+    assert report.fields_rejected == 2
     assert reasons(svc, "CDPOS") == Counter(
         {
             "invalid change time in the CDHDR header: UDATE 20260301, UTIME 250000": 1,
@@ -527,6 +528,7 @@ def test_change_document_bad_rows_are_quarantined_and_the_rest_processed(svc, in
             "missing record id (OBJECTID)": 1,
             "invalid deletion flag (LOEVM): maybe": 1,
             "invalid phone value in TELF1: call me": 1,
+            "invalid phone value in TELF1: 030 7654321": 1,
         }
     )
     assert sap_values(svc) == {
@@ -540,6 +542,18 @@ def test_change_document_bad_rows_are_quarantined_and_the_rest_processed(svc, in
     )
     assert (report.rows_unchanged, report.rows_quarantined) == (1, 0)
     assert sap_values(svc)["HAS_CITY"][:2] == ("Bonn", ts("2026-03-02T07:00:00Z"))
+
+
+def test_items_ingested_before_any_header_are_quarantined_not_lost(svc, ingest):
+    report = ingest("sap", "CDPOS", DOCUMENTS[1])
+    assert (report.rows_processed, report.rows_quarantined, report.field_events) == (0, 1, 0)
+    assert list(reasons(svc, "CDPOS")) == [
+        "no landed CDHDR header for change document DEBI 0000100001 0000004711 (ingest CDHDR before CDPOS)"
+    ]
+    ingest("sap", "CDHDR", DOCUMENTS[0])
+    report = ingest("sap", "CDPOS", DOCUMENTS[1], fmt="csv")
+    assert (report.rows_processed, report.rows_quarantined) == (1, 0)
+    assert sap_values(svc)["HAS_PHONE"][:2] == ("+49302222222", ts("2026-03-01T14:23:05Z"))
 
 
 def test_erasing_a_sap_customer_erases_its_change_documents(svc, ingest):
