@@ -189,23 +189,13 @@ def plan_change(
     )
 
 
-def split_unchanged(
-    rows: pa.Table, landed: pa.RecordBatchReader | None, quarantined: pa.Table | None = None
-) -> tuple[pa.Table, pa.Table]:
+def split_unchanged(rows: pa.Table, landed: pa.RecordBatchReader | None) -> tuple[pa.Table, pa.Table]:
     """Split landed rows into fresh rows and rows already landed in a committed batch.
 
     A row whose raw content is byte-identical to an earlier committed row yields exactly
     the events that row did (same values, same times, same event ids), and those are
     already in the graph, so it can skip extraction and the rules. This is what makes a
     no-change full re-sync cheap; a re-sync in another format simply goes the long way.
-
-    A row whose earlier copy was quarantined as a whole yielded nothing, and may be
-    usable now (a change document item sent again after its header), so it is fresh.
-
-    Args:
-        rows: The batch's landed rows.
-        landed: ``_row_digest, _record_id, _batch_id, _row_number`` of committed rows.
-        quarantined: ``batch_id, row_number`` of the committed rows quarantined as a whole.
 
     Returns:
         The fresh rows, and ``_row_number, record_id`` of the unchanged ones.
@@ -216,17 +206,10 @@ def split_unchanged(
         return rows, empty_ids
     con.register("su_rows", rows)
     con.register("su_landed", landed)
-    skip = ""
-    if quarantined is not None and quarantined.num_rows:
-        con.register("su_quarantined", quarantined)
-        skip = (
-            " AND NOT EXISTS (SELECT 1 FROM su_quarantined q "
-            "WHERE q.batch_id = su_landed._batch_id AND q.row_number = su_landed._row_number)"
-        )
     try:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE su_seen AS SELECT DISTINCT _row_digest, _record_id "
-            f"FROM su_landed WHERE _row_digest IN (SELECT _row_digest FROM su_rows){skip}"
+            "FROM su_landed WHERE _row_digest IN (SELECT _row_digest FROM su_rows)"
         )
         fresh: pa.Table = con.sql(
             "SELECT * FROM su_rows WHERE _row_digest NOT IN (SELECT _row_digest FROM su_seen) "
@@ -239,8 +222,6 @@ def split_unchanged(
     finally:
         con.unregister("su_rows")
         con.unregister("su_landed")
-        if skip:
-            con.unregister("su_quarantined")
         con.execute("DROP TABLE IF EXISTS su_seen")
     return fresh.cast(rows.schema), ids.cast(empty_ids.schema)
 
@@ -306,9 +287,7 @@ def ingest_file(
     rows = read_rows(path, extractor.fields)
     now = now_utc()
     fresh, unchanged_ids = split_unchanged(
-        rows,
-        warehouse.landed_digests(spec.source_system, spec.source_object),
-        warehouse.quarantined_rows(spec.source_system, spec.source_object),
+        rows, warehouse.landed_digests(spec.source_system, spec.source_object)
     )
     step(STEPS[1])
     record_ids = pa.concat_tables(

@@ -188,22 +188,14 @@ class Warehouse:
         return ", ".join(f"'{b}'" for b in ids) if ids else None
 
     def landed_digests(self, source_system: str, source_object: str) -> pa.RecordBatchReader | None:
-        """``_row_digest, _record_id, _batch_id, _row_number`` of this object's committed rows."""
+        """``_row_digest, _record_id`` of every row of this object's committed batches."""
         uri = self.bronze_uri(source_system, source_object)
         if not self.io.exists(uri):
             return None
         quoted = self._committed_ids_sql(source_system, source_object)
         if quoted is None:
             return None
-        return self.io.reader(
-            uri,
-            f"SELECT _row_digest, _record_id, _batch_id, _row_number FROM t WHERE _batch_id IN ({quoted})",
-        )
-
-    def quarantined_rows(self, source_system: str, source_object: str) -> pa.Table:
-        """``batch_id, row_number`` of this object's rows quarantined as a whole."""
-        where = f"source_system = '{source_system}' AND source_object = '{source_object}' AND level = 'row'"
-        return self.io.read(self.quarantine_uri, "batch_id, row_number", where)
+        return self.io.reader(uri, f"SELECT _row_digest, _record_id FROM t WHERE _batch_id IN ({quoted})")
 
     def landed_rows(self, source_system: str, source_object: str, fields: tuple[str, ...]) -> pa.Table:
         """Rows of this object's committed batches, parsed from bronze like a fresh file.
