@@ -188,14 +188,28 @@ class Warehouse:
         return ", ".join(f"'{b}'" for b in ids) if ids else None
 
     def landed_digests(self, source_system: str, source_object: str) -> pa.RecordBatchReader | None:
-        """``_row_digest, _record_id`` of every row of this object's committed batches."""
+        """``_row_digest, _record_id`` of committed rows processed without quarantine entries.
+
+        A row its batch quarantined (whole or one field) is left out, so the same content
+        sent again is extracted again and quarantined again under the new batch.
+        """
         uri = self.bronze_uri(source_system, source_object)
         if not self.io.exists(uri):
             return None
         quoted = self._committed_ids_sql(source_system, source_object)
         if quoted is None:
             return None
-        return self.io.reader(uri, f"SELECT _row_digest, _record_id FROM t WHERE _batch_id IN ({quoted})")
+        where = f"_batch_id IN ({quoted})"
+        bad = self.io.read(
+            self.quarantine_uri,
+            "DISTINCT batch_id, row_number",
+            f"source_system = '{source_system}' AND source_object = '{source_object}'",
+        )
+        if bad.num_rows:
+            pairs = zip(bad.column(0).to_pylist(), bad.column(1).to_pylist(), strict=True)
+            listed = ", ".join(f"'{b}:{r}'" for b, r in pairs)
+            where += f" AND concat(_batch_id, ':', CAST(_row_number AS VARCHAR)) NOT IN ({listed})"
+        return self.io.reader(uri, f"SELECT _row_digest, _record_id FROM t WHERE {where}")
 
     def landed_rows(self, source_system: str, source_object: str, fields: tuple[str, ...]) -> pa.Table:
         """Rows of this object's committed batches, parsed from bronze like a fresh file.
