@@ -63,7 +63,7 @@ def _other_sources(folder: Path) -> list[tuple[str, str, Path]]:
                 folder / "account.jsonl",
                 [
                     {
-                        "Id": "0015g00000Acme",
+                        "Id": "0015g00000AcmeX",
                         "Name": "Acme",
                         "Website": "HTTPS://acme.io/",
                         "LastModifiedDate": sf,
@@ -80,14 +80,14 @@ def _other_sources(folder: Path) -> list[tuple[str, str, Path]]:
                 [
                     {
                         "Id": "02i5g00000Pump1",
-                        "AccountId": "0015g00000Acme",
+                        "AccountId": "0015g00000AcmeX",
                         "Name": "Pump",
                         "LastModifiedDate": sf,
                     },
                     {"Id": "02i5g00000Pump2", "AccountId": None, "IsDeleted": True, "LastModifiedDate": sf},
                     {
                         "Id": "02i5g00000Pump3",
-                        "AccountId": "0015g00000Acme",
+                        "AccountId": "0015g00000AcmeX",
                         "LastModifiedDate": "13/13/2026",
                     },
                 ],
