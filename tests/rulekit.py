@@ -46,11 +46,17 @@ def events_table(events: list[Ev], batch: str = "b") -> pa.Table:
 PATHS: Counter[str] = Counter()
 
 
-def apply(engine: Engine, store: MemoryGraphStore, events: list[Ev], batch: str = "b") -> int:
+def apply(
+    engine: Engine,
+    store: MemoryGraphStore,
+    events: list[Ev],
+    batch: str = "b",
+    day_precision: tuple[str, ...] = (),
+) -> int:
     """Apply one batch; returns the number of new edge versions."""
     engine.register("batch_events", events_table(events, batch))
     engine.register("batch_nodes", NODES.empty_table())
-    plan = plan_change(engine, store, "batch_events", "batch_nodes")
+    plan = plan_change(engine, store, "batch_events", "batch_nodes", day_precision=day_precision)
     try:
         store.commit(plan.change())
     finally:
@@ -81,13 +87,24 @@ def versions(store: MemoryGraphStore) -> list[tuple]:
     return sorted(out, key=repr)
 
 
-def reference(events: list[Ev]) -> list[tuple]:
-    """SPEC §3 as plain Python: (entity, rel, system, target, start, is_current, eid)."""
+def day_of(e: Ev) -> object:
+    """The UTC day an event happened on."""
+    return (T0 + timedelta(minutes=e.minute)).date()
+
+
+def reference(events: list[Ev], day_precision: tuple[str, ...] = ()) -> list[tuple]:
+    """SPEC §3 as plain Python: (entity, rel, system, target, start, is_current, eid).
+
+    Events whose id starts with one of ``day_precision`` have day precision: a finer
+    event of the key on the same day with the same target shadows them.
+    """
     by_key: dict[tuple, list[Ev]] = {}
     for e in set(events):
         by_key.setdefault((e.entity, e.rel, e.system), []).append(e)
     out = []
     for key, evs in by_key.items():
+        finer = {(day_of(e), e.target) for e in evs if not e.eid.startswith(day_precision)}
+        evs = [e for e in evs if not (e.eid.startswith(day_precision) and (day_of(e), e.target) in finer)]
         evs.sort(key=lambda e: (e.minute, e.eid, "" if e.target is None else "\x01" + e.target))
         runs: list[list] = []  # [target, start, eid, ended]
         prev: str | None = None

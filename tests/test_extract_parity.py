@@ -29,6 +29,22 @@ ADR6_ROWS = [
 ]
 
 
+CDHDR_ROWS = [
+    {"OBJECTCLAS": "DEBI", "OBJECTID": "1", "CHANGENR": "0000004711", "UDATE": "20260301", "UTIME": "142305"},
+    {"OBJECTCLAS": "DEBI", "OBJECTID": "1", "CHANGENR": "0000004712", "UDATE": "20260301", "UTIME": "250000"},
+    {"OBJECTCLAS": "DEBI", "OBJECTID": "1", "CHANGENR": "0000004713", "UDATE": "20261301", "UTIME": "120000"},
+    {"OBJECTCLAS": "DEBI", "OBJECTID": "1", "CHANGENR": "", "UDATE": "20260301", "UTIME": "120000"},
+    {"OBJECTCLAS": "MATERIAL", "OBJECTID": "M-1", "CHANGENR": "1", "UDATE": "x", "UTIME": ""},
+]
+
+
+def _item(nr: str, fname: str, new: str | None, **kw: str) -> dict:
+    return {"OBJECTCLAS": "DEBI", "OBJECTID": "1", "CHANGENR": nr, "TABNAME": "KNA1", "FNAME": fname} | {
+        "VALUE_NEW": new,
+        **kw,
+    }
+
+
 def _write(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -47,7 +63,7 @@ def _other_sources(folder: Path) -> list[tuple[str, str, Path]]:
                 folder / "account.jsonl",
                 [
                     {
-                        "Id": "0015g00000Acme",
+                        "Id": "0015g00000AcmeX",
                         "Name": "Acme",
                         "Website": "HTTPS://acme.io/",
                         "LastModifiedDate": sf,
@@ -64,14 +80,14 @@ def _other_sources(folder: Path) -> list[tuple[str, str, Path]]:
                 [
                     {
                         "Id": "02i5g00000Pump1",
-                        "AccountId": "0015g00000Acme",
+                        "AccountId": "0015g00000AcmeX",
                         "Name": "Pump",
                         "LastModifiedDate": sf,
                     },
                     {"Id": "02i5g00000Pump2", "AccountId": None, "IsDeleted": True, "LastModifiedDate": sf},
                     {
                         "Id": "02i5g00000Pump3",
-                        "AccountId": "0015g00000Acme",
+                        "AccountId": "0015g00000AcmeX",
                         "LastModifiedDate": "13/13/2026",
                     },
                 ],
@@ -92,6 +108,83 @@ def _other_sources(folder: Path) -> list[tuple[str, str, Path]]:
             ),
         ),
         ("sap", "ADR6", _write(folder / "adr6.jsonl", ADR6_ROWS)),
+        ("sap", "CDHDR", _write(folder / "cdhdr.jsonl", CDHDR_ROWS)),
+        (
+            "sap",
+            "CDPOS",
+            _write(
+                folder / "cdpos.jsonl",
+                [
+                    _item("0000004711", "TELF1", "+49 30 7654321"),
+                    _item("0000004711", "TELF1", "030 7654321"),  # national: no region in a history row
+                    _item("0000004711", "LAND1", "Deutschland"),
+                    _item("0000004711", "NAME1", "Muster AG"),
+                    _item("0000004711", "NAME2", ""),
+                    _item("0000004711", "STRAS", ""),
+                    _item("0000004711", "KDGRP", "01", TABNAME="KNVV"),
+                    _item("0000004712", "ORT01", "Köln"),
+                    _item("0000004713", "ORT01", "Köln"),
+                    _item("0000009999", "ORT01", "Bonn"),
+                    _item("0000004711", "LOEVM", "X"),
+                    _item("0000004711", "LOEVM", "Y"),
+                    _item("1", "MATKL", "X", OBJECTCLAS="MATERIAL", OBJECTID="M-1", TABNAME="MARA"),
+                    _item("0000004711", "ORT01", "Potsdam", OBJECTID=""),
+                ],
+            ),
+        ),
+        (
+            "salesforce",
+            "ContactHistory",
+            _write(
+                folder / "contact_history.jsonl",
+                [
+                    {
+                        "Id": "017A1",
+                        "ContactId": "0035g00000Abcde",
+                        "Field": "Phone",
+                        "NewValue": "+49 30 1234567",
+                        "CreatedDate": sf,
+                    },
+                    {
+                        "Id": "017A2",
+                        "ContactId": "0035g00000Abcde",
+                        "Field": "MailingCountry",
+                        "NewValue": "UK",
+                        "CreatedDate": sf,
+                    },
+                    {
+                        "Id": "017A3",
+                        "ContactId": "0035g00000Abcde",
+                        "Field": "HasOptedOutOfEmail",
+                        "NewValue": "true",
+                        "CreatedDate": sf,
+                    },
+                    {
+                        "Id": "017A4",
+                        "ContactId": "0035g00000Abcde",
+                        "Field": "Email",
+                        "NewValue": "",
+                        "CreatedDate": sf,
+                    },
+                    {"Id": "017A5", "ContactId": "0035g00000Abcde", "Field": "created", "CreatedDate": sf},
+                    {"Id": "017A6", "ContactId": None, "Field": "Phone", "NewValue": "+1", "CreatedDate": sf},
+                    {
+                        "Id": "017A7",
+                        "ContactId": "0035g00000Abcde",
+                        "Field": "Phone",
+                        "NewValue": "no",
+                        "CreatedDate": "yesterday",
+                    },
+                    {
+                        "Id": "017A8",
+                        "ContactId": "0035g00000Abcde",
+                        "Field": "Phone",
+                        "NewValue": "no phone",
+                        "CreatedDate": sf,
+                    },
+                ],
+            ),
+        ),
         (
             "segment",
             "identifies",
@@ -150,8 +243,14 @@ def test_demo_batches_extract_identically(tmp_path: Path, duckdb_engine, spark_e
     landed = read_rows(_write(tmp_path / "adr6.jsonl", ADR6_ROWS), adr6.fields)
     landed = landed.append_column("_batch_id", pa.array(["b0"] * landed.num_rows, pa.string()))
     landed = landed.append_column("_landed_at", pa.array([now.as_py()] * landed.num_rows, now.type))
+    # CDPOS joins landed CDHDR headers the same way.
+    cdhdr = extractor_for(config.object("sap", "CDHDR"), config)
+    headers = read_rows(_write(tmp_path / "cdhdr.jsonl", CDHDR_ROWS), cdhdr.fields)
+    headers = headers.append_column("_batch_id", pa.array(["b0"] * headers.num_rows, pa.string()))
+    headers = headers.append_column("_landed_at", pa.array([now.as_py()] * headers.num_rows, now.type))
     for engine in (duckdb_engine, spark_engine):
         engine.register(landed_table("ADR6"), landed)
+        engine.register(landed_table("CDHDR"), headers)
     for system, obj, path in files:
         spec = config.object(system, obj)
         extractor = extractor_for(spec, config)
@@ -166,7 +265,7 @@ def test_demo_batches_extract_identically(tmp_path: Path, duckdb_engine, spark_e
             )
         local, local_events, local_nodes = out["local"]
         spark, spark_events, spark_nodes = out["spark"]
-        assert local.events > 0 or path == bad or obj == "ADR6"
+        assert local.events > 0 or path == bad or obj in ("ADR6", "CDHDR")
         assert _rows(local_events) == _rows(spark_events), path.name
         assert _rows(local_nodes) == _rows(spark_nodes), path.name
         assert _rows(local.quarantine) == _rows(spark.quarantine), path.name

@@ -217,3 +217,107 @@ def test_engines_agree_on_one_history(duckdb_engine, spark_engine):
     a = _run(duckdb_engine, [events[:3], events[3:]])
     b = _run(spark_engine, [events[:3], events[3:]])
     assert versions(a) == versions(b)
+
+
+# -- day-precision events ------------------------------------------------------------------
+
+#: Event ids of a day-precision source (SAP KNA1 style) start with this.
+DAY = "day:"
+MIDNIGHT = -9 * 60  # 2026-03-01 00:00 UTC, the day T0 (09:00) is on
+NEXT_MIDNIGHT = 15 * 60  # 2026-03-02 00:00 UTC
+
+
+def _day_run(engine, batches: list[list[Ev]]) -> MemoryGraphStore:
+    store = MemoryGraphStore()
+    for i, batch in enumerate(batches):
+        apply(engine, store, batch, batch=f"b{i}", day_precision=(DAY,))
+    return store
+
+
+def test_a_finer_same_day_event_shadows_the_day_event_in_either_order(engine):
+    # A since an earlier day; the day-precision record says B "on 2026-03-01", and the
+    # change document says B at 14:23 that day. B starts at 14:23 whichever lands first.
+    old = Ev("c1", "A", MIDNIGHT - 2 * 24 * 60, "day:1")
+    day = Ev("c1", "B", MIDNIGHT, "day:2")
+    exact = Ev("c1", "B", 14 * 60 + 23 - 9 * 60, "doc:1")
+    want = [("A", old.minute, False), ("B", exact.minute, True)]
+    results = []
+    for order in ([[old], [day], [exact]], [[old], [exact], [day]], [[old, day, exact]]):
+        store = _day_run(engine, order)
+        got = [
+            (r[3], (r[4] - T0).total_seconds() // 60, r[5]) for r in sorted(simple(store), key=lambda r: r[4])
+        ]
+        assert got == want, order
+        assert [e["source_event_id"] for e in store.edge_events().to_pylist()] == ["day:2"]
+        results.append(versions(store))
+    assert results[0] == results[1] == results[2]
+    assert simple(_day_run(engine, [[old, day, exact]])) == reference([old, day, exact], (DAY,))
+
+
+def test_a_day_event_stands_where_no_finer_event_explains_it(engine):
+    # Without day-precision prefixes nothing is shadowed (the rules are unchanged).
+    events = [Ev("c1", "A", MIDNIGHT, "day:1"), Ev("c1", "A", 30, "doc:1")]
+    store = MemoryGraphStore()
+    apply(engine, store, events)
+    assert [(r[3], r[4].hour) for r in simple(store)] == [("A", 0)]
+    # A finer event with another value, or on another day, does not shadow it either.
+    events = [
+        Ev("c2", "A", MIDNIGHT, "day:1"),
+        Ev("c2", "B", 30, "doc:1"),
+        Ev("c2", "B", NEXT_MIDNIGHT, "day:2"),
+        Ev("c2", "B", NEXT_MIDNIGHT - 30, "doc:2"),
+    ]
+    store = _day_run(engine, [events])
+    assert simple(store) == reference(events, (DAY,))
+    assert [(r[3], r[6]) for r in sorted(simple(store), key=lambda r: r[4])] == [
+        ("A", "day:1"),
+        ("B", "doc:1"),
+    ]
+
+
+def test_a_finer_removal_shadows_a_day_removal(engine):
+    events = [Ev("c1", "A", MIDNIGHT - 24 * 60, "day:1"), Ev("c1", None, MIDNIGHT, "day:2")]
+    store = _day_run(engine, [events])
+    assert [r[4].hour for r in simple(store)] == [0]
+    apply(engine, store, [Ev("c1", None, 5, "doc:1")], day_precision=(DAY,))
+    (row,) = store.relationships().to_pylist()
+    assert dict(row["properties"])["closed_by_event"] == "doc:1"
+    assert dict(row["properties"])["valid_to"] == "2026-03-01T09:05:00.000000Z"
+
+
+day_events_st = st.lists(
+    st.builds(
+        Ev,
+        entity=st.sampled_from(["c1", "c2"]),
+        target=st.sampled_from(["A", "B", None]),
+        minute=st.sampled_from([MIDNIGHT, 0, 7, NEXT_MIDNIGHT, NEXT_MIDNIGHT + 10]),
+        eid=st.sampled_from(["day:1", "day:2", "e1", "e2"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _check_any_order_by_day(engine, events, cuts, data) -> None:
+    batches = _batches(events, cuts)
+    order = data.draw(st.permutations(range(len(batches))))
+    store = _day_run(engine, [batches[i] for i in order])
+    assert simple(store) == reference(events, (DAY,))
+    assert all(n == 1 for n in Counter(r[:3] for r in simple(store) if r[5]).values())
+    before = versions(store)
+    for batch in batches:
+        assert apply(engine, store, batch, day_precision=(DAY,)) == 0
+    assert versions(store) == before
+
+
+@settings(max_examples=150, **_SETTINGS)
+@given(events=day_events_st, cuts=st.lists(st.integers(0, 20), max_size=3), data=st.data())
+def test_day_precision_any_batch_order_gives_the_reference_duckdb(duckdb_engine, events, cuts, data):
+    _check_any_order_by_day(duckdb_engine, events, cuts, data)
+
+
+@pytest.mark.spark
+@settings(max_examples=6, **_SETTINGS)
+@given(events=day_events_st, cuts=st.lists(st.integers(0, 20), max_size=2), data=st.data())
+def test_day_precision_any_batch_order_gives_the_reference_spark(spark_engine, events, cuts, data):
+    _check_any_order_by_day(spark_engine, events, cuts, data)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ from aag.errors import AagError
 from aag.faults import crash_point
 from aag.identity import ID_KEYS, ID_ROWS, IdentitySettings, release_identity, resolve_identity
 from aag.rules import OUT_KEYS, OUT_LOG, OUT_ROWS, apply_edge_rules, release_rule_tables
-from aag.sources import extractor_for
+from aag.sources import day_precision_prefixes, extractor_for
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extractor, landed_table
 from aag.store import CommitStats, GraphChange, GraphStore, duck
 from aag.warehouse import Warehouse
@@ -108,6 +108,7 @@ def plan_change(
     events: str = EVENTS_TABLE,
     nodes: str = NODES_TABLE,
     identity: IdentitySettings | None = None,
+    day_precision: Sequence[str] = (),
 ) -> Plan:
     """Decide what a batch of field events changes in the graph.
 
@@ -118,6 +119,8 @@ def plan_change(
         nodes: Engine table of the node rows they refer to (:data:`aag.model.NODES`), one
             per node id.
         identity: Identity rules of the batch's entity type (none: records are not linked).
+        day_precision: Event id prefixes of day-precision sources, whose events finer
+            same-day events shadow (:func:`aag.rules.apply_edge_rules`).
 
     Returns:
         The plan: counts, rule paths, and the change left in the engine until
@@ -148,7 +151,7 @@ def plan_change(
             "SELECT * FROM store_log WHERE source_node_id IN (SELECT source_node_id FROM batch_entities)",
         )
         store.scans_done()
-        result = apply_edge_rules(engine)
+        result = apply_edge_rules(engine, day_precision)
         types = [
             str(t) for t in engine.query(f"SELECT DISTINCT node_type FROM {nodes}").column(0).to_pylist()
         ]
@@ -329,7 +332,10 @@ def ingest_file(
             quarantined = pool.submit(warehouse.write_quarantine, batch_id, extracted.quarantine)
         step(STEPS[2])
         plan = plan_change(
-            engine, warehouse.graph, identity=IdentitySettings.from_config(config, spec.entity_type)
+            engine,
+            warehouse.graph,
+            identity=IdentitySettings.from_config(config, spec.entity_type),
+            day_precision=day_precision_prefixes(config),
         )
         step(STEPS[3])
         try:

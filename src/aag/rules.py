@@ -29,10 +29,22 @@ Two paths compute this, and they agree by construction:
 The tests hold both to a plain-Python model of SPEC §3 under random batch orders.
 The SQL below is the canonical dialect (DuckDB); the Spark engine runs the same
 text through sqlglot.
+
+**Day-precision events.** Some sources only know the day a record changed (SAP
+``KNA1.LAEDA``): their events stand at 00:00:00 UTC of that day, which is earlier
+than any change that really happened on it. When the same key also has a finer
+event on that UTC day carrying the same value (or also removing it), e.g. the
+exact time of an SAP change document, the day-precision event is *shadowed*: it
+stays in the event set (and in the log) but starts and closes nothing, so the run
+starts at the exact time. Whether an event is shadowed depends only on the set of
+events of its key, so the rules stay order-independent. The caller names the
+day-precision events by their id prefix (``sap:KNA1:``, see
+:func:`apply_edge_rules`); with no prefixes nothing changes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -113,33 +125,68 @@ SQL_MULTI_KEYS = f"""
 SELECT hash({KEY}) AS key_hash FROM incoming GROUP BY key_hash HAVING count(*) > 1
 """
 
-#: What is known per key: the latest event time anywhere in its history, and its
-#: current version (if any).
-SQL_KNOWN_KEYS = f"""
+
+def day_precision_sql(column: str, prefixes: Sequence[str]) -> str:
+    """SQL telling whether the event id in ``column`` names a day-precision event.
+
+    Args:
+        column: Column holding a ``source_event_id``.
+        prefixes: Event id prefixes of day-precision sources (``sap:KNA1:``).
+    """
+    if not prefixes:
+        return "FALSE"
+    tests = [f"substr({column}, 1, {len(p)}) = '{p.replace(chr(39), chr(39) * 2)}'" for p in prefixes]
+    return "(" + " OR ".join(tests) + ")"
+
+
+def known_keys_sql(prefixes: Sequence[str] = ()) -> str:
+    """SQL of what is known per key.
+
+    That is the latest event time anywhere in its history, its current version (if any),
+    and the time of its latest day-precision event (``day_at``).
+    """
+    on_start = day_precision_sql("source_event_id", prefixes)
+    on_close = day_precision_sql("closed_by_event", prefixes)
+    on_log = day_precision_sql("source_event_id", prefixes)
+    return f"""
 SELECT {KEY}, max(known_at) AS known_at,
-    max(cur_target) AS cur_target, max(cur_at) AS cur_at, max(cur_event) AS cur_event
+    max(cur_target) AS cur_target, max(cur_at) AS cur_at, max(cur_event) AS cur_event,
+    max(day_at) AS day_at
 FROM (
     SELECT {KEY}, greatest(updated_at, coalesce(valid_to, updated_at)) AS known_at,
         CASE WHEN is_current THEN target_node_id END AS cur_target,
         CASE WHEN is_current THEN updated_at END AS cur_at,
-        CASE WHEN is_current THEN source_event_id END AS cur_event
+        CASE WHEN is_current THEN source_event_id END AS cur_event,
+        -- A removal is later than the start it closes, so it is the later one if both are.
+        CASE WHEN closed_by = 'removal' AND {on_close} THEN valid_to
+             WHEN {on_start} THEN updated_at END AS day_at
     FROM existing_edges
     UNION ALL
-    SELECT {KEY}, updated_at, NULL, NULL, NULL FROM existing_log
+    SELECT {KEY}, updated_at, NULL, NULL, NULL, CASE WHEN {on_log} THEN updated_at END
+    FROM existing_log
 ) k
 GROUP BY {KEY}
 """
 
-#: Classify every incoming event by its key: skip (exact repeat of the current version's
-#: event), absorb (log only), open (new version), close (end the current version),
-#: close_open (both), or full (recompute from the whole event set).
-SQL_CLASSIFY = f"""
+
+def classify_sql(prefixes: Sequence[str] = ()) -> str:
+    """Classify every incoming event by its key.
+
+    The actions are skip (exact repeat of the current version's event), absorb (log only),
+    open (new version), close (end the current version), close_open (both), or full
+    (recompute from the whole event set). A finer event on the day of a known
+    day-precision event of its key may shadow that event, which only the full path sees.
+    """
+    finer = f"NOT {day_precision_sql('i.source_event_id', prefixes)}"
+    return f"""
 SELECT i.*, k.known_at, k.cur_target, k.cur_at, k.cur_event,
     CASE
         WHEN m.key_hash IS NOT NULL THEN 'full'
         WHEN k.cur_target IS NOT NULL AND i.target_node_id = k.cur_target
              AND i.updated_at = k.cur_at AND i.source_event_id = k.cur_event THEN 'skip'
         WHEN k.known_at IS NOT NULL AND i.updated_at <= k.known_at THEN 'full'
+        WHEN k.day_at IS NOT NULL AND {finer}
+             AND CAST(i.updated_at AS DATE) = CAST(k.day_at AS DATE) THEN 'full'
         WHEN k.cur_target IS NULL AND i.target_node_id IS NULL THEN 'absorb'
         WHEN k.cur_target IS NULL THEN 'open'
         WHEN i.target_node_id IS NULL THEN 'close'
@@ -151,6 +198,7 @@ LEFT JOIN rule_known_keys k USING ({KEY})
 LEFT JOIN rule_multi_keys m
     ON m.key_hash = hash(i.source_node_id, i.rel_type, i.source_system)
 """
+
 
 #: Version rows the tail path opens (current, nothing after them).
 SQL_TAIL_OPEN = """
@@ -205,19 +253,36 @@ SQL_FULL_INCOMING = f"SELECT i.* FROM incoming i JOIN rule_full_keys USING ({KEY
 SQL_FULL_EDGES = f"SELECT e.* FROM existing_edges e JOIN rule_full_keys USING ({KEY})"
 SQL_FULL_LOG = f"SELECT l.* FROM existing_log l JOIN rule_full_keys USING ({KEY})"
 
-SQL_EVENTS = f"""
-SELECT * FROM (
-    SELECT *, row_number() OVER (
-        PARTITION BY {KEY}, updated_at, source_event_id, coalesce(target_node_id, '')
-        ORDER BY origin, confidence DESC NULLS LAST, source_field, batch_id) AS dup_rank
-    FROM (
-        {_KNOWN_EVENTS}
-        UNION ALL
-        SELECT {_EVENT_COLS}, 3 AS origin FROM full_incoming
-    ) all_events
-) ranked
-WHERE dup_rank = 1
+
+def events_sql(prefixes: Sequence[str] = ()) -> str:
+    """The full path's event set: stored and incoming events, de-duplicated.
+
+    ``shadowed`` marks a day-precision event that a finer event of its key, on the same
+    UTC day and with the same target, makes redundant (see the module docstring).
+    """
+    day = day_precision_sql("source_event_id", prefixes)
+    shadowed = (
+        f"""{day} AND max(CASE WHEN NOT {day} THEN 1 END) OVER (
+            PARTITION BY {KEY}, CAST(updated_at AS DATE), coalesce(target_node_id, '')) IS NOT NULL"""
+        if prefixes
+        else "FALSE"
+    )
+    return f"""
+SELECT *, {shadowed} AS shadowed FROM (
+    SELECT * FROM (
+        SELECT *, row_number() OVER (
+            PARTITION BY {KEY}, updated_at, source_event_id, coalesce(target_node_id, '')
+            ORDER BY origin, confidence DESC NULLS LAST, source_field, batch_id) AS dup_rank
+        FROM (
+            {_KNOWN_EVENTS}
+            UNION ALL
+            SELECT {_EVENT_COLS}, 3 AS origin FROM full_incoming
+        ) all_events
+    ) ranked
+    WHERE dup_rank = 1
+) deduplicated
 """
+
 
 SQL_SEQUENCE = """
 SELECT *,
@@ -229,6 +294,7 @@ FROM (
         lag(e.target_node_id) OVER w AS prev_target,
         row_number() OVER w AS pos
     FROM rule_events e
+    WHERE NOT e.shadowed
     WINDOW w AS (PARTITION BY e.source_node_id, e.rel_type, e.source_system
                  ORDER BY e.updated_at, e.source_event_id, e.target_node_id NULLS FIRST)
 ) seq
@@ -253,9 +319,13 @@ FROM (
 WHERE is_start
 """
 
+#: Events the full path keeps only in the log: absorbed and shadowed ones it did not read
+#: from there (a shadowed event that used to start or close a version moves to the log).
 SQL_FULL_LOG_APPEND = f"""
 SELECT {_EVENT_COLS} FROM rule_sequence
 WHERE NOT is_start AND NOT is_close AND origin <> 2
+UNION ALL
+SELECT {_EVENT_COLS} FROM rule_events WHERE shadowed AND origin <> 2
 """
 
 _COMPARE = (
@@ -317,23 +387,30 @@ SELECT (SELECT count(*) FROM rule_classified WHERE action IN ('open', 'close_ope
      + ({SQL_FULL_NEW_VERSIONS}) AS n
 """
 
-_STEPS = (
-    ("existing_edges", SQL_FLATTEN, True),
-    ("rule_multi_keys", SQL_MULTI_KEYS, True),
-    ("rule_known_keys", SQL_KNOWN_KEYS, True),
-    ("rule_classified", SQL_CLASSIFY, True),
-    ("rule_tail_open", SQL_TAIL_OPEN, False),
-    ("rule_tail_closed", SQL_TAIL_CLOSED, False),
-    ("rule_full_keys", SQL_FULL_KEYS, True),
-    ("full_incoming", SQL_FULL_INCOMING, True),
-    ("full_edges", SQL_FULL_EDGES, True),
-    ("full_log", SQL_FULL_LOG, True),
-    ("rule_events", SQL_EVENTS, True),
-    ("rule_sequence", SQL_SEQUENCE, True),
-    ("rule_versions", SQL_VERSIONS, True),
-    ("rule_diff_keys", SQL_DIFF_KEYS, True),
-    ("rule_full_rows", SQL_FULL_ROWS, False),
-)
+
+def _steps(prefixes: Sequence[str] = ()) -> tuple[tuple[str, str, bool], ...]:
+    """The rule steps in order: (engine table, SQL, whether to materialise it)."""
+    return (
+        ("existing_edges", SQL_FLATTEN, True),
+        ("rule_multi_keys", SQL_MULTI_KEYS, True),
+        ("rule_known_keys", known_keys_sql(prefixes), True),
+        ("rule_classified", classify_sql(prefixes), True),
+        ("rule_tail_open", SQL_TAIL_OPEN, False),
+        ("rule_tail_closed", SQL_TAIL_CLOSED, False),
+        ("rule_full_keys", SQL_FULL_KEYS, True),
+        ("full_incoming", SQL_FULL_INCOMING, True),
+        ("full_edges", SQL_FULL_EDGES, True),
+        ("full_log", SQL_FULL_LOG, True),
+        ("rule_events", events_sql(prefixes), True),
+        ("rule_sequence", SQL_SEQUENCE, True),
+        ("rule_versions", SQL_VERSIONS, True),
+        ("rule_diff_keys", SQL_DIFF_KEYS, True),
+        ("rule_full_rows", SQL_FULL_ROWS, False),
+    )
+
+
+#: Engine tables of the rule steps (the same whatever the day-precision prefixes).
+_STEP_NAMES = tuple(name for name, _, _ in _steps())
 
 
 def _nothing_known(engine: Engine) -> bool:
@@ -347,7 +424,7 @@ def release_rule_tables(engine: Engine) -> None:
     """Drop the outputs of :func:`apply_edge_rules` and the steps they are views over."""
     for name in OUTPUTS:
         engine.drop(name)
-    for name, _, _ in reversed(_STEPS):
+    for name in reversed(_STEP_NAMES):
         engine.drop(name)
 
 
@@ -382,7 +459,7 @@ class RuleResult:
     paths: dict[str, int]
 
 
-def apply_edge_rules(engine: Engine) -> RuleResult:
+def apply_edge_rules(engine: Engine, day_precision: Sequence[str] = ()) -> RuleResult:
     """Run the edge rules for one batch of field events.
 
     The caller makes three tables queryable in the engine first:
@@ -394,13 +471,15 @@ def apply_edge_rules(engine: Engine) -> RuleResult:
 
     Args:
         engine: Where to run the SQL.
+        day_precision: Event id prefixes of sources whose times are days (``sap:KNA1:``);
+            their events are shadowed by finer same-day events (module docstring).
 
     Returns:
         Counts and paths; the rows are left in the engine as :data:`OUTPUTS` (a view over
         the rule steps, which stay until :func:`release_rule_tables`).
     """
     try:
-        for name, sql, materialise in _STEPS:
+        for name, sql, materialise in _steps(day_precision):
             if name == "rule_classified" and _nothing_known(engine):
                 # Only new keys (an initial load): classifying is a cheap projection of
                 # the incoming events, so it stays a view instead of a copy of the batch.
@@ -431,7 +510,7 @@ def apply_edge_rules(engine: Engine) -> RuleResult:
     except BaseException:
         for name in OUTPUTS:
             engine.drop(name)
-        for name, _, _ in reversed(_STEPS):
+        for name in reversed(_STEP_NAMES):
             engine.drop(name)
         raise
     return RuleResult(

@@ -27,7 +27,7 @@ from aag.resolution import (
     profiles,
     ranked_values,
 )
-from aag.sources import extractor_for
+from aag.sources import extractor_for, objects_belonging_to
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
 from aag.store import duck, flatten_edges
 from aag.warehouse import Warehouse
@@ -360,7 +360,8 @@ ORDER BY customer_id, source_system, source_object, source_record_id
     def erase(self, customer_id: str) -> dict[str, int]:
         """GDPR erasure of one customer: every source record of its identity cluster.
 
-        Removes the records' edges, the values only they used, and their bronze and
+        Removes the records' edges, the values only they used, their bronze rows (and the
+        field-history and change-document rows landed under their ids) and their
         quarantine rows. Run :meth:`vacuum` to delete the superseded files.
         """
         self.warehouse.require()
@@ -414,9 +415,15 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                 for other, ids in extractor.related_records(landed).items():
                     by_object.setdefault((system, other), []).extend(ids)
             for (system, obj), record_ids in by_object.items():
-                bronze_rows += delete_matching(
-                    wh.io, wh.bronze_uri(system, obj), pa.table({"_record_id": record_ids}), meta
-                )
+                # Field histories and change documents of a record are landed under its id.
+                owned = [s.source_object for s in objects_belonging_to(wh.config, system, obj)]
+                for bronze_object in (obj, *owned):
+                    bronze_rows += delete_matching(
+                        wh.io,
+                        wh.bronze_uri(system, bronze_object),
+                        pa.table({"_record_id": record_ids}),
+                        meta,
+                    )
                 delete_matching(
                     wh.io,
                     wh.quarantine_uri,

@@ -95,10 +95,24 @@ class Extractor:
     #: The pipeline registers each one's committed rows, parsed into that object's
     #: extractor :attr:`fields`, as :func:`landed_table` before :meth:`extract`.
     reads: ClassVar[tuple[str, ...]] = ()
+    #: Another object of the same system whose records this object's rows are about (a
+    #: field history, change documents). A row's record id is then that object's record
+    #: id: its events go to that record's entity, it adds no source-record edge of its
+    #: own, and erasing the record erases these rows too.
+    belongs_to: ClassVar[str | None] = None
 
     def __init__(self, spec: ObjectSpec, config: Config) -> None:
         self.spec = spec
         self.config = config
+        #: The object named by :attr:`belongs_to` (``None`` when rows are records of their own).
+        self.owner: ObjectSpec | None = (
+            config.object(spec.source_system, self.belongs_to) if self.belongs_to else None
+        )
+
+    @property
+    def record_object(self) -> ObjectSpec:
+        """The object whose records the rows are: :attr:`owner`, else this object."""
+        return self.owner or self.spec
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -123,9 +137,17 @@ class Extractor:
         Records are never merged by sharing a key; identity (:mod:`aag.identity`) links
         records into one customer through the identifiers they share.
         """
-        spec = self.spec
+        spec = self.record_object
         prefix = f"{spec.entity_type}|{spec.source_system}|{spec.source_object}|"
         return f"concat({lit(prefix)}, record_id)"
+
+    def relevant_sql(self) -> str | None:
+        """SQL telling whether a row is about this object's records at all (``None``: all are).
+
+        A row that is not (a change document of another SAP object class) is processed
+        and yields nothing: it needs no record id or time and is never quarantined.
+        """
+        return None
 
     def present_sql(self, row: RegistryRow) -> str | None:
         """SQL telling whether a row says anything about a field (``None``: it always does).
@@ -228,10 +250,11 @@ class Extractor:
         else:
             del_bad = "FALSE"
             cols.append("FALSE AS is_deleted")
-        checks = [
-            "WHEN r._error IS NOT NULL THEN r._error",
-            f"WHEN {rid} IS NULL THEN {lit('missing record id (' + spec.id_field + ')')}",
-        ]
+        checks = ["WHEN r._error IS NOT NULL THEN r._error"]
+        relevant = self.relevant_sql()
+        if relevant:
+            checks.append(f"WHEN NOT coalesce({relevant}, FALSE) THEN NULL")
+        checks.append(f"WHEN {rid} IS NULL THEN {lit('missing record id (' + spec.id_field + ')')}")
         if spec.time_field:
             checks.append(
                 f"WHEN nullif(trim({raw_t}), '') IS NULL THEN "
@@ -382,6 +405,9 @@ FROM (
                 f"{lit(row.source_field)} AS source_field, {lit(batch_id)} AS batch_id "
                 f"FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND NOT tbad{i}{present}"
             )
+        if self.owner is not None:
+            # The rows are about another object's records, which carry the identity edges.
+            return "\nUNION ALL\n".join(branches) if branches else self._no_events_sql()
         # The identity edge starts when the record is first seen: its record time, or for
         # purely field-level objects the earliest field time.
         field_times = ", ".join(f"t{i}" for i in range(len(spec.attributes))) or "NULL"
@@ -403,6 +429,24 @@ FROM (
             )
         return "\nUNION ALL\n".join(branches)
 
+    def _no_events_sql(self) -> str:
+        """An empty query with the field-event columns."""
+        return (
+            "SELECT CAST(NULL AS VARCHAR) AS source_node_id, CAST(NULL AS VARCHAR) AS rel_type, "
+            "CAST(NULL AS VARCHAR) AS source_system, CAST(NULL AS VARCHAR) AS target_node_id, "
+            "CAST(NULL AS TIMESTAMPTZ) AS updated_at, CAST(NULL AS VARCHAR) AS source_event_id, "
+            "CAST(NULL AS FLOAT) AS confidence, CAST(NULL AS VARCHAR) AS source_field, "
+            "CAST(NULL AS VARCHAR) AS batch_id FROM ex_rows WHERE FALSE"
+        )
+
+    def _has_event_sql(self) -> str:
+        """SQL telling whether an ``ex_rows`` row yields at least one attribute event."""
+        tests = [
+            f"(NOT bad{i} AND NOT tbad{i}{' AND has' + str(i) if self.present_sql(row) else ''})"
+            for i, row in enumerate(self.spec.attributes)
+        ]
+        return "(" + " OR ".join(tests) + ")" if tests else "FALSE"
+
     def nodes_sql(self, now_sql: str) -> str:
         """Candidate nodes (:data:`aag.model.NODES` rows), one per node id.
 
@@ -418,25 +462,34 @@ FROM (
                 f"SELECT n{i} AS node_id, {lit(row.node_type)} AS node_type, v{i} AS value "
                 f"FROM ex_rows WHERE row_error IS NULL AND v{i} IS NOT NULL AND NOT is_deleted"
             )
-        values.append(
-            f"SELECT ident_node, {lit(SOURCE_RECORD_NODE)}, ident_value FROM ex_rows WHERE row_error IS NULL"
-        )
+        if self.owner is None:
+            values.append(
+                f"SELECT ident_node, {lit(SOURCE_RECORD_NODE)}, ident_value FROM ex_rows "
+                "WHERE row_error IS NULL"
+            )
         for i in range(len(spec.same_as)):
             values.append(
                 f"SELECT link_node{i}, {lit(SOURCE_RECORD_NODE)}, link_value{i} FROM ex_rows "
                 f"WHERE row_error IS NULL AND link_node{i} IS NOT NULL AND NOT is_deleted"
             )
+        # Rows about another object's records write that record's entity node exactly as
+        # its own rows do, and only when they say something about it.
+        record = self.record_object
+        entity_rows = "row_error IS NULL" + (f" AND {self._has_event_sql()}" if self.owner else "")
+        distinct_values = (
+            f"SELECT node_id, node_type, value, sha256(value) AS checksum, {now_sql} AS created_at, "
+            "CAST(NULL AS MAP(VARCHAR, VARCHAR)) AS properties "
+            f"FROM (SELECT DISTINCT * FROM ({' UNION ALL '.join(values)}) v) d\nUNION ALL\n"
+            if values
+            else ""
+        )
         # Value nodes are content-addressed: equal ids are equal rows, so DISTINCT suffices.
         return f"""
-SELECT node_id, node_type, value, sha256(value) AS checksum, {now_sql} AS created_at,
-    CAST(NULL AS MAP(VARCHAR, VARCHAR)) AS properties
-FROM (SELECT DISTINCT * FROM ({" UNION ALL ".join(values)}) v) d
-UNION ALL
-SELECT entity_id, {lit(spec.entity_type)}, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR),
-    {now_sql},
+{distinct_values}SELECT entity_id AS node_id, {lit(record.entity_type)} AS node_type,
+    CAST(NULL AS VARCHAR) AS value, CAST(NULL AS VARCHAR) AS checksum, {now_sql} AS created_at,
     MAP(['source_system', 'source_object', 'source_record_id'],
-        [{lit(spec.source_system)}, {lit(spec.source_object)}, min(record_id)])
-FROM ex_rows WHERE row_error IS NULL
+        [{lit(record.source_system)}, {lit(record.source_object)}, min(record_id)]) AS properties
+FROM ex_rows WHERE {entity_rows}
 GROUP BY entity_id{self._referenced_nodes_sql(now_sql)}
 """
 

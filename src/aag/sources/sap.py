@@ -15,15 +15,26 @@ ADR6 rows of each row's address (``ADRNR = ADDRNUMBER``) are joined in, and regi
 rows of KNA1 whose ``source_field`` is ``ADR6.<column>`` read that column of the chosen
 ADR6 row. The e-mail therefore takes the KNA1 row's time: an ADR6 change becomes
 visible with the next KNA1 row of that customer.
+
+Change documents give KNA1 fields their exact time. ``CDHDR`` (headers: who, when) lands
+only; ``CDPOS`` items of customer documents (``OBJECTCLAS = 'DEBI'``, ``TABNAME =
+'KNA1'``) are joined to their landed header and become field events of the KNA1
+record's entity at the header's ``UDATE`` + ``UTIME`` (:class:`SapCdposExtractor`).
+Where such an event and KNA1's day-precision event for the same field, day and value
+meet, the edge rules let the exact one start the run (:mod:`aag.rules`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pyarrow as pa
 
+from aag.config import Config, ObjectSpec, RegistryRow
 from aag.engine.base import Engine
 from aag.model import FIELD_EVENTS, NODES, QUARANTINE
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extracted, Extractor, landed_table, lit, q
+from aag.sources.history import FieldHistoryExtractor
 
 #: Registry source fields of KNA1 that read a column of the joined ADR6 row.
 ADR6_PREFIX = "ADR6."
@@ -157,3 +168,189 @@ class SapAdr6Extractor(Extractor):
             rows_quarantined=quarantine.num_rows,
             fields_rejected=0,
         )
+
+
+# -- change documents -----------------------------------------------------------------------
+
+#: Change document object class of the customer master; its OBJECTID is the KUNNR.
+CUSTOMER_CLASS = "DEBI"
+#: The table whose field changes map to KNA1's registry rows.
+CUSTOMER_TABLE = "KNA1"
+#: Column the CDPOS extractor derives from the joined header: ``UDATE || UTIME``.
+CHANGED_AT = "_changed_at"
+CDHDR_COLUMNS = ("OBJECTCLAS", "CHANGENR", "UDATE", "UTIME", "USERNAME", "TCODE")
+CDPOS_COLUMNS = ("OBJECTCLAS", "CHANGENR", "TABNAME", "TABKEY", "FNAME", "CHNGIND", "VALUE_NEW")
+
+
+def _trimmed(column: str) -> str:
+    return f"nullif(trim({q(column)}), '')"
+
+
+def _valid_change_time(date: str, time: str) -> str:
+    """Whether non-NULL ``UDATE`` and ``UTIME`` texts form a real second (strictly parsed)."""
+    return (
+        f"(regexp_matches({date}, '^[0-9]{{8}}$') AND regexp_matches({time}, '^[0-9]{{6}}$') "
+        f"AND try_strptime(concat({date}, {time}), '%Y%m%d%H%M%S') IS NOT NULL)"
+    )
+
+
+def latest_headers_sql(source: str = landed_table("CDHDR")) -> str:
+    """SQL of the landed customer change document headers, the latest landing of each."""
+    key = 'trim("OBJECTCLAS"), trim("OBJECTID"), trim("CHANGENR")'
+    return f"""
+SELECT cls, oid, nr, udate, utime FROM (
+    SELECT trim("OBJECTCLAS") AS cls, trim("OBJECTID") AS oid, trim("CHANGENR") AS nr,
+        {_trimmed("UDATE")} AS udate, {_trimmed("UTIME")} AS utime,
+        row_number() OVER (
+            PARTITION BY {key} ORDER BY _landed_at DESC, _batch_id DESC, _row_number DESC
+        ) AS latest
+    FROM {source}
+    WHERE trim("OBJECTCLAS") = {lit(CUSTOMER_CLASS)}
+) h
+WHERE latest = 1
+"""
+
+
+class SapCdhdrExtractor(Extractor):
+    """CDHDR (change document headers) land for CDPOS to join and yield no events.
+
+    Only customer documents (``OBJECTCLAS = 'DEBI'``) matter; headers of other object
+    classes are processed and kept in bronze only. A customer header needs its
+    ``OBJECTID`` (the KUNNR), ``CHANGENR`` and a valid ``UDATE`` + ``UTIME``, or it is
+    quarantined.
+    """
+
+    belongs_to = CUSTOMER_TABLE
+    extra_fields = CDHDR_COLUMNS
+
+    def relevant_sql(self) -> str | None:
+        """Customer master documents only."""
+        return f'trim("OBJECTCLAS") = {lit(CUSTOMER_CLASS)}'
+
+    def record_id_sql(self) -> str:
+        """The KUNNR of a customer document (NULL for other classes: their ids are not KUNNRs)."""
+        return f"CASE WHEN {self.relevant_sql()} THEN {super().record_id_sql()} END"
+
+    def extract(self, engine: Engine, rows: pa.Table, batch_id: str, now: pa.Scalar) -> Extracted:
+        """Quarantine customer headers that cannot date their items; emit no events."""
+        udate, utime = _trimmed("UDATE"), _trimmed("UTIME")
+        error = (
+            "CASE WHEN _error IS NOT NULL THEN _error "
+            f"WHEN NOT coalesce({self.relevant_sql()}, FALSE) THEN NULL "
+            f"WHEN record_id IS NULL THEN {lit('missing record id (' + self.spec.id_field + ')')} "
+            f"WHEN {_trimmed('CHANGENR')} IS NULL THEN 'missing change number (CHANGENR)' "
+            f"WHEN {udate} IS NULL OR {utime} IS NULL "
+            "THEN 'missing change time: UDATE and UTIME are both needed' "
+            f"WHEN NOT {_valid_change_time(udate, utime)} "
+            f"THEN concat('invalid change time: UDATE ', {udate}, ', UTIME ', {utime}) END"
+        )
+        now_sql = f"CAST('{now.as_py().isoformat()}' AS TIMESTAMPTZ)"
+        engine.register("batch_rows", rows)
+        try:
+            engine.materialize(
+                "ex_rows",
+                f"SELECT _row_number, record_id, {error} AS row_error "
+                f"FROM (SELECT *, {self.record_id_sql()} AS record_id FROM batch_rows) r",
+            )
+            quarantine = engine.query(self.quarantine_sql(batch_id, now_sql))
+        finally:
+            engine.drop("batch_rows")
+            engine.drop("ex_rows")
+        engine.register(EVENTS_TABLE, FIELD_EVENTS.empty_table())
+        engine.register(NODES_TABLE, NODES.empty_table())
+        return Extracted(
+            events=0,
+            quarantine=quarantine.cast(QUARANTINE),
+            rows_landed=rows.num_rows,
+            rows_quarantined=quarantine.num_rows,
+            fields_rejected=0,
+        )
+
+
+class SapCdposExtractor(FieldHistoryExtractor):
+    """CDPOS items of customer change documents: exact-time field events of KNA1 records.
+
+    ``CDHDR`` lands first: each item is joined to the latest landed header of its
+    document (``OBJECTCLAS``, ``OBJECTID``, ``CHANGENR``), whose ``UDATE`` + ``UTIME``
+    (UTC, seconds) is the change time. An item of a customer document
+    (``OBJECTCLAS = 'DEBI'``, ``TABNAME = 'KNA1'``) without a landed header is
+    quarantined; items of other classes or tables are processed and yield nothing.
+    ``FNAME`` is mapped by the KNA1 registry rows, ``VALUE_NEW`` is the new value.
+
+    The name is ``NAME1`` and ``NAME2`` joined (as in KNA1): a document gives the full
+    name only when it changes both, since an item does not say the other part. A
+    document that changes one of them yields no name event, so KNA1's own (day) time
+    stands for that change.
+    """
+
+    belongs_to = CUSTOMER_TABLE
+    reads = ("CDHDR",)
+    field_column = "FNAME"
+    value_column = "VALUE_NEW"
+    extra_fields = CDPOS_COLUMNS
+
+    def __init__(self, spec: ObjectSpec, config: Config) -> None:
+        super().__init__(spec, config)
+        # The time comes from the header, joined into CHANGED_AT (see time_sql).
+        self.spec = replace(self.spec, time_field=CHANGED_AT, time_format="iso8601")
+
+    def relevant_sql(self) -> str | None:
+        """Items of customer master documents that change KNA1."""
+        return f'(trim("OBJECTCLAS") = {lit(CUSTOMER_CLASS)} AND trim("TABNAME") = {lit(CUSTOMER_TABLE)})'
+
+    def record_id_sql(self) -> str:
+        """The KUNNR of a customer item (NULL for others: their ids are not KUNNRs)."""
+        return f"CASE WHEN {self.relevant_sql()} THEN {super().record_id_sql()} END"
+
+    def time_sql(self, column: str) -> str:
+        """The header's ``UDATE || UTIME`` as a UTC instant."""
+        if column == CHANGED_AT:
+            return f"CAST(try_strptime({_trimmed(column)}, '%Y%m%d%H%M%S') AS TIMESTAMPTZ)"
+        return super().time_sql(column)
+
+    def event_key_sql(self) -> str | None:
+        """The document and, for a deletion flag item, that field (its events remove all)."""
+        deleted = self.spec.deleted_field
+        suffix = "''"
+        if deleted:
+            suffix = f"CASE WHEN {self.changes_sql(deleted)} THEN {lit(':' + deleted)} ELSE '' END"
+        return f'concat(trim("OBJECTCLAS"), \':\', trim("OBJECTID"), \':\', trim("CHANGENR"), {suffix})'
+
+    def history_rows_sql(self, source: str, columns: list[str]) -> tuple[str, list[str]]:
+        """Items joined to their landed header: its time, or why there is none."""
+        picks = [f"r.{q(c)}" for c in columns if c != "_error"]
+        valid = _valid_change_time("h.udate", "h.utime")
+        document = 'concat(trim(r."OBJECTID"), \' \', trim(r."CHANGENR"))'
+        error = (
+            "CASE WHEN r._error IS NOT NULL THEN r._error "
+            f"WHEN NOT coalesce({self.relevant_sql()}, FALSE) THEN NULL "
+            # The base check names a missing id; a header cannot be looked up without one.
+            f"WHEN {_trimmed('OBJECTID')} IS NULL THEN NULL "
+            f"WHEN {_trimmed('CHANGENR')} IS NULL THEN 'missing change number (CHANGENR)' "
+            f"WHEN h.nr IS NULL THEN concat('no landed CDHDR header for change document DEBI ', "
+            f"{document}, ' (ingest CDHDR before CDPOS)') "
+            f"WHEN h.udate IS NULL OR h.utime IS NULL OR NOT {valid} THEN concat("
+            "'invalid change time in the CDHDR header: UDATE ', coalesce(h.udate, ''), "
+            "', UTIME ', coalesce(h.utime, '')) END"
+        )
+        sql = f"""
+SELECT {", ".join(picks)}, {error} AS _error,
+    CASE WHEN h.udate IS NOT NULL AND h.utime IS NOT NULL AND {valid}
+         THEN concat(h.udate, h.utime) END AS {q(CHANGED_AT)}
+FROM {source} r
+LEFT JOIN ({latest_headers_sql()}) h
+    ON h.cls = trim(r."OBJECTCLAS") AND h.oid = trim(r."OBJECTID") AND h.nr = trim(r."CHANGENR")
+"""
+        return sql, [*(c for c in columns if c != "_error"), "_error", CHANGED_AT]
+
+    def change_sql(self, row: RegistryRow) -> tuple[str, str]:
+        """``NAME1`` items carry the full name when their document also changes ``NAME2``."""
+        if row.source_field != "NAME1":
+            return super().change_sql(row)
+        document = 'PARTITION BY trim("OBJECTCLAS"), trim("OBJECTID"), trim("CHANGENR")'
+        name1, name2 = self.changes_sql("NAME1"), self.changes_sql("NAME2")
+        value = q(self.value_column)
+        other = f"max(CASE WHEN {name2} THEN coalesce({value}, '') END) OVER ({document})"
+        both = f"({name1} AND ({other}) IS NOT NULL)"
+        joined = f"nullif(trim(concat_ws(' ', {_trimmed(self.value_column)}, nullif(trim({other}), ''))), '')"
+        return f"CASE WHEN {both} THEN {joined} END", both
