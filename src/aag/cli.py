@@ -110,9 +110,14 @@ def ingest(
             reports.append(report)
             progress.update(task, completed=len(reports) * per_file)
             if not as_json:
+                suppressed = (
+                    f"{report.rows_suppressed} suppressed (erased records), "
+                    if report.rows_suppressed
+                    else ""
+                )
                 out.print(
                     f"{Path(report.file).name}: {report.status} — {report.rows_landed} rows "
-                    f"landed, {report.rows_quarantined} quarantined, "
+                    f"landed, {report.rows_quarantined} quarantined, {suppressed}"
                     f"{report.fields_rejected} field(s) rejected, {report.field_events} field "
                     f"events, {report.edge_versions_written} new edge version(s) "
                     f"[{report.seconds:.2f}s]"
@@ -235,9 +240,12 @@ def erase(
     customer: Annotated[str, typer.Option("--customer", help="Customer node id")],
     warehouse: Warehouse = None,
     as_json: AsJson = False,
+    requested_by: Annotated[
+        str | None, typer.Option("--requested-by", help="Who asked (kept in the erasure log)")
+    ] = None,
 ) -> None:
     """GDPR erasure of one customer (run 'aag vacuum' to delete the old files)."""
-    result = _service(warehouse).erase(customer)
+    result = _service(warehouse).erase(customer, requested_by)
     if as_json:
         _print_json(result)
         return

@@ -110,3 +110,8 @@ def uuid_from_hash_sql(hash_sql: str) -> str:
 def value_node_id_sql(node_type_sql: str, value_sql: str) -> str:
     """SQL (DuckDB dialect) computing :func:`value_node_id`."""
     return f"sha256(concat({node_type_sql}, ':', {value_sql}))"
+
+
+def record_key(source_system: str, source_object: str, record_id: str) -> str:
+    """One-way key of a source record (the erasure log keeps this, not the record id)."""
+    return hashlib.sha256(f"{source_system}:{source_object}:{record_id}".encode()).hexdigest()

@@ -90,6 +90,7 @@ LEDGER = pa.schema(
         pa.field("status", pa.string()),
         pa.field("rows_landed", pa.int64()),
         pa.field("rows_unchanged", pa.int64()),
+        pa.field("rows_suppressed", pa.int64()),
         pa.field("rows_processed", pa.int64()),
         pa.field("rows_quarantined", pa.int64()),
         pa.field("fields_rejected", pa.int64()),
@@ -99,6 +100,21 @@ LEDGER = pa.schema(
         pa.field("edge_rows_rewritten", pa.int64()),
         pa.field("started_at", TS),
         pa.field("finished_at", TS),
+    ]
+)
+
+#: The erasure log: who erased which customer when, and a one-way key per erased source
+#: record (``sha256("system:object:record_id")``) so later batches can suppress it. It
+#: holds none of the erased values.
+ERASURES = pa.schema(
+    [
+        pa.field("erasure_id", pa.string()),
+        pa.field("erased_at", TS),
+        pa.field("requested_by", pa.string()),
+        pa.field("customer_id", pa.string()),
+        pa.field("source_system", pa.string()),
+        pa.field("source_object", pa.string()),
+        pa.field("record_key", pa.string()),
     ]
 )
 

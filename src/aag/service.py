@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import uuid
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -17,7 +19,8 @@ from aag.engine import make_engine
 from aag.engine.base import Engine
 from aag.errors import InputError, NotFoundError
 from aag.identity import SAME_AS_REL
-from aag.ids import value_node_id
+from aag.ids import record_key, value_node_id
+from aag.model import ERASURES
 from aag.monitoring import MonitorReport, checks_sql
 from aag.normalize import normalise
 from aag.pipeline import BatchReport, ingest_file
@@ -357,13 +360,20 @@ ORDER BY customer_id, source_system, source_object, source_record_id
         return int(table.num_rows)
 
     # -- erasure ---------------------------------------------------------------------------
-    def erase(self, customer_id: str) -> dict[str, int]:
+    def erase(self, customer_id: str, requested_by: str | None = None) -> dict[str, Any]:
         """GDPR erasure of one customer: every source record of its identity cluster.
 
         Removes the records' edges, the values only they used, their bronze rows (and the
         field-history and change-document rows landed under their ids) and their
-        quarantine rows. Run :meth:`vacuum` to delete the superseded files.
+        quarantine rows, and logs a one-way key per record so later batches suppress them
+        (the log names who asked and when, never a value). Run :meth:`vacuum` to delete
+        the superseded files.
+
+        Args:
+            customer_id: Any record id of the customer.
+            requested_by: Who asked (default: the operating-system user).
         """
+        requested_by = requested_by or getpass.getuser()
         self.warehouse.require()
         if not self.customer_exists(customer_id):
             raise NotFoundError(f"no customer {customer_id!r} in the graph")
@@ -414,10 +424,25 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                 landed = parse_raw(wh.io.read(uri, "_raw", f"_record_id IN ({quoted})"), extractor.fields)
                 for other, ids in extractor.related_records(landed).items():
                     by_object.setdefault((system, other), []).extend(ids)
+            log: list[dict[str, Any]] = []
+            erasure_id = str(uuid.uuid4())
+            erased_at = now_utc().as_py()
             for (system, obj), record_ids in by_object.items():
                 # Field histories and change documents of a record are landed under its id.
                 owned = [s.source_object for s in objects_belonging_to(wh.config, system, obj)]
                 for bronze_object in (obj, *owned):
+                    log += [
+                        {
+                            "erasure_id": erasure_id,
+                            "erased_at": erased_at,
+                            "requested_by": requested_by,
+                            "customer_id": members[0],
+                            "source_system": system,
+                            "source_object": bronze_object,
+                            "record_key": record_key(system, bronze_object, r),
+                        }
+                        for r in sorted(set(record_ids))
+                    ]
                     bronze_rows += delete_matching(
                         wh.io,
                         wh.bronze_uri(system, bronze_object),
@@ -430,7 +455,10 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                     pa.table({"source_system": [system] * len(record_ids), "record_id": record_ids}),
                     meta,
                 )
+            # Logged last: a crash before this re-runs as a fresh erasure of what is left.
+            wh.log_erasure(pa.Table.from_pylist(log, schema=ERASURES))
         return {
+            "erasure_id": erasure_id,
             "edges_removed": edges.num_rows,
             "nodes_removed": len(drop_nodes),
             "bronze_rows_removed": bronze_rows,
@@ -478,6 +506,7 @@ ORDER BY customer_id, source_system, source_object, source_record_id
             wh.graph.edge_events_uri,
             wh.quarantine_uri,
             wh.ledger_uri,
+            wh.erasures_uri,
         ]
         uris += _bronze_tables(wh)
         removed: dict[str, int] = {}

@@ -29,7 +29,7 @@ from aag.config import CONFIG_FILES, REGISTRY_FILE, Config, default_config_dir, 
 from aag.delta import DeltaIO, is_local, join
 from aag.errors import ConflictError, WarehouseError
 from aag.faults import crash_point
-from aag.model import BRONZE_META, LEDGER, QUARANTINE
+from aag.model import BRONZE_META, ERASURES, LEDGER, QUARANTINE
 from aag.store import DeltaGraphStore, duck
 
 BRONZE = pa.schema(
@@ -63,6 +63,7 @@ class Warehouse:
         self.graph = DeltaGraphStore(join(self.uri, "silver"), self.io)
         self.quarantine_uri = join(self.uri, "quarantine")
         self.ledger_uri = join(self.uri, "ledger", "batches")
+        self.erasures_uri = join(self.uri, "ledger", "erasures")
         self._config: Config | None = None
 
     @property
@@ -111,6 +112,8 @@ class Warehouse:
             created.append(self.quarantine_uri)
         if self.io.create(self.ledger_uri, LEDGER):
             created.append(self.ledger_uri)
+        if self.io.create(self.erasures_uri, ERASURES):
+            created.append(self.erasures_uri)
         if self.local:
             folder = Path(self.uri) / "config"
             folder.mkdir(parents=True, exist_ok=True)
@@ -252,6 +255,27 @@ class Warehouse:
     def record_batch(self, row: dict[str, object]) -> None:
         """Append the batch's ledger row (the last write of a batch)."""
         self.io.append(self.ledger_uri, pa.Table.from_pylist([row], schema=LEDGER))
+
+    def erased_record_keys(self, source_system: str, source_object: str) -> pa.Table:
+        """``record_key`` of every erased record of this object (empty if none)."""
+        if not self.io.exists(self.erasures_uri):
+            return ERASURES.empty_table().select(["record_key"])
+        return self.io.read(
+            self.erasures_uri,
+            "DISTINCT record_key",
+            f"source_system = '{source_system}' AND source_object = '{source_object}'",
+        )
+
+    def log_erasure(self, rows: pa.Table) -> None:
+        """Append to the erasure log (:data:`aag.model.ERASURES`)."""
+        self.io.create(self.erasures_uri, ERASURES)
+        self.io.append(self.erasures_uri, rows.cast(ERASURES), {"aag.operation": "erase"})
+
+    def erasures(self) -> pa.Table:
+        """The whole erasure log."""
+        if not self.io.exists(self.erasures_uri):
+            return ERASURES.empty_table()
+        return self.io.read(self.erasures_uri).cast(ERASURES)
 
     def batches(self) -> pa.Table:
         """The whole ledger."""
