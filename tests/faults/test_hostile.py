@@ -1,0 +1,167 @@
+"""Hostile and broken input: every row ends processed or quarantined with a reason, a file
+that cannot be read changes nothing, and nothing crashes without a clear error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aag.errors import InputError
+from aag.service import AagService
+
+from .tables import differences, snapshot
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=40)
+    | st.sampled_from(
+        [
+            "'; DROP TABLE relationships; --",
+            '=HYPERLINK("http://x","y")',
+            "+cmd|' /C calc'!A0",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999+14:00",
+            "2026-03-01T09:05:00-12:00",
+            "2026-02-30T10:00:00Z",
+            "\u0000\u202e\ud7ff",
+            "0035g00000AbcdeAAA",
+        ]
+    )
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+FIELDS = (
+    "Id",
+    "FirstName",
+    "Email",
+    "Phone",
+    "MailingCountry",
+    "HasOptedOutOfEmail",
+    "LastModifiedDate",
+    "IsDeleted",
+)
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory) -> AagService:
+    service = AagService(str(tmp_path_factory.mktemp("hostile") / "wh"))
+    service.init()
+    return service
+
+
+def _accounted(report) -> None:  # type: ignore[no-untyped-def]
+    assert report.rows_landed == report.rows_processed + report.rows_quarantined, report
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.fixed_dictionaries({}, optional={f: VALUES for f in FIELDS}), min_size=1, max_size=6))
+def test_random_rows_are_processed_or_quarantined_with_a_reason(svc, tmp_path_factory, rows):
+    path = tmp_path_factory.mktemp("rows") / "contacts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    report = svc.ingest("salesforce", "Contact", [path])[0]
+    assert report.rows_landed + report.rows_unchanged >= 0
+    _accounted(report)
+    for q in svc.warehouse.quarantine().to_pylist():
+        assert q["reason"] and q["raw"] is not None
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(traits=VALUES, depth=st.integers(min_value=0, max_value=60))
+def test_segment_traits_of_any_shape_and_depth(svc, tmp_path_factory, traits, depth):
+    for _ in range(depth):
+        traits = {"address": traits}
+    row = {"message_id": "m1", "user_id": "u1", "timestamp": "2026-03-01T09:00:00Z", "traits": traits}
+    path = tmp_path_factory.mktemp("seg") / "identifies.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    _accounted(svc.ingest("segment", "identifies", [path])[0])
+
+
+def _unreadable(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    parquet_bytes = folder / "real.parquet"
+    pq.write_table(pa.table({"Id": ["0035g00000AbcdeAAA"]}), parquet_bytes)
+    cases = {
+        "parquet-bytes.jsonl": parquet_bytes.read_bytes(),
+        "json-text.parquet": b'{"Id": "0035g00000AbcdeAAA"}\n',
+        "truncated.parquet": parquet_bytes.read_bytes()[:40],
+        "binary.csv": bytes(range(256)) * 10,
+        "empty.jsonl": b"",
+    }
+    out = []
+    for name, data in cases.items():
+        (folder / name).write_bytes(data)
+        out.append(folder / name)
+    return out
+
+
+def test_a_file_that_cannot_be_read_is_rejected_whole_and_changes_nothing(svc, tmp_path):
+    for path in _unreadable(tmp_path / "bad"):
+        before = snapshot(Path(svc.warehouse.uri))
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aag.cli",
+                "ingest",
+                "salesforce",
+                "Contact",
+                str(path),
+                "--warehouse",
+                svc.warehouse.uri,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode == 0:
+            # Readable after all (an empty file is a batch of zero rows): accounted for.
+            assert "0 rows landed" in done.stdout or "committed" in done.stdout, (path.name, done.stdout)
+            continue
+        err = done.stderr.strip()
+        assert err.startswith("error:") and len(err.splitlines()) == 1, (path.name, err)
+        assert "Traceback" not in done.stderr
+        assert differences(before, snapshot(Path(svc.warehouse.uri))) == [], path.name
+        with pytest.raises(InputError):
+            svc.ingest("salesforce", "Contact", [path])
+
+
+def test_broken_lines_huge_values_and_invalid_utf8_are_quarantined_not_fatal(svc, tmp_path):
+    good = {
+        "Id": "0035g00000HugeaAAA",
+        "Email": "huge@example.com",
+        "LastModifiedDate": "2026-01-01T00:00:00Z",
+    }
+    lines = [
+        json.dumps(good).encode(),
+        json.dumps({**good, "Id": "0035g00000HugebAAA", "FirstName": "x" * 10_000_000}).encode(),
+        b'{"Id": "0035g00000BrokeAAA", "Email": "cut@exa',
+        b'{"Id": "0035g00000Utf8xAAA", "FirstName": "\xff\xfe broken", '
+        b'"LastModifiedDate": "2026-01-01T00:00:00Z"}',
+        json.dumps({**good, "Id": "0035g00000YearaAAA", "LastModifiedDate": "0001-01-01T00:00:00Z"}).encode(),
+        json.dumps(
+            {**good, "Id": "0035g00000YearbAAA", "LastModifiedDate": "9999-12-31T23:59:59+14:00"}
+        ).encode(),
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    report = svc.ingest("salesforce", "Contact", [path])[0]
+    _accounted(report)
+    assert report.rows_landed == 6 and report.rows_quarantined >= 2
+    reasons = [
+        q["reason"] for q in svc.warehouse.quarantine().to_pylist() if q["batch_id"] == report.batch_id
+    ]
+    assert all(reasons)
