@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +81,14 @@ def copy_warehouse(source: Path, target: Path) -> Path:
     """A byte copy of a warehouse (Delta tables are plain files)."""
     shutil.copytree(source, target)
     return target
+
+
+def aag(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start the ``aag`` CLI as a separate process (a real one, to kill or race)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "aag.cli", *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -22,17 +19,7 @@ import pytest
 from aag.service import AagService
 from aag.world import generate
 
-from .tables import differences, snapshot
-
-
-def _aag(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "aag.cli", *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+from .tables import aag, differences, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +38,7 @@ def test_concurrent_ingests_land_every_batch_once_like_a_sequential_run(files, t
     AagService(str(wh)).init()
     # Every file twice, all at once: same and different sources race for the warehouse.
     procs = [
-        _aag("ingest", system, obj, str(path), "--warehouse", str(wh), "--json")
+        aag("ingest", system, obj, str(path), "--warehouse", str(wh), "--json")
         for _ in range(2)
         for system, obj, path in files
     ]
@@ -72,15 +59,13 @@ def test_a_busy_warehouse_fails_clearly_and_a_retry_succeeds(files, tmp_path):
     system, obj, path = files[0]
     with (wh / ".aag.lock").open("a+") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        blocked = _aag(
-            "ingest", system, obj, str(path), "--warehouse", str(wh), env={"AAG_LOCK_TIMEOUT": "1"}
-        )
+        blocked = aag("ingest", system, obj, str(path), "--warehouse", str(wh), env={"AAG_LOCK_TIMEOUT": "1"})
         _, err = blocked.communicate(timeout=120)
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     assert blocked.returncode != 0
     assert err.strip().startswith("error: warehouse busy") and err.strip().endswith("retry")
     assert len(err.strip().splitlines()) == 1
-    retry = _aag("ingest", system, obj, str(path), "--warehouse", str(wh), "--json")
+    retry = aag("ingest", system, obj, str(path), "--warehouse", str(wh), "--json")
     out, err = retry.communicate(timeout=300)
     assert retry.returncode == 0, err and json.loads(out)[0]["status"] == "committed"
 
@@ -94,7 +79,7 @@ def test_readers_see_a_consistent_snapshot_while_a_writer_commits(files, tmp_pat
     record = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
     customer = svc.find_customer(system, str(record.get("Id") or record.get("id")))
     before = svc.profile(customer)
-    writer = _aag("ingest", *[str(x) for x in files[1]], "--warehouse", str(wh))
+    writer = aag("ingest", *[str(x) for x in files[1]], "--warehouse", str(wh))
     seen = []
     errors: list[BaseException] = []
 

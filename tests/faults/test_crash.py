@@ -10,11 +10,8 @@ every table of the warehouse with the warehouse of a run that never crashed.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -23,22 +20,12 @@ from aag.faults import POINTS
 from aag.service import AagService
 from aag.world import generate
 
-from .tables import copy_warehouse, differences, snapshot
+from .tables import aag, copy_warehouse, differences, snapshot
 
 #: Batches the crashes hit (indices into the world's files): an initial SAP KNA1 file
 #: (joins landed ADR6 rows), an incremental Salesforce file and an incremental Zendesk file.
 CRASHED = (2, 6, 10)
 FILES = 12
-
-
-def _aag(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "aag.cli", *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +55,10 @@ def world(tmp_path_factory) -> dict:
 def test_kill_at_a_crash_point_then_rerun_converges(world, batch, point):
     system, obj, path = world["files"][batch]
     wh = copy_warehouse(world["before"][batch], world["root"] / f"run-{batch}-{point}")
-    crashed = _aag("ingest", system, obj, str(path), "--warehouse", str(wh), env={"AAG_CRASH_AT": point})
+    crashed = aag("ingest", system, obj, str(path), "--warehouse", str(wh), env={"AAG_CRASH_AT": point})
     crashed.communicate(timeout=300)
     assert crashed.returncode == -signal.SIGKILL, f"{point} was never reached"
-    rerun = _aag("ingest", system, obj, str(path), "--warehouse", str(wh), "--json")
+    rerun = aag("ingest", system, obj, str(path), "--warehouse", str(wh), "--json")
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     # Killed after the ledger row, the batch was complete: the re-run finds it ingested.
@@ -86,11 +73,11 @@ def test_kill_at_a_random_moment_then_rerun_converges(world, seed):
     batch = rng.choice(CRASHED)
     system, obj, path = world["files"][batch]
     wh = copy_warehouse(world["before"][batch], world["root"] / f"random-{seed}")
-    proc = _aag("ingest", system, obj, str(path), "--warehouse", str(wh))
+    proc = aag("ingest", system, obj, str(path), "--warehouse", str(wh))
     time.sleep(rng.uniform(0.5, 3.0))
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=300)
-    rerun = _aag("ingest", system, obj, str(path), "--warehouse", str(wh), "--json")
+    rerun = aag("ingest", system, obj, str(path), "--warehouse", str(wh), "--json")
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     assert differences(world["after"][batch], snapshot(wh)) == []
