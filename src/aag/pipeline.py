@@ -25,7 +25,7 @@ from aag.identity import ID_KEYS, ID_ROWS, IdentitySettings, release_identity, r
 from aag.rules import OUT_KEYS, OUT_LOG, OUT_ROWS, apply_edge_rules, release_rule_tables
 from aag.sources import extractor_for
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extractor, landed_table
-from aag.store import CommitStats, GraphChange, GraphStore, duck
+from aag.store import ChangeSql, CommitStats, GraphChange, GraphStore, duck
 from aag.warehouse import Warehouse
 
 
@@ -84,6 +84,9 @@ class Plan:
         rows = f"SELECT * FROM {OUT_ROWS}"
         if self.identity:
             rows += f" UNION ALL SELECT * FROM {ID_ROWS}"
+        keys = f"SELECT * FROM {OUT_KEYS}"
+        if self.identity:
+            keys += f" UNION ALL SELECT * FROM {ID_KEYS}"
         return GraphChange(
             nodes=lambda: engine.stream(f"SELECT * FROM {NEW_NODES}"),
             replace_keys=self.replace_keys,
@@ -91,6 +94,12 @@ class Plan:
             log_append=lambda: engine.stream(f"SELECT * FROM {OUT_LOG}"),
             counts=self.counts,
             metadata=dict(metadata or {}),
+            sql=ChangeSql(
+                nodes=f"SELECT * FROM {NEW_NODES}",
+                replace_keys=keys,
+                edge_rows=rows,
+                log_append=f"SELECT * FROM {OUT_LOG}",
+            ),
         )
 
     def release(self) -> None:
@@ -136,12 +145,12 @@ def plan_change(
         engine.materialize("batch_entities", f"SELECT DISTINCT source_node_id FROM {events}")
         entities = engine.query("SELECT source_node_id FROM batch_entities")
         # Only the touched entities' history enters the rules; the scans stream through.
-        engine.register("store_rel", store.scan_relationships(entities))
+        engine.register_scan("store_rel", store.scan_relationships(entities))
         engine.materialize(
             "existing_rel",
             "SELECT * FROM store_rel WHERE source_node_id IN (SELECT source_node_id FROM batch_entities)",
         )
-        engine.register("store_log", store.scan_edge_events(entities))
+        engine.register_scan("store_log", store.scan_edge_events(entities))
         engine.materialize(
             "existing_log",
             "SELECT * FROM store_log WHERE source_node_id IN (SELECT source_node_id FROM batch_entities)",
@@ -151,7 +160,7 @@ def plan_change(
         types = [
             str(t) for t in engine.query(f"SELECT DISTINCT node_type FROM {nodes}").column(0).to_pylist()
         ]
-        engine.register("store_node_ids", store.scan_node_ids(types))
+        engine.register_scan("store_node_ids", store.scan_node_ids(types))
         engine.materialize(
             NEW_NODES,
             f"SELECT * FROM {nodes} WHERE node_id NOT IN (SELECT node_id FROM store_node_ids)",
@@ -264,6 +273,7 @@ def ingest_file(
     source_object: str,
     path: Path,
     on_step: Callable[[str], None] | None = None,
+    graph: GraphStore | None = None,
 ) -> BatchReport:
     """Land and process one file as one batch (a re-landed identical file is a no-op).
 
@@ -274,11 +284,14 @@ def ingest_file(
         source_object: Source object of the file.
         path: The file.
         on_step: Called with each of :data:`STEPS` as it starts.
+        graph: Where the graph lives (default: the warehouse's Delta tables). Bronze,
+            quarantine and the ledger stay in the warehouse either way.
 
     Raises:
         InputError: If the file cannot be read at all (nothing is written).
     """
     step = on_step or (lambda _: None)
+    graph = graph or warehouse.graph
     started = time.perf_counter()
     config = warehouse.config
     spec = config.object(source_system, source_object)
@@ -327,14 +340,10 @@ def ingest_file(
         if extracted.quarantine.num_rows:
             quarantined = pool.submit(warehouse.write_quarantine, batch_id, extracted.quarantine)
         step(STEPS[2])
-        plan = plan_change(
-            engine, warehouse.graph, identity=IdentitySettings.from_config(config, spec.entity_type)
-        )
+        plan = plan_change(engine, graph, identity=IdentitySettings.from_config(config, spec.entity_type))
         step(STEPS[3])
         try:
-            stats: CommitStats = warehouse.graph.commit(
-                plan.change({"aag.batch_id": batch_id, "aag.file": path.name})
-            )
+            stats: CommitStats = graph.commit(plan.change({"aag.batch_id": batch_id, "aag.file": path.name}))
         finally:
             plan.release()
         landing.result()
