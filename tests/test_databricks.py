@@ -331,3 +331,86 @@ def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
         assert (base / task["sql_task"]["file"]["path"]).resolve().is_file()
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'aag-databricks = "aag.databricks:main"' in pyproject
+
+
+# -- pipeline + commit task, end to end on local Spark ------------------------------------------
+
+
+def _without_batch(rows: list[dict]) -> list[tuple]:
+    out = []
+    for r in rows:
+        props = dict(r["properties"] or [])
+        props.pop("batch_id", None)  # pipeline batches are files by path, local ones by content
+        out.append(
+            (
+                r["source_node_id"],
+                r["target_node_id"],
+                r["rel_type"],
+                r["updated_at"],
+                r["is_current"],
+                r["source_system"],
+                r["source_event_id"],
+                tuple(sorted(props.items())),
+            )
+        )
+    return sorted(out)
+
+
+@pytest.mark.spark
+def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine, duckdb_engine):
+    """The Databricks flow on local Spark: pipeline datasets (in batch), then the job task.
+
+    Every world file lands in the pipeline's landing folder; ``run_batch`` computes the
+    pipeline's datasets with its own SQL, and ``commit_pending`` commits them with the
+    catalog-table store (rebuild instead of MERGE here). The graph must equal what the
+    embedded engine builds from the same files one by one.
+    """
+    from aag.databricks import LEDGER_TABLE, QUARANTINE_TABLE, commit_pending
+    from aag.lakeflow import run_batch
+    from aag.model import LEDGER, QUARANTINE
+    from aag.service import AagService, customer_profiles_of
+    from aag.spark_store import create_table_sql
+    from aag.world import generate
+
+    spark = spark_engine.spark  # type: ignore[attr-defined]
+    world = generate(tmp_path / "world", 60)
+    reference = AagService(str(tmp_path / "duck"), engine=duckdb_engine)
+    reference.init()
+    landing = tmp_path / "landing"
+    for system, obj, path in world.files:
+        reference.ingest(system, obj, [path])
+        folder = landing / system / obj
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, folder / f"{path.parent.name}.jsonl")
+    from aag.config import load_config
+
+    for spec in load_config().objects:
+        (landing / spec.source_system / spec.source_object).mkdir(parents=True, exist_ok=True)
+    for schema in ("graph", "bronze"):
+        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    try:
+        datasets = run_batch(spark, {"aag.bronze.mode": "files", "aag.landing.path": str(landing)})
+        assert "graph.field_events" in datasets
+        store = SparkTableGraphStore(spark_engine, "spark_catalog.graph")
+        store.create()
+        spark.sql(create_table_sql(f"spark_catalog.{LEDGER_TABLE}", LEDGER, delta=False))
+        spark.sql(create_table_sql(f"spark_catalog.{QUARANTINE_TABLE}", QUARANTINE, delta=False))
+        done = commit_pending(spark, "spark_catalog")
+        assert {d["object"] for d in done} >= {"salesforce.Contact", "sap.KNA1", "segment.identifies"}
+        assert commit_pending(spark, "spark_catalog") == []  # every batch is in the ledger now
+        graph = reference.warehouse.graph
+        assert _without_batch(store.relationships().to_pylist()) == _without_batch(
+            graph.relationships().to_pylist()
+        )
+        node_cols = ["node_id", "node_type", "value", "checksum"]
+        assert sorted(store.nodes().select(node_cols).to_pylist(), key=repr) == sorted(
+            graph.nodes().select(node_cols).to_pylist(), key=repr
+        )
+        got = customer_profiles_of(spark_engine, store.relationships(), store.nodes(), load_config(), 2)
+        expected = reference.customer_profiles(2).to_pylist()
+        assert sorted(got.to_pylist(), key=repr) == sorted(expected, key=repr)
+        ledger = spark.sql(f"SELECT count(DISTINCT batch_id) AS n FROM {LEDGER_TABLE}").toArrow()
+        assert ledger.column(0)[0].as_py() == len([f for f in world.files if f[1] != "ADR6"])
+    finally:
+        for schema in ("graph", "bronze"):
+            spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

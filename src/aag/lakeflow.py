@@ -411,3 +411,57 @@ def _outputs(
 
         dp.materialized_view(name=name, comment=comments[name.split(".")[-1]])(union)
     return list(outputs)
+
+
+class _BatchSpark:
+    """A Spark session whose ``readStream`` is the batch reader (see :func:`run_batch`)."""
+
+    def __init__(self, spark: Any) -> None:
+        self._spark = spark
+
+    @property
+    def readStream(self) -> Any:
+        return self._spark.read
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._spark, name)
+
+
+class _BatchRunner:
+    """Stands in for ``pyspark.pipelines``: computes each dataset once, in declaration order.
+
+    Datasets with a schema-qualified name become tables (Parquet on local Spark), the
+    others temporary views, which is all the queries of :func:`define` need.
+    """
+
+    def __init__(self, spark: Any) -> None:
+        self.spark = spark
+        self.datasets: list[str] = []
+
+    def _declare(self, name: str | None = None, **_: Any) -> Any:
+        def register(fn: Any) -> Any:
+            df = fn()
+            if name and "." in name:
+                self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {name.split('.')[0]}")
+                self.spark.sql(f"DROP TABLE IF EXISTS {name}")
+                df.write.format("parquet").saveAsTable(name)
+            else:
+                df.createOrReplaceTempView(name)
+            self.datasets.append(str(name))
+            return fn
+
+        return register
+
+    table = materialized_view = temporary_view = _declare
+
+
+def run_batch(spark: Any, conf: dict[str, str]) -> list[str]:
+    """Compute every dataset of :func:`define` once, in batch, on a plain Spark session.
+
+    For checking the pipeline's logic without a pipeline runtime (the tests do, on local
+    Spark): streaming sources are read as batches, streaming tables and materialized
+    views become tables, temporary views stay views. Returns the datasets in order.
+    """
+    runner = _BatchRunner(spark)
+    define(_BatchSpark(spark), runner, conf)
+    return runner.datasets

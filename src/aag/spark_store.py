@@ -277,7 +277,8 @@ class SparkTableGraphStore(GraphStore):
             f"DROP TABLE IF EXISTS {rebuilt}",
             f"CREATE TABLE {rebuilt} USING PARQUET AS\n" + to_dialect(f"{kept}\nUNION ALL\n{rows}", dialect),
             f"DROP TABLE {table}",
-            f"ALTER TABLE {rebuilt} RENAME TO {table}",
+            # The new name is schema.table: the session catalog takes no catalog part here.
+            f"ALTER TABLE {rebuilt} RENAME TO {'.'.join(table.split('.')[-2:])}",
         ]
 
     def commit(self, change: GraphChange) -> CommitStats:  # noqa: D102
