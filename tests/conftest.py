@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +11,9 @@ import pytest
 from aag.engine import make_engine
 from aag.engine.base import Engine
 
-os.environ.setdefault("PYSPARK_PYTHON", os.path.realpath(os.sys.executable))  # type: ignore[attr-defined]
+# Python workers (pandas UDFs of the pipeline) must run in this environment: the venv's
+# interpreter itself, not the base interpreter its symlink resolves to.
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
 @pytest.fixture(scope="session")

@@ -165,7 +165,7 @@ def _scan(
     ids = engine.query(ids_sql)
     if ids.num_rows == 0:
         return 0
-    engine.register(
+    engine.register_scan(
         "id_scan", store.scan_current_edges(column, ids.rename_columns(["id"]), settings.scanned_rel_types)
     )
     try:
@@ -253,7 +253,7 @@ def _resolve(
 ) -> IdentityResult:
     engine.register("id_blocked", pa.table({"id": pa.array(settings.blocked_node_ids, pa.string())}))
     # Records of other entity types never join a cluster, whatever they share.
-    engine.register("id_store_typed", store.scan_node_ids([settings.entity_type]))
+    engine.register_scan("id_store_typed", store.scan_node_ids([settings.entity_type]))
     engine.materialize(
         "id_typed",
         f"SELECT node_id AS id FROM id_store_typed UNION SELECT source_node_id FROM {batch_entities}",

@@ -26,7 +26,7 @@ from aag.identity import ID_KEYS, ID_ROWS, IdentitySettings, release_identity, r
 from aag.rules import OUT_KEYS, OUT_LOG, OUT_ROWS, apply_edge_rules, release_rule_tables
 from aag.sources import day_precision_prefixes, extractor_for
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extractor, landed_table
-from aag.store import CommitStats, GraphChange, GraphStore, duck
+from aag.store import ChangeSql, CommitStats, GraphChange, GraphStore, duck
 from aag.warehouse import Warehouse
 
 
@@ -87,6 +87,9 @@ class Plan:
         rows = f"SELECT * FROM {OUT_ROWS}"
         if self.identity:
             rows += f" UNION ALL SELECT * FROM {ID_ROWS}"
+        keys = f"SELECT * FROM {OUT_KEYS}"
+        if self.identity:
+            keys += f" UNION ALL SELECT * FROM {ID_KEYS}"
         return GraphChange(
             nodes=lambda: engine.stream(f"SELECT * FROM {NEW_NODES}"),
             replace_keys=self.replace_keys,
@@ -94,6 +97,12 @@ class Plan:
             log_append=lambda: engine.stream(f"SELECT * FROM {OUT_LOG}"),
             counts=self.counts,
             metadata=dict(metadata or {}),
+            sql=ChangeSql(
+                nodes=f"SELECT * FROM {NEW_NODES}",
+                replace_keys=keys,
+                edge_rows=rows,
+                log_append=f"SELECT * FROM {OUT_LOG}",
+            ),
         )
 
     def release(self) -> None:
@@ -142,12 +151,12 @@ def plan_change(
         engine.materialize("batch_entities", f"SELECT DISTINCT source_node_id FROM {events}")
         entities = engine.query("SELECT source_node_id FROM batch_entities")
         # Only the touched entities' history enters the rules; the scans stream through.
-        engine.register("store_rel", store.scan_relationships(entities))
+        engine.register_scan("store_rel", store.scan_relationships(entities))
         engine.materialize(
             "existing_rel",
             "SELECT * FROM store_rel WHERE source_node_id IN (SELECT source_node_id FROM batch_entities)",
         )
-        engine.register("store_log", store.scan_edge_events(entities))
+        engine.register_scan("store_log", store.scan_edge_events(entities))
         engine.materialize(
             "existing_log",
             "SELECT * FROM store_log WHERE source_node_id IN (SELECT source_node_id FROM batch_entities)",
@@ -157,7 +166,7 @@ def plan_change(
         types = [
             str(t) for t in engine.query(f"SELECT DISTINCT node_type FROM {nodes}").column(0).to_pylist()
         ]
-        engine.register("store_node_ids", store.scan_node_ids(types))
+        engine.register_scan("store_node_ids", store.scan_node_ids(types))
         engine.materialize(
             NEW_NODES,
             f"SELECT * FROM {nodes} WHERE node_id NOT IN (SELECT node_id FROM store_node_ids)",
@@ -301,6 +310,7 @@ def ingest_file(
     source_object: str,
     path: Path,
     on_step: Callable[[str], None] | None = None,
+    graph: GraphStore | None = None,
 ) -> BatchReport:
     """Land and process one file as one batch (a re-landed identical file is a no-op).
 
@@ -311,11 +321,14 @@ def ingest_file(
         source_object: Source object of the file.
         path: The file.
         on_step: Called with each of :data:`STEPS` as it starts.
+        graph: Where the graph lives (default: the warehouse's Delta tables). Bronze,
+            quarantine and the ledger stay in the warehouse either way.
 
     Raises:
         InputError: If the file cannot be read at all (nothing is written).
     """
     step = on_step or (lambda _: None)
+    graph = graph or warehouse.graph
     started = time.perf_counter()
     config = warehouse.config
     spec = config.object(source_system, source_object)
@@ -367,15 +380,13 @@ def ingest_file(
         step(STEPS[2])
         plan = plan_change(
             engine,
-            warehouse.graph,
+            graph,
             identity=IdentitySettings.from_config(config, spec.entity_type),
             day_precision=day_precision_prefixes(config),
         )
         step(STEPS[3])
         try:
-            stats: CommitStats = warehouse.graph.commit(
-                plan.change({"aag.batch_id": batch_id, "aag.file": path.name})
-            )
+            stats: CommitStats = graph.commit(plan.change({"aag.batch_id": batch_id, "aag.file": path.name}))
         finally:
             plan.release()
         landing.result()

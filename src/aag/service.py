@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aag.bronze import parse_raw
+from aag.config import Config
 from aag.delta import delete_matching, now_utc
 from aag.engine import make_engine
 from aag.engine.base import Engine
@@ -55,10 +56,16 @@ def _q(value: str) -> str:
 class AagService:
     """Facade over warehouse, engine and rules."""
 
-    def __init__(self, warehouse: str | None = None, engine: str = "local") -> None:
+    def __init__(self, warehouse: str | None = None, engine: str | Engine = "local") -> None:
+        """Open a warehouse.
+
+        Args:
+            warehouse: Warehouse location (SPEC §9 defaults).
+            engine: Engine name (``local``, ``spark``) or a ready engine.
+        """
         self.warehouse = Warehouse(warehouse)
-        self._engine_name = engine
-        self._engine: Engine | None = None
+        self._engine_name = engine if isinstance(engine, str) else engine.name
+        self._engine: Engine | None = None if isinstance(engine, str) else engine
 
     @property
     def engine(self) -> Engine:
@@ -226,21 +233,15 @@ class AagService:
         self.warehouse.require()
         graph = self.warehouse.graph
         edges = self.warehouse.io.read(graph.relationships_uri, "*", "is_current")
-        nodes = self.warehouse.io.read(graph.nodes_uri, "node_id, value", "value IS NOT NULL")
-        customers = self.warehouse.io.read(graph.nodes_uri, "node_id", "node_type = 'customer'")
-        # Customers are the clusters' survivors: records with a SAME_AS edge are members.
-        con = duck()
-        con.register("cp_edges", edges)
-        con.register("cp_customers", customers)
-        try:
-            survivors = con.sql(
-                "SELECT node_id FROM cp_customers WHERE node_id NOT IN "
-                f"(SELECT source_node_id FROM cp_edges WHERE rel_type = '{SAME_AS_REL}')"
-            ).to_arrow_table()
-        finally:
-            con.unregister("cp_edges")
-            con.unregister("cp_customers")
-        return profiles(self.engine, edges, nodes, survivors, self.warehouse.config, version)
+        nodes = self.warehouse.io.read(graph.nodes_uri, "node_id, node_type, value", "value IS NOT NULL")
+        customers = self.warehouse.io.read(graph.nodes_uri, "node_id, node_type", "node_type = 'customer'")
+        return customer_profiles_of(
+            self.engine,
+            edges,
+            pa.concat_tables([nodes, customers], promote_options="default"),
+            self.warehouse.config,
+            version,
+        )
 
     def monitor(self) -> MonitorReport:
         """Freshness per source, open conflicts, completeness and quarantine counts."""
@@ -518,6 +519,35 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                 files = table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
                 removed[uri] = len(files)
         return removed
+
+
+def customer_profiles_of(
+    engine: Engine, edges: pa.Table, nodes: pa.Table, config: Config, version: int
+) -> pa.Table:
+    """Profiles of every customer of a graph, from its edges and nodes (any store).
+
+    Args:
+        engine: Engine resolving the winners.
+        edges: Relationships rows (at least the current ones).
+        nodes: Node rows (at least ``node_id``, ``node_type``, ``value``) holding the
+            customers and the edges' targets.
+        config: Registry and priorities.
+        version: Profile version, 1 or 2.
+    """
+    # Customers are the clusters' survivors: records with a SAME_AS edge are members.
+    con = duck()
+    con.register("cp_edges", edges.select(["source_node_id", "rel_type", "is_current"]))
+    con.register("cp_nodes", nodes.select(["node_id", "node_type", "value"]))
+    try:
+        survivors = con.sql(
+            "SELECT node_id FROM cp_nodes WHERE node_type = 'customer' AND node_id NOT IN "
+            f"(SELECT source_node_id FROM cp_edges WHERE rel_type = '{SAME_AS_REL}' AND is_current)"
+        ).to_arrow_table()
+        values = con.sql("SELECT node_id, value FROM cp_nodes WHERE value IS NOT NULL").to_arrow_table()
+    finally:
+        con.unregister("cp_edges")
+        con.unregister("cp_nodes")
+    return profiles(engine, edges, values, survivors, config, version)
 
 
 def _bronze_tables(wh: Warehouse) -> list[str]:

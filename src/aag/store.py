@@ -76,6 +76,20 @@ def as_scan(data: Scan, schema: pa.Schema) -> Scan:
     return _open(data).cast(schema)
 
 
+@dataclass(frozen=True)
+class ChangeSql:
+    """The same change as canonical SQL over the engine tables that hold it.
+
+    A store whose tables live in the engine's own catalog commits from these queries
+    without moving rows out of the engine (see :class:`aag.spark_store.SparkTableGraphStore`).
+    """
+
+    nodes: str
+    replace_keys: str
+    edge_rows: str
+    log_append: str
+
+
 @dataclass
 class GraphChange:
     """Everything one batch writes to the graph.
@@ -90,6 +104,8 @@ class GraphChange:
         counts: Row counts of ``nodes``, ``edge_rows`` and ``log_append`` (streams cannot
             be counted before they are written).
         metadata: Commit metadata (batch id, file).
+        sql: The change as SQL inside the engine that planned it (None when the change
+            was built from Arrow data alone).
     """
 
     nodes: Scan
@@ -98,6 +114,7 @@ class GraphChange:
     log_append: Scan
     counts: dict[str, int]
     metadata: dict[str, Any] = field(default_factory=dict)
+    sql: ChangeSql | None = None
 
 
 @dataclass

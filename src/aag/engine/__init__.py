@@ -7,9 +7,9 @@ how results come back; what an engine can do beyond that is declared as
 capability flags, never tested by engine name in the core.
 """
 
-from aag.engine.base import CANONICAL_DIALECT, Capability, Engine
+from aag.engine.base import CANONICAL_DIALECT, Capability, Engine, SqlScan
 
-__all__ = ["CANONICAL_DIALECT", "Capability", "Engine", "make_engine"]
+__all__ = ["CANONICAL_DIALECT", "Capability", "Engine", "SqlScan", "make_engine"]
 
 
 def make_engine(name: str = "local") -> Engine:

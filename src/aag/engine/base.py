@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -16,6 +17,23 @@ class Capability(enum.Enum):
 
     #: Results can be streamed back in batches instead of one table.
     STREAMING_RESULTS = "streaming_results"
+    #: Tables of the engine's own catalog can be queried by name and written with
+    #: :meth:`Engine.execute` (Spark: the session catalog; Unity Catalog on Databricks).
+    #: A store living there hands the engine :class:`SqlScan` instead of Arrow data.
+    CATALOG_TABLES = "catalog_tables"
+    #: ``MERGE INTO`` works on catalog tables (Delta: Databricks, or Spark with Delta Lake).
+    MERGE = "merge"
+
+
+@dataclass(frozen=True)
+class SqlScan:
+    """Rows a store reads inside the engine: canonical SQL over catalog tables.
+
+    A store whose tables live in the engine's own catalog returns this from its scans,
+    so the rows never leave the engine (engines need :attr:`Capability.CATALOG_TABLES`).
+    """
+
+    sql: str
 
 
 class Engine(ABC):
@@ -33,6 +51,26 @@ class Engine(ABC):
 
         A record batch reader can be consumed once: query it once.
         """
+
+    def register_scan(self, name: str, scan: object) -> None:
+        """Make a store's scan queryable as ``name``: Arrow data, or a :class:`SqlScan`.
+
+        Raises:
+            TypeError: If the scan is SQL and the engine has no catalog of its own.
+        """
+        if isinstance(scan, SqlScan):
+            if Capability.CATALOG_TABLES not in self.capabilities:
+                raise TypeError(f"the {self.name} engine cannot read catalog tables (scan {name})")
+            self.view(name, scan.sql)
+        else:
+            self.register(name, scan)
+
+    def execute(self, sql: str) -> None:
+        """Run one statement in the engine's own dialect (:attr:`dialect`) for its effect.
+
+        Only engines with :attr:`Capability.CATALOG_TABLES` write tables this way.
+        """
+        raise NotImplementedError(f"the {self.name} engine does not run statements on catalog tables")
 
     @abstractmethod
     def query(self, sql: str) -> pa.Table:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 from typing import Any
 
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from aag.engine.base import CANONICAL_DIALECT, Engine
+from aag.engine.base import CANONICAL_DIALECT, Capability, Engine
 
 #: strftime/strptime tokens → Spark datetime pattern letters. Text that is not a token
 #: (the ``T`` and ``Z`` of ISO 8601) is quoted, which sqlglot's own mapping does not do.
@@ -46,7 +47,7 @@ def spark_time_format(fmt: str) -> str:
     return "".join(out)
 
 
-def _fix_for_spark(node: exp.Expression) -> exp.Expression:
+def fix_for_spark(node: exp.Expression) -> exp.Expression:
     """Rewrite the few canonical functions sqlglot does not map to Spark by itself."""
     if isinstance(node, exp.TimeToStr) and isinstance(node.args.get("format"), exp.Literal):
         pattern = spark_time_format(node.args["format"].this)
@@ -63,7 +64,33 @@ def _fix_for_spark(node: exp.Expression) -> exp.Expression:
 def transpile(sql: str) -> str:
     """Canonical (DuckDB) SQL → Spark SQL."""
     trees = sqlglot.parse(sql, read=CANONICAL_DIALECT)
-    return ";\n".join(t.transform(_fix_for_spark).sql(dialect="spark") for t in trees if t)
+    return ";\n".join(t.transform(fix_for_spark).sql(dialect="spark") for t in trees if t)
+
+
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    """An Arrow type Spark can convert: view and large layouts become the plain ones.
+
+    delta-rs (DataFusion) hands out ``string_view`` and friends, which PySpark's Arrow
+    conversion does not accept.
+    """
+    if pa.types.is_string_view(t) or pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_binary_view(t) or pa.types.is_large_binary(t):
+        return pa.binary()
+    if pa.types.is_map(t):
+        return pa.map_(_plain_type(t.key_type), _plain_type(t.item_type))
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return pa.list_(_plain_type(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_plain_type(f.type)) for f in t])
+    if pa.types.is_dictionary(t):
+        return _plain_type(t.value_type)
+    return t
+
+
+def spark_arrow_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with every type Spark cannot take from Arrow replaced by its plain form."""
+    return pa.schema([f.with_type(_plain_type(f.type)) for f in schema])
 
 
 def local_session(app_name: str = "aag") -> Any:
@@ -78,25 +105,53 @@ def local_session(app_name: str = "aag") -> Any:
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.shuffle.partitions", os.environ.get("AAG_SPARK_PARTITIONS", "4"))
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", os.environ.get("AAG_SPARK_DRIVER_MEMORY", "4g"))
+        # Catalog tables (SparkTableGraphStore) go to a private folder unless one is given,
+        # never into the working directory.
+        .config(
+            "spark.sql.warehouse.dir",
+            os.environ.get("AAG_SPARK_WAREHOUSE") or tempfile.mkdtemp(prefix="aag-spark-warehouse-"),
+        )
         .getOrCreate()
     )
 
 
+def session_can_merge(session: Any) -> bool:
+    """Whether ``MERGE INTO`` works on the session's tables: Databricks, or Delta Lake configured."""
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return True
+    extensions = str(session.conf.get("spark.sql.extensions", "") or "")
+    return "DeltaSparkSessionExtension" in extensions
+
+
 class SparkEngine(Engine):
-    """Runs canonical SQL on a Spark session."""
+    """Runs canonical SQL on a Spark session.
+
+    Capabilities: it always reads and writes the session's catalog tables
+    (:attr:`Capability.CATALOG_TABLES`); it has :attr:`Capability.MERGE` where the session
+    can MERGE into Delta tables (on Databricks, or with Delta Lake configured), which
+    local ``pyspark`` here cannot (no Delta jars). Pass ``merge`` to override detection.
+    """
 
     dialect = "spark"
     name = "spark"
-    capabilities = frozenset()
 
-    def __init__(self, session: Any | None = None) -> None:
+    def __init__(self, session: Any | None = None, merge: bool | None = None) -> None:
         self.spark = session or local_session()
+        can_merge = session_can_merge(self.spark) if merge is None else merge
+        caps = {Capability.CATALOG_TABLES}
+        if can_merge:
+            caps.add(Capability.MERGE)
+        self.capabilities = frozenset(caps)
 
     def register(self, name: str, table: pa.Table | pa.RecordBatchReader) -> None:
         """Register Arrow data as a temp view."""
         if isinstance(table, pa.RecordBatchReader):
             table = table.read_all()
+        schema = spark_arrow_schema(table.schema)
+        if schema != table.schema:
+            table = table.cast(schema)
         if table.num_rows == 0:
             # Spark infers nothing from an empty Arrow table's batches; give it the schema.
             from pyspark.sql.pandas.types import from_arrow_schema
@@ -123,3 +178,7 @@ class SparkEngine(Engine):
     def drop(self, name: str) -> None:
         """Drop a temp view."""
         self.spark.catalog.dropTempView(name)
+
+    def execute(self, sql: str) -> None:
+        """Run one Spark SQL statement (not transpiled: it is written in Spark's dialect)."""
+        self.spark.sql(sql)

@@ -100,6 +100,8 @@ class Extractor:
     #: id: its events go to that record's entity, it adds no source-record edge of its
     #: own, and erasing the record erases these rows too.
     belongs_to: ClassVar[str | None] = None
+    #: Whether the object's rows yield field events (SAP ADR6 only lands, for KNA1 to join).
+    emits_events: ClassVar[bool] = True
 
     def __init__(self, spec: ObjectSpec, config: Config) -> None:
         self.spec = spec
@@ -181,6 +183,18 @@ class Extractor:
         """Source rules that need the engine (e.g. joins with :attr:`reads`); none by default."""
         return rows
 
+    def enrich_sql(self, source: str, columns: list[str]) -> str | None:
+        """The rules of :meth:`enrich` as canonical SQL over ``source`` (``None``: nothing to do).
+
+        The declarative pipeline (:mod:`aag.lakeflow`) runs this where :meth:`enrich` would
+        run on a batch: same columns out as in.
+        """
+        return None
+
+    def dedupe_sql(self, source: str) -> str | None:
+        """Canonical SQL keeping only the rows of ``source`` to extract (``None``: all of them)."""
+        return None
+
     # -- SQL building ----------------------------------------------------------------
     def _attr_value_sql(self, i: int, row: RegistryRow) -> tuple[str, str]:
         name, _ = split_normaliser(row.normaliser)
@@ -227,8 +241,13 @@ class Extractor:
         ]
         return "\n".join([self._country_joins(), *phones])
 
-    def rows_sql(self) -> str:
-        """One row per landed row: id, time, deletion, row error, every attribute normalised."""
+    def rows_sql(self, carry: tuple[str, ...] = ()) -> str:
+        """One row per landed row: id, time, deletion, row error, every attribute normalised.
+
+        Args:
+            carry: Further columns of the landed rows to pass through unchanged (the
+                declarative pipeline carries each row's ``_batch_id``).
+        """
         spec = self.spec
         # The id and the record time are parsed once (in the innermost select) and used
         # by name below: they appear in every field's event.
@@ -236,6 +255,7 @@ class Extractor:
         cols = [
             "r._row_number AS _row_number",
             f"{rid} AS record_id",
+            *(f"r.{q(c)} AS {q(c)}" for c in carry),
         ]
         if spec.time_field:
             raw_t = q(spec.time_field)
@@ -386,10 +406,17 @@ FROM (
             )
         return " UNION ".join(parts) if parts else None
 
-    def events_sql(self, batch_id: str) -> str:
-        """Field events of the valid rows (one UNION branch per attribute + identity)."""
+    def events_sql(self, batch_id: str, batch_sql: str | None = None) -> str:
+        """Field events of the valid rows (one UNION branch per attribute + identity).
+
+        Args:
+            batch_id: The batch every row belongs to.
+            batch_sql: Instead, SQL giving each row's batch (a column carried by
+                :meth:`rows_sql`), for inputs holding many batches.
+        """
         spec = self.spec
         branches = []
+        batch = batch_sql or lit(batch_id)
         keyed = self.event_key_sql() is not None
         for i, row in enumerate(spec.attributes):
             event_id = f"e{i}" if row.event_time_field else "e_rt"
@@ -402,7 +429,7 @@ FROM (
                 f"CASE WHEN is_deleted OR v{i} IS NULL THEN NULL ELSE n{i} END AS target_node_id, "
                 f"t{i} AS updated_at, {event_id} AS source_event_id, "
                 f"CAST({row.confidence} AS FLOAT) AS confidence, "
-                f"{lit(row.source_field)} AS source_field, {lit(batch_id)} AS batch_id "
+                f"{lit(row.source_field)} AS source_field, {batch} AS batch_id "
                 f"FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND NOT tbad{i}{present}"
             )
         if self.owner is not None:
@@ -414,7 +441,7 @@ FROM (
         seen = f"coalesce(record_time, least({field_times}))"
         branches.append(
             f"SELECT entity_id, {lit(SOURCE_RECORD_REL)}, {lit(spec.source_system)}, ident_node, "
-            f"{seen}, ident_value, CAST(1.0 AS FLOAT), {lit(spec.id_field)}, {lit(batch_id)} "
+            f"{seen}, ident_value, CAST(1.0 AS FLOAT), {lit(spec.id_field)}, {batch} "
             f"FROM ex_rows WHERE row_error IS NULL"
         )
         # A same_as field is a record-level fact like any other: emptied, it removes the link
@@ -424,7 +451,7 @@ FROM (
             branches.append(
                 f"SELECT entity_id, {lit(REFERS_TO_RECORD_REL)}, {lit(spec.source_system)}, "
                 f"CASE WHEN is_deleted THEN NULL ELSE link_node{i} END, {seen}, e_rt, CAST(1.0 AS FLOAT), "
-                f"{lit(link.source_field)}, {lit(batch_id)} "
+                f"{lit(link.source_field)}, {batch} "
                 f"FROM ex_rows WHERE row_error IS NULL{only_present}"
             )
         return "\nUNION ALL\n".join(branches)
@@ -520,12 +547,15 @@ FROM ({" UNION ALL ".join(refs)}) r
 WHERE node_id NOT IN (SELECT entity_id FROM ex_rows WHERE row_error IS NULL)
 GROUP BY node_id"""
 
-    def quarantine_sql(self, batch_id: str, now_sql: str) -> str:
-        """Quarantine rows (:data:`aag.model.QUARANTINE`) with reason and raw content."""
+    def quarantine_sql(self, batch_id: str, now_sql: str, batch_sql: str | None = None) -> str:
+        """Quarantine rows (:data:`aag.model.QUARANTINE`) with reason and raw content.
+
+        ``batch_sql``: SQL over the landed row ``r`` giving its batch, instead of ``batch_id``.
+        """
         spec = self.spec
         return f"""
 SELECT {lit(spec.source_system)} AS source_system, {lit(spec.source_object)} AS source_object,
-    {lit(batch_id)} AS batch_id, CAST(f._row_number AS BIGINT) AS row_number, f.record_id,
+    {batch_sql or lit(batch_id)} AS batch_id, CAST(f._row_number AS BIGINT) AS row_number, f.record_id,
     f.level, f.source_field, f.reason, r._raw AS raw, {now_sql} AS quarantined_at
 FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_number
 """

@@ -94,8 +94,11 @@ class SapKna1Extractor(Extractor):
         numbers = {str(v).strip() for v in landed.column("ADRNR").to_pylist() if v and str(v).strip()}
         return {"ADR6": sorted(numbers)} if numbers else {}
 
-    def enrich(self, engine: Engine, rows: pa.Table) -> pa.Table:
-        """Effective dates (with SAP date errors), the joined name and the ADR6 columns."""
+    def enrich_sql(self, source: str, columns: list[str]) -> str | None:
+        """Effective dates (with SAP date errors), the joined name and the ADR6 columns.
+
+        Reads the landed ADR6 rows as :func:`~aag.sources.base.landed_table` ``("ADR6")``.
+        """
         time_field = self.spec.time_field or "LAEDA"
         laeda, erdat = _sap_date(time_field), _sap_date("ERDAT")
         error = (
@@ -111,7 +114,7 @@ class SapKna1Extractor(Extractor):
             "nullif(trim(concat_ws(' ', nullif(trim(r.\"NAME1\"), ''), nullif(trim(r.\"NAME2\"), ''))), '')"
         )
         picks = []
-        for column in rows.column_names:
+        for column in columns:
             if column == "_error":
                 picks.append(f"{error} AS _error")
             elif column == time_field:
@@ -123,12 +126,16 @@ class SapKna1Extractor(Extractor):
                 picks.append(f"a.{q(column[len(ADR6_PREFIX) :])} AS {q(column)}")
             else:
                 picks.append(f"r.{q(column)}")
+        return (
+            f"SELECT {', '.join(picks)} FROM {source} r "
+            f'LEFT JOIN ({chosen_addresses_sql()}) a ON trim(a."ADDRNUMBER") = trim(r."ADRNR")'
+        )
+
+    def enrich(self, engine: Engine, rows: pa.Table) -> pa.Table:
+        """Run :meth:`enrich_sql` on a batch of landed rows."""
         engine.register("sap_kna1_rows", rows)
         try:
-            joined = engine.query(
-                f"SELECT {', '.join(picks)} FROM sap_kna1_rows r "
-                f'LEFT JOIN ({chosen_addresses_sql()}) a ON trim(a."ADDRNUMBER") = trim(r."ADRNR")'
-            )
+            joined = engine.query(str(self.enrich_sql("sap_kna1_rows", rows.column_names)))
         finally:
             engine.drop("sap_kna1_rows")
         return joined.select(rows.column_names).cast(rows.schema)
@@ -138,6 +145,7 @@ class SapAdr6Extractor(Extractor):
     """ADR6 rows land (for KNA1 to join) and yield no events of their own."""
 
     extra_fields = ADR6_COLUMNS[1:]
+    emits_events = False
 
     def extract(self, engine: Engine, rows: pa.Table, batch_id: str, now: pa.Scalar) -> Extracted:
         """Quarantine rows that cannot be joined (no ``ADDRNUMBER``); emit no events.

@@ -116,6 +116,19 @@ class SegmentIdentifiesExtractor(Extractor):
             con.unregister("segment_rows")
         return prepared
 
+    def dedupe_sql(self, source: str) -> str:
+        """The first copy of every message (rows without a ``message_id`` are all kept).
+
+        Within one batch here; across the whole landed history in the declarative pipeline.
+        """
+        return f"""
+SELECT * EXCLUDE (_copy) FROM (
+    SELECT *, row_number() OVER (PARTITION BY trim(message_id) ORDER BY _row_number) AS _copy
+    FROM {source}
+) s
+WHERE nullif(trim(message_id), '') IS NULL OR _copy = 1
+"""
+
     def extract(self, engine: Engine, rows: pa.Table, batch_id: str, now: pa.Scalar) -> Extracted:
         """Extract the first copy of every message; repeated copies count as processed.
 
@@ -127,12 +140,7 @@ class SegmentIdentifiesExtractor(Extractor):
         con.register("segment_batch", rows)
         try:
             first: pa.Table = con.sql(
-                """
-                SELECT * FROM segment_batch
-                QUALIFY nullif(trim(message_id), '') IS NULL
-                     OR row_number() OVER (PARTITION BY trim(message_id) ORDER BY _row_number) = 1
-                ORDER BY _row_number
-                """
+                self.dedupe_sql("segment_batch") + " ORDER BY _row_number"
             ).to_arrow_table()
         finally:
             con.unregister("segment_batch")

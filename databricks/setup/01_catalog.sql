@@ -1,0 +1,16 @@
+-- AAG Databricks setup, step 01 (generated from aag/databricks.py by
+-- `python -m aag.databricks databricks/setup`; do not edit by hand).
+-- Parameter :catalog is the Unity Catalog catalog AAG lives in.
+CREATE CATALOG IF NOT EXISTS IDENTIFIER(:catalog);
+
+CREATE SCHEMA IF NOT EXISTS IDENTIFIER(:catalog || '.bronze')
+COMMENT 'Raw landed rows per source object, as received (pipeline streaming tables), and quarantine';
+
+CREATE SCHEMA IF NOT EXISTS IDENTIFIER(:catalog || '.graph')
+COMMENT 'The AAG graph: nodes, relationships, edge_events, the batches ledger, pipeline field events';
+
+CREATE SCHEMA IF NOT EXISTS IDENTIFIER(:catalog || '.config')
+COMMENT 'AAG configuration: attribute registry, source priorities, identity rules (seed CSVs)';
+
+CREATE SCHEMA IF NOT EXISTS IDENTIFIER(:catalog || '.gold')
+COMMENT 'Resolved customer profiles and other dbt models';

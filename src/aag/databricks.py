@@ -1,0 +1,292 @@
+"""AAG on Databricks: the Unity Catalog setup, and the graph commit job task.
+
+Layout in one catalog (``:catalog``):
+
+* ``bronze``: raw landed rows (the pipeline's streaming tables) and ``quarantine``;
+* ``graph``: ``nodes``, ``relationships``, ``edge_events`` (SPEC §2, Change Data Feed
+  on, clustered for the MERGE), the ``batches`` ledger, and the pipeline's
+  ``field_events``, ``node_candidates`` and ``extract_quarantine``;
+* ``config``: the registry, priorities and identity rules, loaded from the seed CSVs;
+* ``gold``: the dbt models.
+
+:func:`setup_sql` generates the files under ``databricks/setup/`` (a test keeps them
+equal); :func:`commit_pending` is the job task that turns the pipeline's field events
+into graph changes with the Spark engine and commits them with
+:class:`~aag.spark_store.SparkTableGraphStore` (one MERGE per batch group).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from aag.config import CONFIG_FILES, Config, default_config_dir, load_config
+from aag.identity import IdentitySettings
+from aag.model import FIELD_EVENTS, LEDGER, NODES, QUARANTINE
+from aag.pipeline import plan_change
+from aag.sources.base import EVENTS_TABLE, NODES_TABLE, lit
+from aag.spark_store import CLUSTER_BY, GRAPH_COMMENTS, GRAPH_SCHEMAS, SparkTableGraphStore, create_table_sql
+
+#: Unity Catalog schemas and what they hold.
+SCHEMAS = {
+    "bronze": "Raw landed rows per source object, as received (pipeline streaming tables), and quarantine",
+    "graph": "The AAG graph: nodes, relationships, edge_events, the batches ledger, pipeline field events",
+    "config": "AAG configuration: attribute registry, source priorities, identity rules (seed CSVs)",
+    "gold": "Resolved customer profiles and other dbt models",
+}
+
+#: Tables the pipeline writes (:mod:`aag.lakeflow`), by short name.
+FIELD_EVENTS_TABLE = "graph.field_events"
+NODE_CANDIDATES_TABLE = "graph.node_candidates"
+EXTRACT_QUARANTINE_TABLE = "graph.extract_quarantine"
+#: Tables of the job task (names shared with :data:`aag.monitoring.DATABRICKS_TABLES`).
+LEDGER_TABLE = "graph.batches"
+QUARANTINE_TABLE = "bronze.quarantine"
+
+#: Column types of the config tables that are not strings.
+_CONFIG_TYPES = {"confidence": "DOUBLE", "priority": "INT", "max_records_per_source": "INT"}
+
+
+def qualified(table: str) -> str:
+    """A ``schema.table`` name under the ``:catalog`` parameter (Databricks SQL)."""
+    return f"IDENTIFIER(:catalog || '.{table}')"
+
+
+def _seed_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def sql_string(text: str) -> str:
+    """A Databricks SQL string literal (backslash escapes; ``''`` would concatenate)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _value(column: str, text: str) -> str:
+    if column in _CONFIG_TYPES:
+        return text.strip() if text.strip() else "NULL"
+    return sql_string(text)
+
+
+def config_sql(folder: Path | None = None) -> str:
+    """Config tables created and (re)loaded from the seed CSVs of ``folder``."""
+    folder = folder or default_config_dir()
+    parts = []
+    for name in CONFIG_FILES:
+        columns, rows = _seed_rows(folder / name)
+        table = qualified("config." + name.removesuffix(".csv"))
+        cols = ",\n  ".join(f"{c} {_CONFIG_TYPES.get(c, 'STRING')}" for c in columns)
+        parts.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)")
+        values = ",\n  ".join(
+            "(" + ", ".join(_value(c, row.get(c) or "") for c in columns) + ")" for row in rows
+        )
+        parts.append(f"INSERT OVERWRITE {table} VALUES\n  {values}")
+    return ";\n\n".join(parts) + ";\n"
+
+
+def catalog_sql() -> str:
+    """The catalog and its four schemas."""
+    parts = ["CREATE CATALOG IF NOT EXISTS IDENTIFIER(:catalog)"]
+    for schema, comment in SCHEMAS.items():
+        parts.append(f"CREATE SCHEMA IF NOT EXISTS {qualified(schema)}\nCOMMENT {sql_string(comment)}")
+    return ";\n\n".join(parts) + ";\n"
+
+
+def tables_sql() -> str:
+    """The graph tables (Delta, Change Data Feed, liquid clustering), the ledger and quarantine."""
+    parts = [
+        create_table_sql(qualified(f"graph.{name}"), schema, True, CLUSTER_BY[name], GRAPH_COMMENTS[name])
+        for name, schema in GRAPH_SCHEMAS.items()
+    ]
+    parts.append(
+        create_table_sql(
+            qualified(LEDGER_TABLE),
+            LEDGER,
+            True,
+            ("batch_id",),
+            "AAG batches ledger: one row per committed batch",
+        )
+    )
+    parts.append(
+        create_table_sql(
+            qualified(QUARANTINE_TABLE),
+            QUARANTINE,
+            True,
+            ("source_system", "batch_id"),
+            "Rows and fields AAG could not use, with the reason and the raw content",
+        )
+    )
+    return ";\n\n".join(parts) + ";\n"
+
+
+def setup_sql(config_dir: Path | None = None) -> dict[str, str]:
+    """File name → Databricks SQL of ``databricks/setup/`` (run in this order)."""
+    return {
+        "01_catalog.sql": catalog_sql(),
+        "02_tables.sql": tables_sql(),
+        "03_config.sql": config_sql(config_dir),
+    }
+
+
+def statements(sql: str) -> Iterator[str]:
+    """The statements of a generated file (split on ``;`` at line ends)."""
+    for part in sql.split(";\n"):
+        body = "\n".join(line for line in part.splitlines() if not line.startswith("--")).strip()
+        if body:
+            yield body
+
+
+def write_setup(folder: Path) -> list[Path]:
+    """Write the setup files into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, sql in setup_sql().items():
+        path = folder / name
+        header = (
+            f"-- AAG Databricks setup, step {name[:2]} (generated from aag/databricks.py by\n"
+            "-- `python -m aag.databricks databricks/setup`; do not edit by hand).\n"
+            "-- Parameter :catalog is the Unity Catalog catalog AAG lives in.\n"
+        )
+        path.write_text(header + sql, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+# -- the job task ---------------------------------------------------------------------------
+
+
+def _ids(values: list[str]) -> str:
+    return ", ".join(lit(v) for v in values) or "NULL"
+
+
+def commit_pending(spark: Any, catalog: str, config: Config | None = None) -> list[dict[str, Any]]:
+    """Commit every batch of pipeline field events the ledger does not hold yet.
+
+    The batches of one source object are planned together (the edge rules are a
+    function of the event set, so one plan over several batches writes what they would
+    one by one) and committed with one MERGE; then each batch gets its ledger row and
+    its extraction quarantine rows are copied to ``bronze.quarantine``.
+
+    Args:
+        spark: The Spark session (on Databricks: the job cluster's).
+        catalog: Unity Catalog catalog of :func:`setup_sql`.
+        config: Registry and identity rules (default: the packaged seeds).
+
+    Returns:
+        One dict per committed source object: batches, events and what was written.
+    """
+    from aag.delta import now_utc
+    from aag.engine.spark import SparkEngine
+
+    config = config or load_config()
+    engine = SparkEngine(spark)
+    store = SparkTableGraphStore(engine, f"{catalog}.graph")
+    events_table, ledger = f"{catalog}.{FIELD_EVENTS_TABLE}", f"{catalog}.{LEDGER_TABLE}"
+    pending = engine.query(
+        f"""
+SELECT source_system, source_object, entity_type, batch_id, count(*) AS events
+FROM {events_table} e
+WHERE NOT EXISTS (SELECT 1 FROM {ledger} b WHERE b.batch_id = e.batch_id AND b.status = 'committed')
+GROUP BY source_system, source_object, entity_type, batch_id
+ORDER BY source_system, source_object, batch_id
+"""
+    ).to_pylist()
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in pending:
+        groups.setdefault((row["source_system"], row["source_object"], row["entity_type"]), []).append(row)
+    out = []
+    for (system, obj, entity_type), batches in groups.items():
+        started = now_utc()
+        ids = [str(b["batch_id"]) for b in batches]
+        engine.materialize(
+            EVENTS_TABLE,
+            f"SELECT {', '.join(FIELD_EVENTS.names)} FROM {events_table} WHERE batch_id IN ({_ids(ids)})",
+        )
+        engine.materialize(
+            NODES_TABLE,
+            f"""
+SELECT {", ".join(NODES.names)} FROM (
+    SELECT *, row_number() OVER (PARTITION BY node_id ORDER BY created_at) AS copy
+    FROM {catalog}.{NODE_CANDIDATES_TABLE}
+    WHERE node_id IN (SELECT source_node_id FROM {EVENTS_TABLE}
+                      UNION SELECT target_node_id FROM {EVENTS_TABLE})
+) n WHERE copy = 1
+""",
+        )
+        plan = plan_change(engine, store, identity=IdentitySettings.from_config(config, entity_type))
+        try:
+            stats = store.commit(plan.change({"aag.batches": ",".join(ids), "aag.object": f"{system}.{obj}"}))
+        finally:
+            plan.release()
+        engine.execute(
+            f"INSERT INTO {catalog}.{QUARANTINE_TABLE} SELECT {', '.join(QUARANTINE.names)} "
+            f"FROM {catalog}.{EXTRACT_QUARANTINE_TABLE} WHERE batch_id IN ({_ids(ids)})"
+        )
+        finished = now_utc()
+        rows = [
+            {
+                "batch_id": b["batch_id"],
+                "source_system": system,
+                "source_object": obj,
+                "file_name": None,
+                "file_sha256": None,
+                "status": "committed",
+                "rows_landed": None,
+                "rows_unchanged": None,
+                "rows_processed": None,
+                "rows_quarantined": None,
+                "fields_rejected": None,
+                "field_events": int(b["events"]),
+                "nodes_written": None,
+                "edge_versions_written": None,
+                "edge_rows_rewritten": None,
+                "started_at": started.as_py(),
+                "finished_at": finished.as_py(),
+            }
+            for b in batches
+        ]
+        engine.register("aag_ledger_rows", pa.Table.from_pylist(rows, schema=LEDGER))
+        engine.execute(f"INSERT INTO {ledger} SELECT {', '.join(LEDGER.names)} FROM aag_ledger_rows")
+        engine.drop("aag_ledger_rows")
+        out.append(
+            {
+                "object": f"{system}.{obj}",
+                "batches": len(ids),
+                "field_events": sum(int(b["events"]) for b in batches),
+                "nodes_written": stats.nodes_written,
+                "edge_versions_written": plan.new_versions,
+                "rule_paths": plan.paths,
+            }
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m aag.databricks FOLDER`` writes the setup SQL; ``commit --catalog C`` runs the job task."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m aag.databricks")
+    parser.add_argument("target", help="'commit', or a folder to write the setup SQL into")
+    parser.add_argument("--catalog", default="aag")
+    parser.add_argument("--config-dir", type=Path, help="folder with the config CSVs (default: packaged)")
+    args = parser.parse_args(argv)
+    if args.target != "commit":
+        for path in write_setup(Path(args.target)):
+            print(path)
+        return
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.getOrCreate()
+    config = load_config(args.config_dir) if args.config_dir else None
+    for row in commit_pending(spark, args.catalog, config):
+        print(json.dumps(row, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,416 @@
+"""Databricks artifacts: setup SQL, the catalog-table store's commit SQL, the pipeline, the bundle.
+
+What can run locally runs (on local Spark); the MERGE statement, which local Spark
+cannot execute without Delta jars, is generated and checked with sqlglot's Databricks
+dialect, and its source rows are computed on Spark.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import sqlglot
+import yaml
+from sqlglot import exp
+
+from aag.config import CONFIG_FILES, default_config_dir
+from aag.databricks import setup_sql, statements
+from aag.engine.base import Capability, Engine, SqlScan
+from aag.model import NODES, RELATIONSHIPS
+from aag.spark_store import SparkTableGraphStore, merge_relationships_sql, merge_source_sql
+from aag.store import ChangeSql, GraphChange, MemoryGraphStore
+from rulekit import Ev, apply, versions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _plain(sql: str) -> str:
+    """Setup SQL with ``IDENTIFIER(:catalog || '.s.t')`` as the name ``aag.s.t``."""
+    return re.sub(
+        r"IDENTIFIER\(:catalog(?: \|\| '\.([\w.]+)')?\)", lambda m: "aag" + (f".{m[1]}" if m[1] else ""), sql
+    )
+
+
+# -- setup -------------------------------------------------------------------------------
+
+
+def test_setup_files_are_the_generated_sql():
+    for name, sql in setup_sql().items():
+        text = (ROOT / "databricks" / "setup" / name).read_text(encoding="utf-8")
+        assert text.endswith(sql), (
+            f"databricks/setup/{name} is stale: run python -m aag.databricks databricks/setup"
+        )
+
+
+def test_setup_sql_is_databricks_sql_with_cdf_and_clustering():
+    parsed = {}
+    for sql in setup_sql().values():
+        for statement in statements(sql):
+            plain = _plain(statement)
+            if plain.startswith("CREATE CATALOG"):
+                continue  # sqlglot keeps it as an opaque command
+            tree = sqlglot.parse_one(plain, read="databricks")
+            assert not isinstance(tree, exp.Command), plain[:80]
+            parsed[tree.find(exp.Table).sql(dialect="databricks") if tree.find(exp.Table) else plain] = tree
+    rel = parsed["aag.graph.relationships"].sql(dialect="databricks")
+    assert "CLUSTER BY (source_node_id)" in rel and "'delta.enableChangeDataFeed'='true'" in rel.replace(
+        " ", ""
+    )
+    nodes = parsed["aag.graph.nodes"].sql(dialect="databricks")
+    assert "'delta.enableChangeDataFeed'='true'" in nodes.replace(" ", "")
+    # Every table monitoring reads exists in the setup.
+    from aag.monitoring import DATABRICKS_TABLES
+
+    for table in DATABRICKS_TABLES.values():
+        assert f"aag.{table}" in parsed, table
+
+
+@pytest.mark.spark
+def test_config_sql_loads_the_seeds_on_spark(spark_engine):
+    spark = spark_engine.spark  # type: ignore[attr-defined]
+    spark.sql("CREATE DATABASE IF NOT EXISTS config")
+    try:
+        for statement in statements(setup_sql()["03_config.sql"]):
+            spark.sql(statement, args={"catalog": "spark_catalog"})
+        for name in CONFIG_FILES:
+            table = name.removesuffix(".csv")
+            rows = spark.sql(f"SELECT * FROM config.{table}").toArrow()
+            lines = (default_config_dir() / name).read_text(encoding="utf-8").strip().splitlines()
+            assert rows.num_rows == len(lines) - 1, table
+        registry = spark.sql("SELECT * FROM config.identity_rules").toArrow().to_pylist()
+        assert any("record's own id" in (r["description"] or "") for r in registry)
+    finally:
+        for name in CONFIG_FILES:
+            spark.sql(f"DROP TABLE IF EXISTS config.{name.removesuffix('.csv')}")
+
+
+# -- the catalog-table store ---------------------------------------------------------------
+
+
+class _CatalogEngine(Engine):
+    """Records statements; has what a Databricks Spark session has."""
+
+    dialect = "spark"
+    name = "fake-databricks"
+    capabilities = frozenset({Capability.CATALOG_TABLES, Capability.MERGE})
+
+    def __init__(self) -> None:
+        self.executed: list[str] = []
+
+    def register(self, name, table):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    def query(self, sql):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    def materialize(self, name, sql):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    def view(self, name, sql):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    def drop(self, name):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    def execute(self, sql):
+        self.executed.append(sql)
+
+
+CHANGE_SQL = ChangeSql(
+    nodes="SELECT * FROM batch_new_nodes",
+    replace_keys="SELECT * FROM rule_out_keys UNION ALL SELECT * FROM identity_out_keys",
+    edge_rows="SELECT * FROM rule_out_rows",
+    log_append="SELECT * FROM rule_out_log",
+)
+
+
+def _change(keys: int, counts: dict[str, int]) -> GraphChange:
+    replace = pa.table(
+        {c: pa.array(["k"] * keys, pa.string()) for c in ("source_node_id", "rel_type", "source_system")}
+    )
+    return GraphChange(
+        nodes=None, replace_keys=replace, edge_rows=None, log_append=None, counts=counts, sql=CHANGE_SQL
+    )
+
+
+def test_merge_is_one_databricks_merge_with_delete_markers():
+    text = merge_relationships_sql("aag.graph.relationships", CHANGE_SQL)
+    tree = sqlglot.parse_one(text, read="databricks")
+    assert isinstance(tree, exp.Merge)
+    assert tree.this.sql(dialect="databricks") == "aag.graph.relationships AS t"
+    on = tree.args["on"].sql(dialect="databricks")
+    for column in ("source_node_id", "rel_type", "source_system"):
+        assert f"t.{column} = s.{column}" in on
+    whens = tree.args["whens"].sql(dialect="databricks")
+    assert "WHEN MATCHED THEN DELETE" in whens
+    assert "WHEN NOT MATCHED AND s._aag_op = 'insert' THEN INSERT" in whens
+    # Re-generating from the parsed tree gives the same statement: nothing sqlglot dropped.
+    assert sqlglot.parse_one(tree.sql(dialect="databricks"), read="databricks") == tree
+
+
+def test_commit_statements_follow_the_engine_capabilities():
+    engine = _CatalogEngine()
+    store = SparkTableGraphStore(engine, "aag.graph")
+    assert store.merge
+    only_new = store.commit_statements(_change(0, {"nodes": 3, "log": 2, "edges": 5}))
+    assert [s.split()[0:3] for s in only_new] == [
+        ["INSERT", "INTO", "aag.graph.nodes"],
+        ["INSERT", "INTO", "aag.graph.edge_events"],
+        ["INSERT", "INTO", "aag.graph.relationships"],
+    ]
+    replacing = store.commit_statements(_change(2, {"edges": 5}))
+    assert len(replacing) == 1 and replacing[0].startswith("MERGE INTO aag.graph.relationships")
+    for statement in only_new + replacing:
+        assert not isinstance(sqlglot.parse_one(statement, read="databricks"), exp.Command)
+    store.commit(_change(0, {}))
+    assert engine.executed == []  # nothing to write, no statement
+    # Without MERGE (local Spark), the same change rebuilds the table instead.
+    engine.capabilities = frozenset({Capability.CATALOG_TABLES})
+    fallback = SparkTableGraphStore(engine, "aag.graph").commit_statements(_change(2, {"edges": 5}))
+    assert not any("MERGE" in s for s in fallback)
+    # Scans are SQL the engine runs in place.
+    assert isinstance(store.scan_relationships(pa.table({"source_node_id": ["x"]})), SqlScan)
+
+
+def test_the_embedded_engine_cannot_hold_catalog_tables(duckdb_engine):
+    with pytest.raises(TypeError):
+        SparkTableGraphStore(duckdb_engine)
+
+
+@pytest.mark.spark
+def test_merge_source_rows_and_the_fallback_commit_on_spark(spark_engine, duckdb_engine):
+    spark_engine.execute("DROP SCHEMA IF EXISTS aag_store_test CASCADE")
+    store = SparkTableGraphStore(spark_engine, "aag_store_test")
+    store.create()
+    reference = MemoryGraphStore()
+    batches = [
+        [Ev("c1", "A", 0, "e1"), Ev("c2", "B", 0, "e1")],
+        [Ev("c1", "A", 4, "e2"), Ev("c1", "C", 5, "e3"), Ev("c2", None, 6, "e4")],
+        [Ev("c1", "B", 3, "e5")],
+    ]
+    from aag.pipeline import plan_change
+    from rulekit import events_table
+
+    for n, batch in enumerate(batches):
+        apply(duckdb_engine, reference, batch, batch=f"b{n}")
+        spark_engine.register("batch_events", events_table(batch, f"b{n}"))
+        spark_engine.register("batch_nodes", NODES.empty_table())
+        plan = plan_change(spark_engine, store)
+        try:
+            change = plan.change()
+            if change.replace_keys.num_rows:
+                # The rows the Databricks MERGE would read: one delete marker per key, then
+                # the key's complete new row set.
+                source = spark_engine.query(merge_source_sql(change.sql)).to_pylist()
+                markers = {
+                    (r["source_node_id"], r["rel_type"], r["source_system"])
+                    for r in source
+                    if r["_aag_op"] == "delete"
+                }
+                keys = {tuple(r.values()) for r in change.replace_keys.to_pylist()}
+                assert markers == keys and sum(r["_aag_op"] == "delete" for r in source) == len(keys)
+                inserts = [r for r in source if r["_aag_op"] == "insert"]
+                assert len(inserts) == change.counts["edges"]
+                assert set(RELATIONSHIPS.names) < set(source[0])
+            store.commit(change)
+        finally:
+            plan.release()
+    assert versions(store) == versions(reference)
+
+
+# -- pipeline ------------------------------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_pipeline_passes_spark_pipelines_dry_run(tmp_path):
+    """The declarative pipeline, as deployed, analyses cleanly with open-source SDP."""
+    project = tmp_path / "pipeline"
+    shutil.copytree(ROOT / "databricks" / "pipeline", project)
+    landing = tmp_path / "landing"
+    from aag.config import load_config
+
+    for spec in load_config().objects:
+        (landing / spec.source_system / spec.source_object).mkdir(parents=True, exist_ok=True)
+    spec_path = project / "spark-pipeline.yml"
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    spec["storage"] = (tmp_path / "storage").as_uri()
+    spec["configuration"]["aag.landing.path"] = str(landing)
+    spec_path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]),
+    }
+    done = subprocess.run(
+        [str(bin_dir / "spark-pipelines"), "dry-run", "--spec", str(spec_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-4000:]
+    assert "Run is COMPLETED" in log, log[-4000:]
+
+
+def test_pipeline_declares_every_object_with_the_extractor_sql():
+    from aag.config import load_config
+    from aag.lakeflow import define
+
+    declared: list[tuple[str, str]] = []
+
+    class _Recorder:
+        def __getattr__(self, kind):
+            def decorator(*args, name=None, **kwargs):
+                def register(fn):
+                    declared.append((kind, name))
+                    return fn
+
+                return register
+
+            return decorator
+
+    names = define(spark=None, dp=_Recorder(), conf={"aag.bronze.mode": "files"})
+    kinds = dict((n, k) for k, n in declared)
+    for spec in load_config().objects:
+        key = f"{spec.source_system}_{spec.source_object}".lower()
+        assert kinds[f"bronze.{key}"] == "table"
+        if spec.source_object != "ADR6":
+            assert kinds[f"aag_events_{key}"] == "temporary_view"
+    assert kinds["graph.field_events"] == "materialized_view"
+    assert {"graph.field_events", "graph.node_candidates", "graph.extract_quarantine"} <= set(names)
+
+
+# -- bundle ----------------------------------------------------------------------------------
+
+
+def _yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
+    bundle = _yaml(ROOT / "databricks.yml")
+    assert set(bundle["targets"]) == {"dev", "prod"}
+    assert bundle["targets"]["dev"]["mode"] == "development"
+    assert bundle["targets"]["prod"]["mode"] == "production"
+    resources: dict = {}
+    for pattern in bundle["include"]:
+        for path in sorted(ROOT.glob(pattern)):
+            for kind, items in _yaml(path)["resources"].items():
+                resources.setdefault(kind, {}).update(items)
+            base = path.parent
+    pipeline = resources["pipelines"]["aag_pipeline"]
+    for library in pipeline["libraries"]:
+        assert (base / library["file"]["path"]).resolve().is_file()
+    assert pipeline["configuration"]["aag.schema.graph"] == "graph"
+    job = resources["jobs"]["aag_ingest"]
+    tasks = {t["task_key"]: t for t in job["tasks"]}
+    assert list(tasks) == ["pipeline", "graph_commit", "dbt_run", "dbt_test"]
+    assert tasks["pipeline"]["pipeline_task"]["pipeline_id"] == "${resources.pipelines.aag_pipeline.id}"
+    assert tasks["graph_commit"]["python_wheel_task"]["entry_point"] == "aag-databricks"
+    for key, command in (
+        ("dbt_run", "dbt run --target databricks"),
+        ("dbt_test", "dbt test --target databricks"),
+    ):
+        dbt = tasks[key]["dbt_task"]
+        assert dbt["project_directory"] == "dbt" and command in dbt["commands"]
+    assert [d["task_key"] for d in tasks["dbt_test"]["depends_on"]] == ["dbt_run"]
+    setup = {t["task_key"]: t for t in resources["jobs"]["aag_setup"]["tasks"]}
+    for task in setup.values():
+        assert (base / task["sql_task"]["file"]["path"]).resolve().is_file()
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'aag-databricks = "aag.databricks:main"' in pyproject
+
+
+# -- pipeline + commit task, end to end on local Spark ------------------------------------------
+
+
+def _without_batch(rows: list[dict]) -> list[tuple]:
+    out = []
+    for r in rows:
+        props = dict(r["properties"] or [])
+        props.pop("batch_id", None)  # pipeline batches are files by path, local ones by content
+        out.append(
+            (
+                r["source_node_id"],
+                r["target_node_id"],
+                r["rel_type"],
+                r["updated_at"],
+                r["is_current"],
+                r["source_system"],
+                r["source_event_id"],
+                tuple(sorted(props.items())),
+            )
+        )
+    return sorted(out)
+
+
+@pytest.mark.spark
+def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine, duckdb_engine):
+    """The Databricks flow on local Spark: pipeline datasets (in batch), then the job task.
+
+    Every world file lands in the pipeline's landing folder; ``run_batch`` computes the
+    pipeline's datasets with its own SQL, and ``commit_pending`` commits them with the
+    catalog-table store (rebuild instead of MERGE here). The graph must equal what the
+    embedded engine builds from the same files one by one.
+    """
+    from aag.databricks import LEDGER_TABLE, QUARANTINE_TABLE, commit_pending
+    from aag.lakeflow import run_batch
+    from aag.model import LEDGER, QUARANTINE
+    from aag.service import AagService, customer_profiles_of
+    from aag.spark_store import create_table_sql
+    from aag.world import generate
+
+    spark = spark_engine.spark  # type: ignore[attr-defined]
+    world = generate(tmp_path / "world", 60)
+    reference = AagService(str(tmp_path / "duck"), engine=duckdb_engine)
+    reference.init()
+    landing = tmp_path / "landing"
+    for system, obj, path in world.files:
+        reference.ingest(system, obj, [path])
+        folder = landing / system / obj
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, folder / f"{path.parent.name}.jsonl")
+    from aag.config import load_config
+
+    for spec in load_config().objects:
+        (landing / spec.source_system / spec.source_object).mkdir(parents=True, exist_ok=True)
+    for schema in ("graph", "bronze"):
+        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    try:
+        datasets = run_batch(spark, {"aag.bronze.mode": "files", "aag.landing.path": str(landing)})
+        assert "graph.field_events" in datasets
+        store = SparkTableGraphStore(spark_engine, "spark_catalog.graph")
+        store.create()
+        spark.sql(create_table_sql(f"spark_catalog.{LEDGER_TABLE}", LEDGER, delta=False))
+        spark.sql(create_table_sql(f"spark_catalog.{QUARANTINE_TABLE}", QUARANTINE, delta=False))
+        done = commit_pending(spark, "spark_catalog")
+        assert {d["object"] for d in done} >= {"salesforce.Contact", "sap.KNA1", "segment.identifies"}
+        assert commit_pending(spark, "spark_catalog") == []  # every batch is in the ledger now
+        graph = reference.warehouse.graph
+        assert _without_batch(store.relationships().to_pylist()) == _without_batch(
+            graph.relationships().to_pylist()
+        )
+        node_cols = ["node_id", "node_type", "value", "checksum"]
+        assert sorted(store.nodes().select(node_cols).to_pylist(), key=repr) == sorted(
+            graph.nodes().select(node_cols).to_pylist(), key=repr
+        )
+        got = customer_profiles_of(spark_engine, store.relationships(), store.nodes(), load_config(), 2)
+        expected = reference.customer_profiles(2).to_pylist()
+        assert sorted(got.to_pylist(), key=repr) == sorted(expected, key=repr)
+        ledger = spark.sql(f"SELECT count(DISTINCT batch_id) AS n FROM {LEDGER_TABLE}").toArrow()
+        assert ledger.column(0)[0].as_py() == len([f for f in world.files if f[1] != "ADR6"])
+    finally:
+        for schema in ("graph", "bronze"):
+            spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
