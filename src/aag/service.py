@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from aag import gold
 from aag.bronze import parse_raw
 from aag.delta import delete_matching
 from aag.engine import make_engine
@@ -32,16 +33,10 @@ from aag.store import duck, flatten_edges
 from aag.warehouse import Warehouse
 
 EXPORT_FORMATS = ("parquet", "csv", "jsonl")
-#: Models ``aag export`` knows (gold models are added by the dbt build).
-EXPORT_MODELS = (
-    "nodes",
-    "relationships",
-    "customer_profile_v1",
-    "customer_profile_v2",
-    "customer_identity",
-    "quarantine",
-    "batches",
-)
+#: Silver tables ``aag export`` reads directly from Delta.
+SILVER_MODELS = ("nodes", "relationships", "quarantine", "batches")
+#: Models ``aag export`` knows: the silver tables, and the gold models as ``aag build`` left them.
+EXPORT_MODELS = (*SILVER_MODELS, *gold.GOLD_MODELS)
 
 
 def _q(value: str) -> str:
@@ -218,7 +213,11 @@ class AagService:
         return explain(ranked, history, survivor, attribute, rel_type)
 
     def customer_profiles(self, version: int) -> pa.Table:
-        """Profiles of every customer (the embedded stand-in for the gold model)."""
+        """Profiles of every customer, resolved in Python (the reference for the dbt models).
+
+        The gold model ``customer_profile`` (``aag build``) must return the same cells;
+        ``tests/test_gold.py`` compares them.
+        """
         self.warehouse.require()
         graph = self.warehouse.graph
         edges = self.warehouse.io.read(graph.relationships_uri, "*", "is_current")
@@ -278,6 +277,27 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                 con.unregister(name)
         return out
 
+    # -- gold ----------------------------------------------------------------------------
+    def build(self, on_node: Callable[[str, str, int], None] | None = None) -> gold.BuildReport:
+        """(Re)build the gold layer: ``dbt build`` on the local target, then Parquet exports.
+
+        Holds the writer lock, so no batch or erasure lands while the gold tables are
+        computed and exported.
+
+        Args:
+            on_node: Progress callback ``(dbt node name, status, total nodes)``.
+        """
+        self.warehouse.require()
+        with self.warehouse.writer_lock():
+            return gold.build(self.warehouse, on_node)
+
+    def gold_is_stale(self) -> bool:
+        """Whether silver changed since the last ``aag build`` (``False`` if never built)."""
+        built = gold.manifest(self.warehouse)
+        if not built:
+            return False
+        return bool(built.get("silver_versions") != gold.silver_versions(self.warehouse))
+
     def model(self, name: str) -> pa.Table:
         """A table by its export name."""
         self.warehouse.require()
@@ -290,10 +310,8 @@ ORDER BY customer_id, source_system, source_object, source_record_id
             return self.warehouse.quarantine()
         if name == "batches":
             return self.warehouse.batches()
-        if name in ("customer_profile_v1", "customer_profile_v2"):
-            return self.customer_profiles(int(name[-1]))
-        if name == "customer_identity":
-            return self.identity_map()
+        if name in gold.GOLD_MODELS:
+            return gold.read_gold(self.warehouse, name)
         raise NotFoundError(f"unknown model {name!r}; known: {', '.join(EXPORT_MODELS)}")
 
     def export(self, name: str, fmt: str, out: Path) -> int:
@@ -331,7 +349,8 @@ ORDER BY customer_id, source_system, source_object, source_record_id
         """GDPR erasure of one customer: every source record of its identity cluster.
 
         Removes the records' edges, the values only they used, and their bronze and
-        quarantine rows. Run :meth:`vacuum` to delete the superseded files.
+        quarantine rows, and deletes the gold outputs (they hold the customer until the
+        next ``aag build``). Run :meth:`vacuum` to delete the superseded files.
         """
         self.warehouse.require()
         if not self.customer_exists(customer_id):
@@ -393,11 +412,13 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                     pa.table({"source_system": [system] * len(record_ids), "record_id": record_ids}),
                     meta,
                 )
+            gold_files = gold.discard(wh) if wh.local else 0
         return {
             "edges_removed": edges.num_rows,
             "nodes_removed": len(drop_nodes),
             "bronze_rows_removed": bronze_rows,
             "source_records": len(records),
+            "gold_files_removed": gold_files,
         }
 
     def optimize(self) -> dict[str, dict[str, Any]]:
