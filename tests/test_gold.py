@@ -171,7 +171,7 @@ def test_versioned_ref_to_v1_works(built):
     svc, report = built
     staged = gold.gold_dir(svc.warehouse) / "dbt"
     inline = "select count(*) as n, count(email) as e from {{ ref('customer_profile', version=1) }}"
-    args = gold.dbt_args("show", staged, svc.warehouse, report.silver_versions)
+    args = gold.dbt_args("show", staged, svc.warehouse)
     result = gold.run_dbt([*args, "--inline", inline])
     assert result.success, result.exception
     shown = result.result.results[0]
@@ -209,9 +209,9 @@ def test_consent_log_has_every_change_with_old_and_new_value(built):
 
 
 def test_recency_test_fails_on_a_stale_build(built):
-    svc, report = built
+    svc, _ = built
     staged = gold.gold_dir(svc.warehouse) / "dbt"
-    args = gold.dbt_args("test", staged, svc.warehouse, report.silver_versions, {"gold_recency_hours": 0})
+    args = gold.dbt_args("test", staged, svc.warehouse, {"gold_recency_hours": 0})
     result = gold.run_dbt([*args, "--select", "assert_gold_recency"])
     assert not result.success
     assert [name for name, _ in gold.failed_nodes(result)] == ["assert_gold_recency"]
@@ -313,7 +313,7 @@ def test_plain_dbt_build_is_green_and_data_tests_catch_broken_data(built, tmp_pa
     finally:
         con.close()
     staged = gold.gold_dir(wh) / "dbt"
-    args = gold.dbt_args("test", staged, wh, gold.silver_versions(wh))
+    args = gold.dbt_args("test", staged, wh)
     tampered = gold.run_dbt([*args, "--select", "assert_profile_matches_edge_winners"])
     assert [name for name, _ in gold.failed_nodes(tampered)] == ["assert_profile_matches_edge_winners"]
     assert tampered.result.results[0].failures == 1

@@ -18,10 +18,15 @@ directly). Configured in ``dbt/profiles.yml``::
           schema: silver                    # DuckDB schema of the views (default silver)
           tables: nodes,relationships       # default
           versions: "nodes=3,relationships=7"   # optional: pin Delta versions
+
+``$AAG_SILVER_VERSIONS`` (same form) overrides ``versions``: ``aag build`` pins the
+snapshot it records that way, outside dbt's own configuration, so a new snapshot does
+not make dbt re-parse the project.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +36,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from deltalake import DeltaTable
 
 from aag.delta import join
+from aag.gold import VERSIONS_ENV
 
 DEFAULT_TABLES = ("nodes", "relationships")
 #: Reader features a Parquet file list cannot honour.
@@ -145,4 +151,5 @@ class Plugin(BasePlugin):
 
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Create the silver views on the connection dbt opened."""
-        attach_silver(conn, self.silver, self.schema, self.tables, self.versions)
+        versions = {**self.versions, **parse_versions(os.environ.get(VERSIONS_ENV))}
+        attach_silver(conn, self.silver, self.schema, self.tables, versions)

@@ -44,6 +44,10 @@ PROJECT_ITEMS = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests",
 DUCKDB_FILE = "aag.duckdb"
 MANIFEST_FILE = "build.json"
 SILVER_TABLES = ("nodes", "relationships")
+#: Pinned silver Delta versions for a dbt run (``nodes=3,relationships=7``), read by
+#: :mod:`aag.dbt_plugin` outside dbt's configuration, so a new snapshot does not make dbt
+#: re-parse the project.
+VERSIONS_ENV = "AAG_SILVER_VERSIONS"
 EXPORT_BATCH_ROWS = 256 * 1024
 
 
@@ -144,8 +148,15 @@ def _one_line(text: str | None) -> str:
 def run_dbt(
     args: list[str],
     on_node: Callable[[str, str, int], None] | None = None,
+    versions: dict[str, int] | None = None,
 ) -> Any:
     """Invoke dbt in-process, quietly; ``on_node(name, status, total)`` per finished node.
+
+    Args:
+        args: The dbt command and its arguments.
+        on_node: Progress callback.
+        versions: Silver Delta versions the run reads (``$AAG_SILVER_VERSIONS`` for the
+            run's duration; the project's views read the latest otherwise).
 
     Returns:
         The ``dbtRunnerResult``.
@@ -163,10 +174,17 @@ def run_dbt(
             on_node(str(info.node_name), str(info.node_status), total[0])
 
     quiet = ["--log-level", "none", "--no-send-anonymous-usage-stats", "--no-version-check"]
+    previous = os.environ.get(VERSIONS_ENV)
+    if versions:
+        os.environ[VERSIONS_ENV] = ",".join(f"{name}={version}" for name, version in versions.items())
     try:
         return dbtRunner(callbacks=[callback]).invoke([*args[:1], *quiet, *args[1:]])
     finally:
         _release_dbt()
+        if previous is None:
+            os.environ.pop(VERSIONS_ENV, None)
+        else:
+            os.environ[VERSIONS_ENV] = previous
 
 
 def _release_dbt() -> None:
@@ -231,7 +249,6 @@ def dbt_args(
     command: str,
     staged: Path,
     warehouse: Warehouse,
-    versions: dict[str, int],
     extra_vars: dict[str, Any] | None = None,
 ) -> list[str]:
     """Arguments of a dbt command on the (staged) project against this warehouse.
@@ -240,11 +257,9 @@ def dbt_args(
         command: dbt command, e.g. ``build``.
         staged: Project folder (also the profiles folder).
         warehouse: The warehouse (``--vars warehouse``).
-        versions: Silver Delta versions to read (``--vars silver_versions``).
         extra_vars: More project vars.
     """
-    pinned = ",".join(f"{name}={version}" for name, version in versions.items())
-    variables = {"warehouse": warehouse.uri, "silver_versions": pinned, **(extra_vars or {})}
+    variables = {"warehouse": warehouse.uri, **(extra_vars or {})}
     return [
         command,
         "--project-dir",
@@ -283,7 +298,7 @@ def build(
     staged = stage_project(warehouse)
     versions = silver_versions(warehouse)
     started = time.perf_counter()
-    result = run_dbt([*dbt_args("build", staged, warehouse, versions), *(extra_args or [])], on_node)
+    result = run_dbt([*dbt_args("build", staged, warehouse), *(extra_args or [])], on_node, versions)
     dbt_seconds = time.perf_counter() - started
     if not result.success:
         raise _failure(result, staged / "logs" / "dbt.log")

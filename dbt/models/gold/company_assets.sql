@@ -2,7 +2,8 @@
 -- asset (docs/concepts.md, decision record), so "company OWNS asset" is OWNED_BY read
 -- backwards. One row per customer x company x asset over current edges; a company
 -- with no (known) asset gives one row with NULL asset columns. Names, serial numbers
--- and status are the resolved winners of the company's and asset's own attributes.
+-- and status are the resolved winners of the company's and asset's own attributes
+-- (resolve_winner over just those attributes' edges).
 with links as (
     select
         source_node_id,
@@ -40,6 +41,14 @@ owned_by as (
     group by source_node_id, target_node_id
 ),
 
+candidates as (
+    {{ attribute_candidates(['company_name', 'asset_name', 'serial_number', 'asset_status']) }}
+),
+
+winners as (
+    {{ resolve_winner('candidates') }}
+),
+
 attributes as (
     select
         entity_id,
@@ -47,8 +56,7 @@ attributes as (
         max(case when attribute = 'asset_name' then value end) as asset_name,
         max(case when attribute = 'serial_number' then value end) as serial_number,
         max(case when attribute = 'asset_status' then value end) as asset_status
-    from {{ ref('resolved_attributes') }}
-    where attribute in ('company_name', 'asset_name', 'serial_number', 'asset_status')
+    from winners
     group by entity_id
 )
 

@@ -1,6 +1,9 @@
 -- One row per customer record (an entity node of type customer, one per source
 -- record) and the customer it belongs to: the target of its current SAME_AS edge
--- (the survivor of its identity cluster), or itself when it has none.
+-- (the survivor of its identity cluster), or itself when it has none. A table: every
+-- gold model maps records to customers through it.
+{{ config(materialized='table') }}
+
 with same_as as (
     select
         source_node_id as record_entity_id,
