@@ -64,17 +64,20 @@ def test_warehouse_from_env_and_profile_by_source(tmp_path):
     assert prof.returncode == 0, prof.stderr
     data = json.loads(prof.stdout)
     assert data["email"] == "a@b.com" and "email_source" not in data
+    built = run("build", env=env)
+    assert built.returncode == 0, built.stderr
+    assert "customer_profile_v2" in built.stdout and "Running with dbt" not in built.stdout + built.stderr
     out = tmp_path / "p.csv"
     exp = run("export", "customer_profile_v2", "--format", "csv", "--out", str(out), env=env)
-    assert exp.returncode == 0 and out.read_text().replace('"', "").startswith(
-        "customer_id,email,email_source"
-    )
+    assert exp.returncode == 0, exp.stderr
+    assert out.read_text().replace('"', "").startswith("customer_id,email,email_source")
 
 
 def test_errors_are_one_line_with_nonzero_exit(tmp_path):
     wh = str(tmp_path / "wh")
     cases = [
         ("profile", "--customer", "nope", "--warehouse", wh),  # not initialised
+        ("build", "--warehouse", str(tmp_path / "nowhere")),  # not initialised
     ]
     assert run("init", "--warehouse", wh).returncode == 0
     bad = tmp_path / "bad.parquet"
@@ -86,6 +89,7 @@ def test_errors_are_one_line_with_nonzero_exit(tmp_path):
         ("ingest", "salesforce", "Contact", str(tmp_path / "missing.jsonl"), "--warehouse", wh),
         ("explain", "--customer", "x", "--attribute", "shoe_size", "--warehouse", wh),
         ("export", "nosuch_model", "--warehouse", wh),
+        ("export", "customer_profile_v2", "--warehouse", wh),  # gold not built yet
         ("profile", "--warehouse", wh),
     ]
     for args in cases:

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aag.errors import AagError
+from aag.gold import GOLD_MODELS
 from aag.pipeline import STEPS
 from aag.service import EXPORT_FORMATS, AagService
 
@@ -219,10 +220,48 @@ def _print_explanation(result: dict[str, Any]) -> None:
 
 
 @app.command()
+def build(warehouse: Warehouse = None, as_json: AsJson = False) -> None:
+    """(Re)build the gold tables: the dbt project on the local target, then Parquet exports."""
+    svc = _service(warehouse)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=as_json,
+    ) as progress:
+        task = progress.add_task("dbt build: parsing the project", total=None)
+
+        def on_node(name: str, status: str, total: int) -> None:
+            progress.update(task, advance=1, total=total or None, description=f"dbt build: {name} {status}")
+
+        report = svc.build(on_node)
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    for warning in report.warnings:
+        err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+    folder = Path(report.duckdb_file).parent
+    out.print(
+        f"gold built: {report.nodes_run} dbt nodes green (dbt {report.dbt_seconds:.1f}s, "
+        f"export {report.export_seconds:.1f}s) in {folder}",
+        soft_wrap=True,
+    )
+    for name, rows in report.models.items():
+        out.print(f"  {name:<22} {rows:>10} rows  {name}.parquet", soft_wrap=True)
+    out.print(f"  all of them (and silver views) in {Path(report.duckdb_file).name}", soft_wrap=True)
+
+
+@app.command()
 def export(
     model: Annotated[
         str,
-        typer.Argument(help="nodes, relationships, customer_profile_v1/v2, quarantine, batches"),
+        typer.Argument(
+            help="silver: nodes, relationships, quarantine, batches; gold (after 'aag build'): "
+            + ", ".join(GOLD_MODELS)
+        ),
     ],
     fmt: Annotated[str, typer.Option("--format", help="/".join(EXPORT_FORMATS))] = "parquet",
     out_path: Annotated[Path | None, typer.Option("--out", help="Output file")] = None,
@@ -233,6 +272,8 @@ def export(
     target = out_path or Path(f"{model}.{fmt}")
     rows = svc.export(model, fmt, target)
     out.print(f"wrote {rows} row(s) of {model} to {target}")
+    if model in GOLD_MODELS and svc.gold_is_stale():
+        err.print("note: silver changed since the last 'aag build'; run it to refresh the gold tables")
 
 
 @app.command()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 DEMO_CONTACT = "0035g00000DemoAAAR"
 DEMO_ZENDESK_USER = "9001"
+DEMO_ACCOUNT = "0015g00000AcmeAAAR"
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class DemoBatch:
 def _contact(**changes: Any) -> dict[str, Any]:
     base = {
         "Id": DEMO_CONTACT,
-        "AccountId": "0015g00000AcmeAAAR",
+        "AccountId": DEMO_ACCOUNT,
         "FirstName": "Alex",
         "LastName": "Example",
         "Email": "alex@example.com",
@@ -92,6 +93,44 @@ def demo_batches() -> list[DemoBatch]:
             "salesforce_contact_2024-03-01.jsonl",
             (_contact(), *_others("2024-03-01T10:00:00Z")),
             "2024-03-01 Salesforce: initial load; Alex's phone is +49 111 000 0000",
+        ),
+        DemoBatch(
+            "salesforce",
+            "Account",
+            "salesforce_account_2024-03-01.jsonl",
+            (
+                {
+                    "Id": DEMO_ACCOUNT,
+                    "Name": "Acme GmbH",
+                    "Website": "https://www.acme.example/",
+                    "Industry": "Manufacturing",
+                    "BillingCity": "München",
+                    "BillingCountry": "Germany",
+                    "LastModifiedDate": "2024-03-01T10:00:00.000+0000",
+                    "IsDeleted": False,
+                },
+            ),
+            "2024-03-01 Salesforce: Alex works at Acme GmbH (the contact's AccountId)",
+        ),
+        DemoBatch(
+            "salesforce",
+            "Asset",
+            "salesforce_asset_2024-03-01.jsonl",
+            tuple(
+                {
+                    "Id": f"02i5g00000Asset{n}AA",
+                    "AccountId": DEMO_ACCOUNT,
+                    "Name": name,
+                    "SerialNumber": serial,
+                    "Status": "Installed",
+                    "LastModifiedDate": "2024-03-01T10:00:00.000+0000",
+                    "IsDeleted": False,
+                }
+                for n, (name, serial) in enumerate(
+                    (("Press 3000", "PR-3000-0042"), ("Robot Arm", "RA-7-1138"))
+                )
+            ),
+            "2024-03-01 Salesforce: Acme owns a press and a robot arm (each Asset's AccountId)",
         ),
         DemoBatch(
             "zendesk",

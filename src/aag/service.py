@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from aag import gold
 from aag.bronze import parse_raw
 from aag.config import Config
 from aag.delta import delete_matching, now_utc
@@ -37,16 +38,10 @@ from aag.store import duck, flatten_edges
 from aag.warehouse import Warehouse
 
 EXPORT_FORMATS = ("parquet", "csv", "jsonl")
-#: Models ``aag export`` knows (gold models are added by the dbt build).
-EXPORT_MODELS = (
-    "nodes",
-    "relationships",
-    "customer_profile_v1",
-    "customer_profile_v2",
-    "customer_identity",
-    "quarantine",
-    "batches",
-)
+#: Silver tables ``aag export`` reads directly from Delta.
+SILVER_MODELS = ("nodes", "relationships", "quarantine", "batches")
+#: Models ``aag export`` knows: the silver tables, and the gold models as ``aag build`` left them.
+EXPORT_MODELS = (*SILVER_MODELS, *gold.GOLD_MODELS)
 
 
 def _q(value: str) -> str:
@@ -229,7 +224,11 @@ class AagService:
         return explain(ranked, history, survivor, attribute, rel_type)
 
     def customer_profiles(self, version: int) -> pa.Table:
-        """Profiles of every customer (the embedded stand-in for the gold model)."""
+        """Profiles of every customer, resolved in Python (the reference for the dbt models).
+
+        The gold model ``customer_profile`` (``aag build``) must return the same cells;
+        ``tests/test_gold.py`` compares them.
+        """
         self.warehouse.require()
         graph = self.warehouse.graph
         edges = self.warehouse.io.read(graph.relationships_uri, "*", "is_current")
@@ -312,6 +311,27 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                 con.unregister(name)
         return out
 
+    # -- gold ----------------------------------------------------------------------------
+    def build(self, on_node: Callable[[str, str, int], None] | None = None) -> gold.BuildReport:
+        """(Re)build the gold layer: ``dbt build`` on the local target, then Parquet exports.
+
+        Holds the writer lock, so no batch or erasure lands while the gold tables are
+        computed and exported.
+
+        Args:
+            on_node: Progress callback ``(dbt node name, status, total nodes)``.
+        """
+        self.warehouse.require()
+        with self.warehouse.writer_lock():
+            return gold.build(self.warehouse, on_node)
+
+    def gold_is_stale(self) -> bool:
+        """Whether silver changed since the last ``aag build`` (``False`` if never built)."""
+        built = gold.manifest(self.warehouse)
+        if not built:
+            return False
+        return bool(built.get("silver_versions") != gold.silver_versions(self.warehouse))
+
     def model(self, name: str) -> pa.Table:
         """A table by its export name."""
         self.warehouse.require()
@@ -324,10 +344,8 @@ ORDER BY customer_id, source_system, source_object, source_record_id
             return self.warehouse.quarantine()
         if name == "batches":
             return self.warehouse.batches()
-        if name in ("customer_profile_v1", "customer_profile_v2"):
-            return self.customer_profiles(int(name[-1]))
-        if name == "customer_identity":
-            return self.identity_map()
+        if name in gold.GOLD_MODELS:
+            return gold.read_gold(self.warehouse, name)
         raise NotFoundError(f"unknown model {name!r}; known: {', '.join(EXPORT_MODELS)}")
 
     def export(self, name: str, fmt: str, out: Path) -> int:
@@ -366,7 +384,8 @@ ORDER BY customer_id, source_system, source_object, source_record_id
 
         Removes the records' edges, the values only they used, their bronze rows (and the
         field-history and change-document rows landed under their ids) and their
-        quarantine rows, and logs a one-way key per record so later batches suppress them
+        quarantine rows, deletes the gold outputs (they hold the customer until the
+        next ``aag build``), and logs a one-way key per record so later batches suppress them
         (the log names who asked and when, never a value). Run :meth:`vacuum` to delete
         the superseded files.
 
@@ -456,6 +475,7 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                     pa.table({"source_system": [system] * len(record_ids), "record_id": record_ids}),
                     meta,
                 )
+            gold_files = gold.discard(wh) if wh.local else 0
             # Logged last: a crash before this re-runs as a fresh erasure of what is left.
             wh.log_erasure(pa.Table.from_pylist(log, schema=ERASURES))
         return {
@@ -464,6 +484,7 @@ ORDER BY customer_id, source_system, source_object, source_record_id
             "nodes_removed": len(drop_nodes),
             "bronze_rows_removed": bronze_rows,
             "source_records": len(records),
+            "gold_files_removed": gold_files,
         }
 
     def optimize(self) -> dict[str, dict[str, Any]]:

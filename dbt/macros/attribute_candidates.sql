@@ -1,0 +1,35 @@
+{#
+    The candidates of resolution: every current attribute edge (SAME_AS excluded) that
+    points at a value node, with the entity it counts for (a customer record's edges
+    count for its customer, the survivor of its identity cluster; any other entity is
+    its own) and its attribute name.
+
+    attributes: limit to these attribute names (a list), or all when none.
+#}
+{% macro attribute_candidates(attributes=none) -%}
+    select
+        coalesce(r.customer_id, e.source_node_id) as entity_id,
+        a.attribute,
+        e.rel_type,
+        e.target_node_id,
+        v.value,
+        e.updated_at,
+        e.confidence,
+        e.source_system,
+        e.source_event_id,
+        e.source_node_id as record_entity_id
+    from {{ source('silver', 'relationships') }} as e
+    inner join {{ ref('attribute_catalog') }} as a
+        on e.rel_type = a.rel_type
+    inner join {{ source('silver', 'nodes') }} as v
+        on e.target_node_id = v.node_id
+    left join {{ ref('customer_records') }} as r
+        on e.source_node_id = r.record_entity_id
+    where
+        e.is_current
+        and e.rel_type != 'SAME_AS'
+        and v.value is not null
+    {%- if attributes is not none %}
+        and a.attribute in ('{{ attributes | join("', '") }}')
+    {%- endif %}
+{%- endmacro %}

@@ -1,0 +1,81 @@
+-- Every change of email_marketing_consent per customer, from every record of the
+-- customer and every source, current versions and history alike. Each source keeps
+-- its own history per record (the edge key), so old_value is that key's value just
+-- before: the previous version's value when it was replaced ('change'), NULL when the
+-- key held nothing ('set'). A version ended by a removal (the source emptied the field
+-- or deleted the record) adds a 'removal' row at the time it ended.
+with consent_rel_types as (
+    select rel_type
+    from {{ ref('attribute_catalog') }}
+    where attribute = 'email_marketing_consent'
+),
+
+versions as (
+    select
+        r.customer_id,
+        e.source_node_id as record_entity_id,
+        e.source_system,
+        e.updated_at,
+        e.source_event_id,
+        e.properties['closed_by'] as closed_by,
+        e.properties['closed_by_event'] as closed_by_event,
+        e.properties['valid_to'] as valid_to,
+        v.value,
+        lag(v.value) over (
+            partition by e.source_node_id, e.rel_type, e.source_system
+            order by e.updated_at, e.source_event_id
+        ) as previous_value,
+        lag(e.properties['closed_by']) over (
+            partition by e.source_node_id, e.rel_type, e.source_system
+            order by e.updated_at, e.source_event_id
+        ) as previous_closed_by
+    from {{ source('silver', 'relationships') }} as e
+    inner join consent_rel_types as c
+        on e.rel_type = c.rel_type
+    inner join {{ source('silver', 'nodes') }} as v
+        on e.target_node_id = v.node_id
+    inner join {{ ref('customer_records') }} as r
+        on e.source_node_id = r.record_entity_id
+),
+
+changes as (
+    select
+        customer_id,
+        record_entity_id,
+        source_system,
+        updated_at as changed_at,
+        case when previous_closed_by = 'change' then 'change' else 'set' end as change_type,
+        case when previous_closed_by = 'change' then previous_value end as old_value,
+        value as new_value,
+        source_event_id as event_id
+    from versions
+
+    union all
+
+    select
+        customer_id,
+        record_entity_id,
+        source_system,
+        cast(valid_to as {{ timestamp_type() }}) as changed_at,
+        'removal' as change_type,
+        value as old_value,
+        cast(null as {{ dbt.type_string() }}) as new_value,
+        closed_by_event as event_id
+    from versions
+    where closed_by = 'removal'
+)
+
+select
+    customer_id,
+    row_number() over (
+        partition by customer_id
+        order by changed_at, source_system, record_entity_id, event_id, change_type
+    ) as change_seq,
+    changed_at,
+    source_system,
+    change_type,
+    old_value,
+    new_value,
+    record_entity_id,
+    event_id
+from changes

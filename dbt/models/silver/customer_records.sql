@@ -1,0 +1,25 @@
+-- One row per customer record (an entity node of type customer, one per source
+-- record) and the customer it belongs to: the target of its current SAME_AS edge
+-- (the survivor of its identity cluster), or itself when it has none. A table: every
+-- gold model maps records to customers through it.
+{{ config(materialized='table') }}
+
+with same_as as (
+    select
+        source_node_id as record_entity_id,
+        target_node_id as customer_id
+    from {{ source('silver', 'relationships') }}
+    where
+        rel_type = 'SAME_AS'
+        and source_system = 'aag'
+        and is_current
+)
+
+select
+    n.node_id as record_entity_id,
+    coalesce(s.customer_id, n.node_id) as customer_id,
+    s.customer_id is null as is_survivor
+from {{ source('silver', 'nodes') }} as n
+left join same_as as s
+    on n.node_id = s.record_entity_id
+where n.node_type = 'customer'

@@ -1,0 +1,27 @@
+-- SPEC §3: at most one current version per edge key (source_node_id, rel_type,
+-- source_system). Rows returned here mean a broken SCD2 merge. Keys are grouped by a
+-- 64-bit hash first (cheap), and only the keys whose hash repeats are checked exactly.
+with repeated_hashes as (
+    select hashed.key_hash
+    from (
+        select {{ hash_columns(['source_node_id', 'rel_type', 'source_system']) }} as key_hash
+        from {{ source('silver', 'relationships') }}
+        where is_current
+    ) as hashed
+    group by hashed.key_hash
+    having count(*) > 1
+)
+
+select
+    source_node_id,
+    rel_type,
+    source_system,
+    count(*) as current_versions
+from {{ source('silver', 'relationships') }}
+where
+    is_current
+    and {{ hash_columns(['source_node_id', 'rel_type', 'source_system']) }} in (
+        select repeated_hashes.key_hash from repeated_hashes
+    )
+group by source_node_id, rel_type, source_system
+having count(*) > 1
