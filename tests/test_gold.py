@@ -329,6 +329,8 @@ def test_plain_dbt_build_is_green_and_data_tests_catch_broken_data(built, tmp_pa
         svc.build()
     assert "assert_no_duplicate_current_edges" in failure.value.failures
     assert "\n" not in str(failure.value)
+    log = Path(str(failure.value).rsplit("(log: ", 1)[1].rstrip(")"))
+    assert "assert_no_duplicate_current_edges" in log.read_text()
     # The last good exports stay in place when a build fails.
     assert gold.gold_file(wh, "customer_profile_v2").exists()
     assert report.models["customer_profile_v2"] == _gold(svc, "customer_profile_v2").num_rows

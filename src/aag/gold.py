@@ -173,7 +173,8 @@ def run_dbt(
             info = event.data.node_info
             on_node(str(info.node_name), str(info.node_status), total[0])
 
-    quiet = ["--log-level", "none", "--no-send-anonymous-usage-stats", "--no-version-check"]
+    quiet = ["--log-level", "none", "--log-level-file", "info"]
+    quiet += ["--no-send-anonymous-usage-stats", "--no-version-check"]
     previous = os.environ.get(VERSIONS_ENV)
     if versions:
         os.environ[VERSIONS_ENV] = ",".join(f"{name}={version}" for name, version in versions.items())
