@@ -292,8 +292,9 @@ WHERE s.is_current AND s.rel_type IN ({_in(settings.scanned_rel_types)})
     engine.materialize(
         "id_cand",
         f"""
-SELECT tgt AS id FROM id_batch WHERE rel IN ({rels})
-GROUP BY tgt HAVING count(DISTINCT src) >= 2 OR tgt NOT IN (SELECT node_id FROM {new_nodes})
+SELECT b.tgt AS id
+FROM (SELECT tgt, count(DISTINCT src) AS n FROM id_batch WHERE rel IN ({rels}) GROUP BY tgt) b
+WHERE b.n >= 2 OR NOT EXISTS (SELECT 1 FROM {new_nodes} x WHERE x.node_id = b.tgt)
 UNION
 SELECT tgt FROM id_was WHERE rel IN ({rels})
 """,
@@ -308,13 +309,18 @@ SELECT tgt FROM id_was WHERE rel IN ({rels})
     # Breadth-first closure: identifier nodes → every record pointing at them → their
     # identifiers and cluster mates, until nothing new turns up. Over-shared nodes are
     # counted but not followed. A record new to the graph has no stored cluster mates.
-    fresh_ents = f"SELECT id FROM id_ents WHERE id NOT IN (SELECT node_id FROM {new_nodes})"
+    # (Ids are never NULL, so NOT EXISTS says what NOT IN would, and every engine turns it
+    # into a hash anti-join; Spark plans a NOT IN over a large table as a nested loop.)
+    fresh_ents = (
+        f"SELECT id FROM id_ents e WHERE NOT EXISTS (SELECT 1 FROM {new_nodes} x WHERE x.node_id = e.id)"
+    )
     rels = _in(settings.rel_types)
     while True:
         fresh_nodes = (
-            f"SELECT DISTINCT tgt AS id FROM id_edges WHERE rel IN ({rels}) "
-            "AND src IN (SELECT id FROM id_ents) AND src IN (SELECT id FROM id_typed) "
-            "AND tgt NOT IN (SELECT id FROM id_nodes) AND tgt NOT IN (SELECT id FROM id_blocked)"
+            f"SELECT DISTINCT e.tgt AS id FROM id_edges e WHERE e.rel IN ({rels}) "
+            "AND e.src IN (SELECT id FROM id_ents) AND e.src IN (SELECT id FROM id_typed) "
+            "AND NOT EXISTS (SELECT 1 FROM id_nodes k WHERE k.id = e.tgt) "
+            "AND e.tgt NOT IN (SELECT id FROM id_blocked)"
         )
         engine.materialize("id_fresh", f"{fresh_nodes} UNION {fresh_ents}")
         _scan(engine, store, "target_node_id", "SELECT id FROM id_fresh", settings, replaced_keys)
@@ -330,7 +336,7 @@ SELECT id FROM (
     UNION SELECT src FROM id_pre WHERE tgt IN (SELECT tgt FROM id_follow)
     UNION SELECT src FROM id_same UNION SELECT tgt FROM id_same
 ) g
-WHERE id IN (SELECT id FROM id_typed) AND id NOT IN (SELECT id FROM id_ents)
+WHERE id IN (SELECT id FROM id_typed) AND NOT EXISTS (SELECT 1 FROM id_ents k WHERE k.id = g.id)
 """,
         )
         grown = _scan(engine, store, "source_node_id", "SELECT id FROM id_grow", settings, replaced_keys)

@@ -169,7 +169,9 @@ def plan_change(
         engine.register_scan("store_node_ids", store.scan_node_ids(types))
         engine.materialize(
             NEW_NODES,
-            f"SELECT * FROM {nodes} WHERE node_id NOT IN (SELECT node_id FROM store_node_ids)",
+            # NOT EXISTS (ids are never NULL): a hash anti-join on every engine.
+            f"SELECT * FROM {nodes} n WHERE NOT EXISTS "
+            "(SELECT 1 FROM store_node_ids s WHERE s.node_id = n.node_id)",
         )
         new_nodes = engine.query(f"SELECT count(*) AS n FROM {NEW_NODES}").column(0)[0].as_py()
         linked = None

@@ -544,7 +544,7 @@ SELECT node_id, min(node_type), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), {n
     MAP(['source_system', 'source_object', 'source_record_id'],
         [min(source_system), min(source_object), min(record_id)])
 FROM ({" UNION ALL ".join(refs)}) r
-WHERE node_id NOT IN (SELECT entity_id FROM ex_rows WHERE row_error IS NULL)
+WHERE NOT EXISTS (SELECT 1 FROM ex_rows x WHERE x.row_error IS NULL AND x.entity_id = r.node_id)
 GROUP BY node_id"""
 
     def quarantine_sql(self, batch_id: str, now_sql: str, batch_sql: str | None = None) -> str:
