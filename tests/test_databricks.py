@@ -267,6 +267,7 @@ def test_pipeline_passes_spark_pipelines_dry_run(tmp_path):
 def test_pipeline_declares_every_object_with_the_extractor_sql():
     from aag.config import load_config
     from aag.lakeflow import define
+    from aag.sources import extractor_for
 
     declared: list[tuple[str, str]] = []
 
@@ -283,8 +284,14 @@ def test_pipeline_declares_every_object_with_the_extractor_sql():
 
     names = define(spark=None, dp=_Recorder(), conf={"aag.bronze.mode": "files"})
     kinds = dict((n, k) for k, n in declared)
-    for spec in load_config().objects:
+    config = load_config()
+    for spec in config.objects:
         key = f"{spec.source_system}_{spec.source_object}".lower()
+        if extractor_for(spec, config).belongs_to is not None:
+            # Field histories and change documents are not in the pipeline yet
+            # (docs/deployment.md, known gaps).
+            assert f"bronze.{key}" not in kinds
+            continue
         assert kinds[f"bronze.{key}"] == "table"
         if spec.source_object != "ADR6":
             assert kinds[f"aag_events_{key}"] == "temporary_view"
