@@ -125,4 +125,6 @@ def test_ingest_with_the_spark_engine_gives_the_local_tables(tmp_path):
     rows = sorted(spark.model("relationships").select(keep).to_pylist(), key=repr)
     assert rows == sorted(local.model("relationships").select(keep).to_pylist(), key=repr)
     assert any(not r["is_current"] and r["rel_type"] == "HAS_PHONE" for r in rows)
-    assert spark.model("customer_profile_v2").to_pylist() == local.model("customer_profile_v2").to_pylist()
+    # Profiles resolved from each warehouse's own tables (gold needs 'aag build', not run here).
+    assert spark.customer_profiles(2).to_pylist() == local.customer_profiles(2).to_pylist()
+    assert local.customer_profiles(2).num_rows > 0
