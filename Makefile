@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-fast lint dbt-compile bench bench-gold clean
+.PHONY: demo test browser test-fast lint dbt-compile bench bench-gold clean
 
 # dbt on the databricks target without a workspace: placeholder credentials, and only
 # commands that never connect (parse; compile without introspection or cache).
@@ -28,7 +28,15 @@ $(VENV)/.installed-test: $(BIN)/python pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/aag demo
 
-test: $(VENV)/.installed-test
+# The explorer's browser tests drive Debian's chromium through its chromedriver; nothing
+# downloads a browser at test time.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+		echo "installing chromium and chromium-driver (Debian packages)"; \
+		(apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)); }
+
+test: $(VENV)/.installed-test browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/sqlfluff lint dbt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -222,6 +223,165 @@ class AagService:
             pa.array([values.get(t) for t in mine.column("target_node_id").to_pylist()], pa.string()),
         )
         return explain(ranked, history, survivor, attribute, rel_type)
+
+    def attribute_spec(self, attribute: str) -> tuple[str, str, str]:
+        """(rel_type, node_type, normaliser) of a canonical attribute, from the registry."""
+        for row in self.warehouse.config.registry:
+            if row.role == "attribute" and row.attribute == attribute and row.rel_type and row.node_type:
+                return row.rel_type, row.node_type, row.normaliser
+        known = ", ".join(sorted(self.warehouse.config.attribute_rel_types()))
+        raise NotFoundError(f"unknown attribute {attribute!r}; known: {known}")
+
+    def lookup(self, attribute: str, value: str) -> list[str]:
+        """Customers holding a value as a current attribute value in any source.
+
+        The value is normalised the way the registry normalises that attribute (an e-mail
+        address lower-cased, a phone number to E.164) and matched exactly through its
+        content-addressed value node; no pattern matching.
+
+        Args:
+            attribute: Canonical attribute, e.g. ``email`` or ``phone``.
+            value: The value as a user typed it.
+
+        Returns:
+            The survivor ids of the customers, sorted (several when two customers share
+            a value the identity guard would not let glue them).
+        """
+        self.warehouse.require()
+        rel_type, node_type, normaliser = self.attribute_spec(attribute)
+        normalised = normalise(normaliser, value)
+        if not normalised:
+            raise InputError(f"{value!r} is not a valid {attribute}")
+        node_id = value_node_id(node_type, normalised)
+        holders = self.warehouse.io.read(
+            self.warehouse.graph.relationships_uri,
+            "DISTINCT source_node_id",
+            f"target_node_id = {_q(node_id)} AND rel_type = {_q(rel_type)} AND is_current",
+        )
+        return sorted({self.survivor(str(h)) for h in holders.column(0).to_pylist()})
+
+    def neighbourhood(self, entity_id: str, hops: int = 2, max_nodes: int = 500) -> dict[str, Any]:
+        """The current graph around an entity, up to ``hops`` entity-to-entity steps.
+
+        Every reached entity brings its value nodes and outgoing edges; walking goes
+        along edges in both directions (an asset points at its company), but never
+        through a value node: a shared value is not a path between customers.
+
+        Args:
+            entity_id: Any entity node id (a customer's record ids reach its survivor).
+            hops: Entity-to-entity steps to follow (0 = the entity and its values).
+            max_nodes: Stop expanding once this many nodes are collected.
+
+        Returns:
+            ``{"root", "nodes": [...], "edges": [...], "truncated"}``; edges are current
+            edges only, with source system, field and field time.
+        """
+        self.warehouse.require()
+        if hops < 0 or hops > 5:
+            raise InputError("hops must be between 0 and 5")
+        if not self.customer_exists(entity_id):
+            raise NotFoundError(f"no entity {entity_id!r} in the graph")
+        root = self.survivor(entity_id)
+        graph = self.warehouse.graph
+        seen: set[str] = set()
+        frontier = {root, *self.members(root)}
+        edges: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        truncated = False
+        for step in range(hops + 1):
+            frontier -= seen
+            if not frontier:
+                break
+            seen |= frontier
+            quoted = ", ".join(_q(f) for f in sorted(frontier))
+            found = self.warehouse.io.read(
+                graph.relationships_uri,
+                "*",
+                f"is_current AND (source_node_id IN ({quoted}) OR target_node_id IN ({quoted}))",
+            )
+            keep = ["source_node_id", "target_node_id", "rel_type", "source_system", "source_field"]
+            rows = (
+                flatten_edges(found)
+                .select([*keep, "updated_at", "confidence", "source_event_id"])
+                .to_pylist()
+            )
+            for row in rows:
+                key = (row["source_node_id"], row["target_node_id"], row["rel_type"], row["source_system"])
+                edges.setdefault(key, row)
+            ends = {r["source_node_id"] for r in rows} | {r["target_node_id"] for r in rows}
+            entities = self._nodes_by_id(sorted(ends - seen))
+            nxt = {str(n["node_id"]) for n in entities.to_pylist() if n["value"] is None}
+            if step == hops:
+                break
+            if len(seen) + len(nxt) > max_nodes:
+                truncated = True
+                break
+            frontier = nxt
+        ids = sorted({e[0] for e in edges} | {e[1] for e in edges} | {root})
+        nodes = self._nodes_by_id(ids).select(["node_id", "node_type", "value"]).to_pylist()
+        winners = self._winning_edges(root)
+        edge_rows = [
+            {
+                **row,
+                "winner": (row["target_node_id"], row["source_system"]) in winners.get(row["rel_type"], set())
+                and row["source_node_id"] in seen,
+            }
+            for row in edges.values()
+        ]
+        return {"root": root, "hops": hops, "nodes": nodes, "edges": edge_rows, "truncated": truncated}
+
+    def _winning_edges(self, customer_id: str) -> dict[str, set[tuple[str, str]]]:
+        """rel_type → {(value node id, source)} of the customer's winning values."""
+        survivor, edges, nodes = self._customer_edges(customer_id)
+        ranked = ranked_values(self.engine, edges, nodes, self.warehouse.config)
+        out: dict[str, set[tuple[str, str]]] = {}
+        for row in ranked.to_pylist():
+            if row["entity_id"] == survivor and row["rank"] == 1:
+                out.setdefault(row["rel_type"], set()).add((row["target_node_id"], row["source_system"]))
+        return out
+
+    def bronze_rows(self, customer_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The raw rows every source sent about a customer's records, as landed in bronze.
+
+        Args:
+            customer_id: Any record id of the customer.
+            limit: At most this many rows per bronze table (the latest first).
+
+        Returns:
+            One dict per row: source system and object, record id, batch, landing time,
+            and the row exactly as received (parsed JSON).
+        """
+        _, edges, _ = self._customer_edges(customer_id)
+        record_ids = [
+            str(r["target_node_id"]) for r in edges.to_pylist() if r["rel_type"] == SOURCE_RECORD_REL
+        ]
+        records = [r["value"] for r in self._nodes_by_id(record_ids).to_pylist() if r["value"]]
+        wh = self.warehouse
+        out: list[dict[str, Any]] = []
+        by_object: dict[tuple[str, str], set[str]] = {}
+        for record in records:
+            system, obj, record_id = str(record).split(":", 2)
+            by_object.setdefault((system, obj), set()).add(record_id)
+            for owned in objects_belonging_to(wh.config, system, obj):
+                by_object.setdefault((system, owned.source_object), set()).add(record_id)
+        for (system, obj), ids in sorted(by_object.items()):
+            uri = wh.bronze_uri(system, obj)
+            if not wh.io.exists(uri):
+                continue
+            quoted = ", ".join(_q(i) for i in sorted(ids))
+            rows = wh.io.read(uri, "_record_id, _batch_id, _landed_at, _raw", f"_record_id IN ({quoted})")
+            ordered = sorted(rows.to_pylist(), key=lambda r: r["_landed_at"], reverse=True)[:limit]
+            out += [
+                {
+                    "source_system": system,
+                    "source_object": obj,
+                    "record_id": r["_record_id"],
+                    "batch_id": r["_batch_id"],
+                    "landed_at": r["_landed_at"],
+                    "row": json.loads(r["_raw"]),
+                }
+                for r in ordered
+            ]
+        return out
 
     def customer_profiles(self, version: int) -> pa.Table:
         """Profiles of every customer, resolved in Python (the reference for the dbt models).

@@ -1,0 +1,1 @@
+"""Serving: the REST API, Segment-compatible intake, explorer page and MCP tools."""

@@ -1,0 +1,354 @@
+"""Segment-compatible intake: validate, land durably, process in micro-batches.
+
+A request is acknowledged only once its calls are on disk: each accepted request is
+written as one JSON Lines file (Segment ``identifies`` bronze rows, exactly the
+columns of SPEC §7) to ``<warehouse>/bronze/_intake/segment/identifies/pending`` —
+written to a temporary name, ``fsync``-ed, renamed, and the folder ``fsync``-ed — so a
+crash after the ``200`` loses nothing.
+
+A worker thread turns what is pending into micro-batches: it concatenates the pending
+files into one batch file, records which files went in (``batches/<id>.json``), runs
+the ordinary ingest of that file (bronze landing, rules, ledger), and only then deletes
+the pending files. A crash anywhere in between leaves the batch file and its list; the
+next start ingests it again, which the batch ledger makes a no-op if it had been
+committed, and the Segment extractor keys events by ``message_id``, so a call re-sent by
+a client (or re-landed in another micro-batch) changes nothing either.
+
+The intake never takes the warehouse's writer lock to acknowledge, so events keep
+arriving while a CLI ingest runs; the worker waits its turn for the lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aag.errors import AagError, InputError
+from aag.pipeline import BatchReport
+
+log = logging.getLogger("aag.intake")
+
+SOURCE = ("segment", "identifies")
+#: Segment's own limits: 32 KB per call, 500 KB per batch request.
+MAX_CALL_BYTES = 32 * 1024
+MAX_BODY_BYTES = 512 * 1024
+#: Deepest JSON nesting accepted in traits (Segment traits are shallow objects).
+MAX_DEPTH = 16
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+class IdentifyCall(BaseModel):
+    """One Segment ``identify`` call, as Segment's HTTP API accepts it."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    type: str | None = None
+    user_id: str | None = Field(default=None, alias="userId", max_length=1024)
+    anonymous_id: str | None = Field(default=None, alias="anonymousId", max_length=1024)
+    message_id: str | None = Field(default=None, alias="messageId", max_length=512)
+    timestamp: datetime | None = None
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _identify_only(cls, value: str | None) -> str | None:
+        if value is not None and value != "identify":
+            raise ValueError(f"type {value!r} is not supported here (only identify)")
+        return value
+
+    @field_validator("user_id", "anonymous_id", "message_id", mode="before")
+    @classmethod
+    def _string_id(cls, value: Any) -> Any:
+        # Segment accepts numeric ids and sends them on as strings.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("timestamp needs a time zone (e.g. 2026-03-01T09:05:00Z)")
+        return value
+
+    @field_validator("traits")
+    @classmethod
+    def _shallow(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _depth(value) > MAX_DEPTH:
+            raise ValueError(f"traits nest deeper than {MAX_DEPTH} levels")
+        return value
+
+
+class BatchRequest(BaseModel):
+    """Segment's ``/v1/batch`` body."""
+
+    model_config = ConfigDict(extra="allow")
+
+    batch: list[IdentifyCall] = Field(min_length=1, max_length=2500)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def bronze_row(call: IdentifyCall, received_at: datetime) -> dict[str, Any]:
+    """A call as a Segment ``identifies`` bronze row (SPEC §7 columns).
+
+    A call without ``messageId`` gets one derived from its content, so an exact re-send
+    is still recognised; without ``timestamp`` it is stamped with its arrival.
+    """
+    if not (call.user_id or "").strip() and not (call.anonymous_id or "").strip():
+        raise InputError("an identify call needs userId or anonymousId")
+    message_id = call.message_id
+    if not message_id:
+        canonical = json.dumps(call.model_dump(by_alias=True, mode="json"), sort_keys=True)
+        message_id = "aag-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+    return {
+        "message_id": message_id,
+        "user_id": call.user_id,
+        "anonymous_id": call.anonymous_id,
+        "timestamp": _iso(call.timestamp or received_at),
+        "received_at": _iso(received_at),
+        "traits": call.traits,
+    }
+
+
+def parse_calls(body: bytes, batch: bool) -> list[IdentifyCall]:
+    """Validate a request body; raises :class:`InputError` with one readable line.
+
+    Args:
+        body: The raw request body (already size-checked).
+        batch: Whether it is a ``/v1/batch`` body (else one identify call).
+    """
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise InputError("body nests too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError("body must be a JSON object")
+    try:
+        if batch:
+            return BatchRequest.model_validate(data).batch
+        call = IdentifyCall.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InputError(f"{where}: {first['msg']}") from None
+    except RecursionError:
+        raise InputError("body nests too deeply") from None
+    return [call]
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    _fsync_dir(path.parent)
+
+
+@dataclass
+class IntakeStatus:
+    """What the worker has done (the API reports it at ``/v1/intake/status``)."""
+
+    accepted_calls: int = 0
+    pending_files: int = 0
+    batches: int = 0
+    processed_calls: int = 0
+    last_batch: dict[str, Any] | None = None
+    last_error: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+class Intake:
+    """The landing folder and its micro-batch worker for one warehouse."""
+
+    def __init__(
+        self,
+        root: Path,
+        ingest: Callable[[Path], BatchReport],
+        interval: float = 1.0,
+        after_batch: Callable[[BatchReport], None] | None = None,
+    ) -> None:
+        """Intake under ``root`` (``<warehouse>/bronze/_intake/segment/identifies``).
+
+        Args:
+            root: The intake folder.
+            ingest: Runs the ordinary ingest of one batch file.
+            interval: Seconds between the worker's looks at the pending folder.
+            after_batch: Called after each committed micro-batch (e.g. a gold refresh).
+        """
+        self.root = root
+        self.pending = root / "pending"
+        self.batch_dir = root / "batches"
+        self.ingest = ingest
+        self.interval = interval
+        self.after_batch = after_batch
+        self.status = IntakeStatus()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- acknowledging ------------------------------------------------------------------
+    def accept(self, calls: list[IdentifyCall]) -> int:
+        """Land a request's calls durably; returns how many. Nothing is written on error."""
+        now = datetime.now(UTC)
+        rows = [bronze_row(c, now) for c in calls]
+        lines = []
+        for row in rows:
+            line = json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+            if len(line.encode("utf-8")) > MAX_CALL_BYTES:
+                raise InputError(f"call {row['message_id']} is larger than {MAX_CALL_BYTES // 1024} KB")
+            lines.append(line)
+        self.pending.mkdir(parents=True, exist_ok=True)
+        # Names sort by arrival, so a micro-batch keeps the order calls came in.
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.jsonl"
+        _write_durably(self.pending / name, ("\n".join(lines) + "\n").encode("utf-8"))
+        with self._lock:
+            self.status.accepted_calls += len(rows)
+        self._wake.set()
+        return len(rows)
+
+    # -- processing ---------------------------------------------------------------------
+    def _pending_files(self) -> list[Path]:
+        if not self.pending.exists():
+            return []
+        return sorted(p for p in self.pending.glob("*.jsonl"))
+
+    def _cut_batch(self, files: list[Path]) -> Path:
+        """Concatenate pending files into a batch file and record its members."""
+        self.batch_dir.mkdir(parents=True, exist_ok=True)
+        batch_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        batch = self.batch_dir / f"intake-{batch_id}.jsonl"
+        _write_durably(batch, b"".join(p.read_bytes() for p in files))
+        members = {"files": [p.name for p in files]}
+        _write_durably(batch.with_suffix(".json"), json.dumps(members).encode("utf-8"))
+        return batch
+
+    def _finish(self, batch: Path) -> None:
+        """Delete a committed batch's pending files, then the batch itself."""
+        listing = batch.with_suffix(".json")
+        members = json.loads(listing.read_text(encoding="utf-8"))["files"] if listing.exists() else []
+        for name in members:
+            (self.pending / name).unlink(missing_ok=True)
+        listing.unlink(missing_ok=True)
+        batch.unlink(missing_ok=True)
+
+    def _run_batch(self, batch: Path) -> None:
+        report = self.ingest(batch)
+        self._finish(batch)
+        with self._lock:
+            self.status.batches += 1
+            self.status.processed_calls += report.rows_landed + report.rows_unchanged
+            self.status.last_batch = report.as_dict()
+            self.status.last_error = None
+        if self.after_batch:
+            self.after_batch(report)
+
+    def process_once(self) -> int:
+        """Process what is pending now; returns the number of micro-batches committed.
+
+        One worker per intake folder, across processes (two ``aag serve`` on one
+        warehouse): the other's turn is skipped, not waited for.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".worker.lock").open("a+") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0
+            try:
+                done = 0
+                # A batch cut before a crash (or a failed attempt) goes first, as it was cut.
+                cut = sorted(self.batch_dir.glob("intake-*.jsonl")) if self.batch_dir.exists() else []
+                for batch in cut:
+                    self._run_batch(batch)
+                    done += 1
+                files = self._pending_files()
+                if files:
+                    self._run_batch(self._cut_batch(files))
+                    done += 1
+                return done
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.process_once()
+            except AagError as exc:
+                # Busy warehouse or a rejected batch: keep the files, report, retry later.
+                with self._lock:
+                    self.status.last_error = str(exc)
+                    self.status.errors = [*self.status.errors[-9:], str(exc)]
+                log.warning("intake batch not committed: %s", exc)
+            except Exception as exc:
+                with self._lock:
+                    self.status.last_error = f"{type(exc).__name__}: {exc}"
+                    self.status.errors = [*self.status.errors[-9:], self.status.last_error]
+                log.exception("intake worker error")
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def start(self) -> None:
+        """Start the worker thread (it first finishes batches cut before a restart)."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="aag-intake", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the worker after the batch in progress."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The status as a JSON-ready dict."""
+        with self._lock:
+            self.status.pending_files = len(self._pending_files())
+            return {
+                "accepted_calls": self.status.accepted_calls,
+                "pending_files": self.status.pending_files,
+                "batches": self.status.batches,
+                "processed_calls": self.status.processed_calls,
+                "last_batch": self.status.last_batch,
+                "last_error": self.status.last_error,
+            }
