@@ -25,7 +25,7 @@ from aag.identity import SAME_AS_REL
 from aag.ids import record_key, value_node_id
 from aag.model import ERASURES
 from aag.monitoring import MonitorReport, checks_sql
-from aag.normalize import normalise
+from aag.normalize import InvalidValueError, normalise
 from aag.pipeline import BatchReport, ingest_file
 from aag.resolution import (
     Explanation,
@@ -166,7 +166,10 @@ class AagService:
             raise NotFoundError(f"unknown source system {source_system!r}")
         candidates = set()
         for obj in objects:
-            record_id = normalise(obj.id_normaliser, source_id)
+            try:
+                record_id = normalise(obj.id_normaliser, source_id)
+            except InvalidValueError:
+                continue
             if record_id:
                 value = f"{obj.source_system}:{obj.source_object}:{record_id}"
                 candidates.add(value_node_id(SOURCE_RECORD_NODE, value))
@@ -249,7 +252,10 @@ class AagService:
         """
         self.warehouse.require()
         rel_type, node_type, normaliser = self.attribute_spec(attribute)
-        normalised = normalise(normaliser, value)
+        try:
+            normalised = normalise(normaliser, value)
+        except InvalidValueError as exc:
+            raise InputError(f"{value!r} is not a valid {attribute}: {exc}") from None
         if not normalised:
             raise InputError(f"{value!r} is not a valid {attribute}")
         node_id = value_node_id(node_type, normalised)
@@ -304,16 +310,19 @@ class AagService:
                 .select([*keep, "updated_at", "confidence", "source_event_id"])
                 .to_pylist()
             )
+            ends = {r["source_node_id"] for r in rows} | {r["target_node_id"] for r in rows}
+            reached = self._nodes_by_id(sorted(ends - seen)).to_pylist()
+            nxt = {str(n["node_id"]) for n in reached if n["value"] is None}
+            too_many = len(seen) + len(nxt) > max_nodes
+            last = step == hops or too_many
+            truncated = truncated or (too_many and step < hops)
             for row in rows:
+                # Entities one step beyond the last hop stay out, with their edges.
+                if last and (row["source_node_id"] in nxt or row["target_node_id"] in nxt):
+                    continue
                 key = (row["source_node_id"], row["target_node_id"], row["rel_type"], row["source_system"])
                 edges.setdefault(key, row)
-            ends = {r["source_node_id"] for r in rows} | {r["target_node_id"] for r in rows}
-            entities = self._nodes_by_id(sorted(ends - seen))
-            nxt = {str(n["node_id"]) for n in entities.to_pylist() if n["value"] is None}
-            if step == hops:
-                break
-            if len(seen) + len(nxt) > max_nodes:
-                truncated = True
+            if last:
                 break
             frontier = nxt
         ids = sorted({e[0] for e in edges} | {e[1] for e in edges} | {root})

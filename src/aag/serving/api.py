@@ -8,6 +8,7 @@ thread pool and a slow lineage read never blocks a profile lookup.
 
 import base64
 import gzip
+import logging
 import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +27,8 @@ from aag.errors import AagError, ConflictError, InputError, NotFoundError, Wareh
 from aag.serving.intake import MAX_BODY_BYTES, parse_calls
 from aag.serving.keys import ApiKey
 from aag.serving.service import ServingService
+
+log = logging.getLogger("aag.api")
 
 #: Path and query strings longer than this are refused before any lookup.
 MAX_ID = 256
@@ -172,6 +175,12 @@ def create_app(serving: ServingService, start_worker: bool = True) -> FastAPI:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "request"
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # A bug, not a bad request: log it whole, answer one line without internals.
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse({"error": "internal error (logged by the server)"}, status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import pyarrow.compute as pc
 
 from aag.errors import InputError, NotFoundError, WarehouseError
-from aag.normalize import normalise
+from aag.normalize import InvalidValueError, normalise
 from aag.pipeline import BatchReport
 from aag.resolution import CUSTOMER_ATTRIBUTES
 from aag.service import AagService
@@ -119,7 +119,10 @@ class ServingService:
         snap = self.index.snapshot()
         if snap is not None:
             for obj in objects:
-                canonical = normalise(obj.id_normaliser, record_id)
+                try:
+                    canonical = normalise(obj.id_normaliser, record_id)
+                except InvalidValueError:
+                    continue
                 if canonical:
                     found = snap.records.get(record_key(obj.source_system, obj.source_object, canonical))
                     if found:

@@ -1,0 +1,324 @@
+"""The REST API through a real HTTP client against ``aag serve`` running as a subprocess."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from aag.demo import DEMO_CONTACT
+from aag.service import AagService
+from servekit import demo_warehouse, make_key, running_server
+
+PHONE = "+499876543210"
+
+
+class Api:
+    """The running server, its keys, and the warehouse behind it."""
+
+    def __init__(self, url: str, svc: AagService, keys: dict[str, str]) -> None:
+        self.url = url
+        self.svc = svc
+        self.keys = keys
+        self.http = httpx.Client(base_url=url, timeout=60)
+
+    def get(self, path: str, key: str | None = "read", **params: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.keys[key]}"} if key else {}
+        return self.http.get(path, params=params, headers=headers)
+
+    def post(self, path: str, body: Any, key: str = "ingest", **kwargs: Any) -> httpx.Response:
+        headers = {"X-API-Key": self.keys[key], **kwargs.pop("headers", {})}
+        if isinstance(body, bytes):
+            return self.http.post(path, content=body, headers=headers, **kwargs)
+        return self.http.post(path, json=body, headers=headers, **kwargs)
+
+    def wait_for_intake(self, accepted: int, timeout: float = 120) -> dict[str, Any]:
+        """Wait until every accepted call was processed (nothing pending, no cut batch)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.get("/v1/status").json()["intake"]
+            if status["accepted_calls"] >= accepted and status["pending_files"] == 0:
+                batches = Path(self.svc.warehouse.uri) / "bronze/_intake/segment/identifies/batches"
+                if not list(batches.glob("*.jsonl")):
+                    return dict(status)
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        """Every silver table, ledger and quarantine, sorted (to prove nothing changed)."""
+        out = {}
+        for name in ("nodes", "relationships", "quarantine", "batches"):
+            rows = self.svc.model(name).to_pylist()
+            out[name] = sorted(rows, key=repr)
+        return out
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    folder = tmp_path_factory.mktemp("api")
+    svc = demo_warehouse(folder / "wh")
+    keys = {
+        "read": make_key(svc, "reader", "read"),
+        "ingest": make_key(svc, "segment-source", "ingest"),
+        "erase": make_key(svc, "dpo", "erase,read"),
+        "all": make_key(svc, "admin", "read,ingest,erase"),
+    }
+    args = ("--intake-interval", "0.2", "--gold-refresh", "-1")
+    with running_server(svc.warehouse.uri, *args, log=folder / "serve.log") as url:
+        api = Api(url, svc, keys)
+        yield api
+        api.http.close()
+
+
+@pytest.fixture(scope="module")
+def demo_customer(api: Api) -> str:
+    return api.svc.find_customer("salesforce", DEMO_CONTACT)
+
+
+# -- auth -------------------------------------------------------------------------------
+def test_no_key_no_data(api: Api, demo_customer: str) -> None:
+    for response in (
+        api.get(f"/v1/customers/{demo_customer}", key=None),
+        api.http.get(f"/v1/customers/{demo_customer}", headers={"Authorization": "Bearer aag_not-a-key"}),
+        api.http.get(f"/v1/customers/{demo_customer}", headers={"X-API-Key": ""}),
+        api.http.get(f"/v1/customers/{demo_customer}", headers={"Authorization": "Basic !!notbase64"}),
+    ):
+        assert response.status_code == 401, response.text
+        assert response.json() == {"error": "missing or unknown API key"}
+        assert PHONE not in response.text
+
+
+def test_scopes_are_enforced(api: Api, demo_customer: str) -> None:
+    denied = api.get(f"/v1/customers/{demo_customer}", key="ingest")
+    assert denied.status_code == 403 and "'read' scope" in denied.json()["error"]
+    call = {"userId": "u-scope", "traits": {"email": "scope@example.com"}}
+    assert api.post("/v1/identify", call, key="read").status_code == 403
+    erase = api.http.delete(f"/v1/customers/{demo_customer}", headers={"X-API-Key": api.keys["read"]})
+    assert erase.status_code == 403 and "'erase' scope" in erase.json()["error"]
+    assert api.get(f"/v1/customers/{demo_customer}").status_code == 200
+
+
+def test_segment_write_key_as_basic_auth(api: Api) -> None:
+    """Segment libraries send the write key as the Basic-auth user name."""
+    call = {"userId": "u-basic", "messageId": "basic-1", "traits": {"firstName": "Basil"}}
+    response = api.http.post("/v1/identify", json=call, auth=(api.keys["ingest"], ""))
+    assert response.status_code == 200 and response.json()["success"] is True
+    api.wait_for_intake(response.json()["accepted"])
+
+
+# -- reads ------------------------------------------------------------------------------
+def test_profile_by_customer_id_and_by_source_record(api: Api, demo_customer: str) -> None:
+    v2 = api.get(f"/v1/customers/{demo_customer}", version=2).json()
+    assert v2["served_from"] == "gold" and v2["gold_built_at"]
+    profile = v2["profile"]
+    assert profile["customer_id"] == demo_customer
+    assert (profile["phone"], profile["phone_source"]) == (PHONE, "zendesk")
+    assert profile["phone_updated_at"] == "2026-03-01T09:00:00Z"
+    v1 = api.get(f"/v1/customers/{demo_customer}", version=1).json()["profile"]
+    assert v1["phone"] == PHONE and "phone_source" not in v1
+    # The Salesforce id in its 15-character form names the same record.
+    by_record = api.get(f"/v1/sources/salesforce/records/{DEMO_CONTACT[:15]}", version=2).json()
+    assert by_record["profile"] == profile
+    # Gold and a fresh resolution from silver agree.
+    fresh = api.get(f"/v1/customers/{demo_customer}", version=2, fresh="true").json()
+    assert fresh["served_from"] == "silver" and fresh["profile"] == profile
+    assert api.get(f"/v1/customers/{demo_customer}", version=3).status_code == 422
+
+
+def test_explain_and_history(api: Api, demo_customer: str) -> None:
+    explained = api.get(f"/v1/customers/{demo_customer}/attributes/phone/explain").json()
+    assert explained["winner"]["value"] == PHONE
+    assert explained["winner"]["source_system"] == "zendesk"
+    (loser,) = [x for x in explained["losers"] if x["source_system"] == "salesforce"]
+    assert loser["why_lost"].startswith("older: this field last changed in salesforce")
+    assert "latest updated_at" in explained["rule"]
+    history = api.get(f"/v1/customers/{demo_customer}/attributes/phone/history").json()["history"]
+    versions = {(h["source_system"], h["value"], h["is_current"]) for h in history}
+    assert ("zendesk", "+491110000000", False) in versions
+    assert ("zendesk", PHONE, True) in versions
+    missing = api.get(f"/v1/customers/{demo_customer}/attributes/shoe_size/explain")
+    assert missing.status_code == 404 and "unknown attribute" in missing.json()["error"]
+
+
+def test_graph_neighbourhood_reaches_company_and_assets(api: Api, demo_customer: str) -> None:
+    one = api.get(f"/v1/entities/{demo_customer}/graph", hops=1).json()
+    two = api.get(f"/v1/entities/{demo_customer}/graph", hops=2).json()
+    kinds = lambda g: {n["node_type"] for n in g["nodes"]}  # noqa: E731
+    assert "company" in kinds(one) and "asset" not in kinds(one)
+    assert {"customer", "company", "asset", "phone", "email"} <= kinds(two)
+    rels = {e["rel_type"] for e in two["edges"]}
+    assert {"WORKS_AT", "OWNED_BY", "HAS_PHONE"} <= rels
+    winners = [e for e in two["edges"] if e["winner"] and e["rel_type"] == "HAS_PHONE"]
+    phone_nodes = {n["node_id"]: n["value"] for n in two["nodes"]}
+    assert [phone_nodes[e["target_node_id"]] for e in winners] == [PHONE]
+    assert api.get(f"/v1/entities/{demo_customer}/graph", hops=9).status_code == 422
+
+
+def test_lookup_by_email_and_phone_is_normalised_and_exact(api: Api, demo_customer: str) -> None:
+    assert api.get("/v1/lookup", phone="+49 987 654 3210").json()["customers"] == [demo_customer]
+    assert api.get("/v1/lookup", email="  Alex.Example@NewCo.com ").json()["customers"] == [demo_customer]
+    assert api.get("/v1/lookup", email="alex.example@newco.co").json()["customers"] == []
+    both = api.get("/v1/lookup", email="a@b.c", phone="1")
+    assert both.status_code == 400 and "exactly one" in both.json()["error"]
+
+
+def test_search_bronze_monitor_and_docs(api: Api, demo_customer: str) -> None:
+    found = api.get("/v1/search", q=f"salesforce:{DEMO_CONTACT}").json()["results"]
+    assert [r["customer_id"] for r in found] == [demo_customer]
+    assert api.get("/v1/search", q="alex example").json()["results"][0]["customer_id"] == demo_customer
+    rows = api.get(f"/v1/customers/{demo_customer}/bronze").json()["rows"]
+    assert {r["source_system"] for r in rows} >= {"salesforce", "zendesk"}
+    assert any(r["row"].get("Phone") == "+49 111 000 0000" for r in rows)
+    report = api.get("/v1/monitor").json()
+    assert {r["source_system"] for r in report["freshness"]} >= {"salesforce", "zendesk"}
+    schema = api.http.get("/openapi.json").json()
+    assert "/v1/customers/{customer_id}" in schema["paths"] and "/v1/batch" in schema["paths"]
+    assert api.http.get("/docs").status_code == 200
+
+
+# -- hostile requests ---------------------------------------------------------------------
+INJECTIONS = [
+    "' OR '1'='1",
+    "x') OR 1=1 --",
+    "'; DROP TABLE relationships; --",
+    "../../../../etc/passwd",
+    "%00",
+    "\\x00",
+    "${jndi:ldap://x}",
+    "<script>alert(1)</script>",
+]
+
+
+def test_injection_attempts_in_path_and_query_change_nothing(api: Api) -> None:
+    api.wait_for_intake(0)
+    before = api.tables()
+    for attempt in INJECTIONS:
+        quoted = httpx.URL("/").copy_with(path="/v1/customers/" + attempt).raw_path.decode()
+        for response in (
+            api.http.get(quoted, headers={"X-API-Key": api.keys["read"]}),
+            api.get("/v1/lookup", email=attempt),
+            api.get("/v1/lookup", phone=attempt),
+            api.get("/v1/search", q=attempt),
+            api.get(f"/v1/sources/salesforce/records/{attempt}".replace("/../", "/x/")),
+            api.get(f"/v1/entities/{attempt}/graph"),
+        ):
+            assert response.status_code in (200, 400, 404, 422), (attempt, response.status_code, response.text)
+            assert "error" in response.json() or response.json().get("results") == []
+            assert "Traceback" not in response.text
+    assert api.http.get("/static/../../../../etc/passwd").status_code == 404
+    assert api.get("/v1/customers/" + "a" * 300).status_code == 422
+    assert api.tables() == before
+
+
+def test_malformed_bodies_are_refused_whole(api: Api) -> None:
+    api.wait_for_intake(0)
+    before = api.get("/v1/status").json()["intake"]["accepted_calls"]
+    deep: dict[str, Any] = {"v": 1}
+    for _ in range(200):
+        deep = {"n": deep}
+    cases = [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe{}", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (json.dumps({"traits": {"email": "x@example.com"}}).encode(), "userId or anonymousId"),
+        (json.dumps({"userId": "u", "traits": "a string"}).encode(), "traits"),
+        (json.dumps({"userId": "u", "timestamp": "2026-03-01T09:00:00"}).encode(), "time zone"),
+        (json.dumps({"userId": "u", "timestamp": "yesterday"}).encode(), "timestamp"),
+        (json.dumps({"userId": "u", "type": "track"}).encode(), "only identify"),
+        (json.dumps({"userId": "u", "traits": deep}).encode(), "nest"),
+    ]
+    for body, message in cases:
+        response = api.post("/v1/identify", body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, (body[:60], response.text)
+        assert message in response.json()["error"], (body[:60], response.text)
+    # One bad call in a batch: the whole batch is refused, nothing of it lands.
+    batch = {
+        "batch": [
+            {"type": "identify", "userId": "u-half-1", "traits": {"email": "half1@example.com"}},
+            {"type": "identify", "userId": "u-half-2", "traits": {"email": "half2@example.com"}},
+            {"type": "track", "userId": "u-half-3", "event": "Clicked"},
+        ]
+    }
+    refused = api.post("/v1/batch", batch)
+    assert refused.status_code == 400 and refused.json()["error"].startswith("batch.2")
+    assert api.post("/v1/batch", {"batch": []}).status_code == 400
+    assert api.get("/v1/status").json()["intake"]["accepted_calls"] == before
+    assert api.get("/v1/lookup", email="half1@example.com").json()["customers"] == []
+
+
+def test_oversized_bodies_get_413(api: Api) -> None:
+    big = {"userId": "u-big", "traits": {"notes": "x" * 600_000}}
+    response = api.post("/v1/identify", big)
+    assert response.status_code == 413 and "larger than 512 KB" in response.json()["error"]
+
+    def chunks() -> Iterator[bytes]:
+        # No Content-Length: the server must count what it reads.
+        yield b'{"userId": "u-big", "traits": {"notes": "'
+        for _ in range(700):
+            yield b"y" * 1024
+        yield b'"}}'
+
+    chunked = api.http.post("/v1/identify", content=chunks(), headers={"X-API-Key": api.keys["ingest"]})
+    assert chunked.status_code == 413
+    bomb = gzip.compress(b'{"userId": "u", "traits": {"a": "' + b"0" * 20_000_000 + b'"}}')
+    assert len(bomb) < 100_000
+    inflated = api.post("/v1/identify", bomb, headers={"Content-Encoding": "gzip"})
+    assert inflated.status_code == 413 and "inflated" in inflated.json()["error"]
+    one_call = {"userId": "u-big", "traits": {"notes": "z" * 40_000}}
+    assert api.post("/v1/identify", one_call).status_code == 400
+
+
+# -- intake ---------------------------------------------------------------------------------
+def test_identify_lands_and_is_processed_and_a_resent_message_id_is_not_applied_twice(api: Api) -> None:
+    call = {
+        "type": "identify",
+        "userId": "u-intake-1",
+        "messageId": "msg-intake-1",
+        "timestamp": "2026-04-01T10:00:00Z",
+        "traits": {"email": "Intake.One@Example.com", "firstName": "Ina", "phone": "+49 30 1234567"},
+    }
+    accepted = api.post("/v1/identify", call)
+    assert accepted.status_code == 200 and accepted.json() == {"success": True, "accepted": 1}
+    status = api.wait_for_intake(accepted.json()["accepted"])
+    (customer,) = api.get("/v1/lookup", email="intake.one@example.com").json()["customers"]
+    profile = api.get(f"/v1/customers/{customer}").json()
+    # Newer than the gold build: answered from silver.
+    assert profile["served_from"] == "silver"
+    assert profile["profile"]["first_name"] == "Ina"
+    assert profile["profile"]["phone_updated_at"] == "2026-04-01T10:00:00Z"
+    before = api.tables()
+    # The same call again, alone and inside a batch with a new call.
+    again = api.post("/v1/identify", call)
+    assert again.status_code == 200
+    other = {"userId": "u-intake-2", "messageId": "msg-intake-2", "traits": {"lastName": "Zwei"}}
+    assert api.post("/v1/batch", {"batch": [call, other, call]}).status_code == 200
+    status = api.wait_for_intake(status["accepted_calls"] + 4)
+    after = api.tables()
+    new_edges = [r for r in after["relationships"] if r not in before["relationships"]]
+    # Only the new call's user gained edges (its record identity and its trait).
+    assert new_edges and all("intake-2" in r["source_event_id"] for r in new_edges), new_edges
+    mine = [r for r in after["relationships"] if r["source_event_id"].startswith("segment:identifies:msg-intake-1")]
+    assert len(mine) == len(
+        [r for r in before["relationships"] if r["source_event_id"].startswith("segment:identifies:msg-intake-1")]
+    )
+
+
+def test_erasure_needs_the_scope_and_removes_the_customer(api: Api) -> None:
+    victim = api.svc.find_customer("salesforce", "0035g00000Other1AA")
+    assert api.get(f"/v1/customers/{victim}").status_code == 200
+    erased = api.http.delete(f"/v1/customers/{victim}", headers={"X-API-Key": api.keys["erase"]})
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["source_records"] >= 1
+    gone = api.get(f"/v1/customers/{victim}")
+    assert gone.status_code == 404 and "no customer" in gone.json()["error"]
+    assert api.get("/v1/search", q="salesforce:0035g00000Other1AA").json()["results"] == []
+    log = api.svc.warehouse.erasures().to_pylist()
+    assert {r["requested_by"] for r in log} == {"api-key:dpo"}
+    again = api.http.delete(f"/v1/customers/{victim}", headers={"X-API-Key": api.keys["erase"]})
+    assert again.status_code == 404
