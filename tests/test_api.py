@@ -322,3 +322,41 @@ def test_erasure_needs_the_scope_and_removes_the_customer(api: Api) -> None:
     assert {r["requested_by"] for r in log} == {"api-key:dpo"}
     again = api.http.delete(f"/v1/customers/{victim}", headers={"X-API-Key": api.keys["erase"]})
     assert again.status_code == 404
+
+
+# -- MCP --------------------------------------------------------------------------------------
+def test_mcp_tools_answer_profile_and_explain(api: Api, demo_customer: str) -> None:
+    """``aag mcp`` over stdio, driven by the MCP SDK's own client."""
+    import asyncio
+    import os
+    import sys
+
+    from mcp import Client, StdioServerParameters
+    from servekit import SRC
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "aag", "mcp"],
+        env={**os.environ, "PYTHONPATH": str(SRC), "AAG_WAREHOUSE": api.svc.warehouse.uri},
+    )
+
+    async def session() -> dict[str, Any]:
+        async with Client(params) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            calls = {
+                "found": await client.call_tool("find_customer", {"query": f"salesforce:{DEMO_CONTACT}"}),
+                "profile": await client.call_tool("get_profile", {"customer_id": demo_customer}),
+                "explain": await client.call_tool(
+                    "explain_attribute", {"customer_id": demo_customer, "attribute": "phone"}
+                ),
+                "missing": await client.call_tool("get_profile", {"customer_id": "no-such-customer"}),
+            }
+            return {"tools": tools, **{k: v.structured_content for k, v in calls.items()}}
+
+    got = asyncio.run(session())
+    assert got["tools"] == {"find_customer", "get_profile", "explain_attribute"}
+    assert got["found"]["results"][0]["customer_id"] == demo_customer
+    assert got["profile"]["profile"]["phone"] == PHONE
+    assert got["explain"]["winner"]["source_system"] == "zendesk"
+    assert "older" in got["explain"]["losers"][0]["why_lost"]
+    assert got["missing"] == {"error": "no customer 'no-such-customer' in the graph"}

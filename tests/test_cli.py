@@ -31,6 +31,12 @@ def test_demo_shows_field_time_winning(tmp_path):
     assert data["profile"]["phone_source"] == "zendesk"
     assert data["explain_phone"]["winner"]["source_system"] == "zendesk"
     assert data["record_level_would_show"]["phone"] == "+49 111 000 0000"
+    # The demo ends with gold built and a link to the explorer holding a read-only key.
+    url = data["explorer"]["url"]
+    assert url.startswith("http://127.0.0.1:8787/#key=aag_") and url.endswith(f"&customer={data['customer_id']}")
+    assert (tmp_path / "wh" / "gold" / "customer_profile_v2.parquet").exists()
+    keys = run("keys", "list", "--warehouse", str(tmp_path / "wh"))
+    assert "demo-explorer" in keys.stdout and "read" in keys.stdout
 
 
 def test_warehouse_from_env_and_profile_by_source(tmp_path):

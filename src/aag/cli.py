@@ -387,11 +387,16 @@ def demo(
                 progress.update(task, description=f"{path.parent.name}: ingesting {system}.{obj}")
 
             world_score, _ = run_world(svc, inputs / "world", people, on_file)
+        if svc.warehouse.local:
+            progress.update(task, description="building gold (dbt)")
+            svc.build()
+    explorer = _explorer_link(svc, customer) if svc.warehouse.local else None
     if as_json:
         _print_json(
             {
                 "warehouse": svc.warehouse.uri,
                 "customer_id": customer,
+                "explorer": explorer,
                 "profile": profile_data,
                 "explain_phone": explanation,
                 "record_level_would_show": naive,
@@ -413,8 +418,32 @@ def demo(
         return
     if world_score is not None:
         _print_score(world_score)
-    out.print(f"warehouse: {svc.warehouse.uri}")
-    out.print(f"try: aag explain --warehouse {svc.warehouse.uri} --customer {customer} --attribute email")
+    out.print(f"warehouse: {svc.warehouse.uri}", soft_wrap=True)
+    out.print(
+        f"try: aag explain --warehouse {svc.warehouse.uri} --customer {customer} --attribute email",
+        soft_wrap=True,
+    )
+    if explorer:
+        out.print(f"\nexplore it: {explorer['command']}", soft_wrap=True)
+        out.print(f"then open {explorer['url']}", soft_wrap=True)
+
+
+def _explorer_link(svc: AagService, customer: str) -> dict[str, str]:
+    """A read-only key for the explorer, the command that serves it, and the URL to open.
+
+    The key travels in the URL's fragment, which browsers never send to a server.
+    """
+    from aag.serving.keys import KEYS_FILE, add_key, read_keys, revoke_key
+
+    assert svc.warehouse.config_dir is not None
+    path = svc.warehouse.config_dir / KEYS_FILE
+    if path.exists() and any(k.name == "demo-explorer" for k in read_keys(path)):
+        revoke_key(path, "demo-explorer")
+    key = add_key(path, "demo-explorer", frozenset({"read"}))
+    return {
+        "command": f"aag serve --warehouse {svc.warehouse.uri}",
+        "url": f"http://127.0.0.1:8787/#key={key}&customer={customer}",
+    }
 
 
 keys_app = typer.Typer(help="API keys of the REST API (stored as hashes in the warehouse config).")
