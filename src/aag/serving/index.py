@@ -10,6 +10,7 @@ snapshot at once, so an erased customer is never served from memory.
 
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +118,9 @@ class ProfileIndex:
             return self._snapshot
         self.last_error = None
         self._snapshot = snap
+        # Millions of long-lived objects: keep the cyclic GC from scanning them again
+        # and again (a full collection would stall requests for hundreds of ms).
+        gc.freeze()
         return snap
 
     def _reload_in_background(self) -> None:

@@ -101,14 +101,42 @@ class ServingService:
         """
         if version not in (1, 2):
             raise InputError("version must be 1 or 2")
-        snap = None if fresh else self.index.snapshot()
-        if snap is not None:
-            row = snap.row(customer_id, version)
-            if row is not None:
-                return {"profile": row, "served_from": "gold", "gold_built_at": snap.built_at}
+        found = None if fresh else self.profile_in_memory(customer_id, version)
+        if found is not None:
+            return found
+        snap = self.index.snapshot()
         # Not in the last build (newer than it, or no build): silver has the truth.
         row = self._locked(lambda: self.reader.profile(customer_id, version))
         return {"profile": row, "served_from": "silver", "gold_built_at": snap.built_at if snap else None}
+
+    def profile_in_memory(self, customer_id: str, version: int = 2) -> dict[str, Any] | None:
+        """The profile from the gold snapshot, or None (no build, or not in it).
+
+        Never blocks on I/O beyond one ``stat``: the API answers it on its event loop.
+        """
+        snap = self.index.snapshot()
+        row = snap.row(customer_id, version) if snap is not None else None
+        if row is None or snap is None:
+            return None
+        return {"profile": row, "served_from": "gold", "gold_built_at": snap.built_at}
+
+    def record_in_memory(self, source_system: str, record_id: str) -> str | None:
+        """The customer id of a source record from the gold snapshot, or None."""
+        snap = self.index.snapshot()
+        if snap is None:
+            return None
+        for obj in self.warehouse.config.objects:
+            if obj.source_system.lower() != source_system.lower():
+                continue
+            try:
+                canonical = normalise(obj.id_normaliser, record_id)
+            except InvalidValueError:
+                continue
+            if canonical:
+                found = snap.records.get(record_key(obj.source_system, obj.source_object, canonical))
+                if found:
+                    return found
+        return None
 
     def customer_of_record(self, source_system: str, record_id: str) -> str:
         """The customer id of a source record (any of the system's objects)."""
@@ -116,17 +144,9 @@ class ServingService:
         objects = [o for o in config.objects if o.source_system.lower() == source_system.lower()]
         if not objects:
             raise NotFoundError(f"unknown source system {source_system!r}")
-        snap = self.index.snapshot()
-        if snap is not None:
-            for obj in objects:
-                try:
-                    canonical = normalise(obj.id_normaliser, record_id)
-                except InvalidValueError:
-                    continue
-                if canonical:
-                    found = snap.records.get(record_key(obj.source_system, obj.source_object, canonical))
-                    if found:
-                        return found
+        found = self.record_in_memory(source_system, record_id)
+        if found:
+            return found
         return self._locked(lambda: self.reader.find_customer(source_system, record_id))
 
     # -- lineage (silver) ----------------------------------------------------------------
