@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from aag.demo import write_demo_files
-from aag.serving.keys import KEYS_FILE, add_key, parse_scopes
 from aag.service import AagService
+from aag.serving.keys import KEYS_FILE, add_key, parse_scopes
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -36,8 +36,13 @@ def make_key(svc: AagService, name: str, scopes: str) -> str:
 
 
 @contextmanager
-def running_server(warehouse: str, *args: str, log: Path) -> Iterator[str]:
-    """``aag serve --port 0`` as a subprocess; yields its base URL, stops it afterwards."""
+def running_server(
+    warehouse: str, *args: str, log: Path, procs: list[subprocess.Popen[bytes]] | None = None
+) -> Iterator[str]:
+    """``aag serve --port 0`` as a subprocess; yields its base URL, stops it afterwards.
+
+    ``procs``, if given, receives the server process (to kill it from a test).
+    """
     env = {**os.environ, "PYTHONPATH": str(SRC), "AAG_WAREHOUSE": warehouse}
     with log.open("w") as handle:
         proc = subprocess.Popen(
@@ -46,6 +51,8 @@ def running_server(warehouse: str, *args: str, log: Path) -> Iterator[str]:
             stdout=handle,
             stderr=subprocess.STDOUT,
         )
+    if procs is not None:
+        procs.append(proc)
     try:
         deadline = time.monotonic() + 90
         url = None
@@ -59,7 +66,8 @@ def running_server(warehouse: str, *args: str, log: Path) -> Iterator[str]:
                 time.sleep(0.1)
         yield url.rstrip("/")
     finally:
-        proc.send_signal(signal.SIGINT)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:

@@ -208,7 +208,11 @@ def test_injection_attempts_in_path_and_query_change_nothing(api: Api) -> None:
             api.get(f"/v1/sources/salesforce/records/{attempt}".replace("/../", "/x/")),
             api.get(f"/v1/entities/{attempt}/graph"),
         ):
-            assert response.status_code in (200, 400, 404, 422), (attempt, response.status_code, response.text)
+            assert response.status_code in (200, 400, 404, 422), (
+                attempt,
+                response.status_code,
+                response.text,
+            )
             assert "error" in response.json() or response.json().get("results") == []
             assert "Traceback" not in response.text
     assert api.http.get("/static/../../../../etc/passwd").status_code == 404
@@ -303,9 +307,17 @@ def test_identify_lands_and_is_processed_and_a_resent_message_id_is_not_applied_
     new_edges = [r for r in after["relationships"] if r not in before["relationships"]]
     # Only the new call's user gained edges (its record identity and its trait).
     assert new_edges and all("intake-2" in r["source_event_id"] for r in new_edges), new_edges
-    mine = [r for r in after["relationships"] if r["source_event_id"].startswith("segment:identifies:msg-intake-1")]
+    mine = [
+        r
+        for r in after["relationships"]
+        if r["source_event_id"].startswith("segment:identifies:msg-intake-1")
+    ]
     assert len(mine) == len(
-        [r for r in before["relationships"] if r["source_event_id"].startswith("segment:identifies:msg-intake-1")]
+        [
+            r
+            for r in before["relationships"]
+            if r["source_event_id"].startswith("segment:identifies:msg-intake-1")
+        ]
     )
 
 
@@ -332,6 +344,7 @@ def test_mcp_tools_answer_profile_and_explain(api: Api, demo_customer: str) -> N
     import sys
 
     from mcp import Client, StdioServerParameters
+
     from servekit import SRC
 
     params = StdioServerParameters(

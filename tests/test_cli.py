@@ -33,7 +33,9 @@ def test_demo_shows_field_time_winning(tmp_path):
     assert data["record_level_would_show"]["phone"] == "+49 111 000 0000"
     # The demo ends with gold built and a link to the explorer holding a read-only key.
     url = data["explorer"]["url"]
-    assert url.startswith("http://127.0.0.1:8787/#key=aag_") and url.endswith(f"&customer={data['customer_id']}")
+    assert url.startswith("http://127.0.0.1:8787/#key=aag_") and url.endswith(
+        f"&customer={data['customer_id']}"
+    )
     assert (tmp_path / "wh" / "gold" / "customer_profile_v2.parquet").exists()
     keys = run("keys", "list", "--warehouse", str(tmp_path / "wh"))
     assert "demo-explorer" in keys.stdout and "read" in keys.stdout
