@@ -12,6 +12,7 @@ CLI writers.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -34,6 +35,8 @@ from aag.serving.keys import KEYS_FILE, KeyRing
 
 T = TypeVar("T")
 
+#: Entity node ids are UUIDs (SPEC §2).
+NODE_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 #: Seconds a monitoring report is reused (it scans every edge).
 MONITOR_TTL = 30.0
 
@@ -184,16 +187,18 @@ class ServingService:
         if not text or len(text) > 320:
             raise InputError("search needs 1 to 320 characters")
         found: list[tuple[str, str]] = []
-        if self._exists(text):
+        # Only a node-id-shaped text is worth a look-up in the nodes table.
+        if NODE_ID.fullmatch(text) and self._exists(text):
             found.append((self._locked(lambda: self.reader.survivor(text)), "customer id"))
         if ":" in text and not found:
             system, _, record_id = text.partition(":")
             with suppress(NotFoundError, InputError):
                 found.append((self.customer_of_record(system, record_id), f"{system} record"))
-        if "@" in text and not found:
-            found += [(c, "email") for c in self._try_lookup("email", text)]
-        if not found and any(ch.isdigit() for ch in text):
-            found += [(c, "phone") for c in self._try_lookup("phone", text)]
+        for attribute, plausible in (("email", "@" in text), ("phone", any(c.isdigit() for c in text))):
+            if plausible and not found:
+                # Winning values from memory first; silver also knows the non-winning ones.
+                holders = self._winners_holding(attribute, text) or self._try_lookup(attribute, text)
+                found += [(c, attribute) for c in holders]
         if not found:
             found += [(c, "name") for c in self._by_name(text)]
         out = []
@@ -208,6 +213,21 @@ class ServingService:
                 }
             )
         return out
+
+    def _winners_holding(self, attribute: str, text: str) -> list[str]:
+        """Customers of the last gold build whose winning ``attribute`` equals ``text`` normalised."""
+        snap = self.index.snapshot()
+        if snap is None:
+            return []
+        try:
+            normalised = normalise(self.reader.attribute_spec(attribute)[2], text)
+        except InvalidValueError:
+            return []
+        if not normalised:
+            return []
+        v1 = snap.tables[1]
+        hits = pc.equal(v1.column(attribute), normalised)
+        return [str(c) for c in v1.filter(hits).column("customer_id").to_pylist()]
 
     def _by_name(self, text: str, limit: int = 20) -> list[str]:
         """Customers of the last gold build whose name contains ``text`` (case-insensitive)."""
