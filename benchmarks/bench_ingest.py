@@ -31,7 +31,6 @@ import functools
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import subprocess
@@ -49,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import gen_salesforce  # noqa: E402
+from results import write_section  # noqa: E402
 
 EVENT_COLUMNS = (
     "Id",
@@ -674,28 +674,6 @@ def _paths(paths: dict[str, int] | None) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in sorted(paths.items()))
 
 
-def write_results(path: Path, section: str, sizes: str) -> None:
-    """Replace the section for the same sizes in RESULTS.md, or append it."""
-    text = (
-        path.read_text()
-        if path.exists()
-        else (
-            "# Benchmark results\n\nWritten by `benchmarks/bench_ingest.py`; one section per "
-            "set of sizes, replaced on re-run.\n\n"
-        )
-    )
-    pattern = re.compile(
-        rf"<!-- bench_ingest sizes={re.escape(sizes)} -->.*?<!-- /bench_ingest sizes="
-        rf"{re.escape(sizes)} -->\n",
-        re.S,
-    )
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -792,7 +770,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "rows": rows, "failures": failures}, indent=2))
     if not args.no_write:
-        write_results(args.results, section, key)
+        write_section(args.results, "bench_ingest", section, f"sizes={key}")
         print(f"updated {args.results}")
 
 

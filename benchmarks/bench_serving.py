@@ -47,6 +47,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_gold import generate  # noqa: E402
 from bench_ingest import code_version, machine_info  # noqa: E402
+from results import write_section  # noqa: E402
 
 WRK_SCRIPT = """
 local ids = {}
@@ -228,18 +229,6 @@ def _lat(p: dict[str, float]) -> str:
     return f"{p['p50_ms']:.2f} / {p['p90_ms']:.2f} / {p['p99_ms']:.2f} ms"
 
 
-def write_results(path: Path, section: str, key: str) -> None:
-    """Replace the section for the same sizes, or append it."""
-    text = path.read_text(encoding="utf-8")
-    pattern = re.compile(
-        rf"<!-- bench_serving {re.escape(key)} -->.*?<!-- /bench_serving {re.escape(key)} -->\n", re.S
-    )
-    text = (
-        pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    )
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     """Measure each size and write the section."""
     parser = argparse.ArgumentParser(
@@ -267,7 +256,7 @@ def main() -> None:
     section = markdown(runs, key)
     print(section)
     if not args.no_write:
-        write_results(args.results, section, key)
+        write_section(args.results, "bench_serving", section, key)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -38,9 +37,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from results import markers, write_section  # noqa: E402
+
 CONFIGS = ("local", "spark", "spark-tables")
-MARK_START = "<!-- bench_spark -->"
-MARK_END = "<!-- /bench_spark -->"
+MARK_START, MARK_END = markers("bench_spark")
 
 
 def worker(config: str, initial: Path, changed: Path, out: Path) -> None:
@@ -164,14 +164,6 @@ def render(contacts: int, runs: dict[str, dict[str, Any]], load: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(path: Path, section: str) -> None:
-    """Replace the marked section of RESULTS.md (or append it)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END) + r"\n?", re.S)
-    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Generate (or reuse) the input, run every configuration, report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -218,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     section = render(args.contacts, runs, load)
     print(section)
     if not args.no_write:
-        write_results(args.results, section)
+        write_section(args.results, "bench_spark", section)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import resource
 import subprocess
 import sys
@@ -36,6 +35,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from results import write_section  # noqa: E402
 
 
 def worker(people: int, data: Path, out: Path) -> None:
@@ -142,18 +144,6 @@ def markdown(f: dict, commit: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(path: Path, section: str, key: str) -> None:
-    """Replace the section for the same size, or append it."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(
-        rf"<!-- bench_world {re.escape(key)} -->.*?<!-- /bench_world {re.escape(key)} -->\n", re.S
-    )
-    text = (
-        pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    )
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     """Run the benchmark in a fresh subprocess and report."""
     parser = argparse.ArgumentParser(
@@ -192,7 +182,7 @@ def main() -> None:
     section = markdown(figures, commit)
     print(section)
     if not args.no_write:
-        write_results(args.results, section, f"people={args.people}")
+        write_section(args.results, "bench_world", section, f"people={args.people}")
 
 
 if __name__ == "__main__":
