@@ -183,7 +183,7 @@ def _write_durably(path: Path, data: bytes) -> None:
 
 @dataclass
 class IntakeStatus:
-    """What the worker has done (the API reports it at ``/v1/intake/status``)."""
+    """What the worker has done (the API reports it at ``/v1/status``)."""
 
     accepted_calls: int = 0
     pending_files: int = 0
@@ -351,4 +351,5 @@ class Intake:
                 "processed_calls": self.status.processed_calls,
                 "last_batch": self.status.last_batch,
                 "last_error": self.status.last_error,
+                "recent_errors": list(self.status.errors),
             }
