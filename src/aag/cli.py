@@ -570,6 +570,9 @@ def main() -> None:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     sys.stdout.flush()
     sys.stderr.flush()
+    if "aag.engine.spark" in sys.modules:
+        # os._exit skips atexit: drop the Spark engine's temporary catalog folder here.
+        sys.modules["aag.engine.spark"].remove_private_folders()
     # delta-rs' native runtime can abort while the interpreter tears its threads down;
     # leaving through os._exit keeps the exit code the command earned.
     os._exit(code)

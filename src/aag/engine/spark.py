@@ -7,8 +7,10 @@ results are committed differs, and that lives in the store, not here.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -97,6 +99,9 @@ def local_session(app_name: str = "aag") -> Any:
     """A small local Spark session configured like AAG expects (UTC, Arrow on)."""
     from pyspark.sql import SparkSession
 
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
     master = os.environ.get("AAG_SPARK_MASTER", "local[2]")
     return (
         SparkSession.builder.master(master)
@@ -111,10 +116,31 @@ def local_session(app_name: str = "aag") -> Any:
         # never into the working directory.
         .config(
             "spark.sql.warehouse.dir",
-            os.environ.get("AAG_SPARK_WAREHOUSE") or tempfile.mkdtemp(prefix="aag-spark-warehouse-"),
+            os.environ.get("AAG_SPARK_WAREHOUSE") or _private_warehouse(),
         )
         .getOrCreate()
     )
+
+
+_private_folders: list[str] = []
+
+
+def _private_warehouse() -> str:
+    """A temporary Spark warehouse folder, deleted when the process exits."""
+    folder = tempfile.mkdtemp(prefix="aag-spark-warehouse-")
+    if not _private_folders:
+        atexit.register(remove_private_folders)
+    _private_folders.append(folder)
+    return folder
+
+
+def remove_private_folders() -> None:
+    """Delete the temporary Spark warehouse folders this process made.
+
+    Runs at interpreter exit; the CLI, which leaves through ``os._exit``, calls it itself.
+    """
+    while _private_folders:
+        shutil.rmtree(_private_folders.pop(), ignore_errors=True)
 
 
 def session_can_merge(session: Any) -> bool:
