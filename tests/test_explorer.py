@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -175,9 +176,9 @@ def _wait(driver: WebDriver, css: str, text: str = "", timeout: float = WAIT) ->
                 return element
         return False
 
-    element: WebElement = WebDriverWait(driver, timeout).until(
-        found, f"no visible {css!r} with text {text!r}"
-    )
+    # The page re-renders panels as answers arrive: an element seen a moment ago may be gone.
+    waiting = WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+    element: WebElement = waiting.until(found, f"no visible {css!r} with text {text!r}")
     return element
 
 

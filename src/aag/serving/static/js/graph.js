@@ -67,10 +67,17 @@ export function layout(graph, attributes) {
   }
 
   // Edge kinds: the profile's winners and losers are the cluster's attribute edges.
+  // A current value equal to the winner (another source holding the same value) agrees.
+  const winning = new Set();
   for (const e of edges) {
     const attr = attrOfRel.get(e.rel_type);
     e.attribute = cluster.has(e.source_node_id) && attr ? attr.name : null;
-    e.kind = e.attribute ? (e.winner ? "win" : "lose") : "plain";
+    if (e.attribute && e.winner) winning.add(`${e.rel_type}|${e.target_node_id}`);
+  }
+  for (const e of edges) {
+    if (!e.attribute) e.kind = "plain";
+    else if (e.winner) e.kind = "win";
+    else e.kind = winning.has(`${e.rel_type}|${e.target_node_id}`) ? "agree" : "lose";
   }
 
   // Columns.
@@ -250,7 +257,9 @@ export function layout(graph, attributes) {
     });
     x += width + (col.length ? gaps[c] : 0);
   });
-  const width = x - (columns.length && columns[columns.length - 1].length ? gaps[columns.length - 1] : 0) + MARGIN;
+  // The last column keeps its gap only when arcs bulge out of it.
+  const last = columns.length - 1;
+  const width = x - (last >= 0 && columns[last].length && !arcDepth.has(last) ? gaps[last] : 0) + MARGIN;
   const height = Math.max(...[...nodes.values()].map((n) => n.y + n.h), 0) + MARGIN;
 
   // Port positions, ordered by the other end's height so that edges do not cross there.
@@ -317,9 +326,9 @@ export function renderGraph(container, graph, attributes, onAttribute) {
   });
   const edgeLayer = s("g", { class: "edges" });
   const labelLayer = s("g", { class: "edge-labels" });
-  const order = { plain: 0, lose: 1, win: 2 };
+  const order = { plain: 0, agree: 1, lose: 2, win: 3 };
   for (const e of [...g.edges].sort((a, b) => order[a.kind] - order[b.kind])) {
-    const title = `${e.rel_type} from ${e.source_system}${e.source_field ? ` (${e.source_field})` : ""}, field changed ${fmtTime(e.updated_at)}${e.kind === "win" ? ", winner" : e.kind === "lose" ? ", loses" : ""}`;
+    const title = `${e.rel_type} from ${e.source_system}${e.source_field ? ` (${e.source_field})` : ""}, field changed ${fmtTime(e.updated_at)}${{ win: ", winner", lose: ", loses", agree: ", agrees with the winner" }[e.kind] || ""}`;
     edgeLayer.append(s("path", { d: e.path, class: `edge ${e.kind}${e.arc ? " arc" : ""}`, "data-rel": e.rel_type }, s("title", {}, title)));
     labelLayer.append(
       s(
@@ -381,6 +390,7 @@ export function renderGraph(container, graph, attributes, onAttribute) {
     "ul",
     { class: "legend", "aria-label": "Legend" },
     h("li", {}, h("span", { class: "swatch win" }), "winning edge (the profile’s value)"),
+    h("li", {}, h("span", { class: "swatch agree" }), "same value from another source"),
     h("li", {}, h("span", { class: "swatch lose" }), "current value that loses"),
     h("li", {}, h("span", { class: "swatch plain" }), "other edge"),
     h("li", {}, h("span", { class: "swatch entity" }), "entity (customer, company, asset)"),
@@ -398,7 +408,7 @@ export function renderGraph(container, graph, attributes, onAttribute) {
       h("td", {}, e.source_field || "—"),
       h("td", {}, fmtTime(e.updated_at)),
       h("td", {}, String(e.confidence)),
-      h("td", {}, e.kind === "win" ? "winner" : e.kind === "lose" ? "loses" : ""),
+      h("td", {}, { win: "winner", lose: "loses", agree: "agrees" }[e.kind] || ""),
     ),
   );
   const details = h(

@@ -101,6 +101,8 @@ async function openCustomer(id) {
   }
   clear($("#timeline .attr-picker"));
   $("#timeline-attr").textContent = "";
+  state.attribute = null;
+  state.customer = null;
   let profile;
   try {
     profile = await api(`/v1/customers/${enc(id)}?version=2`);
@@ -136,17 +138,21 @@ async function openCustomer(id) {
   busy("graph", false);
 
   renderPicker(attrs);
-  const wanted = fragment().get("attribute");
+  // An attribute chosen while the lineage loaded is drawn again, now with the bronze marks.
+  const wanted = state.attribute || fragment().get("attribute");
   await showAttribute(attrs.includes(wanted) ? wanted : firstContested(attrs), false);
 }
 
-/** The first attribute whose current values disagree (a losing edge), else the first one. */
+/** The first attribute whose sources hold different current values, else the first one. */
 function firstContested(attrs) {
   const graph = state.customer && state.customer.graph;
   if (graph) {
+    const customers = new Set(graph.nodes.filter((n) => n.node_type === "customer").map((n) => n.node_id));
     for (const a of attrs) {
       const rel = `HAS_${a.toUpperCase()}`;
-      if (graph.edges.some((e) => e.rel_type === rel && !e.winner && graph.nodes.some((n) => n.node_id === e.source_node_id && n.node_type === "customer"))) return a;
+      const held = graph.edges.filter((e) => e.rel_type === rel && customers.has(e.source_node_id));
+      const winners = new Set(held.filter((e) => e.winner).map((e) => e.target_node_id));
+      if (held.some((e) => !winners.has(e.target_node_id))) return a;
     }
   }
   return attrs[0];

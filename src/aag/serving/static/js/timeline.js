@@ -95,7 +95,8 @@ function chart({ lanes, t0, t1, title, winner, attribute }) {
       const x0 = clampX(start);
       const x1 = clampX(end);
       const isWinner = v.is_current && winner && v.source_system === winner.source_system && v.value === winner.value;
-      const cls = isWinner ? "win" : v.is_current ? "current" : "past";
+      const agrees = !isWinner && v.is_current && winner && v.value === winner.value;
+      const cls = isWinner ? "win" : agrees ? "agree" : v.is_current ? "current" : "past";
       const bar = s("g", { class: `version ${cls}`, "data-value": v.value });
       bar.append(
         s("title", {}, `${v.source_system}: ${v.value}\nfrom ${fmtTime(v.updated_at)} to ${v.valid_to ? fmtTime(v.valid_to) : "now (current)"}${isWinner ? "\nwinner" : ""}`),
@@ -125,9 +126,13 @@ function chart({ lanes, t0, t1, title, winner, attribute }) {
         ),
       );
       if (mark.note) {
+        // Beside the mark, on a side where it covers no other mark; left out if neither is free.
         const text = `${mark.note} ${fmtShort(mark.time)}`;
-        const right = mx + 10 + textWidth(text, 11) < W - RIGHT;
-        g.append(s("text", { x: right ? mx + 10 : mx - 10, y: my + 4, "text-anchor": right ? "start" : "end", class: "mark-note" }, text));
+        const width = textWidth(text, 11) + 12;
+        const others = lane.marks.filter((m) => m !== mark).map((m) => x(ms(m.time)));
+        const free = (a, b) => a >= GUTTER && b <= W - RIGHT && others.every((ox) => ox < a - 8 || ox > b + 8);
+        if (free(mx + 10, mx + width)) g.append(s("text", { x: mx + 10, y: my + 4, class: "mark-note" }, text));
+        else if (free(mx - width, mx - 10)) g.append(s("text", { x: mx - 10, y: my + 4, "text-anchor": "end", class: "mark-note" }, text));
       }
     }
     svg.append(g);
@@ -159,9 +164,9 @@ export function renderTimeline(container, explain, bronzeRows) {
     const current = versions.find((v) => v.is_current);
     // A record sent later than the field's current version, with the field unchanged: the
     // record-level sync that does not make the value newer.
-    for (const mark of marks) {
-      if (current && !mark.changed && !mark.empty && ms(mark.time) > ms(current.updated_at)) mark.note = `record re-sent, ${mark.field} unchanged:`;
-    }
+    // Only the latest one is written next to its mark (the others have tooltips).
+    const resyncs = marks.filter((m) => current && !m.changed && !m.empty && ms(m.time) > ms(current.updated_at));
+    if (resyncs.length) resyncs[resyncs.length - 1].note = `record re-sent, ${resyncs[0].field} unchanged:`;
     const role = winner && source === winner.source_system ? "winner" : loserBy.has(source) ? (loserBy.get(source).why_lost.startsWith("agrees") ? "agrees" : "loses") : "no current value";
     return { source, versions, marks, role, current };
   });
@@ -184,11 +189,11 @@ export function renderTimeline(container, explain, bronzeRows) {
   // too close together to tell apart on the whole history's axis.
   if (winner) {
     const w = ms(winner.updated_at);
-    const near = known.filter((t) => t >= w - DAY && t <= w + 7 * DAY);
+    const near = [...new Set(known.filter((t) => t >= w - DAY && t <= w + 7 * DAY))];
     t0 = Math.min(...near);
     t1 = Math.max(...near);
     const nearPad = Math.max((t1 - t0) * 0.35, 5 * 60e3);
-    if ((t1 - t0 + 2 * nearPad) / (whole.t1 - whole.t0) < 0.05) {
+    if (near.length > 1 && (t1 - t0 + 2 * nearPad) / (whole.t1 - whole.t0) < 0.05) {
       figure.append(h("h3", { class: "zoom-title" }, `Around the winner’s change (${fmtShort(new Date(t0 - nearPad).toISOString())} – ${fmtShort(new Date(t1 + nearPad).toISOString())} UTC)`));
       figure.append(chart({ lanes, t0: t0 - nearPad, t1: t1 + nearPad, winner, attribute, title: `${attribute}: versions around the winner's change` }));
     }
@@ -198,7 +203,8 @@ export function renderTimeline(container, explain, bronzeRows) {
       "figcaption",
       { class: "legend-line" },
       h("span", { class: "key" }, h("span", { class: "swatch win" }), "winner"),
-      h("span", { class: "key" }, h("span", { class: "swatch current" }), "current value of another source"),
+      h("span", { class: "key" }, h("span", { class: "swatch agree" }), "same value, another source"),
+      h("span", { class: "key" }, h("span", { class: "swatch current" }), "current value that loses"),
       h("span", { class: "key" }, h("span", { class: "swatch past" }), "earlier version"),
       h("span", { class: "key" }, h("span", { class: "mark-key changed" }, "◆"), "record sent, field changed"),
       h("span", { class: "key" }, h("span", { class: "mark-key resync" }, "◇"), "record sent, field unchanged (a re-sync)"),
@@ -229,27 +235,36 @@ function explanation(explain, lanes) {
     ),
   );
   const wt = ms(winner.updated_at);
-  for (const loser of losers) {
-    const agrees = loser.why_lost.startsWith("agrees");
+  // The latest record any source sent: what a "latest record wins" view would trust.
+  const lastSend = Math.max(...lanes.flatMap((l) => l.marks.map((m) => ms(m.time))), -Infinity);
+  const agreeing = losers.filter((l) => l.why_lost.startsWith("agrees"));
+  for (const loser of losers.filter((l) => !agreeing.includes(l))) {
     const lane = lanes.find((l) => l.source === loser.source_system);
-    const later = lane ? lane.marks.filter((m) => !m.changed && !m.empty && ms(m.time) > wt && m.value !== undefined) : [];
+    const later = lane ? lane.marks.filter((m) => !m.changed && !m.empty && ms(m.time) > wt) : [];
     const resent = later.length ? later[later.length - 1] : null;
-    const items = [
-      h("h3", {}, agrees ? `${loser.source_system} agrees` : `Why ${loser.value} from ${loser.source_system} lost`),
-      h("p", { class: "why-lost" }, loser.why_lost),
-    ];
-    if (resent && !agrees) {
+    const items = [h("h3", {}, `Why ${loser.value} from ${loser.source_system} lost`), h("p", { class: "why-lost" }, loser.why_lost)];
+    if (resent) {
       items.push(
         h(
           "p",
           { class: "resync" },
           `${loser.source_system} re-sent the whole ${resent.object} record at ${fmtTime(resent.time)} (its ${resent.timeField}), after ${winner.source_system}’s change — `,
-          `but ${resent.field} in it was unchanged (${fmtValue(resent.value)}), so AAG kept the time that field itself last changed, ${fmtTime(loser.updated_at)}. `,
-          `A record-level “latest record wins” view would have taken ${loser.value} from ${loser.source_system} here.`,
+          `but ${resent.field} in it was unchanged (${fmtValue(resent.value)}), so AAG kept the time that field itself last changed, ${fmtTime(loser.updated_at)}.`,
+          ms(resent.time) >= lastSend ? ` A record-level “latest record wins” view would have taken ${loser.value} from ${loser.source_system} here.` : "",
         ),
       );
     }
-    box.append(h("div", { class: `verdict ${agrees ? "agree" : "lose"}` }, items));
+    box.append(h("div", { class: "verdict lose" }, items));
+  }
+  if (agreeing.length) {
+    const names = agreeing.map((l) => l.source_system);
+    box.append(
+      h(
+        "div",
+        { class: "verdict agree" },
+        h("p", {}, `${names.join(", ")} ${names.length > 1 ? "hold" : "holds"} the same value (${winner.value}) and ${names.length > 1 ? "agree" : "agrees"} with the winner.`),
+      ),
+    );
   }
   return box;
 }
