@@ -1,12 +1,12 @@
 // The monitoring panel: freshness per source, open conflicts, completeness, quarantine.
 
-import { h, s, clear, fmtTime, fmtAge, truncate } from "./util.js";
+import { h, s, clear, fmtTime, fmtAge, truncate, textWidth } from "./util.js";
 
 /** A horizontal bar chart (SVG) of rows {label, value, text}. */
 function barChart(rows, { title, gutter = 130, cls = "" }) {
   const W = 560;
   const ROW = 26;
-  const textRoom = 200;
+  const textRoom = Math.min(Math.max(...rows.map((r) => textWidth(r.text, 12))) + 12, W - gutter - 60);
   const height = rows.length * ROW + 8;
   const max = Math.max(...rows.map((r) => r.value), 1e-9);
   const svg = s("svg", { class: `bars ${cls}`, viewBox: `0 0 ${W} ${height}`, role: "img", "aria-label": title });
@@ -54,7 +54,7 @@ function freshness(rows) {
       sorted.map((r) => ({
         label: r.source_system,
         value: Number(r.event_lag_seconds) || 0,
-        text: `${fmtAge(r.event_lag_seconds)} since a change · landed ${fmtAge(r.landing_lag_seconds)} ago`,
+        text: `${fmtAge(r.event_lag_seconds)} · landed ${fmtAge(r.landing_lag_seconds)} ago`,
       })),
       { title: "Freshness: time since each source's latest field change", cls: "fresh" },
     ),
