@@ -85,14 +85,3 @@ export function textWidth(text, size = 12) {
 export function message(kind, text) {
   return kind === "error" ? h("p", { class: "error", role: "alert" }, text) : h("p", { class: "muted" }, text);
 }
-
-/** An HTML table from headers and rows of cells (strings or nodes). */
-export function table(caption, headers, rows, attrs = {}) {
-  return h(
-    "table",
-    attrs,
-    caption ? h("caption", {}, caption) : null,
-    h("thead", {}, h("tr", {}, headers.map((hd) => h("th", { scope: "col" }, hd)))),
-    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c) => (c instanceof Node && c.tagName === "TD") || (c instanceof Node && c.tagName === "TH") ? c : h("td", {}, c))))),
-  );
-}
