@@ -137,6 +137,7 @@ def test_explain_and_history(api: Api, demo_customer: str) -> None:
     assert explained["winner"]["source_system"] == "zendesk"
     (loser,) = [x for x in explained["losers"] if x["source_system"] == "salesforce"]
     assert loser["why_lost"].startswith("older: this field last changed in salesforce")
+    assert loser["kind"] == "older"
     assert "latest updated_at" in explained["rule"]
     history = api.get(f"/v1/customers/{demo_customer}/attributes/phone/history").json()["history"]
     versions = {(h["source_system"], h["value"], h["is_current"]) for h in history}
@@ -157,6 +158,12 @@ def test_graph_neighbourhood_reaches_company_and_assets(api: Api, demo_customer:
     winners = [e for e in two["edges"] if e["winner"] and e["rel_type"] == "HAS_PHONE"]
     phone_nodes = {n["node_id"]: n["value"] for n in two["nodes"]}
     assert [phone_nodes[e["target_node_id"]] for e in winners] == [PHONE]
+    # Winners are the customer's own: the company's city edge is not one, even when equal.
+    kind_of = {n["node_id"]: n["node_type"] for n in two["nodes"]}
+    assert all(kind_of[e["source_node_id"]] == "customer" for e in two["edges"] if e["winner"])
+    assert any(
+        kind_of[e["source_node_id"]] == "company" and e["rel_type"] == "HAS_CITY" for e in two["edges"]
+    )
     assert api.get(f"/v1/entities/{demo_customer}/graph", hops=9).status_code == 422
 
 
@@ -175,7 +182,11 @@ def test_search_bronze_monitor_and_docs(api: Api, demo_customer: str) -> None:
     rows = api.get(f"/v1/customers/{demo_customer}/bronze").json()["rows"]
     assert {r["source_system"] for r in rows} >= {"salesforce", "zendesk"}
     assert any(r["row"].get("Phone") == "+49 111 000 0000" for r in rows)
+    resync = [r for r in rows if r["source_system"] == "salesforce" and r["source_object"] == "Contact"]
+    assert {r["record_time_field"] for r in resync} == {"LastModifiedDate"}
+    assert "2026-03-01T09:05:00Z" in {r["record_time"] for r in resync}
     report = api.get("/v1/monitor").json()
+    assert all(isinstance(r["rows_landed"], int) for r in report["freshness"])
     assert {r["source_system"] for r in report["freshness"]} >= {"salesforce", "zendesk"}
     schema = api.http.get("/openapi.json").json()
     assert "/v1/customers/{customer_id}" in schema["paths"] and "/v1/batch" in schema["paths"]

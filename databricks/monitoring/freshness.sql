@@ -14,7 +14,7 @@ FROM (
     source_system,
     MAX(finished_at) AS latest_landing_at,
     COUNT(*) AS batches,
-    SUM(rows_landed) AS rows_landed
+    CAST(SUM(rows_landed) AS BIGINT) AS rows_landed
   FROM IDENTIFIER(:catalog || '.graph.batches') AS batches
   WHERE
     status = 'committed'

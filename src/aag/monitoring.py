@@ -49,7 +49,7 @@ SELECT b.source_system,
        date_diff('second', b.latest_landing_at, CAST({now} AS TIMESTAMPTZ)) AS landing_lag_seconds
 FROM (
     SELECT source_system, max(finished_at) AS latest_landing_at, count(*) AS batches,
-           sum(rows_landed) AS rows_landed
+           CAST(sum(rows_landed) AS BIGINT) AS rows_landed
     FROM batches WHERE status = 'committed' GROUP BY source_system
 ) b
 LEFT JOIN (

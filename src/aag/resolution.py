@@ -181,23 +181,30 @@ class Explanation:
         }
 
 
-def _why_lost(winner: dict[str, Any], loser: dict[str, Any]) -> str:
+#: Why a competing value lost, in rule order (``kind`` of each loser in an explanation).
+LOSS_KINDS = ("agrees", "older", "lower_confidence", "less_trusted", "tie_break")
+
+
+def _why_lost(winner: dict[str, Any], loser: dict[str, Any]) -> tuple[str, str]:
+    """The kind (:data:`LOSS_KINDS`) and the sentence saying why ``loser`` is not the winner."""
     if loser["target_node_id"] == winner["target_node_id"]:
-        return f"agrees with the winner: {loser['source_system']} holds the same value"
+        return "agrees", f"agrees with the winner: {loser['source_system']} holds the same value"
     if loser["updated_at"] < winner["updated_at"]:
-        return (
+        return "older", (
             f"older: this field last changed in {loser['source_system']} at "
             f"{_iso(loser['updated_at'])}, after that {winner['source_system']} "
             f"changed it at {_iso(winner['updated_at'])}"
         )
     if loser["confidence"] < winner["confidence"]:
-        return f"same time, lower confidence ({loser['confidence']} < {winner['confidence']})"
+        return "lower_confidence", (
+            f"same time, lower confidence ({loser['confidence']} < {winner['confidence']})"
+        )
     if loser["priority"] > winner["priority"]:
-        return (
+        return "less_trusted", (
             f"same time and confidence, less trusted source (priority {loser['priority']} "
             f"> {winner['priority']})"
         )
-    return "full tie; decided by the deterministic tie-break (source name, then value id)"
+    return "tie_break", "full tie; decided by the deterministic tie-break (source name, then value id)"
 
 
 def explain(
@@ -218,7 +225,8 @@ def explain(
     winner = rows[0] if rows else None
     losers = []
     for row in rows[1:]:
-        losers.append({**_public(row), "why_lost": _why_lost(winner, row) if winner else ""})
+        kind, why = _why_lost(winner, row) if winner else ("", "")
+        losers.append({**_public(row), "kind": kind, "why_lost": why})
     hist = sorted(history.to_pylist(), key=lambda r: (r["source_system"], r["updated_at"]))
     return Explanation(
         customer_id=customer_id,

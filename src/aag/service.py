@@ -6,6 +6,7 @@ import getpass
 import json
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pyarrow.parquet as pq
 
 from aag import gold
 from aag.bronze import parse_raw
-from aag.config import Config
+from aag.config import Config, ObjectSpec
 from aag.delta import delete_matching, now_utc
 from aag.engine import make_engine
 from aag.engine.base import Engine
@@ -290,7 +291,8 @@ class AagService:
         root = self.survivor(entity_id)
         graph = self.warehouse.graph
         seen: set[str] = set()
-        frontier = {root, *self.members(root)}
+        cluster = {root, *self.members(root)}
+        frontier = set(cluster)
         edges: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         truncated = False
         for step in range(hops + 1):
@@ -331,8 +333,9 @@ class AagService:
         edge_rows = [
             {
                 **row,
-                "winner": (row["target_node_id"], row["source_system"]) in winners.get(row["rel_type"], set())
-                and row["source_node_id"] in seen,
+                # Only the customer's own edges can hold its winners (a company's city is not).
+                "winner": row["source_node_id"] in cluster
+                and (row["target_node_id"], row["source_system"]) in winners.get(row["rel_type"], set()),
             }
             for row in edges.values()
         ]
@@ -379,17 +382,21 @@ class AagService:
             quoted = ", ".join(_q(i) for i in sorted(ids))
             rows = wh.io.read(uri, "_record_id, _batch_id, _landed_at, _raw", f"_record_id IN ({quoted})")
             ordered = sorted(rows.to_pylist(), key=lambda r: r["_landed_at"], reverse=True)[:limit]
-            out += [
-                {
-                    "source_system": system,
-                    "source_object": obj,
-                    "record_id": r["_record_id"],
-                    "batch_id": r["_batch_id"],
-                    "landed_at": r["_landed_at"],
-                    "row": json.loads(r["_raw"]),
-                }
-                for r in ordered
-            ]
+            spec = wh.config.object(system, obj)
+            for r in ordered:
+                raw = json.loads(r["_raw"])
+                out.append(
+                    {
+                        "source_system": system,
+                        "source_object": obj,
+                        "record_id": r["_record_id"],
+                        "batch_id": r["_batch_id"],
+                        "landed_at": r["_landed_at"],
+                        "record_time_field": spec.time_field,
+                        "record_time": _record_time(spec, raw),
+                        "row": raw,
+                    }
+                )
         return out
 
     def customer_profiles(self, version: int) -> pa.Table:
@@ -738,6 +745,28 @@ def customer_profiles_of(
         con.unregister("cp_edges")
         con.unregister("cp_nodes")
     return profiles(engine, edges, values, survivors, config, version)
+
+
+def _record_time(spec: ObjectSpec, raw: Any) -> str | None:
+    """The record-level time of a raw row as ISO 8601 UTC, by the registry's ``record_time`` row.
+
+    ``None`` when the object has no record time (ADR6) or the row's value does not parse
+    (such rows are quarantined; the bronze row still shows what came in).
+    """
+    value = raw.get(spec.time_field) if spec.time_field and isinstance(raw, dict) else None
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    try:
+        if spec.time_format == "yyyymmdd":
+            stamp = datetime.strptime(text, "%Y%m%d").replace(tzinfo=UTC)
+        else:
+            stamp = datetime.fromisoformat(text)
+            stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+    except ValueError:
+        return None
+    fraction = f".{stamp.microsecond:06d}" if stamp.microsecond else ""
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
 
 
 def _bronze_tables(wh: Warehouse) -> list[str]:
