@@ -167,7 +167,7 @@ export function renderTimeline(container, explain, bronzeRows) {
     // Only the latest one is written next to its mark (the others have tooltips).
     const resyncs = marks.filter((m) => current && !m.changed && !m.empty && ms(m.time) > ms(current.updated_at));
     if (resyncs.length) resyncs[resyncs.length - 1].note = `record re-sent, ${resyncs[0].field} unchanged:`;
-    const role = winner && source === winner.source_system ? "winner" : loserBy.has(source) ? (loserBy.get(source).why_lost.startsWith("agrees") ? "agrees" : "loses") : "no current value";
+    const role = winner && source === winner.source_system ? "winner" : loserBy.has(source) ? (loserBy.get(source).kind === "agrees" ? "agrees" : "loses") : "no current value";
     return { source, versions, marks, role, current };
   });
 
@@ -237,7 +237,7 @@ function explanation(explain, lanes) {
   const wt = ms(winner.updated_at);
   // The latest record any source sent: what a "latest record wins" view would trust.
   const lastSend = Math.max(...lanes.flatMap((l) => l.marks.map((m) => ms(m.time))), -Infinity);
-  const agreeing = losers.filter((l) => l.why_lost.startsWith("agrees"));
+  const agreeing = losers.filter((l) => l.kind === "agrees");
   for (const loser of losers.filter((l) => !agreeing.includes(l))) {
     const lane = lanes.find((l) => l.source === loser.source_system);
     const later = lane ? lane.marks.filter((m) => !m.changed && !m.empty && ms(m.time) > wt) : [];
