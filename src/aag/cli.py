@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from datetime import datetime
@@ -440,8 +441,10 @@ def _explorer_link(svc: AagService, customer: str) -> dict[str, str]:
     if path.exists() and any(k.name == "demo-explorer" for k in read_keys(path)):
         revoke_key(path, "demo-explorer")
     key = add_key(path, "demo-explorer", frozenset({"read"}))
+    # `make demo` runs .venv/bin/aag, which is not on PATH: name the program that ran.
+    program = "aag" if shutil.which("aag") else sys.argv[0]
     return {
-        "command": f"aag serve --warehouse {svc.warehouse.uri}",
+        "command": f"{program} serve --warehouse {svc.warehouse.uri}",
         "url": f"http://127.0.0.1:8787/#key={key}&customer={customer}",
     }
 
