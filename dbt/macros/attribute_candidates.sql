@@ -11,11 +11,11 @@
 #}
 {% macro attribute_candidates(attributes=none, affected_only=false) -%}
     select
-        {%- if affected_only %}
+    {%- if affected_only %}
             r.customer_id as entity_id,
         {%- else %}
             coalesce(r.customer_id, e.source_node_id) as entity_id,
-        {%- endif %}
+    {%- endif %}
         a.attribute,
         e.rel_type,
         e.target_node_id,

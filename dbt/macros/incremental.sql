@@ -49,7 +49,7 @@
     first build or a full refresh, which create the table anew.
 #}
 {% macro delete_affected_customers(column='customer_id') -%}
-    {%- if is_incremental() -%}
+    {%- if gold_is_incremental() -%}
         delete from {{ this }} where {{ is_affected_customer(column) }}
     {%- else -%}
         select 1 as nothing_to_delete
@@ -57,7 +57,7 @@
 {%- endmacro %}
 
 {% macro delete_changed_records() -%}
-    {%- if is_incremental() -%}
+    {%- if gold_is_incremental() -%}
         delete from {{ this }}
         where
             record_entity_id in (select changed.entity_id from {{ ref('changed_entities') }} as changed)
@@ -103,10 +103,23 @@
 {%- endmacro %}
 
 {% macro delete_asset_customers() -%}
-    {%- if is_incremental() -%}
+    {%- if gold_is_incremental() -%}
         delete from {{ this }}
         where customer_id in {{ asset_customers_to_recompute() }} or {{ refresh_everything() }}
     {%- else -%}
         select 1 as nothing_to_delete
     {%- endif -%}
+{%- endmacro %}
+
+{#
+    is_incremental(), except where dbt may not look at the database: `dbt compile
+    --no-introspect` on the databricks target (offline in CI) compiles the full-build SQL
+    instead of asking the workspace whether the table exists.
+#}
+{% macro gold_is_incremental() -%}
+    {#- (flags is not defined when sqlfluff renders the project) -#}
+    {%- if target.type != 'duckdb' and flags is defined and not flags.INTROSPECT -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {{ return(is_incremental()) }}
 {%- endmacro %}

@@ -502,6 +502,9 @@ def _link(path: Path, target: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
     partial.symlink_to(target)
+    if path.is_dir() and not path.is_symlink():
+        # A copy of the warehouse that followed the link made it a folder.
+        shutil.rmtree(path)
     os.replace(partial, path)
 
 

@@ -39,8 +39,8 @@ works_at as (
         on l.source_node_id = r.record_entity_id
     where
         l.rel_type = '{{ var("works_at_rel_type", "WORKS_AT") }}'
-        {%- if is_incremental() %}
-            and (r.customer_id in {{ asset_customers_to_recompute() }} or {{ refresh_everything() }})
+        {%- if gold_is_incremental() %}
+        and (r.customer_id in {{ asset_customers_to_recompute() }} or {{ refresh_everything() }})
         {%- endif %}
     group by r.customer_id, l.target_node_id
 ),

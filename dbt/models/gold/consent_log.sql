@@ -46,8 +46,8 @@ versions as (
         on e.target_node_id = v.node_id
     inner join {{ ref('customer_records') }} as r
         on e.source_node_id = r.record_entity_id
-    {%- if is_incremental() %}
-        where {{ is_affected_customer('r.customer_id') }}
+    {%- if gold_is_incremental() %}
+    where {{ is_affected_customer('r.customer_id') }}
     {%- endif %}
 ),
 

@@ -22,12 +22,12 @@ with source_records as (
         r.rel_type = 'HAS_SOURCE_RECORD'
         and r.is_current
         and n.node_type = 'source_record'
-        {%- if is_incremental() %}
-            and r.source_node_id in (
-                select records.record_entity_id
-                from {{ ref('customer_records') }} as records
-                where {{ is_affected_customer('records.customer_id') }}
-            )
+        {%- if gold_is_incremental() %}
+        and r.source_node_id in (
+            select records.record_entity_id
+            from {{ ref('customer_records') }} as records
+            where {{ is_affected_customer('records.customer_id') }}
+        )
         {%- endif %}
 ),
 
@@ -49,6 +49,6 @@ select
 from split as s
 inner join {{ ref('customer_records') }} as c
     on s.record_entity_id = c.record_entity_id
-{%- if is_incremental() %}
-    where {{ is_affected_customer('c.customer_id') }}
+{%- if gold_is_incremental() %}
+where {{ is_affected_customer('c.customer_id') }}
 {%- endif %}

@@ -16,6 +16,6 @@ select
     {%- for attr in var('customer_attributes') %},
     {{ attr }}{% endfor %}
 from {{ ref('customer_profile', v=2) }}
-{%- if is_incremental() %}
-    where {{ is_affected_customer('customer_id') }}
+{%- if gold_is_incremental() %}
+where {{ is_affected_customer('customer_id') }}
 {%- endif %}

@@ -22,37 +22,35 @@ with customers as (
     from {{ ref('customer_records') }}
     where
         is_survivor
-        {%- if is_incremental() %}
-            and {{ is_affected_customer('customer_id') }}
-        {%- endif %}
+        and {% if gold_is_incremental() %}{{ is_affected_customer('customer_id') }}{% else %}true{% endif %}
 ),
 
-{%- if is_incremental() %}
+{%- if gold_is_incremental() %}
 
-    candidates as (
-        {{ attribute_candidates(attrs, affected_only=true) }}
-    ),
+candidates as (
+    {{ attribute_candidates(attrs, affected_only=true) }}
+),
 
-    winners as (
-        {{ resolve_winner('candidates') }}
-    ),
+winners as (
+    {{ resolve_winner('candidates') }}
+),
 
 {%- else %}
 
-    winners as (
-        select
-            entity_id,
-            attribute,
-            value,
-            source_system,
-            updated_at
-        from {{ ref('resolved_attributes') }}
-        where attribute in (
-            {%- for attr in attrs %}
-            '{{ attr }}'{{ "," if not loop.last }}
-            {%- endfor %}
-        )
-    ),
+winners as (
+    select
+        entity_id,
+        attribute,
+        value,
+        source_system,
+        updated_at
+    from {{ ref('resolved_attributes') }}
+    where attribute in (
+        {%- for attr in attrs %}
+        '{{ attr }}'{{ "," if not loop.last }}
+        {%- endfor %}
+    )
+),
 
 {%- endif %}
 

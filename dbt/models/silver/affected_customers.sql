@@ -15,7 +15,7 @@ select r.customer_id
 from {{ ref('customer_records') }} as r
 where r.record_entity_id in (select changed.entity_id from changed)
 
-union
+union distinct
 
 select entity_id as customer_id
 from changed

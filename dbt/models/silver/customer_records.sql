@@ -32,9 +32,9 @@ left join same_as as s
     on n.node_id = s.record_entity_id
 where
     n.node_type = 'customer'
-    {%- if is_incremental() %}
-        and (
-            n.node_id in (select changed.entity_id from {{ ref('changed_entities') }} as changed)
-            or {{ refresh_everything() }}
-        )
-    {%- endif %}
+{%- if gold_is_incremental() %}
+and (
+    n.node_id in (select changed.entity_id from {{ ref('changed_entities') }} as changed)
+    or {{ refresh_everything() }}
+)
+{%- endif %}
