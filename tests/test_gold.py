@@ -98,7 +98,8 @@ def built(tmp_path_factory) -> tuple[AagService, gold.BuildReport]:
 
 
 def _copy(svc: AagService, target: Path) -> AagService:
-    shutil.copytree(svc.warehouse.uri, target)
+    # The gold exports are relative links through gold/current: copied as links.
+    shutil.copytree(svc.warehouse.uri, target, symlinks=True)
     return AagService(str(target))
 
 
@@ -252,7 +253,7 @@ def test_cli_export_of_a_gold_model(built, tmp_path):
 # -- warehouses that change (copies) -----------------------------------------------------
 
 
-def test_build_uses_the_warehouse_config_then_goes_stale_and_erasure_drops_gold(built, tmp_path):
+def test_build_uses_the_warehouse_config_then_goes_stale_and_erasure_drops_the_exports(built, tmp_path):
     base, _ = built
     svc = _copy(base, tmp_path / "wh")
     tie = svc.find_customer("salesforce", TIE_CONTACT)
@@ -261,6 +262,7 @@ def test_build_uses_the_warehouse_config_then_goes_stale_and_erasure_drops_gold(
     priorities.write_text(priorities.read_text().replace("shopify,3,", "shopify,0,"), encoding="utf-8")
     svc = AagService(svc.warehouse.uri)
     report = svc.build()
+    assert report.mode == "full" and report.full_reason == "the dbt project or the configuration changed"
     assert (gold.gold_dir(svc.warehouse) / "dbt" / "seeds" / "source_priority.csv").read_text() == (
         priorities.read_text()
     )
@@ -268,14 +270,82 @@ def test_build_uses_the_warehouse_config_then_goes_stale_and_erasure_drops_gold(
     assert profile["phone"] == "+49302222222" and profile["phone_source"] == "shopify"
     _assert_cells_equal(_gold(svc, "customer_profile_v2"), svc.customer_profiles(2))
     assert report.config_dir == str(priorities.parent)
-    # Silver moves on: the gold exports say so; erasure deletes them (they hold the customer).
+    # Silver moves on: the gold exports say so; erasure deletes them (they hold the customer)
+    # and takes the customer out of the DuckDB file, which stays the base of the next build.
     more = _contact("0035g00000LateAAAA", "late@example.com", "2026-01-01T00:00:00Z", False, "+49 30 999")
     svc.ingest("salesforce", "Contact", [_write(tmp_path / "late.jsonl", [more])])
     assert svc.gold_is_stale()
     erased = svc.erase(tie)
-    assert erased["gold_files_removed"] >= len(gold.GOLD_MODELS) + 1
+    assert erased["gold_files_removed"] >= len(gold.GOLD_MODELS)
     with pytest.raises(WarehouseError, match="aag build"):
         svc.export("customer_profile_v2", "parquet", tmp_path / "p.parquet")
+    con = duckdb.connect(str(gold.gold_dir(svc.warehouse) / gold.DUCKDB_FILE), read_only=True)
+    try:
+        for model in gold.GOLD_MODELS:
+            left = con.execute(f"SELECT count(*) FROM gold.{model} WHERE customer_id = ?", [tie]).fetchone()
+            assert left == (0,), model
+    finally:
+        con.close()
+    assert gold.manifest(svc.warehouse)["exports"] is None
+    again = svc.build()
+    assert again.mode == "incremental"
+    _assert_cells_equal(_gold(svc, "customer_profile_v2"), svc.customer_profiles(2))
+
+
+
+def test_incremental_build_after_batches_merge_and_erasure_equals_a_full_rebuild(built, tmp_path):
+    base, _ = built
+    svc = _copy(base, tmp_path / "wh")
+    folder = tmp_path / "in"
+    # A changed contact, a new customer, and a Zendesk user whose external id names one
+    # Salesforce contact and whose e-mail is another customer's: the two clusters merge.
+    consent = svc.find_customer("salesforce", CONSENT_CONTACT)
+    tie = svc.find_customer("salesforce", TIE_CONTACT)
+    changed = _contact(CONSENT_CONTACT, "cora@example.com", "2025-06-01T00:00:00Z", True, "+49 30 5550001")
+    fresh = _contact("0035g00000NewcAAAA", "new@example.com", "2025-06-02T00:00:00Z", False, "+49 30 777")
+    svc.ingest("salesforce", "Contact", [_write(folder / "changed.jsonl", [changed, fresh])])
+    glue = {
+        "id": 99001,
+        "name": "Cora Tie",
+        "email": "tie@example.com",
+        "phone": "+49 30 3333333",
+        "external_id": CONSENT_CONTACT,
+        "updated_at": "2025-06-03T00:00:00Z",
+    }
+    svc.ingest("zendesk", "users", [_write(folder / "glue.jsonl", [glue])])
+    merged = {svc.find_customer("salesforce", CONSENT_CONTACT), svc.find_customer("salesforce", TIE_CONTACT)}
+    assert len(merged) == 1 and merged <= {consent, tie}
+    # The demo customer (with its company and assets) is erased.
+    svc.erase(svc.find_customer("salesforce", DEMO_CONTACT))
+
+    incremental = svc.build()
+    assert incremental.mode == "incremental", incremental.full_reason
+    assert 0 < incremental.affected_customers < incremental.models["customer_profile_v2"]
+    kept = {model: _gold(svc, model) for model in gold.GOLD_MODELS}
+    full = svc.build(full_refresh=True)
+    assert full.mode == "full" and full.full_reason == "asked (--full-refresh)"
+    for model in gold.GOLD_MODELS:
+        _assert_cells_equal(kept[model], _gold(svc, model))
+    for version in (1, 2):
+        _assert_cells_equal(kept[f"customer_profile_v{version}"], svc.customer_profiles(version))
+    _assert_cells_equal(kept["customer_identity"], svc.identity_map())
+
+
+def test_a_build_without_changes_is_incremental_and_publishes_atomically(built, tmp_path):
+    base, report = built
+    svc = _copy(base, tmp_path / "wh")
+    folder = gold.gold_dir(svc.warehouse)
+    first = os.readlink(folder / gold.CURRENT_LINK)
+    again = svc.build()
+    assert again.mode == "incremental" and again.changed_rows == 0 and again.affected_customers == 0
+    assert again.models == report.models
+    # Every export is a link through `current`, switched in one rename to the new folder;
+    # the old folder is gone and nothing of the working copy is left.
+    assert os.readlink(folder / gold.CURRENT_LINK) == again.exports != first
+    for model in gold.GOLD_MODELS:
+        assert os.readlink(folder / f"{model}.parquet") == f"{gold.CURRENT_LINK}/{model}.parquet"
+    assert [p.name for p in (folder / gold.BUILDS_DIR).iterdir()] == [again.exports.split("/")[1]]
+    assert not (folder / gold.WORK_DIR).exists()
 
 
 def test_plain_dbt_build_is_green_and_data_tests_catch_broken_data(built, tmp_path):

@@ -5,10 +5,17 @@
     its own) and its attribute name.
 
     attributes: limit to these attribute names (a list), or all when none.
+    affected_only: only the edges of the records of affected_customers (an incremental
+        run's customers); companies and assets are then left out. The records are
+        found first, so the edge scan is a semi-join on a short id list.
 #}
-{% macro attribute_candidates(attributes=none) -%}
+{% macro attribute_candidates(attributes=none, affected_only=false) -%}
     select
-        coalesce(r.customer_id, e.source_node_id) as entity_id,
+    {%- if affected_only %}
+            r.customer_id as entity_id,
+        {%- else %}
+            coalesce(r.customer_id, e.source_node_id) as entity_id,
+    {%- endif %}
         a.attribute,
         e.rel_type,
         e.target_node_id,
@@ -23,8 +30,19 @@
         on e.rel_type = a.rel_type
     inner join {{ source('silver', 'nodes') }} as v
         on e.target_node_id = v.node_id
-    left join {{ ref('customer_records') }} as r
-        on e.source_node_id = r.record_entity_id
+    {%- if affected_only %}
+        inner join (
+            select
+                records.record_entity_id,
+                records.customer_id
+            from {{ ref('customer_records') }} as records
+            where {{ is_affected_customer('records.customer_id') }}
+        ) as r
+            on e.source_node_id = r.record_entity_id
+    {%- else %}
+        left join {{ ref('customer_records') }} as r
+            on e.source_node_id = r.record_entity_id
+    {%- endif %}
     where
         e.is_current
         and e.rel_type != 'SAME_AS'

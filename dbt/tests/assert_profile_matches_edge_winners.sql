@@ -2,8 +2,15 @@
 -- edge table (not through resolved_attributes or customer_records): the same
 -- customers, and per customer and attribute the same value, source and field time.
 -- Each row returned is a customer whose profile row disagrees, with the attributes
--- that differ.
+-- that differ. An incremental build checks the customers it resolved again
+-- (affected_customers); a full build checks every customer.
 {%- set attrs = var('customer_attributes') %}
+{%- set in_scope -%}
+    (
+        customer_id in (select affected.customer_id from {{ ref('affected_customers') }} as affected)
+        or {{ refresh_everything() }}
+    )
+{%- endset %}
 
 with members as (
     select
@@ -13,6 +20,17 @@ with members as (
     where
         is_current
         and rel_type = 'SAME_AS'
+),
+
+scope as (
+    -- The records whose edges count for the customers checked: their members, and the
+    -- survivors themselves (a customer's id is its survivor record's id).
+    select record_entity_id
+    from members
+    where {{ in_scope }}
+    union all
+    select affected.customer_id as record_entity_id
+    from {{ ref('affected_customers') }} as affected
 ),
 
 candidates as (
@@ -41,6 +59,10 @@ candidates as (
             )
         )
         and v.value is not null
+        and (
+            e.source_node_id in (select scope.record_entity_id from scope)
+            or {{ refresh_everything() }}
+        )
 ),
 
 winners as (
@@ -55,6 +77,10 @@ customers as (
     where
         n.node_type = 'customer'
         and m.record_entity_id is null
+        and (
+            n.node_id in (select affected.customer_id from {{ ref('affected_customers') }} as affected)
+            or {{ refresh_everything() }}
+        )
 ),
 
 expected as (
@@ -75,6 +101,7 @@ expected as (
 profile as (
     select *
     from {{ ref('customer_profile', v=2) }}
+    where {{ in_scope }}
 )
 
 select

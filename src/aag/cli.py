@@ -221,7 +221,13 @@ def _print_explanation(result: dict[str, Any]) -> None:
 
 
 @app.command()
-def build(warehouse: Warehouse = None, as_json: AsJson = False) -> None:
+def build(
+    warehouse: Warehouse = None,
+    as_json: AsJson = False,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Rebuild every gold table (default: only what changed)")
+    ] = False,
+) -> None:
     """(Re)build the gold tables: the dbt project on the local target, then Parquet exports."""
     svc = _service(warehouse)
     with Progress(
@@ -238,15 +244,20 @@ def build(warehouse: Warehouse = None, as_json: AsJson = False) -> None:
         def on_node(name: str, status: str, total: int) -> None:
             progress.update(task, advance=1, total=total or None, description=f"dbt build: {name} {status}")
 
-        report = svc.build(on_node)
+        report = svc.build(on_node, full_refresh=full_refresh)
     if as_json:
         _print_json(report.as_dict())
         return
     for warning in report.warnings:
         err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     folder = Path(report.duckdb_file).parent
+    how = (
+        f"incremental: {report.affected_customers} customers re-resolved"
+        if report.mode == "incremental"
+        else f"full: {report.full_reason}"
+    )
     out.print(
-        f"gold built: {report.nodes_run} dbt nodes green (dbt {report.dbt_seconds:.1f}s, "
+        f"gold built ({how}): {report.nodes_run} dbt nodes green (dbt {report.dbt_seconds:.1f}s, "
         f"export {report.export_seconds:.1f}s) in {folder}",
         soft_wrap=True,
     )

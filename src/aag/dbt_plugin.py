@@ -22,6 +22,15 @@ directly). Configured in ``dbt/profiles.yml``::
 ``$AAG_SILVER_VERSIONS`` (same form) overrides ``versions``: ``aag build`` pins the
 snapshot it records that way, outside dbt's own configuration, so a new snapshot does
 not make dbt re-parse the project.
+
+The plugin also writes the table ``<schema>.relationship_changes``: the rows of
+``relationships`` that changed since an earlier Delta version, read from the table's change
+data feed (every inserted and deleted row, ``change_type`` ``insert`` or ``delete``), which
+the gold models' incremental runs re-resolve. ``$AAG_SILVER_CHANGES_SINCE`` names that
+earlier version (the one the last build read); ``prepared`` means ``aag build`` has
+already written the table into the database; unset, the table holds one row with
+``change_type = 'unknown'`` and a NULL id, which makes incremental models recompute
+everything (the right answer when nothing says what changed).
 """
 
 from __future__ import annotations
@@ -32,13 +41,25 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from dbt.adapters.duckdb.plugins import BasePlugin
 from deltalake import DeltaTable
 
 from aag.delta import join
-from aag.gold import VERSIONS_ENV
+from aag.gold import CHANGES_ENV, CHANGES_PREPARED, VERSIONS_ENV
 
 DEFAULT_TABLES = ("nodes", "relationships")
+CHANGES_TABLE = "relationship_changes"
+#: Columns of the change table: what the incremental models need to find the entities
+#: (and the customers, companies and survivors) a change touched.
+CHANGE_COLUMNS = ("source_node_id", "target_node_id", "rel_type")
+CHANGES_SCHEMA = pa.schema(
+    [
+        *(pa.field(name, pa.string()) for name in CHANGE_COLUMNS),
+        pa.field("change_type", pa.string()),
+        pa.field("commit_version", pa.int64()),
+    ]
+)
 #: Reader features a Parquet file list cannot honour.
 UNSUPPORTED_FEATURES = ("deletionVectors", "columnMapping")
 
@@ -134,6 +155,62 @@ def attach_silver(
     return read
 
 
+def read_changes(uri: str, since: int, until: int) -> pa.Table:
+    """Rows of ``relationships`` inserted or deleted after version ``since`` up to ``until``.
+
+    Reads the Delta change data feed (delta-rs writes it for appends and merges once
+    ``delta.enableChangeDataFeed`` is on; compaction commits carry no data change and are
+    skipped). A MERGE that replaces an edge key's versions shows as the old rows deleted
+    and the new rows inserted, so both the old and the new target of a re-pointed edge
+    are here.
+
+    Raises:
+        Exception: delta-rs's error when the feed does not cover the range (switched on
+            later, or its files removed by a vacuum); callers fall back to a full build.
+    """
+    if until <= since:
+        return CHANGES_SCHEMA.empty_table()
+    table = DeltaTable(uri, version=until)
+    feed = table.load_cdf(
+        starting_version=since + 1,
+        ending_version=until,
+        columns=[*CHANGE_COLUMNS, "_change_type", "_commit_version"],
+    )
+    data = pa.RecordBatchReader.from_stream(feed).read_all()
+    # delta-rs hands out string_view columns, which some compute kernels do not take.
+    changes = pa.table(
+        {
+            **{name: data.column(name).cast(pa.string()) for name in CHANGE_COLUMNS},
+            "change_type": data.column("_change_type").cast(pa.string()),
+            "commit_version": data.column("_commit_version").cast(pa.int64()),
+        },
+        schema=CHANGES_SCHEMA,
+    )
+    # Update images do not occur (AAG replaces edge versions by delete and insert); a
+    # change is an insert or a delete.
+    return changes.filter(pc.is_in(changes.column("change_type"), pa.array(["insert", "delete"])))
+
+
+def unknown_changes() -> pa.Table:
+    """The change table that says "what changed is not known": recompute everything."""
+    return pa.table(
+        {**{n: [None] for n in CHANGE_COLUMNS}, "change_type": ["unknown"], "commit_version": [None]},
+        schema=CHANGES_SCHEMA,
+    )
+
+
+def write_changes(con: duckdb.DuckDBPyConnection, changes: pa.Table, schema: str = "silver") -> None:
+    """(Re)create ``<schema>.relationship_changes`` in the database from an Arrow table."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
+    con.register("aag_changes_arrow", changes)
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {_ident(schema)}.{CHANGES_TABLE} AS SELECT * FROM aag_changes_arrow"
+        )
+    finally:
+        con.unregister("aag_changes_arrow")
+
+
 class Plugin(BasePlugin):
     """Attaches the silver Delta tables when dbt-duckdb opens its database."""
 
@@ -152,4 +229,12 @@ class Plugin(BasePlugin):
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Create the silver views on the connection dbt opened."""
         versions = {**self.versions, **parse_versions(os.environ.get(VERSIONS_ENV))}
-        attach_silver(conn, self.silver, self.schema, self.tables, versions)
+        read = attach_silver(conn, self.silver, self.schema, self.tables, versions)
+        since = os.environ.get(CHANGES_ENV, "").strip()
+        if since == CHANGES_PREPARED:
+            return
+        if since and "relationships" in read:
+            changes = read_changes(join(self.silver, "relationships"), int(since), read["relationships"])
+        else:
+            changes = unknown_changes()
+        write_changes(conn, changes, self.schema)

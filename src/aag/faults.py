@@ -26,6 +26,13 @@ POINTS = (
     "ledger-written",
 )
 
+#: Crash points of ``aag build``: after dbt built the working copy of the gold tables,
+#: and after the exports were written but before anything was published.
+BUILD_POINTS = (
+    "gold-models-built",
+    "gold-exported",
+)
+
 _lock = threading.Lock()
 _hits: dict[str, int] = {}
 

@@ -1,22 +1,42 @@
-"""The gold layer: run the dbt project (``dbt/``) in-process and export its tables.
+"""The gold layer: run the dbt project (``dbt/``) in-process and publish its tables.
 
 ``aag build`` runs ``dbt build`` on the ``local`` target (dbt-duckdb) through
 ``dbtRunner``. It stages a copy of the project under ``<warehouse>/gold/dbt`` whose
 ``seeds/`` folder holds the configuration in force for the warehouse (the registry and
 priorities the engine reads), pins the Delta versions of the two silver tables so
-every model reads one snapshot, and afterwards writes each gold model to
-``<warehouse>/gold/<relation>.parquet``, readable by any tool without dbt.
-``<warehouse>/gold/aag.duckdb`` holds the same tables (schemas ``gold``, ``silver``,
-``config``), and ``<warehouse>/gold/build.json`` records what was built from what.
+every model reads one snapshot, and afterwards writes each gold model to Parquet,
+readable by any tool without dbt.
+
+**Incremental builds.** After a batch only a few customers change. ``relationships``
+keeps a Delta change data feed (``aag build`` switches it on), and a build after an
+earlier one hands dbt the rows that changed since the version that build read
+(``silver.relationship_changes``); the models then resolve only the affected customers
+again and replace their rows (``dbt/macros/incremental.sql``). A build is full when
+there is no earlier one, when the project or the configuration changed since, when the
+feed does not cover the range (a vacuum removed its files), or when asked
+(``full_refresh``).
+
+**Publishing.** dbt runs on a working copy of the DuckDB file (``gold/.work``), so a
+failed or killed build leaves the published tables as they were. A green build writes
+its Parquet files into a new folder ``gold/builds/<id>``, then publishes in this
+order: the DuckDB file (renamed over ``gold/aag.duckdb``), the ``gold/current`` link
+(switched to the new folder in one rename, so readers of ``gold/<model>.parquet``, links
+through ``current``, see the whole previous export or the whole new one), and
+``gold/build.json`` last: what was built from which silver versions. A crash anywhere
+before ``build.json`` leaves the previous manifest, and the next build redoes the
+change since then (re-resolving a customer twice gives the same rows).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import hashlib
 import json
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -25,10 +45,12 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aag.config import CONFIG_FILES, default_config_dir
 from aag.errors import AagError, WarehouseError
+from aag.faults import crash_point
 from aag.warehouse import Warehouse
 
 #: Gold relations ``aag export`` serves, with the order their Parquet files are written in.
@@ -43,6 +65,20 @@ GOLD_MODELS: dict[str, str] = {
 PROJECT_ITEMS = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests", "analyses")
 DUCKDB_FILE = "aag.duckdb"
 MANIFEST_FILE = "build.json"
+#: dbt builds a working copy of the DuckDB file here; it is renamed into place when green.
+WORK_DIR = ".work"
+#: One folder of Parquet exports per build; ``current`` links to the published one.
+BUILDS_DIR = "builds"
+CURRENT_LINK = "current"
+#: Where dbt-duckdb opens the database (``dbt/profiles.yml``); unset, the published file.
+DATABASE_ENV = "AAG_GOLD_DATABASE"
+#: The Delta version of ``relationships`` the last build read (the plugin reads the change
+#: data feed after it), or ``prepared`` when the change table is already in the database.
+CHANGES_ENV = "AAG_SILVER_CHANGES_SINCE"
+CHANGES_PREPARED = "prepared"
+CHANGE_FEED_PROPERTY = "delta.enableChangeDataFeed"
+#: Per-customer gold tables, with their customer column (erasure deletes by it).
+CUSTOMER_TABLES = (*GOLD_MODELS, "customer_records")
 SILVER_TABLES = ("nodes", "relationships")
 #: Pinned silver Delta versions for a dbt run (``nodes=3,relationships=7``), read by
 #: :mod:`aag.dbt_plugin` outside dbt's configuration, so a new snapshot does not make dbt
@@ -134,6 +170,18 @@ class BuildReport:
     dbt_seconds: float = 0.0
     export_seconds: float = 0.0
     built_at: str = ""
+    #: ``full`` or ``incremental``, and why a build was full.
+    mode: str = "full"
+    full_reason: str = ""
+    #: Incremental builds: the relationships version the change was read from, the number
+    #: of changed edge rows and of customers resolved again.
+    changes_since: int | None = None
+    changed_rows: int = 0
+    affected_customers: int = 0
+    #: Hash of the staged project and configuration (a change forces a full build).
+    fingerprint: str = ""
+    #: Folder of this build's Parquet exports (relative to ``gold/``).
+    exports: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -149,6 +197,7 @@ def run_dbt(
     args: list[str],
     on_node: Callable[[str, str, int], None] | None = None,
     versions: dict[str, int] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Any:
     """Invoke dbt in-process, quietly; ``on_node(name, status, total)`` per finished node.
 
@@ -157,6 +206,7 @@ def run_dbt(
         on_node: Progress callback.
         versions: Silver Delta versions the run reads (``$AAG_SILVER_VERSIONS`` for the
             run's duration; the project's views read the latest otherwise).
+        env: More environment variables for the run's duration.
 
     Returns:
         The ``dbtRunnerResult``.
@@ -175,17 +225,20 @@ def run_dbt(
 
     quiet = ["--log-level", "none", "--log-level-file", "info"]
     quiet += ["--no-send-anonymous-usage-stats", "--no-version-check"]
-    previous = os.environ.get(VERSIONS_ENV)
+    settings = dict(env or {})
     if versions:
-        os.environ[VERSIONS_ENV] = ",".join(f"{name}={version}" for name, version in versions.items())
+        settings[VERSIONS_ENV] = ",".join(f"{name}={version}" for name, version in versions.items())
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         return dbtRunner(callbacks=[callback]).invoke([*args[:1], *quiet, *args[1:]])
     finally:
         _release_dbt()
-        if previous is None:
-            os.environ.pop(VERSIONS_ENV, None)
-        else:
-            os.environ[VERSIONS_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _release_dbt() -> None:
@@ -278,17 +331,80 @@ def dbt_args(
     ]
 
 
+def fingerprint(staged: Path) -> str:
+    """A hash of the staged project and its seeds: a build after a change to either is full."""
+    digest = hashlib.sha256()
+    for item in (*PROJECT_ITEMS, "seeds"):
+        root = staged / item
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            if path.is_file():
+                digest.update(str(path.relative_to(staged)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def ensure_change_feed(warehouse: Warehouse) -> bool:
+    """Switch on the Delta change data feed of ``relationships``; returns whether it was off.
+
+    Incremental builds read which edges changed from it. A metadata-only commit, made
+    once; delta-rs (and Spark) then write the changed rows of every MERGE next to the
+    data files, and ``aag vacuum`` removes them with the other old files.
+    """
+    table = warehouse.io.open(warehouse.graph.relationships_uri)
+    if table.metadata().configuration.get(CHANGE_FEED_PROPERTY) == "true":
+        return False
+    table.alter.set_table_properties({CHANGE_FEED_PROPERTY: "true"})
+    return True
+
+
+def _changes_since(warehouse: Warehouse, since: int, until: int) -> pa.Table:
+    from aag.dbt_plugin import read_changes
+
+    return read_changes(warehouse.graph.relationships_uri, since, until)
+
+
+def plan_build(
+    warehouse: Warehouse, versions: dict[str, int], stamp: str, full_refresh: bool
+) -> tuple[int | None, pa.Table | None, str]:
+    """Whether this build can be incremental: the base version, the changed rows, or why not.
+
+    Returns:
+        ``(since, changes, "")`` for an incremental build, else ``(None, None, reason)``.
+    """
+    if full_refresh:
+        return None, None, "asked (--full-refresh)"
+    previous = manifest(warehouse)
+    folder = gold_dir(warehouse)
+    if not previous or not (folder / DUCKDB_FILE).exists():
+        return None, None, "no earlier build"
+    if previous.get("fingerprint") != stamp:
+        return None, None, "the dbt project or the configuration changed"
+    since = (previous.get("silver_versions") or {}).get("relationships")
+    if since is None:
+        return None, None, "the earlier build recorded no silver version"
+    try:
+        changes = _changes_since(warehouse, int(since), versions["relationships"])
+    except Exception as exc:  # any failure to read the feed means: build everything
+        return None, None, f"no change feed since version {since}: {_one_line(str(exc))[:120]}"
+    return int(since), changes, ""
+
+
 def build(
     warehouse: Warehouse,
     on_node: Callable[[str, str, int], None] | None = None,
     extra_args: list[str] | None = None,
+    full_refresh: bool = False,
 ) -> BuildReport:
-    """Run ``dbt build`` on the local target, then export every gold model to Parquet.
+    """Run ``dbt build`` on the local target, then export and publish every gold model.
+
+    Incremental when an earlier build's tables and the change feed since allow it (see
+    the module docstring), else full.
 
     Args:
         warehouse: An initialised local warehouse.
         on_node: Progress callback ``(node name, status, total nodes)``.
         extra_args: More dbt arguments (e.g. ``["--select", "gold"]``).
+        full_refresh: Rebuild every table from scratch.
 
     Raises:
         BuildError: A model failed or a data test failed (one line, with the log path).
@@ -297,14 +413,37 @@ def build(
     folder = gold_dir(warehouse)
     folder.mkdir(parents=True, exist_ok=True)
     staged = stage_project(warehouse)
+    stamp = fingerprint(staged)
+    ensure_change_feed(warehouse)
     versions = silver_versions(warehouse)
+    since, changes, full_reason = plan_build(warehouse, versions, stamp, full_refresh)
+    work = folder / WORK_DIR
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    database = work / DUCKDB_FILE
+    env = {DATABASE_ENV: str(database)}
     started = time.perf_counter()
-    result = run_dbt([*dbt_args("build", staged, warehouse), *(extra_args or [])], on_node, versions)
+    args = [*dbt_args("build", staged, warehouse), *(extra_args or [])]
+    if changes is not None:
+        # The published tables are the base the change is applied to (copied: a failed
+        # build must leave them as they were).
+        shutil.copyfile(folder / DUCKDB_FILE, database)
+        _write_changes(database, changes)
+        env[CHANGES_ENV] = CHANGES_PREPARED
+    else:
+        args.append("--full-refresh")
+    result = run_dbt(args, on_node, versions, env)
     dbt_seconds = time.perf_counter() - started
     if not result.success:
         raise _failure(result, staged / "logs" / "dbt.log")
+    crash_point("gold-models-built")
     started = time.perf_counter()
-    counts = export_gold(folder / DUCKDB_FILE, folder)
+    build_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    exports = folder / BUILDS_DIR / build_id
+    counts = export_gold(database, exports)
+    affected = 0
+    if changes is not None:
+        affected = _count(database, "SELECT count(*) FROM silver.affected_customers")
     report = BuildReport(
         warehouse=warehouse.uri,
         duckdb_file=str(folder / DUCKDB_FILE),
@@ -314,11 +453,81 @@ def build(
         models=counts,
         warnings=_warnings(result),
         dbt_seconds=round(dbt_seconds, 3),
-        export_seconds=round(time.perf_counter() - started, 3),
         built_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        mode="incremental" if changes is not None else "full",
+        full_reason=full_reason,
+        changes_since=since,
+        changed_rows=changes.num_rows if changes is not None else 0,
+        affected_customers=affected,
+        fingerprint=stamp,
+        exports=f"{BUILDS_DIR}/{build_id}",
     )
-    (folder / MANIFEST_FILE).write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
+    crash_point("gold-exported")
+    publish(folder, database, exports)
+    report.export_seconds = round(time.perf_counter() - started, 3)
+    _write_manifest(folder, report.as_dict())
+    shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _write_changes(database: Path, changes: pa.Table) -> None:
+    from aag.dbt_plugin import write_changes
+
+    con = duckdb.connect(str(database))
+    try:
+        write_changes(con, changes)
+    finally:
+        con.close()
+
+
+def _count(database: Path, sql: str) -> int:
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        row = con.execute(sql).fetchone()
+    finally:
+        con.close()
+    return int(row[0]) if row else 0
+
+
+def _write_manifest(folder: Path, data: dict[str, Any]) -> None:
+    """Write ``build.json`` by rename: readers see the previous manifest or the new one."""
+    partial = folder / f".{MANIFEST_FILE}.tmp"
+    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, folder / MANIFEST_FILE)
+
+
+def _link(path: Path, target: str) -> None:
+    """Make ``path`` a symbolic link to ``target`` in one rename (replacing a file or link)."""
+    partial = path.with_name(f".{path.name}.link")
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+    partial.symlink_to(target)
+    if path.is_dir() and not path.is_symlink():
+        # A copy of the warehouse that followed the link made it a folder.
+        shutil.rmtree(path)
+    os.replace(partial, path)
+
+
+def publish(folder: Path, database: Path, exports: Path) -> None:
+    """Put a green build in place: the DuckDB file, then the exports' ``current`` link.
+
+    Each step is one rename. ``gold/<model>.parquet`` are links through ``current``, so a
+    reader opens either every file of the previous build or every file of the new one.
+    Older export folders are deleted (open files stay readable until closed).
+    """
+    # A write-ahead log left by a tool that wrote to the old file must not be replayed
+    # onto the new one.
+    with contextlib.suppress(FileNotFoundError):
+        (folder / f"{DUCKDB_FILE}.wal").unlink()
+    os.replace(database, folder / DUCKDB_FILE)
+    _link(folder / CURRENT_LINK, f"{BUILDS_DIR}/{exports.name}")
+    for model in GOLD_MODELS:
+        path = folder / f"{model}.parquet"
+        if not path.is_symlink():
+            _link(path, f"{CURRENT_LINK}/{model}.parquet")
+    for old in (folder / BUILDS_DIR).iterdir():
+        if old.name != exports.name:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def export_gold(database: Path, folder: Path) -> dict[str, int]:
@@ -333,6 +542,7 @@ def export_gold(database: Path, folder: Path) -> dict[str, int]:
     Returns:
         Rows per relation.
     """
+    folder.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(database))
     counts: dict[str, int] = {}
     try:
@@ -367,22 +577,128 @@ def read_gold(warehouse: Warehouse, model: str) -> pa.Table:
 
 
 def discard(warehouse: Warehouse) -> int:
-    """Delete the gold outputs (exports, DuckDB file, manifest); returns the files removed.
+    """Take erased customers out of gold; returns the files removed.
 
-    Erasure calls this: the gold tables were computed before the erasure and still hold
-    the erased customer. ``aag build`` writes them anew.
+    Erasure calls this after deleting the customers' edges. The published exports held
+    the customers, so they are deleted (``aag build`` writes them anew). The DuckDB file
+    keeps the tables an incremental build starts from, without the customers the erasure
+    commits touched: their rows are deleted and the file is rewritten, so no page of it
+    keeps them. ``build.json`` keeps the silver versions it was built from (the next
+    build re-resolves everything changed since, the erasure included) and records that
+    the exports are gone. Without an earlier build or a readable change feed, every gold
+    output is deleted instead.
     """
     folder = gold_dir(warehouse)
     if not folder.exists():
         return 0
-    doomed = [folder / f"{m}.parquet" for m in GOLD_MODELS]
-    doomed += [folder / DUCKDB_FILE, folder / f"{DUCKDB_FILE}.wal", folder / MANIFEST_FILE]
-    removed = 0
-    for path in doomed:
+    removed = _remove_exports(folder)
+    previous = manifest(warehouse)
+    database = folder / DUCKDB_FILE
+    scrubbed = False
+    if previous and database.exists():
+        since = (previous.get("silver_versions") or {}).get("relationships")
+        try:
+            if since is not None:
+                table = warehouse.io.open(warehouse.graph.relationships_uri)
+                changes = _changes_since(warehouse, int(since), int(table.version()))
+                _scrub(folder, changes, _erasure_versions(table, int(since)))
+                scrubbed = True
+        except Exception:  # no feed or no tables: drop the whole gold layer
+            scrubbed = False
+    if scrubbed and previous:
+        _write_manifest(folder, {**previous, "exports": None, "exports_removed_by": "erasure"})
+        return removed
+    for path in (database, folder / f"{DUCKDB_FILE}.wal", folder / MANIFEST_FILE):
         if path.exists():
             path.unlink()
             removed += 1
     return removed
+
+
+def _remove_exports(folder: Path) -> int:
+    """Delete every export folder and the ``current`` link; returns the files removed."""
+    removed = 0
+    builds = folder / BUILDS_DIR
+    if builds.is_dir():
+        removed += sum(1 for p in builds.rglob("*") if p.is_file())
+        shutil.rmtree(builds)
+    for path in [folder / CURRENT_LINK, *(folder / f"{m}.parquet" for m in GOLD_MODELS)]:
+        if path.is_symlink() or path.exists():
+            if not path.is_symlink():
+                removed += 1  # an export of the layout before export folders
+            path.unlink()
+    return removed
+
+
+def _erasure_versions(table: Any, since: int) -> list[int]:
+    """Versions after ``since`` that an erasure committed (commit metadata ``aag.operation``)."""
+    out = []
+    for commit in table.history():
+        version = commit.get("version")
+        if version is not None and int(version) > since and commit.get("aag.operation") == "erase":
+            out.append(int(version))
+    return out
+
+
+def _scrub(folder: Path, changes: pa.Table, versions: list[int]) -> None:
+    """Delete the customers the given commits touched from the DuckDB file, then rewrite it.
+
+    The customers: every entity an erasure commit deleted edges of or pointed at, and the
+    customer each such record belonged to in the gold tables. A row deleted in DuckDB
+    stays in its block until overwritten, so the database is copied into a new file
+    (``COPY FROM DATABASE``) that replaces the old one.
+    """
+    database = folder / DUCKDB_FILE
+    erased = changes.filter(pc.is_in(changes.column("commit_version"), pa.array(versions, pa.int64())))
+    con = duckdb.connect(str(database))
+    try:
+        con.register("erased_rows", erased)
+        con.execute(
+            """
+CREATE TEMP TABLE erased_ids AS
+SELECT source_node_id AS id FROM erased_rows
+UNION SELECT target_node_id FROM erased_rows WHERE rel_type = 'SAME_AS'
+"""
+        )
+        con.execute(
+            """
+CREATE TEMP TABLE erased_customers AS
+SELECT id AS customer_id FROM erased_ids
+UNION SELECT customer_id FROM silver.customer_records WHERE record_entity_id IN (SELECT id FROM erased_ids)
+"""
+        )
+        for table in CUSTOMER_TABLES:
+            schema = "silver" if table == "customer_records" else "gold"
+            con.execute(
+                f"DELETE FROM {schema}.{table} "
+                "WHERE customer_id IN (SELECT customer_id FROM erased_customers)"
+            )
+        con.execute(
+            "DELETE FROM silver.customer_records WHERE record_entity_id IN (SELECT id FROM erased_ids)"
+        )
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    work = folder / WORK_DIR
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    fresh = work / DUCKDB_FILE
+    con = duckdb.connect(str(fresh))
+    try:
+        con.execute(f"ATTACH '{_sql_text(str(database))}' AS previous (READ_ONLY)")
+        con.execute(f"COPY FROM DATABASE previous TO {fresh.stem}")
+        con.execute("DETACH previous")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    with contextlib.suppress(FileNotFoundError):
+        (folder / f"{DUCKDB_FILE}.wal").unlink()
+    os.replace(fresh, database)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _sql_text(text: str) -> str:
+    return text.replace("'", "''")
 
 
 def manifest(warehouse: Warehouse) -> dict[str, Any] | None:

@@ -488,18 +488,22 @@ ORDER BY customer_id, source_system, source_object, source_record_id
         return out
 
     # -- gold ----------------------------------------------------------------------------
-    def build(self, on_node: Callable[[str, str, int], None] | None = None) -> gold.BuildReport:
+    def build(
+        self, on_node: Callable[[str, str, int], None] | None = None, full_refresh: bool = False
+    ) -> gold.BuildReport:
         """(Re)build the gold layer: ``dbt build`` on the local target, then Parquet exports.
 
-        Holds the writer lock, so no batch or erasure lands while the gold tables are
-        computed and exported.
+        Incremental after an earlier build (only the customers whose edges changed since
+        are resolved again), full otherwise or when asked. Holds the writer lock, so no
+        batch or erasure lands while the gold tables are computed and exported.
 
         Args:
             on_node: Progress callback ``(dbt node name, status, total nodes)``.
+            full_refresh: Rebuild every gold table from scratch.
         """
         self.warehouse.require()
         with self.warehouse.writer_lock():
-            return gold.build(self.warehouse, on_node)
+            return gold.build(self.warehouse, on_node, full_refresh=full_refresh)
 
     def gold_is_stale(self) -> bool:
         """Whether silver changed since the last ``aag build`` (``False`` if never built)."""

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import signal
 import time
 
+import pyarrow.parquet as pq
 import pytest
 
-from aag.faults import POINTS
+from aag import gold
+from aag.faults import BUILD_POINTS, POINTS
 from aag.service import AagService
 from aag.world import generate
 
@@ -81,3 +84,52 @@ def test_kill_at_a_random_moment_then_rerun_converges(world, seed):
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     assert differences(world["after"][batch], snapshot(wh)) == []
+
+
+# -- aag build ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built_then_changed(tmp_path_factory) -> dict:
+    """A warehouse built once, then changed by more batches; and its clean incremental build."""
+    root = tmp_path_factory.mktemp("crash-build")
+    files = generate(root / "in", 40).files
+    wh = root / "base"
+    svc = AagService(str(wh))
+    svc.init()
+    for system, obj, path in files[:FILES]:
+        svc.ingest(system, obj, [path])
+    svc.build()
+    for system, obj, path in files[FILES:]:
+        svc.ingest(system, obj, [path])
+    clean = copy_warehouse_with_links(wh, root / "clean")
+    report = AagService(str(clean)).build()
+    assert report.mode == "incremental"
+    built = AagService(str(clean)).warehouse
+    exports = {m: pq.read_table(gold.gold_file(built, m)) for m in gold.GOLD_MODELS}
+    return {"root": root, "base": wh, "exports": exports}
+
+
+def copy_warehouse_with_links(source, target):
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
+@pytest.mark.parametrize("point", BUILD_POINTS)
+def test_kill_inside_aag_build_then_rerun_gives_the_clean_build(built_then_changed, point):
+    run = built_then_changed
+    wh = copy_warehouse_with_links(run["base"], run["root"] / f"build-{point}")
+    before = gold.manifest(AagService(str(wh)).warehouse)
+    crashed = aag("build", "--warehouse", str(wh), env={"AAG_CRASH_AT": point})
+    crashed.communicate(timeout=600)
+    assert crashed.returncode == -signal.SIGKILL, f"{point} was never reached"
+    # Nothing was published: the previous manifest and exports are still the ones in place.
+    svc = AagService(str(wh))
+    assert gold.manifest(svc.warehouse) == before
+    assert all(gold.gold_file(svc.warehouse, m).exists() for m in gold.GOLD_MODELS)
+    rerun = aag("build", "--warehouse", str(wh), "--json")
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err
+    assert json.loads(out)["mode"] == "incremental"
+    for model in gold.GOLD_MODELS:
+        assert pq.read_table(gold.gold_file(svc.warehouse, model)).equals(run["exports"][model]), model

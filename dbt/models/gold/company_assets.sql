@@ -3,7 +3,17 @@
 -- backwards. One row per customer x company x asset over current edges; a company
 -- with no (known) asset gives one row with NULL asset columns. Names, serial numbers
 -- and status are the resolved winners of the company's and asset's own attributes
--- (resolve_winner over just those attributes' edges).
+-- (resolve_winner over just those attributes' edges). Incremental: the rows of the
+-- customers named by macro asset_customers_to_recompute are redone.
+{{ config(
+    materialized='incremental',
+    unique_key=['customer_id', 'company_id', 'asset_id'],
+    incremental_strategy=gold_incremental_strategy(),
+    on_schema_change='fail',
+    pre_hook="{{ delete_asset_customers() }}",
+) }}
+-- depends_on: {{ ref('affected_customers') }}
+-- depends_on: {{ ref('changed_entities') }}
 with links as (
     select
         source_node_id,
@@ -27,7 +37,11 @@ works_at as (
     from links as l
     inner join {{ ref('customer_records') }} as r
         on l.source_node_id = r.record_entity_id
-    where l.rel_type = '{{ var("works_at_rel_type", "WORKS_AT") }}'
+    where
+        l.rel_type = '{{ var("works_at_rel_type", "WORKS_AT") }}'
+        {%- if gold_is_incremental() %}
+        and (r.customer_id in {{ asset_customers_to_recompute() }} or {{ refresh_everything() }})
+        {%- endif %}
     group by r.customer_id, l.target_node_id
 ),
 

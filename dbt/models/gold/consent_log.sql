@@ -3,7 +3,17 @@
 -- its own history per record (the edge key), so old_value is that key's value just
 -- before: the previous version's value when it was replaced ('change'), NULL when the
 -- key held nothing ('set'). A version ended by a removal (the source emptied the field
--- or deleted the record) adds a 'removal' row at the time it ended.
+-- or deleted the record) adds a 'removal' row at the time it ended. Incremental: the
+-- affected customers' logs are redone whole (change_seq numbers a customer's log).
+{{ config(
+    materialized='incremental',
+    unique_key=['customer_id', 'change_seq'],
+    incremental_strategy=gold_incremental_strategy(),
+    on_schema_change='fail',
+    pre_hook="{{ delete_affected_customers() }}",
+) }}
+-- depends_on: {{ ref('affected_customers') }}
+-- depends_on: {{ ref('changed_entities') }}
 with consent_rel_types as (
     select rel_type
     from {{ ref('attribute_catalog') }}
@@ -36,6 +46,9 @@ versions as (
         on e.target_node_id = v.node_id
     inner join {{ ref('customer_records') }} as r
         on e.source_node_id = r.record_entity_id
+    {%- if gold_is_incremental() %}
+    where {{ is_affected_customer('r.customer_id') }}
+    {%- endif %}
 ),
 
 changes as (

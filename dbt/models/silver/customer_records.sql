@@ -1,8 +1,16 @@
 -- One row per customer record (an entity node of type customer, one per source
 -- record) and the customer it belongs to: the target of its current SAME_AS edge
 -- (the survivor of its identity cluster), or itself when it has none. A table: every
--- gold model maps records to customers through it.
-{{ config(materialized='table') }}
+-- gold model maps records to customers through it. Incremental: a record's row
+-- depends only on its own node and SAME_AS edge, so only changed records are redone.
+{{ config(
+    materialized='incremental',
+    unique_key='record_entity_id',
+    incremental_strategy=gold_incremental_strategy(),
+    on_schema_change='fail',
+    pre_hook="{{ delete_changed_records() }}",
+) }}
+-- depends_on: {{ ref('changed_entities') }}
 
 with same_as as (
     select
@@ -22,4 +30,11 @@ select
 from {{ source('silver', 'nodes') }} as n
 left join same_as as s
     on n.node_id = s.record_entity_id
-where n.node_type = 'customer'
+where
+    n.node_type = 'customer'
+{%- if gold_is_incremental() %}
+and (
+    n.node_id in (select changed.entity_id from {{ ref('changed_entities') }} as changed)
+    or {{ refresh_everything() }}
+)
+{%- endif %}
