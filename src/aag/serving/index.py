@@ -84,6 +84,15 @@ def load_snapshot(warehouse: Warehouse, stamp: tuple[int, int]) -> Snapshot:
     )
 
 
+def _exports_published(warehouse: Warehouse) -> bool:
+    """Whether the last build's manifest says its exports are in place."""
+    try:
+        meta = gold.manifest(warehouse)
+    except (OSError, ValueError):
+        return False
+    return meta is not None and meta.get("exports", True) is not None
+
+
 class ProfileIndex:
     """The current gold snapshot of a warehouse, reloaded when ``aag build`` runs again."""
 
@@ -114,8 +123,11 @@ class ProfileIndex:
         try:
             snap = load_snapshot(self.warehouse, stamp)
         except Exception as exc:
+            # Publishing is atomic, so this is a build that lost its exports (an erasure)
+            # or a broken folder: answer from silver rather than from an older snapshot.
             self.last_error = f"{type(exc).__name__}: {exc}"
-            return self._snapshot
+            self._snapshot = None
+            return None
         self.last_error = None
         self._snapshot = snap
         # Millions of long-lived objects: keep the cyclic GC from scanning them again
@@ -150,6 +162,11 @@ class ProfileIndex:
                 if self._snapshot is None:
                     return self.load()
                 return self._snapshot
-        if current.stamp != stamp and not self._loading:
-            self._reload_in_background()
+        if current.stamp != stamp:
+            if not _exports_published(self.warehouse):
+                # An erasure took the exports away: stop serving them before anything else.
+                self._snapshot = None
+                return None
+            if not self._loading:
+                self._reload_in_background()
         return current
