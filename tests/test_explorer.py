@@ -182,6 +182,13 @@ def _wait(driver: WebDriver, css: str, text: str = "", timeout: float = WAIT) ->
     return element
 
 
+def _settled(driver: WebDriver, timeout: float = WAIT) -> None:
+    """Wait until no panel is loading (the page marks loading panels ``aria-busy``)."""
+    WebDriverWait(driver, timeout).until(
+        lambda d: not d.find_elements(By.CSS_SELECTOR, "[aria-busy='true']"), "panels still loading"
+    )
+
+
 def _texts(driver: WebDriver, css: str) -> list[str]:
     return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
 
@@ -241,6 +248,7 @@ def test_demo_customer_from_bronze_to_gold(driver, server, warehouse, customer_i
     assert result.get_attribute("data-customer") == customer_id
     _wait(driver, "#customer-id", customer_id)
     assert f"customer={customer_id}" in driver.current_url
+    _settled(driver)
 
     # Gold (v2): the phone is Zendesk's 09:00 change, not the CRM's 09:05 re-sync.
     phone = _wait(driver, "#gold tr[data-attribute='phone']", WINNING_PHONE)
@@ -251,6 +259,7 @@ def test_demo_customer_from_bronze_to_gold(driver, server, warehouse, customer_i
     # The timeline of the phone: opened from the gold row, winner and explanation on screen.
     driver.find_element(By.CSS_SELECTOR, "#gold tr[data-attribute='phone'] button").click()
     _wait(driver, "#timeline-attr", "phone")
+    _settled(driver)
     winner = _wait(driver, "#timeline .verdict.win .winner-value", WINNING_PHONE)
     assert winner.text == WINNING_PHONE
     assert "from zendesk" in _wait(driver, "#timeline .verdict.win").text

@@ -131,6 +131,8 @@ async function openCustomer(id) {
   if (bronze.status === "fulfilled") renderBronze(panel("bronze"), bronze.value.rows);
   else clear(panel("bronze")).append(message("error", bronze.reason.message));
   busy("bronze", false);
+  // A timeline opened before the bronze rows came lacks the re-sync marks: draw it again.
+  if (state.attribute) showAttribute(state.attribute, false);
   if (graph.status === "fulfilled") {
     state.customer.graph = graph.value;
     renderGraph(panel("graph"), graph.value, attrs, (a) => showAttribute(a, true));
