@@ -145,6 +145,7 @@ class Warehouse:
         record_ids: pa.Table,
         file_name: str,
         now: pa.Scalar,
+        replace: bool = True,
     ) -> None:
         """Write a batch's raw rows to bronze; re-landing the same batch replaces, not adds.
 
@@ -157,6 +158,8 @@ class Warehouse:
                 in bronze so erasure can find a record's raw rows.
             file_name: Name of the input file.
             now: Landing time.
+            replace: Replace every bronze row of the batch (its first chunk), or append
+                (later chunks of the same file).
         """
         uri = self.bronze_uri(source_system, source_object)
         self.io.create(
@@ -175,7 +178,12 @@ class Warehouse:
                 "FROM land_rows r LEFT JOIN land_ids i USING (_row_number)",
                 params=[batch_id, now.as_py(), file_name],
             ).to_arrow_reader(batch_size=100_000)
-            self.io.replace_where(uri, data.cast(BRONZE), f"_batch_id = '{batch_id}'", {"batch_id": batch_id})
+            if replace:
+                self.io.replace_where(
+                    uri, data.cast(BRONZE), f"_batch_id = '{batch_id}'", {"batch_id": batch_id}
+                )
+            else:
+                self.io.append(uri, data.cast(BRONZE), {"batch_id": batch_id})
         finally:
             con.unregister("land_rows")
             con.unregister("land_ids")
@@ -242,14 +250,21 @@ class Warehouse:
         )
         return parse_raw(raw, fields)
 
-    def write_quarantine(self, batch_id: str, rows: pa.Table) -> None:
-        """Replace the batch's quarantine rows (idempotent on re-runs)."""
-        self.io.replace_where(
-            self.quarantine_uri,
-            rows.cast(QUARANTINE),
-            f"batch_id = '{batch_id}'",
-            {"batch_id": batch_id},
-        )
+    def write_quarantine(self, batch_id: str, rows: pa.Table, replace: bool = True) -> None:
+        """Write the batch's quarantine rows (idempotent on re-runs).
+
+        Args:
+            batch_id: The batch.
+            rows: Its quarantine rows (:data:`aag.model.QUARANTINE`).
+            replace: Replace every quarantine row of the batch (its first chunk: clears what
+                a crashed run left), or append (later chunks of the same file).
+        """
+        where = f"batch_id = '{batch_id}'"
+        if not replace:
+            self.io.append(self.quarantine_uri, rows.cast(QUARANTINE), {"batch_id": batch_id})
+        elif rows.num_rows or self.io.read(self.quarantine_uri, "batch_id", where).num_rows:
+            # With nothing to write and nothing left over, no commit at all.
+            self.io.replace_where(self.quarantine_uri, rows.cast(QUARANTINE), where, {"batch_id": batch_id})
         crash_point("quarantine-written")
 
     def record_batch(self, row: dict[str, object]) -> None:
