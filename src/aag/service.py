@@ -25,7 +25,7 @@ from aag.ids import record_key, value_node_id
 from aag.model import ERASURES
 from aag.monitoring import MonitorReport, checks_sql
 from aag.normalize import normalise
-from aag.pipeline import BatchReport, ingest_file
+from aag.pipeline import BatchReport, FileProgress, ingest_file
 from aag.resolution import (
     Explanation,
     explain,
@@ -82,8 +82,13 @@ class AagService:
         files: Sequence[Path],
         on_file: Callable[[BatchReport], None] | None = None,
         on_step: Callable[[Path, str], None] | None = None,
+        on_progress: Callable[[Path, FileProgress], None] | None = None,
+        chunk_rows: int | None = None,
     ) -> list[BatchReport]:
         """Land and process files in the given order, one batch per file.
+
+        Each file is read and processed in chunks, so memory stays bounded whatever its
+        size; it is still one batch (one ledger row, exactly once).
 
         Args:
             source_system: Source system, e.g. ``salesforce``.
@@ -91,6 +96,8 @@ class AagService:
             files: Files to land, in order.
             on_file: Called with each file's report when it is committed.
             on_step: Called with the file and the step (:data:`aag.pipeline.STEPS`) it enters.
+            on_progress: Called with the file and how far it is (hashing, then each chunk).
+            chunk_rows: Rows per chunk (default ``$AAG_CHUNK_ROWS``, else 500,000).
         """
         self.warehouse.require()
         self.warehouse.config.object(source_system, source_object)
@@ -107,6 +114,8 @@ class AagService:
                     source_object,
                     Path(path),
                     on_step=partial(on_step, Path(path)) if on_step else None,
+                    on_progress=partial(on_progress, Path(path)) if on_progress else None,
+                    chunk_rows=chunk_rows,
                 )
                 reports.append(report)
                 if on_file:
