@@ -300,6 +300,7 @@ def _jsonl_chunks(
     errors: list[str | None] = []
     buffered = 0  # characters held in ``texts``
     read = 0
+    carry = b""  # the start of a line whose end is not read yet
     next_line = 1
     produced = False
 
@@ -315,11 +316,12 @@ def _jsonl_chunks(
         numbers, texts, errors = numbers[count:], texts[count:], errors[count:]
         buffered = sum(len(t) for t in texts) if texts else 0
         rows = _with_digest(con, _from_json_lines(con, lines, fields))
-        return Chunk(rows, min(read, total), total, "bytes")
+        # Bytes read, less what is read but not yet handed out (characters ≈ bytes: close
+        # enough for a progress bar).
+        return Chunk(rows, max(0, min(read - len(carry) - buffered, total)), total, "bytes")
 
     try:
         with path.open("rb") as handle:
-            carry = b""
             while True:
                 block = handle.read(min(_BLOCK_BYTES, max_bytes))
                 read += len(block)
@@ -350,7 +352,8 @@ def _jsonl_chunks(
     except OSError as exc:
         raise InputError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
     if numbers or not produced:
-        yield cut(len(numbers))
+        chunk = cut(len(numbers))
+        yield Chunk(chunk.rows, total, total, "bytes")
 
 
 def _csv_chunks(
