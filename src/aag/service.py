@@ -19,7 +19,7 @@ from aag.config import Config
 from aag.delta import delete_matching, now_utc
 from aag.engine import make_engine
 from aag.engine.base import Engine
-from aag.errors import InputError, NotFoundError
+from aag.errors import AagError, InputError, NotFoundError, WarehouseError
 from aag.identity import SAME_AS_REL
 from aag.ids import record_key, value_node_id
 from aag.model import ERASURES
@@ -107,20 +107,44 @@ class AagService:
         reports = []
         with self.warehouse.writer_lock():
             for path in files:
-                report = ingest_file(
-                    self.warehouse,
-                    self.engine,
-                    source_system,
-                    source_object,
-                    Path(path),
-                    on_step=partial(on_step, Path(path)) if on_step else None,
-                    on_progress=partial(on_progress, Path(path)) if on_progress else None,
-                    chunk_rows=chunk_rows,
-                )
+                # A batch that fails (full disk, read-only folder, ...) is undone on a local
+                # warehouse, whose lock we hold: its tables go back to these versions.
+                wh = self.warehouse
+                before = {}
+                if wh.local:
+                    wh.reserve()
+                    before = wh.versions(wh.batch_tables(source_system, source_object))
+                try:
+                    report = self._ingest_one(
+                        source_system, source_object, Path(path), on_step, on_progress, chunk_rows
+                    )
+                except Exception as exc:
+                    _roll_back(wh, before, Path(path), exc)
+                    raise
                 reports.append(report)
                 if on_file:
                     on_file(report)
         return reports
+
+    def _ingest_one(
+        self,
+        source_system: str,
+        source_object: str,
+        path: Path,
+        on_step: Callable[[Path, str], None] | None,
+        on_progress: Callable[[Path, FileProgress], None] | None,
+        chunk_rows: int | None,
+    ) -> BatchReport:
+        return ingest_file(
+            self.warehouse,
+            self.engine,
+            source_system,
+            source_object,
+            path,
+            on_step=partial(on_step, path) if on_step else None,
+            on_progress=partial(on_progress, path) if on_progress else None,
+            chunk_rows=chunk_rows,
+        )
 
     # -- reading -------------------------------------------------------------------------
     def _edges_of(self, *entity_ids: str) -> pa.Table:
@@ -578,6 +602,26 @@ def customer_profiles_of(
         con.unregister("cp_edges")
         con.unregister("cp_nodes")
     return profiles(engine, edges, values, survivors, config, version)
+
+
+def _roll_back(wh: Warehouse, before: dict[str, int | None], path: Path, error: Exception) -> None:
+    """Undo a failed batch's commits (see :meth:`Warehouse.roll_back`).
+
+    Raises:
+        WarehouseError: If undoing fails too (the disk is still full, say). The tables are
+            then at a consistent version each, the batch has no ledger row, and running
+            the same command again once the warehouse is writable completes it.
+    """
+    if not before:
+        return
+    try:
+        wh.roll_back(before, path.name)
+    except AagError as undo:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise WarehouseError(
+            f"{path.name}: {first}; undoing its partial writes failed too ({undo}). The batch is "
+            "not recorded as ingested: run the same command again once the warehouse is writable"
+        ) from error
 
 
 def _bronze_tables(wh: Warehouse) -> list[str]:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -44,6 +46,10 @@ BRONZE = pa.schema(
     ]
 )
 assert set(BRONZE_META) <= set(BRONZE.names)
+
+
+#: Disk space a local warehouse keeps free to undo a batch that fills the disk.
+RESERVE_BYTES = 1 << 20
 
 
 def resolve_location(warehouse: str | None) -> str:
@@ -128,6 +134,90 @@ class Warehouse:
         return created
 
     # -- batches ---------------------------------------------------------------------
+    def batch_tables(self, source_system: str, source_object: str) -> list[str]:
+        """The tables one batch of this object writes before its ledger row.
+
+        Creates the object's bronze table if missing, so that every one of them has a
+        version to go back to (:meth:`roll_back`).
+        """
+        bronze = self.bronze_uri(source_system, source_object)
+        self.io.create(
+            bronze,
+            BRONZE,
+            configuration={"delta.dataSkippingStatsColumns": "_batch_id,_row_number,_landed_at"},
+        )
+        graph = self.graph
+        return [bronze, self.quarantine_uri, graph.nodes_uri, graph.edge_events_uri, graph.relationships_uri]
+
+    def _reserve_path(self) -> Path:
+        return Path(self.uri) / ".aag.reserve"
+
+    def reserve(self) -> None:
+        """Keep :data:`RESERVE_BYTES` of disk for undoing a batch that fills the disk.
+
+        A batch that fails because the disk is full leaves no room for the commits that
+        undo it; this file is deleted first to make that room, and written again before the
+        next batch. Failing to write it means the disk is full already: the batch fails
+        before it writes anything.
+        """
+        path = self._reserve_path()
+        if path.exists() and path.stat().st_size == RESERVE_BYTES:
+            return
+        try:
+            path.write_bytes(b"\0" * RESERVE_BYTES)
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise WarehouseError(f"cannot write to the warehouse {self.uri}: {exc.strerror or exc}") from exc
+
+    def _drop_orphans(self, uris: list[str]) -> None:
+        """Delete data files no version of their table references: a failed write's leftovers.
+
+        A write that fails half-way (a full disk) leaves its partial files behind, and on a
+        full disk they hold the very space the roll-back commit needs. Under the writer lock
+        a file that no version of the table's log adds can only be such a leftover.
+        """
+        for uri in uris:
+            if not self.io.exists(uri):
+                continue
+            table = self.io.open(uri)
+            known: set[str] = set()
+            for version in range(int(table.version()) + 1):
+                log = Path(uri) / "_delta_log" / f"{version:020d}.json"
+                if log.exists():
+                    known.update(
+                        json.loads(line)["add"]["path"]
+                        for line in log.read_text(encoding="utf-8").splitlines()
+                        if '"add"' in line and "add" in json.loads(line)
+                    )
+            root = Path(uri)
+            for path in root.rglob("*"):
+                if "_delta_log" in path.parts or not path.is_file():
+                    continue
+                relative = urllib.parse.unquote(str(path.relative_to(root)))
+                if relative not in {urllib.parse.unquote(k) for k in known}:
+                    path.unlink(missing_ok=True)
+
+    def versions(self, uris: list[str]) -> dict[str, int | None]:
+        """Current version of each table."""
+        return {uri: self.io.version(uri) for uri in uris}
+
+    def roll_back(self, versions: dict[str, int | None], batch_id: str) -> list[str]:
+        """Restore every table that moved past its recorded version; returns the ones restored.
+
+        Only for a failed batch of a local warehouse, under the writer lock: no other
+        writer can have committed in between, so going back undoes exactly that batch.
+        """
+        restored = []
+        if self.local:
+            # The space the roll-back commits need, kept free for this moment.
+            self._reserve_path().unlink(missing_ok=True)
+            self._drop_orphans(list(versions))
+        for uri, version in versions.items():
+            if version is not None and self.io.version(uri) != version:
+                self.io.restore(uri, version, {"aag.operation": "roll back", "batch_id": batch_id})
+                restored.append(uri)
+        return restored
+
     def committed_batches(self, batch_ids: list[str]) -> set[str]:
         """Which of these batches the ledger records as committed."""
         if not batch_ids:
@@ -314,9 +404,13 @@ class Warehouse:
             return
         if timeout is None:
             timeout = float(os.environ.get("AAG_LOCK_TIMEOUT", "120"))
-        Path(self.uri).mkdir(parents=True, exist_ok=True)
         path = Path(self.uri) / ".aag.lock"
-        with path.open("a+") as handle:
+        try:
+            Path(self.uri).mkdir(parents=True, exist_ok=True)
+            handle = path.open("a+")
+        except OSError as exc:
+            raise WarehouseError(f"cannot write to the warehouse {self.uri}: {exc.strerror or exc}") from exc
+        with handle:
             deadline = time.monotonic() + timeout
             while True:
                 try:
