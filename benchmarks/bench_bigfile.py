@@ -165,7 +165,8 @@ def section(f: dict[str, object]) -> str:
     assert isinstance(report, dict)
     events = int(report["field_events"])
     wall = float(f["wall_seconds"])  # type: ignore[arg-type]
-    rss_gb = int(f["peak_rss_kb"]) / 1024 / 1024  # type: ignore[call-overload]
+    rss_gib = int(f["peak_rss_kb"]) / 1024 / 1024  # type: ignore[call-overload]
+    rss_gb = int(f["peak_rss_kb"]) * 1024 / 1e9  # type: ignore[call-overload]
     lb, la = f["load_before"], f["load_after"]
     gb = int(f["file_bytes"]) / 1e9  # type: ignore[call-overload]
     counts = " / ".join(f"{report[k]:,}" for k in ("rows_landed", "rows_processed", "rows_quarantined"))
@@ -173,7 +174,7 @@ def section(f: dict[str, object]) -> str:
 ## One big file in bounded memory ({f["date"]})
 
 `aag ingest` of one {gb:.2f} GB JSON Lines file (Salesforce Contact, {int(f["rows"]):,} rows) into a
-fresh warehouse, read and processed in chunks (at most {f["chunk_rows"]} rows and 256 MiB), under
+fresh warehouse, read and processed in chunks (rows per chunk: {f["chunk_rows"]}; at most 256 MiB), under
 `/usr/bin/time -v`. Reproduce: `python benchmarks/bench_bigfile.py` (see its docstring).
 
 Machine: {f["machine"]}, shared with other jobs. Load average (1/5/15 min) before the run
@@ -187,7 +188,7 @@ Rows: `gen_salesforce.py` contacts plus ~{f["pad"]} bytes of unmapped columns pe
 | file size | {int(f["file_bytes"]):,} bytes ({int(f["file_bytes"]) / 1e9:.2f} GB) |
 | rows landed / processed / quarantined | {counts} |
 | field events | {events:,} |
-| **peak RSS** (`aag ingest` process, `Maximum resident set size`) | **{rss_gb:.2f} GB** |
+| **peak RSS** (`aag ingest` process, `Maximum resident set size`) | **{rss_gib:.2f} GiB** ({rss_gb:.2f} GB) |
 | wall time | {wall:,.0f} s |
 | user + system CPU | {float(f["user_seconds"]):,.0f} s + {float(f["system_seconds"]):,.0f} s |
 | field events/s (wall) | {events / wall:,.0f} |

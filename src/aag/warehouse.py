@@ -135,19 +135,40 @@ class Warehouse:
 
     # -- batches ---------------------------------------------------------------------
     def batch_tables(self, source_system: str, source_object: str) -> list[str]:
-        """The tables one batch of this object writes before its ledger row.
-
-        Creates the object's bronze table if missing, so that every one of them has a
-        version to go back to (:meth:`roll_back`).
-        """
-        bronze = self.bronze_uri(source_system, source_object)
-        self.io.create(
-            bronze,
-            BRONZE,
-            configuration={"delta.dataSkippingStatsColumns": "_batch_id,_row_number,_landed_at"},
-        )
+        """The tables one batch of this object writes before its ledger row."""
         graph = self.graph
-        return [bronze, self.quarantine_uri, graph.nodes_uri, graph.edge_events_uri, graph.relationships_uri]
+        return [
+            self.bronze_uri(source_system, source_object),
+            self.quarantine_uri,
+            graph.nodes_uri,
+            graph.edge_events_uri,
+            graph.relationships_uri,
+        ]
+
+    def versions(self, uris: list[str]) -> dict[str, int | None]:
+        """Current version of each table (``None``: no table yet)."""
+        return {uri: self.io.version(uri) for uri in uris}
+
+    def roll_back(self, versions: dict[str, int | None], batch_id: str) -> list[str]:
+        """Restore every table that moved past its recorded version; returns the ones restored.
+
+        Only for a failed batch of a local warehouse, under the writer lock: no other
+        writer can have committed in between, so going back undoes exactly that batch. A
+        table the batch created (its object's first bronze table) is removed again.
+        """
+        restored = []
+        # The space the roll-back commits need, kept free for this moment.
+        self._reserve_path().unlink(missing_ok=True)
+        self._drop_orphans([uri for uri, version in versions.items() if version is not None])
+        for uri, version in versions.items():
+            if version is None:
+                if self.io.exists(uri):
+                    shutil.rmtree(uri)
+                    restored.append(uri)
+            elif self.io.version(uri) != version:
+                self.io.restore(uri, version, {"aag.operation": "roll back", "batch_id": batch_id})
+                restored.append(uri)
+        return restored
 
     def _reserve_path(self) -> Path:
         return Path(self.uri) / ".aag.reserve"
@@ -196,27 +217,6 @@ class Warehouse:
                 relative = urllib.parse.unquote(str(path.relative_to(root)))
                 if relative not in {urllib.parse.unquote(k) for k in known}:
                     path.unlink(missing_ok=True)
-
-    def versions(self, uris: list[str]) -> dict[str, int | None]:
-        """Current version of each table."""
-        return {uri: self.io.version(uri) for uri in uris}
-
-    def roll_back(self, versions: dict[str, int | None], batch_id: str) -> list[str]:
-        """Restore every table that moved past its recorded version; returns the ones restored.
-
-        Only for a failed batch of a local warehouse, under the writer lock: no other
-        writer can have committed in between, so going back undoes exactly that batch.
-        """
-        restored = []
-        if self.local:
-            # The space the roll-back commits need, kept free for this moment.
-            self._reserve_path().unlink(missing_ok=True)
-            self._drop_orphans(list(versions))
-        for uri, version in versions.items():
-            if version is not None and self.io.version(uri) != version:
-                self.io.restore(uri, version, {"aag.operation": "roll back", "batch_id": batch_id})
-                restored.append(uri)
-        return restored
 
     def committed_batches(self, batch_ids: list[str]) -> set[str]:
         """Which of these batches the ledger records as committed."""
