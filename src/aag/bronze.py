@@ -6,18 +6,36 @@ the object (what extraction reads). A row that cannot be parsed is kept too,
 with ``_error`` set, so it ends in quarantine instead of vanishing. A file that
 cannot be read at all raises :class:`aag.errors.InputError` before anything is
 written.
+
+Files are read in chunks (:func:`read_chunks`) so that memory stays bounded
+whatever the file size: JSON Lines by byte blocks cut at line ends, CSV and
+Parquet as DuckDB streams. A chunk's rows carry their position in the whole file
+(``_row_number``), so the chunks of a file together are exactly the rows of a
+one-shot read (:func:`read_rows`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from aag.errors import InputError
+
+#: Rows per chunk unless ``$AAG_CHUNK_ROWS`` says otherwise. Sized so that one chunk of a
+#: typical CRM export (12 field events per row) stays well under a GB in the pipeline.
+DEFAULT_CHUNK_ROWS = 500_000
+#: Bytes of JSON Lines per chunk unless ``$AAG_CHUNK_BYTES`` says otherwise: bounds a
+#: chunk of very long rows, where the row count alone would not.
+DEFAULT_CHUNK_BYTES = 256 * 1024 * 1024
+#: JSON Lines are read in blocks of at most this size (a chunk is one or more blocks).
+_BLOCK_BYTES = 16 * 1024 * 1024
 
 FORMATS = {
     ".jsonl": "jsonl",
@@ -36,13 +54,22 @@ def file_format(path: Path) -> str:
     return fmt
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes (streamed)."""
+def file_sha256(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
+    """SHA-256 of a file's bytes (streamed).
+
+    Args:
+        path: The file.
+        on_bytes: Called with the number of bytes hashed so far, every 64 MiB.
+    """
     digest = hashlib.sha256()
+    done = 0
     try:
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
+                done += len(chunk)
+                if on_bytes is not None and done % (64 << 20) == 0:
+                    on_bytes(done)
     except OSError as exc:
         raise InputError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
     return digest.hexdigest()
@@ -113,49 +140,110 @@ def parse_raw(rows: pa.Table, fields: tuple[str, ...]) -> pa.Table:
     return table.rename_columns([*rows.column_names, "_error", *fields])
 
 
-def _read_lines_fast(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
-    result: pa.Table = con.sql(
-        f"""
-        SELECT * FROM (
-            SELECT CAST(row_number() OVER () AS BIGINT) AS _row_number, line AS _line,
-                   CAST(NULL AS VARCHAR) AS _error
-            FROM read_csv({_lit(path)}, columns={{'line': 'VARCHAR'}}, delim='\x01', quote='',
-                          escape='', header=false, new_line='\\n', strict_mode=false)
-        ) numbered
-        WHERE _line IS NOT NULL AND trim(_line) <> ''
-        """
-    ).to_arrow_table()
-    return result
+@dataclass(frozen=True)
+class Chunk:
+    """A slice of one file's landed rows.
+
+    Attributes:
+        rows: Landed rows (``_row_number, _raw, _error, <fields...>, _row_digest``), numbered
+            by their place in the whole file.
+        done: How far the file is read after this chunk, in ``unit``.
+        total: The file's size in ``unit``.
+        unit: ``bytes`` (JSON Lines) or ``rows`` (CSV, Parquet: counted before reading).
+    """
+
+    rows: pa.Table
+    done: int
+    total: int
+    unit: str
 
 
-def _read_lines_slow(path: Path) -> pa.Table:
-    """Line-by-line fallback that survives invalid UTF-8 and odd bytes."""
-    numbers: list[int] = []
-    texts: list[str | None] = []
-    errors: list[str | None] = []
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            stripped = raw.strip()
-            if not stripped:
-                continue
-            numbers.append(number)
-            try:
-                texts.append(stripped.decode("utf-8"))
-                errors.append(None)
-            except UnicodeDecodeError:
-                texts.append(json.dumps(stripped.decode("utf-8", errors="replace")))
-                errors.append("invalid UTF-8")
-    return pa.table(
-        {
-            "_row_number": pa.array(numbers, pa.int64()),
-            "_line": pa.array(texts, pa.string()),
-            "_error": pa.array(errors, pa.string()),
-        }
-    )
+def _setting(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise InputError(f"${name} must be a positive integer, not {value!r}") from exc
+    if number < 1:
+        raise InputError(f"${name} must be a positive integer, not {value!r}")
+    return number
+
+
+def chunk_limits(chunk_rows: int | None = None, chunk_bytes: int | None = None) -> tuple[int, int]:
+    """Rows and bytes per chunk: the arguments, else ``$AAG_CHUNK_ROWS`` / ``$AAG_CHUNK_BYTES``."""
+    rows = chunk_rows or _setting("AAG_CHUNK_ROWS", DEFAULT_CHUNK_ROWS)
+    size = chunk_bytes or _setting("AAG_CHUNK_BYTES", DEFAULT_CHUNK_BYTES)
+    return rows, size
+
+
+def _empty(fields: tuple[str, ...]) -> pa.Table:
+    return pa.schema(
+        [
+            pa.field("_row_number", pa.int64()),
+            pa.field("_raw", pa.string()),
+            pa.field("_error", pa.string()),
+            *(pa.field(f, pa.string()) for f in fields),
+            pa.field("_row_digest", pa.string()),
+        ]
+    ).empty_table()
+
+
+def _with_digest(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
+    con.register("landed", table)
+    try:
+        # md5 is enough for change detection of a row's text (not a security boundary) and
+        # cheaper than sha256 on long rows.
+        digests: pa.Table = con.sql("SELECT md5(_raw) AS d FROM landed").to_arrow_table()
+    finally:
+        con.unregister("landed")
+    return table.append_column("_row_digest", digests.column("d"))
+
+
+def read_chunks(
+    path: Path,
+    fields: tuple[str, ...],
+    chunk_rows: int | None = None,
+    chunk_bytes: int | None = None,
+) -> Iterator[Chunk]:
+    """Read one input file as a sequence of chunks of landed rows, in bounded memory.
+
+    Whatever can make the file unreadable as a whole is checked before the first chunk
+    is produced (CSV and Parquet are parsed once to the end first), so a caller that
+    writes nothing before that chunk changes nothing for a rejected file. At least one
+    chunk comes out, empty for an empty file.
+
+    Args:
+        path: A ``.jsonl``, ``.csv`` or ``.parquet`` file.
+        fields: Registry fields of the object to extract as string columns.
+        chunk_rows: Rows per chunk (default :func:`chunk_limits`).
+        chunk_bytes: JSON Lines bytes per chunk (default :func:`chunk_limits`).
+
+    Yields:
+        The chunks, in file order.
+
+    Raises:
+        InputError: If the file is missing, of an unknown type, or unreadable as a whole.
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    fmt = file_format(path)
+    max_rows, max_bytes = chunk_limits(chunk_rows, chunk_bytes)
+    con = _connect()
+    try:
+        if fmt == "jsonl":
+            yield from _jsonl_chunks(con, path, fields, max_rows, max_bytes)
+        elif fmt == "csv":
+            yield from _csv_chunks(con, path, fields, max_rows)
+        else:
+            yield from _parquet_chunks(con, path, fields, max_rows)
+    finally:
+        con.close()
 
 
 def read_rows(path: Path, fields: tuple[str, ...]) -> pa.Table:
-    """Read one input file into landed rows.
+    """Read one input file into landed rows, all at once (small files, tests).
 
     Args:
         path: A ``.jsonl``, ``.csv`` or ``.parquet`` file.
@@ -168,28 +256,244 @@ def read_rows(path: Path, fields: tuple[str, ...]) -> pa.Table:
     Raises:
         InputError: If the file is missing, of an unknown type, or unreadable as a whole.
     """
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    fmt = file_format(path)
-    con = _connect()
+    unbounded = 1 << 62
+    return pa.concat_tables([c.rows for c in read_chunks(path, fields, unbounded, unbounded)])
+
+
+def _decode_lines(data: bytes, first: int) -> tuple[list[int], list[str], list[str | None]]:
+    """Whole lines (``data`` ends at a line end) → numbers, texts and errors of non-blank lines."""
+    numbers: list[int] = []
+    texts: list[str] = []
+    errors: list[str | None] = []
     try:
-        if fmt == "jsonl":
+        lines = data.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        # Line by line only for a block holding invalid UTF-8: the bad lines are kept,
+        # as JSON text of what could be decoded, and quarantined.
+        for number, raw in enumerate(data.split(b"\n"), start=first):
+            stripped = raw.strip()
+            if not stripped:
+                continue
+            numbers.append(number)
             try:
-                lines = _read_lines_fast(con, path)
-            except duckdb.Error:
-                lines = _read_lines_slow(path)
-            table = _from_json_lines(con, lines, fields)
-        elif fmt == "csv":
-            table = _read_csv(con, path, fields)
-        else:
-            table = _read_parquet(con, path, fields)
-        con.register("landed", table)
-        # md5 is enough for change detection of a row's text (not a security boundary) and
-        # cheaper than sha256 on long rows.
-        digests: pa.Table = con.sql("SELECT md5(_raw) AS d FROM landed").to_arrow_table()
-        return table.append_column("_row_digest", digests.column("d"))
+                text = raw.decode("utf-8")
+                texts.append(text[:-1] if text.endswith("\r") else text)
+                errors.append(None)
+            except UnicodeDecodeError:
+                texts.append(json.dumps(stripped.decode("utf-8", errors="replace")))
+                errors.append("invalid UTF-8")
+        return numbers, texts, errors
+    for number, text in enumerate(lines, start=first):
+        if text and not text.isspace():
+            numbers.append(number)
+            texts.append(text[:-1] if text.endswith("\r") else text)
+    errors = [None] * len(numbers)
+    return numbers, texts, errors
+
+
+def _jsonl_chunks(
+    con: duckdb.DuckDBPyConnection, path: Path, fields: tuple[str, ...], max_rows: int, max_bytes: int
+) -> Iterator[Chunk]:
+    total = path.stat().st_size
+    numbers: list[int] = []
+    texts: list[str] = []
+    errors: list[str | None] = []
+    buffered = 0  # characters held in ``texts``
+    read = 0
+    carry = b""  # the start of a line whose end is not read yet
+    next_line = 1
+    produced = False
+
+    def cut(count: int) -> Chunk:
+        nonlocal numbers, texts, errors, buffered
+        lines = pa.table(
+            {
+                "_row_number": pa.array(numbers[:count], pa.int64()),
+                "_line": pa.array(texts[:count], pa.string()),
+                "_error": pa.array(errors[:count], pa.string()),
+            }
+        )
+        numbers, texts, errors = numbers[count:], texts[count:], errors[count:]
+        buffered = sum(len(t) for t in texts) if texts else 0
+        rows = _with_digest(con, _from_json_lines(con, lines, fields))
+        # Bytes read, less what is read but not yet handed out (characters ≈ bytes: close
+        # enough for a progress bar).
+        return Chunk(rows, max(0, min(read - len(carry) - buffered, total)), total, "bytes")
+
+    try:
+        with path.open("rb") as handle:
+            while True:
+                block = handle.read(min(_BLOCK_BYTES, max_bytes))
+                read += len(block)
+                data = carry + block
+                if block:
+                    end = data.rfind(b"\n") + 1
+                    if end == 0:  # one line longer than a block: keep reading it
+                        carry = data
+                        continue
+                    carry, data = data[end:], data[:end]
+                else:
+                    carry = b""
+                if data:
+                    got = _decode_lines(data, next_line)
+                    next_line += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+                    numbers += got[0]
+                    texts += got[1]
+                    errors += got[2]
+                    buffered += sum(len(t) for t in got[1])
+                while len(numbers) >= max_rows:
+                    produced = True
+                    yield cut(max_rows)
+                if buffered >= max_bytes and numbers:
+                    produced = True
+                    yield cut(len(numbers))
+                if not block:
+                    break
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
+    if numbers or not produced:
+        chunk = cut(len(numbers))
+        yield Chunk(chunk.rows, total, total, "bytes")
+
+
+def _csv_chunks(
+    con: duckdb.DuckDBPyConnection, path: Path, fields: tuple[str, ...], max_rows: int
+) -> Iterator[Chunk]:
+    source = f"read_csv({_lit(path)}, all_varchar=true, header=true, store_rejects=true, strict_mode=true)"
+    try:
+        # The whole file is parsed once before any row is handed out: a file DuckDB cannot
+        # read fails here, before the caller writes anything (and the count drives progress).
+        good = int(con.sql(f"SELECT count(*) FROM {source}").fetchall()[0][0])
+        # DuckDB may report several errors for one line (a short row: one per missing
+        # column); the line is one row, quarantined once with its first error.
+        rejects = con.sql(
+            "SELECT line, min_by(csv_line, byte_position), min_by(error_message, byte_position) "
+            "FROM reject_errors GROUP BY line ORDER BY line"
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: cannot read as CSV: {str(exc).splitlines()[0]}") from exc
+    total = good + len(rejects)
+    done = 0
+    template: pa.Table | None = None
+    # A connection of its own: its result stays open while ``con`` shapes each chunk.
+    stream_con = _connect()
+    try:
+        reader = stream_con.sql(f"SELECT * FROM {source}").to_arrow_reader(batch_size=min(max_rows, 100_000))
+        numbering = _LineNumbers([int(r[0]) for r in rejects])
+        for batch in _rebatch(reader, max_rows):
+            numbers = numbering.take(batch.num_rows)
+            done += batch.num_rows
+            landed = _with_digest(
+                con, _landed_arrow(con, batch.add_column(0, "_row_number", numbers), fields)
+            )
+            template = landed
+            yield Chunk(landed, done, total, "rows")
+        reader.close()
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: cannot read as CSV (it changed while being read?): {exc}") from exc
     finally:
-        con.close()
+        stream_con.close()
+    if rejects or template is None:
+        # Rows DuckDB could not parse are kept with their raw line and the parser's reason.
+        bad = pa.table(
+            {
+                "_row_number": pa.array([int(r[0]) for r in rejects], pa.int64()),
+                "_raw": pa.array([json.dumps(r[1]) for r in rejects], pa.string()),
+                "_error": pa.array(
+                    ["malformed CSV row: " + str(r[2]).splitlines()[0] for r in rejects], pa.string()
+                ),
+                **{f: pa.nulls(len(rejects), pa.string()) for f in fields},
+            }
+        )
+        yield Chunk(_with_digest(con, bad), total, total, "rows")
+
+
+class _LineNumbers:
+    """Row numbers of a CSV's parsed rows: 2, 3, ... skipping the rejected rows' lines.
+
+    DuckDB names the line of a row it rejects but not of the rows it parses. Counting the
+    parsed rows from 2 (after the header) past the rejected lines gives every row its own
+    number, and the file's line number whenever no quoted field spans lines.
+    """
+
+    def __init__(self, rejected: list[int]) -> None:
+        self._rejected = sorted(set(rejected))
+        self._skip = 0  # rejected lines already passed
+        self._next = 2
+
+    def take(self, count: int) -> pa.Array:
+        """The next ``count`` numbers."""
+        if not self._rejected:
+            out = pa.array(range(self._next, self._next + count), pa.int64())
+            self._next += count
+            return out
+        numbers = []
+        for _ in range(count):
+            while self._skip < len(self._rejected) and self._rejected[self._skip] <= self._next:
+                if self._rejected[self._skip] == self._next:
+                    self._next += 1
+                self._skip += 1
+            numbers.append(self._next)
+            self._next += 1
+        return pa.array(numbers, pa.int64())
+
+
+def _rebatch(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:
+    """Record batches → tables of exactly ``rows`` rows (the last one shorter)."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in reader:
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending)
+
+
+def _parquet_chunks(
+    con: duckdb.DuckDBPyConnection, path: Path, fields: tuple[str, ...], max_rows: int
+) -> Iterator[Chunk]:
+    source = f"read_parquet({_lit(path)})"
+    try:
+        columns = dict(_columns_as_text(con, source))
+        total = int(con.sql(f"SELECT count(*) FROM {source}").fetchall()[0][0])
+        if columns:
+            # Every column decoded once to the end: a page corrupt deep inside the file fails
+            # here, before the caller writes anything.
+            con.sql(f"SELECT max(hash(COLUMNS(*))) FROM {source}").fetchall()
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: cannot read as Parquet: {str(exc).splitlines()[0]}") from exc
+    if "file_row_number" in columns:
+        # DuckDB names its row position ``file_row_number``; a file with a column of that
+        # name is numbered by a window instead, which reads the file in one piece.
+        relation = f"(SELECT row_number() OVER () AS _row_number, * FROM {source})"
+    else:
+        relation = (
+            f"(SELECT file_row_number + 1 AS _row_number, * EXCLUDE (file_row_number) "
+            f"FROM read_parquet({_lit(path)}, file_row_number=true))"
+        )
+    sql = _landed_sql(columns, relation, fields)
+    stream_con = _connect()
+    done = 0
+    produced = False
+    try:
+        reader = stream_con.sql(sql).to_arrow_reader(batch_size=min(max_rows, 100_000))
+        names = ["_row_number", "_raw", "_error", *fields]
+        for table in _rebatch(reader, max_rows):
+            done += table.num_rows
+            produced = True
+            yield Chunk(_with_digest(con, table.rename_columns(names)), done, total, "rows")
+        reader.close()
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: cannot read as Parquet (it changed while being read?): {exc}") from exc
+    finally:
+        stream_con.close()
+    if not produced:
+        yield Chunk(_empty(fields), 0, 0, "rows")
 
 
 def _columns_as_text(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, str]]:
@@ -204,13 +508,13 @@ def _text_expr(name: str, dtype: str) -> str:
     return f"CAST({col} AS VARCHAR)"
 
 
-def _landed(
-    con: duckdb.DuckDBPyConnection,
+def _landed_sql(
+    columns: dict[str, str],
     relation: str,
     fields: tuple[str, ...],
     errors_sql: str = "CAST(NULL AS VARCHAR)",
-) -> pa.Table:
-    columns = dict(_columns_as_text(con, relation))
+) -> str:
+    """SQL shaping rows of ``relation`` (``_row_number`` + source columns) into landed rows."""
     picks = []
     for i, field in enumerate(fields):
         picks.append(
@@ -222,51 +526,20 @@ def _landed(
     struct = ", ".join(
         f"'{c.replace(chr(39), chr(39) * 2)}': " + '"' + c.replace('"', '""') + '"' for c in rest
     )
-    table: pa.Table = con.sql(
-        f"""
-        SELECT CAST(_row_number AS BIGINT) AS _row_number,
-               CAST(to_json({{{struct}}}) AS VARCHAR) AS _raw, {errors_sql} AS _error,
+    raw = f"CAST(to_json({{{struct}}}) AS VARCHAR)" if rest else "'{}'"
+    return f"""
+        SELECT CAST(_row_number AS BIGINT) AS _row_number, {raw} AS _raw, {errors_sql} AS _error,
                {", ".join(picks) if picks else "NULL AS _none"}
-        FROM {relation} ORDER BY _row_number
+        FROM {relation}
         """
-    ).to_arrow_table()
-    return table.rename_columns(["_row_number", "_raw", "_error", *fields])
 
 
-def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, fields: tuple[str, ...]) -> pa.Table:
+def _landed_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table, fields: tuple[str, ...]) -> pa.Table:
+    """Landed rows of an Arrow table of source columns plus ``_row_number``."""
+    con.register("landed_src", table)
     try:
-        con.execute(
-            f"""CREATE TEMP TABLE src AS
-            SELECT row_number() OVER () + 1 AS _row_number, *
-            FROM read_csv({_lit(path)}, all_varchar=true, header=true, store_rejects=true,
-                          strict_mode=true)"""
-        )
-        rejects = con.sql("SELECT line, csv_line, error_message FROM reject_errors ORDER BY line").fetchall()
-    except duckdb.Error as exc:
-        raise InputError(f"{path}: cannot read as CSV: {str(exc).splitlines()[0]}") from exc
-    landed = _landed(con, "src", fields)
-    if not rejects:
-        return landed
-    # Rows DuckDB could not parse are kept with their raw line and the parser's reason.
-    bad = pa.table(
-        {
-            "_row_number": pa.array([int(r[0]) for r in rejects], pa.int64()),
-            "_raw": pa.array([json.dumps(r[1]) for r in rejects], pa.string()),
-            "_error": pa.array(
-                ["malformed CSV row: " + str(r[2]).splitlines()[0] for r in rejects], pa.string()
-            ),
-            **{f: pa.nulls(len(rejects), pa.string()) for f in fields},
-        }
-    )
-    return pa.concat_tables([landed, bad.select(landed.column_names).cast(landed.schema)])
-
-
-def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path, fields: tuple[str, ...]) -> pa.Table:
-    try:
-        con.execute(
-            f"CREATE TEMP TABLE src AS SELECT row_number() OVER () AS _row_number, * "
-            f"FROM read_parquet({_lit(path)})"
-        )
-    except duckdb.Error as exc:
-        raise InputError(f"{path}: cannot read as Parquet: {str(exc).splitlines()[0]}") from exc
-    return _landed(con, "src", fields)
+        columns = dict(_columns_as_text(con, "landed_src"))
+        out: pa.Table = con.sql(_landed_sql(columns, "landed_src", fields)).to_arrow_table()
+    finally:
+        con.unregister("landed_src")
+    return out.rename_columns(["_row_number", "_raw", "_error", *fields])

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from aag.errors import AagError
 from aag.gold import GOLD_MODELS
-from aag.pipeline import STEPS
+from aag.pipeline import STEPS, FileProgress
 from aag.service import EXPORT_FORMATS, AagService
 
 app = typer.Typer(
@@ -78,6 +78,16 @@ def init(warehouse: Warehouse = None) -> None:
     out.print(f"warehouse ready at {svc.warehouse.uri} ({len(created)} new item(s))")
 
 
+def _size(n: int) -> str:
+    """Bytes as a short human figure (decimal units, like ``ls -h --si``)."""
+    value = float(n)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
 @app.command()
 def ingest(
     source: Annotated[str, typer.Argument(help="Source system, e.g. salesforce")],
@@ -85,6 +95,15 @@ def ingest(
     files: Annotated[list[Path], typer.Argument(help="Files to land, in order")],
     warehouse: Warehouse = None,
     as_json: AsJson = False,
+    chunk_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-rows",
+            min=1,
+            help="Rows per chunk: a file is read and processed in chunks of this many rows "
+            "(bounded memory), still as one batch [env: AAG_CHUNK_ROWS; default 500000]",
+        ),
+    ] = None,
 ) -> None:
     """Land and process files (one batch each, in the order given)."""
     svc = _service(warehouse)
@@ -93,24 +112,53 @@ def ingest(
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[position]}"),
         TimeElapsedColumn(),
         console=err,
         transient=True,
         disable=as_json,
     ) as progress:
-        per_file = len(STEPS)
-        task = progress.add_task(f"ingesting {source}.{obj}", total=len(files) * per_file)
-        seen: list[Path] = []
+        # One bar for the file being ingested: bytes (JSON Lines) or rows (CSV, Parquet) of
+        # the file, the chunk and step it is in, and the rows landed so far.
+        task = progress.add_task(f"ingesting {source}.{obj}", total=None, position="")
+        current: dict[str, Any] = {"path": None, "index": 0, "chunk": 0, "step": "hashing"}
+
+        def describe() -> str:
+            path: Path = current["path"]
+            chunk = f"chunk {current['chunk']}, " if current["chunk"] else ""
+            return f"[{current['index']}/{len(files)}] {path.name}: {chunk}{current['step']}"
+
+        def enter(path: Path) -> None:
+            if current["path"] != path:
+                current.update(path=path, index=current["index"] + 1, chunk=0, step="hashing", done=0)
+                progress.reset(task, total=None, position="")
 
         def step(path: Path, name: str) -> None:
-            if not seen or seen[-1] != path:
-                seen.append(path)
-            position = (len(seen) - 1) * per_file + STEPS.index(name)
-            progress.update(task, completed=position, description=f"{path.name}: {name}")
+            enter(path)
+            if name == STEPS[0]:
+                current["chunk"] = current.get("done", 0) + 1
+            current["step"] = name
+            progress.update(task, description=describe())
+
+        def moved(path: Path, where: FileProgress) -> None:
+            enter(path)
+            if where.unit == "bytes":
+                position = f"{_size(where.done)}/{_size(where.total)}"
+            else:
+                position = f"{where.done:,}/{where.total:,} rows"
+            if where.chunk:
+                current["done"] = where.chunk
+                position += f" · {where.rows:,} rows landed"
+            progress.update(
+                task,
+                completed=where.done,
+                total=where.total or None,
+                position=position,
+                description=describe(),
+            )
 
         def done(report: Any) -> None:
             reports.append(report)
-            progress.update(task, completed=len(reports) * per_file)
             if not as_json:
                 suppressed = (
                     f"{report.rows_suppressed} suppressed (erased records), "
@@ -125,7 +173,7 @@ def ingest(
                     f"[{report.seconds:.2f}s]"
                 )
 
-        svc.ingest(source, obj, files, on_file=done, on_step=step)
+        svc.ingest(source, obj, files, on_file=done, on_step=step, on_progress=moved, chunk_rows=chunk_rows)
     if as_json:
         _print_json([r.as_dict() for r in reports])
 

@@ -70,15 +70,25 @@ class DeltaIO:
         """Create an empty table if none exists; returns whether it was created."""
         if self.exists(uri):
             return False
-        write_deltalake(
-            uri,
-            schema.empty_table(),
-            mode="ignore",
-            partition_by=partition_by,
-            configuration=configuration,
-            storage_options=self.storage_options or None,
-        )
+        with _commit_errors(uri):
+            write_deltalake(
+                uri,
+                schema.empty_table(),
+                mode="ignore",
+                partition_by=partition_by,
+                configuration=configuration,
+                storage_options=self.storage_options or None,
+            )
         return True
+
+    def version(self, uri: str) -> int | None:
+        """The table's current version (``None`` if there is no table)."""
+        return int(self.open(uri).version()) if self.exists(uri) else None
+
+    def restore(self, uri: str, version: int, metadata: Mapping[str, Any] | None = None) -> None:
+        """Make ``version`` the table's content again, in one new commit."""
+        with _commit_errors(uri):
+            self.open(uri).restore(version, commit_properties=_props(metadata))
 
     def reader(self, uri: str, sql: str, name: str = "t") -> pa.RecordBatchReader:
         """Stream the result of a DataFusion query over one table named ``name``."""
@@ -218,8 +228,15 @@ def _commit_errors(uri: str) -> Iterator[None]:
         raise ConflictError(
             f"another writer committed to {uri} first; nothing was changed, retry: {exc}"
         ) from exc
-    except OSError as exc:
-        raise WarehouseError(f"cannot write {uri}: {exc}") from exc
+    except (OSError, DeltaError) as exc:
+        # A full disk, a read-only or vanished folder, a lost connection: one line naming
+        # the table. Delta commits are atomic, so the table is at its last good version.
+        raise WarehouseError(f"cannot write {uri}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def now_utc() -> pa.Scalar:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from aag.bronze import file_sha256, read_rows
+from aag.bronze import Chunk, file_sha256, read_chunks
 from aag.delta import now_utc
 from aag.engine.base import Engine
 from aag.errors import AagError
@@ -301,8 +301,50 @@ def batch_id_for(source_system: str, source_object: str, file_digest: str) -> st
     return hashlib.sha256(f"{source_system}/{source_object}/{file_digest}".encode()).hexdigest()[:32]
 
 
-#: The steps of one batch, in order (for progress reporting).
+#: The steps of one batch, in order (for progress reporting). A file read in chunks goes
+#: through the middle three once per chunk.
 STEPS = ("reading", "extracting", "applying edge rules", "committing")
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    """How far the ingestion of one file is.
+
+    Attributes:
+        chunk: Number of the chunk being processed (1-based; 0 while the file is hashed).
+        done: Position in the file, in ``unit``.
+        total: Size of the file, in ``unit``.
+        unit: ``bytes`` or ``rows``.
+        rows: Rows landed so far.
+    """
+
+    chunk: int
+    done: int
+    total: int
+    unit: str
+    rows: int
+
+
+@dataclass
+class _Totals:
+    """Counts of a file summed over its chunks."""
+
+    rows_landed: int = 0
+    rows_unchanged: int = 0
+    rows_suppressed: int = 0
+    rows_processed: int = 0
+    rows_quarantined: int = 0
+    fields_rejected: int = 0
+    field_events: int = 0
+    nodes_written: int = 0
+    edge_versions_written: int = 0
+    edge_rows_rewritten: int = 0
+    rule_paths: dict[str, int] = field(default_factory=dict)
+    identity: dict[str, int] = field(default_factory=dict)
+
+    def add_counts(self, target: dict[str, int], counts: dict[str, int]) -> None:
+        for key, value in counts.items():
+            target[key] = target.get(key, 0) + int(value)
 
 
 def ingest_file(
@@ -313,8 +355,18 @@ def ingest_file(
     path: Path,
     on_step: Callable[[str], None] | None = None,
     graph: GraphStore | None = None,
+    on_progress: Callable[[FileProgress], None] | None = None,
+    chunk_rows: int | None = None,
 ) -> BatchReport:
     """Land and process one file as one batch (a re-landed identical file is a no-op).
+
+    The file is read and processed in chunks (:func:`aag.bronze.read_chunks`), so memory
+    stays bounded whatever its size. Each chunk lands, is extracted and has its graph
+    change committed before the next is read; the batch's single ledger row, written
+    after the last chunk, is what makes the file count as ingested. Every write of a chunk
+    is idempotent for the batch (see docs/reliability.md), so re-running a file after a
+    crash anywhere converges to the tables of an uninterrupted run, and the chunked result
+    equals a one-piece run's (the edge rules are a function of each key's event set).
 
     Args:
         warehouse: Target warehouse.
@@ -325,94 +377,77 @@ def ingest_file(
         on_step: Called with each of :data:`STEPS` as it starts.
         graph: Where the graph lives (default: the warehouse's Delta tables). Bronze,
             quarantine and the ledger stay in the warehouse either way.
+        on_progress: Called as the file is hashed and after every chunk.
+        chunk_rows: Rows per chunk (default ``$AAG_CHUNK_ROWS``, else
+            :data:`aag.bronze.DEFAULT_CHUNK_ROWS`).
 
     Raises:
         InputError: If the file cannot be read at all (nothing is written).
     """
     step = on_step or (lambda _: None)
+    progress = on_progress or (lambda _: None)
     graph = graph or warehouse.graph
     started = time.perf_counter()
     config = warehouse.config
     spec = config.object(source_system, source_object)
-    digest = file_sha256(path)
+    size = path.stat().st_size if path.is_file() else 0
+    digest = file_sha256(path, lambda done: progress(FileProgress(0, done, size, "bytes", 0)))
     batch_id = batch_id_for(spec.source_system, spec.source_object, digest)
     if warehouse.committed_batches([batch_id]):
         return BatchReport(file=str(path), batch_id=batch_id, status="already ingested")
     step(STEPS[0])
     extractor = extractor_for(spec, config)
-    rows = read_rows(path, extractor.fields)
-    rows, suppressed = suppress_erased(warehouse, engine, extractor, rows)
+    totals = _Totals()
     now = now_utc()
-    fresh, unchanged_ids = split_unchanged(
-        rows, warehouse.landed_digests(spec.source_system, spec.source_object)
-    )
-    step(STEPS[1])
-    record_ids = pa.concat_tables(
-        [extractor.record_ids(engine, fresh).cast(unchanged_ids.schema), unchanged_ids]
-    )
-    # Landed rows of other objects the extraction joins, registered before anything is
-    # written, so that a missing object fails the batch cleanly.
-    reads = register_reads(warehouse, engine, extractor)
-    # Bronze, quarantine and the graph are independent Delta tables. Bronze lands on a
-    # second thread while the batch is extracted and planned (delta-rs and DuckDB release
-    # the GIL; phone parsing does not, so the landing fills that time). Every write is
-    # idempotent for this batch id, so a crash between them converges on re-run; the
-    # ledger row, written last, is what makes the batch count as ingested.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        landing = pool.submit(
-            warehouse.land,
-            spec.source_system,
-            spec.source_object,
-            batch_id,
-            rows.select(["_row_number", "_raw", "_row_digest"]),
-            record_ids,
-            path.name,
-            now,
+    reads: list[str] = []
+    try:
+        chunks = read_chunks(
+            path,
+            extractor.fields,
+            chunk_rows=chunk_rows if extractor.chunkable else 1 << 62,
+            chunk_bytes=None if extractor.chunkable else 1 << 62,
         )
-        try:
-            extracted = extractor.extract(engine, fresh, batch_id, now)
-        finally:
-            for name in reads:
-                engine.drop(name)
-        # Only the raw text (held by the landing) is needed from here on.
-        rows_total = rows.num_rows
-        del fresh, rows
-        if extracted.quarantine.num_rows:
-            quarantined = pool.submit(warehouse.write_quarantine, batch_id, extracted.quarantine)
-        step(STEPS[2])
-        plan = plan_change(
-            engine,
-            graph,
-            identity=IdentitySettings.from_config(config, spec.entity_type),
-            day_precision=day_precision_prefixes(config),
-        )
-        step(STEPS[3])
-        try:
-            stats: CommitStats = graph.commit(plan.change({"aag.batch_id": batch_id, "aag.file": path.name}))
-        finally:
-            plan.release()
-        landing.result()
-        if extracted.quarantine.num_rows:
-            quarantined.result()
-    rows_unchanged = unchanged_ids.num_rows
-    if extracted.rows_landed + rows_unchanged != rows_total:  # pragma: no cover
-        raise AagError(f"{path}: row accounting broken")
+        # Landed rows of other objects the extraction joins, registered before anything is
+        # written, so that a missing object fails the batch cleanly. Only committed batches
+        # are read, so they are the same for every chunk of this batch.
+        reads = register_reads(warehouse, engine, extractor)
+        for number, chunk in enumerate(chunks, start=1):
+            if number > 1:
+                step(STEPS[0])
+            _ingest_chunk(
+                warehouse,
+                engine,
+                graph,
+                extractor,
+                chunk,
+                batch_id,
+                path,
+                now,
+                totals,
+                first=number == 1,
+                step=step,
+            )
+            progress(FileProgress(number, chunk.done, chunk.total, chunk.unit, totals.rows_landed))
+    finally:
+        for name in reads:
+            engine.drop(name)
+        extractor.close()
     report = BatchReport(
         file=str(path),
         batch_id=batch_id,
         status="committed",
-        rows_landed=rows_total,
-        rows_unchanged=rows_unchanged,
-        rows_suppressed=suppressed,
-        rows_processed=extracted.rows_processed + rows_unchanged,
-        rows_quarantined=extracted.rows_quarantined,
-        fields_rejected=extracted.fields_rejected,
-        field_events=extracted.events,
-        nodes_written=stats.nodes_written,
-        edge_versions_written=plan.new_versions,
-        rule_paths=plan.paths,
-        identity=plan.identity_counts,
-        edge_rows_rewritten=stats.edge_rows_rewritten,
+        rows_landed=totals.rows_landed,
+        rows_unchanged=totals.rows_unchanged,
+        rows_suppressed=totals.rows_suppressed,
+        rows_processed=totals.rows_processed,
+        rows_quarantined=totals.rows_quarantined,
+        fields_rejected=totals.fields_rejected,
+        field_events=totals.field_events,
+        nodes_written=totals.nodes_written,
+        edge_versions_written=totals.edge_versions_written,
+        rule_paths=totals.rule_paths,
+        identity=totals.identity,
+        edge_rows_rewritten=totals.edge_rows_rewritten,
         seconds=round(time.perf_counter() - started, 3),
     )
     crash_point("before-ledger")
@@ -440,3 +475,87 @@ def ingest_file(
     )
     crash_point("ledger-written")
     return report
+
+
+def _ingest_chunk(
+    warehouse: Warehouse,
+    engine: Engine,
+    graph: GraphStore,
+    extractor: Extractor,
+    chunk: Chunk,
+    batch_id: str,
+    path: Path,
+    now: pa.Scalar,
+    totals: _Totals,
+    first: bool,
+    step: Callable[[str], None],
+) -> None:
+    """Land, extract, plan and commit one chunk of a batch; add its counts to ``totals``.
+
+    The first chunk *replaces* the batch's bronze and quarantine rows (clearing what a
+    crashed earlier run of the same file left), later chunks append to them: a re-run
+    always starts at the first chunk, so the batch's rows end up written exactly once.
+    """
+    spec = extractor.spec
+    rows, suppressed = suppress_erased(warehouse, engine, extractor, chunk.rows)
+    fresh, unchanged_ids = split_unchanged(
+        rows, warehouse.landed_digests(spec.source_system, spec.source_object)
+    )
+    step(STEPS[1])
+    record_ids = pa.concat_tables(
+        [extractor.record_ids(engine, fresh).cast(unchanged_ids.schema), unchanged_ids]
+    )
+    # Bronze, quarantine and the graph are independent Delta tables. Bronze lands on a
+    # second thread while the chunk is extracted and planned (delta-rs and DuckDB release
+    # the GIL; phone parsing does not, so the landing fills that time). Every write is
+    # idempotent for this batch id, so a crash between them converges on re-run; the
+    # ledger row, written after the last chunk, is what makes the batch count as ingested.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        landing = pool.submit(
+            warehouse.land,
+            spec.source_system,
+            spec.source_object,
+            batch_id,
+            rows.select(["_row_number", "_raw", "_row_digest"]),
+            record_ids,
+            path.name,
+            now,
+            first,
+        )
+        extracted = extractor.extract(engine, fresh, batch_id, now)
+        # Only the raw text (held by the landing) is needed from here on.
+        rows_total = rows.num_rows
+        del fresh, rows
+        quarantined = None
+        if extracted.quarantine.num_rows or first:
+            quarantined = pool.submit(warehouse.write_quarantine, batch_id, extracted.quarantine, first)
+        step(STEPS[2])
+        plan = plan_change(
+            engine,
+            graph,
+            identity=IdentitySettings.from_config(warehouse.config, spec.entity_type),
+            day_precision=day_precision_prefixes(warehouse.config),
+        )
+        step(STEPS[3])
+        try:
+            stats: CommitStats = graph.commit(plan.change({"aag.batch_id": batch_id, "aag.file": path.name}))
+        finally:
+            plan.release()
+        landing.result()
+        if quarantined is not None:
+            quarantined.result()
+    rows_unchanged = unchanged_ids.num_rows
+    if extracted.rows_landed + rows_unchanged != rows_total:  # pragma: no cover
+        raise AagError(f"{path}: row accounting broken")
+    totals.rows_landed += rows_total
+    totals.rows_unchanged += rows_unchanged
+    totals.rows_suppressed += suppressed
+    totals.rows_processed += extracted.rows_processed + rows_unchanged
+    totals.rows_quarantined += extracted.rows_quarantined
+    totals.fields_rejected += extracted.fields_rejected
+    totals.field_events += extracted.events
+    totals.nodes_written += stats.nodes_written
+    totals.edge_versions_written += plan.new_versions
+    totals.edge_rows_rewritten += stats.edge_rows_rewritten
+    totals.add_counts(totals.rule_paths, plan.paths)
+    totals.add_counts(totals.identity, plan.identity_counts)

@@ -21,13 +21,13 @@ from aag.config import Config, ObjectSpec
 from aag.delta import delete_matching, now_utc
 from aag.engine import make_engine
 from aag.engine.base import Engine
-from aag.errors import InputError, NotFoundError
+from aag.errors import AagError, InputError, NotFoundError, WarehouseError
 from aag.identity import SAME_AS_REL
 from aag.ids import record_key, value_node_id
 from aag.model import ERASURES
 from aag.monitoring import MonitorReport, checks_sql
 from aag.normalize import InvalidValueError, normalise
-from aag.pipeline import BatchReport, ingest_file
+from aag.pipeline import BatchReport, FileProgress, ingest_file
 from aag.resolution import (
     Explanation,
     explain,
@@ -84,8 +84,13 @@ class AagService:
         files: Sequence[Path],
         on_file: Callable[[BatchReport], None] | None = None,
         on_step: Callable[[Path, str], None] | None = None,
+        on_progress: Callable[[Path, FileProgress], None] | None = None,
+        chunk_rows: int | None = None,
     ) -> list[BatchReport]:
         """Land and process files in the given order, one batch per file.
+
+        Each file is read and processed in chunks, so memory stays bounded whatever its
+        size; it is still one batch (one ledger row, exactly once).
 
         Args:
             source_system: Source system, e.g. ``salesforce``.
@@ -93,6 +98,8 @@ class AagService:
             files: Files to land, in order.
             on_file: Called with each file's report when it is committed.
             on_step: Called with the file and the step (:data:`aag.pipeline.STEPS`) it enters.
+            on_progress: Called with the file and how far it is (hashing, then each chunk).
+            chunk_rows: Rows per chunk (default ``$AAG_CHUNK_ROWS``, else 500,000).
         """
         self.warehouse.require()
         self.warehouse.config.object(source_system, source_object)
@@ -102,18 +109,44 @@ class AagService:
         reports = []
         with self.warehouse.writer_lock():
             for path in files:
-                report = ingest_file(
-                    self.warehouse,
-                    self.engine,
-                    source_system,
-                    source_object,
-                    Path(path),
-                    on_step=partial(on_step, Path(path)) if on_step else None,
-                )
+                # A batch that fails (full disk, read-only folder, ...) is undone on a local
+                # warehouse, whose lock we hold: its tables go back to these versions.
+                wh = self.warehouse
+                before = {}
+                if wh.local:
+                    wh.reserve()
+                    before = wh.versions(wh.batch_tables(source_system, source_object))
+                try:
+                    report = self._ingest_one(
+                        source_system, source_object, Path(path), on_step, on_progress, chunk_rows
+                    )
+                except Exception as exc:
+                    _roll_back(wh, before, Path(path), exc)
+                    raise
                 reports.append(report)
                 if on_file:
                     on_file(report)
         return reports
+
+    def _ingest_one(
+        self,
+        source_system: str,
+        source_object: str,
+        path: Path,
+        on_step: Callable[[Path, str], None] | None,
+        on_progress: Callable[[Path, FileProgress], None] | None,
+        chunk_rows: int | None,
+    ) -> BatchReport:
+        return ingest_file(
+            self.warehouse,
+            self.engine,
+            source_system,
+            source_object,
+            path,
+            on_step=partial(on_step, path) if on_step else None,
+            on_progress=partial(on_progress, path) if on_progress else None,
+            chunk_rows=chunk_rows,
+        )
 
     # -- reading -------------------------------------------------------------------------
     def _edges_of(self, *entity_ids: str) -> pa.Table:
@@ -771,6 +804,26 @@ def _record_time(spec: ObjectSpec, raw: Any) -> str | None:
         return None
     fraction = f".{stamp.microsecond:06d}" if stamp.microsecond else ""
     return stamp.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
+def _roll_back(wh: Warehouse, before: dict[str, int | None], path: Path, error: Exception) -> None:
+    """Undo a failed batch's commits (see :meth:`Warehouse.roll_back`).
+
+    Raises:
+        WarehouseError: If undoing fails too (the disk is still full, say). The tables are
+            then at a consistent version each, the batch has no ledger row, and running
+            the same command again once the warehouse is writable completes it.
+    """
+    if not before:
+        return
+    try:
+        wh.roll_back(before, path.name)
+    except AagError as undo:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise WarehouseError(
+            f"{path.name}: {first}; undoing its partial writes failed too ({undo}). The batch is "
+            "not recorded as ingested: run the same command again once the warehouse is writable"
+        ) from error
 
 
 def _bronze_tables(wh: Warehouse) -> list[str]:

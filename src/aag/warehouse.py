@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -44,6 +46,10 @@ BRONZE = pa.schema(
     ]
 )
 assert set(BRONZE_META) <= set(BRONZE.names)
+
+
+#: Disk space a local warehouse keeps free to undo a batch that fills the disk.
+RESERVE_BYTES = 1 << 20
 
 
 def resolve_location(warehouse: str | None) -> str:
@@ -128,6 +134,90 @@ class Warehouse:
         return created
 
     # -- batches ---------------------------------------------------------------------
+    def batch_tables(self, source_system: str, source_object: str) -> list[str]:
+        """The tables one batch of this object writes before its ledger row."""
+        graph = self.graph
+        return [
+            self.bronze_uri(source_system, source_object),
+            self.quarantine_uri,
+            graph.nodes_uri,
+            graph.edge_events_uri,
+            graph.relationships_uri,
+        ]
+
+    def versions(self, uris: list[str]) -> dict[str, int | None]:
+        """Current version of each table (``None``: no table yet)."""
+        return {uri: self.io.version(uri) for uri in uris}
+
+    def roll_back(self, versions: dict[str, int | None], batch_id: str) -> list[str]:
+        """Restore every table that moved past its recorded version; returns the ones restored.
+
+        Only for a failed batch of a local warehouse, under the writer lock: no other
+        writer can have committed in between, so going back undoes exactly that batch. A
+        table the batch created (its object's first bronze table) is removed again.
+        """
+        restored = []
+        # The space the roll-back commits need, kept free for this moment.
+        self._reserve_path().unlink(missing_ok=True)
+        self._drop_orphans([uri for uri, version in versions.items() if version is not None])
+        for uri, version in versions.items():
+            if version is None:
+                if self.io.exists(uri):
+                    shutil.rmtree(uri)
+                    restored.append(uri)
+            elif self.io.version(uri) != version:
+                self.io.restore(uri, version, {"aag.operation": "roll back", "batch_id": batch_id})
+                restored.append(uri)
+        return restored
+
+    def _reserve_path(self) -> Path:
+        return Path(self.uri) / ".aag.reserve"
+
+    def reserve(self) -> None:
+        """Keep :data:`RESERVE_BYTES` of disk for undoing a batch that fills the disk.
+
+        A batch that fails because the disk is full leaves no room for the commits that
+        undo it; this file is deleted first to make that room, and written again before the
+        next batch. Failing to write it means the disk is full already: the batch fails
+        before it writes anything.
+        """
+        path = self._reserve_path()
+        if path.exists() and path.stat().st_size == RESERVE_BYTES:
+            return
+        try:
+            path.write_bytes(b"\0" * RESERVE_BYTES)
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise WarehouseError(f"cannot write to the warehouse {self.uri}: {exc.strerror or exc}") from exc
+
+    def _drop_orphans(self, uris: list[str]) -> None:
+        """Delete data files no version of their table references: a failed write's leftovers.
+
+        A write that fails half-way (a full disk) leaves its partial files behind, and on a
+        full disk they hold the very space the roll-back commit needs. Under the writer lock
+        a file that no version of the table's log adds can only be such a leftover.
+        """
+        for uri in uris:
+            if not self.io.exists(uri):
+                continue
+            table = self.io.open(uri)
+            known: set[str] = set()
+            for version in range(int(table.version()) + 1):
+                log = Path(uri) / "_delta_log" / f"{version:020d}.json"
+                if log.exists():
+                    known.update(
+                        json.loads(line)["add"]["path"]
+                        for line in log.read_text(encoding="utf-8").splitlines()
+                        if '"add"' in line and "add" in json.loads(line)
+                    )
+            root = Path(uri)
+            for path in root.rglob("*"):
+                if "_delta_log" in path.parts or not path.is_file():
+                    continue
+                relative = urllib.parse.unquote(str(path.relative_to(root)))
+                if relative not in {urllib.parse.unquote(k) for k in known}:
+                    path.unlink(missing_ok=True)
+
     def committed_batches(self, batch_ids: list[str]) -> set[str]:
         """Which of these batches the ledger records as committed."""
         if not batch_ids:
@@ -145,6 +235,7 @@ class Warehouse:
         record_ids: pa.Table,
         file_name: str,
         now: pa.Scalar,
+        replace: bool = True,
     ) -> None:
         """Write a batch's raw rows to bronze; re-landing the same batch replaces, not adds.
 
@@ -157,6 +248,8 @@ class Warehouse:
                 in bronze so erasure can find a record's raw rows.
             file_name: Name of the input file.
             now: Landing time.
+            replace: Replace every bronze row of the batch (its first chunk), or append
+                (later chunks of the same file).
         """
         uri = self.bronze_uri(source_system, source_object)
         self.io.create(
@@ -175,7 +268,12 @@ class Warehouse:
                 "FROM land_rows r LEFT JOIN land_ids i USING (_row_number)",
                 params=[batch_id, now.as_py(), file_name],
             ).to_arrow_reader(batch_size=100_000)
-            self.io.replace_where(uri, data.cast(BRONZE), f"_batch_id = '{batch_id}'", {"batch_id": batch_id})
+            if replace:
+                self.io.replace_where(
+                    uri, data.cast(BRONZE), f"_batch_id = '{batch_id}'", {"batch_id": batch_id}
+                )
+            else:
+                self.io.append(uri, data.cast(BRONZE), {"batch_id": batch_id})
         finally:
             con.unregister("land_rows")
             con.unregister("land_ids")
@@ -242,14 +340,21 @@ class Warehouse:
         )
         return parse_raw(raw, fields)
 
-    def write_quarantine(self, batch_id: str, rows: pa.Table) -> None:
-        """Replace the batch's quarantine rows (idempotent on re-runs)."""
-        self.io.replace_where(
-            self.quarantine_uri,
-            rows.cast(QUARANTINE),
-            f"batch_id = '{batch_id}'",
-            {"batch_id": batch_id},
-        )
+    def write_quarantine(self, batch_id: str, rows: pa.Table, replace: bool = True) -> None:
+        """Write the batch's quarantine rows (idempotent on re-runs).
+
+        Args:
+            batch_id: The batch.
+            rows: Its quarantine rows (:data:`aag.model.QUARANTINE`).
+            replace: Replace every quarantine row of the batch (its first chunk: clears what
+                a crashed run left), or append (later chunks of the same file).
+        """
+        where = f"batch_id = '{batch_id}'"
+        if not replace:
+            self.io.append(self.quarantine_uri, rows.cast(QUARANTINE), {"batch_id": batch_id})
+        elif rows.num_rows or self.io.read(self.quarantine_uri, "batch_id", where).num_rows:
+            # With nothing to write and nothing left over, no commit at all.
+            self.io.replace_where(self.quarantine_uri, rows.cast(QUARANTINE), where, {"batch_id": batch_id})
         crash_point("quarantine-written")
 
     def record_batch(self, row: dict[str, object]) -> None:
@@ -299,9 +404,13 @@ class Warehouse:
             return
         if timeout is None:
             timeout = float(os.environ.get("AAG_LOCK_TIMEOUT", "120"))
-        Path(self.uri).mkdir(parents=True, exist_ok=True)
         path = Path(self.uri) / ".aag.lock"
-        with path.open("a+") as handle:
+        try:
+            Path(self.uri).mkdir(parents=True, exist_ok=True)
+            handle = path.open("a+")
+        except OSError as exc:
+            raise WarehouseError(f"cannot write to the warehouse {self.uri}: {exc.strerror or exc}") from exc
+        with handle:
             deadline = time.monotonic() + timeout
             while True:
                 try:

@@ -102,6 +102,10 @@ class Extractor:
     belongs_to: ClassVar[str | None] = None
     #: Whether the object's rows yield field events (SAP ADR6 only lands, for KNA1 to join).
     emits_events: ClassVar[bool] = True
+    #: Whether a file may be extracted chunk by chunk (:func:`aag.pipeline.ingest_file`).
+    #: Extraction that combines several rows of one file (SAP change document items of one
+    #: document) would see a different set of rows per chunk, so such files go in one piece.
+    chunkable: ClassVar[bool] = True
 
     def __init__(self, spec: ObjectSpec, config: Config) -> None:
         self.spec = spec
@@ -641,6 +645,13 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
     def prepare(self, rows: pa.Table) -> pa.Table:
         """Source-specific fix-ups of the landed rows before extraction (none by default)."""
         return rows
+
+    def close(self) -> None:
+        """Release what the extractor kept across the chunks of one file (nothing by default).
+
+        One extractor serves every chunk of a file; the pipeline calls this when the file
+        is done, also after a failure.
+        """
 
 
 class GenericExtractor(Extractor):

@@ -293,6 +293,9 @@ class SapCdposExtractor(FieldHistoryExtractor):
 
     belongs_to = CUSTOMER_TABLE
     reads = ("CDHDR",)
+    # NAME1 and NAME2 items of one document make one name event (change_sql): a document
+    # cut by a chunk boundary would lose it.
+    chunkable = False
     field_column = "FNAME"
     value_column = "VALUE_NEW"
     extra_fields = CDPOS_COLUMNS

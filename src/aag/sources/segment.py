@@ -134,16 +134,33 @@ WHERE nullif(trim(message_id), '') IS NULL OR _copy = 1
 
         A copy of a message already in the batch would repeat its events exactly (same
         message, same ids), so it is dropped before extraction rather than quarantined:
-        at-least-once delivery is normal, not an error.
+        at-least-once delivery is normal, not an error. When a file comes in chunks, the
+        message ids of the earlier chunks are kept (in DuckDB, one table per file), so a
+        copy in a later chunk is dropped exactly as in a one-piece read.
         """
         con = duck()
+        seen = self._seen_table()
         con.register("segment_batch", rows)
         try:
+            con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {seen} (message_id VARCHAR)")
             first: pa.Table = con.sql(
-                self.dedupe_sql("segment_batch") + " ORDER BY _row_number"
+                f"SELECT * FROM ({self.dedupe_sql('segment_batch')}) d "
+                f"WHERE nullif(trim(message_id), '') IS NULL "
+                f"OR trim(message_id) NOT IN (SELECT message_id FROM {seen}) ORDER BY _row_number"
             ).to_arrow_table()
+            con.execute(
+                f"INSERT INTO {seen} SELECT DISTINCT trim(message_id) FROM segment_batch "
+                "WHERE nullif(trim(message_id), '') IS NOT NULL"
+            )
         finally:
             con.unregister("segment_batch")
         extracted = super().extract(engine, first.cast(rows.schema), batch_id, now)
         extracted.rows_landed = rows.num_rows
         return extracted
+
+    def _seen_table(self) -> str:
+        return f"segment_seen_{id(self)}"
+
+    def close(self) -> None:
+        """Drop the message ids kept for the file's chunks."""
+        duck().execute(f"DROP TABLE IF EXISTS {self._seen_table()}")
