@@ -33,9 +33,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gen_salesforce
+from results import markers, write_section
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-START, END = "<!-- bench_bigfile -->", "<!-- /bench_bigfile -->"
+START, END = markers("bench_bigfile")
 
 
 def _padding(i: int, pad: int) -> str:
@@ -201,18 +202,6 @@ Command: `{f["command"]}`
 """
 
 
-def write_results(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it)."""
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
-    if START in current and END in current:
-        head, rest = current.split(START, 1)
-        _, tail = rest.split(END, 1)
-        current = head + text.rstrip("\n") + tail
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(current, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -229,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     text = section(figures)
     print(text)
     if not args.no_results:
-        write_results(text)
+        write_section(RESULTS, "bench_bigfile", text)
 
 
 if __name__ == "__main__":
