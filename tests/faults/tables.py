@@ -7,11 +7,22 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from deltalake import DeltaTable, QueryBuilder
+
+#: What the fault suite proved, counted as tests pass (printed at the end of the run by
+#: ``conftest.pytest_terminal_summary``): kill points, concurrent runs, fuzz cases, files scanned.
+TALLY: Counter[str] = Counter()
+
+
+def tally(what: str, n: int = 1) -> None:
+    """Count ``n`` more checks of a kind that held (call after the test's assertions)."""
+    TALLY[what] += n
+
 
 #: Columns that record *when* or *how much work* a run did, not what the data is.
 VOLATILE = {

@@ -19,7 +19,7 @@ import pytest
 from aag.service import AagService
 from aag.world import generate
 
-from .tables import aag, differences, snapshot
+from .tables import aag, differences, snapshot, tally
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,7 @@ def test_concurrent_ingests_land_every_batch_once_like_a_sequential_run(files, t
     assert len(statuses) == len(files)
     assert all(sorted(s) == ["already ingested", "committed"] for s in statuses.values())
     assert differences(snapshot(tmp_path / "seq", any_order=True), snapshot(wh, any_order=True)) == []
+    tally("concurrent aag ingest processes (each batch landed once)", len(procs))
 
 
 def test_a_busy_warehouse_fails_clearly_and_a_retry_succeeds(files, tmp_path):

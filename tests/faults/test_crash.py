@@ -23,7 +23,7 @@ from aag.faults import BUILD_POINTS, POINTS
 from aag.service import AagService
 from aag.world import generate
 
-from .tables import aag, copy_warehouse, differences, snapshot
+from .tables import aag, copy_warehouse, differences, snapshot, tally
 
 #: Batches the crashes hit (indices into the world's files): an initial SAP KNA1 file
 #: (joins landed ADR6 rows), an incremental Salesforce file and an incremental Zendesk file.
@@ -68,6 +68,7 @@ def test_kill_at_a_crash_point_then_rerun_converges(world, batch, point):
     expected = "already ingested" if point == "ledger-written" else "committed"
     assert json.loads(out)[0]["status"] == expected
     assert differences(world["after"][batch], snapshot(wh)) == []
+    tally("ingest kill points (crash points) re-run to the clean tables")
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -84,6 +85,7 @@ def test_kill_at_a_random_moment_then_rerun_converges(world, seed):
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     assert differences(world["after"][batch], snapshot(wh)) == []
+    tally("ingest kills at random moments re-run to the clean tables")
 
 
 # -- aag build ---------------------------------------------------------------------------
@@ -133,3 +135,4 @@ def test_kill_inside_aag_build_then_rerun_gives_the_clean_build(built_then_chang
     assert json.loads(out)["mode"] == "incremental"
     for model in gold.GOLD_MODELS:
         assert pq.read_table(gold.gold_file(svc.warehouse, model)).equals(run["exports"][model]), model
+    tally("aag build kill points re-run to the clean build")

@@ -21,7 +21,7 @@ import pytest
 
 from aag.world import generate
 
-from .tables import differences, snapshot
+from .tables import differences, snapshot, tally
 
 AAG = [sys.executable, "-m", "aag.cli"]
 
@@ -104,6 +104,7 @@ def test_a_read_only_warehouse_fails_cleanly_and_stays_readable(tmp_path, inputs
     assert differences(before, snapshot(wh)) == []
     again = _run("ingest", "salesforce", "Contact", str(inputs[1]), "--warehouse", str(wh))
     assert again.returncode == 0 and "committed" in again.stdout, again.stderr
+    tally("read-only or full-disk failures leaving the warehouse readable and unchanged")
 
 
 def _usage(folder: Path) -> int:
@@ -141,6 +142,7 @@ def test_a_full_disk_fails_cleanly_leaves_the_tables_and_a_rerun_succeeds(tmp_pa
         again = _run("ingest", "salesforce", "Contact", str(inputs[1]), "--warehouse", str(wh))
         assert again.returncode == 0 and "committed" in again.stdout, again.stderr
         assert _usage(wh) > 0
+        tally("read-only or full-disk failures leaving the warehouse readable and unchanged")
     finally:
         if mount:
             subprocess.run(["umount", str(disk)], check=True)

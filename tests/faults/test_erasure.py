@@ -15,6 +15,8 @@ import pytest
 from aag.errors import NotFoundError
 from aag.service import AagService
 
+from .tables import tally
+
 SF_ID = "0035g00000EraseAAA"
 BY = ("--requested-by", "dpo@example.org")
 #: Everything that identifies the erased person, raw and normalised.
@@ -59,7 +61,8 @@ def _texts(value: object) -> list[str]:
 def scan(warehouse: Path) -> dict[str, list[str]]:
     """Every file under the warehouse, decoded: Parquet cell by cell, the rest as text."""
     found: dict[str, list[str]] = {}
-    for path in sorted(p for p in warehouse.rglob("*") if p.is_file()):
+    files = sorted(p for p in warehouse.rglob("*") if p.is_file())
+    for path in files:
         if path.suffix == ".parquet":
             cells = [t for row in pq.read_table(path).to_pylist() for t in _texts(row)]
             text = "\n".join(cells)
@@ -68,6 +71,8 @@ def scan(warehouse: Path) -> dict[str, list[str]]:
         hits = [s for s in SECRETS if s.lower() in text.lower()]
         if hits:
             found[str(path.relative_to(warehouse))] = hits
+    if not found:
+        tally("warehouse files scanned after erasure, none holding an erased value", len(files))
     return found
 
 

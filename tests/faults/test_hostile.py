@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from aag.errors import InputError
 from aag.service import AagService
 
-from .tables import differences, snapshot
+from .tables import differences, snapshot, tally
 
 SCALARS = (
     st.none()
@@ -77,6 +77,7 @@ def test_random_rows_are_processed_or_quarantined_with_a_reason(svc, tmp_path_fa
     _accounted(report)
     for q in svc.warehouse.quarantine().to_pylist():
         assert q["reason"] and q["raw"] is not None
+    tally("fuzzed bronze files (processed or quarantined with a reason)")
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -88,6 +89,7 @@ def test_segment_traits_of_any_shape_and_depth(svc, tmp_path_factory, traits, de
     path = tmp_path_factory.mktemp("seg") / "identifies.jsonl"
     path.write_text(json.dumps(row) + "\n", encoding="utf-8")
     _accounted(svc.ingest("segment", "identifies", [path])[0])
+    tally("fuzzed bronze files (processed or quarantined with a reason)")
 
 
 def _unreadable(folder: Path) -> list[Path]:

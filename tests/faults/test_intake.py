@@ -24,7 +24,7 @@ from aag.service import AagService
 from aag.world import generate
 from servekit import running_server
 
-from .tables import aag, differences, snapshot
+from .tables import aag, differences, snapshot, tally
 
 ARGS = ("--intake-interval", "0.2", "--gold-refresh", "-1")
 SILVER = ("silver/nodes", "silver/relationships")
@@ -130,6 +130,8 @@ def test_intake_during_a_cli_ingest_applies_every_call_once(tmp_path: Path) -> N
     assert acked == 50
     expected = silver(reference(tmp_path, sent, world))
     assert differences(expected, silver(tmp_path / "wh")) == []
+    tally("concurrent aag ingest processes (each batch landed once)", len(writers))
+    tally("intake calls acknowledged during CLI ingests, applied once", acked)
 
 
 @pytest.mark.parametrize("point", ["bronze-landed", "nodes-committed", "edges-committed", "ledger-written"])
@@ -170,6 +172,7 @@ def test_a_server_killed_in_a_micro_batch_converges_after_restart(tmp_path: Path
     assert acked == len(sent)
     expected = silver(reference(tmp_path, sent))
     assert differences(expected, silver(tmp_path / "wh")) == []
+    tally("intake server kills (crash points, after acknowledging) re-run to the clean tables")
 
 
 def test_a_server_killed_right_after_acknowledging_loses_nothing(tmp_path: Path) -> None:
@@ -187,6 +190,7 @@ def test_a_server_killed_right_after_acknowledging_loses_nothing(tmp_path: Path)
         drained(url, key, 0)
     assert acked == len(sent)
     assert differences(silver(reference(tmp_path, sent)), silver(tmp_path / "wh")) == []
+    tally("intake server kills (crash points, after acknowledging) re-run to the clean tables")
 
 
 json_values = st.recursive(
@@ -244,6 +248,7 @@ def test_fuzzed_intake_bodies_are_accepted_whole_or_refused_whole(
         assert after == before + response.json()["accepted"]
     else:
         assert after == before and response.json()["error"]
+    tally("fuzzed intake request bodies (accepted or refused whole)")
 
 
 def test_fuzzed_calls_that_were_accepted_are_all_processed(fuzz_server: Any) -> None:
