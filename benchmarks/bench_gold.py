@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import subprocess
@@ -38,6 +37,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from results import write_section  # noqa: E402
 
 #: system, object, entity id prefix, presence (share of customers with a record there)
 SYSTEMS = (
@@ -548,18 +550,6 @@ def markdown(runs: list[dict], commit: str, sizes_key: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(path: Path, section: str, key: str) -> None:
-    """Replace the section for the same sizes, or append it."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(
-        rf"<!-- bench_gold {re.escape(key)} -->.*?<!-- /bench_gold {re.escape(key)} -->\n", re.S
-    )
-    text = (
-        pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    )
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     """Run each size in a fresh subprocess and report."""
     parser = argparse.ArgumentParser(
@@ -595,7 +585,7 @@ def main() -> None:
     section = markdown(runs, commit, key)
     print(section)
     if not args.no_write:
-        write_results(args.results, section, key)
+        write_section(args.results, "bench_gold", section, key)
 
 
 if __name__ == "__main__":
