@@ -113,3 +113,54 @@ def test_databricks_sql_runs_on_spark_with_the_same_results(svc, spark_engine, t
         assert [{k: v for k, v in r.items() if k not in strip} for r in rows] == [
             {k: v for k, v in r.items() if k not in strip} for r in expected
         ], check
+
+
+def test_dbt_analyses_are_the_generated_sql():
+    from aag.monitoring import dbt_analyses
+
+    for name, text in dbt_analyses().items():
+        path = ROOT / "dbt" / "analyses" / f"monitoring_{name}.sql"
+        assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run python -m aag.monitoring"
+
+
+def test_dbt_analyses_give_the_monitor_report(svc, tmp_path):
+    """``dbt show`` of each monitoring analysis on the local target: aag monitor's rows."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "AAG_WAREHOUSE": svc.warehouse.uri,
+        "AAG_GOLD_DATABASE": str(tmp_path / "monitor.duckdb"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    common = ["--project-dir", str(ROOT / "dbt"), "--profiles-dir", str(ROOT / "dbt"), "--target", "local"]
+    common += ["--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")]
+    dbt = [sys.executable, "-c", "from dbt.cli.main import cli; cli()"]
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*dbt, *args, *common], capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    run("seed", "-q")
+    report = svc.monitor()
+
+    def same(rows: list[dict]) -> list[dict]:
+        # dbt prints JSON: compare on JSON values, times as instants.
+        return json.loads(json.dumps(rows, default=lambda v: v.isoformat()))
+
+    for name in ("freshness", "conflicts", "completeness", "quarantine"):
+        shown = json.loads(
+            run("show", "--select", f"monitoring_{name}", "--output", "json", "--limit", "-1", "-q")
+        )
+        expected = same(getattr(report, name).to_pylist())
+        got = shown["show"]
+        if name == "freshness":
+            # The lags depend on when each ran; the rest must agree.
+            lags = {"event_lag_seconds", "landing_lag_seconds"}
+            got = [{k: v for k, v in r.items() if k not in lags} for r in got]
+            expected = [{k: v for k, v in r.items() if k not in lags} for r in expected]
+        assert got == expected, name
+        assert got, f"{name}: the fixture should give rows"

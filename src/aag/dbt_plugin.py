@@ -16,7 +16,7 @@ directly). Configured in ``dbt/profiles.yml``::
         config:
           silver: <warehouse>/silver        # folder holding the Delta tables
           schema: silver                    # DuckDB schema of the views (default silver)
-          tables: nodes,relationships       # default
+          tables: nodes,relationships       # default; name=path for a table elsewhere
           versions: "nodes=3,relationships=7"   # optional: pin Delta versions
 
 ``$AAG_SILVER_VERSIONS`` (same form) overrides ``versions``: ``aag build`` pins the
@@ -148,8 +148,10 @@ def attach_silver(
     """Create (or replace) one view per Delta table under ``silver``; returns the versions read."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
     read: dict[str, int] = {}
-    for name in tables:
-        sql, version = snapshot_sql(join(silver, name), (versions or {}).get(name))
+    for entry in tables:
+        # ``name=relative/path`` names a table kept elsewhere under the folder (the ledger).
+        name, _, path = entry.partition("=")
+        sql, version = snapshot_sql(join(silver, path or name), (versions or {}).get(name))
         con.execute(f"CREATE OR REPLACE VIEW {_ident(schema)}.{_ident(name)} AS {sql}")
         read[name] = version
     return read
@@ -231,9 +233,10 @@ class Plugin(BasePlugin):
         versions = {**self.versions, **parse_versions(os.environ.get(VERSIONS_ENV))}
         read = attach_silver(conn, self.silver, self.schema, self.tables, versions)
         since = os.environ.get(CHANGES_ENV, "").strip()
-        if since == CHANGES_PREPARED:
+        if since == CHANGES_PREPARED or "relationships" not in read:
+            # Prepared by `aag build`, or an instance attaching other tables (the ledger).
             return
-        if since and "relationships" in read:
+        if since:
             changes = read_changes(join(self.silver, "relationships"), int(since), read["relationships"])
         else:
             changes = unknown_changes()

@@ -160,6 +160,63 @@ def databricks_sql() -> dict[str, str]:
     return out
 
 
+#: The relations as dbt sees them (``dbt/models/sources.yml`` and the registry seed).
+DBT_RELATIONS = {
+    "relationships": "{{ source('silver', 'relationships') }}",
+    "nodes": "{{ source('silver', 'nodes') }}",
+    "batches": "{{ source('ledger', 'batches') }}",
+    "quarantine": "{{ source('landing', 'quarantine') }}",
+    "attribute_name_registry": "{{ ref('attribute_name_registry') }}",
+}
+
+
+def _with_relations(sql: str, dialect: str, relations: dict[str, str]) -> str:
+    """The check in ``dialect`` with each relation replaced by ``relations[name]`` (text)."""
+    marker = "aag_relation_marker"
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    for table in tree.find_all(sqlglot.exp.Table):
+        if table.name in relations and not table.db:
+            table.replace(sqlglot.exp.to_table(f"{marker}.{table.name}").as_(table.alias_or_name))
+    text = tree.sql(dialect=dialect, pretty=True)
+    for name, replacement in relations.items():
+        text = text.replace(f"{marker}.{name}", replacement)
+    return text
+
+
+def dbt_analyses() -> dict[str, str]:
+    """The checks as dbt analyses (``dbt/analyses/monitoring_<check>.sql``), both targets.
+
+    One file per check holds the DuckDB text for the ``local`` target and the Databricks
+    text for ``databricks``, over the project's sources, so ``dbt compile`` (or ``dbt
+    show``) gives a dbt user the same queries ``aag monitor`` runs.
+    """
+    out = {}
+    for name, sql in checks_sql().items():
+        local = _with_relations(sql, "duckdb", DBT_RELATIONS)
+        remote = _with_relations(sql, "databricks", DBT_RELATIONS)
+        out[name] = (
+            f"-- AAG monitoring check '{name}' (generated from aag/monitoring.py by\n"
+            "-- `python -m aag.monitoring` from the repository root; do not edit by hand).\n"
+            "{% if target.type == 'databricks' %}\n"
+            f"{remote}\n"
+            "{% else %}\n"
+            f"{local}\n"
+            "{% endif %}\n"
+        )
+    return out
+
+
+def write_dbt_analyses(folder: Path) -> list[Path]:
+    """Write :func:`dbt_analyses` into ``folder`` (``dbt/analyses``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in dbt_analyses().items():
+        path = folder / f"monitoring_{name}.sql"
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
 @dataclass
 class MonitorReport:
     """Results of every check (Arrow tables), and when they ran."""
@@ -189,7 +246,7 @@ def write_databricks(folder: Path) -> list[Path]:
         path = folder / f"{name}.sql"
         header = (
             f"-- AAG monitoring check '{name}' (generated from aag/monitoring.py by\n"
-            "-- `python -m aag.monitoring databricks/monitoring`; do not edit by hand).\n"
+            "-- `python -m aag.monitoring` from the repository root; do not edit by hand).\n"
             "-- Parameter :catalog is the Unity Catalog catalog of databricks/setup.\n"
         )
         path.write_text(header + sql, encoding="utf-8")
@@ -200,5 +257,9 @@ def write_databricks(folder: Path) -> list[Path]:
 if __name__ == "__main__":
     import sys
 
-    for written_path in write_databricks(Path(sys.argv[1] if len(sys.argv) > 1 else "databricks/monitoring")):
+    root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")
+    for written_path in [
+        *write_databricks(root / "databricks" / "monitoring"),
+        *write_dbt_analyses(root / "dbt" / "analyses"),
+    ]:
         print(written_path)
