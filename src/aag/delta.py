@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -242,3 +243,26 @@ def _first_line(exc: BaseException) -> str:
 def now_utc() -> pa.Scalar:
     """The current time as an Arrow UTC timestamp scalar."""
     return pa.scalar(int(time.time() * 1_000_000), pa.timestamp("us", tz="UTC"))
+
+
+CHANGE_FEED_PROPERTY = "delta.enableChangeDataFeed"
+
+
+@contextmanager
+def change_feed_paused(io: DeltaIO, uri: str) -> Iterator[None]:
+    """Commits made inside leave no change data files (GDPR erasure).
+
+    With the change data feed on, a delete writes the deleted rows to ``_change_data``,
+    a file the table's latest version references, so ``VACUUM`` keeps it: an erasure's
+    own feed would keep the erased values. The feed is switched off around the block
+    and on again after it (the caller holds the writer lock).
+    """
+    table = io.open(uri)
+    was_on = table.metadata().configuration.get(CHANGE_FEED_PROPERTY) == "true"
+    if was_on:
+        table.alter.set_table_properties({CHANGE_FEED_PROPERTY: "false"})
+    try:
+        yield
+    finally:
+        if was_on:
+            io.open(uri).alter.set_table_properties({CHANGE_FEED_PROPERTY: "true"})

@@ -45,10 +45,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aag.config import CONFIG_FILES, default_config_dir
+from aag.delta import CHANGE_FEED_PROPERTY
 from aag.errors import AagError, WarehouseError
 from aag.faults import crash_point
 from aag.warehouse import Warehouse
@@ -76,7 +76,6 @@ DATABASE_ENV = "AAG_GOLD_DATABASE"
 #: data feed after it), or ``prepared`` when the change table is already in the database.
 CHANGES_ENV = "AAG_SILVER_CHANGES_SINCE"
 CHANGES_PREPARED = "prepared"
-CHANGE_FEED_PROPERTY = "delta.enableChangeDataFeed"
 #: Per-customer gold tables, with their customer column (erasure deletes by it).
 CUSTOMER_TABLES = (*GOLD_MODELS, "customer_records")
 SILVER_TABLES = ("nodes", "relationships")
@@ -353,7 +352,12 @@ def ensure_change_feed(warehouse: Warehouse) -> bool:
     table = warehouse.io.open(warehouse.graph.relationships_uri)
     if table.metadata().configuration.get(CHANGE_FEED_PROPERTY) == "true":
         return False
-    table.alter.set_table_properties({CHANGE_FEED_PROPERTY: "true"})
+    # Warehouses made before `aag init` switched it on: a commit to silver, so as a writer.
+    with warehouse.writer_lock():
+        table = warehouse.io.open(warehouse.graph.relationships_uri)
+        if table.metadata().configuration.get(CHANGE_FEED_PROPERTY) == "true":
+            return False
+        table.alter.set_table_properties({CHANGE_FEED_PROPERTY: "true"})
     return True
 
 
@@ -576,17 +580,20 @@ def read_gold(warehouse: Warehouse, model: str) -> pa.Table:
     return pq.read_table(path)
 
 
-def discard(warehouse: Warehouse) -> int:
+def discard(warehouse: Warehouse, erased: list[str] | None = None) -> int:
     """Take erased customers out of gold; returns the files removed.
 
     Erasure calls this after deleting the customers' edges. The published exports held
     the customers, so they are deleted (``aag build`` writes them anew). The DuckDB file
-    keeps the tables an incremental build starts from, without the customers the erasure
-    commits touched: their rows are deleted and the file is rewritten, so no page of it
-    keeps them. ``build.json`` keeps the silver versions it was built from (the next
-    build re-resolves everything changed since, the erasure included) and records that
-    the exports are gone. Without an earlier build or a readable change feed, every gold
-    output is deleted instead.
+    keeps the tables an incremental build starts from, without the erased entities and
+    the customers they belonged to: their rows are deleted and the file is rewritten, so
+    no page of it keeps them. ``build.json`` keeps the silver versions it was built from
+    and records that the exports are gone. Without an earlier build (or without the ids),
+    every gold output is deleted instead.
+
+    Args:
+        warehouse: The warehouse.
+        erased: Entity ids the erasure removed (the customer's records).
     """
     folder = gold_dir(warehouse)
     if not folder.exists():
@@ -594,20 +601,14 @@ def discard(warehouse: Warehouse) -> int:
     removed = _remove_exports(folder)
     previous = manifest(warehouse)
     database = folder / DUCKDB_FILE
-    scrubbed = False
-    if previous and database.exists():
-        since = (previous.get("silver_versions") or {}).get("relationships")
+    if previous and database.exists() and erased:
         try:
-            if since is not None:
-                table = warehouse.io.open(warehouse.graph.relationships_uri)
-                changes = _changes_since(warehouse, int(since), int(table.version()))
-                _scrub(folder, changes, _erasure_versions(table, int(since)))
-                scrubbed = True
-        except Exception:  # no feed or no tables: drop the whole gold layer
-            scrubbed = False
-    if scrubbed and previous:
-        _write_manifest(folder, {**previous, "exports": None, "exports_removed_by": "erasure"})
-        return removed
+            _scrub(folder, erased)
+        except duckdb.Error:
+            pass  # an unreadable file: drop the whole gold layer below
+        else:
+            _write_manifest(folder, {**previous, "exports": None, "exports_removed_by": "erasure"})
+            return removed
     for path in (database, folder / f"{DUCKDB_FILE}.wal", folder / MANIFEST_FILE):
         if path.exists():
             path.unlink()
@@ -630,36 +631,18 @@ def _remove_exports(folder: Path) -> int:
     return removed
 
 
-def _erasure_versions(table: Any, since: int) -> list[int]:
-    """Versions after ``since`` that an erasure committed (commit metadata ``aag.operation``)."""
-    out = []
-    for commit in table.history():
-        version = commit.get("version")
-        if version is not None and int(version) > since and commit.get("aag.operation") == "erase":
-            out.append(int(version))
-    return out
+def _scrub(folder: Path, erased: list[str]) -> None:
+    """Delete erased entities and their customers from the DuckDB file, then rewrite it.
 
-
-def _scrub(folder: Path, changes: pa.Table, versions: list[int]) -> None:
-    """Delete the customers the given commits touched from the DuckDB file, then rewrite it.
-
-    The customers: every entity an erasure commit deleted edges of or pointed at, and the
-    customer each such record belonged to in the gold tables. A row deleted in DuckDB
-    stays in its block until overwritten, so the database is copied into a new file
-    (``COPY FROM DATABASE``) that replaces the old one.
+    The customers: every erased entity, and the customer each of them belonged to in the
+    gold tables. A row deleted in DuckDB stays in its block until overwritten, so the
+    database is copied into a new file (``COPY FROM DATABASE``) that replaces the old one.
     """
     database = folder / DUCKDB_FILE
-    erased = changes.filter(pc.is_in(changes.column("commit_version"), pa.array(versions, pa.int64())))
     con = duckdb.connect(str(database))
     try:
-        con.register("erased_rows", erased)
-        con.execute(
-            """
-CREATE TEMP TABLE erased_ids AS
-SELECT source_node_id AS id FROM erased_rows
-UNION SELECT target_node_id FROM erased_rows WHERE rel_type = 'SAME_AS'
-"""
-        )
+        con.register("erased_rows", pa.table({"id": pa.array(erased, pa.string())}))
+        con.execute("CREATE TEMP TABLE erased_ids AS SELECT DISTINCT id FROM erased_rows")
         con.execute(
             """
 CREATE TEMP TABLE erased_customers AS

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from aag import gold
 from aag.bronze import parse_raw
 from aag.config import Config, ObjectSpec
-from aag.delta import delete_matching, now_utc
+from aag.delta import change_feed_paused, delete_matching, is_local, now_utc
 from aag.engine import make_engine
 from aag.engine.base import Engine
 from aag.errors import AagError, InputError, NotFoundError, WarehouseError
@@ -637,8 +637,9 @@ ORDER BY customer_id, source_system, source_object, source_record_id
             drop_nodes = [t for t in targets if t in values and t not in shared] + members
             meta = {"aag.operation": "erase"}
             ids = pa.table({"source_node_id": members})
-            delete_matching(wh.io, graph.relationships_uri, ids, meta)
-            delete_matching(wh.io, graph.relationships_uri, pa.table({"target_node_id": members}), meta)
+            with change_feed_paused(wh.io, graph.relationships_uri):
+                delete_matching(wh.io, graph.relationships_uri, ids, meta)
+                delete_matching(wh.io, graph.relationships_uri, pa.table({"target_node_id": members}), meta)
             delete_matching(wh.io, graph.edge_events_uri, ids, meta)
             delete_matching(wh.io, graph.nodes_uri, pa.table({"node_id": drop_nodes}), meta)
             bronze_rows = 0
@@ -688,7 +689,7 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                     pa.table({"source_system": [system] * len(record_ids), "record_id": record_ids}),
                     meta,
                 )
-            gold_files = gold.discard(wh) if wh.local else 0
+            gold_files = gold.discard(wh, erased=members) if wh.local else 0
             # Logged last: a crash before this re-runs as a fresh erasure of what is left.
             wh.log_erasure(pa.Table.from_pylist(log, schema=ERASURES))
         return {
@@ -751,7 +752,7 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                     continue
                 table = wh.io.open(uri)
                 files = table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
-                removed[uri] = len(files)
+                removed[uri] = len(files) + _drop_change_data(uri)
         return removed
 
 
@@ -824,6 +825,22 @@ def _roll_back(wh: Warehouse, before: dict[str, int | None], path: Path, error: 
             f"{path.name}: {first}; undoing its partial writes failed too ({undo}). The batch is "
             "not recorded as ingested: run the same command again once the warehouse is writable"
         ) from error
+
+
+def _drop_change_data(uri: str) -> int:
+    """Delete a local table's change data files; returns how many.
+
+    delta-rs's vacuum leaves ``_change_data`` alone, and those files hold the rows every
+    merge replaced, erased customers' values included. Without them the feed cannot be
+    read back past this point, so the next ``aag build`` is a full one.
+    """
+    folder = Path(uri) / "_change_data"
+    if not is_local(uri) or not folder.is_dir():
+        return 0
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    for path in files:
+        path.unlink()
+    return len(files)
 
 
 def _bronze_tables(wh: Warehouse) -> list[str]:

@@ -260,7 +260,10 @@ class DeltaGraphStore(GraphStore):
             configuration={
                 "delta.dataSkippingStatsColumns": (
                     "source_node_id,target_node_id,rel_type,updated_at,is_current,source_system"
-                )
+                ),
+                # The gold build reads which edges changed from the change data feed
+                # (as on Databricks, where setup creates the table with it on).
+                "delta.enableChangeDataFeed": "true",
             },
         ):
             created.append(self.relationships_uri)
