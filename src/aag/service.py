@@ -157,12 +157,20 @@ class AagService:
 
     def survivor(self, entity_id: str) -> str:
         """The customer id of an entity: the survivor of its identity cluster (or itself)."""
+        return self.survivors([entity_id])[entity_id]
+
+    def survivors(self, entity_ids: list[str]) -> dict[str, str]:
+        """Each entity's customer id (its survivor, or itself), in one read."""
+        if not entity_ids:
+            return {}
+        quoted = ", ".join(_q(e) for e in sorted(set(entity_ids)))
         found = self.warehouse.io.read(
             self.warehouse.graph.relationships_uri,
-            "target_node_id",
-            f"source_node_id = {_q(entity_id)} AND rel_type = '{SAME_AS_REL}' AND is_current",
+            "source_node_id, target_node_id",
+            f"source_node_id IN ({quoted}) AND rel_type = '{SAME_AS_REL}' AND is_current",
         )
-        return str(found.column(0)[0].as_py()) if found.num_rows else entity_id
+        merged = dict(zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True))
+        return {e: str(merged.get(e, e)) for e in entity_ids}
 
     def members(self, customer_id: str) -> list[str]:
         """Every record entity of a customer: the survivor first, then its SAME_AS members."""
@@ -298,7 +306,7 @@ class AagService:
             "DISTINCT source_node_id",
             f"target_node_id = {_q(node_id)} AND rel_type = {_q(rel_type)} AND is_current",
         )
-        return sorted({self.survivor(str(h)) for h in holders.column(0).to_pylist()})
+        return sorted(set(self.survivors([str(h) for h in holders.column(0).to_pylist()]).values()))
 
     def neighbourhood(self, entity_id: str, hops: int = 2, max_nodes: int = 500) -> dict[str, Any]:
         """The current graph around an entity, up to ``hops`` entity-to-entity steps.
