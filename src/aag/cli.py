@@ -480,12 +480,17 @@ def demo(
         _print_score(world_score)
     out.print(f"warehouse: {svc.warehouse.uri}", soft_wrap=True)
     out.print(
-        f"try: aag explain --warehouse {svc.warehouse.uri} --customer {customer} --attribute email",
+        f"try: {_program()} explain --warehouse {svc.warehouse.uri} --customer {customer} --attribute email",
         soft_wrap=True,
     )
     if explorer:
         out.print(f"\nexplore it: {explorer['command']}", soft_wrap=True)
         out.print(f"then open {explorer['url']}", soft_wrap=True)
+
+
+def _program() -> str:
+    """How to call aag again: ``make demo`` runs .venv/bin/aag, which is not on PATH."""
+    return "aag" if shutil.which("aag") else sys.argv[0]
 
 
 def _explorer_link(svc: AagService, customer: str) -> dict[str, str]:
@@ -500,10 +505,8 @@ def _explorer_link(svc: AagService, customer: str) -> dict[str, str]:
     if path.exists() and any(k.name == "demo-explorer" for k in read_keys(path)):
         revoke_key(path, "demo-explorer")
     key = add_key(path, "demo-explorer", frozenset({"read"}))
-    # `make demo` runs .venv/bin/aag, which is not on PATH: name the program that ran.
-    program = "aag" if shutil.which("aag") else sys.argv[0]
     return {
-        "command": f"{program} serve --warehouse {svc.warehouse.uri}",
+        "command": f"{_program()} serve --warehouse {svc.warehouse.uri}",
         "url": f"http://127.0.0.1:8787/#key={key}&customer={customer}",
     }
 
