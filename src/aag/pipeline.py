@@ -325,26 +325,9 @@ class FileProgress:
     rows: int
 
 
-@dataclass
-class _Totals:
-    """Counts of a file summed over its chunks."""
-
-    rows_landed: int = 0
-    rows_unchanged: int = 0
-    rows_suppressed: int = 0
-    rows_processed: int = 0
-    rows_quarantined: int = 0
-    fields_rejected: int = 0
-    field_events: int = 0
-    nodes_written: int = 0
-    edge_versions_written: int = 0
-    edge_rows_rewritten: int = 0
-    rule_paths: dict[str, int] = field(default_factory=dict)
-    identity: dict[str, int] = field(default_factory=dict)
-
-    def add_counts(self, target: dict[str, int], counts: dict[str, int]) -> None:
-        for key, value in counts.items():
-            target[key] = target.get(key, 0) + int(value)
+def _add_counts(target: dict[str, int], counts: dict[str, int]) -> None:
+    for key, value in counts.items():
+        target[key] = target.get(key, 0) + int(value)
 
 
 def ingest_file(
@@ -397,7 +380,8 @@ def ingest_file(
         return BatchReport(file=str(path), batch_id=batch_id, status="already ingested")
     step(STEPS[0])
     extractor = extractor_for(spec, config)
-    totals = _Totals()
+    # The report sums the chunks' counts; it is returned only once every chunk committed.
+    totals = BatchReport(file=str(path), batch_id=batch_id, status="committed")
     now = now_utc()
     reads: list[str] = []
     try:
@@ -432,24 +416,8 @@ def ingest_file(
         for name in reads:
             engine.drop(name)
         extractor.close()
-    report = BatchReport(
-        file=str(path),
-        batch_id=batch_id,
-        status="committed",
-        rows_landed=totals.rows_landed,
-        rows_unchanged=totals.rows_unchanged,
-        rows_suppressed=totals.rows_suppressed,
-        rows_processed=totals.rows_processed,
-        rows_quarantined=totals.rows_quarantined,
-        fields_rejected=totals.fields_rejected,
-        field_events=totals.field_events,
-        nodes_written=totals.nodes_written,
-        edge_versions_written=totals.edge_versions_written,
-        rule_paths=totals.rule_paths,
-        identity=totals.identity,
-        edge_rows_rewritten=totals.edge_rows_rewritten,
-        seconds=round(time.perf_counter() - started, 3),
-    )
+    report = totals
+    report.seconds = round(time.perf_counter() - started, 3)
     crash_point("before-ledger")
     warehouse.record_batch(
         {
@@ -486,7 +454,7 @@ def _ingest_chunk(
     batch_id: str,
     path: Path,
     now: pa.Scalar,
-    totals: _Totals,
+    totals: BatchReport,
     first: bool,
     step: Callable[[str], None],
 ) -> None:
@@ -557,5 +525,5 @@ def _ingest_chunk(
     totals.nodes_written += stats.nodes_written
     totals.edge_versions_written += plan.new_versions
     totals.edge_rows_rewritten += stats.edge_rows_rewritten
-    totals.add_counts(totals.rule_paths, plan.paths)
-    totals.add_counts(totals.identity, plan.identity_counts)
+    _add_counts(totals.rule_paths, plan.paths)
+    _add_counts(totals.identity, plan.identity_counts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -103,3 +104,19 @@ def aag(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def as_csv(rows: list[dict], path: Path) -> Path:
+    """JSON-like rows as a CSV file (booleans as true/false, None as empty)."""
+    cols = sorted({k for r in rows for k in r})
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, cols)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow(
+                {
+                    k: ("" if r.get(k) is None else str(r[k]).lower() if isinstance(r[k], bool) else r[k])
+                    for k in cols
+                }
+            )
+    return path

@@ -10,7 +10,6 @@ a few rows, and every table of the two warehouses is compared.
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 from pathlib import Path
@@ -25,7 +24,7 @@ from aag.pipeline import FileProgress
 from aag.service import AagService
 from aag.world import generate
 
-from .tables import differences, snapshot
+from .tables import as_csv, differences, snapshot
 
 #: Rows per chunk in the chunked runs: small enough that every file has many chunks.
 TINY = 7
@@ -183,21 +182,6 @@ def test_a_records_events_across_chunks_collapse_as_in_one_piece(tmp_path):
     _compare(tmp_path / "whole", tmp_path / "one_row")
 
 
-def _as_csv(rows: list[dict], path: Path) -> Path:
-    cols = sorted({k for r in rows for k in r})
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, cols)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow(
-                {
-                    k: "" if r.get(k) is None else str(r[k]).lower() if isinstance(r[k], bool) else r[k]
-                    for k in cols
-                }
-            )
-    return path
-
-
 def test_csv_and_parquet_in_tiny_chunks_give_the_one_piece_tables(world_files, tmp_path):
     _, _, contacts = next(f for f in world_files if f[:2] == ("salesforce", "Contact"))
     rows = []
@@ -208,7 +192,7 @@ def test_csv_and_parquet_in_tiny_chunks_give_the_one_piece_tables(world_files, t
             continue
         if isinstance(row, dict):
             rows.append(row)
-    csv_path = _as_csv(rows, tmp_path / "contacts.csv")
+    csv_path = as_csv(rows, tmp_path / "contacts.csv")
     # A row with too many columns: DuckDB rejects it, and it is quarantined with its line.
     with csv_path.open("a", encoding="utf-8") as handle:
         handle.write(",".join(["x"] * (len({k for r in rows for k in r}) + 1)) + "\r\n")
@@ -237,7 +221,7 @@ def test_chunks_are_the_rows_of_a_one_piece_read(tmp_path, suffix):
     if suffix == ".jsonl":
         path.write_text("".join(json.dumps(r) + ("\r\n" if i % 3 else "\n\n") for i, r in enumerate(rows)))
     elif suffix == ".csv":
-        _as_csv(rows, path)
+        as_csv(rows, path)
     else:
         pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=64)
     fields = ("Id", "N")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -15,26 +14,11 @@ from hypothesis import strategies as st
 from aag.service import AagService
 from aag.world import generate
 
-from .tables import differences, snapshot, tally
+from .tables import as_csv, differences, snapshot, tally
 
 
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def _as_csv(rows: list[dict], path: Path) -> Path:
-    cols = sorted({k for r in rows for k in r})
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, cols)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow(
-                {
-                    k: ("" if r.get(k) is None else str(r[k]).lower() if isinstance(r[k], bool) else r[k])
-                    for k in cols
-                }
-            )
-    return path
 
 
 def _as_parquet(rows: list[dict], path: Path) -> Path:
@@ -63,9 +47,9 @@ def test_the_same_rows_as_csv_parquet_or_split_differently_add_nothing(tmp_path)
         rows = _rows(path)
         half = len(rows) // 2
         replays = [
-            _as_csv(rows, tmp_path / f"r{n}.csv"),
+            as_csv(rows, tmp_path / f"r{n}.csv"),
             _as_parquet(rows[::-1], tmp_path / f"r{n}.parquet"),
-            _as_csv(rows[:half], tmp_path / f"r{n}-a.csv"),
+            as_csv(rows[:half], tmp_path / f"r{n}-a.csv"),
             _as_parquet(rows[half:], tmp_path / f"r{n}-b.parquet"),
         ]
         for report in svc.ingest(system, obj, replays):
