@@ -22,10 +22,11 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from aag.errors import ConflictError, WarehouseError
 
-#: Row groups of 128k rows: delta-rs buffers a whole row group per file before encoding it, so
-#: this bounds a large append's memory (measured: 10M relationships rows peak at +1.1 GB
-#: instead of +2.1 GB with the default) and is no slower.
-WRITER = WriterProperties(max_row_group_size=128 * 1024)
+#: Row groups of 64k rows: delta-rs buffers a whole row group per file before encoding it, so
+#: this bounds a large append's memory (measured: 10M relationships rows peak at +1.1 GB with
+#: 128k-row groups instead of +2.1 GB with the default; 5.5M rows from 64k-row batches at
+#: +0.51 GB with 64k-row groups vs +0.68 GB with 128k) and is no slower.
+WRITER = WriterProperties(max_row_group_size=64 * 1024)
 TARGET_FILE_SIZE = 128 * 1024 * 1024
 
 

@@ -61,8 +61,10 @@ class BatchReport:
         return asdict(self)
 
 
-#: Engine table of the batch's nodes that the graph does not hold yet.
+#: Engine view of the batch's nodes that the graph does not hold yet.
 NEW_NODES = "batch_new_nodes"
+#: Engine table of their ids.
+NEW_NODE_IDS = "batch_new_node_ids"
 
 
 @dataclass
@@ -109,7 +111,7 @@ class Plan:
         """Drop the engine tables holding the change (and the batch's inputs)."""
         release_identity(self.engine)
         release_rule_tables(self.engine)
-        for name in (NEW_NODES, *self.inputs):
+        for name in (NEW_NODES, NEW_NODE_IDS, *self.inputs):
             self.engine.drop(name)
 
 
@@ -168,12 +170,17 @@ def plan_change(
         ]
         engine.register_scan("store_node_ids", store.scan_node_ids(types))
         engine.materialize(
-            NEW_NODES,
+            NEW_NODE_IDS,
             # NOT EXISTS (ids are never NULL): a hash anti-join on every engine.
-            f"SELECT * FROM {nodes} n WHERE NOT EXISTS "
+            f"SELECT node_id FROM {nodes} n WHERE NOT EXISTS "
             "(SELECT 1 FROM store_node_ids s WHERE s.node_id = n.node_id)",
         )
-        new_nodes = engine.query(f"SELECT count(*) AS n FROM {NEW_NODES}").column(0)[0].as_py()
+        # Only the ids are kept: a second copy of the rows (all of them on a first load)
+        # would sit in the engine's memory through the commit, where the batch peaks.
+        engine.view(
+            NEW_NODES, f"SELECT * FROM {nodes} WHERE node_id IN (SELECT node_id FROM {NEW_NODE_IDS})"
+        )
+        new_nodes = engine.query(f"SELECT count(*) AS n FROM {NEW_NODE_IDS}").column(0)[0].as_py()
         linked = None
         if identity is not None:
             linked = resolve_identity(
@@ -188,7 +195,7 @@ def plan_change(
         store.scans_done()
         release_identity(engine)
         release_rule_tables(engine)
-        for name in (NEW_NODES, *temp, events, nodes):
+        for name in (NEW_NODES, NEW_NODE_IDS, *temp, events, nodes):
             engine.drop(name)
         raise
     # The change is still a view over these tables: they live until Plan.release().
