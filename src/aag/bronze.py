@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from aag.errors import InputError
 
@@ -260,64 +262,109 @@ def read_rows(path: Path, fields: tuple[str, ...]) -> pa.Table:
     return pa.concat_tables([c.rows for c in read_chunks(path, fields, unbounded, unbounded)])
 
 
-def _decode_lines(data: bytes, first: int) -> tuple[list[int], list[str], list[str | None]]:
-    """Whole lines (``data`` ends at a line end) → numbers, texts and errors of non-blank lines."""
+#: What a blank line may hold: JSON's white space (RFC 8259). Any other character makes the
+#: line a row, quarantined if it is not JSON, never skipped silently.
+_JSON_SPACE = b" \t\r\n"
+
+
+def _decode_lines_slowly(data: bytes, first: int) -> pa.Table:
+    """:func:`_decode_lines` line by line, for a block holding invalid UTF-8.
+
+    The bad lines are kept, as JSON text of what could be decoded, and quarantined.
+    """
     numbers: list[int] = []
     texts: list[str] = []
     errors: list[str | None] = []
-    try:
-        lines = data.decode("utf-8").split("\n")
-    except UnicodeDecodeError:
-        # Line by line only for a block holding invalid UTF-8: the bad lines are kept,
-        # as JSON text of what could be decoded, and quarantined.
-        for number, raw in enumerate(data.split(b"\n"), start=first):
-            stripped = raw.strip()
-            if not stripped:
-                continue
-            numbers.append(number)
-            try:
-                text = raw.decode("utf-8")
-                texts.append(text[:-1] if text.endswith("\r") else text)
-                errors.append(None)
-            except UnicodeDecodeError:
-                texts.append(json.dumps(stripped.decode("utf-8", errors="replace")))
-                errors.append("invalid UTF-8")
-        return numbers, texts, errors
-    for number, text in enumerate(lines, start=first):
-        if text and not text.isspace():
-            numbers.append(number)
+    for number, raw in enumerate(data.split(b"\n"), start=first):
+        stripped = raw.strip(_JSON_SPACE)
+        if not stripped:
+            continue
+        numbers.append(number)
+        try:
+            text = raw.decode("utf-8")
             texts.append(text[:-1] if text.endswith("\r") else text)
-    errors = [None] * len(numbers)
-    return numbers, texts, errors
+            errors.append(None)
+        except UnicodeDecodeError:
+            texts.append(json.dumps(stripped.decode("utf-8", errors="replace")))
+            errors.append("invalid UTF-8")
+    return pa.table(
+        {
+            "_row_number": pa.array(numbers, pa.int64()),
+            "_line": pa.array(texts, pa.string()),
+            "_error": pa.array(errors, pa.string()),
+        }
+    )
+
+
+def _decode_lines(data: bytes, first: int) -> pa.Table:
+    r"""Whole lines → ``_row_number, _line, _error`` of the non-blank ones.
+
+    ``data`` ends at a line end (or the end of the file); its first line is number
+    ``first``. A line's ``\r\n`` or ``\n`` ending is dropped. The lines are cut out of
+    the block with numpy and become one Arrow string array without a Python string per
+    line (that per-line work was most of the time of reading a large file).
+    """
+    if not data or len(data) >= 1 << 31:  # nothing, or beyond 32-bit string offsets
+        return _decode_lines_slowly(data, first)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buf == 0x0A)
+    starts = np.concatenate(([0], newlines + 1))
+    stops = np.concatenate((newlines, [len(buf)]))
+    # A carriage return just before a line end belongs to the line ending, not the line.
+    cr = (stops > starts) & (buf[np.maximum(stops - 1, 0)] == 0x0D)
+    stops = stops - cr
+    keep_byte = np.ones(len(buf), dtype=bool)
+    keep_byte[newlines] = False
+    keep_byte[stops[cr]] = False
+    lengths = stops - starts
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int32)
+    lines = pa.StringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(buf[keep_byte]))
+    try:
+        lines.validate(full=True)  # UTF-8
+    except pa.ArrowInvalid:
+        return _decode_lines_slowly(data, first)
+    # Only lines not starting with "{" can be blank; the test runs on those.
+    maybe_blank = np.flatnonzero((lengths == 0) | (buf[np.minimum(starts, len(buf) - 1)] != 0x7B))
+    keep = np.ones(len(lengths), dtype=bool)
+    if len(maybe_blank):
+        few = lines.take(pa.array(maybe_blank))
+        blank = pc.equal(pc.utf8_length(pc.utf8_trim(few, _JSON_SPACE.decode())), 0)
+        keep[maybe_blank] = ~blank.to_numpy(zero_copy_only=False)
+    numbers = pa.array(np.arange(first, first + len(lengths), dtype=np.int64))
+    if keep.all():
+        return pa.table({"_row_number": numbers, "_line": lines, "_error": pa.nulls(len(lines), pa.string())})
+    kept = pa.array(keep)
+    return pa.table(
+        {
+            "_row_number": numbers.filter(kept),
+            "_line": lines.filter(kept),
+            "_error": pa.nulls(int(keep.sum()), pa.string()),
+        }
+    )
 
 
 def _jsonl_chunks(
     con: duckdb.DuckDBPyConnection, path: Path, fields: tuple[str, ...], max_rows: int, max_bytes: int
 ) -> Iterator[Chunk]:
     total = path.stat().st_size
-    numbers: list[int] = []
-    texts: list[str] = []
-    errors: list[str | None] = []
-    buffered = 0  # characters held in ``texts``
+    pending: list[pa.Table] = []  # decoded lines not handed out yet, in order
+    held = 0  # rows in ``pending``
+    buffered = 0  # bytes of line text in ``pending``
     read = 0
     carry = b""  # the start of a line whose end is not read yet
     next_line = 1
     produced = False
 
     def cut(count: int) -> Chunk:
-        nonlocal numbers, texts, errors, buffered
-        lines = pa.table(
-            {
-                "_row_number": pa.array(numbers[:count], pa.int64()),
-                "_line": pa.array(texts[:count], pa.string()),
-                "_error": pa.array(errors[:count], pa.string()),
-            }
-        )
-        numbers, texts, errors = numbers[count:], texts[count:], errors[count:]
-        buffered = sum(len(t) for t in texts) if texts else 0
+        nonlocal pending, held, buffered
+        lines = pa.concat_tables(pending) if pending else _decode_lines_slowly(b"", next_line)
+        rest = lines.slice(count)
+        lines = lines.slice(0, count)
+        pending = [rest] if rest.num_rows else []
+        held = rest.num_rows
+        buffered = _text_bytes(rest)
         rows = _with_digest(con, _from_json_lines(con, lines, fields))
-        # Bytes read, less what is read but not yet handed out (characters ≈ bytes: close
-        # enough for a progress bar).
+        # Bytes read, less what is read but not yet handed out.
         return Chunk(rows, max(0, min(read - len(carry) - buffered, total)), total, "bytes")
 
     try:
@@ -337,23 +384,27 @@ def _jsonl_chunks(
                 if data:
                     got = _decode_lines(data, next_line)
                     next_line += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-                    numbers += got[0]
-                    texts += got[1]
-                    errors += got[2]
-                    buffered += sum(len(t) for t in got[1])
-                while len(numbers) >= max_rows:
+                    pending.append(got)
+                    held += got.num_rows
+                    buffered += _text_bytes(got)
+                while held >= max_rows:
                     produced = True
                     yield cut(max_rows)
-                if buffered >= max_bytes and numbers:
+                if buffered >= max_bytes and held:
                     produced = True
-                    yield cut(len(numbers))
+                    yield cut(held)
                 if not block:
                     break
     except OSError as exc:
         raise InputError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
-    if numbers or not produced:
-        chunk = cut(len(numbers))
+    if held or not produced:
+        chunk = cut(held)
         yield Chunk(chunk.rows, total, total, "bytes")
+
+
+def _text_bytes(lines: pa.Table) -> int:
+    """Bytes of line text in decoded lines (what a chunk's byte limit counts)."""
+    return int(pc.sum(pc.binary_length(lines.column("_line"))).as_py() or 0) if lines.num_rows else 0
 
 
 def _csv_chunks(

@@ -177,9 +177,7 @@ def plan_change(
         )
         # Only the ids are kept: a second copy of the rows (all of them on a first load)
         # would sit in the engine's memory through the commit, where the batch peaks.
-        engine.view(
-            NEW_NODES, f"SELECT * FROM {nodes} WHERE node_id IN (SELECT node_id FROM {NEW_NODE_IDS})"
-        )
+        engine.view(NEW_NODES, f"SELECT * FROM {nodes} WHERE node_id IN (SELECT node_id FROM {NEW_NODE_IDS})")
         new_nodes = engine.query(f"SELECT count(*) AS n FROM {NEW_NODE_IDS}").column(0)[0].as_py()
         linked = None
         if identity is not None:

@@ -17,8 +17,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from aag.bronze import read_chunks, read_rows
+from aag.bronze import _decode_lines, _decode_lines_slowly, read_chunks, read_rows
 from aag.errors import InputError
 from aag.pipeline import FileProgress
 from aag.service import AagService
@@ -240,3 +242,37 @@ def test_a_file_rejected_whole_fails_before_the_first_chunk(tmp_path):
     chunks = read_chunks(bad, ("a",), chunk_rows=1)
     with pytest.raises(InputError):
         next(chunks)
+
+
+_PIECES = [
+    b"a",
+    b"{",
+    b"}",
+    b'"',
+    b"\n",
+    b"\r",
+    b" ",
+    b"\t",
+    b"\x0b",
+    b"\x1c",
+    "é".encode(),
+    "\u3000".encode(),
+]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=40), st.integers(min_value=1, max_value=9))
+@settings(max_examples=400, deadline=None)
+def test_vectorised_line_split_equals_the_line_by_line_reading(pieces, first):
+    # Two implementations of one rule (numbering, CR LF, blank and white-space-only
+    # lines): the fast one must never drift from the plain reading.
+    data = b"".join(pieces)
+    fast = _decode_lines(data, first)
+    slow = _decode_lines_slowly(data, first)
+    assert fast.to_pylist() == slow.to_pylist()
+    assert fast.schema == slow.schema
+
+
+def test_a_block_with_invalid_utf8_keeps_its_good_lines_and_marks_the_bad_one():
+    lines = _decode_lines(b'{"a": 1}\r\n\xff\xfe\n\n{"b": 2}', 10).to_pylist()
+    assert [(r["_row_number"], r["_error"]) for r in lines] == [(10, None), (11, "invalid UTF-8"), (13, None)]
+    assert lines[0]["_line"] == '{"a": 1}'
