@@ -209,6 +209,10 @@ def delete_matching(io: DeltaIO, uri: str, keys: pa.Table, metadata: Mapping[str
                 target_alias="t",
                 commit_properties=_props(metadata),
                 writer_properties=WRITER,
+                # Must stay streamed (delta-rs's default): otherwise delta-rs prunes files by
+                # the source's value ranges and logs them in the commit's predicate, which
+                # outlives vacuum (caught by tests/faults/test_erasure.py).
+                streamed_exec=True,
             )
             .when_matched_delete()
             .execute()
