@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import random
 from collections import Counter
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aag.model import EDGE_PROPERTY_KEYS
-from aag.store import MemoryGraphStore
+from aag.model import EDGE_PROPERTY_KEYS, RELATIONSHIPS
+from aag.rules import FLAT_EDGES, unflatten_sql
+from aag.store import MemoryGraphStore, duck, unflatten_batch
 from rulekit import PATHS, T0, Ev, apply, reference, simple, versions
 
 
@@ -321,3 +324,54 @@ def test_day_precision_any_batch_order_gives_the_reference_duckdb(duckdb_engine,
 @given(events=day_events_st, cuts=st.lists(st.integers(0, 20), max_size=2), data=st.data())
 def test_day_precision_any_batch_order_gives_the_reference_spark(spark_engine, events, cuts, data):
     _check_any_order_by_day(spark_engine, events, cuts, data)
+
+
+_TEXT = st.one_of(st.none(), st.text(max_size=6))
+_STAMP = st.one_of(
+    st.none(),
+    st.datetimes(min_value=datetime.datetime(1970, 1, 1), max_value=datetime.datetime(2100, 1, 1)).map(
+        lambda d: d.replace(tzinfo=datetime.UTC)
+    ),
+)
+
+
+@given(
+    st.lists(
+        st.tuples(_STAMP, _TEXT, _TEXT, _TEXT, _TEXT),
+        max_size=12,
+    )
+)
+@settings(max_examples=150, deadline=None)
+def test_lineage_maps_built_in_arrow_equal_the_sql_ones(rows):
+    # The Delta commit builds properties in Arrow; the Spark path and the flatten/unflatten
+    # round trip use the SQL. Both must write the same maps, key order included.
+    n = len(rows)
+    valid_to, closed_by, closed_event, field, batch = (
+        (list(c) for c in zip(*rows, strict=True)) if rows else ([],) * 5
+    )
+    flat = pa.table(
+        {
+            "source_node_id": [f"e{i}" for i in range(n)],
+            "target_node_id": [f"v{i}" for i in range(n)],
+            "rel_type": ["HAS_EMAIL"] * n,
+            "updated_at": [T0] * n,
+            "confidence": [1.0] * n,
+            "is_current": [v is None for v in valid_to],
+            "source_system": ["crm"] * n,
+            "source_event_id": [f"ev{i}" for i in range(n)],
+            "valid_to": valid_to,
+            "closed_by": closed_by,
+            "closed_by_event": closed_event,
+            "source_field": field,
+            "batch_id": batch,
+        },
+        schema=FLAT_EDGES,
+    )
+    arrow = pa.Table.from_batches([unflatten_batch(b) for b in flat.to_batches()], RELATIONSHIPS)
+    con = duck()
+    con.register("flat_in", flat)
+    try:
+        sql = con.sql(unflatten_sql("SELECT * FROM flat_in")).to_arrow_table().cast(RELATIONSHIPS)
+    finally:
+        con.unregister("flat_in")
+    assert arrow.to_pylist() == sql.to_pylist()

@@ -23,10 +23,10 @@ from aag.engine.base import Engine
 from aag.errors import AagError
 from aag.faults import crash_point
 from aag.identity import ID_KEYS, ID_ROWS, IdentitySettings, release_identity, resolve_identity
-from aag.rules import OUT_KEYS, OUT_LOG, OUT_ROWS, apply_edge_rules, release_rule_tables
+from aag.rules import FLAT_EDGES, OUT_FLAT, OUT_KEYS, OUT_LOG, OUT_ROWS, apply_edge_rules, release_rule_tables
 from aag.sources import day_precision_prefixes, extractor_for
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extractor, landed_table
-from aag.store import ChangeSql, CommitStats, GraphChange, GraphStore, duck
+from aag.store import ChangeSql, CommitStats, GraphChange, GraphStore, duck, relationships_stream
 from aag.warehouse import Warehouse
 
 
@@ -92,10 +92,13 @@ class Plan:
         keys = f"SELECT * FROM {OUT_KEYS}"
         if self.identity:
             keys += f" UNION ALL SELECT * FROM {ID_KEYS}"
+        flat = f"SELECT {', '.join(FLAT_EDGES.names)} FROM {OUT_FLAT}"
+        more = [lambda: engine.stream(f"SELECT * FROM {ID_ROWS}")] if self.identity else []
         return GraphChange(
             nodes=lambda: engine.stream(f"SELECT * FROM {NEW_NODES}"),
             replace_keys=self.replace_keys,
-            edge_rows=lambda: engine.stream(rows),
+            # The lineage maps are built in Arrow as the rows stream out (see unflatten_batch).
+            edge_rows=lambda: relationships_stream(engine.stream(flat), *more),
             log_append=lambda: engine.stream(f"SELECT * FROM {OUT_LOG}"),
             counts=self.counts,
             metadata=dict(metadata or {}),

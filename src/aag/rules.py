@@ -102,7 +102,10 @@ ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def unflatten_sql(flat_sql: str) -> str:
-    """Wrap SQL returning flat edges so it returns relationships rows (lineage in a map)."""
+    """Wrap SQL returning flat edges so it returns relationships rows (lineage in a map).
+
+    :func:`aag.store.unflatten_batch` builds the same rows from flat Arrow batches.
+    """
     return f"""
 SELECT source_node_id, target_node_id, rel_type, updated_at, confidence, is_current,
     source_system, source_event_id,
@@ -430,9 +433,11 @@ def release_rule_tables(engine: Engine) -> None:
 
 #: Engine tables :func:`apply_edge_rules` leaves for the commit (the caller drops them).
 OUT_ROWS = "rule_out_rows"
+#: The same rows flat (:data:`FLAT_EDGES`), for a commit that builds the lineage maps itself.
+OUT_FLAT = "rule_out_flat"
 OUT_KEYS = "rule_out_keys"
 OUT_LOG = "rule_out_log"
-OUTPUTS = (OUT_ROWS, OUT_KEYS, OUT_LOG)
+OUTPUTS = (OUT_ROWS, OUT_FLAT, OUT_KEYS, OUT_LOG)
 
 
 @dataclass
@@ -501,6 +506,7 @@ def apply_edge_rules(engine: Engine, day_precision: Sequence[str] = ()) -> RuleR
         # The rows stay a view: the commit computes them while it writes, so building the
         # lineage maps overlaps with Parquet encoding instead of preceding it.
         engine.view(OUT_ROWS, unflatten_sql(SQL_NEW_ROWS))
+        engine.view(OUT_FLAT, SQL_NEW_ROWS)
         counts = engine.query(
             f"SELECT (SELECT count(*) FROM {OUT_KEYS}) AS k, (SELECT count(*) FROM {OUT_LOG}) AS l,"
             " (SELECT count(*) FROM rule_classified WHERE action IN ('open', 'close_open'))"

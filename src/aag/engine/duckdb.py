@@ -11,7 +11,7 @@ import pyarrow as pa
 from aag.engine.base import Capability, Engine
 
 #: DuckDB's memory limit unless configured otherwise.
-DEFAULT_MEMORY_LIMIT = "1.5GB"
+DEFAULT_MEMORY_LIMIT = "1.25GB"
 #: Rows per streamed record batch. The consumer (mostly a delta-rs writer) holds a few
 #: batches in flight, so this bounds the stream's share of peak memory: writing 5.5M
 #: relationships rows peaked at +0.92 GB with 256k-row batches and +0.51 GB with 64k,
