@@ -81,9 +81,14 @@
     Whether this run knows which edges changed, decided when the SQL is compiled: on the
     local target when $AAG_SILVER_CHANGES_SINCE names the base version (aag.dbt_plugin
     then reads the change feed; `aag build` sets it for an incremental build), on
-    Databricks when var('changes_since_version') does.
+    Databricks when var('changes_since_version') does. Never while dbt parses: dbt ties
+    a parsed file to the values of the environment variables it read, and every switch
+    between full and incremental builds would make it parse the project again.
 #}
 {% macro changes_are_known() -%}
+    {%- if execute is defined and not execute -%}
+        {{ return(false) }}
+    {%- endif -%}
     {%- if target.type == 'duckdb' -%}
         {{ return(env_var('AAG_SILVER_CHANGES_SINCE', '') | trim != '') }}
     {%- endif -%}
