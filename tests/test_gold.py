@@ -357,6 +357,24 @@ def test_incremental_build_after_erasure_batches_and_merge_equals_a_full_rebuild
         _assert_cells_equal(kept[f"customer_profile_v{version}"], svc.customer_profiles(version))
     _assert_cells_equal(kept["customer_identity"], svc.identity_map())
 
+    # Erasure right after an incremental build: that run's copies of the affected
+    # customers' edges and values (silver.affected_edges, affected_nodes) go too.
+    again = _contact(CONSENT_CONTACT, "cora@example.com", "2025-07-01T00:00:00Z", False, "+49 30 5550002")
+    svc.ingest("salesforce", "Contact", [_write(folder / "again.jsonl", [again])])
+    assert svc.build().mode == "incremental"
+    assert all(_scratch_rows(svc).values())
+    svc.erase(svc.find_customer("salesforce", CONSENT_CONTACT))
+    assert _scratch_rows(svc) == dict.fromkeys(gold.SCRATCH_TABLES, 0)
+
+
+def _scratch_rows(svc: AagService) -> dict[str, int]:
+    con = duckdb.connect(str(gold.gold_dir(svc.warehouse) / gold.DUCKDB_FILE), read_only=True)
+    try:
+        counts = {t: con.execute(f"SELECT count(*) FROM silver.{t}").fetchall() for t in gold.SCRATCH_TABLES}
+    finally:
+        con.close()
+    return {t: rows[0][0] for t, rows in counts.items()}
+
 
 def test_a_build_without_changes_is_incremental_and_publishes_atomically(built, tmp_path):
     base, report = built
