@@ -412,6 +412,14 @@ def phase(name: str, customers: int, warehouse: Path, out: Path) -> None:
         svc = AagService(str(warehouse))
         report = svc.build(full_refresh=name == "full-after")
         figures["report"] = report.as_dict()
+        # The slowest dbt nodes of this build, for the hand-written breakdown in RESULTS.md.
+        results = warehouse / "gold" / "dbt" / "target" / "run_results.json"
+        nodes = json.loads(results.read_text())["results"]
+        figures["slowest_nodes"] = [
+            (n["unique_id"], round(n["execution_time"], 2))
+            for n in sorted(nodes, key=lambda n: -n["execution_time"])[:10]
+        ]
+        figures["node_seconds"] = round(sum(n["execution_time"] for n in nodes), 2)
     figures["seconds"] = time.perf_counter() - started
     figures["peak_rss_gb"] = _rss_gb()
     if name == "full-after":
@@ -447,6 +455,10 @@ def worker(customers: int, out: Path) -> None:
             )
             figures[name] = json.loads(part.read_text())
             print(f"  {customers:,}: {name} {figures[name]['seconds']:.1f} s", flush=True)
+            if "slowest_nodes" in figures[name]:
+                print(f"    dbt node time {figures[name]['node_seconds']} s; slowest:", flush=True)
+                for node, seconds in figures[name]["slowest_nodes"]:
+                    print(f"    {seconds:6.2f} {node}", flush=True)
             if name == "incremental":
                 from aag import gold
                 from aag.warehouse import Warehouse

@@ -27,7 +27,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from aag import gold
 from aag.config import load_config
-from aag.demo import DEMO_CONTACT, run_world, write_demo_files
+from aag.demo import DEMO_ACCOUNT, DEMO_CONTACT, run_world, write_demo_files
 from aag.errors import WarehouseError
 from aag.model import RELATIONSHIPS
 from aag.resolution import CUSTOMER_ATTRIBUTES, WINNER_ORDER, profile_sql
@@ -299,8 +299,11 @@ def test_incremental_build_after_erasure_batches_and_merge_equals_a_full_rebuild
     base, _ = built
     svc = _copy(base, tmp_path / "wh")
     folder = tmp_path / "in"
-    # The demo customer (with its company and assets) is erased; the build after an
-    # erasure is full (see above), later ones incremental again.
+    # A second contact at the demo's company (Acme), then the demo customer is erased;
+    # the build after an erasure is full (see above), later ones incremental again.
+    worker = _contact("0035g00000WorkAAAA", "w@example.com", "2025-05-01T00:00:00Z", False, "+49 30 4")
+    worker["AccountId"] = DEMO_ACCOUNT
+    svc.ingest("salesforce", "Contact", [_write(folder / "worker.jsonl", [worker])])
     svc.erase(svc.find_customer("salesforce", DEMO_CONTACT))
     assert svc.build().mode == "full"
     # A changed contact, a new customer, and a Zendesk user whose external id names one
@@ -321,11 +324,31 @@ def test_incremental_build_after_erasure_batches_and_merge_equals_a_full_rebuild
     svc.ingest("zendesk", "users", [_write(folder / "glue.jsonl", [glue])])
     merged = {svc.find_customer("salesforce", CONSENT_CONTACT), svc.find_customer("salesforce", TIE_CONTACT)}
     assert len(merged) == 1 and merged <= {consent, tie}
+    # Acme is renamed and one of its assets retired; the worker's own edges do not change.
+    when = "2025-06-04T00:00:00.000+0000"
+    account = {"Id": DEMO_ACCOUNT, "Name": "Acme AG", "LastModifiedDate": when, "IsDeleted": False}
+    svc.ingest("salesforce", "Account", [_write(folder / "account.jsonl", [account])])
+    asset = {
+        "Id": "02i5g00000Asset0AA",
+        "AccountId": DEMO_ACCOUNT,
+        "Name": "Press 3000",
+        "SerialNumber": "PR-3000-0042",
+        "Status": "Retired",
+        "LastModifiedDate": when,
+        "IsDeleted": False,
+    }
+    svc.ingest("salesforce", "Asset", [_write(folder / "asset.jsonl", [asset])])
 
     incremental = svc.build()
     assert incremental.mode == "incremental", incremental.full_reason
     assert 0 < incremental.affected_customers < incremental.models["customer_profile_v2"]
     kept = {model: _gold(svc, model) for model in gold.GOLD_MODELS}
+    employee = svc.find_customer("salesforce", "0035g00000WorkAAAA")
+    assets = [r for r in kept["company_assets"].to_pylist() if r["customer_id"] == employee]
+    assert {(r["company_name"], r["asset_name"], r["asset_status"]) for r in assets} == {
+        ("Acme AG", "Press 3000", "Retired"),
+        ("Acme AG", "Robot Arm", "Installed"),
+    }
     full = svc.build(full_refresh=True)
     assert full.mode == "full" and full.full_reason == "asked (--full-refresh)"
     for model in gold.GOLD_MODELS:
@@ -333,6 +356,24 @@ def test_incremental_build_after_erasure_batches_and_merge_equals_a_full_rebuild
     for version in (1, 2):
         _assert_cells_equal(kept[f"customer_profile_v{version}"], svc.customer_profiles(version))
     _assert_cells_equal(kept["customer_identity"], svc.identity_map())
+
+    # Erasure right after an incremental build: that run's copies of the affected
+    # customers' edges and values (silver.affected_edges, affected_nodes) go too.
+    again = _contact(CONSENT_CONTACT, "cora@example.com", "2025-07-01T00:00:00Z", False, "+49 30 5550002")
+    svc.ingest("salesforce", "Contact", [_write(folder / "again.jsonl", [again])])
+    assert svc.build().mode == "incremental"
+    assert all(_scratch_rows(svc).values())
+    svc.erase(svc.find_customer("salesforce", CONSENT_CONTACT))
+    assert _scratch_rows(svc) == dict.fromkeys(gold.SCRATCH_TABLES, 0)
+
+
+def _scratch_rows(svc: AagService) -> dict[str, int]:
+    con = duckdb.connect(str(gold.gold_dir(svc.warehouse) / gold.DUCKDB_FILE), read_only=True)
+    try:
+        counts = {t: con.execute(f"SELECT count(*) FROM silver.{t}").fetchall() for t in gold.SCRATCH_TABLES}
+    finally:
+        con.close()
+    return {t: rows[0][0] for t, rows in counts.items()}
 
 
 def test_a_build_without_changes_is_incremental_and_publishes_atomically(built, tmp_path):

@@ -8,6 +8,9 @@
     affected_only: only the edges of the records of affected_customers (an incremental
         run's customers); companies and assets are then left out. The records are
         found first, so the edge scan is a semi-join on a short id list.
+
+    The edges and value nodes are those the calling model reads (graph_edges,
+    graph_nodes): silver, or an incremental run's affected_edges and affected_nodes.
 #}
 {% macro attribute_candidates(attributes=none, affected_only=false) -%}
     select
@@ -25,10 +28,10 @@
         e.source_system,
         e.source_event_id,
         e.source_node_id as record_entity_id
-    from {{ source('silver', 'relationships') }} as e
+    from {{ graph_edges() }} as e
     inner join {{ ref('attribute_catalog') }} as a
         on e.rel_type = a.rel_type
-    inner join {{ source('silver', 'nodes') }} as v
+    inner join {{ graph_nodes() }} as v
         on e.target_node_id = v.node_id
     {%- if affected_only %}
         inner join (

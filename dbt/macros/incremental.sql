@@ -9,7 +9,10 @@
     changed_entities -> affected_customers name the customers to resolve again; each
     per-customer gold model deletes those customers' rows (pre-hook, so customers that
     no longer exist - merged into another, erased - go too) and inserts their rows
-    computed afresh (delete+insert on DuckDB, merge on Databricks).
+    computed afresh (delete+insert on DuckDB, merge on Databricks). The edges they need
+    are read from silver once, into affected_edges and affected_nodes: scanning the
+    whole edge table in every model would cost each of them as much as a full build's
+    scan, whatever the size of the batch.
 
     When what changed is not known (no change feed for the range, or plain `dbt build`
     without one), changed_entities holds a row with a NULL entity_id and every
@@ -24,12 +27,19 @@
 
 {#
     SQL condition: true when this run recomputes every row (the change set is unknown).
+    A run that knows what changed (changes_are_known) gets the literal false: its
+    changed_entities never holds the unknown row, and without the subquery in an OR the
+    optimizer pushes the filters on the changed ids down into the scans.
 #}
 {% macro refresh_everything() -%}
-    exists (
-        select 1 from {{ ref('changed_entities') }} as unknown_changes
-        where unknown_changes.entity_id is null
-    )
+    {%- if changes_are_known() -%}
+        false
+    {%- else -%}
+        exists (
+            select 1 from {{ ref('changed_entities') }} as unknown_changes
+            where unknown_changes.entity_id is null
+        )
+    {%- endif -%}
 {%- endmacro %}
 
 {#
@@ -68,46 +78,57 @@
 {%- endmacro %}
 
 {#
-    company_assets depends on more than a customer's own edges: a company's name, its
-    assets and their attributes. Its rows to recompute are those of the affected
-    customers and of every customer who works at a changed company: one whose own
-    edges changed, the target of a changed WORKS_AT or OWNED_BY edge (before or after),
-    or the owner now of a changed asset. Returns a subquery of customer ids.
+    Whether this run knows which edges changed, decided when the SQL is compiled: on the
+    local target when $AAG_SILVER_CHANGES_SINCE names the base version (aag.dbt_plugin
+    then reads the change feed; `aag build` sets it for an incremental build), on
+    Databricks when var('changes_since_version') does. Never while dbt parses: dbt ties
+    a parsed file to the values of the environment variables it read, and every switch
+    between full and incremental builds would make it parse the project again.
 #}
-{% macro asset_customers_to_recompute() -%}
-    (
-        select affected.customer_id
-        from {{ ref('affected_customers') }} as affected
-        union
-        select records.customer_id
-        from {{ source('silver', 'relationships') }} as works_at
-        inner join {{ ref('customer_records') }} as records
-            on works_at.source_node_id = records.record_entity_id
-        where
-            works_at.is_current
-            and works_at.rel_type = '{{ var("works_at_rel_type", "WORKS_AT") }}'
-            and works_at.target_node_id in (
-                select changed.entity_id
-                from {{ ref('changed_entities') }} as changed
-                union
-                select owned_by.target_node_id
-                from {{ source('silver', 'relationships') }} as owned_by
-                where
-                    owned_by.is_current
-                    and owned_by.rel_type = '{{ var("owned_by_rel_type", "OWNED_BY") }}'
-                    and owned_by.source_node_id in (
-                        select changed.entity_id from {{ ref('changed_entities') }} as changed
-                    )
-            )
-    )
+{% macro changes_are_known() -%}
+    {%- if execute is defined and not execute -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- if target.type == 'duckdb' -%}
+        {{ return(env_var('AAG_SILVER_CHANGES_SINCE', '') | trim != '') }}
+    {%- endif -%}
+    {{ return(var('changes_since_version', none) is not none) }}
 {%- endmacro %}
 
-{% macro delete_asset_customers() -%}
-    {%- if gold_is_incremental() -%}
-        delete from {{ this }}
-        where customer_id in {{ asset_customers_to_recompute() }} or {{ refresh_everything() }}
+{#
+    Whether the calling model or test reads the affected records' edges from
+    affected_edges (and their nodes from affected_nodes) instead of scanning silver:
+    an incremental model, or a data test, in a run that knows what changed. Every other
+    run reads silver whole (full builds, and runs where the change set is unknown).
+#}
+{% macro reads_affected_edges() -%}
+    {%- if not changes_are_known() -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- if model is defined and model.resource_type == 'test' -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {{ return(gold_is_incremental()) }}
+{%- endmacro %}
+
+{#
+    The edge and node relations a model or test reads (see reads_affected_edges). A caller
+    names ref('affected_edges') and ref('affected_nodes') in depends_on comments, so dbt
+    runs them first on every build.
+#}
+{% macro graph_edges() -%}
+    {%- if reads_affected_edges() -%}
+        {{ ref('affected_edges') }}
     {%- else -%}
-        select 1 as nothing_to_delete
+        {{ source('silver', 'relationships') }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro graph_nodes() -%}
+    {%- if reads_affected_edges() -%}
+        {{ ref('affected_nodes') }}
+    {%- else -%}
+        {{ source('silver', 'nodes') }}
     {%- endif -%}
 {%- endmacro %}
 

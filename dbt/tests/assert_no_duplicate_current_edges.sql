@@ -2,12 +2,14 @@
 -- source_system). Rows returned here mean a broken SCD2 merge. Keys are grouped by a
 -- 64-bit hash first (cheap), and only the keys whose hash repeats are checked exactly.
 -- An incremental build checks only the keys of changed entities: a duplicate among the
--- other keys would have failed the build that last read them.
+-- other keys would have failed the build that last read them. (affected_edges holds every
+-- edge of the changed entities.)
+-- depends_on: {{ ref('affected_edges') }}
 with repeated_hashes as (
     select hashed.key_hash
     from (
         select {{ hash_columns(['source_node_id', 'rel_type', 'source_system']) }} as key_hash
-        from {{ source('silver', 'relationships') }}
+        from {{ graph_edges() }}
         where
             is_current
             and (
@@ -24,7 +26,7 @@ select
     rel_type,
     source_system,
     count(*) as current_versions
-from {{ source('silver', 'relationships') }}
+from {{ graph_edges() }}
 where
     is_current
     and {{ hash_columns(['source_node_id', 'rel_type', 'source_system']) }} in (

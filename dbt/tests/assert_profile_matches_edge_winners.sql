@@ -3,7 +3,11 @@
 -- customers, and per customer and attribute the same value, source and field time.
 -- Each row returned is a customer whose profile row disagrees, with the attributes
 -- that differ. An incremental build checks the customers it resolved again
--- (affected_customers); a full build checks every customer.
+-- (affected_customers), from the edges in affected_edges: those of every record whose
+-- current SAME_AS edge names such a customer, found from the edges as here. A full
+-- build checks every customer, from silver.
+-- depends_on: {{ ref('affected_edges') }}
+-- depends_on: {{ ref('affected_nodes') }}
 {%- set attrs = var('customer_attributes') %}
 {%- set in_scope -%}
     (
@@ -16,7 +20,7 @@ with members as (
     select
         source_node_id as record_entity_id,
         target_node_id as customer_id
-    from {{ source('silver', 'relationships') }}
+    from {{ graph_edges() }}
     where
         is_current
         and rel_type = 'SAME_AS'
@@ -42,8 +46,8 @@ candidates as (
         e.updated_at,
         e.confidence,
         e.source_system
-    from {{ source('silver', 'relationships') }} as e
-    inner join {{ source('silver', 'nodes') }} as v
+    from {{ graph_edges() }} as e
+    inner join {{ graph_nodes() }} as v
         on e.target_node_id = v.node_id
     left join members as m
         on e.source_node_id = m.record_entity_id
@@ -71,7 +75,7 @@ winners as (
 
 customers as (
     select n.node_id as customer_id
-    from {{ source('silver', 'nodes') }} as n
+    from {{ graph_nodes() }} as n
     left join members as m
         on n.node_id = m.record_entity_id
     where

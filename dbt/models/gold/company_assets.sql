@@ -4,23 +4,26 @@
 -- with no (known) asset gives one row with NULL asset columns. Names, serial numbers
 -- and status are the resolved winners of the company's and asset's own attributes
 -- (resolve_winner over just those attributes' edges). Incremental: the rows of the
--- customers named by macro asset_customers_to_recompute are redone.
+-- affected customers are redone (affected_customers includes everyone who works at a
+-- changed company); affected_edges holds their companies' and assets' edges.
 {{ config(
     materialized='incremental',
     unique_key=['customer_id', 'company_id', 'asset_id'],
     incremental_strategy=gold_incremental_strategy(),
     on_schema_change='fail',
-    pre_hook="{{ delete_asset_customers() }}",
+    pre_hook="{{ delete_affected_customers() }}",
 ) }}
 -- depends_on: {{ ref('affected_customers') }}
 -- depends_on: {{ ref('changed_entities') }}
+-- depends_on: {{ ref('affected_edges') }}
+-- depends_on: {{ ref('affected_nodes') }}
 with links as (
     select
         source_node_id,
         target_node_id,
         rel_type,
         updated_at
-    from {{ source('silver', 'relationships') }}
+    from {{ graph_edges() }}
     where
         is_current
         and rel_type in (
@@ -40,7 +43,7 @@ works_at as (
     where
         l.rel_type = '{{ var("works_at_rel_type", "WORKS_AT") }}'
         {%- if gold_is_incremental() %}
-        and (r.customer_id in {{ asset_customers_to_recompute() }} or {{ refresh_everything() }})
+        and {{ is_affected_customer('r.customer_id') }}
         {%- endif %}
     group by r.customer_id, l.target_node_id
 ),

@@ -14,6 +14,8 @@
 ) }}
 -- depends_on: {{ ref('affected_customers') }}
 -- depends_on: {{ ref('changed_entities') }}
+-- depends_on: {{ ref('affected_edges') }}
+-- depends_on: {{ ref('affected_nodes') }}
 with consent_rel_types as (
     select rel_type
     from {{ ref('attribute_catalog') }}
@@ -39,10 +41,10 @@ versions as (
             partition by e.source_node_id, e.rel_type, e.source_system
             order by e.updated_at, e.source_event_id
         ) as previous_closed_by
-    from {{ source('silver', 'relationships') }} as e
+    from {{ graph_edges() }} as e
     inner join consent_rel_types as c
         on e.rel_type = c.rel_type
-    inner join {{ source('silver', 'nodes') }} as v
+    inner join {{ graph_nodes() }} as v
         on e.target_node_id = v.node_id
     inner join {{ ref('customer_records') }} as r
         on e.source_node_id = r.record_entity_id

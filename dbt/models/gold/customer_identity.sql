@@ -11,12 +11,14 @@
 ) }}
 -- depends_on: {{ ref('affected_customers') }}
 -- depends_on: {{ ref('changed_entities') }}
+-- depends_on: {{ ref('affected_edges') }}
+-- depends_on: {{ ref('affected_nodes') }}
 with source_records as (
     select
         r.source_node_id as record_entity_id,
         n.value as record_key
-    from {{ source('silver', 'relationships') }} as r
-    inner join {{ source('silver', 'nodes') }} as n
+    from {{ graph_edges() }} as r
+    inner join {{ graph_nodes() }} as n
         on r.target_node_id = n.node_id
     where
         r.rel_type = 'HAS_SOURCE_RECORD'

@@ -13,6 +13,8 @@
 ) }}
 -- depends_on: {{ ref('affected_customers') }}
 -- depends_on: {{ ref('changed_entities') }}
+-- depends_on: {{ ref('affected_edges') }}
+-- depends_on: {{ ref('affected_nodes') }}
 -- depends_on: {{ ref('attribute_catalog') }}
 -- depends_on: {{ ref('source_priority') }}
 {%- set attrs = var('customer_attributes') %}

@@ -21,6 +21,12 @@ with same_as as (
         rel_type = 'SAME_AS'
         and source_system = 'aag'
         and is_current
+    {%- if gold_is_incremental() %}
+    and (
+        source_node_id in (select changed.entity_id from {{ ref('changed_entities') }} as changed)
+        or {{ refresh_everything() }}
+    )
+    {%- endif %}
 )
 
 select
