@@ -294,7 +294,6 @@ def test_build_uses_the_warehouse_config_then_goes_stale_and_erasure_drops_the_e
     _assert_cells_equal(_gold(svc, "customer_profile_v2"), svc.customer_profiles(2))
 
 
-
 def test_incremental_build_after_erasure_batches_and_merge_equals_a_full_rebuild(built, tmp_path):
     base, _ = built
     svc = _copy(base, tmp_path / "wh")
