@@ -199,6 +199,50 @@ def test_salesforce_contact_fields_keep_their_change_time_and_is_deleted_removes
         assert last["props"]["valid_to"].startswith("2026-04-01T00:00:00")
 
 
+def test_a_deleted_record_leaves_its_customer_and_the_profiles_until_restored(svc, ingest):
+    ingest("salesforce", "Contact", [contact()])
+    zendesk_user = {
+        "id": "9001",
+        "name": "Alex Example",
+        "email": "alex.support@example.com",
+        "phone": None,
+        "external_id": CONTACT,
+        "organization_id": None,
+        "created_at": "2024-06-01T08:00:00Z",
+        "updated_at": "2024-06-01T08:00:00Z",
+    }
+    ingest("zendesk", "users", [zendesk_user])
+    crm = record_entity(svc, "salesforce", "Contact", CONTACT)
+    support = record_entity(svc, "zendesk", "users", "9001")
+    # Joined through external_id, which names the CRM contact's record.
+    assert svc.find_customer("zendesk", "9001") == svc.find_customer("salesforce", CONTACT) == crm
+    assert {r["customer_id"] for r in svc.customer_profiles(1).to_pylist()} == {crm}
+
+    ingest("salesforce", "Contact", [contact(IsDeleted=True, LastModifiedDate="2026-04-01T00:00:00Z")])
+    record = versions(svc, crm, SOURCE_RECORD_REL, "salesforce")
+    assert [r["is_current"] for r in record] == [False]
+    assert record[0]["props"]["valid_to"].startswith("2026-04-01T00:00:00")
+    # The deleted contact no longer holds the Zendesk user: it is a customer on its own,
+    # and the deleted record is in neither the identity map nor the profiles.
+    assert svc.find_customer("zendesk", "9001") == support
+    assert {(r["source_system"], r["customer_id"]) for r in svc.identity_map().to_pylist()} == {
+        ("zendesk", support)
+    }
+    profiles = svc.customer_profiles(1).to_pylist()
+    assert [(p["customer_id"], p["full_name"], p["phone"]) for p in profiles] == [
+        (support, "Alex Example", None)
+    ]
+    # Its history stays readable by its record id.
+    assert svc.find_customer("salesforce", CONTACT) == crm
+
+    # Restored in the CRM (undelete): the record opens a new version and joins again.
+    ingest("salesforce", "Contact", [contact(LastModifiedDate="2026-05-01T00:00:00Z")])
+    assert [r["is_current"] for r in versions(svc, crm, SOURCE_RECORD_REL, "salesforce")] == [False, True]
+    assert svc.find_customer("zendesk", "9001") == svc.find_customer("salesforce", CONTACT)
+    (profile,) = svc.customer_profiles(1).to_pylist()
+    assert profile["phone"] == "+491110000000"
+
+
 def test_contact_works_at_its_account_and_a_move_closes_the_old_edge(svc, ingest):
     ingest("salesforce", "Account", [account()])
     # A 15-character AccountId is the same Account as its 18-character form.

@@ -73,6 +73,10 @@ winners as (
     {{ resolve_winner('candidates') }}
 ),
 
+deleted_records as (
+    {{ deleted_records() }}
+),
+
 customers as (
     select n.node_id as customer_id
     from {{ graph_nodes() }} as n
@@ -81,6 +85,7 @@ customers as (
     where
         n.node_type = 'customer'
         and m.record_entity_id is null
+        and n.node_id not in (select deleted.record_entity_id from deleted_records as deleted)
         and (
             n.node_id in (select affected.customer_id from {{ ref('affected_customers') }} as affected)
             or {{ refresh_everything() }}

@@ -448,7 +448,10 @@ class AagService:
         """
         self.warehouse.require()
         graph = self.warehouse.graph
-        edges = self.warehouse.io.read(graph.relationships_uri, "*", "is_current")
+        # Ended source-record edges too: they say which records their source deleted.
+        edges = self.warehouse.io.read(
+            graph.relationships_uri, "*", f"is_current OR rel_type = '{SOURCE_RECORD_REL}'"
+        )
         nodes = self.warehouse.io.read(graph.nodes_uri, "node_id, node_type, value", "value IS NOT NULL")
         customers = self.warehouse.io.read(graph.nodes_uri, "node_id, node_type", "node_type = 'customer'")
         return customer_profiles_of(
@@ -771,20 +774,24 @@ def customer_profiles_of(
 
     Args:
         engine: Engine resolving the winners.
-        edges: Relationships rows (at least the current ones).
+        edges: Relationships rows (at least the current ones, and every version of the
+            ``HAS_SOURCE_RECORD`` edges: an ended one marks a record its source deleted).
         nodes: Node rows (at least ``node_id``, ``node_type``, ``value``) holding the
             customers and the edges' targets.
         config: Registry and priorities.
         version: Profile version, 1 or 2.
     """
-    # Customers are the clusters' survivors: records with a SAME_AS edge are members.
+    # Customers are the clusters' survivors: records with a SAME_AS edge are members. A
+    # record its source deleted (its source-record edge ended) has nothing left to show.
     con = duck()
     con.register("cp_edges", edges.select(["source_node_id", "rel_type", "is_current"]))
     con.register("cp_nodes", nodes.select(["node_id", "node_type", "value"]))
     try:
         survivors = con.sql(
             "SELECT node_id FROM cp_nodes WHERE node_type = 'customer' AND node_id NOT IN "
-            f"(SELECT source_node_id FROM cp_edges WHERE rel_type = '{SAME_AS_REL}' AND is_current)"
+            f"(SELECT source_node_id FROM cp_edges WHERE rel_type = '{SAME_AS_REL}' AND is_current) "
+            "AND node_id NOT IN (SELECT source_node_id FROM cp_edges "
+            f"WHERE rel_type = '{SOURCE_RECORD_REL}' GROUP BY source_node_id HAVING NOT bool_or(is_current))"
         ).to_arrow_table()
         values = con.sql("SELECT node_id, value FROM cp_nodes WHERE value IS NOT NULL").to_arrow_table()
     finally:

@@ -3,7 +3,9 @@
 -- its own history per record (the edge key), so old_value is that key's value just
 -- before: the previous version's value when it was replaced ('change'), NULL when the
 -- key held nothing ('set'). A version ended by a removal (the source emptied the field
--- or deleted the record) adds a 'removal' row at the time it ended. Incremental: the
+-- or deleted the record) adds a 'removal' row at the time it ended. A record its
+-- source deleted has left its customer and the profiles (macro deleted_records), and
+-- its log goes with it; silver keeps the history. Incremental: the
 -- affected customers' logs are redone whole (change_seq numbers a customer's log).
 {{ config(
     materialized='incremental',
@@ -16,7 +18,11 @@
 -- depends_on: {{ ref('changed_entities') }}
 -- depends_on: {{ ref('affected_edges') }}
 -- depends_on: {{ ref('affected_nodes') }}
-with consent_rel_types as (
+with deleted_records as (
+    {{ deleted_records() }}
+),
+
+consent_rel_types as (
     select rel_type
     from {{ ref('attribute_catalog') }}
     where attribute = 'email_marketing_consent'
@@ -48,9 +54,11 @@ versions as (
         on e.target_node_id = v.node_id
     inner join {{ ref('customer_records') }} as r
         on e.source_node_id = r.record_entity_id
-    {%- if gold_is_incremental() %}
-    where {{ is_affected_customer('r.customer_id') }}
-    {%- endif %}
+    where
+        r.customer_id not in (select deleted.record_entity_id from deleted_records as deleted)
+        {%- if gold_is_incremental() %}
+        and {{ is_affected_customer('r.customer_id') }}
+        {%- endif %}
 ),
 
 changes as (

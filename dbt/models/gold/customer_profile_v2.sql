@@ -19,11 +19,16 @@
 -- depends_on: {{ ref('source_priority') }}
 {%- set attrs = var('customer_attributes') %}
 
-with customers as (
+with deleted_records as (
+    {{ deleted_records() }}
+),
+
+customers as (
     select customer_id
     from {{ ref('customer_records') }}
     where
         is_survivor
+        and customer_id not in (select deleted.record_entity_id from deleted_records as deleted)
         and {% if gold_is_incremental() %}{{ is_affected_customer('customer_id') }}{% else %}true{% endif %}
 ),
 

@@ -440,11 +440,14 @@ FROM (
             # The rows are about another object's records, which carry the identity edges.
             return "\nUNION ALL\n".join(branches) if branches else self._no_events_sql()
         # The identity edge starts when the record is first seen: its record time, or for
-        # purely field-level objects the earliest field time.
+        # purely field-level objects the earliest field time. It ends when the source
+        # deletes the record (and a restored record opens a new version), so a deleted
+        # record links nothing and leaves the identity map and the profiles.
         field_times = ", ".join(f"t{i}" for i in range(len(spec.attributes))) or "NULL"
         seen = f"coalesce(record_time, least({field_times}))"
         branches.append(
-            f"SELECT entity_id, {lit(SOURCE_RECORD_REL)}, {lit(spec.source_system)}, ident_node, "
+            f"SELECT entity_id, {lit(SOURCE_RECORD_REL)}, {lit(spec.source_system)}, "
+            "CASE WHEN is_deleted THEN NULL ELSE ident_node END, "
             f"{seen}, ident_value, CAST(1.0 AS FLOAT), {lit(spec.id_field)}, {batch} "
             f"FROM ex_rows WHERE row_error IS NULL"
         )
