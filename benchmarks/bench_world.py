@@ -16,7 +16,7 @@ replaced).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_world.py                  # 20,000 people (~2.3M events)
+    .venv/bin/python benchmarks/bench_world.py                  # 20,000 people (~1.5M events)
     .venv/bin/python benchmarks/bench_world.py --people 1000 --no-write
 """
 
@@ -83,6 +83,9 @@ def worker(people: int, data: Path, out: Path) -> None:
         "files": len(world.files),
         "rows": sum(r.rows_landed for r in reports),
         "rows_quarantined": sum(r.rows_quarantined for r in reports),
+        "malformed_rows": world.malformed_rows,
+        "deleted_records": world.deleted_records,
+        "files_by_format": score.files_by_format,
         "field_events": sum(r.field_events for r in reports),
         "edge_versions": sum(r.edge_versions_written for r in reports),
         "ingest_seconds": ingest_seconds,
@@ -114,7 +117,12 @@ def markdown(f: dict, commit: str) -> str:
         "| figure | value |",
         "|---|---|",
         f"| files ingested (initial export + 6 incremental rounds) | {f['files']} |",
-        f"| rows landed / quarantined | {f['rows']:,} / {f['rows_quarantined']:,} |",
+        "| files by format | "
+        + ", ".join(f"{n} {fmt}" for fmt, n in sorted(f["files_by_format"].items()))
+        + " |",
+        f"| rows landed / quarantined | {f['rows']:,} / {f['rows_quarantined']:,} "
+        f"({f['malformed_rows']} malformed rows generated) |",
+        f"| records deleted in their source (IsDeleted, LOEVM) | {f['deleted_records']:,} |",
         f"| field events | {f['field_events']:,} |",
         f"| edge versions written | {f['edge_versions']:,} |",
         f"| ingest seconds (all files) | {f['ingest_seconds']:.1f} |",

@@ -37,6 +37,15 @@ def test_demo_shows_field_time_winning(tmp_path):
         f"&customer={data['customer_id']}"
     )
     assert (tmp_path / "wh" / "gold" / "customer_profile_v2.parquet").exists()
+    # The generated world: 1,000 people in five systems, files in all three formats, the
+    # malformed rows quarantined, and the field-level rule well ahead of latest-record-wins.
+    world = data["world"]
+    assert world["people"] == world["people_in_one_customer"] == 1000
+    assert set(world["files_by_format"]) == {"csv", "jsonl", "parquet"}
+    assert world["rows_quarantined"] == world["malformed_rows_generated"] > 0
+    assert world["records_deleted_in_source"] > 0
+    assert world["field_level_accuracy"] >= 0.98
+    assert world["field_level_accuracy"] - world["record_level_accuracy"] >= 0.05
     keys = run("keys", "list", "--warehouse", str(tmp_path / "wh"))
     assert "demo-explorer" in keys.stdout and "read" in keys.stdout
 

@@ -380,7 +380,7 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
     from aag.world import generate
 
     spark = spark_engine.spark  # type: ignore[attr-defined]
-    world = generate(tmp_path / "world", 60)
+    world = generate(tmp_path / "world", 60, formats="jsonl")
     reference = AagService(str(tmp_path / "duck"), engine=duckdb_engine)
     reference.init()
     landing = tmp_path / "landing"

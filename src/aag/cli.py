@@ -468,6 +468,11 @@ def demo(
                     "field_level_accuracy": round(world_score.field_level, 4),
                     "record_level_accuracy": round(world_score.record_level, 4),
                     "people_in_one_customer": world_score.people_in_one_customer,
+                    "files_by_format": world_score.files_by_format,
+                    "rows_landed": world_score.rows_landed,
+                    "rows_quarantined": world_score.rows_quarantined,
+                    "malformed_rows_generated": world_score.malformed_rows,
+                    "records_deleted_in_source": world_score.deleted_records,
                     "per_attribute": {
                         a: {"cells": n, "field_level_correct": f, "record_level_correct": r}
                         for a, (n, f, r) in world_score.per_attribute.items()
@@ -612,9 +617,13 @@ def mcp(warehouse: Warehouse = None) -> None:
 
 
 def _print_score(score: Any) -> None:
+    formats = ", ".join(f"{n} {fmt}" for fmt, n in sorted(score.files_by_format.items()))
     out.print(
         f"\nGenerated world: {score.people} people in Salesforce, SAP, Shopify, Zendesk and Segment; "
-        f"{score.people_in_one_customer} resolved to exactly one customer."
+        f"{score.people_in_one_customer} resolved to exactly one customer.\n"
+        f"Files: {formats}; {score.rows_landed:,} rows landed, {score.rows_quarantined} quarantined with "
+        f"a reason ({score.malformed_rows} malformed rows were generated); "
+        f"{score.deleted_records} records deleted in their source."
     )
     table = Table("attribute", "cells", "AAG (field-level)", "latest record wins")
     for attr, (n, field_ok, record_ok) in score.per_attribute.items():

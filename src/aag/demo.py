@@ -10,6 +10,7 @@ changed, so the 09:00 phone wins.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,13 +228,20 @@ def run_world(
         The score (AAG's field-level profiles vs. latest-record-wins) and the world.
     """
     world = generate(folder, people)
+    landed = quarantined = 0
     for system, obj, path in world.files:
         if on_file:
             on_file(system, obj, path)
-        service.ingest(system, obj, [path])
+        for report in service.ingest(system, obj, [path]):
+            landed += report.rows_landed
+            quarantined += report.rows_quarantined
     profiles = {str(row["customer_id"]): row for row in service.customer_profiles(1).to_pylist()}
     customer_of = {
         (str(row["source_system"]), str(row["source_record_id"])): str(row["customer_id"])
         for row in service.identity_map().to_pylist()
     }
-    return score(world, profiles, customer_of), world
+    result = score(world, profiles, customer_of)
+    result.files_by_format = dict(Counter(path.suffix.lstrip(".") for _, _, path in world.files))
+    result.rows_landed, result.rows_quarantined = landed, quarantined
+    result.malformed_rows, result.deleted_records = world.malformed_rows, world.deleted_records
+    return result, world

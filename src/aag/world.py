@@ -8,6 +8,14 @@ in its own format and with its own notion of time (record-level timestamps,
 SAP's day-precision ``LAEDA``, Shopify's field-level consent time, Segment's
 per-call traits).
 
+The world also has what real feeds have: login identifies that re-send the traits the
+app cached (stale, at a fresh timestamp), duplicate CRM contacts that are later
+deleted (``IsDeleted``), SAP customers flagged for deletion (``LOEVM = 'X'``), and a
+few malformed rows in every round (missing keys, unparseable times, invalid SAP
+dates, traits that are not an object) that must end in quarantine. Files come in
+all three bronze formats: Salesforce's Bulk API CSV, SAP extracts as Parquet, and
+JSON Lines from Shopify, Zendesk and Segment.
+
 Because the generator knows the true current value of every field (the last
 real change), it can score any resolution: :func:`score` compares AAG's
 field-level profiles with a record-level "latest record wins" view built from
@@ -17,12 +25,17 @@ resolution rule alone.
 
 from __future__ import annotations
 
+import csv
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from aag.normalize import normalise
 
@@ -93,6 +106,14 @@ HOLDS = {
     "segment": {"email", "phone", "first_name", "last_name"},
 }
 PRESENCE = {"salesforce": 0.85, "sap": 0.35, "shopify": 0.6, "zendesk": 0.35, "segment": 0.45}
+#: Each system's export format: Salesforce's Bulk API returns CSV, SAP extracts land as
+#: Parquet, the others deliver JSON.
+FORMATS = {"salesforce": "csv", "sap": "parquet", "shopify": "jsonl", "zendesk": "jsonl", "segment": "jsonl"}
+#: Share of Salesforce people with a duplicate contact (deleted in a later round), share of
+#: SAP customers flagged for deletion, share of Segment users who log in per round.
+DUPLICATE_CONTACTS = 0.03
+SAP_DELETIONS = 0.05
+LOGINS = 0.35
 #: Export times: an initial full export, then every two months the records each system
 #: changed since the last one (a CDC feed polled that often).
 ROUNDS = tuple(datetime(2025 + m // 12, m % 12 + 1, 1, tzinfo=UTC) for m in range(0, 14, 2))
@@ -115,6 +136,16 @@ class Record:
     #: ``(time, {trait: value})`` identify calls (Segment only).
     calls: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)
     dirty: bool = True
+    #: A duplicate contact nobody edits (Salesforce only).
+    duplicate: bool = False
+    #: The round in which the system deletes the record, if it does.
+    delete_in_round: int | None = None
+    deleted_at: datetime | None = None
+
+    @property
+    def live(self) -> bool:
+        """Whether the system still holds the record."""
+        return self.deleted_at is None
 
 
 @dataclass
@@ -124,7 +155,12 @@ class Person:
     index: int
     truth: dict[str, Any]
     truth_at: dict[str, datetime]
+    #: By system, plus ``salesforce:duplicate`` for a duplicate contact.
     records: dict[str, Record]
+
+    def live_records(self) -> list[Record]:
+        """The records their systems still hold."""
+        return [rec for rec in self.records.values() if rec.live]
 
 
 @dataclass
@@ -134,6 +170,10 @@ class World:
     people: list[Person]
     files: list[tuple[str, str, Path]]
     field_events_estimate: int
+    #: Malformed rows written (each must end in quarantine with a reason).
+    malformed_rows: int = 0
+    #: Records their systems deleted (``IsDeleted``, ``LOEVM``).
+    deleted_records: int = 0
 
 
 def _sf_id(i: int) -> str:
@@ -156,13 +196,22 @@ def _initial(rng: random.Random) -> dict[str, Any]:
     }
 
 
-def generate(folder: Path, people: int, seed: int = 7) -> World:
+def generate(
+    folder: Path,
+    people: int,
+    seed: int = 7,
+    formats: Mapping[str, str] | str | None = None,
+    malformed: bool = True,
+) -> World:
     """Generate ``people`` customers over the sync rounds and write the bronze files.
 
     Args:
-        folder: Where the JSON Lines files go (``round<k>/<system>_<object>.jsonl``).
+        folder: Where the files go (``round<k>/<system>_<object>.<format>``).
         people: Number of real customers.
         seed: Random seed (the same seed gives the same files).
+        formats: ``jsonl``, ``csv`` or ``parquet`` for every system, or a format per
+            system; :data:`FORMATS` by default.
+        malformed: Put one malformed row (see :data:`MALFORMED`) in every file but ADR6.
 
     Returns:
         The world, with the files in the order they should be ingested.
@@ -194,20 +243,35 @@ def generate(folder: Path, people: int, seed: int = 7) -> World:
         if "segment" in records and "salesforce" in records and i % 3:
             # Identified with the CRM id: Segment's user_id names the Salesforce Contact.
             records["segment"].record_id = records["salesforce"].record_id
+        if "salesforce" in records and rng.random() < DUPLICATE_CONTACTS:
+            # A rep created the contact twice; the CRM's dedup job deletes the copy later.
+            created = records["salesforce"].updated_at + timedelta(days=rng.randrange(1, 20))
+            dup = Record("salesforce", f"003{i:012d}DUP", dict(values), created, consent_at=created)
+            dup.duplicate = True
+            dup.delete_in_round = rng.randrange(2, len(ROUNDS))
+            records["salesforce:duplicate"] = dup
+        if "sap" in records and len(records) > 1 and rng.random() < SAP_DELETIONS:
+            records["sap"].delete_in_round = rng.randrange(2, len(ROUNDS))
         truth_at = dict.fromkeys(values, born)
         persons.append(Person(i, dict(values), truth_at, records))
 
+    if formats is None:
+        formats = FORMATS
+    elif isinstance(formats, str):
+        formats = dict.fromkeys(FORMATS, formats)
     files: list[tuple[str, str, Path]] = []
-    events = 0
+    events = bad = 0
     for k, round_end in enumerate(ROUNDS):
         round_start = ROUNDS[k - 1] if k else START
         if k:
             for person in persons:
-                _live(rng, person, round_start, round_end)
-        written, n = _export(folder / f"round{k + 1}", persons, k)
+                _live(rng, person, round_start, round_end, k)
+        written, n, m = _export(folder / f"round{k + 1}", persons, k, formats, malformed)
         files += written
         events += n
-    return World(persons, files, events)
+        bad += m
+    deleted = sum(not rec.live for p in persons for rec in p.records.values())
+    return World(persons, files, events, malformed_rows=bad, deleted_records=deleted)
 
 
 def _new_value(rng: random.Random, attr: str, person: Person) -> Any:
@@ -222,22 +286,24 @@ def _new_value(rng: random.Random, attr: str, person: Person) -> Any:
     raise ValueError(attr)
 
 
-def _live(rng: random.Random, person: Person, start: datetime, end: datetime) -> None:
-    """Real changes (each in one system) and unrelated re-stamps between two rounds."""
+def _live(rng: random.Random, person: Person, start: datetime, end: datetime, k: int) -> None:
+    """Real changes (each in one system), re-stamps, logins and deletions between two rounds."""
     span = int((end - start).total_seconds())
+    editable = [rec for rec in person.live_records() if not rec.duplicate]
     for _ in range(rng.choice((0, 0, 1, 1))):
         when = start + timedelta(seconds=rng.randrange(60, span - 60))
         kind = rng.choice(("phone", "phone", "address", "email_marketing_consent", "last_name", "email"))
         needs = "city" if kind == "address" else kind
-        holders = [s for s in person.records if needs in HOLDS[s]]
+        holders = [rec for rec in editable if needs in HOLDS[rec.system]]
         if kind == "email":
             # An email change in one system would split the customer wherever no other
             # identifier holds the records together; keep the world's identity intact.
-            holders = [s for s in holders if s == "salesforce" and len(person.records) == 1] or []
+            alone = len(person.records) == 1
+            holders = [rec for rec in holders if rec.system == "salesforce" and alone]
         if not holders:
             continue
-        system = rng.choice(holders)
-        rec = person.records[system]
+        rec = rng.choice(holders)
+        system = rec.system
         if kind == "address":
             city, postal, country, _, _ = rng.choice(PLACES)
             changed = {"street": rng.choice(STREETS), "city": city, "postal_code": postal, "country": country}
@@ -254,10 +320,35 @@ def _live(rng: random.Random, person: Person, start: datetime, end: datetime) ->
             rec.calls.append((when, {a: v for a, v in changed.items() if a in HOLDS["segment"]}))
         rec.dirty = True
     # Unrelated edits and bulk jobs: the record is re-written, its mapped fields are not.
-    for rec in person.records.values():
+    for rec in person.live_records():
         if rec.system != "segment" and rng.random() < 0.3:
             rec.updated_at = max(rec.updated_at, start + timedelta(seconds=rng.randrange(60, span - 60)))
             rec.dirty = True
+    # A login: the app identifies the user with the traits it cached, stale or not, at the
+    # login's time. Only the field-level rule can tell that nothing changed.
+    segment = person.records.get("segment")
+    if segment is not None and rng.random() < LOGINS:
+        when = start + timedelta(seconds=rng.randrange(60, span - 60))
+        segment.calls.append((when, {a: segment.values[a] for a in HOLDS["segment"]}))
+    for rec in person.live_records():
+        if rec.delete_in_round is not None and rec.delete_in_round <= k and _redundant(rec, person):
+            rec.deleted_at = start + timedelta(seconds=rng.randrange(60, span - 60))
+            rec.updated_at = max(rec.updated_at, rec.deleted_at)
+            rec.dirty = True
+
+
+def _redundant(rec: Record, person: Person) -> bool:
+    """Whether every true value the record holds is also held by another live record.
+
+    Deleting a record that alone holds a true value would leave a truth no system can
+    show; the generator waits until that is no longer the case.
+    """
+    others = [other for other in person.live_records() if other is not rec]
+    return bool(others) and all(
+        any(attr in HOLDS[o.system] and o.values[attr] == person.truth[attr] for o in others)
+        for attr in SCORED
+        if attr in HOLDS[rec.system] and rec.values[attr] == person.truth[attr]
+    )
 
 
 def _country_name(iso_or_name: str) -> str:
@@ -292,7 +383,7 @@ def _row(rec: Record, person: Person) -> dict[str, Any] | list[dict[str, Any]]:
             "MailingCountry": _country_name(v["country"]),
             "HasOptedOutOfEmail": not v["email_marketing_consent"],
             "LastModifiedDate": _iso(rec.updated_at),
-            "IsDeleted": False,
+            "IsDeleted": not rec.live,
         }
     if rec.system == "sap":
         return [
@@ -308,7 +399,7 @@ def _row(rec: Record, person: Person) -> dict[str, Any] | list[dict[str, Any]]:
                 "ADRNR": "A" + rec.record_id,
                 "ERDAT": rec.updated_at.strftime("%Y%m%d"),
                 "LAEDA": rec.updated_at.strftime("%Y%m%d"),
-                "LOEVM": "",
+                "LOEVM": "" if rec.live else "X",
             },
             {
                 "ADDRNUMBER": "A" + rec.record_id,
@@ -359,8 +450,77 @@ OBJECT = {
 }
 
 
-def _export(folder: Path, persons: list[Person], k: int) -> tuple[list[tuple[str, str, Path]], int]:
-    """Write one round's files: the records each system changed since the last round."""
+#: Malformed rows, one per object and round in turn: ``(object key, overrides, why)``. The
+#: record ids belong to nobody in the world, so the truth does not depend on them.
+MALFORMED: dict[str, tuple[dict[str, Any], ...]] = {
+    "salesforce": ({"Id": ""}, {"Id": "003GHOST0000000001", "LastModifiedDate": "last tuesday"}),
+    "sap": ({"KUNNR": "", "LAEDA": "20250101"}, {"KUNNR": "9999999999", "LAEDA": "20251341"}),
+    "shopify": ({"id": None}, {"id": 6999999, "updated_at": "soon"}),
+    "zendesk": ({"id": 899999, "updated_at": "n/a"}, {"id": None}),
+    "segment": (
+        {"message_id": "bad-traits", "user_id": "ghost", "traits": ["email", "ghost@example.com"]},
+        {
+            "message_id": "bad-time",
+            "user_id": "ghost",
+            "timestamp": "yesterday",
+            "traits": {"firstName": "Ghost"},
+        },
+    ),
+}
+#: Fields cleared in a malformed row so that it names no real person.
+_IDENTIFIERS = ("Email", "email", "SMTP_ADDR", "Phone", "phone", "TELF1", "external_id", "ADRNR")
+
+
+def _malformed(key: str, template: dict[str, Any], k: int) -> dict[str, Any]:
+    overrides = MALFORMED[key][k % len(MALFORMED[key])]
+    row = {col: (None if col in _IDENTIFIERS else value) for col, value in template.items()}
+    row.update(overrides)
+    if key == "segment":
+        row["message_id"] = f"{overrides['message_id']}-{k}"
+        row.setdefault("traits", {})
+    return row
+
+
+def _cell(value: Any) -> str:
+    """A value as a CSV or Parquet string (Segment traits as JSON text, SPEC §7)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _write(path: Path, rows: list[dict[str, Any]], fmt: str) -> Path:
+    """Write rows as JSON Lines, CSV (empty cell = null) or Parquet (string columns)."""
+    path = path.with_suffix("." + fmt)
+    if fmt == "jsonl":
+        with path.open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({c: "" if v is None else _cell(v) for c, v in row.items()})
+    elif fmt == "parquet":
+        columns = {
+            c: pa.array([None if r[c] is None else _cell(r[c]) for r in rows], pa.string()) for c in rows[0]
+        }
+        pq.write_table(pa.table(columns), path)
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+    return path
+
+
+def _export(
+    folder: Path, persons: list[Person], k: int, formats: Mapping[str, str], malformed: bool
+) -> tuple[list[tuple[str, str, Path]], int, int]:
+    """Write one round's files: the records each system changed since the last round.
+
+    Returns:
+        The files, the field events they hold (about), and the malformed rows written.
+    """
     rows: dict[str, list[dict[str, Any]]] = {s: [] for s in (*OBJECT, "sap_adr6")}
     for person in persons:
         for rec in person.records.values():
@@ -390,19 +550,20 @@ def _export(folder: Path, persons: list[Person], k: int) -> tuple[list[tuple[str
                 rows[rec.system].append(out)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    events = 0
+    events = bad = 0
     # ADR6 lands before KNA1: the email is joined when the KNA1 rows are processed.
     for key in ("salesforce", "sap_adr6", "sap", "shopify", "zendesk", "segment"):
         if not rows[key]:
             continue
         system, obj = ("sap", "ADR6") if key == "sap_adr6" else (key, OBJECT[key])
-        path = folder / f"{system}_{obj}.jsonl"
-        with path.open("w", encoding="utf-8") as handle:
-            for row in rows[key]:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        written.append((system, obj, path))
         events += len(rows[key]) * (1 if key == "sap_adr6" else 10)
-    return written, events
+        if malformed and key in MALFORMED:
+            # Mid-file, so that the rows around it must still be processed.
+            rows[key].insert(len(rows[key]) // 2, _malformed(key, rows[key][0], k))
+            bad += 1
+        path = _write(folder / f"{system}_{obj}", rows[key], formats[system])
+        written.append((system, obj, path))
+    return written, events, bad
 
 
 def _norm(attr: str, value: Any) -> str | None:
@@ -417,7 +578,8 @@ def _norm(attr: str, value: Any) -> str | None:
 def record_level_values(person: Person) -> dict[str, str | None]:
     """A record-level CDP's view: per attribute, the record with the latest timestamp wins."""
     best: dict[str, tuple[datetime, str | None]] = {}
-    for rec in person.records.values():
+    # A deleted record leaves a record-level CDP too.
+    for rec in person.live_records():
         if rec.system == "segment":
             for when, traits in rec.calls:
                 for attr, value in traits.items():
@@ -444,6 +606,13 @@ class Score:
     record_level_correct: int
     people_in_one_customer: int
     per_attribute: dict[str, tuple[int, int, int]]
+    #: What the ingest saw (filled in by :func:`aag.demo.run_world`): files per format,
+    #: rows landed and quarantined, and the generator's malformed rows and deletions.
+    files_by_format: dict[str, int] = field(default_factory=dict)
+    rows_landed: int = 0
+    rows_quarantined: int = 0
+    malformed_rows: int = 0
+    deleted_records: int = 0
 
     @property
     def field_level(self) -> float:
@@ -469,13 +638,14 @@ def score(
     cells = field_ok = record_ok = one = 0
     per: dict[str, list[int]] = {a: [0, 0, 0] for a in SCORED}
     for person in world.people:
-        customers = {customer_of.get((s, r.record_id)) for s, r in person.records.items()}
+        live = person.live_records()
+        customers = {customer_of.get((r.system, r.record_id)) for r in live}
         if len(customers) == 1 and None not in customers:
             one += 1
-        customer = customer_of.get(next((s, r.record_id) for s, r in person.records.items()))
+        customer = customer_of.get((live[0].system, live[0].record_id))
         profile = profiles.get(customer or "", {})
         record_view = record_level_values(person)
-        held = set().union(*(HOLDS[s] for s in person.records))
+        held = set().union(*(HOLDS[r.system] for r in live))
         for attr in SCORED:
             if attr not in held:
                 continue

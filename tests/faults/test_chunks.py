@@ -129,7 +129,7 @@ def _ingest(
 @pytest.fixture(scope="module")
 def world_files(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str, Path]]:
     root = tmp_path_factory.mktemp("chunks")
-    return _combined(generate(root / "world", 30).files, root / "combined")
+    return _combined(generate(root / "world", 30, formats="jsonl").files, root / "combined")
 
 
 def test_tiny_chunks_give_the_one_piece_tables(world_files, tmp_path):

@@ -35,7 +35,7 @@ FILES = 12
 def world(tmp_path_factory) -> dict:
     """The clean run: a warehouse snapshot before and after every crashed batch."""
     root = tmp_path_factory.mktemp("crash")
-    files = generate(root / "in", 40).files[:FILES]
+    files = generate(root / "in", 40, formats="jsonl").files[:FILES]
     # Every file also carries a row without a record id: quarantine is written too.
     for _, _, path in files:
         with path.open("a", encoding="utf-8") as handle:
@@ -95,7 +95,7 @@ def test_kill_at_a_random_moment_then_rerun_converges(world, seed):
 def built_then_changed(tmp_path_factory) -> dict:
     """A warehouse built once, then changed by more batches; and its clean incremental build."""
     root = tmp_path_factory.mktemp("crash-build")
-    files = generate(root / "in", 40).files
+    files = generate(root / "in", 40, formats="jsonl").files
     wh = root / "base"
     svc = AagService(str(wh))
     svc.init()

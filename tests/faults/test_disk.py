@@ -58,7 +58,7 @@ def _assert_clean_failure(result: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    files = generate(tmp_path_factory.mktemp("disk") / "world", 300).files
+    files = generate(tmp_path_factory.mktemp("disk") / "world", 300, formats="jsonl").files
     contacts = [p for s, o, p in files if (s, o) == ("salesforce", "Contact")]
     return contacts[:2]
 

@@ -110,7 +110,7 @@ def new_warehouse(path: Path) -> tuple[AagService, str]:
 
 
 def test_intake_during_a_cli_ingest_applies_every_call_once(tmp_path: Path) -> None:
-    world = [f for f in generate(tmp_path / "in", 60).files if f[0] != "sap"][:6]
+    world = [f for f in generate(tmp_path / "in", 60, formats="jsonl").files if f[0] != "sap"][:6]
     sent = calls(40)
     svc, key = new_warehouse(tmp_path / "wh")
     with running_server(svc.warehouse.uri, *ARGS, log=tmp_path / "serve.log") as url:
