@@ -9,6 +9,7 @@ tests can run on any engine (local Spark has no Delta jars here).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import threading
@@ -74,6 +75,16 @@ def unflatten_batch(flat: pa.RecordBatch) -> pa.RecordBatch:
     if flat.schema != FLAT_EDGES:  # e.g. from an engine with other string or time types
         flat = flat.cast(FLAT_EDGES)
     n = flat.num_rows
+    kept = [flat.column(f.name) for f in RELATIONSHIPS if f.name != "properties"]
+    if flat.column("valid_to").null_count == n:
+        # Open versions only (every batch of an initial load): the same two keys in every
+        # row, so the layout is fixed and only the values are gathered.
+        offsets, keys, order = _open_layout(n)
+        values = pa.concat_arrays([flat.column(k) for k in _LINEAGE_KEYS[-_OPEN_KEYS:]]).take(order)
+        properties = pa.MapArray.from_arrays(
+            offsets, keys, values, type=RELATIONSHIPS.field("properties").type
+        )
+        return pa.RecordBatch.from_arrays([*kept, properties], schema=RELATIONSHIPS)
     closed = flat.column("valid_to").is_valid().to_numpy(zero_copy_only=False)
     slots = len(_LINEAGE_KEYS)
     slot = np.broadcast_to(np.arange(slots), (n, slots))
@@ -91,8 +102,17 @@ def unflatten_batch(flat: pa.RecordBatch) -> pa.RecordBatch:
         values.take(pa.array(picked)),
         type=RELATIONSHIPS.field("properties").type,
     )
-    kept = [flat.column(f.name) for f in RELATIONSHIPS if f.name != "properties"]
     return pa.RecordBatch.from_arrays([*kept, properties], schema=RELATIONSHIPS)
+
+
+@functools.lru_cache(maxsize=4)
+def _open_layout(n: int) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Offsets, keys and value order of ``n`` open versions' maps (cached: batches repeat sizes)."""
+    offsets = pa.array(np.arange(0, _OPEN_KEYS * n + 1, _OPEN_KEYS, dtype=np.int32))
+    keys = pa.array(_LINEAGE_KEYS[-_OPEN_KEYS:] * n, pa.string())
+    # Row i's values sit at i (first key) and n + i (second key) of the concatenated columns.
+    order = pa.array(np.stack([np.arange(n), np.arange(n) + n], axis=1).ravel())
+    return offsets, keys, order
 
 
 def relationships_stream(flat: pa.RecordBatchReader, *more: Any) -> pa.RecordBatchReader:
