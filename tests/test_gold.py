@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -337,9 +338,33 @@ def test_incremental_build_after_erasure_batches_and_merge_equals_a_full_rebuild
         "IsDeleted": False,
     }
     svc.ingest("salesforce", "Asset", [_write(folder / "asset.jsonl", [asset])])
+    # The CRM deletes the contact that is the survivor of a cluster of several records,
+    # and the contact created above: the others get a new survivor, and neither deleted
+    # record keeps a profile.
+    ident = svc.identity_map().to_pylist()
+    sizes = Counter(r["customer_id"] for r in ident)
+    survivor = next(
+        r
+        for r in ident
+        if r["source_system"] == "salesforce"
+        and r["record_entity_id"] == r["customer_id"]
+        and sizes[r["customer_id"]] > 1
+    )
+    others = [r for r in ident if r["customer_id"] == survivor["customer_id"] and r is not survivor]
+    gone = [
+        {"Id": record_id, "IsDeleted": True, "LastModifiedDate": "2026-01-01T00:00:00Z"}
+        for record_id in (survivor["source_record_id"], "0035g00000NewcAAAA")
+    ]
+    svc.ingest("salesforce", "Contact", [_write(folder / "deleted.jsonl", gone)])
+    new_survivor = svc.find_customer(others[0]["source_system"], others[0]["source_record_id"])
+    assert new_survivor != survivor["customer_id"]
 
     incremental = svc.build()
     assert incremental.mode == "incremental", incremental.full_reason
+    profiled = {r["customer_id"] for r in _gold(svc, "customer_profile_v2").to_pylist()}
+    assert new_survivor in profiled
+    assert survivor["customer_id"] not in profiled
+    assert svc.find_customer("salesforce", "0035g00000NewcAAAA") not in profiled
     assert 0 < incremental.affected_customers < incremental.models["customer_profile_v2"]
     kept = {model: _gold(svc, model) for model in gold.GOLD_MODELS}
     employee = svc.find_customer("salesforce", "0035g00000WorkAAAA")
