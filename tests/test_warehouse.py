@@ -414,35 +414,3 @@ def test_a_bad_row_sent_again_is_quarantined_again(svc, tmp_path):
     assert again.rows_unchanged == 1 and again.rows_landed == again.rows_processed + again.rows_quarantined
     batches = {r["batch_id"] for r in svc.warehouse.quarantine().to_pylist()}
     assert batches == {first.batch_id, again.batch_id}
-
-
-def test_a_batch_rewrites_only_its_own_sources_files(svc, tmp_path):
-    # 40 CRM contacts, and the same people as support-desk users (joined by email).
-    contacts = [
-        contact(Id=sf_id18(f"0035g0000{i:06d}"), Email=f"p{i}@example.com", Phone=f"+4930{i:07d}")
-        for i in range(40)
-    ]
-    users = [
-        {
-            "id": str(9000 + i),
-            "name": f"P {i}",
-            "email": f"p{i}@example.com",
-            "updated_at": "2024-06-01T00:00:00Z",
-        }
-        for i in range(40)
-    ]
-    svc.ingest("salesforce", "Contact", [_jsonl(tmp_path / "c.jsonl", contacts)])
-    svc.ingest("zendesk", "users", [_jsonl(tmp_path / "u.jsonl", users)])
-    table = svc.warehouse.io.open(svc.warehouse.graph.relationships_uri)
-    assert table.metadata().partition_columns == ["source_system"]
-    edges = Counter(r["source_system"] for r in svc.warehouse.graph.relationships().to_pylist())
-
-    # One support-desk user changes a name: the MERGE may copy Zendesk's rows, never the CRM's.
-    changed = [{**users[0], "name": "Pat Zero", "updated_at": "2026-01-01T00:00:00Z"}]
-    (report,) = svc.ingest("zendesk", "users", [_jsonl(tmp_path / "u2.jsonl", changed)])
-    assert report.edge_versions_written == 1
-    assert 0 < report.edge_rows_rewritten < edges["zendesk"] + edges["aag"]
-    assert report.edge_rows_rewritten < edges["salesforce"]
-    assert Counter(
-        r["source_system"] for r in svc.warehouse.graph.relationships().to_pylist()
-    ) == edges + Counter({"zendesk": 1})

@@ -338,15 +338,9 @@ class DeltaGraphStore(GraphStore):
             configuration={"delta.dataSkippingStatsColumns": "node_id,created_at"},
         ):
             created.append(self.nodes_uri)
-        # Partitioned by source system: a batch replaces keys of its own source (and the
-        # identity's SAME_AS rows, source 'aag'), so its copy-on-write MERGE rewrites only
-        # those partitions' files, not the other sources' (5x fewer rows copied over the
-        # five-source world's incremental rounds). Tables created unpartitioned by
-        # earlier versions keep working as they are.
         if self.io.create(
             self.relationships_uri,
             RELATIONSHIPS,
-            partition_by=["source_system"],
             configuration={
                 "delta.dataSkippingStatsColumns": (
                     "source_node_id,target_node_id,rel_type,updated_at,is_current,source_system"
