@@ -288,6 +288,21 @@ def test_a_finer_removal_shadows_a_day_removal(engine):
     assert dict(row["properties"])["valid_to"] == "2026-03-01T09:05:00.000000Z"
 
 
+@pytest.mark.parametrize("engine_name", ["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
+def test_a_late_day_event_is_shadowed_by_a_stored_finer_event_of_its_day(engine_name, request):
+    # Found by the property test below: the day-precision event arrives last and later
+    # than anything stored, so it looked like a plain change of the current version, but
+    # the stored finer event of its day with the same value shadows it.
+    engine = request.getfixturevalue(f"{engine_name}_engine")
+    fine_a = Ev("c1", "A", MIDNIGHT, "e1")
+    day_b = Ev("c1", "B", 0, "day:1")
+    day_a = Ev("c1", "A", 7, "day:1")
+    store = _day_run(engine, [[fine_a, day_b], [day_a]])
+    assert simple(store) == reference([day_a, fine_a, day_b], (DAY,))
+    current = [r for r in simple(store) if r[5]]
+    assert [(r[3], r[6]) for r in current] == [("B", "day:1")]
+
+
 day_events_st = st.lists(
     st.builds(
         Ev,

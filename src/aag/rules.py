@@ -151,10 +151,19 @@ def known_keys_sql(prefixes: Sequence[str] = ()) -> str:
     on_start = day_precision_sql("source_event_id", prefixes)
     on_close = day_precision_sql("closed_by_event", prefixes)
     on_log = day_precision_sql("source_event_id", prefixes)
+    # fine_at: the latest finer (not day-precision) event, which may shadow an incoming
+    # day-precision event of its day. Without day-precision sources nothing is shadowed.
+    fine_edge, fine_log = "CAST(NULL AS TIMESTAMPTZ)", "CAST(NULL AS TIMESTAMPTZ)"
+    if prefixes:
+        fine_edge = (
+            f"CASE WHEN closed_by = 'removal' AND NOT {on_close} THEN valid_to "
+            f"WHEN NOT {on_start} THEN updated_at END"
+        )
+        fine_log = f"CASE WHEN NOT {on_log} THEN updated_at END"
     return f"""
 SELECT {KEY}, max(known_at) AS known_at,
     max(cur_target) AS cur_target, max(cur_at) AS cur_at, max(cur_event) AS cur_event,
-    max(day_at) AS day_at
+    max(day_at) AS day_at, max(fine_at) AS fine_at
 FROM (
     SELECT {KEY}, greatest(updated_at, coalesce(valid_to, updated_at)) AS known_at,
         CASE WHEN is_current THEN target_node_id END AS cur_target,
@@ -162,10 +171,11 @@ FROM (
         CASE WHEN is_current THEN source_event_id END AS cur_event,
         -- A removal is later than the start it closes, so it is the later one if both are.
         CASE WHEN closed_by = 'removal' AND {on_close} THEN valid_to
-             WHEN {on_start} THEN updated_at END AS day_at
+             WHEN {on_start} THEN updated_at END AS day_at,
+        {fine_edge} AS fine_at
     FROM existing_edges
     UNION ALL
-    SELECT {KEY}, updated_at, NULL, NULL, NULL, CASE WHEN {on_log} THEN updated_at END
+    SELECT {KEY}, updated_at, NULL, NULL, NULL, CASE WHEN {on_log} THEN updated_at END, {fine_log}
     FROM existing_log
 ) k
 GROUP BY {KEY}
@@ -180,7 +190,10 @@ def classify_sql(prefixes: Sequence[str] = ()) -> str:
     (recompute from the whole event set). A finer event on the day of a known
     day-precision event of its key may shadow that event, which only the full path sees.
     """
-    finer = f"NOT {day_precision_sql('i.source_event_id', prefixes)}"
+    coarse = day_precision_sql("i.source_event_id", prefixes)
+    finer = f"NOT {coarse}"
+    # A day-precision event later than everything known can still be shadowed by a known
+    # finer event of its day (the latest finer event is then on that day).
     return f"""
 SELECT i.*, k.known_at, k.cur_target, k.cur_at, k.cur_event,
     CASE
@@ -190,6 +203,8 @@ SELECT i.*, k.known_at, k.cur_target, k.cur_at, k.cur_event,
         WHEN k.known_at IS NOT NULL AND i.updated_at <= k.known_at THEN 'full'
         WHEN k.day_at IS NOT NULL AND {finer}
              AND CAST(i.updated_at AS DATE) = CAST(k.day_at AS DATE) THEN 'full'
+        WHEN k.fine_at IS NOT NULL AND {coarse}
+             AND CAST(i.updated_at AS DATE) = CAST(k.fine_at AS DATE) THEN 'full'
         WHEN k.cur_target IS NULL AND i.target_node_id IS NULL THEN 'absorb'
         WHEN k.cur_target IS NULL THEN 'open'
         WHEN i.target_node_id IS NULL THEN 'close'
