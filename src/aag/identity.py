@@ -288,13 +288,21 @@ WHERE s.is_current AND s.rel_type IN ({_in(settings.scanned_rel_types)})
     # record points at. Only nodes shared inside the batch, nodes the graph already
     # had, and the nodes the changed keys pointed at before enter the closure (an
     # initial load of a million records then costs a group-by, not a graph walk).
+    # "Shared" is over-approximated, which only admits a node to the closure that then
+    # links nothing: rows per 64-bit hash of the node (a collision, or one record pointing
+    # at a node twice, counts as two). Grouping integers instead of counting distinct
+    # records per node id took this step from 0.64 s to 0.25 s per 500k-record chunk.
     rels = _in(settings.rel_types)
     engine.materialize(
         "id_cand",
         f"""
-SELECT b.tgt AS id
-FROM (SELECT tgt, count(DISTINCT src) AS n FROM id_batch WHERE rel IN ({rels}) GROUP BY tgt) b
-WHERE b.n >= 2 OR NOT EXISTS (SELECT 1 FROM {new_nodes} x WHERE x.node_id = b.tgt)
+SELECT tgt AS id FROM id_batch
+WHERE rel IN ({rels}) AND hash(tgt) IN (
+    SELECT h FROM (SELECT hash(tgt) AS h FROM id_batch WHERE rel IN ({rels})) t
+    GROUP BY h HAVING count(*) > 1)
+UNION
+SELECT tgt FROM id_batch b
+WHERE rel IN ({rels}) AND NOT EXISTS (SELECT 1 FROM {new_nodes} x WHERE x.node_id = b.tgt)
 UNION
 SELECT tgt FROM id_was WHERE rel IN ({rels})
 """,

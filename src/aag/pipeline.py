@@ -125,6 +125,7 @@ def plan_change(
     nodes: str = NODES_TABLE,
     identity: IdentitySettings | None = None,
     day_precision: Sequence[str] = (),
+    repeats: str | None = None,
 ) -> Plan:
     """Decide what a batch of field events changes in the graph.
 
@@ -137,6 +138,9 @@ def plan_change(
         identity: Identity rules of the batch's entity type (none: records are not linked).
         day_precision: Event id prefixes of day-precision sources, whose events finer
             same-day events shadow (:func:`aag.rules.apply_edge_rules`).
+        repeats: Engine table of the only entities whose keys may carry several of the
+            batch's events, if the extraction knows them (:attr:`aag.sources.base.Extracted.repeats`);
+            dropped with the plan.
 
     Returns:
         The plan: counts, rule paths, and the change left in the engine until
@@ -150,6 +154,7 @@ def plan_change(
         "store_log",
         "existing_log",
         "store_node_ids",
+        *((repeats,) if repeats else ()),
     )
     try:
         engine.view("incoming", f"SELECT * FROM {events}")
@@ -167,7 +172,7 @@ def plan_change(
             "SELECT * FROM store_log WHERE source_node_id IN (SELECT source_node_id FROM batch_entities)",
         )
         store.scans_done()
-        result = apply_edge_rules(engine, day_precision)
+        result = apply_edge_rules(engine, day_precision, repeats)
         types = [
             str(t) for t in engine.query(f"SELECT DISTINCT node_type FROM {nodes}").column(0).to_pylist()
         ]
@@ -185,7 +190,7 @@ def plan_change(
         linked = None
         if identity is not None:
             linked = resolve_identity(
-                engine, store, identity, "batch_entities", OUT_ROWS, OUT_KEYS, "existing_rel", NEW_NODES
+                engine, store, identity, "batch_entities", OUT_FLAT, OUT_KEYS, "existing_rel", NEW_NODE_IDS
             )
             store.scans_done()
         keys_sql = f"SELECT * FROM {OUT_KEYS}"
@@ -511,6 +516,7 @@ def _ingest_chunk(
             graph,
             identity=IdentitySettings.from_config(warehouse.config, spec.entity_type),
             day_precision=day_precision_prefixes(warehouse.config),
+            repeats=extracted.repeats,
         )
         step(STEPS[3])
         try:

@@ -129,6 +129,24 @@ SELECT hash({KEY}) AS key_hash FROM incoming GROUP BY key_hash HAVING count(*) >
 """
 
 
+def multi_keys_sql(repeats: str | None = None) -> str:
+    """SQL of the keys with more than one incoming event (as :data:`SQL_MULTI_KEYS`).
+
+    Args:
+        repeats: Engine table (``source_node_id``) holding every entity whose keys may
+            carry more than one event, when the caller knows it (an extraction whose rows
+            each yield one event per key: only entities with several rows qualify). The
+            grouping then runs over their events only, not over every event of the batch.
+    """
+    if repeats is None:
+        return SQL_MULTI_KEYS
+    return (
+        f"SELECT hash({KEY}) AS key_hash FROM incoming "
+        f"WHERE source_node_id IN (SELECT source_node_id FROM {repeats}) "
+        "GROUP BY key_hash HAVING count(*) > 1"
+    )
+
+
 def day_precision_sql(column: str, prefixes: Sequence[str]) -> str:
     """SQL telling whether the event id in ``column`` names a day-precision event.
 
@@ -406,11 +424,11 @@ SELECT (SELECT count(*) FROM rule_classified WHERE action IN ('open', 'close_ope
 """
 
 
-def _steps(prefixes: Sequence[str] = ()) -> tuple[tuple[str, str, bool], ...]:
+def _steps(prefixes: Sequence[str] = (), repeats: str | None = None) -> tuple[tuple[str, str, bool], ...]:
     """The rule steps in order: (engine table, SQL, whether to materialise it)."""
     return (
         ("existing_edges", SQL_FLATTEN, True),
-        ("rule_multi_keys", SQL_MULTI_KEYS, True),
+        ("rule_multi_keys", multi_keys_sql(repeats), True),
         ("rule_known_keys", known_keys_sql(prefixes), True),
         ("rule_classified", classify_sql(prefixes), True),
         ("rule_tail_open", SQL_TAIL_OPEN, False),
@@ -479,7 +497,9 @@ class RuleResult:
     paths: dict[str, int]
 
 
-def apply_edge_rules(engine: Engine, day_precision: Sequence[str] = ()) -> RuleResult:
+def apply_edge_rules(
+    engine: Engine, day_precision: Sequence[str] = (), repeats: str | None = None
+) -> RuleResult:
     """Run the edge rules for one batch of field events.
 
     The caller makes three tables queryable in the engine first:
@@ -493,13 +513,15 @@ def apply_edge_rules(engine: Engine, day_precision: Sequence[str] = ()) -> RuleR
         engine: Where to run the SQL.
         day_precision: Event id prefixes of sources whose times are days (``sap:KNA1:``);
             their events are shadowed by finer same-day events (module docstring).
+        repeats: Engine table of the only entities whose keys may have several incoming
+            events, if known (:func:`multi_keys_sql`).
 
     Returns:
         Counts and paths; the rows are left in the engine as :data:`OUTPUTS` (a view over
         the rule steps, which stay until :func:`release_rule_tables`).
     """
     try:
-        for name, sql, materialise in _steps(day_precision):
+        for name, sql, materialise in _steps(day_precision, repeats):
             if name == "rule_classified" and _nothing_known(engine):
                 # Only new keys (an initial load): classifying is a cheap projection of
                 # the incoming events, so it stays a view instead of a copy of the batch.

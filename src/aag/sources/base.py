@@ -54,6 +54,9 @@ def lit(value: str) -> str:
 #: Engine tables an extraction leaves behind for the rules (dropped by the caller).
 EVENTS_TABLE = "batch_events"
 NODES_TABLE = "batch_nodes"
+#: Engine table (``source_node_id``) of the entities that more than one row of the batch
+#: is about; only their keys can carry more than one event (see :attr:`Extracted.repeats`).
+REPEATS_TABLE = "batch_repeats"
 
 
 def landed_table(source_object: str) -> str:
@@ -79,6 +82,10 @@ class Extracted:
     rows_landed: int
     rows_quarantined: int
     fields_rejected: int
+    #: :data:`REPEATS_TABLE` when the extraction left it in the engine: it then holds every
+    #: entity whose keys may carry more than one event of this batch, which spares the
+    #: rules grouping every event by key to find them. None: any key may.
+    repeats: str | None = None
 
     @property
     def rows_processed(self) -> int:
@@ -411,7 +418,12 @@ FROM (
         return " UNION ".join(parts) if parts else None
 
     def events_sql(self, batch_id: str, batch_sql: str | None = None) -> str:
-        """Field events of the valid rows (one UNION branch per attribute + identity).
+        """Field events of the valid rows: one per attribute (and identity link) of a row.
+
+        The events of a row come out together (one ``UNNEST`` of a list with an entry per
+        attribute, rather than a ``UNION ALL`` branch per attribute), so the edges are
+        written grouped by entity: runs of one entity id and one event id per row group,
+        which Parquet stores several times smaller and writes faster.
 
         Args:
             batch_id: The batch every row belongs to.
@@ -419,7 +431,7 @@ FROM (
                 :meth:`rows_sql`), for inputs holding many batches.
         """
         spec = self.spec
-        branches = []
+        entries: list[tuple[str, str, str, str, str, str, str]] = []
         batch = batch_sql or lit(batch_id)
         keyed = self.event_key_sql() is not None
         for i, row in enumerate(spec.attributes):
@@ -427,41 +439,81 @@ FROM (
             if keyed:
                 event_id = f"coalesce(k{i}, {event_id})"
             present = f" AND has{i}" if self.present_sql(row) else ""
-            branches.append(
-                f"SELECT entity_id AS source_node_id, {lit(row.rel_type)} AS rel_type, "
-                f"{lit(spec.source_system)} AS source_system, "
-                f"CASE WHEN is_deleted OR v{i} IS NULL THEN NULL ELSE n{i} END AS target_node_id, "
-                f"t{i} AS updated_at, {event_id} AS source_event_id, "
-                f"CAST({row.confidence} AS FLOAT) AS confidence, "
-                f"{lit(row.source_field)} AS source_field, {batch} AS batch_id "
-                f"FROM ex_rows WHERE row_error IS NULL AND NOT bad{i} AND NOT tbad{i}{present}"
+            entries.append(
+                (
+                    f"NOT bad{i} AND NOT tbad{i}{present}",
+                    lit(row.rel_type),
+                    f"CASE WHEN is_deleted OR v{i} IS NULL THEN NULL ELSE n{i} END",
+                    f"t{i}",
+                    event_id,
+                    f"CAST({row.confidence} AS FLOAT)",
+                    lit(row.source_field),
+                )
             )
-        if self.owner is not None:
-            # The rows are about another object's records, which carry the identity edges.
-            return "\nUNION ALL\n".join(branches) if branches else self._no_events_sql()
-        # The identity edge starts when the record is first seen: its record time, or for
-        # purely field-level objects the earliest field time. It ends when the source
-        # deletes the record (and a restored record opens a new version), so a deleted
-        # record links nothing and leaves the identity map and the profiles.
-        field_times = ", ".join(f"t{i}" for i in range(len(spec.attributes))) or "NULL"
-        seen = f"coalesce(record_time, least({field_times}))"
-        branches.append(
-            f"SELECT entity_id, {lit(SOURCE_RECORD_REL)}, {lit(spec.source_system)}, "
-            "CASE WHEN is_deleted THEN NULL ELSE ident_node END, "
-            f"{seen}, ident_value, CAST(1.0 AS FLOAT), {lit(spec.id_field)}, {batch} "
-            f"FROM ex_rows WHERE row_error IS NULL"
+        if self.owner is None:
+            # The identity edge starts when the record is first seen: its record time, or
+            # for purely field-level objects the earliest field time. It ends when the
+            # source deletes the record (and a restored record opens a new version), so a
+            # deleted record links nothing and leaves the identity map and the profiles.
+            # (Rows about another object's records leave the identity edges to that object.)
+            field_times = ", ".join(f"t{i}" for i in range(len(spec.attributes))) or "NULL"
+            seen = f"coalesce(record_time, least({field_times}))"
+            entries.append(
+                (
+                    "TRUE",
+                    lit(SOURCE_RECORD_REL),
+                    "CASE WHEN is_deleted THEN NULL ELSE ident_node END",
+                    seen,
+                    "ident_value",
+                    "CAST(1.0 AS FLOAT)",
+                    lit(spec.id_field),
+                )
+            )
+            # A same_as field is a record-level fact like any other: emptied, it removes the
+            # link (unless the source says an empty link means nothing).
+            for i, link in enumerate(spec.same_as):
+                only = "TRUE" if self.links_can_be_removed() else f"link_node{i} IS NOT NULL"
+                entries.append(
+                    (
+                        only,
+                        lit(REFERS_TO_RECORD_REL),
+                        f"CASE WHEN is_deleted THEN NULL ELSE link_node{i} END",
+                        seen,
+                        "e_rt",
+                        "CAST(1.0 AS FLOAT)",
+                        lit(link.source_field),
+                    )
+                )
+        if not entries:
+            return self._no_events_sql()
+        names: tuple[str, ...] = ("keep", "rel_type", "target_node_id", "updated_at", "source_event_id")
+        names += ("confidence", "source_field")
+        structs = ", ".join(
+            "{" + ", ".join(f"'{n}': {v}" for n, v in zip(names, entry, strict=True)) + "}"
+            for entry in entries
         )
-        # A same_as field is a record-level fact like any other: emptied, it removes the link
-        # (unless the source says an empty link means nothing, see links_can_be_removed).
-        for i, link in enumerate(spec.same_as):
-            only_present = "" if self.links_can_be_removed() else f" AND link_node{i} IS NOT NULL"
-            branches.append(
-                f"SELECT entity_id, {lit(REFERS_TO_RECORD_REL)}, {lit(spec.source_system)}, "
-                f"CASE WHEN is_deleted THEN NULL ELSE link_node{i} END, {seen}, e_rt, CAST(1.0 AS FLOAT), "
-                f"{lit(link.source_field)}, {batch} "
-                f"FROM ex_rows WHERE row_error IS NULL{only_present}"
-            )
-        return "\nUNION ALL\n".join(branches)
+        return (
+            f"SELECT source_node_id, e.rel_type AS rel_type, {lit(spec.source_system)} AS source_system, "
+            "e.target_node_id AS target_node_id, e.updated_at AS updated_at, "
+            "e.source_event_id AS source_event_id, e.confidence AS confidence, "
+            "e.source_field AS source_field, batch_id\n"
+            f"FROM (SELECT entity_id AS source_node_id, {batch} AS batch_id, unnest([{structs}]) AS e\n"
+            "      FROM ex_rows WHERE row_error IS NULL) u\n"
+            "WHERE e.keep"
+        )
+
+    @property
+    def one_event_per_key_per_row(self) -> bool:
+        """Whether a row yields at most one event per key (its events' rel_types differ).
+
+        Then only an entity with several rows in a batch can have a key with several
+        events (a record sent twice, a history row per change).
+        """
+        spec = self.spec
+        rels = [row.rel_type for row in spec.attributes]
+        if self.owner is None:
+            rels += [SOURCE_RECORD_REL] + [REFERS_TO_RECORD_REL for _ in spec.same_as]
+        return len(set(rels)) == len(rels)
 
     def _no_events_sql(self) -> str:
         """An empty query with the field-event columns."""
@@ -628,6 +680,14 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
             engine.materialize("ex_rows", self.rows_sql())
             now_sql = f"CAST('{now.as_py().isoformat()}' AS TIMESTAMPTZ)"
             engine.materialize(EVENTS_TABLE, self.events_sql(batch_id))
+            repeats = None
+            if self.one_event_per_key_per_row:
+                engine.materialize(
+                    REPEATS_TABLE,
+                    "SELECT entity_id AS source_node_id FROM ex_rows WHERE row_error IS NULL "
+                    "GROUP BY entity_id HAVING count(*) > 1",
+                )
+                repeats = REPEATS_TABLE
             engine.materialize(NODES_TABLE, self.nodes_sql(now_sql))
             quarantine = engine.query(self.quarantine_sql(batch_id, now_sql))
             counts = engine.query(
@@ -643,6 +703,7 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
             rows_landed=rows.num_rows,
             rows_quarantined=int(counts["bad"]),
             fields_rejected=sum(1 for v in quarantine.column("level").to_pylist() if v == "field"),
+            repeats=repeats,
         )
 
     def prepare(self, rows: pa.Table) -> pa.Table:
