@@ -199,6 +199,21 @@ def test_salesforce_contact_fields_keep_their_change_time_and_is_deleted_removes
         assert last["props"]["valid_to"].startswith("2026-04-01T00:00:00")
 
 
+def test_a_file_holding_a_record_twice_gives_both_versions_in_either_order(svc, ingest):
+    # Only records with several rows in a batch can have several events per key; the
+    # rules look for such keys among those records alone, so both rows must count.
+    older = contact(Email="alex.old@example.com", LastModifiedDate="2026-02-01T00:00:00Z")
+    newer = contact(Email="alex.new@example.com", LastModifiedDate="2026-03-01T09:05:00Z")
+    other = contact(Id="0035g00000OtherAAA", Email="other@example.com")
+    ingest("salesforce", "Contact", [newer, other, older])
+    customer = record_entity(svc, "salesforce", "Contact", CONTACT)
+    emails = [(v["value"], v["is_current"]) for v in versions(svc, customer, "HAS_EMAIL", "salesforce")]
+    assert emails == [("alex.old@example.com", False), ("alex.new@example.com", True)]
+    # The phone did not change between the two rows: one version, at the older row's time.
+    (phone,) = versions(svc, customer, "HAS_PHONE", "salesforce")
+    assert phone["updated_at"] == ts("2026-02-01T00:00:00Z")
+
+
 def test_a_deleted_record_leaves_its_customer_and_the_profiles_until_restored(svc, ingest):
     ingest("salesforce", "Contact", [contact()])
     zendesk_user = {
