@@ -253,19 +253,21 @@ def sql_collapse(col: str) -> str:
     return rf"trim(regexp_replace({col}, '\s+', ' ', 'g'))"
 
 
-def sql_normalise(spec: str, col: str) -> tuple[str, str]:
+def sql_normalise(spec: str, col: str, collapsed: str | None = None) -> tuple[str, str]:
     """SQL expressions for one normaliser, except phone and country which need joins.
 
     Args:
         spec: Normaliser spec.
         col: SQL expression holding the raw value as a string.
+        collapsed: SQL of ``col`` already whitespace-collapsed (:func:`sql_collapse`), when
+            the caller computes that once for several expressions.
 
     Returns:
         ``(value_sql, invalid_sql)``: the normalised value (NULL when empty) and a
         boolean that is true when a non-empty value is invalid.
     """
     name, _ = split_normaliser(spec)
-    text = sql_collapse(col)
+    text = collapsed or sql_collapse(col)
     if name in ("bool", "not_bool"):
         low = f"lower({text})"
         true_set = ", ".join(f"'{v}'" for v in sorted(_TRUE))

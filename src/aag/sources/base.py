@@ -15,6 +15,7 @@ fits the registry needs no class at all (:class:`GenericExtractor`).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -207,19 +208,26 @@ class Extractor:
         return None
 
     # -- SQL building ----------------------------------------------------------------
-    def _attr_value_sql(self, i: int, row: RegistryRow) -> tuple[str, str]:
+    def _collapsed(self, field: str, aliases: Mapping[str, str] | None) -> str:
+        """A field whitespace-collapsed: its column in ``aliases`` if computed once, else SQL."""
+        return aliases[field] if aliases and field in aliases else collapse(q(field))
+
+    def _attr_value_sql(
+        self, i: int, row: RegistryRow, aliases: Mapping[str, str] | None = None
+    ) -> tuple[str, str]:
         name, _ = split_normaliser(row.normaliser)
         raw = q(row.source_field)
+        collapsed = self._collapsed(row.source_field, aliases)
         if name == "country":
-            text = f"nullif({collapse(raw)}, '')"
+            text = f"nullif({collapsed}, '')"
             return f"c{i}.alpha2", f"({text} IS NOT NULL AND c{i}.alpha2 IS NULL)"
         if name == "phone":
-            text = f"nullif({collapse(raw)}, '')"
+            text = f"nullif({collapsed}, '')"
             compact = rf"regexp_replace({text}, '[\s().\-/]', '', 'g')"
             fast = f"(regexp_matches({compact}, '{E164_REGEX_SQL}') AND strpos({text}, '(0)') = 0)"
             value = f"CASE WHEN {fast} THEN {compact} ELSE p{i}.e164 END"
             return value, f"({text} IS NOT NULL AND ({value}) IS NULL)"
-        return sql_normalise(row.normaliser, raw)
+        return sql_normalise(row.normaliser, raw, collapsed if aliases else None)
 
     def _region_sql(self, row: RegistryRow) -> str:
         """Region for parsing a phone: the record's own country if mapped, else the default."""
@@ -234,23 +242,23 @@ class Extractor:
             return f"coalesce({', '.join([*countries, lit(param) if param else 'NULL'])})"
         return lit(param) if param else "CAST(NULL AS VARCHAR)"
 
-    def _country_joins(self) -> str:
+    def _country_joins(self, aliases: Mapping[str, str] | None = None) -> str:
         """Lookups of every country attribute (``c<i>.alpha2``)."""
         return "\n".join(
-            f"LEFT JOIN aag_countries c{i} ON c{i}.key = upper({collapse(q(row.source_field))})"
+            f"LEFT JOIN aag_countries c{i} ON c{i}.key = upper({self._collapsed(row.source_field, aliases)})"
             for i, row in enumerate(self.spec.attributes)
             if split_normaliser(row.normaliser)[0] == "country"
         )
 
-    def _joins(self) -> str:
+    def _joins(self, aliases: Mapping[str, str] | None = None) -> str:
         """Country lookups, then phone lookups (a phone's region may come from a country)."""
         phones = [
-            f"LEFT JOIN aag_phones p{i} ON p{i}.raw = {collapse(q(row.source_field))} "
+            f"LEFT JOIN aag_phones p{i} ON p{i}.raw = {self._collapsed(row.source_field, aliases)} "
             f"AND p{i}.region IS NOT DISTINCT FROM {self._region_sql(row)}"
             for i, row in enumerate(self.spec.attributes)
             if split_normaliser(row.normaliser)[0] == "phone"
         ]
-        return "\n".join([self._country_joins(), *phones])
+        return "\n".join([self._country_joins(aliases), *phones])
 
     def rows_sql(self, carry: tuple[str, ...] = ()) -> str:
         """One row per landed row: id, time, deletion, row error, every attribute normalised.
@@ -261,7 +269,12 @@ class Extractor:
         """
         spec = self.spec
         # The id and the record time are parsed once (in the innermost select) and used
-        # by name below: they appear in every field's event.
+        # by name below: they appear in every field's event. So is every field's
+        # whitespace-collapsed text, which several expressions of a field start from.
+        fields = [row.source_field for row in spec.attributes]
+        if spec.deleted_field:
+            fields.append(spec.deleted_field)
+        aliases = {f: f"_aag_w{k}" for k, f in enumerate(dict.fromkeys(fields))}
         rid = "_rid"
         cols = [
             "r._row_number AS _row_number",
@@ -276,7 +289,9 @@ class Extractor:
             raw_t = rtime = "CAST(NULL AS TIMESTAMPTZ)"
             cols.append(f"{rtime} AS record_time")
         if spec.deleted_field:
-            del_val, del_bad = sql_normalise(spec.deleted_normaliser, q(spec.deleted_field))
+            del_val, del_bad = sql_normalise(
+                spec.deleted_normaliser, q(spec.deleted_field), aliases[spec.deleted_field]
+            )
             cols.append(f"coalesce({del_val} = 'true', FALSE) AS is_deleted")
         else:
             del_bad = "FALSE"
@@ -315,7 +330,7 @@ class Extractor:
         if event_key:
             cols.append(f"{event_key} AS event_key")
         for i, row in enumerate(spec.attributes):
-            value, bad = self._attr_value_sql(i, row)
+            value, bad = self._attr_value_sql(i, row, aliases)
             cols.append(f"{value} AS v{i}")
             cols.append(f"{bad} AS bad{i}")
             present = self.present_sql(row)
@@ -338,6 +353,7 @@ class Extractor:
             + [f"coalesce(link{i}, '')" for i in range(len(spec.same_as))]
         )
         select = ",\n    ".join(cols)
+        collapsed = "".join(f", {collapse(q(f))} AS {a}" for f, a in aliases.items())
         # Ids and event ids are computed once per row here, not once per use below.
         prefix = lit(spec.source_system + ":" + spec.source_object + ":")
         derived = [
@@ -375,9 +391,9 @@ FROM (
       strftime(record_time, '{ISO_FORMAT}') AS rt_iso
   FROM (
     SELECT {select}
-    FROM (SELECT *, {self.record_id_sql()} AS _rid, {parsed_time} AS _rtime
+    FROM (SELECT *, {self.record_id_sql()} AS _rid, {parsed_time} AS _rtime{collapsed}
           FROM batch_rows) r
-    {self._joins()}
+    {self._joins(aliases)}
   ) x
 ) y
 """
@@ -689,11 +705,19 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
                 )
                 repeats = REPEATS_TABLE
             engine.materialize(NODES_TABLE, self.nodes_sql(now_sql))
-            quarantine = engine.query(self.quarantine_sql(batch_id, now_sql))
+            flags = " OR ".join(f"bad{i} OR tbad{i}" for i in range(len(self.spec.attributes))) or "FALSE"
             counts = engine.query(
-                "SELECT (SELECT count(*) FROM ex_rows WHERE row_error IS NOT NULL) AS bad, "
-                f"(SELECT count(*) FROM {EVENTS_TABLE}) AS events"
+                "SELECT coalesce(sum(CASE WHEN row_error IS NOT NULL THEN 1 ELSE 0 END), 0) AS bad, "
+                f"coalesce(sum(CASE WHEN row_error IS NULL AND ({flags}) THEN 1 ELSE 0 END), 0) AS flagged, "
+                f"(SELECT count(*) FROM {EVENTS_TABLE}) AS events FROM ex_rows"
             ).to_pylist()[0]
+            # Clean input (the usual case) skips the findings query: it joins the landed
+            # rows once per field to quote the bad value.
+            quarantine = (
+                engine.query(self.quarantine_sql(batch_id, now_sql))
+                if counts["bad"] or counts["flagged"]
+                else QUARANTINE.empty_table()
+            )
         finally:
             for name in ("batch_rows", "aag_countries", "aag_phones", "ex_rows"):
                 engine.drop(name)
