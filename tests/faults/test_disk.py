@@ -123,16 +123,34 @@ def test_a_full_disk_fails_cleanly_leaves_the_tables_and_a_rerun_succeeds(tmp_pa
         first = _run("ingest", "salesforce", "Contact", str(inputs[0]), "--warehouse", str(wh))
         assert first.returncode == 0, first.stderr
         before = snapshot(wh)
+        # What the batch writes, measured on a copy (the formats' sizes change with
+        # compression and layout, so the limits below follow them instead of fixed sizes).
+        probe = disk / "probe"
+        shutil.copytree(wh, probe)
+        used = shutil.disk_usage(disk).used
+        copied = {p: p.stat().st_size for p in probe.rglob("*") if p.is_file()}
+        probed = _run("ingest", "salesforce", "Contact", str(inputs[1]), "--warehouse", str(probe))
+        assert probed.returncode == 0, probed.stderr
+        footprint = shutil.disk_usage(disk).used - used
+        now = {p: p.stat().st_size for p in probe.rglob("*") if p.is_file()}
+        largest = max(size for p, size in now.items() if copied.get(p) != size)
+        shutil.rmtree(probe)
         ballast = disk / "ballast"
         if mount:
-            # Fill the file system up to ~300 kB: the batch's first data files do not fit.
+            # Fill the file system up to a third of what the batch needs: it cannot all fit.
             free = shutil.disk_usage(disk).free
-            ballast.write_bytes(b"\0" * (free - 300_000))
+            ballast.write_bytes(b"\0" * (free - footprint // 3))
             failed = _run("ingest", "salesforce", "Contact", str(inputs[1]), "--warehouse", str(wh))
         else:
-            # No file of the batch may exceed 64 kB: its data files fail with EFBIG.
+            # The batch's largest file cannot be written whole: it fails with EFBIG.
             failed = _run(
-                "ingest", "salesforce", "Contact", str(inputs[1]), "--warehouse", str(wh), limit_bytes=64_000
+                "ingest",
+                "salesforce",
+                "Contact",
+                str(inputs[1]),
+                "--warehouse",
+                str(wh),
+                limit_bytes=largest // 2,
             )
         line = _assert_clean_failure(failed)
         assert "No space left on device" in line or "File too large" in line, line
