@@ -121,16 +121,12 @@ FROM ({flat_sql}) flat
 
 # -- tail path ------------------------------------------------------------------------
 
-#: Keys that bring more than one event in this batch (usually few or none), found by a
-#: 64-bit hash of the key: grouping one integer is much cheaper than three strings, and a
-#: collision only sends an innocent key down the exact full path.
-SQL_MULTI_KEYS = f"""
-SELECT hash({KEY}) AS key_hash FROM incoming GROUP BY key_hash HAVING count(*) > 1
-"""
 
-
+# Keys that bring more than one event in this batch (usually few or none), found by a
+# 64-bit hash of the key: grouping one integer is much cheaper than three strings, and a
+# collision only sends an innocent key down the exact full path.
 def multi_keys_sql(repeats: str | None = None) -> str:
-    """SQL of the keys with more than one incoming event (as :data:`SQL_MULTI_KEYS`).
+    """SQL of the keys with more than one incoming event.
 
     Args:
         repeats: Engine table (``source_node_id``) holding every entity whose keys may
@@ -138,13 +134,8 @@ def multi_keys_sql(repeats: str | None = None) -> str:
             each yield one event per key: only entities with several rows qualify). The
             grouping then runs over their events only, not over every event of the batch.
     """
-    if repeats is None:
-        return SQL_MULTI_KEYS
-    return (
-        f"SELECT hash({KEY}) AS key_hash FROM incoming "
-        f"WHERE source_node_id IN (SELECT source_node_id FROM {repeats}) "
-        "GROUP BY key_hash HAVING count(*) > 1"
-    )
+    where = f"WHERE source_node_id IN (SELECT source_node_id FROM {repeats}) " if repeats else ""
+    return f"SELECT hash({KEY}) AS key_hash FROM incoming {where}GROUP BY key_hash HAVING count(*) > 1"
 
 
 def day_precision_sql(column: str, prefixes: Sequence[str]) -> str:

@@ -58,6 +58,16 @@ NODES_TABLE = "batch_nodes"
 #: Engine table (``source_node_id``) of the entities that more than one row of the batch
 #: is about; only their keys can carry more than one event (see :attr:`Extracted.repeats`).
 REPEATS_TABLE = "batch_repeats"
+#: Fields of one event in the per-row list :meth:`Extractor.events_sql` unnests.
+_EVENT_ENTRY = (
+    "keep",
+    "rel_type",
+    "target_node_id",
+    "updated_at",
+    "source_event_id",
+    "confidence",
+    "source_field",
+)
 
 
 def landed_table(source_object: str) -> str:
@@ -447,8 +457,28 @@ FROM (
                 :meth:`rows_sql`), for inputs holding many batches.
         """
         spec = self.spec
-        entries: list[tuple[str, str, str, str, str, str, str]] = []
+        entries = self._event_entries()
+        if not entries:
+            return self._no_events_sql()
         batch = batch_sql or lit(batch_id)
+        structs = ", ".join(
+            "{" + ", ".join(f"'{n}': {v}" for n, v in zip(_EVENT_ENTRY, entry, strict=True)) + "}"
+            for entry in entries
+        )
+        return (
+            f"SELECT source_node_id, e.rel_type AS rel_type, {lit(spec.source_system)} AS source_system, "
+            "e.target_node_id AS target_node_id, e.updated_at AS updated_at, "
+            "e.source_event_id AS source_event_id, e.confidence AS confidence, "
+            "e.source_field AS source_field, batch_id\n"
+            f"FROM (SELECT entity_id AS source_node_id, {batch} AS batch_id, unnest([{structs}]) AS e\n"
+            "      FROM ex_rows WHERE row_error IS NULL) u\n"
+            "WHERE e.keep"
+        )
+
+    def _event_entries(self) -> list[tuple[str, ...]]:
+        """SQL per event a row may yield, one value per :data:`_EVENT_ENTRY` name."""
+        spec = self.spec
+        entries: list[tuple[str, ...]] = []
         keyed = self.event_key_sql() is not None
         for i, row in enumerate(spec.attributes):
             event_id = f"e{i}" if row.event_time_field else "e_rt"
@@ -500,23 +530,7 @@ FROM (
                         lit(link.source_field),
                     )
                 )
-        if not entries:
-            return self._no_events_sql()
-        names: tuple[str, ...] = ("keep", "rel_type", "target_node_id", "updated_at", "source_event_id")
-        names += ("confidence", "source_field")
-        structs = ", ".join(
-            "{" + ", ".join(f"'{n}': {v}" for n, v in zip(names, entry, strict=True)) + "}"
-            for entry in entries
-        )
-        return (
-            f"SELECT source_node_id, e.rel_type AS rel_type, {lit(spec.source_system)} AS source_system, "
-            "e.target_node_id AS target_node_id, e.updated_at AS updated_at, "
-            "e.source_event_id AS source_event_id, e.confidence AS confidence, "
-            "e.source_field AS source_field, batch_id\n"
-            f"FROM (SELECT entity_id AS source_node_id, {batch} AS batch_id, unnest([{structs}]) AS e\n"
-            "      FROM ex_rows WHERE row_error IS NULL) u\n"
-            "WHERE e.keep"
-        )
+        return entries
 
     @property
     def one_event_per_key_per_row(self) -> bool:
@@ -525,10 +539,7 @@ FROM (
         Then only an entity with several rows in a batch can have a key with several
         events (a record sent twice, a history row per change).
         """
-        spec = self.spec
-        rels = [row.rel_type for row in spec.attributes]
-        if self.owner is None:
-            rels += [SOURCE_RECORD_REL] + [REFERS_TO_RECORD_REL for _ in spec.same_as]
+        rels = [entry[1] for entry in self._event_entries()]
         return len(set(rels)) == len(rels)
 
     def _no_events_sql(self) -> str:
