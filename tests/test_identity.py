@@ -201,15 +201,15 @@ def test_late_link_merges_two_customers_keeping_history(svc, tmp_path):
         "shopify",
     }
 
-    # The link is removed again: the clusters split back, each keeping its own survivor.
+    # The agent clears the Salesforce id again: identity remembers the link (SPEC §8), so
+    # the customer stays whole; only an operator's decision splits it.
     svc.ingest(
         "zendesk",
         "users",
         [_write(tmp_path, "z3.jsonl", [zd(42, "ana@home.example", "2025-05-01T00:00:00Z")])],
     )
-    assert svc.find_customer("shopify", "5") == shop_customer
-    assert svc.find_customer("salesforce", SF_A) == crm_customer
-    assert svc.customer_profiles(1).num_rows == 2
+    assert svc.find_customer("shopify", "5") == svc.find_customer("salesforce", SF_A) == crm_customer
+    assert svc.customer_profiles(1).num_rows == 1
 
 
 def _world(folder: Path) -> list[tuple[str, str, Path]]:

@@ -254,6 +254,8 @@ def _print_explanation(result: dict[str, Any]) -> None:
     )
     for loser in result["losers"]:
         out.print(f"[red]lost[/red]: {loser['value']} from {loser['source_system']} — {loser['why_lost']}")
+    for sentence in result.get("identity", []):
+        out.print(f"identity: {sentence}")
     table = Table(title="history (every version per source)")
     for col in ("source", "value", "from", "to", "current"):
         table.add_column(col)
@@ -514,6 +516,60 @@ def _explorer_link(svc: AagService, customer: str) -> dict[str, str]:
         "command": f"{_program()} serve --warehouse {svc.warehouse.uri}",
         "url": f"http://127.0.0.1:8787/#key={key}&customer={customer}",
     }
+
+
+identity_app = typer.Typer(
+    help="Operator decisions on identity: keep two records apart, join them, or undo either."
+)
+app.add_typer(identity_app, name="identity")
+Records = Annotated[
+    list[str],
+    typer.Option("--record", help="SOURCE:OBJECT:ID, e.g. salesforce:Contact:0035g00000AbCdE (twice)"),
+]
+Note = Annotated[str, typer.Option("--note", help="Why (kept with the decision, shown by explain)")]
+
+
+def _decide(action: str, records: list[str], note: str, warehouse: str | None, as_json: bool) -> None:
+    result = _service(warehouse).decide_identity(action, records, note)  # type: ignore[arg-type]
+    if as_json:
+        _print_json(result)
+        return
+    a, b = result["records"]
+    customers = result["customers"]
+    out.print(f"{action}: {a} and {b} (decided at {result['decided_at']})")
+    for record in (a, b):
+        out.print(f"  {record} → customer {customers[record]}")
+
+
+@identity_app.command("unlink")
+def identity_unlink(
+    record: Records, note: Note = "", warehouse: Warehouse = None, as_json: AsJson = False
+) -> None:
+    """Keep two records apart: never one customer, whatever identifiers they share."""
+    _decide("unlink", record, note, warehouse, as_json)
+
+
+@identity_app.command("link")
+def identity_link(
+    record: Records, note: Note = "", warehouse: Warehouse = None, as_json: AsJson = False
+) -> None:
+    """Join two records into one customer although they share no identifier."""
+    _decide("link", record, note, warehouse, as_json)
+
+
+@identity_app.command("undo")
+def identity_undo(
+    record: Records, note: Note = "", warehouse: Warehouse = None, as_json: AsJson = False
+) -> None:
+    """Withdraw the link or unlink decision in force for two records."""
+    _decide("undo", record, note, warehouse, as_json)
+
+
+@identity_app.command("list")
+def identity_list(warehouse: Warehouse = None) -> None:
+    """The decisions in force (the full history is the decisions file itself)."""
+    for sentence in _service(warehouse).identity_decisions():
+        out.print(sentence)
 
 
 keys_app = typer.Typer(help="API keys of the REST API (stored as hashes in the warehouse config).")

@@ -19,13 +19,20 @@ A value node links nothing when more than ``max_records_per_source`` records of 
 source system point at it, or when it is on ``identity_blocklist.csv``: a shared
 placeholder must not glue strangers together.
 
-Because clusters are a function of the current identifier edges, any order of
-batches gives the same clusters and survivors.
+Identity has memory: clusters are computed over every identifier value a record has
+held, current or closed, so a customer who changes their e-mail in one system stays one
+customer. A link ends only when a record is deleted in its source (its
+``HAS_SOURCE_RECORD`` edge is closed: it links nothing), when the over-sharing guard or
+the blocklist rules the value out (the guard counts every record that ever held the
+value), or when an operator keeps two records apart (:mod:`aag.overrides`). Because
+clusters are a function of the full identifier history and the operator decisions, any
+order of batches gives the same clusters and survivors.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -33,6 +40,7 @@ from aag.config import Config
 from aag.engine.base import Engine
 from aag.ids import value_node_id
 from aag.normalize import normalise
+from aag.overrides import PairRule, read_decisions, rules_in_force, split_apart
 from aag.sources.base import SOURCE_RECORD_REL, lit
 from aag.store import GraphStore
 
@@ -65,6 +73,11 @@ _WORK = (
     "id_lab_next",
     "id_nodelab",
     "id_desired",
+    "id_link",
+    "id_apart",
+    "id_dead",
+    "id_touched",
+    "id_fix",
 )
 
 
@@ -76,10 +89,17 @@ class IdentitySettings:
     #: rel_type → max records per source system sharing one target.
     limits: dict[str, int]
     blocked_node_ids: tuple[str, ...]
+    #: Operator decisions in force between records of this entity type.
+    pair_rules: tuple[PairRule, ...] = ()
 
     @classmethod
-    def from_config(cls, config: Config, entity_type: str) -> IdentitySettings | None:
-        """Settings for ``entity_type``, or None when no rule applies to it."""
+    def from_config(
+        cls, config: Config, entity_type: str, pair_rules: tuple[PairRule, ...] = ()
+    ) -> IdentitySettings | None:
+        """Settings for ``entity_type``, or None when no rule applies to it.
+
+        ``pair_rules`` are the operator decisions in force (:func:`aag.overrides.rules_in_force`).
+        """
         limits = {
             r.rel_type: r.max_records_per_source
             for r in config.identity_rules
@@ -92,7 +112,22 @@ class IdentitySettings:
             value = normalise(config.normaliser_of(row.node_type), row.value)
             if value:
                 blocked.append(value_node_id(row.node_type, value))
-        return cls(entity_type=entity_type, limits=limits, blocked_node_ids=tuple(sorted(set(blocked))))
+        return cls(
+            entity_type=entity_type,
+            limits=limits,
+            blocked_node_ids=tuple(sorted(set(blocked))),
+            pair_rules=tuple(pair_rules),
+        )
+
+    def pairs(self, action: str) -> pa.Table:
+        """Entity id pairs (``a``, ``b``) of the decisions with this action."""
+        rows = [(r.entity_a, r.entity_b) for r in self.pair_rules if r.action == action]
+        return pa.table(
+            {
+                "a": pa.array([a for a, _ in rows], pa.string()),
+                "b": pa.array([b for _, b in rows], pa.string()),
+            }
+        )
 
     @property
     def rel_types(self) -> list[str]:
@@ -103,6 +138,14 @@ class IdentitySettings:
     def scanned_rel_types(self) -> list[str]:
         """What the closure reads: identifiers, the record edge (first-seen time), SAME_AS."""
         return sorted({*self.limits, SOURCE_RECORD_REL, SAME_AS_REL})
+
+
+def identity_settings(config: Config, entity_type: str, overrides: Path | None) -> IdentitySettings | None:
+    """The identity rules of ``entity_type`` with the operator decisions in ``overrides`` (a CSV)."""
+    rules = rules_in_force(config, read_decisions(overrides)) if overrides is not None else []
+    return IdentitySettings.from_config(
+        config, entity_type, tuple(r for r in rules if r.entity_type == entity_type)
+    )
 
 
 @dataclass
@@ -122,7 +165,10 @@ def _in(values: list[str]) -> str:
 
 
 def _flat(source: str, settings: IdentitySettings, replaced: str | None) -> str:
-    """Current identifier and SAME_AS rows of ``source`` (relationships shape).
+    """Identifier and record rows of ``source`` (every version), and its current SAME_AS rows.
+
+    ``cur`` says whether a row is the current version: a record whose record edge has no
+    current version was deleted in its source and links nothing.
 
     With ``replaced``, stored rows of keys the batch replaces are left out: their rows
     after the batch come from the batch's own output.
@@ -135,9 +181,10 @@ def _flat(source: str, settings: IdentitySettings, replaced: str | None) -> str:
     )
     return f"""
 SELECT s.source_node_id AS src, s.rel_type AS rel, s.source_system AS sys,
-       s.target_node_id AS tgt, s.updated_at
+       s.target_node_id AS tgt, s.updated_at, s.is_current AS cur
 FROM {source} s
-WHERE s.is_current AND s.rel_type IN ({_in(settings.scanned_rel_types)}) {keep}
+WHERE s.rel_type IN ({_in(settings.scanned_rel_types)})
+  AND (s.is_current OR s.rel_type <> {lit(SAME_AS_REL)}) {keep}
 """
 
 
@@ -161,12 +208,12 @@ def _add_edges(engine: Engine, sql: str) -> None:
 def _scan(
     engine: Engine, store: GraphStore, column: str, ids_sql: str, settings: IdentitySettings, replaced: str
 ) -> int:
-    """Read the store's current rows whose ``column`` is in ``ids_sql`` into the work set."""
+    """Read the store's rows (every version) whose ``column`` is in ``ids_sql`` into the work set."""
     ids = engine.query(ids_sql)
     if ids.num_rows == 0:
         return 0
     engine.register_scan(
-        "id_scan", store.scan_current_edges(column, ids.rename_columns(["id"]), settings.scanned_rel_types)
+        "id_scan", store.scan_edge_versions(column, ids.rename_columns(["id"]), settings.scanned_rel_types)
     )
     try:
         engine.materialize("id_scan_rows", f"SELECT * FROM id_scan WHERE {column} IN ({ids_sql})")
@@ -178,7 +225,7 @@ def _scan(
         # over-shared (or usable) changes the clusters of every record pointing at it.
         engine.materialize(
             "id_next",
-            "SELECT * FROM id_pre UNION SELECT src, rel, sys, tgt, updated_at FROM "
+            "SELECT * FROM id_pre UNION SELECT src, rel, sys, tgt, updated_at, cur FROM "
             f"({_flat('id_scan_rows', settings, None)}) f",
         )
         engine.materialize("id_pre", "SELECT * FROM id_next")
@@ -215,6 +262,7 @@ def resolve_identity(
     replaced_keys: str,
     existing_rows: str,
     new_nodes: str,
+    touched: str | None = None,
 ) -> IdentityResult:
     """Recompute the clusters a batch touches; leave the SAME_AS change in the engine.
 
@@ -227,6 +275,9 @@ def resolve_identity(
         replaced_keys: Engine table of the keys whose stored rows the batch replaces.
         existing_rows: Engine table of the stored rows of ``batch_entities``.
         new_nodes: Engine table (``node_id``) of the batch's nodes the graph does not hold.
+        touched: Engine table (``source_node_id``) of further records whose clusters must be
+            recomputed although the batch changes none of their identifiers (an operator
+            decision about them changed).
 
     Returns:
         Counts; :data:`ID_KEYS` (keys to replace) and :data:`ID_ROWS` (relationships rows
@@ -234,7 +285,15 @@ def resolve_identity(
     """
     try:
         return _resolve(
-            engine, store, settings, batch_entities, batch_rows, replaced_keys, existing_rows, new_nodes
+            engine,
+            store,
+            settings,
+            batch_entities,
+            batch_rows,
+            replaced_keys,
+            existing_rows,
+            new_nodes,
+            touched,
         )
     except BaseException:
         release_identity(engine)
@@ -250,7 +309,10 @@ def _resolve(
     replaced_keys: str,
     existing_rows: str,
     new_nodes: str,
+    touched: str | None,
 ) -> IdentityResult:
+    engine.register("id_link", settings.pairs("link"))
+    engine.register("id_apart", settings.pairs("unlink"))
     engine.register("id_blocked", pa.table({"id": pa.array(settings.blocked_node_ids, pa.string())}))
     # Records of other entity types never join a cluster, whatever they share.
     engine.register_scan("id_store_typed", store.scan_node_ids([settings.entity_type]))
@@ -261,7 +323,8 @@ def _resolve(
     engine.drop("id_store_typed")
     empty = (
         "SELECT CAST(NULL AS VARCHAR) AS src, CAST(NULL AS VARCHAR) AS rel, CAST(NULL AS VARCHAR) AS sys, "
-        "CAST(NULL AS VARCHAR) AS tgt, CAST(NULL AS TIMESTAMPTZ) AS updated_at WHERE FALSE"
+        "CAST(NULL AS VARCHAR) AS tgt, CAST(NULL AS TIMESTAMPTZ) AS updated_at, CAST(NULL AS BOOLEAN) AS cur "
+        "WHERE FALSE"
     )
     engine.materialize("id_edges", empty)
     engine.materialize("id_same", "SELECT src, tgt, updated_at FROM id_edges")
@@ -281,7 +344,10 @@ JOIN {replaced_keys} k ON k.source_node_id = s.source_node_id AND k.rel_type = s
 WHERE s.is_current AND s.rel_type IN ({_in(settings.scanned_rel_types)})
 """,
     )
-    engine.materialize("id_ents", "SELECT src AS id FROM id_batch UNION SELECT src FROM id_was")
+    seeds = "SELECT src AS id FROM id_batch UNION SELECT src FROM id_was"
+    if touched is not None:
+        seeds += f" UNION SELECT source_node_id FROM {touched}"
+    engine.materialize("id_ents", seeds)
     if not engine.query("SELECT count(*) AS n FROM id_ents").column(0)[0].as_py():
         return _nothing(engine)
     # Most identifiers of a batch can link nothing: a node new to the graph that one
@@ -343,6 +409,8 @@ SELECT id FROM (
     SELECT src AS id FROM id_edges WHERE tgt IN (SELECT tgt FROM id_follow)
     UNION SELECT src FROM id_pre WHERE tgt IN (SELECT tgt FROM id_follow)
     UNION SELECT src FROM id_same UNION SELECT tgt FROM id_same
+    UNION SELECT b FROM id_link WHERE a IN (SELECT id FROM id_ents)
+    UNION SELECT a FROM id_link WHERE b IN (SELECT id FROM id_ents)
 ) g
 WHERE id IN (SELECT id FROM id_typed) AND NOT EXISTS (SELECT 1 FROM id_ents k WHERE k.id = g.id)
 """,
@@ -418,16 +486,30 @@ def _nothing(engine: Engine) -> IdentityResult:
 def _label(engine: Engine, settings: IdentitySettings) -> None:
     """Connected components of the linked records (``id_desired``: member → survivor).
 
-    Label propagation over record–identifier links: each record starts with its rank
-    (first seen, then id) and takes the smallest label among records sharing a node,
-    until nothing changes; the number of rounds is the clusters' diameter, small for
-    customer data.
+    Label propagation over record–hub links, a hub being a usable identifier value (any
+    version) or an operator link: each record starts with its rank (first seen, then id)
+    and takes the smallest label among records sharing a hub, until nothing changes; the
+    number of rounds is the clusters' diameter, small for customer data. Records deleted
+    in their source link nothing. A cluster that holds a pair an operator keeps apart is
+    then split by :func:`aag.overrides.split_apart`.
     """
     engine.materialize(
+        "id_dead",
+        f"SELECT src AS id FROM id_edges WHERE rel = {lit(SOURCE_RECORD_REL)} "
+        "GROUP BY src HAVING max(CASE WHEN cur THEN 1 ELSE 0 END) = 0",
+    )
+    engine.materialize(
         "id_links",
-        f"SELECT DISTINCT src, tgt FROM id_edges WHERE rel IN ({_in(settings.rel_types)}) "
-        f"AND src IN (SELECT id FROM id_ents) AND src IN (SELECT id FROM id_typed) "
-        f"AND tgt IN ({_usable_sql(settings)})",
+        f"""
+SELECT DISTINCT src, tgt FROM (
+    SELECT src, tgt FROM id_edges
+    WHERE rel IN ({_in(settings.rel_types)}) AND tgt IN ({_usable_sql(settings)})
+    UNION ALL SELECT a, concat('link:', a, '|', b) FROM id_link
+    UNION ALL SELECT b, concat('link:', a, '|', b) FROM id_link
+) k
+WHERE src IN (SELECT id FROM id_ents) AND src IN (SELECT id FROM id_typed)
+  AND NOT EXISTS (SELECT 1 FROM id_dead d WHERE d.id = k.src)
+""",
     )
     engine.materialize(
         "id_rank",
@@ -464,6 +546,8 @@ GROUP BY e.id
         engine.materialize("id_lab", "SELECT * FROM id_lab_next")
         if not changed:
             break
+    if settings.pairs("unlink").num_rows:
+        _keep_apart(engine)
     engine.materialize(
         "id_desired",
         """
@@ -477,6 +561,43 @@ JOIN id_rank s ON s.rnk = l.label
 WHERE m.id <> s.id
 """,
     )
+
+
+def _keep_apart(engine: Engine) -> None:
+    """Split the clusters that hold a pair an operator keeps apart (rewrites ``id_lab``)."""
+    clashes = engine.query(
+        "SELECT DISTINCT la.label FROM id_apart u JOIN id_lab la ON la.id = u.a "
+        "JOIN id_lab lb ON lb.id = u.b WHERE la.label = lb.label"
+    )
+    if clashes.num_rows == 0:
+        return
+    engine.register("id_fix", clashes.rename_columns(["label"]))
+    try:
+        part = engine.query(
+            "SELECT k.src, k.tgt, r.rnk FROM id_links k JOIN id_lab l ON l.id = k.src "
+            "JOIN id_rank r ON r.id = k.src WHERE l.label IN (SELECT label FROM id_fix)"
+        ).to_pylist()
+        apart_rows = engine.query("SELECT a, b FROM id_apart").to_pylist()
+    finally:
+        engine.drop("id_fix")
+    rank = {str(r["src"]): int(r["rnk"]) for r in part}
+    apart = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in apart_rows}
+    labels = split_apart([(str(r["src"]), str(r["tgt"])) for r in part], rank, apart)
+    engine.register(
+        "id_fix",
+        pa.table(
+            {
+                "id": pa.array(list(labels), pa.string()),
+                "label": pa.array(list(labels.values()), pa.int64()),
+            }
+        ),
+    )
+    engine.materialize(
+        "id_lab_next",
+        "SELECT l.id, coalesce(f.label, l.label) AS label FROM id_lab l LEFT JOIN id_fix f ON f.id = l.id",
+    )
+    engine.materialize("id_lab", "SELECT * FROM id_lab_next")
+    engine.drop("id_fix")
 
 
 def release_identity(engine: Engine) -> None:

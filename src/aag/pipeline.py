@@ -23,6 +23,7 @@ from aag.engine.base import Engine
 from aag.errors import AagError
 from aag.faults import crash_point
 from aag.identity import ID_KEYS, ID_ROWS, IdentitySettings, release_identity, resolve_identity
+from aag.relink import warehouse_identity
 from aag.rules import FLAT_EDGES, OUT_FLAT, OUT_KEYS, OUT_LOG, OUT_ROWS, apply_edge_rules, release_rule_tables
 from aag.sources import day_precision_prefixes, extractor_for
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extractor, landed_table
@@ -514,7 +515,7 @@ def _ingest_chunk(
         plan = plan_change(
             engine,
             graph,
-            identity=IdentitySettings.from_config(warehouse.config, spec.entity_type),
+            identity=warehouse_identity(warehouse, spec.entity_type),
             day_precision=day_precision_prefixes(warehouse.config),
             repeats=extracted.repeats,
         )

@@ -8,7 +8,7 @@ source name and value id. The ordering lives in :data:`WINNER_ORDER` once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -167,6 +167,8 @@ class Explanation:
     winner: dict[str, Any] | None
     losers: list[dict[str, Any]]
     history: list[dict[str, Any]]
+    #: Operator decisions about the customer's records (``aag identity``), as sentences.
+    identity: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -178,6 +180,7 @@ class Explanation:
             "winner": self.winner,
             "losers": self.losers,
             "history": self.history,
+            "identity": self.identity,
         }
 
 

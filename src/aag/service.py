@@ -27,7 +27,9 @@ from aag.ids import record_key, value_node_id
 from aag.model import ERASURES
 from aag.monitoring import MonitorReport, checks_sql
 from aag.normalize import InvalidValueError, normalise
+from aag.overrides import Action, read_decisions, rules_in_force
 from aag.pipeline import BatchReport, FileProgress, ingest_file
+from aag.relink import decide, warehouse_overrides
 from aag.resolution import (
     Explanation,
     explain,
@@ -267,7 +269,36 @@ class AagService:
             "value",
             pa.array([values.get(t) for t in mine.column("target_node_id").to_pylist()], pa.string()),
         )
-        return explain(ranked, history, survivor, attribute, rel_type)
+        result = explain(ranked, history, survivor, attribute, rel_type)
+        result.identity = self.identity_decisions(self.members(survivor))
+        return result
+
+    def identity_decisions(self, entity_ids: list[str] | None = None) -> list[str]:
+        """Operator decisions in force (about any of these records, if given), as sentences."""
+        path = warehouse_overrides(self.warehouse)
+        if path is None:
+            return []
+        rules = rules_in_force(self.warehouse.config, read_decisions(path))
+        wanted = set(entity_ids) if entity_ids is not None else None
+        return [
+            r.sentence()
+            for r in rules
+            if wanted is None or r.entity_a in wanted or r.entity_b in wanted
+        ]
+
+    def decide_identity(self, action: Action, records: list[str], note: str = "") -> dict[str, Any]:
+        """Keep two records apart (``unlink``), join them (``link``) or ``undo`` either.
+
+        The decision is stored in the warehouse config and applied by every later run;
+        the two records' clusters are recomputed at once. See :func:`aag.relink.decide`.
+        """
+        self.warehouse.require()
+        with self.warehouse.writer_lock():
+            result = decide(self.warehouse, self.engine, action, records, note)
+        result["customers"] = {
+            record: self.find_customer(*record.split(":", 2)[::2]) for record in result["records"]
+        }
+        return result
 
     def attribute_spec(self, attribute: str) -> tuple[str, str, str]:
         """(rel_type, node_type, normaliser) of a canonical attribute, from the registry."""

@@ -233,13 +233,11 @@ class SparkTableGraphStore(GraphStore):
         quoted = ", ".join("'" + t.replace("'", "''") + "'" for t in node_types) or "NULL"
         return SqlScan(f"SELECT node_id FROM {self.nodes_table} WHERE node_type IN ({quoted})")
 
-    def scan_current_edges(self, column: str, ids: pa.Table, rel_types: list[str]) -> Scan:  # noqa: D102
+    def scan_edge_versions(self, column: str, ids: pa.Table, rel_types: list[str]) -> Scan:  # noqa: D102
         if column not in ("source_node_id", "target_node_id"):
             raise ValueError(f"cannot scan relationships by {column}")
         quoted = ", ".join("'" + t.replace("'", "''") + "'" for t in rel_types) or "NULL"
-        return SqlScan(
-            f"SELECT * FROM {self.relationships_table} WHERE is_current AND rel_type IN ({quoted})"
-        )
+        return SqlScan(f"SELECT * FROM {self.relationships_table} WHERE rel_type IN ({quoted})")
 
     # -- commit -------------------------------------------------------------------------
     def commit_statements(self, change: GraphChange) -> list[str]:

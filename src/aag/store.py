@@ -230,8 +230,8 @@ class GraphStore(ABC):
         """``node_id`` of every stored node of these types."""
 
     @abstractmethod
-    def scan_current_edges(self, column: str, ids: pa.Table, rel_types: list[str]) -> Scan:
-        """Current relationships rows of these rel_types whose ``column`` is in ``ids``.
+    def scan_edge_versions(self, column: str, ids: pa.Table, rel_types: list[str]) -> Scan:
+        """Relationships rows (every version) of these rel_types whose ``column`` is in ``ids``.
 
         Args:
             column: ``source_node_id`` or ``target_node_id``.
@@ -251,6 +251,11 @@ class GraphStore(ABC):
     @abstractmethod
     def nodes(self) -> pa.Table:
         """The whole ``nodes`` table."""
+
+    def nodes_with_ids(self, ids: list[str]) -> set[str]:
+        """Which of these node ids the graph holds."""
+        held = self.nodes().column("node_id").to_pylist()
+        return set(ids) & set(held)
 
     @abstractmethod
     def relationships(self) -> pa.Table:
@@ -278,7 +283,7 @@ class MemoryGraphStore(GraphStore):
     def scan_node_ids(self, node_types: list[str]) -> Scan:  # noqa: D102
         return self._nodes.select(["node_id"])
 
-    def scan_current_edges(self, column: str, ids: pa.Table, rel_types: list[str]) -> Scan:  # noqa: D102
+    def scan_edge_versions(self, column: str, ids: pa.Table, rel_types: list[str]) -> Scan:  # noqa: D102
         return self._edges
 
     def commit(self, change: GraphChange) -> CommitStats:  # noqa: D102
@@ -365,7 +370,7 @@ class DeltaGraphStore(GraphStore):
     def scan_edge_events(self, entities: pa.Table) -> Scan:  # noqa: D102
         return self._rows_of(self.edge_events_uri, entities)
 
-    def scan_current_edges(self, column: str, ids: pa.Table, rel_types: list[str]) -> Scan:  # noqa: D102
+    def scan_edge_versions(self, column: str, ids: pa.Table, rel_types: list[str]) -> Scan:  # noqa: D102
         if column not in ("source_node_id", "target_node_id"):
             raise ValueError(f"cannot scan relationships by {column}")
         quoted = ", ".join("'" + t.replace("'", "''") + "'" for t in rel_types) or "NULL"
@@ -373,7 +378,7 @@ class DeltaGraphStore(GraphStore):
             self.relationships_uri,
             ids.select(["id"]).rename_columns([column]),
             column,
-            f"t.is_current AND t.rel_type IN ({quoted})",
+            f"t.rel_type IN ({quoted})",
         )
 
     def _rows_of(self, uri: str, keys: pa.Table, column: str = "source_node_id", where: str = "TRUE") -> Scan:
@@ -440,6 +445,13 @@ class DeltaGraphStore(GraphStore):
 
     def nodes(self) -> pa.Table:  # noqa: D102
         return self.io.read(self.nodes_uri).cast(NODES)
+
+    def nodes_with_ids(self, ids: list[str]) -> set[str]:  # noqa: D102
+        if not ids:
+            return set()
+        quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in sorted(set(ids)))
+        found = self.io.read(self.nodes_uri, "node_id", f"node_id IN ({quoted})")
+        return {str(v) for v in found.column(0).to_pylist()}
 
     def relationships(self) -> pa.Table:  # noqa: D102
         return self.io.read(self.relationships_uri).cast(RELATIONSHIPS)
