@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from itertools import permutations
 from pathlib import Path
 
@@ -294,3 +296,215 @@ def test_erasure_covers_every_record_of_the_customer(svc, tmp_path):
     values = {n["value"] for n in svc.warehouse.graph.nodes().to_pylist()}
     assert "ana@x.example" not in values and "bo@x.example" in values
     assert [r["source_record_id"] for r in svc.identity_map().to_pylist()] == ["4"]
+
+
+# -- identity with memory (SPEC §8) ------------------------------------------------------
+
+
+def test_an_email_change_in_the_shop_keeps_the_record_with_its_customer(svc, tmp_path):
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [_write(tmp_path, "sf.jsonl", [sf(SF_A, "ana@old.example", "2024-01-01T00:00:00Z")])],
+    )
+    svc.ingest(
+        "shopify",
+        "customers",
+        [_write(tmp_path, "s1.jsonl", [shop(5, "ana@old.example", "2025-01-01T00:00:00Z")])],
+    )
+    customer = svc.find_customer("salesforce", SF_A)
+    assert svc.find_customer("shopify", "5") == customer
+    # The customer changes the address in the shop: the CRM still has the old one.
+    svc.ingest(
+        "shopify",
+        "customers",
+        [_write(tmp_path, "s2.jsonl", [shop(5, "ana@new.example", "2025-06-01T00:00:00Z")])],
+    )
+    assert svc.find_customer("shopify", "5") == customer
+    assert svc.members(customer) == [customer, svc.members(customer)[1]] and len(svc.members(customer)) == 2
+    profile = svc.profile(customer)
+    # The shop's change is the latest change of the field, so it wins.
+    assert (profile["email"], profile["email_source"]) == ("ana@new.example", "shopify")
+    assert svc.customer_profiles(1).num_rows == 1
+
+
+def test_a_crm_edit_of_an_email_other_systems_still_hold_splits_nobody(svc, tmp_path):
+    svc.ingest(
+        "zendesk", "users", [_write(tmp_path, "z.jsonl", [zd(9, "bo@x.example", "2024-01-01T00:00:00Z")])]
+    )
+    svc.ingest(
+        "shopify",
+        "customers",
+        [_write(tmp_path, "s.jsonl", [shop(3, "bo@x.example", "2024-02-01T00:00:00Z")])],
+    )
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [_write(tmp_path, "c1.jsonl", [sf(SF_A, "bo@x.example", "2024-03-01T00:00:00Z")])],
+    )
+    customer = svc.find_customer("zendesk", "9")
+    assert len(svc.members(customer)) == 3
+    # A CRM user edits the shared address; the desk and the shop still hold the old one.
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [_write(tmp_path, "c2.jsonl", [sf(SF_A, "bo@work.example", "2025-03-01T00:00:00Z")])],
+    )
+    assert {svc.find_customer(*r) for r in (("zendesk", "9"), ("shopify", "3"), ("salesforce", SF_A))} == {
+        customer
+    }
+    assert svc.profile(customer)["email"] == "bo@work.example"
+
+
+def test_link_ends_when_a_record_is_deleted_in_its_source(svc, tmp_path):
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [_write(tmp_path, "c1.jsonl", [sf(SF_A, "cy@x.example", "2024-01-01T00:00:00Z")])],
+    )
+    svc.ingest(
+        "shopify",
+        "customers",
+        [_write(tmp_path, "s1.jsonl", [shop(4, "cy@x.example", "2025-01-01T00:00:00Z")])],
+    )
+    crm = svc.find_customer("salesforce", SF_A)
+    assert svc.find_customer("shopify", "4") == crm
+    # The CRM deletes its contact: memory does not keep a deleted record in the customer.
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [_write(tmp_path, "c2.jsonl", [sf(SF_A, "cy@x.example", "2025-02-01T00:00:00Z", IsDeleted=True)])],
+    )
+    shop_customer = svc.find_customer("shopify", "4")
+    assert shop_customer != crm
+    assert svc.members(shop_customer) == [shop_customer]
+    assert _same_as(svc) == set()
+
+
+def test_link_ends_when_a_value_was_held_by_too_many_records_over_time(svc, tmp_path):
+    family = "family@x.example"
+    svc.ingest(
+        "salesforce", "Contact", [_write(tmp_path, "c.jsonl", [sf(SF_A, family, "2024-01-01T00:00:00Z")])]
+    )
+    svc.ingest(
+        "shopify", "customers", [_write(tmp_path, "a.jsonl", [shop(1, family, "2024-02-01T00:00:00Z")])]
+    )
+    assert svc.find_customer("shopify", "1") == svc.find_customer("salesforce", SF_A)
+    # Two more shop records use the address, each at a different time, moving on after:
+    # never more than two at once, but three shop records held it, so it links nobody.
+    svc.ingest(
+        "shopify",
+        "customers",
+        [
+            _write(tmp_path, "b.jsonl", [shop(1, "one@x.example", "2024-03-01T00:00:00Z")]),
+            _write(tmp_path, "c2.jsonl", [shop(2, family, "2024-04-01T00:00:00Z")]),
+            _write(tmp_path, "d.jsonl", [shop(2, "two@x.example", "2024-05-01T00:00:00Z")]),
+            _write(tmp_path, "e.jsonl", [shop(3, family, "2024-06-01T00:00:00Z")]),
+        ],
+    )
+    ids = {svc.find_customer("shopify", str(i)) for i in (1, 2, 3)} | {svc.find_customer("salesforce", SF_A)}
+    assert len(ids) == 4
+    assert _same_as(svc) == set()
+
+
+def _aag(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "aag", *args], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
+def test_link_ends_by_an_operator_unlink_and_link_undo_round_trips(tmp_path):
+    wh = str(tmp_path / "wh")
+    svc = AagService(wh)
+    svc.init()
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [_write(tmp_path, "c.jsonl", [sf(SF_A, "mum@x.example", "2024-01-01T00:00:00Z")])],
+    )
+    svc.ingest(
+        "shopify",
+        "customers",
+        [_write(tmp_path, "s.jsonl", [shop(8, "mum@x.example", "2025-01-01T00:00:00Z")])],
+    )
+    svc.ingest(
+        "zendesk", "users", [_write(tmp_path, "z.jsonl", [zd(5, "kid@x.example", "2025-01-01T00:00:00Z")])]
+    )
+    crm = svc.find_customer("salesforce", SF_A)
+    assert svc.find_customer("shopify", "8") == crm
+    crm_rec, shop_rec, desk_rec = f"salesforce:Contact:{SF_A}", "shopify:customers:8", "zendesk:users:5"
+
+    # A family mailbox glued mother and son: the operator keeps them apart.
+    _aag(
+        "identity", "unlink", "--record", shop_rec, "--record", crm_rec, "--note", "family mailbox", "-w", wh
+    )
+    svc = AagService(wh)
+    son = svc.find_customer("shopify", "8")
+    assert son != crm and svc.members(crm) == [crm]
+    explained = json.loads(_aag("explain", "--customer", crm, "--attribute", "email", "--json", "-w", wh))
+    assert any(
+        "kept apart from" in s and "by an operator on" in s and "family mailbox" in s
+        for s in explained["identity"]
+    )
+    # Re-ingesting (a new batch of either record) applies the decision again.
+    svc.ingest(
+        "shopify",
+        "customers",
+        [_write(tmp_path, "s2.jsonl", [shop(8, "mum@x.example", "2025-02-01T00:00:00Z")])],
+    )
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [_write(tmp_path, "c2.jsonl", [sf(SF_A, "mum@x.example", "2025-03-01T00:00:00Z")])],
+    )
+    assert svc.find_customer("shopify", "8") != svc.find_customer("salesforce", SF_A)
+
+    # Undo: the shared address joins them again.
+    _aag("identity", "undo", "--record", crm_rec, "--record", shop_rec, "-w", wh)
+    svc = AagService(wh)
+    assert svc.find_customer("shopify", "8") == svc.find_customer("salesforce", SF_A) == crm
+    assert svc.explain(crm, "email").identity == []
+
+    # Link: the desk user shares nothing with the son, but the operator knows it is him.
+    out = json.loads(_aag("identity", "link", "--record", desk_rec, "--record", shop_rec, "--json", "-w", wh))
+    assert out["action"] == "link"
+    svc = AagService(wh)
+    assert svc.find_customer("zendesk", "5") == crm
+    assert "linked to" in svc.explain(crm, "email").identity[0]
+    _aag("identity", "undo", "--record", desk_rec, "--record", shop_rec, "-w", wh)
+    assert AagService(wh).find_customer("zendesk", "5") != crm
+
+    # The file is the audit trail: four decisions, in order.
+    lines = (tmp_path / "wh" / "config" / "identity_overrides.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["unlink", "undo", "link", "undo"]
+
+
+def test_identity_decisions_reject_bad_records_with_one_line(tmp_path):
+    wh = str(tmp_path / "wh")
+    svc = AagService(wh)
+    svc.init()
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [_write(tmp_path, "c.jsonl", [sf(SF_A, "x@x.example", "2024-01-01T00:00:00Z")])],
+    )
+    for records, message in (
+        (["salesforce:Contact:" + SF_A], "exactly two records"),
+        (["salesforce:Contact:" + SF_A, "shopify:customers:99"], "no such record in the graph"),
+        (["salesforce:Contact:" + SF_A, "nowhere:thing:1"], "unknown source object"),
+        (["salesforce:Contact:" + SF_A, "just-an-id"], "expected SOURCE:OBJECT:ID"),
+    ):
+        args = [a for r in records for a in ("--record", r)]
+        done = subprocess.run(
+            [sys.executable, "-m", "aag", "identity", "unlink", *args, "-w", wh],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode != 0
+        assert message in done.stderr and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
