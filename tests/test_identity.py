@@ -493,7 +493,7 @@ def test_identity_decisions_reject_bad_records_with_one_line(tmp_path):
     )
     for records, message in (
         (["salesforce:Contact:" + SF_A], "exactly two records"),
-        (["salesforce:Contact:" + SF_A, "shopify:customers:99"], "no such record in the graph"),
+        (["salesforce:Contact:" + SF_A, "shopify:customers:99"], "in the graph"),
         (["salesforce:Contact:" + SF_A, "nowhere:thing:1"], "unknown source object"),
         (["salesforce:Contact:" + SF_A, "just-an-id"], "expected SOURCE:OBJECT:ID"),
     ):
@@ -508,3 +508,31 @@ def test_identity_decisions_reject_bad_records_with_one_line(tmp_path):
         assert done.returncode != 0
         assert message in done.stderr and "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_unlink_splits_the_first_record_off_the_whole_customer_of_the_second(svc, tmp_path):
+    # The mother's CRM contact and desk user, and her son's shop account (seen between
+    # them), all on the family mailbox.
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [_write(tmp_path, "c.jsonl", [sf(SF_A, "home@x.example", "2024-01-01T00:00:00Z")])],
+    )
+    svc.ingest(
+        "shopify",
+        "customers",
+        [_write(tmp_path, "s.jsonl", [shop(8, "home@x.example", "2025-01-01T00:00:00Z")])],
+    )
+    svc.ingest(
+        "zendesk", "users", [_write(tmp_path, "z.jsonl", [zd(5, "home@x.example", "2025-03-01T00:00:00Z")])]
+    )
+    mum = svc.find_customer("salesforce", SF_A)
+    assert len(svc.members(mum)) == 3
+    out = svc.decide_identity("unlink", ["shopify:customers:8", f"salesforce:Contact:{SF_A}"], "son")
+    assert sorted(p[1] for p in out["pairs"]) == sorted([f"salesforce:Contact:{SF_A}", "zendesk:users:5"])
+    assert svc.find_customer("zendesk", "5") == mum != svc.find_customer("shopify", "8")
+    assert svc.records_of(mum) == [f"salesforce:Contact:{SF_A}", "zendesk:users:5"]
+    # Undo withdraws the whole decision, both pairs.
+    svc.decide_identity("undo", ["shopify:customers:8", f"salesforce:Contact:{SF_A}"])
+    assert svc.identity_decisions() == []
+    assert svc.find_customer("shopify", "8") == mum

@@ -26,6 +26,7 @@ from aag.identity import (
 from aag.model import EDGE_EVENTS, NODES
 from aag.overrides import (
     Action,
+    Decision,
     append_decision,
     canonical_record,
     decision_now,
@@ -113,11 +114,23 @@ def relink(
 
 
 def decide(
-    warehouse: Warehouse, engine: Engine, action: Action, records: list[str], note: str = ""
+    warehouse: Warehouse,
+    engine: Engine,
+    action: Action,
+    records: list[str],
+    note: str = "",
+    customer_of_second: list[str] | None = None,
 ) -> dict[str, Any]:
     """Record an operator decision about two records and re-link them at once.
 
     The caller holds the warehouse's writer lock.
+
+    ``unlink`` splits the first record off the second record's customer: it is kept apart
+    from the second record and from every other record of that customer
+    (``customer_of_second``), one pair row each, since records tied only through the
+    value the two share could otherwise pull it back in. ``undo`` withdraws the whole
+    decision the pair belongs to (every pair of the first record stamped with the same
+    time).
 
     Args:
         warehouse: A local warehouse.
@@ -125,6 +138,7 @@ def decide(
         action: ``unlink`` (never one customer), ``link`` (always one) or ``undo``.
         records: Exactly two ``SOURCE:OBJECT:ID`` records, both in the graph.
         note: Why (kept in the decisions file and shown by ``explain``).
+        customer_of_second: For ``unlink``: the records of the second record's customer.
 
     Returns:
         The decision as stored and the identity counts of the re-link.
@@ -140,29 +154,50 @@ def decide(
     if len(records) != 2:
         raise InputError(f"name exactly two records (--record twice), got {len(records)}")
     config = warehouse.config
-    a, b = sorted(canonical_record(config, r) for r in records)
-    if a == b:
-        raise InputError(f"{a}: a record is always one customer with itself")
-    (type_a, entity_a), (type_b, entity_b) = entity_of(config, a), entity_of(config, b)
+    first, second = (canonical_record(config, r) for r in records)
+    if first == second:
+        raise InputError(f"{first}: a record is always one customer with itself")
+    (type_a, entity_a), (type_b, entity_b) = entity_of(config, first), entity_of(config, second)
     if type_a != type_b:
-        raise InputError(f"{a} is a {type_a} record and {b} a {type_b} record: only records of one type link")
+        raise InputError(
+            f"{first} is a {type_a} record and {second} a {type_b} record: only records of one type link"
+        )
     known = warehouse.graph.nodes_with_ids([entity_a, entity_b])
-    for record, entity in ((a, entity_a), (b, entity_b)):
+    for record, entity in ((first, entity_a), (second, entity_b)):
         if entity not in known:
             raise InputError(f"{record}: no such record in the graph")
-    if action == "undo" and not any(
-        (r.record_a, r.record_b) == (a, b) for r in rules_in_force(config, read_decisions(path))
-    ):
-        raise InputError(f"no decision about {a} and {b} is in force: nothing to undo")
-    decision = decision_now(action, a, b, note)
-    append_decision(path, decision)
+    in_force = rules_in_force(config, read_decisions(path))
+    pair = tuple(sorted((first, second)))
+    partners = [second]
+    if action == "undo":
+        mine = [r for r in in_force if (r.record_a, r.record_b) == pair]
+        if not mine:
+            raise InputError(f"no decision about {first} and {second} is in force: nothing to undo")
+        stamp = mine[0].decided_at
+        partners = sorted(
+            {
+                r.record_b if r.record_a == first else r.record_a
+                for r in in_force
+                if r.decided_at == stamp and first in (r.record_a, r.record_b)
+            }
+            | {second}
+        )
+    elif action == "unlink":
+        others = {canonical_record(config, r) for r in customer_of_second or []}
+        partners = sorted((others | {second}) - {first})
+    decision = decision_now(action, first, second, note)
+    touched = {entity_a, entity_b}
+    for partner in partners:
+        append_decision(path, Decision(action, first, partner, decision.decided_at, note))
+        touched.add(entity_of(config, partner)[1])
     settings = warehouse_identity(warehouse, type_a)
     counts: dict[str, int] = {}
     if settings is not None:
-        counts = relink(engine, warehouse.graph, settings, [entity_a, entity_b], {"aag.identity": action})
+        counts = relink(engine, warehouse.graph, settings, sorted(touched), {"aag.identity": action})
     return {
         "action": action,
-        "records": [a, b],
+        "records": [first, second],
+        "pairs": [[first, p] for p in partners],
         "decided_at": decision.decided_at,
         "note": note,
         "identity": counts,

@@ -27,7 +27,7 @@ from aag.ids import record_key, value_node_id
 from aag.model import ERASURES
 from aag.monitoring import MonitorReport, checks_sql
 from aag.normalize import InvalidValueError, normalise
-from aag.overrides import Action, read_decisions, rules_in_force
+from aag.overrides import Action, parse_record, read_decisions, rules_in_force
 from aag.pipeline import BatchReport, FileProgress, ingest_file
 from aag.relink import decide, warehouse_overrides
 from aag.resolution import (
@@ -273,6 +273,21 @@ class AagService:
         result.identity = self.identity_decisions(self.members(survivor))
         return result
 
+    def _record_customer(self, record: str) -> str:
+        """Customer id of a ``SOURCE:OBJECT:ID`` record (NotFoundError when not in the graph)."""
+        system, _, record_id = parse_record(self.warehouse.config, record)
+        return self.find_customer(system, record_id)
+
+    def records_of(self, customer_id: str) -> list[str]:
+        """``SOURCE:OBJECT:ID`` of every record of a customer."""
+        members = self.members(customer_id)
+        edges = self._edges_of(*members).to_pylist()
+        targets = [
+            str(e["target_node_id"]) for e in edges if e["rel_type"] == SOURCE_RECORD_REL and e["is_current"]
+        ]
+        nodes = self._nodes_by_id(targets)
+        return sorted(str(v) for v in nodes.column("value").to_pylist())
+
     def identity_decisions(self, entity_ids: list[str] | None = None) -> list[str]:
         """Operator decisions in force (about any of these records, if given), as sentences."""
         path = warehouse_overrides(self.warehouse)
@@ -280,11 +295,7 @@ class AagService:
             return []
         rules = rules_in_force(self.warehouse.config, read_decisions(path))
         wanted = set(entity_ids) if entity_ids is not None else None
-        return [
-            r.sentence()
-            for r in rules
-            if wanted is None or r.entity_a in wanted or r.entity_b in wanted
-        ]
+        return [r.sentence() for r in rules if wanted is None or r.entity_a in wanted or r.entity_b in wanted]
 
     def decide_identity(self, action: Action, records: list[str], note: str = "") -> dict[str, Any]:
         """Keep two records apart (``unlink``), join them (``link``) or ``undo`` either.
@@ -293,11 +304,12 @@ class AagService:
         the two records' clusters are recomputed at once. See :func:`aag.relink.decide`.
         """
         self.warehouse.require()
+        customer: list[str] = []
+        if action == "unlink" and len(records) == 2:
+            customer = self.records_of(self._record_customer(records[1]))
         with self.warehouse.writer_lock():
-            result = decide(self.warehouse, self.engine, action, records, note)
-        result["customers"] = {
-            record: self.find_customer(*record.split(":", 2)[::2]) for record in result["records"]
-        }
+            result = decide(self.warehouse, self.engine, action, records, note, customer)
+        result["customers"] = {record: self._record_customer(record) for record in result["records"]}
         return result
 
     def attribute_spec(self, attribute: str) -> tuple[str, str, str]:
