@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -118,6 +120,80 @@ def test_errors_are_one_line_with_nonzero_exit(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error:"), (args, result.stderr)
         assert "Traceback" not in result.stderr
     assert not (Path(wh) / "bronze").exists()
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The single line a failed command prints: non-zero exit, no traceback, no 'internal error'."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_export_to_a_folder_says_it_is_a_folder(tmp_path):
+    wh = str(tmp_path / "wh")
+    assert run("init", "--warehouse", wh).returncode == 0
+    folder = tmp_path / "out"
+    folder.mkdir()
+    line = one_error_line(run("export", "nodes", "--format", "csv", "--out", str(folder), "--warehouse", wh))
+    assert f"{folder} is a folder" in line and "File exists" not in line, line
+    assert list(folder.iterdir()) == []
+
+
+def test_ingest_of_a_folder_says_it_is_a_folder(tmp_path):
+    wh = str(tmp_path / "wh")
+    assert run("init", "--warehouse", wh).returncode == 0
+    (tmp_path / "in").mkdir()
+    line = one_error_line(run("ingest", "salesforce", "Contact", str(tmp_path / "in"), "--warehouse", wh))
+    assert f"{tmp_path / 'in'} is a folder" in line and "no such file" not in line, line
+    assert not (Path(wh) / "bronze").exists()
+
+
+def test_init_on_a_file_says_the_warehouse_is_a_file(tmp_path):
+    path = tmp_path / "wh"
+    path.write_text("not a warehouse\n")
+    line = one_error_line(run("init", "--warehouse", str(path)))
+    assert line == f"error: the warehouse {path} is a file, not a folder", line
+    below = one_error_line(run("init", "--warehouse", str(path / "sub")))
+    assert line != below and f"{path} is a file" in below, below
+    assert path.read_text() == "not a warehouse\n"
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """``folder`` read-only for real: a read-only bind mount as root, else no write permission."""
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
+        try:
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+            yield
+        finally:
+            subprocess.run(["umount", str(folder)], check=True)
+        return
+    paths = [folder, *folder.rglob("*")]
+    modes = {p: p.stat().st_mode for p in paths}
+    for p in paths:
+        p.chmod(modes[p] & ~0o222)
+    try:
+        yield
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+
+
+def test_keys_on_a_read_only_warehouse_name_the_keys_file(tmp_path):
+    wh = tmp_path / "wh"
+    assert run("init", "--warehouse", str(wh)).returncode == 0
+    assert run("keys", "add", "first", "--warehouse", str(wh)).returncode == 0
+    keys = wh / "config" / "api_keys.csv"
+    before = keys.read_text()
+    with read_only(wh):
+        for args in (("add", "second"), ("revoke", "first")):
+            line = one_error_line(run("keys", *args, "--warehouse", str(wh)))
+            assert f"cannot write the API keys file {keys}" in line, line
+            assert "Read-only file system" in line or "Permission denied" in line, line
+    assert keys.read_text() == before
 
 
 @pytest.mark.spark

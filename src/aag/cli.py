@@ -7,6 +7,8 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aag.errors import AagError
+from aag.errors import AagError, InputError, WarehouseError
 from aag.gold import GOLD_MODELS
 from aag.pipeline import STEPS, FileProgress
 from aag.service import EXPORT_FORMATS, AagService
@@ -39,7 +41,19 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _service(warehouse: str | None) -> AagService:
-    return AagService(warehouse, engine=os.environ.get("AAG_ENGINE", "local"))
+    svc = AagService(warehouse, engine=os.environ.get("AAG_ENGINE", "local"))
+    if svc.warehouse.local:
+        # A file where the warehouse folder (or one of its parents) should be: name it,
+        # rather than let the first write fail with "File exists" or "Not a directory".
+        folder = Path(svc.warehouse.uri)
+        for path in (folder, *folder.parents):
+            if path.exists():
+                if path == folder and not path.is_dir():
+                    raise WarehouseError(f"the warehouse {folder} is a file, not a folder")
+                if not path.is_dir():
+                    raise WarehouseError(f"cannot create the warehouse {folder}: {path} is a file")
+                break
+    return svc
 
 
 def _json_default(value: Any) -> Any:
@@ -330,6 +344,8 @@ def export(
     """Write a model to a Parquet, CSV or JSON Lines file."""
     svc = _service(warehouse)
     target = out_path or Path(f"{model}.{fmt}")
+    if target.is_dir():
+        raise InputError(f"--out {target} is a folder; give a file name, e.g. {target / f'{model}.{fmt}'}")
     rows = svc.export(model, fmt, target)
     out.print(f"wrote {rows} row(s) of {model} to {target}")
     if model in GOLD_MODELS and svc.gold_is_stale():
@@ -531,6 +547,15 @@ def _keys_file(warehouse: str | None) -> Path:
     return folder / KEYS_FILE
 
 
+@contextmanager
+def _writing_keys(path: Path) -> Iterator[None]:
+    """Turn a failed write of the keys file (read-only warehouse, full disk) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise WarehouseError(f"cannot write the API keys file {path}: {exc.strerror or exc}") from exc
+
+
 @keys_app.command("add")
 def keys_add(
     name: Annotated[str, typer.Argument(help="A name for the key (shown in logs and erasure records)")],
@@ -540,7 +565,9 @@ def keys_add(
     """Create an API key; it is printed once and only its hash is stored."""
     from aag.serving.keys import add_key, parse_scopes
 
-    key = add_key(_keys_file(warehouse), name, parse_scopes(scopes))
+    path = _keys_file(warehouse)
+    with _writing_keys(path):
+        key = add_key(path, name, parse_scopes(scopes))
     out.print(key)
 
 
@@ -561,7 +588,9 @@ def keys_revoke(name: str, warehouse: Warehouse = None) -> None:
     """Remove a key (the running server stops accepting it at its next request)."""
     from aag.serving.keys import revoke_key
 
-    revoke_key(_keys_file(warehouse), name)
+    path = _keys_file(warehouse)
+    with _writing_keys(path):
+        revoke_key(path, name)
     out.print(f"revoked {name}")
 
 
