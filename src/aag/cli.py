@@ -70,6 +70,8 @@ def _fmt(value: Any) -> str:
         return value.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, float):
         return f"{value:.1%}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
     return str(value)
 
 
@@ -391,18 +393,63 @@ def monitor(warehouse: Warehouse = None, as_json: AsJson = False) -> None:
         return
     out.print(f"checked at {_fmt(report.checked_at)}")
     sections = (
-        ("freshness per source", report.freshness),
-        ("open conflicts (customers whose current values disagree, by source pair)", report.conflicts),
-        ("completeness (share of customers holding the attribute)", report.completeness),
-        ("quarantine", report.quarantine),
+        (
+            "freshness per source",
+            ["source_system", "last_event", "last_landing", "batches", "rows_landed"],
+            _freshness_rows(report.freshness.to_pylist()),
+        ),
+        (
+            "open conflicts (customers whose current values disagree, by source pair)",
+            report.conflicts.column_names,
+            report.conflicts.to_pylist(),
+        ),
+        (
+            "completeness (share of customers holding the attribute)",
+            report.completeness.column_names,
+            report.completeness.to_pylist(),
+        ),
+        ("quarantine", report.quarantine.column_names, report.quarantine.to_pylist()),
     )
-    for title, data in sections:
-        table = Table(*data.column_names, title=title)
-        for row in data.to_pylist():
-            table.add_row(*(_duration(v) if k.endswith("_seconds") else _fmt(v) for k, v in row.items()))
-        if not data.num_rows:
-            table.add_row(*(["—"] + [""] * (len(data.column_names) - 1)))
+    for title, names, rows in sections:
+        table = Table(title=title)
+        for name in names:
+            table.add_column(_HEADERS.get(name, name), justify="right" if name in _NUMERIC else "left")
+        for row in rows:
+            table.add_row(*(_fmt(row[name]) for name in names))
+        if not rows:
+            table.add_row(*(["—"] + [""] * (len(names) - 1)))
         out.print(table)
+
+
+# Short headers, so that every monitor table fits 80 columns (``--json`` keeps the names).
+_HEADERS = {
+    "source_system": "source",
+    "source_object": "object",
+    "last_event": "last event",
+    "last_landing": "last landing",
+    "rows_landed": "rows landed",
+    "source_a": "source a",
+    "source_b": "source b",
+    "of_customers": "of",
+    "latest_at": "latest",
+}
+_NUMERIC = {"batches", "rows_landed", "customers", "of_customers", "share", "entries"}
+
+
+def _freshness_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each time with its lag below it in one cell: seven columns would not fit 80."""
+
+    def when(at: Any, lag: Any) -> str:
+        return f"{_fmt(at)}\n{_duration(lag)} ago" if at is not None else ""
+
+    return [
+        {
+            **row,
+            "last_event": when(row["latest_event_at"], row["event_lag_seconds"]),
+            "last_landing": when(row["latest_landing_at"], row["landing_lag_seconds"]),
+        }
+        for row in rows
+    ]
 
 
 @app.command()
