@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -82,6 +83,24 @@ def _duration(seconds: Any) -> str:
     return f"{days}d {rest // 3600}h" if days else f"{rest // 3600}h {rest % 3600 // 60}m"
 
 
+class _Log:
+    """Progress as plain lines on stderr, for when stderr is not a terminal.
+
+    Piped or redirected (CI, cron, ``| tee``), a live bar draws nothing and stdout is
+    buffered until the end: a long command would look hung. There, each step prints one
+    line with the time since the command started; on a terminal the bar does the job.
+    """
+
+    def __init__(self) -> None:
+        self.on = not err.is_terminal
+        self.started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.on:
+            sys.stderr.write(f"[{time.perf_counter() - self.started:7.1f}s] {message}\n")
+            sys.stderr.flush()
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n")
 
@@ -124,6 +143,7 @@ def ingest(
     """Land and process files (one batch each, in the order given)."""
     svc = _service(warehouse)
     reports = []
+    log = _Log()
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -132,7 +152,7 @@ def ingest(
         TimeElapsedColumn(),
         console=err,
         transient=True,
-        disable=as_json,
+        disable=as_json or log.on,
     ) as progress:
         # One bar for the file being ingested: bytes (JSON Lines) or rows (CSV, Parquet) of
         # the file, the chunk and step it is in, and the rows landed so far.
@@ -148,6 +168,7 @@ def ingest(
             if current["path"] != path:
                 current.update(path=path, index=current["index"] + 1, chunk=0, step="hashing", done=0)
                 progress.reset(task, total=None, position="")
+                log(f"{describe()} ({_size(path.stat().st_size)})")
 
         def step(path: Path, name: str) -> None:
             enter(path)
@@ -155,6 +176,7 @@ def ingest(
                 current["chunk"] = current.get("done", 0) + 1
             current["step"] = name
             progress.update(task, description=describe())
+            log(describe())
 
         def moved(path: Path, where: FileProgress) -> None:
             enter(path)
@@ -165,6 +187,7 @@ def ingest(
             if where.chunk:
                 current["done"] = where.chunk
                 position += f" · {where.rows:,} rows landed"
+                log(f"[{current['index']}/{len(files)}] {path.name}: chunk {where.chunk} done, {position}")
             progress.update(
                 task,
                 completed=where.done,
@@ -175,6 +198,11 @@ def ingest(
 
         def done(report: Any) -> None:
             reports.append(report)
+            log(
+                f"[{current['index']}/{len(files)}] {Path(report.file).name}: {report.status}, "
+                f"{report.rows_landed:,} rows landed, {report.rows_quarantined:,} quarantined "
+                f"[{report.seconds:.1f}s]"
+            )
             if not as_json:
                 suppressed = (
                     f"{report.rows_suppressed} suppressed (erased records), "
@@ -186,7 +214,8 @@ def ingest(
                     f"landed, {report.rows_quarantined} quarantined, {suppressed}"
                     f"{report.fields_rejected} field(s) rejected, {report.field_events} field "
                     f"events, {report.edge_versions_written} new edge version(s) "
-                    f"[{report.seconds:.2f}s]"
+                    f"[{report.seconds:.2f}s]",
+                    soft_wrap=True,
                 )
 
         svc.ingest(source, obj, files, on_file=done, on_step=step, on_progress=moved, chunk_rows=chunk_rows)
@@ -294,21 +323,17 @@ def build(
 ) -> None:
     """(Re)build the gold tables: the dbt project on the local target, then Parquet exports."""
     svc = _service(warehouse)
+    log = _Log()
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[position]}"),
         TimeElapsedColumn(),
         console=err,
         transient=True,
-        disable=as_json,
+        disable=as_json or log.on,
     ) as progress:
-        task = progress.add_task("dbt build: parsing the project", total=None)
-
-        def on_node(name: str, status: str, total: int) -> None:
-            progress.update(task, advance=1, total=total or None, description=f"dbt build: {name} {status}")
-
-        report = svc.build(on_node, full_refresh=full_refresh)
+        report = svc.build(_build_progress(progress, log), full_refresh=full_refresh)
     if as_json:
         _print_json(report.as_dict())
         return
@@ -328,6 +353,30 @@ def build(
     for name, rows in report.models.items():
         out.print(f"  {name:<22} {rows:>10} rows  {name}.parquet", soft_wrap=True)
     out.print(f"  all of them (and silver views) in {Path(report.duckdb_file).name}", soft_wrap=True)
+
+
+def _build_progress(progress: Progress, log: _Log) -> Any:
+    """The ``on_node`` callback of a build: the bar (or log lines) per finished dbt node.
+
+    dbt names the node count only once it has parsed the project: until then the bar
+    says so and shows no count.
+    """
+    log("dbt build: parsing the project")
+    task = progress.add_task("dbt build: parsing the project", total=None, position="")
+    finished = [0]
+
+    def on_node(name: str, status: str, total: int) -> None:
+        finished[0] += 1
+        position = f"{finished[0]}/{total}" if total else f"{finished[0]}"
+        progress.update(
+            task, advance=1, total=total or None, position=position, description=f"dbt build: {name} {status}"
+        )
+        log(f"dbt build: [{position}] {name} {status}")
+        if total and finished[0] == total:
+            progress.update(task, description="writing the gold Parquet files")
+            log("writing the gold Parquet files")
+
+    return on_node
 
 
 @app.command()
@@ -471,6 +520,7 @@ def demo(
     from aag.demo import DEMO_CONTACT, record_level_view, run_world, write_demo_files
 
     location = warehouse or os.environ.get("AAG_WAREHOUSE") or tempfile.mkdtemp(prefix="aag-demo-")
+    log = _Log()
     svc = _service(location)
     svc.init()
     inputs = (
@@ -481,6 +531,7 @@ def demo(
     for batch, path in write_demo_files(inputs):
         if not as_json:
             out.print(f"[dim]{batch.story}[/dim]")
+        log(f"seed case: ingesting {batch.source_system}.{batch.source_object} {path.name}")
         svc.ingest(batch.source_system, batch.source_object, [path])
     customer = svc.find_customer("salesforce", DEMO_CONTACT)
     profile_data = svc.profile(customer, 2)
@@ -502,17 +553,26 @@ def demo(
             TimeElapsedColumn(),
             console=err,
             transient=True,
-            disable=as_json,
+            disable=as_json or log.on,
         ) as progress:
             task = progress.add_task("generating the world", total=None)
+            log(f"generating the five-source world: {people:,} people")
 
             def on_file(system: str, obj: str, path: Path) -> None:
                 progress.update(task, description=f"{path.parent.name}: ingesting {system}.{obj}")
 
-            world_score, _ = run_world(svc, inputs / "world", people, on_file)
-        if svc.warehouse.local:
-            progress.update(task, description="building gold (dbt)")
-            svc.build()
+            def on_report(report: Any) -> None:
+                path = Path(report.file)
+                log(
+                    f"{path.parent.name}: {path.name} {report.status}, {report.rows_landed:,} rows landed, "
+                    f"{report.rows_quarantined:,} quarantined [{report.seconds:.1f}s]"
+                )
+
+            world_score, _ = run_world(svc, inputs / "world", people, on_file, on_report)
+            log("scored the profiles against the generator's truth")
+            if svc.warehouse.local:
+                progress.remove_task(task)
+                svc.build(_build_progress(progress, log))
     explorer = _explorer_link(svc, customer) if svc.warehouse.local else None
     if as_json:
         _print_json(
@@ -558,7 +618,10 @@ def demo(
 
 def _program() -> str:
     """How to call aag again: ``make demo`` runs .venv/bin/aag, which is not on PATH."""
-    return "aag" if shutil.which("aag") else sys.argv[0]
+    if shutil.which("aag"):
+        return "aag"
+    # ``python -m aag`` sets argv[0] to the package's __main__.py, which is no command.
+    return f"{sys.executable} -m aag" if sys.argv[0].endswith("__main__.py") else sys.argv[0]
 
 
 def _explorer_link(svc: AagService, customer: str) -> dict[str, str]:
