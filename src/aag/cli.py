@@ -323,6 +323,7 @@ def build(
 ) -> None:
     """(Re)build the gold tables: the dbt project on the local target, then Parquet exports."""
     svc = _service(warehouse)
+    svc.warehouse.require()  # before the first progress line: a missing warehouse is the one line
     log = _Log()
     with Progress(
         TextColumn("{task.description}"),
