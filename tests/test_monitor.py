@@ -79,6 +79,32 @@ def test_cli_monitor_json(svc):
     assert data["conflicts"][0]["attribute"] == "phone"
 
 
+def test_cli_monitor_tables_are_readable_at_80_columns(svc):
+    """Piped, as in a cron mail: every header whole, every line within 80 columns."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "aag.cli", "monitor", "--warehouse", svc.warehouse.uri],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, done.stdout
+    assert "…" not in done.stdout, done.stdout
+    headers = [line for line in lines if line.startswith("┃")]
+    assert [h.replace("┃", " ").split() for h in headers[:1]] == [
+        ["source", "last", "event", "last", "landing", "batches", "rows", "landed"]
+    ], done.stdout
+    # Each source on one row: its times and their lags in full.
+    row = next(i for i, line in enumerate(lines) if line.startswith("│ salesforce "))
+    assert "2026-01-02 00:00" in lines[row] and " ago " in lines[row + 1], done.stdout
+
+
 def test_databricks_files_are_the_generated_sql():
     for name, sql in databricks_sql().items():
         text = (ROOT / "databricks" / "monitoring" / f"{name}.sql").read_text(encoding="utf-8")

@@ -7,6 +7,9 @@ import os
 import shutil
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aag.errors import AagError
+from aag.errors import AagError, InputError, WarehouseError
 from aag.gold import GOLD_MODELS
 from aag.pipeline import STEPS, FileProgress
 from aag.service import EXPORT_FORMATS, AagService
@@ -39,7 +42,19 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _service(warehouse: str | None) -> AagService:
-    return AagService(warehouse, engine=os.environ.get("AAG_ENGINE", "local"))
+    svc = AagService(warehouse, engine=os.environ.get("AAG_ENGINE", "local"))
+    if svc.warehouse.local:
+        # A file where the warehouse folder (or one of its parents) should be: name it,
+        # rather than let the first write fail with "File exists" or "Not a directory".
+        folder = Path(svc.warehouse.uri)
+        for path in (folder, *folder.parents):
+            if path.exists():
+                if path == folder and not path.is_dir():
+                    raise WarehouseError(f"the warehouse {folder} is a file, not a folder")
+                if not path.is_dir():
+                    raise WarehouseError(f"cannot create the warehouse {folder}: {path} is a file")
+                break
+    return svc
 
 
 def _json_default(value: Any) -> Any:
@@ -56,6 +71,8 @@ def _fmt(value: Any) -> str:
         return value.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, float):
         return f"{value:.1%}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
     return str(value)
 
 
@@ -64,6 +81,24 @@ def _duration(seconds: Any) -> str:
         return ""
     days, rest = divmod(int(seconds), 86400)
     return f"{days}d {rest // 3600}h" if days else f"{rest // 3600}h {rest % 3600 // 60}m"
+
+
+class _Log:
+    """Progress as plain lines on stderr, for when stderr is not a terminal.
+
+    Piped or redirected (CI, cron, ``| tee``), a live bar draws nothing and stdout is
+    buffered until the end: a long command would look hung. There, each step prints one
+    line with the time since the command started; on a terminal the bar does the job.
+    """
+
+    def __init__(self) -> None:
+        self.on = not err.is_terminal
+        self.started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.on:
+            sys.stderr.write(f"[{time.perf_counter() - self.started:7.1f}s] {message}\n")
+            sys.stderr.flush()
 
 
 def _print_json(data: Any) -> None:
@@ -108,6 +143,7 @@ def ingest(
     """Land and process files (one batch each, in the order given)."""
     svc = _service(warehouse)
     reports = []
+    log = _Log()
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -116,7 +152,7 @@ def ingest(
         TimeElapsedColumn(),
         console=err,
         transient=True,
-        disable=as_json,
+        disable=as_json or log.on,
     ) as progress:
         # One bar for the file being ingested: bytes (JSON Lines) or rows (CSV, Parquet) of
         # the file, the chunk and step it is in, and the rows landed so far.
@@ -132,6 +168,7 @@ def ingest(
             if current["path"] != path:
                 current.update(path=path, index=current["index"] + 1, chunk=0, step="hashing", done=0)
                 progress.reset(task, total=None, position="")
+                log(f"{describe()} ({_size(path.stat().st_size)})")
 
         def step(path: Path, name: str) -> None:
             enter(path)
@@ -139,6 +176,7 @@ def ingest(
                 current["chunk"] = current.get("done", 0) + 1
             current["step"] = name
             progress.update(task, description=describe())
+            log(describe())
 
         def moved(path: Path, where: FileProgress) -> None:
             enter(path)
@@ -149,6 +187,7 @@ def ingest(
             if where.chunk:
                 current["done"] = where.chunk
                 position += f" · {where.rows:,} rows landed"
+                log(f"[{current['index']}/{len(files)}] {path.name}: chunk {where.chunk} done, {position}")
             progress.update(
                 task,
                 completed=where.done,
@@ -159,6 +198,11 @@ def ingest(
 
         def done(report: Any) -> None:
             reports.append(report)
+            log(
+                f"[{current['index']}/{len(files)}] {Path(report.file).name}: {report.status}, "
+                f"{report.rows_landed:,} rows landed, {report.rows_quarantined:,} quarantined "
+                f"[{report.seconds:.1f}s]"
+            )
             if not as_json:
                 suppressed = (
                     f"{report.rows_suppressed} suppressed (erased records), "
@@ -170,7 +214,8 @@ def ingest(
                     f"landed, {report.rows_quarantined} quarantined, {suppressed}"
                     f"{report.fields_rejected} field(s) rejected, {report.field_events} field "
                     f"events, {report.edge_versions_written} new edge version(s) "
-                    f"[{report.seconds:.2f}s]"
+                    f"[{report.seconds:.2f}s]",
+                    soft_wrap=True,
                 )
 
         svc.ingest(source, obj, files, on_file=done, on_step=step, on_progress=moved, chunk_rows=chunk_rows)
@@ -280,21 +325,18 @@ def build(
 ) -> None:
     """(Re)build the gold tables: the dbt project on the local target, then Parquet exports."""
     svc = _service(warehouse)
+    svc.warehouse.require()  # before the first progress line: a missing warehouse is the one line
+    log = _Log()
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[position]}"),
         TimeElapsedColumn(),
         console=err,
         transient=True,
-        disable=as_json,
+        disable=as_json or log.on,
     ) as progress:
-        task = progress.add_task("dbt build: parsing the project", total=None)
-
-        def on_node(name: str, status: str, total: int) -> None:
-            progress.update(task, advance=1, total=total or None, description=f"dbt build: {name} {status}")
-
-        report = svc.build(on_node, full_refresh=full_refresh)
+        report = svc.build(_build_progress(progress, log), full_refresh=full_refresh)
     if as_json:
         _print_json(report.as_dict())
         return
@@ -316,6 +358,30 @@ def build(
     out.print(f"  all of them (and silver views) in {Path(report.duckdb_file).name}", soft_wrap=True)
 
 
+def _build_progress(progress: Progress, log: _Log) -> Any:
+    """The ``on_node`` callback of a build: the bar (or log lines) per finished dbt node.
+
+    dbt names the node count only once it has parsed the project: until then the bar
+    says so and shows no count.
+    """
+    log("dbt build: parsing the project")
+    task = progress.add_task("dbt build: parsing the project", total=None, position="")
+    finished = [0]
+
+    def on_node(name: str, status: str, total: int) -> None:
+        finished[0] += 1
+        position = f"{finished[0]}/{total}" if total else f"{finished[0]}"
+        progress.update(
+            task, advance=1, total=total or None, position=position, description=f"dbt build: {name} {status}"
+        )
+        log(f"dbt build: [{position}] {name} {status}")
+        if total and finished[0] == total:
+            progress.update(task, description="writing the gold Parquet files")
+            log("writing the gold Parquet files")
+
+    return on_node
+
+
 @app.command()
 def export(
     model: Annotated[
@@ -332,6 +398,8 @@ def export(
     """Write a model to a Parquet, CSV or JSON Lines file."""
     svc = _service(warehouse)
     target = out_path or Path(f"{model}.{fmt}")
+    if target.is_dir():
+        raise InputError(f"--out {target} is a folder; give a file name, e.g. {target / f'{model}.{fmt}'}")
     rows = svc.export(model, fmt, target)
     out.print(f"wrote {rows} row(s) of {model} to {target}")
     if model in GOLD_MODELS and svc.gold_is_stale():
@@ -377,18 +445,63 @@ def monitor(warehouse: Warehouse = None, as_json: AsJson = False) -> None:
         return
     out.print(f"checked at {_fmt(report.checked_at)}")
     sections = (
-        ("freshness per source", report.freshness),
-        ("open conflicts (customers whose current values disagree, by source pair)", report.conflicts),
-        ("completeness (share of customers holding the attribute)", report.completeness),
-        ("quarantine", report.quarantine),
+        (
+            "freshness per source",
+            ["source_system", "last_event", "last_landing", "batches", "rows_landed"],
+            _freshness_rows(report.freshness.to_pylist()),
+        ),
+        (
+            "open conflicts (customers whose current values disagree, by source pair)",
+            report.conflicts.column_names,
+            report.conflicts.to_pylist(),
+        ),
+        (
+            "completeness (share of customers holding the attribute)",
+            report.completeness.column_names,
+            report.completeness.to_pylist(),
+        ),
+        ("quarantine", report.quarantine.column_names, report.quarantine.to_pylist()),
     )
-    for title, data in sections:
-        table = Table(*data.column_names, title=title)
-        for row in data.to_pylist():
-            table.add_row(*(_duration(v) if k.endswith("_seconds") else _fmt(v) for k, v in row.items()))
-        if not data.num_rows:
-            table.add_row(*(["—"] + [""] * (len(data.column_names) - 1)))
+    for title, names, rows in sections:
+        table = Table(title=title)
+        for name in names:
+            table.add_column(_HEADERS.get(name, name), justify="right" if name in _NUMERIC else "left")
+        for row in rows:
+            table.add_row(*(_fmt(row[name]) for name in names))
+        if not rows:
+            table.add_row(*(["—"] + [""] * (len(names) - 1)))
         out.print(table)
+
+
+# Short headers, so that every monitor table fits 80 columns (``--json`` keeps the names).
+_HEADERS = {
+    "source_system": "source",
+    "source_object": "object",
+    "last_event": "last event",
+    "last_landing": "last landing",
+    "rows_landed": "rows landed",
+    "source_a": "source a",
+    "source_b": "source b",
+    "of_customers": "of",
+    "latest_at": "latest",
+}
+_NUMERIC = {"batches", "rows_landed", "customers", "of_customers", "share", "entries"}
+
+
+def _freshness_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each time with its lag below it in one cell: seven columns would not fit 80."""
+
+    def when(at: Any, lag: Any) -> str:
+        return f"{_fmt(at)}\n{_duration(lag)} ago" if at is not None else ""
+
+    return [
+        {
+            **row,
+            "last_event": when(row["latest_event_at"], row["event_lag_seconds"]),
+            "last_landing": when(row["latest_landing_at"], row["landing_lag_seconds"]),
+        }
+        for row in rows
+    ]
 
 
 @app.command()
@@ -410,6 +523,7 @@ def demo(
     from aag.demo import DEMO_CONTACT, record_level_view, run_world, write_demo_files
 
     location = warehouse or os.environ.get("AAG_WAREHOUSE") or tempfile.mkdtemp(prefix="aag-demo-")
+    log = _Log()
     svc = _service(location)
     svc.init()
     inputs = (
@@ -420,6 +534,7 @@ def demo(
     for batch, path in write_demo_files(inputs):
         if not as_json:
             out.print(f"[dim]{batch.story}[/dim]")
+        log(f"seed case: ingesting {batch.source_system}.{batch.source_object} {path.name}")
         svc.ingest(batch.source_system, batch.source_object, [path])
     customer = svc.find_customer("salesforce", DEMO_CONTACT)
     profile_data = svc.profile(customer, 2)
@@ -441,17 +556,26 @@ def demo(
             TimeElapsedColumn(),
             console=err,
             transient=True,
-            disable=as_json,
+            disable=as_json or log.on,
         ) as progress:
             task = progress.add_task("generating the world", total=None)
+            log(f"generating the five-source world: {people:,} people")
 
             def on_file(system: str, obj: str, path: Path) -> None:
                 progress.update(task, description=f"{path.parent.name}: ingesting {system}.{obj}")
 
-            world_score, _ = run_world(svc, inputs / "world", people, on_file)
-        if svc.warehouse.local:
-            progress.update(task, description="building gold (dbt)")
-            svc.build()
+            def on_report(report: Any) -> None:
+                path = Path(report.file)
+                log(
+                    f"{path.parent.name}: {path.name} {report.status}, {report.rows_landed:,} rows landed, "
+                    f"{report.rows_quarantined:,} quarantined [{report.seconds:.1f}s]"
+                )
+
+            world_score, _ = run_world(svc, inputs / "world", people, on_file, on_report)
+            log("scored the profiles against the generator's truth")
+            if svc.warehouse.local:
+                progress.remove_task(task)
+                svc.build(_build_progress(progress, log))
     explorer = _explorer_link(svc, customer) if svc.warehouse.local else None
     if as_json:
         _print_json(
@@ -497,7 +621,10 @@ def demo(
 
 def _program() -> str:
     """How to call aag again: ``make demo`` runs .venv/bin/aag, which is not on PATH."""
-    return "aag" if shutil.which("aag") else sys.argv[0]
+    if shutil.which("aag"):
+        return "aag"
+    # ``python -m aag`` sets argv[0] to the package's __main__.py, which is no command.
+    return f"{sys.executable} -m aag" if sys.argv[0].endswith("__main__.py") else sys.argv[0]
 
 
 def _explorer_link(svc: AagService, customer: str) -> dict[str, str]:
@@ -587,6 +714,15 @@ def _keys_file(warehouse: str | None) -> Path:
     return folder / KEYS_FILE
 
 
+@contextmanager
+def _writing_keys(path: Path) -> Iterator[None]:
+    """Turn a failed write of the keys file (read-only warehouse, full disk) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise WarehouseError(f"cannot write the API keys file {path}: {exc.strerror or exc}") from exc
+
+
 @keys_app.command("add")
 def keys_add(
     name: Annotated[str, typer.Argument(help="A name for the key (shown in logs and erasure records)")],
@@ -596,7 +732,9 @@ def keys_add(
     """Create an API key; it is printed once and only its hash is stored."""
     from aag.serving.keys import add_key, parse_scopes
 
-    key = add_key(_keys_file(warehouse), name, parse_scopes(scopes))
+    path = _keys_file(warehouse)
+    with _writing_keys(path):
+        key = add_key(path, name, parse_scopes(scopes))
     out.print(key)
 
 
@@ -617,7 +755,9 @@ def keys_revoke(name: str, warehouse: Warehouse = None) -> None:
     """Remove a key (the running server stops accepting it at its next request)."""
     from aag.serving.keys import revoke_key
 
-    revoke_key(_keys_file(warehouse), name)
+    path = _keys_file(warehouse)
+    with _writing_keys(path):
+        revoke_key(path, name)
     out.print(f"revoked {name}")
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aag.world import Score, World, generate, score
 
 if TYPE_CHECKING:
+    from aag.pipeline import BatchReport
     from aag.service import AagService
 
 DEMO_CONTACT = "0035g00000DemoAAAR"
@@ -215,6 +216,7 @@ def run_world(
     folder: Path,
     people: int,
     on_file: Callable[[str, str, Path], None] | None = None,
+    on_report: Callable[[BatchReport], None] | None = None,
 ) -> tuple[Score, World]:
     """Generate the five-source world, ingest every round, and score both resolutions.
 
@@ -223,6 +225,7 @@ def run_world(
         folder: Where the generated files go.
         people: Number of real customers.
         on_file: Called before each file is ingested.
+        on_report: Called with each file's report once it is committed.
 
     Returns:
         The score (AAG's field-level profiles vs. latest-record-wins) and the world.
@@ -233,6 +236,8 @@ def run_world(
         if on_file:
             on_file(system, obj, path)
         for report in service.ingest(system, obj, [path]):
+            if on_report:
+                on_report(report)
             landed += report.rows_landed
             quarantined += report.rows_quarantined
     profiles = {str(row["customer_id"]): row for row in service.customer_profiles(1).to_pylist()}

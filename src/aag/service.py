@@ -106,6 +106,9 @@ class AagService:
         self.warehouse.require()
         self.warehouse.config.object(source_system, source_object)
         for path in files:
+            if Path(path).is_dir():
+                example = Path(path) / "*.jsonl"
+                raise InputError(f"{path} is a folder; give the files to ingest (e.g. {example})")
             if not Path(path).is_file():
                 raise InputError(f"{path}: no such file")
         reports = []

@@ -133,7 +133,8 @@ def test_a_file_that_cannot_be_read_is_rejected_whole_and_changes_nothing(svc, t
             # Readable after all (an empty file is a batch of zero rows): accounted for.
             assert "0 rows landed" in done.stdout or "committed" in done.stdout, (path.name, done.stdout)
             continue
-        err = done.stderr.strip()
+        # Piped, stamped progress lines ("[   0.1s] ...") may come first; the error is one line.
+        err = "\n".join(line for line in done.stderr.strip().splitlines() if not line.startswith("["))
         assert err.startswith("error:") and len(err.splitlines()) == 1, (path.name, err)
         assert "Traceback" not in done.stderr
         assert differences(before, snapshot(Path(svc.warehouse.uri))) == [], path.name
