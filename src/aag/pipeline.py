@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from aag.bronze import Chunk, file_sha256, read_chunks
+from aag.bronze import FORMATS, Chunk, file_format, file_sha256, read_chunks
 from aag.delta import now_utc
 from aag.engine.base import Engine
 from aag.errors import AagError
@@ -309,9 +309,37 @@ def suppress_erased(
     return kept.cast(rows.schema), rows.num_rows - kept.num_rows
 
 
-def batch_id_for(source_system: str, source_object: str, file_digest: str) -> str:
-    """Batch id: the same file content for the same object is the same batch."""
-    return hashlib.sha256(f"{source_system}/{source_object}/{file_digest}".encode()).hexdigest()[:32]
+def batch_id_for(source_system: str, source_object: str, file_digest: str, fmt: str | None = None) -> str:
+    """Batch id: the same file content, in the same format, for the same object is the same batch.
+
+    The format is part of the key because the same bytes mean different things to
+    different readers (an empty ``.jsonl`` is no empty ``.csv``; JSON text named
+    ``.parquet`` is no Parquet file): each file is judged by its own reader. Without
+    ``fmt`` it is the id ledgers written before the format was part of the key used.
+    """
+    key = (
+        f"{source_system}/{source_object}/{file_digest}"
+        if fmt is None
+        else (f"{source_system}/{source_object}/{fmt}/{file_digest}")
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def already_ingested(warehouse: Warehouse, batch_id: str, legacy_id: str, fmt: str) -> bool:
+    """Whether the ledger records this batch as committed.
+
+    A ledger row under the legacy id (content only, see :func:`batch_id_for`) counts only
+    when the file it recorded was of the same format, so old ledgers stay valid without
+    a migration and a same-bytes file of another format is still read.
+    """
+    if warehouse.committed_batches([batch_id]):
+        return True
+    if not warehouse.committed_batches([legacy_id]):
+        return False
+    found = warehouse.io.read(
+        warehouse.ledger_uri, "file_name", f"status = 'committed' AND batch_id = '{legacy_id}'"
+    )
+    return any(FORMATS.get(Path(str(name)).suffix.lower()) == fmt for name in found.column(0).to_pylist())
 
 
 #: The steps of one batch, in order (for progress reporting). A file read in chunks goes
@@ -388,8 +416,11 @@ def ingest_file(
     spec = config.object(source_system, source_object)
     size = path.stat().st_size if path.is_file() else 0
     digest = file_sha256(path, lambda done: progress(FileProgress(0, done, size, "bytes", 0)))
-    batch_id = batch_id_for(spec.source_system, spec.source_object, digest)
-    if warehouse.committed_batches([batch_id]):
+    fmt = file_format(path)
+    batch_id = batch_id_for(spec.source_system, spec.source_object, digest, fmt)
+    if already_ingested(
+        warehouse, batch_id, batch_id_for(spec.source_system, spec.source_object, digest), fmt
+    ):
         return BatchReport(file=str(path), batch_id=batch_id, status="already ingested")
     step(STEPS[0])
     extractor = extractor_for(spec, config)

@@ -3,6 +3,7 @@ that cannot be read changes nothing, and nothing crashes without a clear error."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -194,3 +195,50 @@ def test_a_csv_row_that_is_not_utf8_is_quarantined_with_its_bytes(svc, tmp_path,
     [row] = [q for q in svc.warehouse.quarantine().to_pylist() if q["batch_id"] == report.batch_id]
     assert "UTF-8" in row["reason"] and "0xFC" in row["reason"]
     assert "m\\xfcller@example.com" in json.loads(row["raw"])  # the original bytes, escaped
+
+
+def test_the_same_bytes_in_another_format_are_judged_by_their_own_reader(tmp_path):
+    svc = AagService(str(tmp_path / "wh"))
+    svc.init()
+    row = b'{"Id": "0035g00000SameBAAA", "LastModifiedDate": "2026-01-01T00:00:00Z"}\n'
+    (tmp_path / "same.jsonl").write_bytes(row)
+    (tmp_path / "same.parquet").write_bytes(row)
+    assert svc.ingest("salesforce", "Contact", [tmp_path / "same.jsonl"])[0].status == "committed"
+    # Not "already ingested": the Parquet reader sees these bytes and rejects them.
+    with pytest.raises(InputError, match="cannot read as Parquet"):
+        svc.ingest("salesforce", "Contact", [tmp_path / "same.parquet"])
+    # Two empty files of two formats are two batches; the same file again is one.
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    assert svc.ingest("salesforce", "Contact", [tmp_path / "empty.jsonl"])[0].status == "committed"
+    try:
+        status = svc.ingest("salesforce", "Contact", [tmp_path / "empty.csv"])[0].status
+    except InputError as exc:  # the CSV reader may refuse a file without a header
+        status = str(exc)
+    assert status != "already ingested"
+    assert svc.ingest("salesforce", "Contact", [tmp_path / "same.jsonl"])[0].status == "already ingested"
+
+
+def test_a_ledger_written_before_formats_were_keyed_still_counts_for_its_own_format(tmp_path):
+    from aag.pipeline import batch_id_for
+
+    svc = AagService(str(tmp_path / "wh"))
+    svc.init()
+    data = b'{"Id": "0035g00000LegacAAA", "LastModifiedDate": "2026-01-01T00:00:00Z"}\n'
+    (tmp_path / "old.jsonl").write_bytes(data)
+    (tmp_path / "old.parquet").write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    # The ledger row an older AAG wrote for old.jsonl: keyed on source, object and content.
+    svc.warehouse.record_batch(
+        {
+            "batch_id": batch_id_for("salesforce", "Contact", digest),
+            "source_system": "salesforce",
+            "source_object": "Contact",
+            "file_name": "old.jsonl",
+            "file_sha256": digest,
+            "status": "committed",
+        }
+    )
+    assert svc.ingest("salesforce", "Contact", [tmp_path / "old.jsonl"])[0].status == "already ingested"
+    with pytest.raises(InputError, match="cannot read as Parquet"):
+        svc.ingest("salesforce", "Contact", [tmp_path / "old.parquet"])
