@@ -165,6 +165,8 @@ def ingest(
                     if report.rows_suppressed
                     else ""
                 )
+                if report.rows_duplicate:
+                    suppressed += f"{report.rows_duplicate} re-sent (first call kept), "
                 out.print(
                     f"{Path(report.file).name}: {report.status} — {report.rows_landed} rows "
                     f"landed, {report.rows_quarantined} quarantined, {suppressed}"

@@ -43,6 +43,9 @@ class BatchReport:
     rows_unchanged: int = 0
     #: Rows of erased records: dropped before landing, stored nowhere (GDPR erasure holds).
     rows_suppressed: int = 0
+    #: Re-sent calls (a Segment message id seen before in the file or in a committed batch,
+    #: whatever they carry): landed, processed by dropping them, the first call wins.
+    rows_duplicate: int = 0
     rows_processed: int = 0
     rows_quarantined: int = 0
     fields_rejected: int = 0
@@ -309,6 +312,61 @@ def suppress_erased(
     return kept.cast(rows.schema), rows.num_rows - kept.num_rows
 
 
+def drop_resent(warehouse: Warehouse, extractor: Extractor, rows: pa.Table) -> tuple[pa.Table, int]:
+    """Drop the rows whose :attr:`~aag.sources.base.Extractor.first_wins_key` is stored already.
+
+    A call delivered twice must not change the profile, even when the second copy differs
+    (a client re-sending a message id with new content): the first call a committed batch
+    holds wins. Committed bronze rows are streamed, so memory does not grow with history.
+
+    Returns:
+        The rows to extract, and how many were dropped.
+    """
+    key = extractor.first_wins_key
+    spec = extractor.spec
+    uri = warehouse.bronze_uri(spec.source_system, spec.source_object)
+    if key is None or rows.num_rows == 0 or not warehouse.io.exists(uri):
+        return rows, 0
+    ledger = warehouse.io.read(
+        warehouse.ledger_uri,
+        "batch_id",
+        f"status = 'committed' AND source_system = '{spec.source_system}' "
+        f"AND source_object = '{spec.source_object}'",
+    )
+    committed = ", ".join(f"'{b}'" for b in ledger.column(0).to_pylist())
+    if not committed:
+        return rows, 0
+    # Rows without a record id were quarantined whole and changed nothing: not a first call.
+    stored = warehouse.io.reader(
+        uri, f"SELECT _raw FROM t WHERE _batch_id IN ({committed}) AND _record_id IS NOT NULL"
+    )
+    con = duck()
+    con.register("dr_rows", rows)
+    con.register("dr_stored", stored)
+    path = "'$.\"" + key.replace('"', '\\"').replace("'", "''") + "\"'"
+    column = '"' + key.replace('"', '""') + '"'
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE dr_keys AS "
+            f"SELECT DISTINCT trim({column}) AS k FROM dr_rows WHERE nullif(trim({column}), '') IS NOT NULL"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE dr_seen AS SELECT DISTINCT k FROM "
+            f"(SELECT trim(json_extract_string(_raw, {path})) AS k FROM dr_stored WHERE json_valid(_raw)) s "
+            "WHERE k IN (SELECT k FROM dr_keys)"
+        )
+        kept: pa.Table = con.sql(
+            f"SELECT * FROM dr_rows WHERE nullif(trim({column}), '') IS NULL "
+            f"OR trim({column}) NOT IN (SELECT k FROM dr_seen) ORDER BY _row_number"
+        ).to_arrow_table()
+    finally:
+        con.unregister("dr_rows")
+        con.unregister("dr_stored")
+        con.execute("DROP TABLE IF EXISTS dr_keys")
+        con.execute("DROP TABLE IF EXISTS dr_seen")
+    return kept.cast(rows.schema), rows.num_rows - kept.num_rows
+
+
 def batch_id_for(source_system: str, source_object: str, file_digest: str, fmt: str | None = None) -> str:
     """Batch id: the same file content, in the same format, for the same object is the same batch.
 
@@ -517,6 +575,8 @@ def _ingest_chunk(
     record_ids = pa.concat_tables(
         [extractor.record_ids(engine, fresh).cast(unchanged_ids.schema), unchanged_ids]
     )
+    # Re-sent calls land (bronze keeps what was received) but are not extracted.
+    fresh, resent = drop_resent(warehouse, extractor, fresh)
     # Bronze, quarantine and the graph are independent Delta tables. Bronze lands on a
     # second thread while the chunk is extracted and planned (delta-rs and DuckDB release
     # the GIL; phone parsing does not, so the landing fills that time). Every write is
@@ -558,12 +618,13 @@ def _ingest_chunk(
         if quarantined is not None:
             quarantined.result()
     rows_unchanged = unchanged_ids.num_rows
-    if extracted.rows_landed + rows_unchanged != rows_total:  # pragma: no cover
+    if extracted.rows_landed + rows_unchanged + resent != rows_total:  # pragma: no cover
         raise AagError(f"{path}: row accounting broken")
     totals.rows_landed += rows_total
     totals.rows_unchanged += rows_unchanged
     totals.rows_suppressed += suppressed
-    totals.rows_processed += extracted.rows_processed + rows_unchanged
+    totals.rows_processed += extracted.rows_processed + rows_unchanged + resent
+    totals.rows_duplicate += extracted.duplicates + resent
     totals.rows_quarantined += extracted.rows_quarantined
     totals.fields_rejected += extracted.fields_rejected
     totals.field_events += extracted.events
