@@ -773,13 +773,14 @@ def test_segment_repeated_message_ids_add_nothing(svc, ingest):
     log = svc.warehouse.graph.edge_events().num_rows
 
     # The same messages re-delivered in a later batch (not byte-identical: received_at
-    # moved) are the same events and change nothing.
+    # moved) are re-sends of committed calls: dropped before extraction, nothing changes.
     redelivered = [
         {**first, "received_at": "2026-03-02T00:00:00Z"},
         {**second, "received_at": "2026-03-02T00:00:01Z"},
     ]
     report = ingest("segment", "identifies", redelivered)
-    assert report.rows_unchanged == 0 and report.field_events == 5
+    assert (report.rows_unchanged, report.rows_duplicate, report.rows_processed) == (0, 2, 2)
+    assert report.field_events == 0
     assert (report.edge_versions_written, report.nodes_written, report.edge_rows_rewritten) == (0, 0, 0)
     assert (svc.warehouse.graph.nodes().num_rows, svc.warehouse.graph.relationships().to_pylist()) == graph
     assert svc.warehouse.graph.edge_events().num_rows == log

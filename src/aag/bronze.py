@@ -16,9 +16,11 @@ one-shot read (:func:`read_rows`).
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,6 +269,24 @@ def read_rows(path: Path, fields: tuple[str, ...]) -> pa.Table:
 _JSON_SPACE = b" \t\r\n"
 
 
+def not_utf8(raw: bytes) -> tuple[str, str]:
+    r"""A row whose bytes are not UTF-8 → (its content as JSON text, the quarantine reason).
+
+    The content keeps every byte: the undecodable ones as ``\xNN`` escapes, so the row
+    can be read (and fixed) from quarantine.
+    """
+    try:
+        raw.decode("utf-8")
+        position = -1  # pragma: no cover - only called with a bad row
+    except UnicodeDecodeError as exc:
+        position = exc.start
+    reason = (
+        f"not valid UTF-8 (byte 0x{raw[position]:02X} at byte {position + 1} of the row; "
+        "is the file Latin-1 or Windows-1252? re-export it as UTF-8)"
+    )
+    return json.dumps(raw.decode("utf-8", errors="backslashreplace")), reason
+
+
 def _decode_lines_slowly(data: bytes, first: int) -> pa.Table:
     """:func:`_decode_lines` line by line, for a block holding invalid UTF-8.
 
@@ -285,8 +305,9 @@ def _decode_lines_slowly(data: bytes, first: int) -> pa.Table:
             texts.append(text[:-1] if text.endswith("\r") else text)
             errors.append(None)
         except UnicodeDecodeError:
-            texts.append(json.dumps(stripped.decode("utf-8", errors="replace")))
-            errors.append("invalid UTF-8")
+            content, reason = not_utf8(stripped)
+            texts.append(content)
+            errors.append(reason)
     return pa.table(
         {
             "_row_number": pa.array(numbers, pa.int64()),
@@ -407,9 +428,85 @@ def _text_bytes(lines: pa.Table) -> int:
     return int(pc.sum(pc.binary_length(lines.column("_line"))).as_py() or 0) if lines.num_rows else 0
 
 
+def _lines_not_utf8(path: Path) -> dict[int, bytes]:
+    """Line numbers (1-based) and bytes of the lines of a file that are not valid UTF-8.
+
+    One streamed pass with an incremental decoder answers the common case (all UTF-8,
+    nothing to return); only a file with a bad byte is read again line by line.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(_BLOCK_BYTES), b""):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+            return {}
+        # DuckDB drops a CSV row that is not UTF-8 without a word (and without a reject
+        # entry), so such lines are found here, before DuckDB reads the file.
+    except UnicodeDecodeError:
+        pass
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
+    bad: dict[int, bytes] = {}
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                bad[number] = line.rstrip(b"\r\n")
+    return bad
+
+
 def _csv_chunks(
     con: duckdb.DuckDBPyConnection, path: Path, fields: tuple[str, ...], max_rows: int
 ) -> Iterator[Chunk]:
+    bad_lines = _lines_not_utf8(path)
+    if not bad_lines:
+        yield from _csv_chunks_utf8(con, path, fields, max_rows)
+        return
+    if 1 in bad_lines:
+        raise InputError(f"{path}: the CSV header is not valid UTF-8 (re-export the file as UTF-8)")
+    # DuckDB reads a copy whose bad bytes are replaced (U+FFFD), so every line stays a row;
+    # the rows of those lines are then quarantined with their original bytes, escaped.
+    with tempfile.TemporaryDirectory(prefix="aag-csv-") as folder:
+        copy = Path(folder) / "utf8.csv"
+        with path.open("rb") as source, copy.open("wb") as target:
+            for line in source:
+                target.write(line.decode("utf-8", errors="replace").encode("utf-8"))
+        marks = {number: not_utf8(raw) for number, raw in bad_lines.items()}
+        for chunk in _csv_chunks_utf8(con, copy, fields, max_rows, name=path):
+            yield Chunk(_mark_rows(con, chunk.rows, marks), chunk.done, chunk.total, chunk.unit)
+
+
+def _mark_rows(con: duckdb.DuckDBPyConnection, rows: pa.Table, marks: dict[int, tuple[str, str]]) -> pa.Table:
+    """Give the rows numbered in ``marks`` its (content, reason): they go to quarantine.
+
+    A CSV row is numbered by its line (see :class:`_LineNumbers`), so the marks, found by
+    line, meet their rows; the content replaces the row's text, so the digest is redone.
+    """
+    numbers = rows.column("_row_number").to_pylist()
+    hits = [i for i, n in enumerate(numbers) if n in marks]
+    if not hits:
+        return rows
+    raw = rows.column("_raw").to_pylist()
+    errors = rows.column("_error").to_pylist()
+    for i in hits:
+        raw[i], errors[i] = marks[numbers[i]]
+    out = rows.drop_columns(["_row_digest"])
+    out = out.set_column(out.schema.get_field_index("_raw"), "_raw", pa.array(raw, pa.string()))
+    out = out.set_column(out.schema.get_field_index("_error"), "_error", pa.array(errors, pa.string()))
+    return _with_digest(con, out)
+
+
+def _csv_chunks_utf8(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fields: tuple[str, ...],
+    max_rows: int,
+    name: Path | None = None,
+) -> Iterator[Chunk]:
+    """:func:`_csv_chunks` of a UTF-8 file (``name``: the file to name in errors)."""
+    shown = name or path
     source = f"read_csv({_lit(path)}, all_varchar=true, header=true, store_rejects=true, strict_mode=true)"
     try:
         # The whole file is parsed once before any row is handed out: a file DuckDB cannot
@@ -422,7 +519,7 @@ def _csv_chunks(
             "FROM reject_errors GROUP BY line ORDER BY line"
         ).fetchall()
     except duckdb.Error as exc:
-        raise InputError(f"{path}: cannot read as CSV: {str(exc).splitlines()[0]}") from exc
+        raise InputError(f"{shown}: cannot read as CSV: {str(exc).splitlines()[0]}") from exc
     total = good + len(rejects)
     done = 0
     template: pa.Table | None = None
@@ -441,7 +538,7 @@ def _csv_chunks(
             yield Chunk(landed, done, total, "rows")
         reader.close()
     except duckdb.Error as exc:
-        raise InputError(f"{path}: cannot read as CSV (it changed while being read?): {exc}") from exc
+        raise InputError(f"{shown}: cannot read as CSV (it changed while being read?): {exc}") from exc
     finally:
         stream_con.close()
     if rejects or template is None:

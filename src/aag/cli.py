@@ -209,6 +209,8 @@ def ingest(
                     if report.rows_suppressed
                     else ""
                 )
+                if report.rows_duplicate:
+                    suppressed += f"{report.rows_duplicate} re-sent (first call kept), "
                 out.print(
                     f"{Path(report.file).name}: {report.status} — {report.rows_landed} rows "
                     f"landed, {report.rows_quarantined} quarantined, {suppressed}"
@@ -392,15 +394,21 @@ def export(
         ),
     ],
     fmt: Annotated[str, typer.Option("--format", help="/".join(EXPORT_FORMATS))] = "parquet",
-    out_path: Annotated[Path | None, typer.Option("--out", help="Output file")] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Output file (its folder must exist)")
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Overwrite an existing file (never an ingested input file)"),
+    ] = False,
     warehouse: Warehouse = None,
 ) -> None:
-    """Write a model to a Parquet, CSV or JSON Lines file."""
+    """Write a model to a Parquet, CSV or JSON Lines file (an existing file only with --force)."""
     svc = _service(warehouse)
     target = out_path or Path(f"{model}.{fmt}")
     if target.is_dir():
         raise InputError(f"--out {target} is a folder; give a file name, e.g. {target / f'{model}.{fmt}'}")
-    rows = svc.export(model, fmt, target)
+    rows = svc.export(model, fmt, target, force=force)
     out.print(f"wrote {rows} row(s) of {model} to {target}")
     if model in GOLD_MODELS and svc.gold_is_stale():
         err.print("note: silver changed since the last 'aag build'; run it to refresh the gold tables")

@@ -41,6 +41,13 @@ NORMALISERS: dict[str, str] = {
 }
 
 _WS = re.compile(r"\s+")
+#: Control characters (Unicode Cc) but the white space that collapsing turns into a space
+#: (tab, line feed, form feed, carriage return). They are never part of a customer
+#: attribute: a NUL left by a broken export would make ``a\x00@x.de`` another address
+#: than ``a@x.de``. Every normaliser removes them first (see :func:`collapse_ws`); the
+#: same class is used in SQL (RE2 and Java regex read ``\xNN`` alike).
+CONTROL_REGEX_SQL = r"[\x00-\x08\x0B\x0E-\x1F\x7F-\x9F]"
+_CONTROL = re.compile(CONTROL_REGEX_SQL)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _URL_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
@@ -79,8 +86,13 @@ def split_normaliser(spec: str) -> tuple[str, str | None]:
 
 
 def collapse_ws(value: str) -> str:
-    """Collapse runs of whitespace to one space and trim."""
-    return _WS.sub(" ", value).strip()
+    """Remove control characters, collapse runs of whitespace to one space and trim."""
+    return _WS.sub(" ", _CONTROL.sub("", value)).strip()
+
+
+def has_control(value: str) -> bool:
+    """Whether a text holds a control character (:data:`CONTROL_REGEX_SQL`)."""
+    return _CONTROL.search(value) is not None
 
 
 def normalise(spec: str, value: object, region: str | None = None) -> str | None:
@@ -249,8 +261,9 @@ def normalise_phones(pairs: Iterable[tuple[str, str | None]]) -> pa.Table:
 
 
 def sql_collapse(col: str) -> str:
-    """SQL for whitespace collapse + trim (DuckDB dialect, transpiled for other engines)."""
-    return rf"trim(regexp_replace({col}, '\s+', ' ', 'g'))"
+    """:func:`collapse_ws` in SQL (DuckDB dialect, transpiled for other engines)."""
+    stripped = f"regexp_replace({col}, '{CONTROL_REGEX_SQL}', '', 'g')"
+    return rf"trim(regexp_replace({stripped}, '\s+', ' ', 'g'))"
 
 
 def sql_normalise(spec: str, col: str, collapsed: str | None = None) -> tuple[str, str]:

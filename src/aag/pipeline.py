@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from aag.bronze import Chunk, file_sha256, read_chunks
+from aag.bronze import FORMATS, Chunk, file_format, file_sha256, read_chunks
 from aag.delta import now_utc
 from aag.engine.base import Engine
 from aag.errors import AagError
@@ -44,6 +44,9 @@ class BatchReport:
     rows_unchanged: int = 0
     #: Rows of erased records: dropped before landing, stored nowhere (GDPR erasure holds).
     rows_suppressed: int = 0
+    #: Re-sent calls (a Segment message id seen before in the file or in a committed batch,
+    #: whatever they carry): landed, processed by dropping them, the first call wins.
+    rows_duplicate: int = 0
     rows_processed: int = 0
     rows_quarantined: int = 0
     fields_rejected: int = 0
@@ -310,9 +313,92 @@ def suppress_erased(
     return kept.cast(rows.schema), rows.num_rows - kept.num_rows
 
 
-def batch_id_for(source_system: str, source_object: str, file_digest: str) -> str:
-    """Batch id: the same file content for the same object is the same batch."""
-    return hashlib.sha256(f"{source_system}/{source_object}/{file_digest}".encode()).hexdigest()[:32]
+def drop_resent(warehouse: Warehouse, extractor: Extractor, rows: pa.Table) -> tuple[pa.Table, int]:
+    """Drop the rows whose :attr:`~aag.sources.base.Extractor.first_wins_key` is stored already.
+
+    A call delivered twice must not change the profile, even when the second copy differs
+    (a client re-sending a message id with new content): the first call a committed batch
+    holds wins. Committed bronze rows are streamed, so memory does not grow with history.
+
+    Returns:
+        The rows to extract, and how many were dropped.
+    """
+    key = extractor.first_wins_key
+    spec = extractor.spec
+    uri = warehouse.bronze_uri(spec.source_system, spec.source_object)
+    if key is None or rows.num_rows == 0 or not warehouse.io.exists(uri):
+        return rows, 0
+    ledger = warehouse.io.read(
+        warehouse.ledger_uri,
+        "batch_id",
+        f"status = 'committed' AND source_system = '{spec.source_system}' "
+        f"AND source_object = '{spec.source_object}'",
+    )
+    committed = ", ".join(f"'{b}'" for b in ledger.column(0).to_pylist())
+    if not committed:
+        return rows, 0
+    # Rows without a record id were quarantined whole and changed nothing: not a first call.
+    stored = warehouse.io.reader(
+        uri, f"SELECT _raw FROM t WHERE _batch_id IN ({committed}) AND _record_id IS NOT NULL"
+    )
+    con = duck()
+    con.register("dr_rows", rows)
+    con.register("dr_stored", stored)
+    path = "'$.\"" + key.replace('"', '\\"').replace("'", "''") + "\"'"
+    column = '"' + key.replace('"', '""') + '"'
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE dr_keys AS "
+            f"SELECT DISTINCT trim({column}) AS k FROM dr_rows WHERE nullif(trim({column}), '') IS NOT NULL"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE dr_seen AS SELECT DISTINCT k FROM "
+            f"(SELECT trim(json_extract_string(_raw, {path})) AS k FROM dr_stored WHERE json_valid(_raw)) s "
+            "WHERE k IN (SELECT k FROM dr_keys)"
+        )
+        kept: pa.Table = con.sql(
+            f"SELECT * FROM dr_rows WHERE nullif(trim({column}), '') IS NULL "
+            f"OR trim({column}) NOT IN (SELECT k FROM dr_seen) ORDER BY _row_number"
+        ).to_arrow_table()
+    finally:
+        con.unregister("dr_rows")
+        con.unregister("dr_stored")
+        con.execute("DROP TABLE IF EXISTS dr_keys")
+        con.execute("DROP TABLE IF EXISTS dr_seen")
+    return kept.cast(rows.schema), rows.num_rows - kept.num_rows
+
+
+def batch_id_for(source_system: str, source_object: str, file_digest: str, fmt: str | None = None) -> str:
+    """Batch id: the same file content, in the same format, for the same object is the same batch.
+
+    The format is part of the key because the same bytes mean different things to
+    different readers (an empty ``.jsonl`` is no empty ``.csv``; JSON text named
+    ``.parquet`` is no Parquet file): each file is judged by its own reader. Without
+    ``fmt`` it is the id ledgers written before the format was part of the key used.
+    """
+    key = (
+        f"{source_system}/{source_object}/{file_digest}"
+        if fmt is None
+        else (f"{source_system}/{source_object}/{fmt}/{file_digest}")
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def already_ingested(warehouse: Warehouse, batch_id: str, legacy_id: str, fmt: str) -> bool:
+    """Whether the ledger records this batch as committed.
+
+    A ledger row under the legacy id (content only, see :func:`batch_id_for`) counts only
+    when the file it recorded was of the same format, so old ledgers stay valid without
+    a migration and a same-bytes file of another format is still read.
+    """
+    if warehouse.committed_batches([batch_id]):
+        return True
+    if not warehouse.committed_batches([legacy_id]):
+        return False
+    found = warehouse.io.read(
+        warehouse.ledger_uri, "file_name", f"status = 'committed' AND batch_id = '{legacy_id}'"
+    )
+    return any(FORMATS.get(Path(str(name)).suffix.lower()) == fmt for name in found.column(0).to_pylist())
 
 
 #: The steps of one batch, in order (for progress reporting). A file read in chunks goes
@@ -389,8 +475,11 @@ def ingest_file(
     spec = config.object(source_system, source_object)
     size = path.stat().st_size if path.is_file() else 0
     digest = file_sha256(path, lambda done: progress(FileProgress(0, done, size, "bytes", 0)))
-    batch_id = batch_id_for(spec.source_system, spec.source_object, digest)
-    if warehouse.committed_batches([batch_id]):
+    fmt = file_format(path)
+    batch_id = batch_id_for(spec.source_system, spec.source_object, digest, fmt)
+    if already_ingested(
+        warehouse, batch_id, batch_id_for(spec.source_system, spec.source_object, digest), fmt
+    ):
         return BatchReport(file=str(path), batch_id=batch_id, status="already ingested")
     step(STEPS[0])
     extractor = extractor_for(spec, config)
@@ -487,6 +576,8 @@ def _ingest_chunk(
     record_ids = pa.concat_tables(
         [extractor.record_ids(engine, fresh).cast(unchanged_ids.schema), unchanged_ids]
     )
+    # Re-sent calls land (bronze keeps what was received) but are not extracted.
+    fresh, resent = drop_resent(warehouse, extractor, fresh)
     # Bronze, quarantine and the graph are independent Delta tables. Bronze lands on a
     # second thread while the chunk is extracted and planned (delta-rs and DuckDB release
     # the GIL; phone parsing does not, so the landing fills that time). Every write is
@@ -528,12 +619,13 @@ def _ingest_chunk(
         if quarantined is not None:
             quarantined.result()
     rows_unchanged = unchanged_ids.num_rows
-    if extracted.rows_landed + rows_unchanged != rows_total:  # pragma: no cover
+    if extracted.rows_landed + rows_unchanged + resent != rows_total:  # pragma: no cover
         raise AagError(f"{path}: row accounting broken")
     totals.rows_landed += rows_total
     totals.rows_unchanged += rows_unchanged
     totals.rows_suppressed += suppressed
-    totals.rows_processed += extracted.rows_processed + rows_unchanged
+    totals.rows_processed += extracted.rows_processed + rows_unchanged + resent
+    totals.rows_duplicate += extracted.duplicates + resent
     totals.rows_quarantined += extracted.rows_quarantined
     totals.fields_rejected += extracted.fields_rejected
     totals.field_events += extracted.events

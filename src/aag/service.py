@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aag import gold
-from aag.bronze import parse_raw
+from aag.bronze import file_sha256, parse_raw
 from aag.config import Config, ObjectSpec
 from aag.delta import change_feed_paused, delete_matching, is_local, now_utc
 from aag.engine import make_engine
@@ -618,15 +618,60 @@ ORDER BY customer_id, source_system, source_object, source_record_id
             return gold.read_gold(self.warehouse, name)
         raise NotFoundError(f"unknown model {name!r}; known: {', '.join(EXPORT_MODELS)}")
 
-    def export(self, name: str, fmt: str, out: Path) -> int:
-        """Write a model to a file; returns the number of rows."""
+    def export_target_check(self, out: Path, force: bool = False) -> None:
+        """Refuse an export target that would lose data; raises :class:`InputError`.
+
+        An existing file is kept unless ``force``; a file inside the warehouse, or one with
+        the content of a file the ledger records as landed (an input file), is kept even
+        with ``force``: exports never overwrite what the warehouse was built from. A
+        missing parent folder is an error, not created (a typo would go unnoticed).
+        """
+        if out.is_dir():
+            raise InputError(f"{out} is a folder; give a file name with --out")
+        if not out.parent.is_dir():
+            raise InputError(f"{out.parent}: no such folder (create it first)")
+        if self.warehouse.local and out.resolve().is_relative_to(Path(self.warehouse.uri)):
+            raise InputError(f"{out} is inside the warehouse {self.warehouse.uri}; export elsewhere")
+        if not out.exists():
+            return
+        if not force:
+            raise InputError(f"{out} exists; use --force to overwrite it")
+        if self.warehouse.is_initialised() and out.is_file():
+            digest = file_sha256(out)
+            landed = self.warehouse.io.read(
+                self.warehouse.ledger_uri, "file_name", f"file_sha256 = '{digest}' AND status = 'committed'"
+            )
+            if landed.num_rows:
+                raise InputError(
+                    f"{out} is a file the warehouse ingested ({landed.column(0)[0].as_py()}); "
+                    "not overwritten, even with --force"
+                )
+
+    def export(self, name: str, fmt: str, out: Path, force: bool = False) -> int:
+        """Write a model to a file; returns the number of rows.
+
+        The file is written next to its target under a temporary name and renamed into
+        place, so a failed export leaves no half-written file (see
+        :meth:`export_target_check` for the targets refused).
+        """
         if fmt not in EXPORT_FORMATS:
             raise InputError(f"unknown format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
         table = self.model(name)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        self.export_target_check(out, force)
+        tmp = out.with_name(f".{out.name}.aag-export.tmp")
+        try:
+            self._write_export(table, fmt, tmp)
+            tmp.replace(out)
+        except OSError as exc:
+            raise InputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return int(table.num_rows)
+
+    def _write_export(self, table: pa.Table, fmt: str, out: Path) -> None:
         if fmt == "parquet":
             pq.write_table(table, out)
-            return int(table.num_rows)
+            return
         # Text formats: timestamps as ISO 8601 UTC, maps as JSON objects (CSV) or nested
         # objects (JSON Lines); DuckDB writes the file without a Python row loop.
         columns = []
@@ -646,7 +691,6 @@ ORDER BY customer_id, source_system, source_object, source_record_id
             con.execute(f"COPY (SELECT {', '.join(columns)} FROM export_src) TO '{target}' ({options})")
         finally:
             con.unregister("export_src")
-        return int(table.num_rows)
 
     # -- erasure ---------------------------------------------------------------------------
     def erase(self, customer_id: str, requested_by: str | None = None) -> dict[str, Any]:

@@ -43,14 +43,21 @@ def world(tmp_path_factory) -> dict:
     wh = root / "clean"
     svc = AagService(str(wh))
     svc.init()
-    before, after = {}, {}
+    before, after, seconds = {}, {}, {}
     for i, (system, obj, path) in enumerate(files):
-        if i in CRASHED:
-            before[i] = copy_warehouse(wh, root / f"before-{i}")
-        svc.ingest(system, obj, [path])
-        if i in CRASHED:
-            after[i] = snapshot(wh)
-    return {"root": root, "files": files, "before": before, "after": after}
+        if i not in CRASHED:
+            svc.ingest(system, obj, [path])
+            continue
+        before[i] = copy_warehouse(wh, root / f"before-{i}")
+        # The crashed batches run as the very command the tests kill, timed, so that a
+        # random kill moment can be picked inside a run of that command.
+        started = time.monotonic()
+        clean = aag("ingest", system, obj, str(path), "--warehouse", str(wh))
+        _, err = clean.communicate(timeout=300)
+        assert clean.returncode == 0, err
+        seconds[i] = time.monotonic() - started
+        after[i] = snapshot(wh)
+    return {"root": root, "files": files, "before": before, "after": after, "seconds": seconds}
 
 
 @pytest.mark.parametrize("batch", CRASHED)
@@ -78,9 +85,12 @@ def test_kill_at_a_random_moment_then_rerun_converges(world, seed):
     system, obj, path = world["files"][batch]
     wh = copy_warehouse(world["before"][batch], world["root"] / f"random-{seed}")
     proc = aag("ingest", system, obj, str(path), "--warehouse", str(wh))
-    time.sleep(rng.uniform(0.5, 3.0))
+    # A moment inside the measured run time of this command (its start-up included).
+    time.sleep(rng.uniform(0.15, 0.7) * world["seconds"][batch])
+    assert proc.poll() is None, "the ingest ended before the kill: nothing was tested"
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
     rerun = aag("ingest", system, obj, str(path), "--warehouse", str(wh), "--json")
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err

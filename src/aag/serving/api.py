@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aag import __version__
 from aag.errors import AagError, ConflictError, InputError, NotFoundError, WarehouseError
+from aag.normalize import has_control
 from aag.serving.intake import MAX_BODY_BYTES, parse_calls
 from aag.serving.keys import ApiKey
 from aag.serving.service import ServingService
@@ -229,11 +230,16 @@ def create_app(serving: ServingService, start_worker: bool = True) -> FastAPI:
             raise ApiError(400, "give exactly one of email or phone")
         attribute, value = ("email", email) if email is not None else ("phone", phone)
         assert value is not None
+        if has_control(value):
+            # Stored values never hold control characters (they are removed on ingest).
+            raise ApiError(400, f"{attribute} must not contain control characters (such as NUL)")
         return {"attribute": attribute, "customers": serving.lookup(attribute, value)}
 
     @app.get("/v1/search", tags=["profiles"])
     def search(_: Reader, q: Annotated[str, Query(min_length=1, max_length=320)]) -> Any:
         """Find customers by customer id, ``source:record id``, e-mail or phone."""
+        if has_control(q):
+            raise ApiError(400, "q must not contain control characters (such as NUL)")
         return {"query": q, "results": _json(serving.search(q))}
 
     # -- lineage ------------------------------------------------------------------------

@@ -97,6 +97,8 @@ class Extracted:
     #: entity whose keys may carry more than one event of this batch, which spares the
     #: rules grouping every event by key to find them. None: any key may.
     repeats: str | None = None
+    #: Rows dropped before extraction as copies of an event already seen (counted landed).
+    duplicates: int = 0
 
     @property
     def rows_processed(self) -> int:
@@ -124,6 +126,10 @@ class Extractor:
     #: Extraction that combines several rows of one file (SAP change document items of one
     #: document) would see a different set of rows per chunk, so such files go in one piece.
     chunkable: ClassVar[bool] = True
+    #: Landed column naming a call that is delivered at least once (Segment's message id):
+    #: a row whose value a committed batch already holds is a re-send, dropped before
+    #: extraction whatever it carries, so the first call stored wins.
+    first_wins_key: ClassVar[str | None] = None
 
     def __init__(self, spec: ObjectSpec, config: Config) -> None:
         self.spec = spec

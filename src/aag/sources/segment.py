@@ -13,8 +13,10 @@ Segment's presence semantics differ from record-level sources:
 The record is the user: ``user_id`` when the call has one, else ``anon:`` + the
 ``anonymous_id``. Calls are delivered at least once, so ``message_id`` names the
 event: field events get ``segment:identifies:<message_id>:<trait path>`` as their id,
-which makes a re-sent call produce the very events already stored (nothing changes),
-and repeated message ids within one batch are extracted once.
+which makes a re-sent call produce the very events already stored (nothing changes).
+The first call with a message id wins: repeated message ids within one batch are
+extracted once, and a call whose message id a committed batch already holds is dropped
+before extraction (:func:`aag.pipeline.drop_resent`), even when its content differs.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class SegmentIdentifiesExtractor(Extractor):
     """Segment ``identifies`` calls: one event per trait present, keyed by ``message_id``."""
 
     extra_fields = ("traits", "anonymous_id", "message_id")
+    first_wins_key = "message_id"
 
     def record_id_sql(self) -> str:
         """``user_id``, else ``anon:<anonymous_id>`` (NULL when the call has neither)."""
@@ -156,6 +159,7 @@ WHERE nullif(trim(message_id), '') IS NULL OR _copy = 1
             con.unregister("segment_batch")
         extracted = super().extract(engine, first.cast(rows.schema), batch_id, now)
         extracted.rows_landed = rows.num_rows
+        extracted.duplicates = rows.num_rows - first.num_rows
         return extracted
 
     def _seen_table(self) -> str:

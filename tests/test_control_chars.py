@@ -1,0 +1,47 @@
+"""Control characters (NUL, BEL, DEL, C1) never reach a stored value nor a lookup."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+
+from aag.service import AagService
+from servekit import make_key, running_server
+
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+
+
+def test_control_characters_are_removed_from_values_and_refused_in_lookups(tmp_path: Path) -> None:
+    svc = AagService(str(tmp_path / "wh"))
+    svc.init()
+    row = {
+        "Id": "0035g00000CtrlAAAA",
+        "Email": "al\u0000ex@example.com",
+        "FirstName": "Al\u0007e\u007fx\u0085",
+        "LastName": "Mil\u001fler",
+        "LastModifiedDate": "2026-01-01T00:00:00Z",
+    }
+    path = tmp_path / "contacts.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    report = svc.ingest("salesforce", "Contact", [path])[0]
+    assert report.rows_quarantined == 0 and report.fields_rejected == 0, report
+    values = {r["node_type"]: r["value"] for r in svc.warehouse.graph.nodes().to_pylist() if r["value"]}
+    assert values["email"] == "alex@example.com"
+    assert values["first_name"] == "Alex" and values["last_name"] == "Miller"
+    assert not any(CONTROL.search(v) for v in values.values())
+
+    key = make_key(svc, "ctrl", "read")
+    with (
+        running_server(svc.warehouse.uri, "--gold-refresh", "-1", log=tmp_path / "serve.log") as url,
+        httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as client,
+    ):
+        found = client.get("/v1/lookup", params={"email": "alex@example.com"})
+        assert found.status_code == 200 and len(found.json()["customers"]) == 1, found.text
+        for query in ("/v1/lookup?email=%00@x.de", "/v1/lookup?phone=%2B49%07123", "/v1/search?q=al%00ex"):
+            refused = client.get(query)
+            assert refused.status_code == 400, (query, refused.status_code, refused.text)
+            detail = json.dumps(refused.json())
+            assert "control characters" in detail and "\\n" not in detail, detail
