@@ -373,14 +373,18 @@ FROM moved
     edge_rows = con.sql(f"{rows} UNION ALL {new_rows}").to_arrow_table().cast(RELATIONSHIPS)
     key_table = con.sql("SELECT * FROM keys").to_arrow_table()
     merged = int(con.sql("SELECT count(*) FROM merges").fetchall()[0][0])
-    nodes = con.sql(
-        f"""
+    nodes = (
+        con.sql(
+            f"""
 SELECT DISTINCT sha256(node_type || ':' || new_value) AS node_id, node_type, new_value AS value,
        sha256(new_value) AS checksum, {batch_ts} AS created_at,
        CAST(NULL AS MAP(VARCHAR, VARCHAR)) AS properties
 FROM touched WHERE new_value IS NOT NULL
 """
-    ).to_arrow_table().cast(NODES)
+        )
+        .to_arrow_table()
+        .cast(NODES)
+    )
     con.close()
     meta = {"aag.batch_id": BATCH_ID}
     wh.io.append(wh.graph.nodes_uri, nodes, meta)
@@ -515,8 +519,11 @@ def markdown(runs: list[dict], commit: str, sizes_key: str) -> str:
         row("silver nodes rows", ",", lambda f: f["generate"]["counts"]["nodes"]),
         row("generation seconds (not part of any build)", ".1f", lambda f: f["generate"]["seconds"]),
         row("**full build** (first `aag build`): seconds", ".1f", lambda f: f["full"]["seconds"]),
-        row("　of which dbt (seeds, models, every data test)", ".1f",
-            lambda f: f["full"]["report"]["dbt_seconds"]),
+        row(
+            "　of which dbt (seeds, models, every data test)",
+            ".1f",
+            lambda f: f["full"]["report"]["dbt_seconds"],
+        ),
         row("　of which Parquet export and publish", ".1f", lambda f: f["full"]["report"]["export_seconds"]),
         row("　peak RSS (GB)", ".2f", lambda f: f["full"]["peak_rss_gb"]),
         row("　1-min load average at start", ".1f", lambda f: f["full"]["load_before"]),
@@ -526,27 +533,41 @@ def markdown(runs: list[dict], commit: str, sizes_key: str) -> str:
         row("　seconds to apply (not part of any build)", ".1f", lambda f: f["batch"]["seconds"]),
         row("**incremental build** after the batch: seconds", ".1f", lambda f: f["incremental"]["seconds"]),
         row("　of which dbt", ".1f", lambda f: f["incremental"]["report"]["dbt_seconds"]),
-        row("　of which Parquet export and publish", ".1f",
-            lambda f: f["incremental"]["report"]["export_seconds"]),
-        row("　changed edge rows read from the change feed", ",",
-            lambda f: f["incremental"]["report"]["changed_rows"]),
+        row(
+            "　of which Parquet export and publish",
+            ".1f",
+            lambda f: f["incremental"]["report"]["export_seconds"],
+        ),
+        row(
+            "　changed edge rows read from the change feed",
+            ",",
+            lambda f: f["incremental"]["report"]["changed_rows"],
+        ),
         row("　customers re-resolved", ",", lambda f: f["incremental"]["report"]["affected_customers"]),
         row("　peak RSS (GB)", ".2f", lambda f: f["incremental"]["peak_rss_gb"]),
         row("　1-min load average at start", ".1f", lambda f: f["incremental"]["load_before"]),
-        row("**full rebuild** after the batch (`--full-refresh`): seconds", ".1f",
-            lambda f: f["full-after"]["seconds"]),
+        row(
+            "**full rebuild** after the batch (`--full-refresh`): seconds",
+            ".1f",
+            lambda f: f["full-after"]["seconds"],
+        ),
         row("　peak RSS (GB)", ".2f", lambda f: f["full-after"]["peak_rss_gb"]),
         row("　1-min load average at start", ".1f", lambda f: f["full-after"]["load_before"]),
-        row("incremental exports identical to the full rebuild's (5 models)", "",
-            lambda f: "yes" if all(f["full-after"]["identical_to_incremental"].values()) else "**NO**"),
-        row("customer_profile_v2 rows", ",",
-            lambda f: f["incremental"]["report"]["models"]["customer_profile_v2"]),
-        row("customer_identity rows", ",",
-            lambda f: f["incremental"]["report"]["models"]["customer_identity"]),
-        row("company_assets rows", ",",
-            lambda f: f["incremental"]["report"]["models"]["company_assets"]),
-        row("consent_log rows", ",",
-            lambda f: f["incremental"]["report"]["models"]["consent_log"]),
+        row(
+            "incremental exports identical to the full rebuild's (5 models)",
+            "",
+            lambda f: "yes" if all(f["full-after"]["identical_to_incremental"].values()) else "**NO**",
+        ),
+        row(
+            "customer_profile_v2 rows",
+            ",",
+            lambda f: f["incremental"]["report"]["models"]["customer_profile_v2"],
+        ),
+        row(
+            "customer_identity rows", ",", lambda f: f["incremental"]["report"]["models"]["customer_identity"]
+        ),
+        row("company_assets rows", ",", lambda f: f["incremental"]["report"]["models"]["company_assets"]),
+        row("consent_log rows", ",", lambda f: f["incremental"]["report"]["models"]["consent_log"]),
     ]
     target = [f for f in runs if f["customers"] == 1_000_000]
     if target:

@@ -99,6 +99,8 @@ def worker(people: int, data: Path, out: Path) -> None:
         "field_level": score.field_level,
         "record_level": score.record_level,
         "per_attribute": score.per_attribute,
+        "per_group": score.per_group,
+        "wrong_merges": len(world.wrong_merges),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024,
     }
     out.write_text(json.dumps(figures))
@@ -148,6 +150,15 @@ def markdown(f: dict, commit: str) -> str:
     for attr, (n, ok_field, ok_record) in f["per_attribute"].items():
         if n:
             lines.append(f"| {attr} | {n:,} | {ok_field / n:.2%} | {ok_record / n:.2%} |")
+    for group, (people, n, ok_field, ok_record) in f.get("per_group", {}).items():
+        if n:
+            lines.append(
+                f"| people who {group} ({people:,}) | {n:,} | {ok_field / n:.2%} | {ok_record / n:.2%} |"
+            )
+    if "wrong_merges" in f:
+        lines.append(
+            f"\nWrong merges (shared family mailboxes) split by `aag identity unlink`: {f['wrong_merges']}."
+        )
     lines.append(f"<!-- /bench_world {key} -->")
     return "\n".join(lines) + "\n"
 

@@ -536,3 +536,16 @@ def test_unlink_splits_the_first_record_off_the_whole_customer_of_the_second(svc
     svc.decide_identity("undo", ["shopify:customers:8", f"salesforce:Contact:{SF_A}"])
     assert svc.identity_decisions() == []
     assert svc.find_customer("shopify", "8") == mum
+
+
+def test_split_apart_keeps_the_rest_together_when_the_kept_apart_record_is_seen_first():
+    from aag.overrides import split_apart
+
+    # The son's account (rank 1) was seen before the mother's three records on the mailbox.
+    links = [("son", "mail"), ("crm", "mail"), ("erp", "mail"), ("shop", "mail"), ("crm", "rec")]
+    links += [("app", "rec")]
+    rank = {"son": 1, "crm": 2, "erp": 3, "shop": 4, "app": 5}
+    apart = {tuple(sorted(("son", r))) for r in ("crm", "erp", "shop", "app")}
+    labels = split_apart(links, rank, apart)
+    assert labels["son"] == 1
+    assert labels["crm"] == labels["erp"] == labels["shop"] == labels["app"] == 2

@@ -611,6 +611,11 @@ def demo(
                         a: {"cells": n, "field_level_correct": f, "record_level_correct": r}
                         for a, (n, f, r) in world_score.per_attribute.items()
                     },
+                    "per_group": {
+                        g: {"people": p, "cells": n, "field_level_correct": f, "record_level_correct": r}
+                        for g, (p, n, f, r) in world_score.per_group.items()
+                    },
+                    "wrong_merges_unlinked": world_score.wrong_merges,
                 },
             }
         )
@@ -836,6 +841,11 @@ def _print_score(score: Any) -> None:
     table.add_row(
         "[b]all[/b]", str(score.cells), f"[b]{score.field_level:.1%}[/b]", f"[b]{score.record_level:.1%}[/b]"
     )
+    for group, (people, n, field_ok, record_ok) in score.per_group.items():
+        if n:
+            table.add_row(
+                f"people who {group} ({people})", str(n), f"{field_ok / n:.1%}", f"{record_ok / n:.1%}"
+            )
     out.print(table)
 
 

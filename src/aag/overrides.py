@@ -17,8 +17,9 @@ any batch order.
 Unlinks are constraints on connected components, which plain label propagation cannot
 honour, so a cluster holding an unlinked pair is split here, in Python: such clusters
 are a handful of records. The split is a greedy union over the cluster's links in a
-fixed order (operator links first, then shared values by their earliest-seen record),
-skipping any union that would put an unlinked pair together.
+fixed order (operator links first, then shared values by their earliest-seen record;
+within a value, records by rank), skipping any union that would put an unlinked pair
+together.
 """
 
 from __future__ import annotations
@@ -244,14 +245,17 @@ def split_apart(
     )
     for hub in order:
         records = sorted(set(hubs[hub]), key=lambda r: rank[r])
-        for record in records[1:]:
-            x, y = find(records[0]), find(record)
-            if x == y or clash(x, y):
-                continue
-            if rank[x] > rank[y]:
-                x, y = y, x
-            parent[y] = x
-            members[x] |= members.pop(y)
+        # Each record joins every earlier record of the hub it may join: a record kept apart
+        # from the earliest one must not stop the others from meeting through this hub.
+        for n, record in enumerate(records):
+            for earlier in records[:n]:
+                x, y = find(earlier), find(record)
+                if x == y or clash(x, y):
+                    continue
+                if rank[x] > rank[y]:
+                    x, y = y, x
+                parent[y] = x
+                members[x] |= members.pop(y)
     return {record: min(rank[m] for m in members[find(record)]) for record in rank}
 
 

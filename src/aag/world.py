@@ -114,6 +114,9 @@ FORMATS = {"salesforce": "csv", "sap": "parquet", "shopify": "jsonl", "zendesk":
 DUPLICATE_CONTACTS = 0.03
 SAP_DELETIONS = 0.05
 LOGINS = 0.35
+#: Share of people whose only record is a shop account on a relative's mailbox: identity
+#: joins them to the relative's customer, and an operator splits them off with an unlink.
+FAMILY_MAILBOXES = 0.02
 #: Export times: an initial full export, then every two months the records each system
 #: changed since the last one (a CDC feed polled that often).
 ROUNDS = tuple(datetime(2025 + m // 12, m % 12 + 1, 1, tzinfo=UTC) for m in range(0, 14, 2))
@@ -157,6 +160,10 @@ class Person:
     truth_at: dict[str, datetime]
     #: By system, plus ``salesforce:duplicate`` for a duplicate contact.
     records: dict[str, Record]
+    #: Changed their e-mail in one system while other systems held the old one.
+    email_changed: bool = False
+    #: Shares a relative's mailbox (one side of a wrong merge an operator unlinks).
+    family: bool = False
 
     def live_records(self) -> list[Record]:
         """The records their systems still hold."""
@@ -174,6 +181,9 @@ class World:
     malformed_rows: int = 0
     #: Records their systems deleted (``IsDeleted``, ``LOEVM``).
     deleted_records: int = 0
+    #: ``(record to split off, record of the customer it leaves)`` as ``SOURCE:OBJECT:ID``:
+    #: the wrong merges an operator fixes with ``aag identity unlink``.
+    wrong_merges: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _sf_id(i: int) -> str:
@@ -254,6 +264,7 @@ def generate(
             records["sap"].delete_in_round = rng.randrange(2, len(ROUNDS))
         truth_at = dict.fromkeys(values, born)
         persons.append(Person(i, dict(values), truth_at, records))
+    wrong_merges = _family_mailboxes(rng, persons)
 
     if formats is None:
         formats = FORMATS
@@ -271,7 +282,45 @@ def generate(
         events += n
         bad += m
     deleted = sum(not rec.live for p in persons for rec in p.records.values())
-    return World(persons, files, events, malformed_rows=bad, deleted_records=deleted)
+    return World(
+        persons, files, events, malformed_rows=bad, deleted_records=deleted, wrong_merges=wrong_merges
+    )
+
+
+def _family_mailboxes(rng: random.Random, persons: list[Person]) -> list[tuple[str, str]]:
+    """Make some people a shop account on the previous person's mailbox (a wrong merge)."""
+    out: list[tuple[str, str]] = []
+    taken: set[int] = set()
+    for j in range(1, len(persons)):
+        if rng.random() >= FAMILY_MAILBOXES or j - 1 in taken:
+            continue
+        relative, person = persons[j - 1], persons[j]
+        anchor = next(
+            (
+                rec
+                for rec in relative.records.values()
+                if rec.system in ("salesforce", "shopify", "zendesk")
+                and not rec.duplicate
+                and rec.delete_in_round is None
+            ),
+            None,
+        )
+        if anchor is None:
+            continue
+        person.truth["email"] = relative.truth["email"]
+        created = min(r.updated_at for r in person.records.values())
+        person.records = {
+            "shopify": Record("shopify", str(7_000_000 + j), dict(person.truth), created, consent_at=created)
+        }
+        person.family = relative.family = True
+        taken |= {j - 1, j}
+        out.append(
+            (
+                f"shopify:customers:{7_000_000 + j}",
+                f"{anchor.system}:{OBJECT[anchor.system]}:{anchor.record_id}",
+            )
+        )
+    return out
 
 
 def _new_value(rng: random.Random, attr: str, person: Person) -> Any:
@@ -295,15 +344,17 @@ def _live(rng: random.Random, person: Person, start: datetime, end: datetime, k:
         kind = rng.choice(("phone", "phone", "address", "email_marketing_consent", "last_name", "email"))
         needs = "city" if kind == "address" else kind
         holders = [rec for rec in editable if needs in HOLDS[rec.system]]
-        if kind == "email":
-            # An email change in one system would split the customer wherever no other
-            # identifier holds the records together; keep the world's identity intact.
-            alone = len(person.records) == 1
-            holders = [rec for rec in holders if rec.system == "salesforce" and alone]
+        # Any system may take a new address while the others keep the old one: identity
+        # remembers the old one, so the records stay one customer (SPEC §8). A shared
+        # family mailbox stays as it is, so the wrong merge stays what the operator fixed.
+        if kind == "email" and person.family:
+            continue
         if not holders:
             continue
         rec = rng.choice(holders)
         system = rec.system
+        if kind == "email" and len(person.live_records()) > 1:
+            person.email_changed = True
         if kind == "address":
             city, postal, country, _, _ = rng.choice(PLACES)
             changed = {"street": rng.choice(STREETS), "city": city, "postal_code": postal, "country": country}
@@ -596,6 +647,10 @@ def record_level_values(person: Person) -> dict[str, str | None]:
     return {attr: value for attr, (_, value) in best.items()}
 
 
+#: Kinds of people the score also reports on their own.
+GROUPS = ("changed their e-mail", "share a family mailbox")
+
+
 @dataclass
 class Score:
     """Accuracy of field-level (AAG) and record-level resolution against the truth."""
@@ -606,6 +661,8 @@ class Score:
     record_level_correct: int
     people_in_one_customer: int
     per_attribute: dict[str, tuple[int, int, int]]
+    #: The same counts for kinds of people: (people, cells, AAG right, latest record right).
+    per_group: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     #: What the ingest saw (filled in by :func:`aag.demo.run_world`): files per format,
     #: rows landed and quarantined, and the generator's malformed rows and deletions.
     files_by_format: dict[str, int] = field(default_factory=dict)
@@ -613,6 +670,8 @@ class Score:
     rows_quarantined: int = 0
     malformed_rows: int = 0
     deleted_records: int = 0
+    #: Wrong merges an operator split with ``aag identity unlink``.
+    wrong_merges: int = 0
 
     @property
     def field_level(self) -> float:
@@ -637,7 +696,15 @@ def score(
     """
     cells = field_ok = record_ok = one = 0
     per: dict[str, list[int]] = {a: [0, 0, 0] for a in SCORED}
+    groups: dict[str, list[int]] = {g: [0, 0, 0, 0] for g in GROUPS}
     for person in world.people:
+        mine = [
+            groups[g]
+            for g, member in zip(GROUPS, (person.email_changed, person.family), strict=True)
+            if member
+        ]
+        for g in mine:
+            g[0] += 1
         live = person.live_records()
         customers = {customer_of.get((r.system, r.record_id)) for r in live}
         if len(customers) == 1 and None not in customers:
@@ -652,10 +719,15 @@ def score(
             truth = _norm(attr, person.truth[attr])
             cells += 1
             per[attr][0] += 1
-            if profile.get(attr) == truth:
+            right = (profile.get(attr) == truth, record_view.get(attr) == truth)
+            for g in mine:
+                g[1] += 1
+                g[2] += right[0]
+                g[3] += right[1]
+            if right[0]:
                 field_ok += 1
                 per[attr][1] += 1
-            if record_view.get(attr) == truth:
+            if right[1]:
                 record_ok += 1
                 per[attr][2] += 1
     return Score(
@@ -665,4 +737,5 @@ def score(
         record_level_correct=record_ok,
         people_in_one_customer=one,
         per_attribute={a: (v[0], v[1], v[2]) for a, v in per.items()},
+        per_group={g: (v[0], v[1], v[2], v[3]) for g, v in groups.items()},
     )
