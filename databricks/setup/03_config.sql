@@ -97,15 +97,16 @@ INSERT OVERWRITE IDENTIFIER(:catalog || '.config.attribute_name_registry') VALUE
 CREATE TABLE IF NOT EXISTS IDENTIFIER(:catalog || '.config.source_priority') (
   source_system STRING,
   priority INT,
-  description STRING
+  description STRING,
+  future_tolerance_hours DOUBLE
 );
 
 INSERT OVERWRITE IDENTIFIER(:catalog || '.config.source_priority') VALUES
-  ('salesforce', 1, 'CRM of record: sales and service edit contacts here'),
-  ('sap', 2, 'ERP customer master (KNA1/ADR6)'),
-  ('shopify', 3, 'Online shop: customers edit their own details at checkout'),
-  ('zendesk', 4, 'Support desk: agents fix details during tickets'),
-  ('segment', 5, 'Behavioural tracking: identify() traits from web and app');
+  ('salesforce', 1, 'CRM of record: sales and service edit contacts here', 24),
+  ('sap', 2, 'ERP customer master (KNA1/ADR6)', 24),
+  ('shopify', 3, 'Online shop: customers edit their own details at checkout', 24),
+  ('zendesk', 4, 'Support desk: agents fix details during tickets', 24),
+  ('segment', 5, 'Behavioural tracking: identify() traits from web and app', 24);
 
 CREATE TABLE IF NOT EXISTS IDENTIFIER(:catalog || '.config.identity_rules') (
   entity_type STRING,

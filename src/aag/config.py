@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -32,6 +33,13 @@ _M = TypeVar("_M", bound=BaseModel)
 
 Role = Literal["record_id", "record_time", "deleted", "attribute", "same_as", "reference"]
 TIME_FORMATS = ("iso8601", "yyyymmdd")
+#: Column of ``source_priority.csv`` giving how far (in hours) a source's event times may lie
+#: after their ingest time; a file without the column, or a blank cell, gets the default.
+FUTURE_TOLERANCE_COLUMN = "future_tolerance_hours"
+DEFAULT_FUTURE_TOLERANCE = timedelta(days=1)
+#: Event times before this are bad input (SPEC §11): no source system predates it, and a
+#: zero date read as a time lands here (``0001-01-01``, Excel's ``1899-12-30``).
+EARLIEST_EVENT_TIME = datetime(1900, 1, 1, tzinfo=UTC)
 #: Normalisers a ``reference`` row may use: the id canonicalisations of ``record_id`` rows.
 REFERENCE_NORMALISERS = ("id", "salesforce_id")
 
@@ -164,6 +172,9 @@ class Config:
     directory: Path | None = None
     identity_rules: tuple[IdentityRule, ...] = ()
     blocklist: tuple[BlockedValue, ...] = ()
+    #: Per source system, how far after ingest an event time may lie (see
+    #: :meth:`future_tolerance`); sources not listed get :data:`DEFAULT_FUTURE_TOLERANCE`.
+    tolerances: dict[str, timedelta] = field(default_factory=dict)
     _objects: dict[tuple[str, str], ObjectSpec] = field(default_factory=dict, repr=False)
 
     def object(self, source_system: str, source_object: str) -> ObjectSpec:
@@ -194,6 +205,14 @@ class Config:
             if row.role == "attribute" and row.node_type == node_type:
                 return row.normaliser
         return "text"
+
+    def future_tolerance(self, source_system: str) -> timedelta:
+        """How far after its ingest time an event time of ``source_system`` may lie.
+
+        A later time is bad input (SPEC §11): it would win its field until the clock
+        catches up. The margin absorbs clock skew between the source and this machine.
+        """
+        return self.tolerances.get(source_system, DEFAULT_FUTURE_TOLERANCE)
 
     def priority_table(self) -> pa.Table:
         """Priorities as an Arrow table for SQL joins."""
@@ -322,11 +341,15 @@ def load_config(directory: Path | None = None) -> Config:
     folder = directory or default_config_dir()
     rows = _validated(RegistryRow, folder / REGISTRY_FILE, REGISTRY_FILE)
     priorities: dict[str, int] = {}
+    tolerances: dict[str, timedelta] = {}
     for number, raw in enumerate(_read_csv(folder / PRIORITY_FILE), start=2):
         try:
             priorities[raw["source_system"]] = int(raw["priority"])
         except (KeyError, ValueError) as exc:
             raise ConfigError(f"{PRIORITY_FILE} line {number}: needs source_system, priority") from exc
+        hours = raw.get(FUTURE_TOLERANCE_COLUMN, "")
+        if hours:
+            tolerances[raw["source_system"]] = _tolerance(hours, number)
     # The identity files are optional in a config folder: the packaged defaults apply.
     identity_rules = tuple(
         _validated(IdentityRule, _or_default(folder, IDENTITY_RULES_FILE), IDENTITY_RULES_FILE)
@@ -340,8 +363,23 @@ def load_config(directory: Path | None = None) -> Config:
         directory=folder,
         identity_rules=identity_rules,
         blocklist=blocklist,
+        tolerances=tolerances,
         _objects=_build_objects(rows),
     )
+
+
+def _tolerance(hours: str, line: int) -> timedelta:
+    """A ``future_tolerance_hours`` cell as a duration (a number of hours, at least 0)."""
+    try:
+        value = float(hours)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 24.0 * 366:
+        raise ConfigError(
+            f"{PRIORITY_FILE} line {line}: {FUTURE_TOLERANCE_COLUMN} must be a number of hours "
+            f"from 0 to 8784, got {hours!r}"
+        )
+    return timedelta(hours=value)
 
 
 def _or_default(folder: Path, name: str) -> Path:

@@ -48,7 +48,12 @@ LEDGER_TABLE = "graph.batches"
 QUARANTINE_TABLE = "bronze.quarantine"
 
 #: Column types of the config tables that are not strings.
-_CONFIG_TYPES = {"confidence": "DOUBLE", "priority": "INT", "max_records_per_source": "INT"}
+_CONFIG_TYPES = {
+    "confidence": "DOUBLE",
+    "priority": "INT",
+    "max_records_per_source": "INT",
+    "future_tolerance_hours": "DOUBLE",
+}
 
 
 def qualified(table: str) -> str:

@@ -366,7 +366,7 @@ def _extraction(
     dp.temporary_view(name=f"aag_phones_{key}")(phones)
     names.append(f"aag_phones_{key}")
     views = {
-        f"aag_ex_rows_{key}": extractor.rows_sql(carry=carry),
+        f"aag_ex_rows_{key}": extractor.rows_sql(carry=carry, ingest_sql='r."_landed_at"'),
         f"aag_events_{key}": (
             f"SELECT *, {_lit(extractor.spec.source_object)} AS source_object, "
             f"{_lit(extractor.spec.entity_type)} AS entity_type "

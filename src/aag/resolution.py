@@ -200,7 +200,9 @@ def _why_lost(winner: dict[str, Any], loser: dict[str, Any]) -> tuple[str, str]:
         )
     if loser["confidence"] < winner["confidence"]:
         return "lower_confidence", (
-            f"same time, lower confidence ({loser['confidence']} < {winner['confidence']})"
+            # Confidence is stored as FLOAT: 0.8 reads back as 0.800000011920929.
+            f"same time, lower confidence ({round(float(loser['confidence']), 4)} < "
+            f"{round(float(winner['confidence']), 4)})"
         )
     if loser["priority"] > winner["priority"]:
         return "less_trusted", (

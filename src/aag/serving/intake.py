@@ -30,12 +30,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from aag.config import DEFAULT_FUTURE_TOLERANCE, EARLIEST_EVENT_TIME
 from aag.errors import AagError, InputError
 from aag.pipeline import BatchReport
 
@@ -69,6 +70,8 @@ class IdentifyCall(BaseModel):
     anonymous_id: str | None = Field(default=None, alias="anonymousId", max_length=1024)
     message_id: str | None = Field(default=None, alias="messageId", max_length=512)
     timestamp: datetime | None = None
+    #: When the client sent the call, by its own clock: measures its clock skew.
+    sent_at: datetime | None = Field(default=None, alias="sentAt")
     traits: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("type")
@@ -86,11 +89,11 @@ class IdentifyCall(BaseModel):
             return str(value)
         return value
 
-    @field_validator("timestamp")
+    @field_validator("timestamp", "sent_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            raise ValueError("timestamp needs a time zone (e.g. 2026-03-01T09:05:00Z)")
+            raise ValueError("needs a time zone (e.g. 2026-03-01T09:05:00Z)")
         return value
 
     @field_validator("traits")
@@ -107,25 +110,68 @@ class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     batch: list[IdentifyCall] = Field(min_length=1, max_length=2500)
+    #: Segment libraries stamp a batch once, when they send it: it applies to every call
+    #: that has no ``sentAt`` of its own.
+    sent_at: datetime | None = Field(default=None, alias="sentAt")
+
+    @field_validator("sent_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone (e.g. 2026-03-01T09:05:00Z)")
+        return value
+
+    def calls(self) -> list[IdentifyCall]:
+        """The calls, each with the batch's ``sentAt`` where it has none of its own."""
+        if self.sent_at is None:
+            return self.batch
+        return [c if c.sent_at else c.model_copy(update={"sent_at": self.sent_at}) for c in self.batch]
 
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def bronze_row(call: IdentifyCall, received_at: datetime) -> dict[str, Any]:
-    """A call as a Segment ``identifies`` bronze row (SPEC §7 columns).
+def effective_time(call: IdentifyCall, received_at: datetime) -> datetime:
+    """When the call happened, corrected for the client's clock skew as Segment does.
 
-    A call without ``messageId`` gets one derived from its content, so an exact re-send
-    is still recognised; without ``timestamp`` it is stamped with its arrival.
+    ``timestamp + (received_at - sentAt)`` when the call says when it was sent (the
+    Segment extractor applies the same correction to the landed row); the arrival time
+    when it has no ``timestamp``.
+
+    Raises:
+        OverflowError: When the correction leaves the representable years.
+    """
+    if call.timestamp is None:
+        return received_at
+    if call.sent_at is None:
+        return call.timestamp
+    return call.timestamp + (received_at - call.sent_at)
+
+
+def bronze_row(
+    call: IdentifyCall, received_at: datetime, tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE
+) -> dict[str, Any]:
+    """A call as a Segment ``identifies`` bronze row (SPEC §7 columns, plus ``sent_at``).
+
+    A call without ``messageId`` gets one derived from its content (without its
+    ``sentAt``, which a retry changes), so an exact re-send is still recognised; without
+    ``timestamp`` it is stamped with its arrival.
+
+    Raises:
+        InputError: Without ``userId`` and ``anonymousId``, or when the call's time
+            (after skew correction) is before 1900 or more than ``tolerance`` after
+            ``received_at`` (SPEC §11).
     """
     if not (call.user_id or "").strip() and not (call.anonymous_id or "").strip():
         raise InputError("an identify call needs userId or anonymousId")
     message_id = call.message_id
     if not message_id:
-        canonical = json.dumps(call.model_dump(by_alias=True, mode="json"), sort_keys=True)
+        content = call.model_dump(by_alias=True, mode="json", exclude={"sent_at"})
+        canonical = json.dumps(content, sort_keys=True)
         message_id = "aag-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
-    return {
+    _check_time(call, received_at, tolerance, message_id)
+    row = {
         "message_id": message_id,
         "user_id": call.user_id,
         "anonymous_id": call.anonymous_id,
@@ -133,6 +179,28 @@ def bronze_row(call: IdentifyCall, received_at: datetime) -> dict[str, Any]:
         "received_at": _iso(received_at),
         "traits": call.traits,
     }
+    if call.timestamp is not None and call.sent_at is not None:
+        # Landed as sent: the extractor corrects the skew from these three times.
+        row["sent_at"] = _iso(call.sent_at)
+    return row
+
+
+def _check_time(call: IdentifyCall, received_at: datetime, tolerance: timedelta, message_id: str) -> None:
+    """Reject a call whose corrected time is out of range (one readable line)."""
+    try:
+        when = effective_time(call, received_at)
+        ok = EARLIEST_EVENT_TIME <= when <= received_at + tolerance
+        shown = _iso(when)
+    except OverflowError:
+        ok, shown = False, "beyond the representable years"
+    if ok:
+        return
+    corrected = " (corrected for clock skew with sentAt)" if call.timestamp and call.sent_at else ""
+    hours = tolerance.total_seconds() / 3600
+    raise InputError(
+        f"call {message_id}: event time out of range: timestamp{corrected} is {shown}; "
+        f"accepted are times from {EARLIEST_EVENT_TIME:%Y-%m-%d} to {hours:g} h after receipt"
+    )
 
 
 def parse_calls(body: bytes, batch: bool) -> list[IdentifyCall]:
@@ -152,7 +220,7 @@ def parse_calls(body: bytes, batch: bool) -> list[IdentifyCall]:
         raise InputError("body must be a JSON object")
     try:
         if batch:
-            return BatchRequest.model_validate(data).batch
+            return BatchRequest.model_validate(data).calls()
         call = IdentifyCall.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -203,6 +271,7 @@ class Intake:
         ingest: Callable[[Path], BatchReport],
         interval: float = 1.0,
         after_batch: Callable[[BatchReport], None] | None = None,
+        tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE,
     ) -> None:
         """Intake under ``root`` (``<warehouse>/bronze/_intake/segment/identifies``).
 
@@ -211,6 +280,8 @@ class Intake:
             ingest: Runs the ordinary ingest of one batch file.
             interval: Seconds between the worker's looks at the pending folder.
             after_batch: Called after each committed micro-batch (e.g. a gold refresh).
+            tolerance: How far after its receipt a call's time may lie (the Segment
+                source's ``future_tolerance_hours``); a later call is refused.
         """
         self.root = root
         self.pending = root / "pending"
@@ -218,6 +289,7 @@ class Intake:
         self.ingest = ingest
         self.interval = interval
         self.after_batch = after_batch
+        self.tolerance = tolerance
         self.status = IntakeStatus()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -228,7 +300,7 @@ class Intake:
     def accept(self, calls: list[IdentifyCall]) -> int:
         """Land a request's calls durably; returns how many. Nothing is written on error."""
         now = datetime.now(UTC)
-        rows = [bronze_row(c, now) for c in calls]
+        rows = [bronze_row(c, now, self.tolerance) for c in calls]
         lines = []
         for row in rows:
             line = json.dumps(row, ensure_ascii=False, separators=(",", ":"))

@@ -74,7 +74,13 @@ class ServingService:
         self._last_build = 0.0
         self._monitor: tuple[float, dict[str, Any]] | None = None
         intake_root = Path(self.warehouse.uri) / "bronze" / "_intake" / SOURCE[0] / SOURCE[1]
-        self.intake = Intake(intake_root, self._ingest_batch, intake_interval, self._after_batch)
+        self.intake = Intake(
+            intake_root,
+            self._ingest_batch,
+            intake_interval,
+            self._after_batch,
+            tolerance=self.warehouse.config.future_tolerance(SOURCE[0]),
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from aag.config import Config, ObjectSpec, RegistryRow
+from aag.config import EARLIEST_EVENT_TIME, Config, ObjectSpec, RegistryRow
 from aag.engine.base import Engine
 from aag.ids import uuid_from_hash_sql, value_node_id_sql
 from aag.model import QUARANTINE
@@ -161,6 +161,35 @@ class Extractor:
             return f"CAST(try_strptime({raw}, '%Y%m%d') AS TIMESTAMPTZ)"
         return f"try_cast({raw} AS TIMESTAMPTZ)"
 
+    def out_of_range_sql(self, time: str, ingest: str) -> str:
+        """SQL telling whether an event time is out of range (SPEC §11).
+
+        Before 1900-01-01, or later than the ingest time plus the source's tolerance
+        (:meth:`aag.config.Config.future_tolerance`): such a time would win its field until
+        the clock caught up, so it is bad input. NULL (no time) is not out of range.
+
+        Args:
+            time: SQL of the parsed event time.
+            ingest: SQL of the time the row was ingested.
+        """
+        seconds = int(self.config.future_tolerance(self.spec.source_system).total_seconds())
+        earliest = EARLIEST_EVENT_TIME.strftime("%Y-%m-%d %H:%M:%S+00")
+        return (
+            f"coalesce({time} < CAST('{earliest}' AS TIMESTAMPTZ) "
+            f"OR {time} > {ingest} + INTERVAL {seconds} SECOND, FALSE)"
+        )
+
+    def out_of_range_reason_sql(self, time: str, field: str) -> str:
+        """SQL for the quarantine reason of an out-of-range ``time`` read from ``field``."""
+        hours = self.config.future_tolerance(self.spec.source_system).total_seconds() / 3600
+        earliest = EARLIEST_EVENT_TIME.strftime("%Y-%m-%d")
+        return (
+            f"concat({lit('event time out of range (' + field + '): ')}, strftime({time}, '{ISO_FORMAT}'), "
+            f"CASE WHEN {time} < CAST('{earliest} 00:00:00+00' AS TIMESTAMPTZ) "
+            f"THEN {lit(' is before ' + earliest)} "
+            f"ELSE {lit(f' is more than {hours:g} h after its ingest time')} END)"
+        )
+
     def entity_key_sql(self) -> str:
         """SQL for the entity key of a row: one entity per source record.
 
@@ -276,12 +305,14 @@ class Extractor:
         ]
         return "\n".join([self._country_joins(aliases), *phones])
 
-    def rows_sql(self, carry: tuple[str, ...] = ()) -> str:
+    def rows_sql(self, carry: tuple[str, ...] = (), ingest_sql: str = 'r."_landed_at"') -> str:
         """One row per landed row: id, time, deletion, row error, every attribute normalised.
 
         Args:
             carry: Further columns of the landed rows to pass through unchanged (the
                 declarative pipeline carries each row's ``_batch_id``).
+            ingest_sql: SQL of the rows' ingest time, which bounds their event times
+                (:meth:`out_of_range_sql`): by default each landed row's ``_landed_at``.
         """
         spec = self.spec
         # The id and the record time are parsed once (in the innermost select) and used
@@ -326,6 +357,10 @@ class Extractor:
                 f"WHEN {rtime} IS NULL THEN "
                 f"concat({lit('unparseable record time (' + spec.time_field + '): ')}, {raw_t})"
             )
+            checks.append(
+                f"WHEN {self.out_of_range_sql(rtime, ingest_sql)} THEN "
+                f"{self.out_of_range_reason_sql(rtime, spec.time_field)}"
+            )
         if spec.deleted_field:
             checks.append(
                 f"WHEN {del_bad} THEN concat("
@@ -356,9 +391,14 @@ class Extractor:
                 ft_raw = f"nullif(trim({q(row.event_time_field)}), '')"
                 ft = self.time_sql(row.event_time_field)
                 cols.append(f"coalesce({ft}, {rtime}) AS t{i}")
+                # A field time out of range rejects that field (the record time is checked
+                # with the row).
+                far = self.out_of_range_sql(ft, ingest_sql)
+                cols.append(f"{far} AS tfar{i}")
                 # A field without its own time and without a record time has no event time.
                 cols.append(
-                    f"(({ft_raw} IS NOT NULL AND {ft} IS NULL) OR coalesce({ft}, {rtime}) IS NULL) AS tbad{i}"
+                    f"(({ft_raw} IS NOT NULL AND {ft} IS NULL) OR coalesce({ft}, {rtime}) IS NULL "
+                    f"OR {far}) AS tbad{i}"
                 )
             else:
                 cols.append(f"{rtime} AS t{i}")
@@ -508,7 +548,11 @@ FROM (
             # source deletes the record (and a restored record opens a new version), so a
             # deleted record links nothing and leaves the identity map and the profiles.
             # (Rows about another object's records leave the identity edges to that object.)
-            field_times = ", ".join(f"t{i}" for i in range(len(spec.attributes))) or "NULL"
+            # (Only times that are usable: a rejected field time must not date the record.)
+            field_times = (
+                ", ".join(f"CASE WHEN NOT tbad{i} THEN t{i} END" for i in range(len(spec.attributes)))
+                or "NULL"
+            )
             seen = f"coalesce(record_time, least({field_times}))"
             entries.append(
                 (
@@ -671,7 +715,14 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
                     f"concat({lit('unparseable or missing field time (' + row.event_time_field + '): ')}, "
                     f"coalesce(b.{q(row.event_time_field)}, 'NULL')) "
                     f"FROM ex_rows JOIN batch_rows b USING (_row_number) "
-                    f"WHERE row_error IS NULL AND NOT bad{i} AND tbad{i}"
+                    f"WHERE row_error IS NULL AND NOT bad{i} AND tbad{i} AND NOT tfar{i}"
+                )
+                parts.append(
+                    f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "
+                    # The field's own time is set when it is out of range: t<i> is that time.
+                    f"{self.out_of_range_reason_sql(f't{i}', row.event_time_field)} "
+                    f"FROM ex_rows JOIN batch_rows b USING (_row_number) "
+                    f"WHERE row_error IS NULL AND NOT bad{i} AND tfar{i}"
                 )
         return "\nUNION ALL\n".join(parts)
 
@@ -710,8 +761,8 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
                     zip(found.column("raw").to_pylist(), found.column("region").to_pylist(), strict=True)
                 )
             engine.register("aag_phones", normalise_phones(pairs))
-            engine.materialize("ex_rows", self.rows_sql())
             now_sql = f"CAST('{now.as_py().isoformat()}' AS TIMESTAMPTZ)"
+            engine.materialize("ex_rows", self.rows_sql(ingest_sql=now_sql))
             engine.materialize(EVENTS_TABLE, self.events_sql(batch_id))
             repeats = None
             if self.one_event_per_key_per_row:

@@ -17,6 +17,13 @@ which makes a re-sent call produce the very events already stored (nothing chang
 The first call with a message id wins: repeated message ids within one batch are
 extracted once, and a call whose message id a committed batch already holds is dropped
 before extraction (:func:`aag.pipeline.drop_resent`), even when its content differs.
+
+Client clocks are wrong. As Segment does, a call that says when it was sent (``sent_at``)
+and when it arrived (``received_at``) is dated ``timestamp + (received_at - sent_at)``:
+the client's clock error, measured between sending and arrival, is taken out of its
+timestamp. Segment's own warehouse tables already store that corrected ``timestamp``
+(next to ``original_timestamp``), so a row carrying ``original_timestamp`` is used as is.
+The corrected time is what the event-time bounds (SPEC §11) judge.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ def _present_column(source_field: str) -> str:
 class SegmentIdentifiesExtractor(Extractor):
     """Segment ``identifies`` calls: one event per trait present, keyed by ``message_id``."""
 
-    extra_fields = ("traits", "anonymous_id", "message_id")
+    extra_fields = ("traits", "anonymous_id", "message_id", "sent_at", "received_at", "original_timestamp")
     first_wins_key = "message_id"
 
     def record_id_sql(self) -> str:
@@ -53,6 +60,17 @@ class SegmentIdentifiesExtractor(Extractor):
         user = f"nullif(trim({q(self.spec.id_field)}), '')"
         anon = "nullif(trim(anonymous_id), '')"
         return f"coalesce({user}, CASE WHEN {anon} IS NOT NULL THEN concat('anon:', {anon}) END)"
+
+    def time_sql(self, column: str) -> str:
+        """The call's ``timestamp`` corrected for client clock skew (see the module doc)."""
+        own = super().time_sql(column)
+        if column != self.spec.time_field:
+            return own
+        skew = f"({super().time_sql('received_at')} - {super().time_sql('sent_at')})"
+        return (
+            f"CASE WHEN nullif(trim(original_timestamp), '') IS NOT NULL THEN {own} "
+            f"ELSE coalesce({own} + {skew}, {own}) END"
+        )
 
     def present_sql(self, row: RegistryRow) -> str | None:
         """A trait takes part only when the call carries it (its value may still be null)."""
@@ -91,6 +109,7 @@ class SegmentIdentifiesExtractor(Extractor):
                     CASE WHEN _error IS NOT NULL THEN _error
                          WHEN {user} IS NULL AND nullif(trim(anonymous_id), '') IS NULL THEN
                              'missing record id: neither user_id nor anonymous_id is set'
+                         {self._skew_errors_sql()}
                          WHEN t IS NULL OR kind = 'NULL' THEN NULL
                          WHEN kind IS NULL THEN
                              concat('traits must be a JSON object, got unparseable text: ', left(t, 200))
@@ -118,6 +137,25 @@ class SegmentIdentifiesExtractor(Extractor):
         finally:
             con.unregister("segment_rows")
         return prepared
+
+    @staticmethod
+    def _skew_errors_sql() -> str:
+        """CASE branches rejecting a call whose skew correction cannot be computed.
+
+        A call with ``sent_at`` (and no ``original_timestamp``) is corrected, so its
+        ``sent_at`` and ``received_at`` must both be times: one unreadable would silently
+        leave the skew in. Without ``sent_at`` neither is used, and neither is checked.
+        """
+        sent = "nullif(trim(sent_at), '')"
+        corrected = f"{sent} IS NOT NULL AND nullif(trim(original_timestamp), '') IS NULL"
+        return " ".join(
+            f"WHEN {corrected} AND try_cast(nullif(trim({column}), '') AS TIMESTAMPTZ) IS NULL "
+            f"THEN concat('{message}', coalesce(left({column}, 100), 'NULL'))"
+            for column, message in (
+                ("sent_at", "unparseable sent_at: "),
+                ("received_at", "sent_at is set, so received_at must be a time to correct the clock skew: "),
+            )
+        )
 
     def dedupe_sql(self, source: str) -> str:
         """The first copy of every message (rows without a ``message_id`` are all kept).
