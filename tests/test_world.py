@@ -44,6 +44,7 @@ def test_every_malformed_row_is_quarantined_with_its_reason_and_nothing_else(ing
         "unparseable record time",
         "invalid SAP date in LAEDA",
         "traits must be a JSON object, got an array",
+        "event time out of range",
     }
     assert {system for system, _ in reasons} == set(OBJECT)
     assert all(q["level"] == "row" for q in quarantine)

@@ -12,7 +12,8 @@ The world also has what real feeds have: login identifies that re-send the trait
 app cached (stale, at a fresh timestamp), duplicate CRM contacts that are later
 deleted (``IsDeleted``), SAP customers flagged for deletion (``LOEVM = 'X'``), and a
 few malformed rows in every round (missing keys, unparseable times, invalid SAP
-dates, traits that are not an object) that must end in quarantine. Files come in
+dates, traits that are not an object, impossible times: year 9999 or before 1900)
+that must end in quarantine. Files come in
 all three bronze formats: Salesforce's Bulk API CSV, SAP extracts as Parquet, and
 JSON Lines from Shopify, Zendesk and Segment.
 
@@ -504,16 +505,38 @@ OBJECT = {
 #: Malformed rows, one per object and round in turn: ``(object key, overrides, why)``. The
 #: record ids belong to nobody in the world, so the truth does not depend on them.
 MALFORMED: dict[str, tuple[dict[str, Any], ...]] = {
-    "salesforce": ({"Id": ""}, {"Id": "003GHOST0000000001", "LastModifiedDate": "last tuesday"}),
-    "sap": ({"KUNNR": "", "LAEDA": "20250101"}, {"KUNNR": "9999999999", "LAEDA": "20251341"}),
-    "shopify": ({"id": None}, {"id": 6999999, "updated_at": "soon"}),
-    "zendesk": ({"id": 899999, "updated_at": "n/a"}, {"id": None}),
+    "salesforce": (
+        {"Id": ""},
+        {"Id": "003GHOST0000000001", "LastModifiedDate": "last tuesday"},
+        {"Id": "003GHOST0000000002", "LastModifiedDate": "9999-12-31T23:59:59.000+0000"},
+    ),
+    "sap": (
+        {"KUNNR": "", "LAEDA": "20250101"},
+        {"KUNNR": "9999999999", "LAEDA": "20251341"},
+        {"KUNNR": "9999999998", "LAEDA": "18991231"},
+    ),
+    "shopify": (
+        {"id": None},
+        {"id": 6999999, "updated_at": "soon"},
+        {"id": 6999998, "updated_at": "1850-01-01T00:00:00Z"},
+    ),
+    "zendesk": (
+        {"id": 899999, "updated_at": "n/a"},
+        {"id": None},
+        {"id": 899998, "updated_at": "2999-01-01T00:00:00Z"},
+    ),
     "segment": (
         {"message_id": "bad-traits", "user_id": "ghost", "traits": ["email", "ghost@example.com"]},
         {
             "message_id": "bad-time",
             "user_id": "ghost",
             "timestamp": "yesterday",
+            "traits": {"firstName": "Ghost"},
+        },
+        {
+            "message_id": "far-future",
+            "user_id": "ghost",
+            "timestamp": "9999-12-31T00:00:00Z",
             "traits": {"firstName": "Ghost"},
         },
     ),
