@@ -73,8 +73,9 @@ class ServingService:
         self._build_lock = threading.Lock()
         self._last_build = 0.0
         self._monitor: tuple[float, dict[str, Any]] | None = None
-        intake_root = Path(self.warehouse.uri) / "bronze" / "_intake" / SOURCE[0] / SOURCE[1]
-        self.intake = Intake(intake_root, self._ingest_batch, intake_interval, self._after_batch)
+        self.intake = Intake(
+            self.warehouse.intake_root, self._ingest_batch, intake_interval, self._after_batch
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
