@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -334,10 +335,15 @@ def test_identify_lands_and_is_processed_and_a_resent_message_id_is_not_applied_
 
 def test_erasure_needs_the_scope_and_removes_the_customer(api: Api) -> None:
     victim = api.svc.find_customer("salesforce", "0035g00000Other1AA")
-    assert api.get(f"/v1/customers/{victim}").status_code == 200
+    assert api.get(f"/v1/customers/{victim}").json()["served_from"] == "gold"
+    in_gold = api.get("/v1/status").json()["gold_customers"]
     erased = api.http.delete(f"/v1/customers/{victim}", headers={"X-API-Key": api.keys["erase"]})
     assert erased.status_code == 200, erased.text
     assert erased.json()["source_records"] >= 1
+    # The rest of the gold build keeps serving from memory, without the erased customer.
+    assert api.get("/v1/status").json()["gold_customers"] == in_gold - 1
+    kept = api.svc.find_customer("salesforce", DEMO_CONTACT)
+    assert api.get(f"/v1/customers/{kept}").json()["served_from"] == "gold"
     gone = api.get(f"/v1/customers/{victim}")
     assert gone.status_code == 404 and "no customer" in gone.json()["error"]
     assert api.get("/v1/search", q="salesforce:0035g00000Other1AA").json()["results"] == []
@@ -345,6 +351,32 @@ def test_erasure_needs_the_scope_and_removes_the_customer(api: Api) -> None:
     assert {r["requested_by"] for r in log} == {"api-key:dpo"}
     again = api.http.delete(f"/v1/customers/{victim}", headers={"X-API-Key": api.keys["erase"]})
     assert again.status_code == 404
+
+
+def test_a_miss_is_answered_from_memory_without_a_silver_read(api: Api, demo_customer: str) -> None:
+    def status() -> dict[str, Any]:
+        found: dict[str, Any] = api.get("/v1/status").json()
+        return found
+
+    # Silver's customers since the build are learnt in the background after a change.
+    deadline = time.monotonic() + 30
+    while status()["misses_answered_from_memory"] == 0:
+        assert api.get(f"/v1/customers/{uuid.uuid4()}").status_code == 404
+        assert time.monotonic() < deadline, "no miss was ever answered from memory"
+        time.sleep(0.1)
+    before = status()
+    timings: dict[str, list[float]] = {"hit": [], "miss": []}
+    for _ in range(20):
+        for kind, customer in (("hit", demo_customer), ("miss", str(uuid.uuid4()))):
+            started = time.perf_counter()
+            answer = api.get(f"/v1/customers/{customer}")
+            timings[kind].append(time.perf_counter() - started)
+            assert answer.status_code == (200 if kind == "hit" else 404)
+    after = status()
+    assert after["profiles_read_from_silver"] == before["profiles_read_from_silver"]
+    assert after["misses_answered_from_memory"] == before["misses_answered_from_memory"] + 20
+    # For the record (no timed assertion): median milliseconds of a hit and of a miss.
+    print({k: round(sorted(v)[len(v) // 2] * 1000, 2) for k, v in timings.items()})
 
 
 # -- MCP --------------------------------------------------------------------------------------

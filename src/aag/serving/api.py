@@ -197,6 +197,8 @@ def create_app(serving: ServingService, start_worker: bool = True) -> FastAPI:
         """
         # The gold snapshot answers on the event loop (no thread hop); silver in the pool.
         found = None if fresh else serving.profile_in_memory(customer_id, version)
+        if found is None and not fresh:
+            serving.raise_if_unknown(customer_id)  # a miss is as cheap as a hit
         if found is None:
             found = await run_in_threadpool(serving.profile, customer_id, version, fresh)
         return JSONResponse(_json(found))

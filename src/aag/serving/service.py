@@ -73,6 +73,9 @@ class ServingService:
         self._build_lock = threading.Lock()
         self._last_build = 0.0
         self._monitor: tuple[float, dict[str, Any]] | None = None
+        #: Profile requests answered from silver, and misses answered from memory.
+        self.silver_profile_reads = 0
+        self.misses_from_memory = 0
         self.intake = Intake(
             self.warehouse.intake_root, self._ingest_batch, intake_interval, self._after_batch
         )
@@ -108,8 +111,11 @@ class ServingService:
         found = None if fresh else self.profile_in_memory(customer_id, version)
         if found is not None:
             return found
+        if not fresh:
+            self.raise_if_unknown(customer_id)
         snap = self.index.snapshot()
         # Not in the last build (newer than it, or no build): silver has the truth.
+        self.silver_profile_reads += 1
         row = self._locked(lambda: self.reader.profile(customer_id, version))
         return {"profile": row, "served_from": "silver", "gold_built_at": snap.built_at if snap else None}
 
@@ -123,6 +129,20 @@ class ServingService:
         if row is None or snap is None:
             return None
         return {"profile": row, "served_from": "gold", "gold_built_at": snap.built_at}
+
+    def raise_if_unknown(self, customer_id: str) -> None:
+        """Answer a miss from memory, when memory is sure.
+
+        Raises :class:`NotFoundError` when neither the build nor silver's customers
+        since the build hold the id; returns when silver has to be asked.
+        """
+        snap = self.index.snapshot()
+        if snap is None or snap.holds(customer_id):
+            return
+        newer = self.index.newer_customers(snap)
+        if newer is not None and customer_id not in newer:
+            self.misses_from_memory += 1
+            raise NotFoundError(f"no customer {customer_id!r} in the graph")
 
     def record_in_memory(self, source_system: str, record_id: str) -> str | None:
         """The customer id of a source record from the gold snapshot, or None."""
@@ -271,6 +291,8 @@ class ServingService:
             "gold_built_at": snap.built_at if snap else None,
             "gold_customers": len(snap.rows) if snap else 0,
             "gold_reload_error": self.index.last_error,
+            "profiles_read_from_silver": self.silver_profile_reads,
+            "misses_answered_from_memory": self.misses_from_memory,
             "intake": self.intake.snapshot(),
         }
 
@@ -313,7 +335,8 @@ class ServingService:
     def erase(self, customer_id: str, requested_by: str) -> dict[str, Any]:
         """GDPR erasure of a customer (see :meth:`AagService.erase`)."""
         result = self.writer.erase(customer_id, requested_by=requested_by)
-        # The erasure discarded gold: drop the in-memory copy before answering.
-        self.index.load()
+        # The erasure took gold's exports: take the customer out of the in-memory build
+        # before answering (the rest keeps serving until the next build).
+        self.index.snapshot()
         self._monitor = None
         return result
