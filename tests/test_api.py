@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +20,7 @@ import pytest
 
 from aag.demo import DEMO_CONTACT
 from aag.service import AagService
-from servekit import demo_warehouse, make_key, running_server
+from servekit import SRC, demo_warehouse, make_key, running_server
 
 PHONE = "+499876543210"
 
@@ -194,6 +199,61 @@ def test_search_bronze_monitor_and_docs(api: Api, demo_customer: str) -> None:
     assert api.http.get("/docs").status_code == 200
 
 
+def test_docs_pages_load_only_local_assets(api: Api) -> None:
+    for page in ("/docs", "/redoc"):
+        html = api.http.get(page)
+        assert html.status_code == 200
+        assert "http://" not in html.text and "https://" not in html.text, page
+        urls = re.findall(r'(?:src|href)="([^"]+)"', html.text) + re.findall(r"url: '([^']+)'", html.text)
+        assert urls and all(u.startswith("/") for u in urls), urls
+        for url in urls:
+            asset = api.http.get(url)
+            assert asset.status_code == 200 and asset.content, url
+    assert "/openapi.json" in api.http.get("/redoc").text
+
+
+def test_security_headers_and_no_store_on_personal_data(api: Api, demo_customer: str) -> None:
+    for path, key in ((f"/v1/customers/{demo_customer}", "read"), ("/", None), ("/docs", None)):
+        response = api.get(path, key=key)
+        assert response.status_code == 200
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["cache-control"] == "no-store", path
+    # Errors carry them too; the page's static files may be cached.
+    assert api.get(f"/v1/customers/{demo_customer}", key=None).headers["cache-control"] == "no-store"
+    static = api.http.get("/static/explorer.css")
+    assert static.headers["x-content-type-options"] == "nosniff"
+    assert static.headers.get("cache-control") != "no-store"
+
+
+def test_status_shows_no_path_of_the_server(api: Api) -> None:
+    status = api.get("/v1/status")
+    assert status.status_code == 200
+    assert status.json()["warehouse"] == "wh"
+    location = str(Path(api.svc.warehouse.uri).parent)
+    assert location not in status.text and "/bronze/" not in status.text, status.text
+
+
+def test_serving_beyond_this_machine_warns_of_plain_http(tmp_path: Path, api: Api) -> None:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "AAG_WAREHOUSE": api.svc.warehouse.uri}
+    command = [sys.executable, "-m", "aag", "serve", "--host", "0.0.0.0", "--port", "0"]
+    log = tmp_path / "serve.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=handle)
+    try:
+        deadline = time.monotonic() + 90
+        while "serving " not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    warnings = [line for line in log.read_text().splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "plain HTTP" in warnings[0], log.read_text()
+
+
 # -- hostile requests ---------------------------------------------------------------------
 INJECTIONS = [
     "' OR '1'='1",
@@ -248,6 +308,8 @@ def test_malformed_bodies_are_refused_whole(api: Api) -> None:
         (json.dumps({"userId": "u", "timestamp": "yesterday"}).encode(), "timestamp"),
         (json.dumps({"userId": "u", "type": "track"}).encode(), "only identify"),
         (json.dumps({"userId": "u", "traits": deep}).encode(), "nest"),
+        (b'{"userId": "u", "traits": {"name": "\\ud800"}}', "lone surrogate (\\ud800)"),
+        (b'{"userId": "u-\\udfff", "traits": {}}', "lone surrogate"),
     ]
     for body, message in cases:
         response = api.post("/v1/identify", body, headers={"Content-Type": "application/json"})

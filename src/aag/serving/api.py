@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -108,6 +109,51 @@ async def _body(request: Request) -> bytes:
     return body
 
 
+#: Sent with every response: no MIME sniffing, no framing (clickjacking), no referrer.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class SecurityHeaders:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` and ``Cache-Control: no-store``.
+
+    ``no-store`` goes on everything but the page's static files: API answers hold
+    personal data, which no browser or proxy cache should keep.
+
+    Plain ASGI rather than ``@app.middleware``: it wraps ``send`` and nothing else, so a
+    profile from memory stays a few hundred microseconds of work.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Handle one ASGI event, adding the headers to an HTTP response's start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cacheable = str(scope.get("path", "")).startswith("/static/")
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if cacheable or k.lower() != b"cache-control"
+                ]
+                headers += SECURITY_HEADERS
+                if not cacheable:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def _serving(request: Request) -> ServingService:
     serving: ServingService = request.app.state.serving
     return serving
@@ -159,8 +205,12 @@ def create_app(serving: ServingService, start_worker: bool = True) -> FastAPI:
         version=__version__,
         description="Field-level truth for customer data: profiles, lineage, Segment intake, erasure.",
         lifespan=lifespan,
+        # The docs pages below load their assets from this package, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.serving = serving
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -300,6 +350,26 @@ def create_app(serving: ServingService, start_worker: bool = True) -> FastAPI:
     @app.get("/health", include_in_schema=False)
     def health() -> Any:
         return {"status": "ok"}
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="AAG API",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> Response:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="AAG API",
+            redoc_js_url="/static/vendor/redoc/redoc.standalone.js",
+            redoc_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+            with_google_fonts=False,
+        )
 
     @app.get("/", include_in_schema=False)
     def index() -> Response:

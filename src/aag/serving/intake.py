@@ -151,6 +151,13 @@ def parse_calls(body: bytes, batch: bool) -> list[IdentifyCall]:
     if not isinstance(data, dict):
         raise InputError("body must be a JSON object")
     try:
+        # JSON may escape a lone UTF-16 surrogate ("\ud800"), which is no character:
+        # it could be neither landed as UTF-8 nor read back.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        raise InputError(f"body holds a lone surrogate ({bad}), which is not valid Unicode") from None
+    try:
         if batch:
             return BatchRequest.model_validate(data).batch
         call = IdentifyCall.model_validate(data)

@@ -286,15 +286,35 @@ class ServingService:
     def status(self) -> dict[str, Any]:
         """Gold snapshot, intake and warehouse facts for the status endpoint."""
         snap = self.index.snapshot()
+        intake = self.intake.snapshot()
+        intake["last_error"] = self._public(intake["last_error"])
+        intake["recent_errors"] = [self._public(e) for e in intake["recent_errors"]]
+        if intake["last_batch"]:
+            # The batch file's name, not where it lies on the server.
+            last = dict(intake["last_batch"])
+            last["file"] = Path(str(last.get("file") or "")).name or None
+            intake["last_batch"] = last
         return {
-            "warehouse": self.warehouse.uri,
+            # Its name only: where the warehouse lives on the server is not a reader's business.
+            "warehouse": self.warehouse_name,
             "gold_built_at": snap.built_at if snap else None,
             "gold_customers": len(snap.rows) if snap else 0,
-            "gold_reload_error": self.index.last_error,
+            "gold_reload_error": self._public(self.index.last_error),
             "profiles_read_from_silver": self.silver_profile_reads,
             "misses_answered_from_memory": self.misses_from_memory,
-            "intake": self.intake.snapshot(),
+            "intake": intake,
         }
+
+    @property
+    def warehouse_name(self) -> str:
+        """The warehouse's last path segment (``wh`` for ``/srv/data/wh``)."""
+        return self.warehouse.uri.rstrip("/").rsplit("/", 1)[-1] or self.warehouse.uri
+
+    def _public(self, message: str | None) -> str | None:
+        """A message with the warehouse's location replaced by its name."""
+        if message is None:
+            return None
+        return message.replace(self.warehouse.uri.rstrip("/"), f"<{self.warehouse_name}>")
 
     # -- writes --------------------------------------------------------------------------
     def accept(self, calls: list[IdentifyCall]) -> int:
