@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -469,7 +470,10 @@ def test_mcp_tools_answer_profile_and_explain(api: Api, demo_customer: str) -> N
                 ),
                 "missing": await client.call_tool("get_profile", {"customer_id": "no-such-customer"}),
             }
-            return {"tools": tools, **{k: v.structured_content for k, v in calls.items()}}
+            out = {k: v.structured_content for k, v in calls.items()}
+            missing = calls["missing"]
+            out["missing"] = {"is_error": missing.is_error, "text": [c.text for c in missing.content]}
+            return {"tools": tools, **out}
 
     got = asyncio.run(session())
     assert got["tools"] == {"find_customer", "get_profile", "explain_attribute"}
@@ -477,4 +481,88 @@ def test_mcp_tools_answer_profile_and_explain(api: Api, demo_customer: str) -> N
     assert got["profile"]["profile"]["phone"] == PHONE
     assert got["explain"]["winner"]["source_system"] == "zendesk"
     assert "older" in got["explain"]["losers"][0]["why_lost"]
-    assert got["missing"] == {"error": "no customer 'no-such-customer' in the graph"}
+    assert got["missing"]["is_error"] is True
+    assert got["missing"]["text"][0].endswith("no customer 'no-such-customer' in the graph")
+
+
+def test_mcp_over_raw_stdio_answers_bad_lines_errors_and_record_ids(api: Api, demo_customer: str) -> None:
+    """A JSON-RPC conversation line by line, as any MCP host has it with ``aag mcp``."""
+    from aag import __version__
+
+    env = {**os.environ, "PYTHONPATH": str(SRC), "AAG_WAREHOUSE": api.svc.warehouse.uri}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aag", "mcp"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def send(line: str | dict[str, Any]) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write((line if isinstance(line, str) else json.dumps(line)) + "\n")
+        proc.stdin.flush()
+
+    def answer() -> dict[str, Any]:
+        assert proc.stdout is not None
+        # One request, one reply line: a server that stays silent fails here, not hangs.
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "no reply from aag mcp within 60 s"
+        found: dict[str, Any] = json.loads(proc.stdout.readline())
+        return found
+
+    def call(n: int, tool: str, **arguments: Any) -> dict[str, Any]:
+        send(
+            {
+                "jsonrpc": "2.0",
+                "id": n,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments},
+            }
+        )
+        reply = answer()
+        assert reply["id"] == n, reply
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    try:
+        send('{"jsonrpc": "2.0", "id": 1, "method": "initia')
+        bad = answer()
+        assert bad["id"] is None and bad["error"]["code"] == -32700, bad
+        send(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "0"},
+                },
+            }
+        )
+        init = answer()
+        assert init["result"]["serverInfo"] == {
+            **init["result"]["serverInfo"],
+            "name": "aag",
+            "version": __version__,
+        }
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        send('{"no": "json-rpc"}')
+        assert answer()["error"]["code"] == -32600
+        # A source record id works, as the tool's description says.
+        by_record = call(2, "get_profile", customer_id=f"salesforce:{DEMO_CONTACT}")
+        assert by_record["isError"] is False
+        assert by_record["structuredContent"]["profile"]["customer_id"] == demo_customer
+        explained = call(3, "explain_attribute", customer_id=f"salesforce:{DEMO_CONTACT}", attribute="phone")
+        assert explained["structuredContent"]["winner"]["source_system"] == "zendesk"
+        for n, arguments in enumerate(
+            ({"customer_id": "no-such-customer"}, {"customer_id": "salesforce:0035g00000NobodyAA"}), start=4
+        ):
+            missing = call(n, "get_profile", **arguments)
+            assert missing["isError"] is True and " in the graph" in missing["content"][0]["text"], missing
+    finally:
+        proc.stdin.close()
+        proc.wait(30)
