@@ -118,6 +118,15 @@ SECURITY_HEADERS = [
 ]
 
 
+#: The API docs pages load scripts, styles, images and fonts from this server only (their
+#: inline start-up script and ReDoc's worker and injected styles need the rest).
+DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' blob:; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
 class SecurityHeaders:
     """ASGI middleware adding :data:`SECURITY_HEADERS` and ``Cache-Control: no-store``.
 
@@ -145,7 +154,9 @@ class SecurityHeaders:
                     for k, v in message.get("headers", [])
                     if cacheable or k.lower() != b"cache-control"
                 ]
-                headers += SECURITY_HEADERS
+                # A page with its own policy (the docs) keeps it; it forbids framing too.
+                own = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in own]
                 if not cacheable:
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
@@ -351,24 +362,33 @@ def create_app(serving: ServingService, start_worker: bool = True) -> FastAPI:
     def health() -> Any:
         return {"status": "ok"}
 
+    def docs_page(page: Response) -> Response:
+        # Only this server's files: ReDoc's sidebar would fetch a logo from its CDN.
+        page.headers["content-security-policy"] = DOCS_POLICY
+        return page
+
     @app.get("/docs", include_in_schema=False)
     def swagger_ui() -> Response:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="AAG API",
-            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
-            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
-            swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+        return docs_page(
+            get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title="AAG API",
+                swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+                swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+                swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+            )
         )
 
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> Response:
-        return get_redoc_html(
-            openapi_url="/openapi.json",
-            title="AAG API",
-            redoc_js_url="/static/vendor/redoc/redoc.standalone.js",
-            redoc_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
-            with_google_fonts=False,
+        return docs_page(
+            get_redoc_html(
+                openapi_url="/openapi.json",
+                title="AAG API",
+                redoc_js_url="/static/vendor/redoc/redoc.standalone.js",
+                redoc_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+                with_google_fonts=False,
+            )
         )
 
     @app.get("/", include_in_schema=False)
