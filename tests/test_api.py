@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +21,7 @@ import pytest
 
 from aag.demo import DEMO_CONTACT
 from aag.service import AagService
-from servekit import demo_warehouse, make_key, running_server
+from servekit import SRC, demo_warehouse, make_key, running_server
 
 PHONE = "+499876543210"
 
@@ -193,6 +200,63 @@ def test_search_bronze_monitor_and_docs(api: Api, demo_customer: str) -> None:
     assert api.http.get("/docs").status_code == 200
 
 
+def test_docs_pages_load_only_local_assets(api: Api) -> None:
+    for page in ("/docs", "/redoc"):
+        html = api.http.get(page)
+        assert html.status_code == 200
+        assert "http://" not in html.text and "https://" not in html.text, page
+        urls = re.findall(r'(?:src|href)="([^"]+)"', html.text) + re.findall(r"url: '([^']+)'", html.text)
+        assert urls and all(u.startswith("/") for u in urls), urls
+        for url in urls:
+            asset = api.http.get(url)
+            assert asset.status_code == 200 and asset.content, url
+    assert "/openapi.json" in api.http.get("/redoc").text
+    # The browser is told so too: scripts, styles, images and fonts from this server only.
+    assert "default-src 'self'" in api.http.get("/redoc").headers["content-security-policy"]
+
+
+def test_security_headers_and_no_store_on_personal_data(api: Api, demo_customer: str) -> None:
+    for path, key in ((f"/v1/customers/{demo_customer}", "read"), ("/", None), ("/docs", None)):
+        response = api.get(path, key=key)
+        assert response.status_code == 200
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["cache-control"] == "no-store", path
+    # Errors carry them too; the page's static files may be cached.
+    assert api.get(f"/v1/customers/{demo_customer}", key=None).headers["cache-control"] == "no-store"
+    static = api.http.get("/static/explorer.css")
+    assert static.headers["x-content-type-options"] == "nosniff"
+    assert static.headers.get("cache-control") != "no-store"
+
+
+def test_status_shows_no_path_of_the_server(api: Api) -> None:
+    status = api.get("/v1/status")
+    assert status.status_code == 200
+    assert status.json()["warehouse"] == "wh"
+    location = str(Path(api.svc.warehouse.uri).parent)
+    assert location not in status.text and "/bronze/" not in status.text, status.text
+
+
+def test_serving_beyond_this_machine_warns_of_plain_http(tmp_path: Path, api: Api) -> None:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "AAG_WAREHOUSE": api.svc.warehouse.uri}
+    command = [sys.executable, "-m", "aag", "serve", "--host", "0.0.0.0", "--port", "0"]
+    log = tmp_path / "serve.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=handle)
+    try:
+        deadline = time.monotonic() + 90
+        while "serving " not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    warnings = [line for line in log.read_text().splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "plain HTTP" in warnings[0], log.read_text()
+
+
 # -- hostile requests ---------------------------------------------------------------------
 INJECTIONS = [
     "' OR '1'='1",
@@ -247,6 +311,8 @@ def test_malformed_bodies_are_refused_whole(api: Api) -> None:
         (json.dumps({"userId": "u", "timestamp": "yesterday"}).encode(), "timestamp"),
         (json.dumps({"userId": "u", "type": "track"}).encode(), "only identify"),
         (json.dumps({"userId": "u", "traits": deep}).encode(), "nest"),
+        (b'{"userId": "u", "traits": {"name": "\\ud800"}}', "lone surrogate (\\ud800)"),
+        (b'{"userId": "u-\\udfff", "traits": {}}', "lone surrogate"),
     ]
     for body, message in cases:
         response = api.post("/v1/identify", body, headers={"Content-Type": "application/json"})
@@ -334,10 +400,15 @@ def test_identify_lands_and_is_processed_and_a_resent_message_id_is_not_applied_
 
 def test_erasure_needs_the_scope_and_removes_the_customer(api: Api) -> None:
     victim = api.svc.find_customer("salesforce", "0035g00000Other1AA")
-    assert api.get(f"/v1/customers/{victim}").status_code == 200
+    assert api.get(f"/v1/customers/{victim}").json()["served_from"] == "gold"
+    in_gold = api.get("/v1/status").json()["gold_customers"]
     erased = api.http.delete(f"/v1/customers/{victim}", headers={"X-API-Key": api.keys["erase"]})
     assert erased.status_code == 200, erased.text
     assert erased.json()["source_records"] >= 1
+    # The rest of the gold build keeps serving from memory, without the erased customer.
+    assert api.get("/v1/status").json()["gold_customers"] == in_gold - 1
+    kept = api.svc.find_customer("salesforce", DEMO_CONTACT)
+    assert api.get(f"/v1/customers/{kept}").json()["served_from"] == "gold"
     gone = api.get(f"/v1/customers/{victim}")
     assert gone.status_code == 404 and "no customer" in gone.json()["error"]
     assert api.get("/v1/search", q="salesforce:0035g00000Other1AA").json()["results"] == []
@@ -345,6 +416,32 @@ def test_erasure_needs_the_scope_and_removes_the_customer(api: Api) -> None:
     assert {r["requested_by"] for r in log} == {"api-key:dpo"}
     again = api.http.delete(f"/v1/customers/{victim}", headers={"X-API-Key": api.keys["erase"]})
     assert again.status_code == 404
+
+
+def test_a_miss_is_answered_from_memory_without_a_silver_read(api: Api, demo_customer: str) -> None:
+    def status() -> dict[str, Any]:
+        found: dict[str, Any] = api.get("/v1/status").json()
+        return found
+
+    # Silver's customers since the build are learnt in the background after a change.
+    deadline = time.monotonic() + 30
+    while status()["misses_answered_from_memory"] == 0:
+        assert api.get(f"/v1/customers/{uuid.uuid4()}").status_code == 404
+        assert time.monotonic() < deadline, "no miss was ever answered from memory"
+        time.sleep(0.1)
+    before = status()
+    timings: dict[str, list[float]] = {"hit": [], "miss": []}
+    for _ in range(20):
+        for kind, customer in (("hit", demo_customer), ("miss", str(uuid.uuid4()))):
+            started = time.perf_counter()
+            answer = api.get(f"/v1/customers/{customer}")
+            timings[kind].append(time.perf_counter() - started)
+            assert answer.status_code == (200 if kind == "hit" else 404)
+    after = status()
+    assert after["profiles_read_from_silver"] == before["profiles_read_from_silver"]
+    assert after["misses_answered_from_memory"] == before["misses_answered_from_memory"] + 20
+    # For the record (no timed assertion): median milliseconds of a hit and of a miss.
+    print({k: round(sorted(v)[len(v) // 2] * 1000, 2) for k, v in timings.items()})
 
 
 # -- MCP --------------------------------------------------------------------------------------
@@ -375,7 +472,10 @@ def test_mcp_tools_answer_profile_and_explain(api: Api, demo_customer: str) -> N
                 ),
                 "missing": await client.call_tool("get_profile", {"customer_id": "no-such-customer"}),
             }
-            return {"tools": tools, **{k: v.structured_content for k, v in calls.items()}}
+            out = {k: v.structured_content for k, v in calls.items()}
+            missing = calls["missing"]
+            out["missing"] = {"is_error": missing.is_error, "text": [c.text for c in missing.content]}
+            return {"tools": tools, **out}
 
     got = asyncio.run(session())
     assert got["tools"] == {"find_customer", "get_profile", "explain_attribute"}
@@ -383,4 +483,88 @@ def test_mcp_tools_answer_profile_and_explain(api: Api, demo_customer: str) -> N
     assert got["profile"]["profile"]["phone"] == PHONE
     assert got["explain"]["winner"]["source_system"] == "zendesk"
     assert "older" in got["explain"]["losers"][0]["why_lost"]
-    assert got["missing"] == {"error": "no customer 'no-such-customer' in the graph"}
+    assert got["missing"]["is_error"] is True
+    assert got["missing"]["text"][0].endswith("no customer 'no-such-customer' in the graph")
+
+
+def test_mcp_over_raw_stdio_answers_bad_lines_errors_and_record_ids(api: Api, demo_customer: str) -> None:
+    """A JSON-RPC conversation line by line, as any MCP host has it with ``aag mcp``."""
+    from aag import __version__
+
+    env = {**os.environ, "PYTHONPATH": str(SRC), "AAG_WAREHOUSE": api.svc.warehouse.uri}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aag", "mcp"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def send(line: str | dict[str, Any]) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write((line if isinstance(line, str) else json.dumps(line)) + "\n")
+        proc.stdin.flush()
+
+    def answer() -> dict[str, Any]:
+        assert proc.stdout is not None
+        # One request, one reply line: a server that stays silent fails here, not hangs.
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "no reply from aag mcp within 60 s"
+        found: dict[str, Any] = json.loads(proc.stdout.readline())
+        return found
+
+    def call(n: int, tool: str, **arguments: Any) -> dict[str, Any]:
+        send(
+            {
+                "jsonrpc": "2.0",
+                "id": n,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments},
+            }
+        )
+        reply = answer()
+        assert reply["id"] == n, reply
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    try:
+        send('{"jsonrpc": "2.0", "id": 1, "method": "initia')
+        bad = answer()
+        assert bad["id"] is None and bad["error"]["code"] == -32700, bad
+        send(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "0"},
+                },
+            }
+        )
+        init = answer()
+        assert init["result"]["serverInfo"] == {
+            **init["result"]["serverInfo"],
+            "name": "aag",
+            "version": __version__,
+        }
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        send('{"no": "json-rpc"}')
+        assert answer()["error"]["code"] == -32600
+        # A source record id works, as the tool's description says.
+        by_record = call(2, "get_profile", customer_id=f"salesforce:{DEMO_CONTACT}")
+        assert by_record["isError"] is False
+        assert by_record["structuredContent"]["profile"]["customer_id"] == demo_customer
+        explained = call(3, "explain_attribute", customer_id=f"salesforce:{DEMO_CONTACT}", attribute="phone")
+        assert explained["structuredContent"]["winner"]["source_system"] == "zendesk"
+        for n, arguments in enumerate(
+            ({"customer_id": "no-such-customer"}, {"customer_id": "salesforce:0035g00000NobodyAA"}), start=4
+        ):
+            missing = call(n, "get_profile", **arguments)
+            assert missing["isError"] is True and " in the graph" in missing["content"][0]["text"], missing
+    finally:
+        proc.stdin.close()
+        proc.wait(30)

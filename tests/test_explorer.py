@@ -374,3 +374,37 @@ def test_deep_link_with_key_in_the_fragment_and_keyboard(driver, server, warehou
     if target:
         Path(target).write_bytes(png)
     assert _errors(driver) == []
+
+
+@pytest.mark.parametrize(("page", "title"), [("/docs", ".swagger-ui .info .title"), ("/redoc", "h1")])
+def test_api_docs_render_from_this_server_alone(driver, server, page, title):
+    """Swagger UI and ReDoc render from this server alone: nothing is fetched from a CDN.
+
+    ReDoc's sidebar asks for a logo on its CDN; the page's policy blocks it in the browser
+    (so it is never fetched, and ReDoc hides the image): every other request is local.
+    """
+    record = "window.__blocked = []; document.addEventListener('securitypolicyviolation', "
+    record += "e => window.__blocked.push(e.blockedURI));"
+    script = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": record})
+    try:
+        driver.get("about:blank")
+        driver.get_log("browser")
+        driver.get(f"{server}{page}")
+        _wait(driver, title, "AAG")
+        requested = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        blocked = driver.execute_script("return window.__blocked")
+    finally:
+        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", script)
+    assert any(url.startswith(f"{server}/static/vendor/") for url in requested), requested
+    elsewhere = {url for url in requested if not url.startswith(server)}
+    assert elsewhere <= set(blocked), (elsewhere, blocked)
+    assert elsewhere <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}, elsewhere
+    # The only console errors are the policy's refusals of those off-server requests.
+    assert [e for e in _errors(driver) if "Content Security Policy" not in e] == []
+
+
+def test_the_footer_names_the_warehouse_not_its_path(driver, server, warehouse):
+    _open(driver, server)
+    _use_key(driver, warehouse[1])
+    footer = _wait(driver, "#status-line", "customers in gold").text
+    assert footer.startswith("wh ·") and str(Path(warehouse[0]).parent) not in footer, footer

@@ -798,6 +798,12 @@ def serve(
         intake_interval=intake_interval,
         gold_refresh=None if gold_refresh < 0 else gold_refresh,
     )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            f"warning: listening on {host} over plain HTTP: API keys and personal data cross the "
+            "network unencrypted; put a TLS-terminating proxy in front",
+            soft_wrap=True,
+        )
     config = uvicorn.Config(create_app(serving), host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     original = server.startup

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from aag.identity import SAME_AS_REL
 from aag.ids import record_key, value_node_id
 from aag.model import ERASURES
 from aag.monitoring import MonitorReport, checks_sql
-from aag.normalize import InvalidValueError, normalise
+from aag.normalize import InvalidValueError, normalise, split_normaliser
 from aag.overrides import Action, parse_record, read_decisions, rules_in_force
 from aag.pipeline import BatchReport, FileProgress, ingest_file
 from aag.relink import decide, warehouse_overrides
@@ -698,7 +699,9 @@ ORDER BY customer_id, source_system, source_object, source_record_id
 
         Removes the records' edges, the values only they used, their bronze rows (and the
         field-history and change-document rows landed under their ids) and their
-        quarantine rows, deletes the gold outputs (they hold the customer until the
+        quarantine rows, then every bronze, quarantine and intake-spool row holding one of
+        the person's e-mail addresses or phone numbers (rows that never became records),
+        deletes the gold outputs (they hold the customer until the
         next ``aag build``), and logs a one-way key per record so later batches suppress them
         (the log names who asked and when, never a value). Run :meth:`vacuum` to delete
         the superseded files.
@@ -713,7 +716,8 @@ ORDER BY customer_id, source_system, source_object, source_record_id
             raise NotFoundError(f"no customer {customer_id!r} in the graph")
         wh = self.warehouse
         graph = wh.graph
-        with wh.writer_lock():
+        # The intake worker's lock first (its own order): the spool is rewritten below.
+        with wh.intake_lock(), wh.writer_lock():
             members = self.members(customer_id)
             edges = self._edges_of(*members)
             targets = sorted(set(edges.column("target_node_id").to_pylist()) - set(members))
@@ -759,6 +763,9 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                 landed = parse_raw(wh.io.read(uri, "_raw", f"_record_id IN ({quoted})"), extractor.fields)
                 for other, ids in extractor.related_records(landed).items():
                     by_object.setdefault((system, other), []).extend(ids)
+            # Rows that never became records (a malformed id, a quarantined row, a call
+            # still in the intake spool) are found by the person's identifying values.
+            needles = _identifying_values(wh, edges, shared, by_object)
             log: list[dict[str, Any]] = []
             erasure_id = str(uuid.uuid4())
             erased_at = now_utc().as_py()
@@ -790,6 +797,7 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                     pa.table({"source_system": [system] * len(record_ids), "record_id": record_ids}),
                     meta,
                 )
+            found_by_value = _erase_by_value(wh, needles, meta)
             gold_files = gold.discard(wh, erased=members) if wh.local else 0
             # Logged last: a crash before this re-runs as a fresh erasure of what is left.
             wh.log_erasure(pa.Table.from_pylist(log, schema=ERASURES))
@@ -799,6 +807,7 @@ ORDER BY customer_id, source_system, source_object, source_record_id
             "nodes_removed": len(drop_nodes),
             "bronze_rows_removed": bronze_rows,
             "source_records": len(records),
+            "rows_found_by_value": found_by_value,
             "gold_files_removed": gold_files,
         }
 
@@ -953,3 +962,123 @@ def _bronze_tables(wh: Warehouse) -> list[str]:
         return [wh.bronze_uri(s.source_system, s.source_object) for s in wh.config.objects]
     root = Path(wh.uri) / "bronze"
     return [str(p.parent) for p in root.glob("*/*/_delta_log")] if root.exists() else []
+
+
+#: Normalisers whose values identify a person on their own (an e-mail, a phone number).
+IDENTIFYING_NORMALISERS = ("email", "phone")
+#: Shorter values are not searched for: they would match unrelated rows.
+MIN_NEEDLE = 6
+
+
+def _identifying_values(
+    wh: Warehouse, edges: pa.Table, shared: set[str], by_object: dict[tuple[str, str], list[str]]
+) -> list[str]:
+    """The person's e-mail addresses and phone numbers, normalised and as the sources sent them.
+
+    Values another entity also holds are left out: a row carrying one of them may be
+    someone else's. Returns lower-case strings.
+    """
+    rows = [r for spec in wh.config.objects for r in spec.attributes]
+    rel_types = {r.rel_type for r in rows if split_normaliser(r.normaliser)[0] in IDENTIFYING_NORMALISERS}
+    mine = {
+        str(r["target_node_id"])
+        for r in edges.select(["target_node_id", "rel_type"]).to_pylist()
+        if r["rel_type"] in rel_types
+    }
+    found: set[str] = set()
+    node_ids = sorted(mine - shared)
+    if node_ids:
+        quoted = ", ".join(_q(n) for n in node_ids)
+        nodes = wh.io.read(wh.graph.nodes_uri, "value", f"node_id IN ({quoted})")
+        found |= {str(v) for v in nodes.column("value").to_pylist() if v}
+    # The raw spellings ("+49 30 1234567", "Jane.Doe@Example.com") of the landed rows.
+    for (system, obj), record_ids in by_object.items():
+        spec = wh.config.object(system, obj)
+        fields = tuple(
+            r.source_field
+            for r in spec.attributes
+            if split_normaliser(r.normaliser)[0] in IDENTIFYING_NORMALISERS and r.rel_type in rel_types
+        )
+        uri = wh.bronze_uri(system, obj)
+        if not fields or not record_ids or not wh.io.exists(uri):
+            continue
+        quoted = ", ".join(_q(r) for r in sorted(set(record_ids)))
+        landed = parse_raw(wh.io.read(uri, "_raw", f"_record_id IN ({quoted})"), fields)
+        for name in fields:
+            found |= {str(v).strip() for v in landed.column(name).to_pylist() if v and str(v).strip()}
+    return sorted({v.lower() for v in found if len(v) >= MIN_NEEDLE})
+
+
+def _holding(text: pa.Array | pa.ChunkedArray, needles: list[str]) -> pa.Array | pa.ChunkedArray:
+    """Which texts contain any needle (case-insensitive)."""
+    lowered = pc.utf8_lower(pc.fill_null(pc.cast(text, pa.large_string()), ""))
+    hit = pc.match_substring(lowered, needles[0])
+    for needle in needles[1:]:
+        hit = pc.or_(hit, pc.match_substring(lowered, needle))
+    return hit
+
+
+def _erase_by_value(wh: Warehouse, needles: list[str], meta: dict[str, str]) -> int:
+    """Delete every bronze, quarantine and intake-spool row holding one of ``needles``.
+
+    Bronze and quarantine are streamed (never whole in memory); the needles never
+    appear in a query or a commit (rows are deleted by their keys). Returns the rows
+    deleted.
+    """
+    if not needles:
+        return 0
+    removed = 0
+    targets = [(uri, "_raw", ["_batch_id", "_row_number"]) for uri in _bronze_tables(wh)]
+    targets.append((wh.quarantine_uri, "raw", ["source_system", "source_object", "batch_id", "row_number"]))
+    for uri, text, key in targets:
+        if not wh.io.exists(uri):
+            continue
+        cols = ", ".join([*key, text])
+        hits = []
+        for batch in wh.io.reader(uri, f"SELECT {cols} FROM t"):
+            # DataFusion streams string views, which not every Arrow kernel takes.
+            plain = pa.table(
+                [
+                    c.cast(pa.string()) if pa.types.is_string_view(c.type) else c
+                    for c in batch.select(key).columns
+                ],
+                names=key,
+            )
+            mask = _holding(batch.column(text), needles)
+            if pc.any(mask).as_py():
+                hits.append(plain.filter(mask))
+        if hits:
+            keys = pa.concat_tables(hits)
+            removed += delete_matching(wh.io, uri, keys, meta)
+    if wh.local:
+        removed += _erase_from_spool(wh.intake_root, needles)
+    return removed
+
+
+def _erase_from_spool(root: Path, needles: list[str]) -> int:
+    """Drop the spooled intake lines holding a needle (files rewritten atomically)."""
+    if not root.exists():
+        return 0
+    removed = 0
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or not (path.name.endswith(".jsonl") or path.name.endswith(".tmp")):
+            continue
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)
+        keep = [line for line in lines if not any(n in line.lower() for n in needles)]
+        if len(keep) == len(lines):
+            continue
+        removed += len(lines) - len(keep)
+        if not keep or path.name.endswith(".tmp"):
+            # An unacknowledged leftover (.tmp) or a file with nothing else in it. A cut
+            # batch's listing goes too: its pending files are still there (swept here as
+            # well) and are cut again.
+            path.unlink()
+            if path.parent.name == "batches" and path.suffix == ".jsonl":
+                path.with_suffix(".json").unlink(missing_ok=True)
+            continue
+        tmp = path.with_name(f".{path.name}.erase")
+        tmp.write_bytes("".join(keep).encode("utf-8"))
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    return removed

@@ -390,6 +390,24 @@ class Warehouse:
         """The whole quarantine table."""
         return self.io.read(self.quarantine_uri).cast(QUARANTINE)
 
+    @property
+    def intake_root(self) -> Path:
+        """The Segment intake spool of ``aag serve`` (local warehouses only)."""
+        return Path(self.uri) / "bronze" / "_intake" / "segment" / "identifies"
+
+    @contextlib.contextmanager
+    def intake_lock(self, timeout: float | None = None) -> Iterator[None]:
+        """Keep the intake worker (of any ``aag serve`` on this warehouse) between batches.
+
+        The worker holds this ``flock`` while it cuts and ingests a micro-batch; an erasure
+        takes it before the writer lock (the worker's order too) to rewrite the spool.
+        """
+        if not self.local:
+            yield
+            return
+        with _flocked(self.intake_root / ".worker.lock", timeout, "the intake worker"):
+            yield
+
     @contextlib.contextmanager
     def writer_lock(self, timeout: float | None = None) -> Iterator[None]:
         """Serialise writers of one local warehouse.
@@ -402,27 +420,32 @@ class Warehouse:
         if not self.local:
             yield
             return
-        if timeout is None:
-            timeout = float(os.environ.get("AAG_LOCK_TIMEOUT", "120"))
-        path = Path(self.uri) / ".aag.lock"
-        try:
-            Path(self.uri).mkdir(parents=True, exist_ok=True)
-            handle = path.open("a+")
-        except OSError as exc:
-            raise WarehouseError(f"cannot write to the warehouse {self.uri}: {exc.strerror or exc}") from exc
-        with handle:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError as exc:
-                    if time.monotonic() > deadline:
-                        raise ConflictError(
-                            f"warehouse busy: another aag process is writing to {self.uri}; retry"
-                        ) from exc
-                    time.sleep(0.2)
+        with _flocked(Path(self.uri) / ".aag.lock", timeout, "another aag process"):
+            yield
+
+
+@contextlib.contextmanager
+def _flocked(path: Path, timeout: float | None, holder: str) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path``, waited for up to ``timeout`` seconds."""
+    if timeout is None:
+        timeout = float(os.environ.get("AAG_LOCK_TIMEOUT", "120"))
+    warehouse = path.parent
+    try:
+        warehouse.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+")
+    except OSError as exc:
+        raise WarehouseError(f"cannot write to the warehouse {warehouse}: {exc.strerror or exc}") from exc
+    with handle:
+        deadline = time.monotonic() + timeout
+        while True:
             try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as exc:
+                if time.monotonic() > deadline:
+                    raise ConflictError(f"warehouse busy: {holder} is writing to {warehouse}; retry") from exc
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -14,6 +14,7 @@ import pytest
 
 from aag.errors import NotFoundError
 from aag.service import AagService
+from aag.serving.intake import Intake, parse_calls
 
 from .tables import tally
 
@@ -179,6 +180,44 @@ def erased(tmp_path) -> dict:
             )
         ],
     )
+    # Rows of the person that never became records: a contact whose Id is malformed, a
+    # Zendesk user quarantined for its time, and an identify call still in the intake spool.
+    svc.ingest(
+        "salesforce",
+        "Contact",
+        [
+            _write(
+                tmp_path / "sf-bad-id.jsonl",
+                [_contact("not an id!", "Eraselda", secret_mail, secret_phone, "2025-01-05T00:00:00Z")],
+            )
+        ],
+    )
+    reasons = {r["reason"] for r in svc.warehouse.quarantine().to_pylist() if r["source_object"] == "Contact"}
+    assert reasons == {"invalid record id (Id)"}
+    svc.ingest(
+        "zendesk",
+        "users",
+        [
+            _write(
+                tmp_path / "zd-bad-time.jsonl",
+                [{"id": 555, "name": "E. Muster", "email": secret_mail, "updated_at": "soon"}],
+            )
+        ],
+    )
+    spool = Intake(svc.warehouse.intake_root, lambda path: None)  # type: ignore[arg-type,return-value]
+    spool.accept(
+        parse_calls(
+            json.dumps(
+                {
+                    "batch": [
+                        {"userId": "web-77", "traits": {"email": secret_mail, "firstName": "Eraselda"}},
+                        {"userId": "web-78", "traits": {"email": "kept@example.com"}},
+                    ]
+                }
+            ).encode(),
+            batch=True,
+        )
+    )
     customer = svc.find_customer("salesforce", SF_ID)
     assert svc.find_customer("sap", "0000777001") == svc.find_customer("zendesk", "99") == customer
     assert scan(wh), "the secrets must be somewhere before the erasure, or the scan proves nothing"
@@ -201,6 +240,9 @@ def erased(tmp_path) -> dict:
 
 def test_no_file_under_the_warehouse_holds_the_erased_values(erased):
     assert scan(erased["wh"]) == {}
+    # Only the person's rows went: the other caller's spooled call is still there.
+    spooled = [p.read_text() for p in erased["svc"].warehouse.intake_root.rglob("*.jsonl")]
+    assert any("kept@example.com" in text for text in spooled)
     svc = erased["svc"]
     # The other customer is untouched.
     assert svc.profile(svc.find_customer("salesforce", erased["other"]))["email"] == "kept@example.com"

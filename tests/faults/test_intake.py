@@ -193,6 +193,49 @@ def test_a_server_killed_right_after_acknowledging_loses_nothing(tmp_path: Path)
     tally("intake server kills (crash points, after acknowledging) re-run to the clean tables")
 
 
+def test_after_a_kill_leftovers_are_removed_counters_add_up_and_erased_calls_are_counted(
+    tmp_path: Path,
+) -> None:
+    from servekit import make_key
+
+    sent = calls(20, prefix="restart")
+    svc, key = new_warehouse(tmp_path / "wh")
+    dpo = make_key(svc, "dpo", "read,erase")
+    log = tmp_path / "serve.log"
+    slow = ("--intake-interval", "3600", "--gold-refresh", "-1")
+    procs: list[Any] = []
+    with running_server(svc.warehouse.uri, *slow, log=log, procs=procs) as url:
+        acked = post_all(url, key, sent, size=20)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(30)
+    # What a kill -9 in the middle of writing leaves: a half-written batch and request.
+    root = svc.warehouse.intake_root
+    (root / "batches").mkdir(parents=True, exist_ok=True)
+    leftovers = [root / "batches" / ".intake-1-dead.jsonl.tmp", root / "pending" / ".2-dead.jsonl.tmp"]
+    for path in leftovers:
+        path.write_text('{"message_id": "half', encoding="utf-8")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    with running_server(svc.warehouse.uri, *ARGS, log=log) as url:
+        intake = drained(url, key, 0)
+        assert not [p for p in leftovers if p.exists()]
+        # (The killed worker may have left a batch .tmp of its own.)
+        assert intake["leftovers_removed"] >= 2
+        # Counted per process: the calls the killed one acknowledged are carried over.
+        counts = (intake["accepted_calls"], intake["carried_over_calls"], intake["processed_calls"])
+        assert counts == (0, 20, 20)
+        # A call re-sent for an erased person is counted as suppressed, not silently dropped.
+        with httpx.Client(base_url=url, timeout=60) as client:
+            customer = svc.find_customer("segment", "intake-user-1")
+            erased = client.delete(f"/v1/customers/{customer}", headers={"X-API-Key": dpo})
+            assert erased.status_code == 200, erased.text
+            again = {**sent[1], "messageId": "restart-again"}
+            assert client.post("/v1/identify", json=again, headers={"X-API-Key": key}).status_code == 200
+        intake = drained(url, key, 1)
+        assert intake["suppressed_calls"] == 1
+        assert intake["accepted_calls"] + intake["carried_over_calls"] == intake["processed_calls"] == 21
+    assert acked == len(sent)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -109,6 +110,62 @@ async def _body(request: Request) -> bytes:
     return body
 
 
+#: Sent with every response: no MIME sniffing, no framing (clickjacking), no referrer.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+#: The API docs pages load scripts, styles, images and fonts from this server only (their
+#: inline start-up script and ReDoc's worker and injected styles need the rest).
+DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' blob:; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+class SecurityHeaders:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` and ``Cache-Control: no-store``.
+
+    ``no-store`` goes on everything but the page's static files: API answers hold
+    personal data, which no browser or proxy cache should keep.
+
+    Plain ASGI rather than ``@app.middleware``: it wraps ``send`` and nothing else, so a
+    profile from memory stays a few hundred microseconds of work.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Handle one ASGI event, adding the headers to an HTTP response's start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cacheable = str(scope.get("path", "")).startswith("/static/")
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if cacheable or k.lower() != b"cache-control"
+                ]
+                # A page with its own policy (the docs) keeps it; it forbids framing too.
+                own = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in own]
+                if not cacheable:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def _serving(request: Request) -> ServingService:
     serving: ServingService = request.app.state.serving
     return serving
@@ -160,8 +217,12 @@ def create_app(serving: ServingService, start_worker: bool = True) -> FastAPI:
         version=__version__,
         description="Field-level truth for customer data: profiles, lineage, Segment intake, erasure.",
         lifespan=lifespan,
+        # The docs pages below load their assets from this package, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.serving = serving
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -198,6 +259,8 @@ def create_app(serving: ServingService, start_worker: bool = True) -> FastAPI:
         """
         # The gold snapshot answers on the event loop (no thread hop); silver in the pool.
         found = None if fresh else serving.profile_in_memory(customer_id, version)
+        if found is None and not fresh:
+            serving.raise_if_unknown(customer_id)  # a miss is as cheap as a hit
         if found is None:
             found = await run_in_threadpool(serving.profile, customer_id, version, fresh)
         return JSONResponse(_json(found))
@@ -304,6 +367,35 @@ def create_app(serving: ServingService, start_worker: bool = True) -> FastAPI:
     @app.get("/health", include_in_schema=False)
     def health() -> Any:
         return {"status": "ok"}
+
+    def docs_page(page: Response) -> Response:
+        # Only this server's files: ReDoc's sidebar would fetch a logo from its CDN.
+        page.headers["content-security-policy"] = DOCS_POLICY
+        return page
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> Response:
+        return docs_page(
+            get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title="AAG API",
+                swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+                swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+                swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+            )
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> Response:
+        return docs_page(
+            get_redoc_html(
+                openapi_url="/openapi.json",
+                title="AAG API",
+                redoc_js_url="/static/vendor/redoc/redoc.standalone.js",
+                redoc_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+                with_google_fonts=False,
+            )
+        )
 
     @app.get("/", include_in_schema=False)
     def index() -> Response:

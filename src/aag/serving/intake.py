@@ -219,6 +219,13 @@ def parse_calls(body: bytes, batch: bool) -> list[IdentifyCall]:
     if not isinstance(data, dict):
         raise InputError("body must be a JSON object")
     try:
+        # JSON may escape a lone UTF-16 surrogate ("\ud800"), which is no character:
+        # it could be neither landed as UTF-8 nor read back.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        raise InputError(f"body holds a lone surrogate ({bad}), which is not valid Unicode") from None
+    try:
         if batch:
             return BatchRequest.model_validate(data).calls()
         call = IdentifyCall.model_validate(data)
@@ -249,14 +256,29 @@ def _write_durably(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+#: A pending ``.tmp`` older than this is a crashed write (a live one takes milliseconds).
+TMP_GRACE_SECONDS = 60.0
+
+
 @dataclass
 class IntakeStatus:
-    """What the worker has done (the API reports it at ``/v1/status``)."""
+    """What the worker has done since this process started (``/v1/status``).
 
+    Once nothing is pending, ``accepted_calls + carried_over_calls == processed_calls``.
+    """
+
+    #: Calls this process acknowledged.
     accepted_calls: int = 0
     pending_files: int = 0
     batches: int = 0
+    #: Calls in the micro-batches this process committed (landed, replays, suppressed).
     processed_calls: int = 0
+    #: Of those, calls an earlier process had acknowledged (pending at a restart).
+    carried_over_calls: int = 0
+    #: Of those, calls of erased records: dropped by the erasure log, never landed.
+    suppressed_calls: int = 0
+    #: Unacknowledged ``.tmp`` files of a crashed process deleted.
+    leftovers_removed: int = 0
     last_batch: dict[str, Any] | None = None
     last_error: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -295,6 +317,8 @@ class Intake:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: Pending file name → calls in it that this process acknowledged.
+        self._mine: dict[str, int] = {}
 
     # -- acknowledging ------------------------------------------------------------------
     def accept(self, calls: list[IdentifyCall]) -> int:
@@ -310,7 +334,15 @@ class Intake:
         self.pending.mkdir(parents=True, exist_ok=True)
         # Names sort by arrival, so a micro-batch keeps the order calls came in.
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.jsonl"
-        _write_durably(self.pending / name, ("\n".join(lines) + "\n").encode("utf-8"))
+        # Noted before the rename: the worker may cut the file the moment it appears.
+        with self._lock:
+            self._mine[name] = len(rows)
+        try:
+            _write_durably(self.pending / name, ("\n".join(lines) + "\n").encode("utf-8"))
+        except BaseException:
+            with self._lock:
+                self._mine.pop(name, None)
+            raise
         with self._lock:
             self.status.accepted_calls += len(rows)
         self._wake.set()
@@ -342,11 +374,18 @@ class Intake:
         batch.unlink(missing_ok=True)
 
     def _run_batch(self, batch: Path) -> None:
+        listing = batch.with_suffix(".json")
+        members = json.loads(listing.read_text(encoding="utf-8"))["files"] if listing.exists() else []
+        calls = sum(1 for line in batch.read_bytes().splitlines() if line.strip())
         report = self.ingest(batch)
-        self._finish(batch)
         with self._lock:
+            # Under the lock: the status never shows the files gone but not yet counted.
+            self._finish(batch)
+            mine = sum(self._mine.pop(name, 0) for name in members)
             self.status.batches += 1
-            self.status.processed_calls += report.rows_landed + report.rows_unchanged
+            self.status.processed_calls += calls
+            self.status.carried_over_calls += max(calls - mine, 0)
+            self.status.suppressed_calls += report.rows_suppressed
             self.status.last_batch = report.as_dict()
             self.status.last_error = None
         if self.after_batch:
@@ -365,6 +404,7 @@ class Intake:
             except BlockingIOError:
                 return 0
             try:
+                self._drop_leftovers()
                 done = 0
                 # A batch cut before a crash (or a failed attempt) goes first, as it was cut.
                 cut = sorted(self.batch_dir.glob("intake-*.jsonl")) if self.batch_dir.exists() else []
@@ -378,6 +418,36 @@ class Intake:
                 return done
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _drop_leftovers(self) -> None:
+        """Delete the temporary files of a process killed while writing them.
+
+        Safe by construction: a pending ``.tmp`` was never acknowledged (the ``200``
+        follows the rename), and a batch ``.tmp`` is rewritten from the pending files,
+        which stay until their batch commits. Batch files are written only under the
+        worker lock (held here), so any of them is a leftover; a pending one may be a
+        live request's, so only one older than :data:`TMP_GRACE_SECONDS` goes.
+        """
+        removed = 0
+        now = time.time()
+        for folder, grace in ((self.batch_dir, 0.0), (self.pending, TMP_GRACE_SECONDS)):
+            if not folder.exists():
+                continue
+            for path in folder.glob(".*"):
+                if not (path.name.endswith(".tmp") or path.name.endswith(".erase")):
+                    continue
+                # An erasure's rewrite (.erase) also runs under the worker lock.
+                limit = 0.0 if path.name.endswith(".erase") else grace
+                try:
+                    if now - path.stat().st_mtime >= limit:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        if removed:
+            log.warning("removed %d unacknowledged temporary intake file(s) of a crashed process", removed)
+            with self._lock:
+                self.status.leftovers_removed += removed
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -421,6 +491,9 @@ class Intake:
                 "pending_files": self.status.pending_files,
                 "batches": self.status.batches,
                 "processed_calls": self.status.processed_calls,
+                "carried_over_calls": self.status.carried_over_calls,
+                "suppressed_calls": self.status.suppressed_calls,
+                "leftovers_removed": self.status.leftovers_removed,
                 "last_batch": self.status.last_batch,
                 "last_error": self.status.last_error,
                 "recent_errors": list(self.status.errors),

@@ -73,9 +73,11 @@ class ServingService:
         self._build_lock = threading.Lock()
         self._last_build = 0.0
         self._monitor: tuple[float, dict[str, Any]] | None = None
-        intake_root = Path(self.warehouse.uri) / "bronze" / "_intake" / SOURCE[0] / SOURCE[1]
+        #: Profile requests answered from silver, and misses answered from memory.
+        self.silver_profile_reads = 0
+        self.misses_from_memory = 0
         self.intake = Intake(
-            intake_root,
+            self.warehouse.intake_root,
             self._ingest_batch,
             intake_interval,
             self._after_batch,
@@ -113,8 +115,11 @@ class ServingService:
         found = None if fresh else self.profile_in_memory(customer_id, version)
         if found is not None:
             return found
+        if not fresh:
+            self.raise_if_unknown(customer_id)
         snap = self.index.snapshot()
         # Not in the last build (newer than it, or no build): silver has the truth.
+        self.silver_profile_reads += 1
         row = self._locked(lambda: self.reader.profile(customer_id, version))
         return {"profile": row, "served_from": "silver", "gold_built_at": snap.built_at if snap else None}
 
@@ -128,6 +133,20 @@ class ServingService:
         if row is None or snap is None:
             return None
         return {"profile": row, "served_from": "gold", "gold_built_at": snap.built_at}
+
+    def raise_if_unknown(self, customer_id: str) -> None:
+        """Answer a miss from memory, when memory is sure.
+
+        Raises :class:`NotFoundError` when neither the build nor silver's customers
+        since the build hold the id; returns when silver has to be asked.
+        """
+        snap = self.index.snapshot()
+        if snap is None or snap.holds(customer_id):
+            return
+        newer = self.index.newer_customers(snap)
+        if newer is not None and customer_id not in newer:
+            self.misses_from_memory += 1
+            raise NotFoundError(f"no customer {customer_id!r} in the graph")
 
     def record_in_memory(self, source_system: str, record_id: str) -> str | None:
         """The customer id of a source record from the gold snapshot, or None."""
@@ -271,13 +290,35 @@ class ServingService:
     def status(self) -> dict[str, Any]:
         """Gold snapshot, intake and warehouse facts for the status endpoint."""
         snap = self.index.snapshot()
+        intake = self.intake.snapshot()
+        intake["last_error"] = self._public(intake["last_error"])
+        intake["recent_errors"] = [self._public(e) for e in intake["recent_errors"]]
+        if intake["last_batch"]:
+            # The batch file's name, not where it lies on the server.
+            last = dict(intake["last_batch"])
+            last["file"] = Path(str(last.get("file") or "")).name or None
+            intake["last_batch"] = last
         return {
-            "warehouse": self.warehouse.uri,
+            # Its name only: where the warehouse lives on the server is not a reader's business.
+            "warehouse": self.warehouse_name,
             "gold_built_at": snap.built_at if snap else None,
             "gold_customers": len(snap.rows) if snap else 0,
-            "gold_reload_error": self.index.last_error,
-            "intake": self.intake.snapshot(),
+            "gold_reload_error": self._public(self.index.last_error),
+            "profiles_read_from_silver": self.silver_profile_reads,
+            "misses_answered_from_memory": self.misses_from_memory,
+            "intake": intake,
         }
+
+    @property
+    def warehouse_name(self) -> str:
+        """The warehouse's last path segment (``wh`` for ``/srv/data/wh``)."""
+        return self.warehouse.uri.rstrip("/").rsplit("/", 1)[-1] or self.warehouse.uri
+
+    def _public(self, message: str | None) -> str | None:
+        """A message with the warehouse's location replaced by its name."""
+        if message is None:
+            return None
+        return message.replace(self.warehouse.uri.rstrip("/"), f"<{self.warehouse_name}>")
 
     # -- writes --------------------------------------------------------------------------
     def accept(self, calls: list[IdentifyCall]) -> int:
@@ -318,7 +359,8 @@ class ServingService:
     def erase(self, customer_id: str, requested_by: str) -> dict[str, Any]:
         """GDPR erasure of a customer (see :meth:`AagService.erase`)."""
         result = self.writer.erase(customer_id, requested_by=requested_by)
-        # The erasure discarded gold: drop the in-memory copy before answering.
-        self.index.load()
+        # The erasure took gold's exports: take the customer out of the in-memory build
+        # before answering (the rest keeps serving until the next build).
+        self.index.snapshot()
         self._monitor = None
         return result

@@ -347,7 +347,12 @@ class Extractor:
         relevant = self.relevant_sql()
         if relevant:
             checks.append(f"WHEN NOT coalesce({relevant}, FALSE) THEN NULL")
-        checks.append(f"WHEN {rid} IS NULL THEN {lit('missing record id (' + spec.id_field + ')')}")
+        raw_id = f"nullif(trim(CAST(r.{q(spec.id_field)} AS VARCHAR)), '')"
+        checks.append(
+            f"WHEN {rid} IS NULL THEN CASE WHEN {raw_id} IS NULL "
+            f"THEN {lit('missing record id (' + spec.id_field + ')')} "
+            f"ELSE {lit('invalid record id (' + spec.id_field + ')')} END"
+        )
         if spec.time_field:
             checks.append(
                 f"WHEN nullif(trim({raw_t}), '') IS NULL THEN "
