@@ -75,6 +75,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         "ingest": make_key(svc, "segment-source", "ingest"),
         "erase": make_key(svc, "dpo", "erase,read"),
         "all": make_key(svc, "admin", "read,ingest,erase"),
+        "admin": make_key(svc, "data-steward", "admin"),
     }
     args = ("--intake-interval", "0.2", "--gold-refresh", "-1")
     with running_server(svc.warehouse.uri, *args, log=folder / "serve.log") as url:
@@ -568,3 +569,36 @@ def test_mcp_over_raw_stdio_answers_bad_lines_errors_and_record_ids(api: Api, de
     finally:
         proc.stdin.close()
         proc.wait(30)
+
+
+# -- identity decisions --------------------------------------------------------------------
+def test_identity_decisions_need_the_admin_scope_and_round_trip(api: Api, demo_customer: str) -> None:
+    from aag.demo import DEMO_ZENDESK_USER
+
+    contact, desk = f"salesforce:Contact:{DEMO_CONTACT}", f"zendesk:users:{DEMO_ZENDESK_USER}"
+    body = {"action": "unlink", "records": [desk, contact], "note": "two people"}
+    for key in ("read", "all"):
+        assert api.post("/v1/identity/decisions", body, key=key).status_code == 403
+        assert api.get("/v1/identity/decisions", key=key).status_code == 403
+    for bad in (
+        b"[1, 2]",
+        b"{not json",
+        {"action": "unlink", "records": [desk]},
+        {**body, "action": "merge"},
+    ):
+        answer = api.post("/v1/identity/decisions", bad, key="admin")
+        assert answer.status_code == 400, answer.text
+        assert "\n" not in answer.json()["error"]
+    assert api.svc.find_customer("zendesk", str(DEMO_ZENDESK_USER)) == demo_customer
+    done = api.post("/v1/identity/decisions", body, key="admin")
+    assert done.status_code == 200, done.text
+    apart = api.svc.find_customer("zendesk", str(DEMO_ZENDESK_USER))
+    assert apart != demo_customer
+    listed = api.get("/v1/identity/decisions", key="admin").json()["decisions"]
+    assert len(listed) == 1 and "kept apart from" in listed[0] and "api-key:data-steward" in listed[0]
+    explained = api.get(f"/v1/customers/{demo_customer}/attributes/phone/explain").json()
+    assert any("kept apart from" in s for s in explained["identity"])
+    undone = api.post("/v1/identity/decisions", {**body, "action": "undo"}, key="admin")
+    assert undone.status_code == 200, undone.text
+    assert api.svc.find_customer("zendesk", str(DEMO_ZENDESK_USER)) == demo_customer
+    assert api.get("/v1/identity/decisions", key="admin").json()["decisions"] == []

@@ -739,7 +739,7 @@ def _writing_keys(path: Path) -> Iterator[None]:
 @keys_app.command("add")
 def keys_add(
     name: Annotated[str, typer.Argument(help="A name for the key (shown in logs and erasure records)")],
-    scopes: Annotated[str, typer.Option(help="Comma-separated: read, ingest, erase")] = "read",
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read, ingest, erase, admin")] = "read",
     warehouse: Warehouse = None,
 ) -> None:
     """Create an API key; it is printed once and only its hash is stored."""

@@ -8,6 +8,7 @@ thread pool and a slow lineage read never blocks a profile lookup.
 
 import base64
 import gzip
+import json
 import logging
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -83,6 +84,24 @@ def _json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json(v) for v in value]
     return value
+
+
+def _decision(raw: bytes) -> dict[str, Any]:
+    """The body of an identity decision, checked (400 with one line otherwise)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "body must be a JSON object with action, records and note")
+    action, records, note = body.get("action"), body.get("records"), body.get("note", "")
+    if not isinstance(action, str) or not isinstance(note, str):
+        raise ApiError(400, "action and note must be strings")
+    if not isinstance(records, list) or len(records) != 2 or not all(isinstance(r, str) for r in records):
+        raise ApiError(400, "records must be a list of two SOURCE:OBJECT:ID strings")
+    if has_control(action + note + "".join(records)):
+        raise ApiError(400, "control characters are not allowed")
+    return {"action": action, "records": records, "note": note}
 
 
 async def _body(request: Request) -> bytes:
@@ -190,6 +209,7 @@ def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
 Reader = Annotated[ApiKey, Depends(require("read"))]
 Ingester = Annotated[ApiKey, Depends(require("ingest"))]
 Eraser = Annotated[ApiKey, Depends(require("erase"))]
+Admin = Annotated[ApiKey, Depends(require("admin"))]
 Id = Annotated[str, Path(min_length=1, max_length=MAX_ID)]
 Attribute = Annotated[str, Path(min_length=1, max_length=64)]
 Version = Annotated[int, Query(ge=1, le=2, description="Profile shape: 1 or 2")]
@@ -356,6 +376,30 @@ def create_app(serving: ServingService, start_worker: bool = True) -> FastAPI:
         return {"success": True, "accepted": serving.accept(calls)}
 
     # -- erasure --------------------------------------------------------------------------
+    # -- identity decisions ------------------------------------------------------------
+    @app.get("/v1/identity/decisions", tags=["identity"])
+    def identity_decisions(_: Admin) -> Any:
+        """The operator decisions in force (records kept apart or joined)."""
+        return {"decisions": serving.identity_decisions()}
+
+    @app.post("/v1/identity/decisions", tags=["identity"])
+    async def decide_identity(request: Request, key: Admin) -> Any:
+        """Keep two records apart (``unlink``), join them (``link``) or ``undo`` either.
+
+        Body: ``{"action": "unlink", "records": ["SOURCE:OBJECT:ID", "SOURCE:OBJECT:ID"],
+        "note": "why"}``. ``unlink`` splits the first record off the second's customer.
+        """
+        body = _decision(await _body(request))
+        return _json(
+            await run_in_threadpool(
+                serving.decide_identity,
+                body["action"],
+                body["records"],
+                body["note"],
+                f"api-key:{key.name}",
+            )
+        )
+
     @app.delete("/v1/customers/{customer_id}", tags=["erasure"])
     def erase(customer_id: Id, key: Eraser) -> Any:
         """GDPR erasure of the customer's every source record (logged under the key's name)."""

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from aag.errors import ConfigError, InputError
 
-#: What a key may do: read profiles and lineage, send events, erase customers.
-SCOPES = ("read", "ingest", "erase")
+#: What a key may do: read profiles and lineage, send events, erase customers, and decide
+#: identity (keep records apart or join them: ``admin``).
+SCOPES = ("read", "ingest", "erase", "admin")
 KEYS_FILE = "api_keys.csv"
 COLUMNS = ("name", "key_sha256", "scopes", "created_at")
 #: Keys are ``aag_`` + 32 URL-safe random bytes; the prefix makes leaked keys greppable.

@@ -356,6 +356,27 @@ class ServingService:
         finally:
             self._build_lock.release()
 
+    def decide_identity(
+        self, action: str, records: list[str], note: str, requested_by: str
+    ) -> dict[str, Any]:
+        """An operator's identity decision (see :meth:`AagService.decide_identity`).
+
+        The clusters change at once in silver; gold is rebuilt as after an intake batch (the
+        in-memory profiles of the two customers are stale until then).
+        """
+        if action not in ("link", "unlink", "undo"):
+            raise InputError(f"action must be link, unlink or undo; got {action!r}")
+        note = f"{note} ({requested_by})" if note else requested_by
+        result = self.writer.decide_identity(action, records, note)  # type: ignore[arg-type]
+        self._monitor = None
+        if self.gold_refresh is not None:
+            self.refresh_gold()
+        return result
+
+    def identity_decisions(self) -> list[str]:
+        """The identity decisions in force, as sentences."""
+        return self.writer.identity_decisions()
+
     def erase(self, customer_id: str, requested_by: str) -> dict[str, Any]:
         """GDPR erasure of a customer (see :meth:`AagService.erase`)."""
         result = self.writer.erase(customer_id, requested_by=requested_by)
