@@ -20,10 +20,12 @@ import codecs
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import duckdb
 import numpy as np
@@ -40,6 +42,16 @@ DEFAULT_CHUNK_ROWS = 500_000
 DEFAULT_CHUNK_BYTES = 256 * 1024 * 1024
 #: JSON Lines are read in blocks of at most this size (a chunk is one or more blocks).
 _BLOCK_BYTES = 16 * 1024 * 1024
+#: Largest row accepted unless ``$AAG_MAX_ROW_BYTES`` (``aag ingest --max-row-bytes``) says
+#: otherwise. A longer row is quarantined, not loaded: one huge row costs many times its
+#: size in memory once parsed, extracted and written.
+DEFAULT_MAX_ROW_BYTES = 16 * 1024 * 1024
+#: Bytes of a row over the limit kept as its quarantined content, so it can be recognised.
+_KEPT_BYTES = 1024
+#: The rest of a line over the limit is read past in blocks of this size.
+_SKIP_BYTES = 1024 * 1024
+#: DuckDB's CSV max_line_size: out of reach (see :func:`_csv_chunks_utf8`).
+_DUCKDB_MAX_LINE = 1 << 40
 
 FORMATS = {
     ".jsonl": "jsonl",
@@ -175,6 +187,30 @@ def _setting(name: str, default: int) -> int:
     return number
 
 
+def max_row_bytes(value: int | None = None) -> int:
+    """The row size limit in bytes: ``value``, else ``$AAG_MAX_ROW_BYTES``, else 16 MiB."""
+    return value or _setting("AAG_MAX_ROW_BYTES", DEFAULT_MAX_ROW_BYTES)
+
+
+def _over_reason(size: str, limit: int) -> str:
+    return (
+        f"row of {size} bytes is over the limit of {limit} bytes "
+        "(raise it with --max-row-bytes or $AAG_MAX_ROW_BYTES); only its start is kept"
+    )
+
+
+def too_long(start: bytes, size: int, limit: int) -> tuple[str, str]:
+    r"""A row over the size limit → (its content as JSON text, the quarantine reason).
+
+    The content is the row's first bytes only (as a JSON string, undecodable bytes as
+    ``\xNN`` escapes): enough to recognise the row, never the row itself.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
+    # Not final: a character cut in two at the end is left out rather than escaped.
+    text = decoder.decode(start[:_KEPT_BYTES])
+    return json.dumps(text), _over_reason(str(size), limit)
+
+
 def chunk_limits(chunk_rows: int | None = None, chunk_bytes: int | None = None) -> tuple[int, int]:
     """Rows and bytes per chunk: the arguments, else ``$AAG_CHUNK_ROWS`` / ``$AAG_CHUNK_BYTES``."""
     rows = chunk_rows or _setting("AAG_CHUNK_ROWS", DEFAULT_CHUNK_ROWS)
@@ -210,6 +246,7 @@ def read_chunks(
     fields: tuple[str, ...],
     chunk_rows: int | None = None,
     chunk_bytes: int | None = None,
+    row_bytes: int | None = None,
 ) -> Iterator[Chunk]:
     """Read one input file as a sequence of chunks of landed rows, in bounded memory.
 
@@ -218,11 +255,17 @@ def read_chunks(
     writes nothing before that chunk changes nothing for a rejected file. At least one
     chunk comes out, empty for an empty file.
 
+    A row over the size limit is kept as a quarantine row (its first bytes and the reason),
+    never as itself. A JSON Lines or CSV line over the limit is never held whole in memory:
+    the reader skips to its line end keeping only its start. A CSV row whose quoted field
+    spans lines, and a Parquet row, are measured as the JSON text they land as.
+
     Args:
         path: A ``.jsonl``, ``.csv`` or ``.parquet`` file.
         fields: Registry fields of the object to extract as string columns.
         chunk_rows: Rows per chunk (default :func:`chunk_limits`).
         chunk_bytes: JSON Lines bytes per chunk (default :func:`chunk_limits`).
+        row_bytes: The row size limit in bytes (default :func:`max_row_bytes`).
 
     Yields:
         The chunks, in file order.
@@ -234,24 +277,26 @@ def read_chunks(
         raise InputError(f"{path}: no such file")
     fmt = file_format(path)
     max_rows, max_bytes = chunk_limits(chunk_rows, chunk_bytes)
+    limit = max_row_bytes(row_bytes)
     con = _connect()
     try:
         if fmt == "jsonl":
-            yield from _jsonl_chunks(con, path, fields, max_rows, max_bytes)
+            yield from _jsonl_chunks(con, path, fields, max_rows, max_bytes, limit)
         elif fmt == "csv":
-            yield from _csv_chunks(con, path, fields, max_rows)
+            yield from _csv_chunks(con, path, fields, max_rows, limit)
         else:
-            yield from _parquet_chunks(con, path, fields, max_rows)
+            yield from _parquet_chunks(con, path, fields, max_rows, limit)
     finally:
         con.close()
 
 
-def read_rows(path: Path, fields: tuple[str, ...]) -> pa.Table:
+def read_rows(path: Path, fields: tuple[str, ...], row_bytes: int | None = None) -> pa.Table:
     """Read one input file into landed rows, all at once (small files, tests).
 
     Args:
         path: A ``.jsonl``, ``.csv`` or ``.parquet`` file.
         fields: Registry fields of the object to extract as string columns.
+        row_bytes: The row size limit in bytes (default :func:`max_row_bytes`).
 
     Returns:
         Table ``_row_number, _raw, _error, <fields...>, _row_digest`` (all strings but the
@@ -261,12 +306,14 @@ def read_rows(path: Path, fields: tuple[str, ...]) -> pa.Table:
         InputError: If the file is missing, of an unknown type, or unreadable as a whole.
     """
     unbounded = 1 << 62
-    return pa.concat_tables([c.rows for c in read_chunks(path, fields, unbounded, unbounded)])
+    chunks = read_chunks(path, fields, unbounded, unbounded, row_bytes)
+    return pa.concat_tables([c.rows for c in chunks])
 
 
 #: What a blank line may hold: JSON's white space (RFC 8259). Any other character makes the
 #: line a row, quarantined if it is not JSON, never skipped silently.
 _JSON_SPACE = b" \t\r\n"
+_JSON_SPACE_RUN = re.compile(rb"[ \t\r\n]*")
 
 
 def not_utf8(raw: bytes) -> tuple[str, str]:
@@ -287,7 +334,17 @@ def not_utf8(raw: bytes) -> tuple[str, str]:
     return json.dumps(raw.decode("utf-8", errors="backslashreplace")), reason
 
 
-def _decode_lines_slowly(data: bytes, first: int) -> pa.Table:
+def _lines_table(numbers: list[int], texts: list[str], errors: list[str | None]) -> pa.Table:
+    return pa.table(
+        {
+            "_row_number": pa.array(numbers, pa.int64()),
+            "_line": pa.array(texts, pa.string()),
+            "_error": pa.array(errors, pa.string()),
+        }
+    )
+
+
+def _decode_lines_slowly(data: bytes, first: int, limit: int = DEFAULT_MAX_ROW_BYTES) -> pa.Table:
     """:func:`_decode_lines` line by line, for a block holding invalid UTF-8.
 
     The bad lines are kept, as JSON text of what could be decoded, and quarantined.
@@ -300,33 +357,33 @@ def _decode_lines_slowly(data: bytes, first: int) -> pa.Table:
         if not stripped:
             continue
         numbers.append(number)
+        body = raw[:-1] if raw.endswith(b"\r") else raw
+        if len(body) > limit:
+            content, reason = too_long(body, len(body), limit)
+            texts.append(content)
+            errors.append(reason)
+            continue
         try:
-            text = raw.decode("utf-8")
-            texts.append(text[:-1] if text.endswith("\r") else text)
+            texts.append(body.decode("utf-8"))
             errors.append(None)
         except UnicodeDecodeError:
             content, reason = not_utf8(stripped)
             texts.append(content)
             errors.append(reason)
-    return pa.table(
-        {
-            "_row_number": pa.array(numbers, pa.int64()),
-            "_line": pa.array(texts, pa.string()),
-            "_error": pa.array(errors, pa.string()),
-        }
-    )
+    return _lines_table(numbers, texts, errors)
 
 
-def _decode_lines(data: bytes, first: int) -> pa.Table:
+def _decode_lines(data: bytes, first: int, limit: int = DEFAULT_MAX_ROW_BYTES) -> pa.Table:
     r"""Whole lines → ``_row_number, _line, _error`` of the non-blank ones.
 
     ``data`` ends at a line end (or the end of the file); its first line is number
     ``first``. A line's ``\r\n`` or ``\n`` ending is dropped. The lines are cut out of
     the block with numpy and become one Arrow string array without a Python string per
-    line (that per-line work was most of the time of reading a large file).
+    line (that per-line work was most of the time of reading a large file). A line of
+    more than ``limit`` bytes becomes a quarantine row (:func:`too_long`).
     """
     if not data or len(data) >= 1 << 31:  # nothing, or beyond 32-bit string offsets
-        return _decode_lines_slowly(data, first)
+        return _decode_lines_slowly(data, first, limit)
     buf = np.frombuffer(data, dtype=np.uint8)
     newlines = np.flatnonzero(buf == 0x0A)
     starts = np.concatenate(([0], newlines + 1))
@@ -334,16 +391,19 @@ def _decode_lines(data: bytes, first: int) -> pa.Table:
     # A carriage return just before a line end belongs to the line ending, not the line.
     cr = (stops > starts) & (buf[np.maximum(stops - 1, 0)] == 0x0D)
     stops = stops - cr
+    lengths = stops - starts
+    over = np.flatnonzero(lengths > limit)
+    if len(over):
+        return _decode_around_long_lines(data, first, limit, starts, stops, over)
     keep_byte = np.ones(len(buf), dtype=bool)
     keep_byte[newlines] = False
     keep_byte[stops[cr]] = False
-    lengths = stops - starts
     offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int32)
     lines = pa.StringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(buf[keep_byte]))
     try:
         lines.validate(full=True)  # UTF-8
     except pa.ArrowInvalid:
-        return _decode_lines_slowly(data, first)
+        return _decode_lines_slowly(data, first, limit)
     # Only lines not starting with "{" can be blank; the test runs on those.
     maybe_blank = np.flatnonzero((lengths == 0) | (buf[np.minimum(starts, len(buf) - 1)] != 0x7B))
     keep = np.ones(len(lengths), dtype=bool)
@@ -364,58 +424,155 @@ def _decode_lines(data: bytes, first: int) -> pa.Table:
     )
 
 
+def _decode_around_long_lines(
+    data: bytes, first: int, limit: int, starts: np.ndarray, stops: np.ndarray, over: np.ndarray
+) -> pa.Table:
+    """:func:`_decode_lines` of a block with lines over the limit (numbered ``over``)."""
+    parts = []
+    line = 0  # the first line not decoded yet
+    for i in over.tolist():
+        if i > line:
+            parts.append(_decode_lines(data[starts[line] : starts[i]], first + line, limit))
+        body = data[starts[i] : stops[i]]
+        if body.strip(_JSON_SPACE):
+            parts.append(_long_line_table(_LongLine(body[:_KEPT_BYTES], len(body), False), first + i, limit))
+        line = i + 1
+    if line < len(starts):
+        parts.append(_decode_lines(data[starts[line] :], first + line, limit))
+    return pa.concat_tables(parts) if parts else _lines_table([], [], [])
+
+
+@dataclass(frozen=True)
+class _LongLine:
+    """A line over the row size limit: its first bytes, its size, and whether it is blank."""
+
+    start: bytes
+    size: int
+    blank: bool
+
+
+def _long_line_table(line: _LongLine, number: int, limit: int) -> pa.Table:
+    if line.blank:
+        return _lines_table([], [], [])
+    content, reason = too_long(line.start, line.size, limit)
+    return _lines_table([number], [content], [reason])
+
+
+def _blank(data: bytes) -> bool:
+    """Whether ``data`` holds only JSON white space (without copying it)."""
+    return _JSON_SPACE_RUN.fullmatch(data) is not None
+
+
+def _skip_line(handle: BinaryIO, start: _LongLine, last: bytes, block: int) -> tuple[_LongLine, bytes]:
+    """Read past the rest of a line whose start (no line end in it) is summed up in ``start``.
+
+    Only the line's first bytes are kept, so a line of any size costs one block of memory.
+
+    Args:
+        handle: The file, positioned just after the line's start.
+        start: The line so far.
+        last: The last byte of the line so far.
+        block: Bytes to read at a time.
+
+    Returns:
+        The whole line, and what was read after its line end.
+    """
+    size, blank = start.size, start.blank
+    rest = b""
+    while data := handle.read(block):
+        cut = data.find(b"\n")
+        body = data if cut < 0 else data[:cut]
+        size += len(body)
+        if body:
+            last = body[-1:]
+            blank = blank and _blank(body)
+        if cut >= 0:
+            rest = data[cut + 1 :]
+            break
+    if last == b"\r":  # part of the line ending (or a stray one at the end of the file)
+        size -= 1
+    return _LongLine(start.start, size, blank), rest
+
+
+def _jsonl_pieces(handle: BinaryIO, block: int, limit: int) -> Iterator[tuple[bytes | _LongLine, int]]:
+    """A JSON Lines file as pieces: runs of whole lines, and lines too long to hold.
+
+    A run ends at a line end (or the end of the file); its lines are at most a block and
+    the limit long. A line found to be over the limit before its end is read is skipped to
+    its line end (:func:`_skip_line`), so memory stays bounded whatever the line's size.
+
+    Yields:
+        Each piece, with the file offset just after it.
+    """
+    carry = b""  # the start of a line whose end is not read yet
+    while block_data := handle.read(block):
+        data = carry + block_data
+        del block_data
+        end = data.rfind(b"\n") + 1
+        carry = data[end:]
+        if end:
+            run = data[:end]
+            del data
+            yield run, handle.tell() - len(carry)
+            del run
+        else:
+            del data
+        if len(carry) > limit + 1:  # over the limit even if it ends in "\r"
+            start, last = _LongLine(carry[:_KEPT_BYTES], len(carry), _blank(carry)), carry[-1:]
+            carry = b""  # let go of it before reading on
+            line, carry = _skip_line(handle, start, last, min(block, _SKIP_BYTES))
+            yield line, handle.tell() - len(carry)
+    if carry:
+        yield carry, handle.tell()
+
+
 def _jsonl_chunks(
-    con: duckdb.DuckDBPyConnection, path: Path, fields: tuple[str, ...], max_rows: int, max_bytes: int
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fields: tuple[str, ...],
+    max_rows: int,
+    max_bytes: int,
+    limit: int,
 ) -> Iterator[Chunk]:
     total = path.stat().st_size
     pending: list[pa.Table] = []  # decoded lines not handed out yet, in order
     held = 0  # rows in ``pending``
     buffered = 0  # bytes of line text in ``pending``
-    read = 0
-    carry = b""  # the start of a line whose end is not read yet
+    consumed = 0  # bytes of the file turned into decoded lines
     next_line = 1
     produced = False
 
     def cut(count: int) -> Chunk:
         nonlocal pending, held, buffered
-        lines = pa.concat_tables(pending) if pending else _decode_lines_slowly(b"", next_line)
+        lines = pa.concat_tables(pending) if pending else _lines_table([], [], [])
         rest = lines.slice(count)
         lines = lines.slice(0, count)
         pending = [rest] if rest.num_rows else []
         held = rest.num_rows
         buffered = _text_bytes(rest)
         rows = _with_digest(con, _from_json_lines(con, lines, fields))
-        # Bytes read, less what is read but not yet handed out.
-        return Chunk(rows, max(0, min(read - len(carry) - buffered, total)), total, "bytes")
+        # Bytes turned into lines, less those not yet handed out.
+        return Chunk(rows, max(0, min(consumed - buffered, total)), total, "bytes")
 
     try:
         with path.open("rb") as handle:
-            while True:
-                block = handle.read(min(_BLOCK_BYTES, max_bytes))
-                read += len(block)
-                data = carry + block
-                if block:
-                    end = data.rfind(b"\n") + 1
-                    if end == 0:  # one line longer than a block: keep reading it
-                        carry = data
-                        continue
-                    carry, data = data[end:], data[:end]
+            for piece, offset in _jsonl_pieces(handle, min(_BLOCK_BYTES, max_bytes), limit):
+                consumed = offset
+                if isinstance(piece, _LongLine):
+                    got = _long_line_table(piece, next_line, limit)
+                    next_line += 1
                 else:
-                    carry = b""
-                if data:
-                    got = _decode_lines(data, next_line)
-                    next_line += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-                    pending.append(got)
-                    held += got.num_rows
-                    buffered += _text_bytes(got)
+                    got = _decode_lines(piece, next_line, limit)
+                    next_line += piece.count(b"\n") + (0 if piece.endswith(b"\n") else 1)
+                pending.append(got)
+                held += got.num_rows
+                buffered += _text_bytes(got)
                 while held >= max_rows:
                     produced = True
                     yield cut(max_rows)
                 if buffered >= max_bytes and held:
                     produced = True
                     yield cut(held)
-                if not block:
-                    break
     except OSError as exc:
         raise InputError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
     if held or not produced:
@@ -458,24 +615,124 @@ def _lines_not_utf8(path: Path) -> dict[int, bytes]:
 
 
 def _csv_chunks(
-    con: duckdb.DuckDBPyConnection, path: Path, fields: tuple[str, ...], max_rows: int
+    con: duckdb.DuckDBPyConnection, path: Path, fields: tuple[str, ...], max_rows: int, limit: int
 ) -> Iterator[Chunk]:
-    bad_lines = _lines_not_utf8(path)
-    if not bad_lines:
-        yield from _csv_chunks_utf8(con, path, fields, max_rows)
-        return
-    if 1 in bad_lines:
-        raise InputError(f"{path}: the CSV header is not valid UTF-8 (re-export the file as UTF-8)")
-    # DuckDB reads a copy whose bad bytes are replaced (U+FFFD), so every line stays a row;
-    # the rows of those lines are then quarantined with their original bytes, escaped.
     with tempfile.TemporaryDirectory(prefix="aag-csv-") as folder:
-        copy = Path(folder) / "utf8.csv"
-        with path.open("rb") as source, copy.open("wb") as target:
-            for line in source:
-                target.write(line.decode("utf-8", errors="replace").encode("utf-8"))
-        marks = {number: not_utf8(raw) for number, raw in bad_lines.items()}
-        for chunk in _csv_chunks_utf8(con, copy, fields, max_rows, name=path):
-            yield Chunk(_mark_rows(con, chunk.rows, marks), chunk.done, chunk.total, chunk.unit)
+        source = path
+        marks: dict[int, tuple[str, str]] = {}
+        # Lines over the limit are cut out first (DuckDB would hold them whole, and drops a
+        # line over its own max_line_size without a reject entry): a copy has a stand-in.
+        long_lines = _long_lines(path, limit) if path.stat().st_size > limit else []
+        if long_lines:
+            source = Path(folder) / "short.csv"
+            marks.update(_without_long_lines(path, source, long_lines, limit))
+        stand_ins = set(marks)
+        bad_lines = _lines_not_utf8(source)
+        if bad_lines:
+            if 1 in bad_lines:
+                raise InputError(f"{path}: the CSV header is not valid UTF-8 (re-export the file as UTF-8)")
+            # DuckDB reads a copy whose bad bytes are replaced (U+FFFD), so every line stays a
+            # row; the rows of those lines are then quarantined with their original bytes, escaped.
+            copy = Path(folder) / "utf8.csv"
+            with source.open("rb") as original, copy.open("wb") as target:
+                for line in original:
+                    target.write(line.decode("utf-8", errors="replace").encode("utf-8"))
+            marks.update({number: not_utf8(raw) for number, raw in bad_lines.items()})
+            source = copy
+        chunks = _csv_chunks_utf8(con, source, fields, max_rows, limit, name=path, stand_ins=stand_ins)
+        for chunk in chunks:
+            rows = _mark_rows(con, chunk.rows, marks) if marks else chunk.rows
+            yield Chunk(rows, chunk.done, chunk.total, chunk.unit)
+
+
+#: What replaces a CSV line over the limit in the copy DuckDB reads: one line, no field
+#: separator and an even number of quotes, so it is a row of its own (a reject for missing
+#: columns, or a value of a one-column file) whose line number meets its mark.
+_STAND_IN = b'""'
+
+
+def _long_lines(path: Path, limit: int) -> list[tuple[int, int, int]]:
+    r"""``(line number, first byte, line end)`` of the lines of a file longer than ``limit``.
+
+    One streamed pass; a line's length counts its ``\r`` here (the caller drops it).
+    """
+    found: list[tuple[int, int, int]] = []
+    number, start, offset = 1, 0, 0  # the line that starts at byte ``start``; the block's offset
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(_BLOCK_BYTES), b""):
+                ends = offset + np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 0x0A)
+                if len(ends):
+                    starts = np.concatenate(([start], ends[:-1] + 1))
+                    found.extend(
+                        (number + i, int(starts[i]), int(ends[i]))
+                        for i in np.flatnonzero(ends - starts > limit).tolist()
+                    )
+                    number += len(ends)
+                    start = int(ends[-1]) + 1
+                offset += len(block)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
+    if offset - start > limit:
+        found.append((number, start, offset))
+    return found
+
+
+def _without_long_lines(
+    path: Path, target: Path, lines: list[tuple[int, int, int]], limit: int
+) -> dict[int, tuple[str, str]]:
+    """Copy ``path`` to ``target`` with each long line replaced by :data:`_STAND_IN`.
+
+    Returns:
+        The marks (content, reason) of the long lines, by line number.
+
+    Raises:
+        InputError: If the header is over the limit, or a long line holds an odd number of
+            quotes (it opens or closes a field spanning lines, so it is not a row of its own).
+    """
+    marks: dict[int, tuple[str, str]] = {}
+    with path.open("rb") as source, target.open("wb") as out:
+        done = 0  # bytes of ``path`` copied or replaced
+        for number, start, end in lines:
+            source.seek(end - 1)
+            cr = source.read(1) == b"\r"
+            size = end - start - cr
+            if size <= limit:
+                continue
+            if number == 1:
+                raise InputError(f"{path}: the CSV header is over the row size limit of {limit} bytes")
+            _copy_range(source, out, done, start)
+            source.seek(start)
+            kept = source.read(_KEPT_BYTES)
+            quotes = sum(part.count(b'"') for part in _read_range(source, start, end))
+            if quotes % 2:
+                raise InputError(
+                    f"{path}: line {number} is over the row size limit of {limit} bytes inside a "
+                    "quoted field that spans lines (raise it with --max-row-bytes)"
+                )
+            out.write(_STAND_IN)
+            marks[number] = too_long(kept, size, limit)
+            done = end - cr  # the line ending itself is copied with what follows
+        _copy_range(source, out, done, None)
+    return marks
+
+
+def _read_range(handle: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:
+    """Bytes ``start`` to ``end`` (the end of the file: ``None``) of a file, in blocks."""
+    handle.seek(start)
+    left = None if end is None else end - start
+    while left is None or left > 0:
+        data = handle.read(_SKIP_BYTES if left is None else min(_SKIP_BYTES, left))
+        if not data:
+            return
+        if left is not None:
+            left -= len(data)
+        yield data
+
+
+def _copy_range(source: BinaryIO, out: BinaryIO, start: int, end: int | None) -> None:
+    for data in _read_range(source, start, end):
+        out.write(data)
 
 
 def _mark_rows(con: duckdb.DuckDBPyConnection, rows: pa.Table, marks: dict[int, tuple[str, str]]) -> pa.Table:
@@ -503,11 +760,21 @@ def _csv_chunks_utf8(
     path: Path,
     fields: tuple[str, ...],
     max_rows: int,
+    limit: int,
     name: Path | None = None,
+    stand_ins: set[int] = frozenset(),  # type: ignore[assignment]
 ) -> Iterator[Chunk]:
-    """:func:`_csv_chunks` of a UTF-8 file (``name``: the file to name in errors)."""
+    """:func:`_csv_chunks` of a UTF-8 file (``name``: the file to name in errors).
+
+    ``stand_ins`` are the lines where :data:`_STAND_IN` replaced a line over the limit.
+    """
     shown = name or path
-    source = f"read_csv({_lit(path)}, all_varchar=true, header=true, store_rejects=true, strict_mode=true)"
+    # DuckDB drops a line over its max_line_size (2 MB by default) without a reject entry,
+    # so that limit is set out of reach; the row size limit is applied to the landed rows.
+    source = (
+        f"read_csv({_lit(path)}, all_varchar=true, header=true, store_rejects=true, "
+        f"strict_mode=true, max_line_size={_DUCKDB_MAX_LINE})"
+    )
     try:
         # The whole file is parsed once before any row is handed out: a file DuckDB cannot
         # read fails here, before the caller writes anything (and the count drives progress).
@@ -518,8 +785,18 @@ def _csv_chunks_utf8(
             "SELECT line, min_by(csv_line, byte_position), min_by(error_message, byte_position) "
             "FROM reject_errors GROUP BY line ORDER BY line"
         ).fetchall()
+        columns = len(_columns_as_text(con, source)) if stand_ins else 0
     except duckdb.Error as exc:
         raise InputError(f"{shown}: cannot read as CSV: {str(exc).splitlines()[0]}") from exc
+    rejected = {int(r[0]): r[1] for r in rejects}
+    for number in sorted(stand_ins):
+        # In a file of several columns the stand-in is a reject of its own line; anything
+        # else means the long line was inside a quoted field that spans lines.
+        if columns > 1 and str(rejected.get(number, "")).strip("\r\n") != _STAND_IN.decode():
+            raise InputError(
+                f"{shown}: line {number} is over the row size limit of {limit} bytes inside a "
+                "quoted field that spans lines (raise it with --max-row-bytes)"
+            )
     total = good + len(rejects)
     done = 0
     template: pa.Table | None = None
@@ -532,7 +809,7 @@ def _csv_chunks_utf8(
             numbers = numbering.take(batch.num_rows)
             done += batch.num_rows
             landed = _with_digest(
-                con, _landed_arrow(con, batch.add_column(0, "_row_number", numbers), fields)
+                con, _landed_arrow(con, batch.add_column(0, "_row_number", numbers), fields, limit)
             )
             template = landed
             yield Chunk(landed, done, total, "rows")
@@ -603,7 +880,7 @@ def _rebatch(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:
 
 
 def _parquet_chunks(
-    con: duckdb.DuckDBPyConnection, path: Path, fields: tuple[str, ...], max_rows: int
+    con: duckdb.DuckDBPyConnection, path: Path, fields: tuple[str, ...], max_rows: int, limit: int
 ) -> Iterator[Chunk]:
     source = f"read_parquet({_lit(path)})"
     try:
@@ -624,7 +901,7 @@ def _parquet_chunks(
             f"(SELECT file_row_number + 1 AS _row_number, * EXCLUDE (file_row_number) "
             f"FROM read_parquet({_lit(path)}, file_row_number=true))"
         )
-    sql = _landed_sql(columns, relation, fields)
+    sql = _landed_sql(columns, relation, fields, limit)
     stream_con = _connect()
     done = 0
     produced = False
@@ -660,9 +937,13 @@ def _landed_sql(
     columns: dict[str, str],
     relation: str,
     fields: tuple[str, ...],
-    errors_sql: str = "CAST(NULL AS VARCHAR)",
+    limit: int,
 ) -> str:
-    """SQL shaping rows of ``relation`` (``_row_number`` + source columns) into landed rows."""
+    """SQL shaping rows of ``relation`` (``_row_number`` + source columns) into landed rows.
+
+    A row whose JSON text is over ``limit`` bytes keeps only its start (as a JSON string)
+    and the reason, and no field is extracted from it: it goes to quarantine.
+    """
     picks = []
     for i, field in enumerate(fields):
         picks.append(
@@ -675,19 +956,34 @@ def _landed_sql(
         f"'{c.replace(chr(39), chr(39) * 2)}': " + '"' + c.replace('"', '""') + '"' for c in rest
     )
     raw = f"CAST(to_json({{{struct}}}) AS VARCHAR)" if rest else "'{}'"
+    over = f"_size > {int(limit)}"
+    # Cut by characters (DuckDB strings are cut at character bounds): the first 1,024.
+    kept = f"CAST(to_json(left(_full, {_KEPT_BYTES})) AS VARCHAR)"
+    reason = _over_reason("' || _size || '", limit)
+    outs = "".join(f', CASE WHEN {over} THEN NULL ELSE "{i}" END AS "{i}"' for i in range(len(fields)))
+    # The inner names (_full, _size) differ from the outer ones: DuckDB lets a select list
+    # refer to its own earlier aliases, which would make _error test the cut _raw.
     return f"""
-        SELECT CAST(_row_number AS BIGINT) AS _row_number, {raw} AS _raw, {errors_sql} AS _error,
-               {", ".join(picks) if picks else "NULL AS _none"}
-        FROM {relation}
+        SELECT _row_number, CASE WHEN {over} THEN {kept} ELSE _full END AS _raw,
+               CASE WHEN {over} THEN '{reason}' END AS _error{outs if fields else ", NULL AS _none"}
+        FROM (
+            SELECT *, strlen(_full) AS _size FROM (
+                SELECT CAST(_row_number AS BIGINT) AS _row_number, {raw} AS _full
+                       {"".join(", " + p for p in picks)}
+                FROM {relation}
+            ) landed_full
+        ) landed_rows
         """
 
 
-def _landed_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table, fields: tuple[str, ...]) -> pa.Table:
-    """Landed rows of an Arrow table of source columns plus ``_row_number``."""
+def _landed_arrow(
+    con: duckdb.DuckDBPyConnection, table: pa.Table, fields: tuple[str, ...], limit: int
+) -> pa.Table:
+    """Landed rows of an Arrow table of source columns plus ``_row_number`` (see :func:`_landed_sql`)."""
     con.register("landed_src", table)
     try:
         columns = dict(_columns_as_text(con, "landed_src"))
-        out: pa.Table = con.sql(_landed_sql(columns, "landed_src", fields)).to_arrow_table()
+        out: pa.Table = con.sql(_landed_sql(columns, "landed_src", fields, limit)).to_arrow_table()
     finally:
         con.unregister("landed_src")
     return out.rename_columns(["_row_number", "_raw", "_error", *fields])

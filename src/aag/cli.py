@@ -139,6 +139,15 @@ def ingest(
             "(bounded memory), still as one batch [env: AAG_CHUNK_ROWS; default 500000]",
         ),
     ] = None,
+    max_row_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-row-bytes",
+            min=1,
+            help="Largest row accepted, in bytes: a longer row is quarantined with its start "
+            "and the reason, never loaded [env: AAG_MAX_ROW_BYTES; default 16777216 (16 MiB)]",
+        ),
+    ] = None,
 ) -> None:
     """Land and process files (one batch each, in the order given)."""
     svc = _service(warehouse)
@@ -220,7 +229,16 @@ def ingest(
                     soft_wrap=True,
                 )
 
-        svc.ingest(source, obj, files, on_file=done, on_step=step, on_progress=moved, chunk_rows=chunk_rows)
+        svc.ingest(
+            source,
+            obj,
+            files,
+            on_file=done,
+            on_step=step,
+            on_progress=moved,
+            chunk_rows=chunk_rows,
+            max_row_bytes=max_row_bytes,
+        )
     if as_json:
         _print_json([r.as_dict() for r in reports])
 

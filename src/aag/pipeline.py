@@ -440,6 +440,7 @@ def ingest_file(
     graph: GraphStore | None = None,
     on_progress: Callable[[FileProgress], None] | None = None,
     chunk_rows: int | None = None,
+    max_row_bytes: int | None = None,
 ) -> BatchReport:
     """Land and process one file as one batch (a re-landed identical file is a no-op).
 
@@ -463,6 +464,8 @@ def ingest_file(
         on_progress: Called as the file is hashed and after every chunk.
         chunk_rows: Rows per chunk (default ``$AAG_CHUNK_ROWS``, else
             :data:`aag.bronze.DEFAULT_CHUNK_ROWS`).
+        max_row_bytes: The row size limit: a longer row is quarantined (default
+            ``$AAG_MAX_ROW_BYTES``, else :data:`aag.bronze.DEFAULT_MAX_ROW_BYTES`).
 
     Raises:
         InputError: If the file cannot be read at all (nothing is written).
@@ -493,6 +496,7 @@ def ingest_file(
             extractor.fields,
             chunk_rows=chunk_rows if extractor.chunkable else 1 << 62,
             chunk_bytes=None if extractor.chunkable else 1 << 62,
+            row_bytes=max_row_bytes,
         )
         # Landed rows of other objects the extraction joins, registered before anything is
         # written, so that a missing object fails the batch cleanly. Only committed batches

@@ -89,6 +89,7 @@ class AagService:
         on_step: Callable[[Path, str], None] | None = None,
         on_progress: Callable[[Path, FileProgress], None] | None = None,
         chunk_rows: int | None = None,
+        max_row_bytes: int | None = None,
     ) -> list[BatchReport]:
         """Land and process files in the given order, one batch per file.
 
@@ -103,6 +104,8 @@ class AagService:
             on_step: Called with the file and the step (:data:`aag.pipeline.STEPS`) it enters.
             on_progress: Called with the file and how far it is (hashing, then each chunk).
             chunk_rows: Rows per chunk (default ``$AAG_CHUNK_ROWS``, else 500,000).
+            max_row_bytes: The row size limit: a longer row is quarantined, not loaded
+                (default ``$AAG_MAX_ROW_BYTES``, else 16 MiB).
         """
         self.warehouse.require()
         self.warehouse.config.object(source_system, source_object)
@@ -124,7 +127,13 @@ class AagService:
                     before = wh.versions(wh.batch_tables(source_system, source_object))
                 try:
                     report = self._ingest_one(
-                        source_system, source_object, Path(path), on_step, on_progress, chunk_rows
+                        source_system,
+                        source_object,
+                        Path(path),
+                        on_step,
+                        on_progress,
+                        chunk_rows,
+                        max_row_bytes,
                     )
                 except Exception as exc:
                     _roll_back(wh, before, Path(path), exc)
@@ -142,6 +151,7 @@ class AagService:
         on_step: Callable[[Path, str], None] | None,
         on_progress: Callable[[Path, FileProgress], None] | None,
         chunk_rows: int | None,
+        max_row_bytes: int | None = None,
     ) -> BatchReport:
         return ingest_file(
             self.warehouse,
@@ -152,6 +162,7 @@ class AagService:
             on_step=partial(on_step, path) if on_step else None,
             on_progress=partial(on_progress, path) if on_progress else None,
             chunk_rows=chunk_rows,
+            max_row_bytes=max_row_bytes,
         )
 
     # -- reading -------------------------------------------------------------------------
