@@ -549,3 +549,15 @@ def test_split_apart_keeps_the_rest_together_when_the_kept_apart_record_is_seen_
     labels = split_apart(links, rank, apart)
     assert labels["son"] == 1
     assert labels["crm"] == labels["erp"] == labels["shop"] == labels["app"] == 2
+
+
+def test_a_record_created_and_deleted_within_one_batch_links_nothing(svc, tmp_path):
+    dup = "0035g00000IdentDUP"
+    rows = [
+        sf(SF_A, "eve@x.example", "2024-01-01T00:00:00Z"),
+        sf(dup, "eve@x.example", "2024-02-01T00:00:00Z"),
+        sf(dup, "eve@x.example", "2024-03-01T00:00:00Z", IsDeleted=True),
+    ]
+    svc.ingest("salesforce", "Contact", [_write(tmp_path, "c.jsonl", rows)])
+    assert _same_as(svc) == set()
+    assert svc.members(svc.find_customer("salesforce", SF_A)) == [svc.find_customer("salesforce", SF_A)]

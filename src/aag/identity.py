@@ -493,10 +493,17 @@ def _label(engine: Engine, settings: IdentitySettings) -> None:
     in their source link nothing. A cluster that holds a pair an operator keeps apart is
     then split by :func:`aag.overrides.split_apart`.
     """
+    # Every version of the record edges: the batch's own (not all of them are closure
+    # candidates: a record new to the graph that is deleted within the batch) and the rest.
     engine.materialize(
         "id_dead",
-        f"SELECT src AS id FROM id_edges WHERE rel = {lit(SOURCE_RECORD_REL)} "
-        "GROUP BY src HAVING max(CASE WHEN cur THEN 1 ELSE 0 END) = 0",
+        f"""
+SELECT src AS id FROM (
+    SELECT src, cur FROM id_edges WHERE rel = {lit(SOURCE_RECORD_REL)}
+    UNION ALL SELECT src, cur FROM id_batch WHERE rel = {lit(SOURCE_RECORD_REL)}
+) r
+GROUP BY src HAVING max(CASE WHEN cur THEN 1 ELSE 0 END) = 0
+""",
     )
     engine.materialize(
         "id_links",
