@@ -502,3 +502,43 @@ def test_databricks_target_parses_and_compiles_offline(tmp_path):
     assert v2["contract"]["enforced"] and v2["columns"]["email_updated_at"]["data_type"] == "timestamp"
     v1 = manifest["nodes"]["model.aag.customer_profile.v1"]
     assert v1["deprecation_date"] and list(v1["columns"]) == ["customer_id", *CUSTOMER_ATTRIBUTES]
+
+
+def test_incremental_build_follows_email_changes_and_identity_decisions(built, tmp_path):
+    """Identity with memory and operator decisions: each incremental build equals --full-refresh."""
+    from aag.demo import DEMO_ZENDESK_USER
+
+    base, _ = built
+    svc = _copy(base, tmp_path / "wh")
+    svc.build()
+    customer = svc.find_customer("salesforce", DEMO_CONTACT)
+    desk, contact = f"zendesk:users:{DEMO_ZENDESK_USER}", f"salesforce:Contact:{DEMO_CONTACT}"
+    moved = {
+        "id": int(DEMO_ZENDESK_USER),
+        "name": "Alex Example",
+        "email": "alex@elsewhere.example",
+        "external_id": None,
+        "updated_at": "2026-04-01T00:00:00Z",
+    }
+
+    def step(event) -> None:  # type: ignore[no-untyped-def]
+        event()
+        incremental = svc.build()
+        assert incremental.mode == "incremental", incremental.full_reason
+        kept = {model: _gold(svc, model) for model in gold.GOLD_MODELS}
+        assert svc.build(full_refresh=True).mode == "full"
+        for model in gold.GOLD_MODELS:
+            _assert_cells_equal(kept[model], _gold(svc, model))
+
+    # The desk user takes a new address and drops the CRM id: still the same customer.
+    step(lambda: svc.ingest("zendesk", "users", [_write(tmp_path / "moved.jsonl", [moved])]))
+    assert svc.find_customer("zendesk", DEMO_ZENDESK_USER) == customer
+    profile = {r["customer_id"]: r for r in _gold(svc, "customer_profile_v2").to_pylist()}[customer]
+    assert profile["email"] == "alex@elsewhere.example"
+    # An operator keeps them apart, then takes it back.
+    step(lambda: svc.decide_identity("unlink", [desk, contact], "test"))
+    apart = svc.find_customer("zendesk", DEMO_ZENDESK_USER)
+    assert apart != customer
+    assert {r["customer_id"] for r in _gold(svc, "customer_identity").to_pylist()} >= {apart, customer}
+    step(lambda: svc.decide_identity("undo", [desk, contact]))
+    assert svc.find_customer("zendesk", DEMO_ZENDESK_USER) == customer
