@@ -1,4 +1,4 @@
-"""Core ingest benchmark: initial load, 1% changed batch, no-change full re-sync.
+"""Core ingest benchmark: initial load, 1% changed batch, no-change full re-syncs.
 
 For each size N (contacts; ~10 field events per contact: 9 mapped attributes +
 1 identity event) this
@@ -9,7 +9,11 @@ For each size N (contacts; ~10 field events per contact: 9 mapped attributes +
    value → Parquet), i.e. the least work any ingest has to do;
 3. runs the product in another fresh subprocess (so peak RSS is per size):
    a new warehouse, ``AagService.init()``, then ``svc.ingest`` of the initial
-   file, the 1% batch and the no-change re-sync, one batch each.
+   file, the 1% batch and three no-change full re-syncs, one batch each: the
+   initial rows again, byte-identical (same record times) in reverse order; then
+   every contact's current values with *later* record times (``LastModifiedDate``),
+   as a CRM re-sends them, once as CSV and once as JSON Lines (later again, so
+   that neither repeats the other's events).
 
 Besides the ``BatchReport`` figures it times the pipeline's phases by wrapping
 functions of ``aag`` at run time (nothing in ``src`` is changed) and records
@@ -22,6 +26,12 @@ Usage::
 
     .venv/bin/python benchmarks/bench_ingest.py                    # 100k and 1M
     .venv/bin/python benchmarks/bench_ingest.py --sizes 20000 --no-write
+
+A/B against another revision (``--ab REV``): each size's ingest worker runs for
+REV's ``src/aag`` and for the working tree's, alternately (``--rounds`` pairs), on
+the same data, and a comparison table is printed (RESULTS.md is not touched)::
+
+    .venv/bin/python benchmarks/bench_ingest.py --sizes 100000 --ab main --rounds 2
 """
 
 from __future__ import annotations
@@ -68,6 +78,13 @@ TARGET_CHANGED_RATIO = 0.05
 TARGET_RESYNC_RATIO = 0.25
 TARGET_RSS_BYTES = 3 * 1024**3
 TARGET_RSS_AT_EVENTS = 10_000_000
+
+#: The batches every ingest worker runs, in order (see the module docstring).
+BATCHES = ("initial", "changed", "resync", "resync_later_csv", "resync_later_jsonl")
+#: The re-syncs with later record times: the ones the re-sync target is about.
+LATER = ("resync_later_csv", "resync_later_jsonl")
+#: How much later than the 1% batch the two later re-syncs are stamped.
+LATER_DAYS = {"resync_later_csv": 30, "resync_later_jsonl": 60}
 
 
 # -- memory -----------------------------------------------------------------------------
@@ -318,7 +335,7 @@ def worker_ingest(paths: dict[str, Path], out_json: Path, keep: Path | None) -> 
             "aag_file": aag.__file__,
             "missing_hooks": MISSING_HOOKS,
         }
-        for name in ("initial", "changed", "resync"):
+        for name in BATCHES:
             _progress(f"[{name}] start")
             PHASES.clear()
             PHASE_PEAK.clear()
@@ -372,19 +389,60 @@ def _run_worker(args: list[str], timeout: float, env: dict[str, str] | None = No
     return f"exit status {proc.returncode} after {took:.0f}s"
 
 
+def write_later_resyncs(n: int, folder: Path) -> dict[str, Path]:
+    """Write the re-syncs with later record times: every contact's current values.
+
+    A contact the 1% batch changed is re-sent with its changed values (anything else
+    would be a change back), every record with a ``LastModifiedDate`` some days after
+    the 1% batch's; CSV and JSON Lines, each with its own later day.
+    """
+    import csv
+
+    changed = set(gen_salesforce.changed_indices(n))
+    paths = {
+        "resync_later_csv": folder / "contacts_resync_later.csv",
+        "resync_later_jsonl": folder / "contacts_resync_later.jsonl",
+    }
+    current = gen_salesforce._changed_fields, gen_salesforce.contact_fields
+    rows = [current[0](i) if i in changed else current[1](i) for i in range(n)]
+    for name, path in paths.items():
+        base = gen_salesforce._CHANGE_EPOCH + LATER_DAYS[name] * 86400
+        for i, row in enumerate(rows):
+            row["LastModifiedDate"] = gen_salesforce._iso(base + (i * 13) % 86400)
+        if path.suffix == ".csv":
+            with path.open("w", encoding="utf-8", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                for row in rows:
+                    writer.writerow({k: str(v).lower() if isinstance(v, bool) else v for k, v in row.items()})
+        else:
+            gen_salesforce._write(path, (gen_salesforce._line(row) for row in rows))
+    return paths
+
+
 def _data_for(n: int, data_dir: Path) -> dict[str, Path]:
     folder = data_dir / f"sf_contacts_{n}"
     marker = folder / ".complete"
+    started = time.perf_counter()
     if marker.exists():
-        return {
+        paths = {
             "initial": folder / "contacts_initial.jsonl",
             "changed": folder / "contacts_changed_1pct.jsonl",
             "resync": folder / "contacts_resync_nochange.jsonl",
         }
-    started = time.perf_counter()
-    paths = gen_salesforce.generate(n, folder)
-    marker.write_text("ok")
-    print(f"generated {n} contacts in {time.perf_counter() - started:.1f}s → {folder}", flush=True)
+    else:
+        paths = gen_salesforce.generate(n, folder)
+        marker.write_text("ok")
+        print(f"generated {n} contacts in {time.perf_counter() - started:.1f}s → {folder}", flush=True)
+    # Written by a later version of this benchmark: a cache of an earlier one lacks them.
+    later = folder / ".later_complete"
+    if not later.exists():
+        paths.update(write_later_resyncs(n, folder))
+        later.write_text("ok")
+        print(f"wrote the later-time re-syncs of {n} contacts → {folder}", flush=True)
+    else:
+        paths["resync_later_csv"] = folder / "contacts_resync_later.csv"
+        paths["resync_later_jsonl"] = folder / "contacts_resync_later.jsonl"
     return paths
 
 
@@ -494,8 +552,17 @@ def summarise(n: int, floor: dict[str, Any], run: dict[str, Any]) -> dict[str, A
         "warehouse_bytes": run["warehouse_bytes"],
         "ok_eps": ini_eps >= TARGET_EVENTS_PER_S,
         "ok_changed": chg["seconds"] / ini["seconds"] <= TARGET_CHANGED_RATIO,
-        "ok_resync": res["seconds"] / ini["seconds"] <= TARGET_RESYNC_RATIO
-        and res["edge_versions_written"] == 0,
+        "later": {
+            k: {
+                "s": b[k]["report"]["seconds"],
+                "ratio": b[k]["report"]["seconds"] / ini["seconds"],
+                "versions": b[k]["report"]["edge_versions_written"],
+                "rewritten": b[k]["report"]["edge_rows_rewritten"],
+                "ok": b[k]["report"]["seconds"] / ini["seconds"] <= TARGET_RESYNC_RATIO
+                and b[k]["report"]["edge_versions_written"] == 0,
+            }
+            for k in LATER
+        },
         "ok_rss": rss_ok,
         "phases": {k: v["phases"] for k, v in b.items()},
         "phase_peak": {k: v["phase_peak"] for k, v in b.items()},
@@ -580,43 +647,58 @@ def render(
     line("1% batch: edge rows rewritten (MERGE copy)", lambda r: f"{r['changed_rewritten']:,}")
     line("1% batch: nodes written", lambda r: f"{r['changed_nodes']:,}")
     line("1% batch: edge-rule paths (keys)", lambda r: _paths(r["rule_paths"]["changed"]))
-    line("re-sync (no change): seconds", lambda r: f"{r['resync_s']:.1f}")
-    line(
-        "re-sync: ÷ initial seconds",
-        lambda r: f"{r['resync_ratio']:.1%} ({_met(r['ok_resync'])})",
-        "≤ 25% and 0 versions",
-    )
+    line("re-sync (no change, same record times): seconds", lambda r: f"{r['resync_s']:.1f}")
+    line("re-sync: ÷ initial seconds", lambda r: f"{r['resync_ratio']:.1%}")
     line("re-sync: edge versions written", lambda r: f"{r['resync_versions']:,}", "0")
     line(
         "re-sync: edge rows rewritten / nodes written",
         lambda r: f"{r['resync_rewritten']:,} / {r['resync_nodes']:,}",
     )
     line("re-sync: edge-rule paths (keys)", lambda r: _paths(r["rule_paths"]["resync"]))
+    for key, label in (("resync_later_csv", "CSV"), ("resync_later_jsonl", "JSON Lines")):
+        line(
+            f"re-sync, later record times, {label}: seconds",
+            lambda r, key=key: f"{r['later'][key]['s']:.1f}",
+        )
+        line(
+            f"re-sync, later record times, {label}: ÷ initial seconds",
+            lambda r, key=key: f"{r['later'][key]['ratio']:.1%} ({_met(r['later'][key]['ok'])})",
+            "≤ 25% and 0 versions",
+        )
+        line(
+            f"re-sync, later record times, {label}: edge versions / rows rewritten",
+            lambda r, key=key: f"{r['later'][key]['versions']:,} / {r['later'][key]['rewritten']:,}",
+            "0",
+        )
+        line(
+            f"re-sync, later record times, {label}: edge-rule paths (keys)",
+            lambda r, key=key: _paths(r["rule_paths"][key]),
+        )
     line(
         "peak RSS (max over batches)",
         lambda r: f"{_gb(r['peak_rss'])} ({_met(r['ok_rss'])})",
         "≤ 3 GB at 10M events",
     )
     line(
-        "peak RSS initial / 1% / re-sync",
-        lambda r: " / ".join(_gb(r["peak_rss_by_batch"][k]) for k in ("initial", "changed", "resync")),
+        "peak RSS initial / 1% / re-sync / later CSV / later JSONL",
+        lambda r: " / ".join(_gb(r["peak_rss_by_batch"][k]) for k in BATCHES),
     )
     line("RSS before first batch (after imports + init)", lambda r: _gb(r["baseline_rss"]))
     line("floor peak RSS", lambda r: _gb(r["floor_peak_rss"]))
-    line("warehouse size on disk after 3 batches", lambda r: _gb(r["warehouse_bytes"]))
+    line("warehouse size on disk after all batches", lambda r: _gb(r["warehouse_bytes"]))
     out.append("")
     out.append(
         "Phase seconds (from wrapping `aag` functions at run time; ↳ rows are part of "
         "the row above them at one less indent; `sql <t>` = the engine materialising "
         "table t; rows under 0.05 s everywhere are omitted; top-level phases the product "
         "runs in parallel threads overlap, so they can add up to more than the batch). "
-        "Columns: initial / 1% / re-sync."
+        "Columns: initial / 1% / re-sync / later CSV / later JSONL."
     )
     out.append("")
     head2 = ["phase", *[f"N={r['n']:,}" for r in rows]]
     out.append("| " + " | ".join(head2) + " |")
     out.append("|" + "---|" * len(head2))
-    keys = ("initial", "changed", "resync")
+    keys = BATCHES
 
     def cell(r: dict[str, Any], path: str) -> str:
         return " / ".join(f"{r['phases'][k].get(path, 0.0):.1f}" for k in keys)
@@ -646,7 +728,8 @@ def render(
     out.append("")
     out.append(
         "Peak RSS (GB) while each top-level phase ran (RSS sampled every 20 ms; the "
-        "batch peaks above are exact, from VmHWM). Columns: initial / 1% / re-sync."
+        "batch peaks above are exact, from VmHWM). Columns: initial / 1% / re-sync / later CSV / "
+        "later JSONL."
     )
     out.append("")
     out.append("| " + " | ".join(head2) + " |")
@@ -674,6 +757,87 @@ def _paths(paths: dict[str, int] | None) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in sorted(paths.items()))
 
 
+def _snapshot(folder: Path, commit: str | None) -> Path:
+    """Copy ``src/aag`` as of ``commit`` (default: the working tree) into ``folder``."""
+    folder.mkdir(parents=True)
+    if commit:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit, "src/aag"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder), "--strip-components=1"], input=archive, check=True)
+    else:
+        shutil.copytree(REPO / "src" / "aag", folder / "aag", ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
+
+
+def _pythonpath(snapshot: Path) -> str:
+    return os.pathsep.join([str(snapshot), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+def run_ab(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Alternate the ingest worker between ``args.ab`` and the working tree; print ratios.
+
+    Both sides meet the same data and, run by run, nearly the same machine state, which
+    is what makes a comparison on a shared machine worth anything.
+    """
+    sides: dict[str, str | None] = {args.ab: args.ab, "working tree": None}
+    for label, rev in sides.items():
+        print(f"{label}: {code_version(rev)}", flush=True)
+    results: dict[str, list[dict[str, Any]]] = {label: [] for label in sides}
+    with tempfile.TemporaryDirectory(prefix="aag_bench_ab_") as tmp:
+        snapshots = {
+            label: _snapshot(Path(tmp) / f"src{i}", rev) for i, (label, rev) in enumerate(sides.items())
+        }
+        for n in args.sizes:
+            _data_for(n, args.data_dir)
+            common = ["--n", str(n), "--data-dir", str(args.data_dir)]
+            for round_ in range(args.rounds):
+                for label, snapshot in snapshots.items():
+                    print(f"N={n} round {round_ + 1}: {label} …", flush=True)
+                    out = Path(tmp) / f"run_{n}_{round_}_{len(results[label])}_{hash(label)}.json"
+                    failed = _run_worker(
+                        ["--worker", "ingest", *common, "--out", str(out)],
+                        args.timeout,
+                        {**env, "PYTHONPATH": _pythonpath(snapshot)},
+                    )
+                    if failed:
+                        print(f"  FAILED: {failed}", flush=True)
+                        continue
+                    run = json.loads(out.read_text())
+                    b = run["batches"]
+                    ini = b["initial"]["report"]["seconds"]
+                    results[label].append(
+                        {
+                            "n": n,
+                            "round": round_ + 1,
+                            "initial": ini,
+                            **{
+                                k: (
+                                    b[k]["report"]["seconds"],
+                                    b[k]["report"]["seconds"] / ini,
+                                    b[k]["report"]["edge_versions_written"],
+                                    b[k]["report"].get("rule_paths"),
+                                )
+                                for k in BATCHES[1:]
+                            },
+                        }
+                    )
+    print()
+    heads = " | ".join(f"{k} s (÷ initial, versions)" for k in BATCHES[1:])
+    print(f"| code | N | round | initial s | {heads} |")
+    print("|" + "---|" * (4 + len(BATCHES) - 1))
+    for label, rows in results.items():
+        for r in rows:
+            cells = [f"{r[k][0]:.1f} ({r[k][1]:.0%}, {r[k][2]:,})" for k in BATCHES[1:]]
+            print(f"| {label} | {r['n']:,} | {r['round']} | {r['initial']:.1f} | " + " | ".join(cells) + " |")
+    print()
+    for label, rows in results.items():
+        for r in rows:
+            print(f"{label} N={r['n']:,} round {r['round']} rule paths:")
+            for k in BATCHES[1:]:
+                print(f"  {k}: {_paths(r[k][3])}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -695,6 +859,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--commit", help="measure src/aag as of this git revision (default: working tree)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per worker process")
+    parser.add_argument(
+        "--ab", metavar="REV", help="A/B: alternate REV's src/aag and the working tree's; print only"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="A/B pairs of ingest runs per size")
     # internal: worker modes
     parser.add_argument("--worker", choices=["floor", "ingest"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -716,22 +884,13 @@ def main(argv: list[str] | None = None) -> None:
         machine["duckdb_memory_limit"] = args.duckdb_memory_limit
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
+    if args.ab:
+        run_ab(args, env)
+        return
     with tempfile.TemporaryDirectory(prefix="aag_bench_out_") as tmp:
         # Every worker imports the same snapshot of src/aag, even if the tree changes mid-run.
-        snapshot = Path(tmp) / "src"
-        if args.commit:
-            snapshot.mkdir()
-            archive = subprocess.run(
-                ["git", "-C", str(REPO), "archive", args.commit, "src/aag"], capture_output=True, check=True
-            ).stdout
-            subprocess.run(
-                ["tar", "-x", "-C", str(snapshot), "--strip-components=1"], input=archive, check=True
-            )
-        else:
-            shutil.copytree(
-                REPO / "src" / "aag", snapshot / "aag", ignore=shutil.ignore_patterns("__pycache__")
-            )
-        env["PYTHONPATH"] = os.pathsep.join([str(snapshot), *filter(None, [os.environ.get("PYTHONPATH")])])
+        snapshot = _snapshot(Path(tmp) / "src", args.commit)
+        env["PYTHONPATH"] = _pythonpath(snapshot)
         machine["code"] = code_version(args.commit)
         if args.commit:
             machine["commit"] = args.commit

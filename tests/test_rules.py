@@ -37,7 +37,7 @@ def test_each_kind_of_event_takes_the_expected_path(engine):
     store = MemoryGraphStore()
     assert _paths(engine, store, [Ev("c1", "P1", 0, "e1")]) == {"open": 1}
     assert _paths(engine, store, [Ev("c1", "P1", 0, "e1")]) == {"skip": 1}
-    assert _paths(engine, store, [Ev("c1", "P1", 5, "e2")]) == {"absorb": 1}
+    assert _paths(engine, store, [Ev("c1", "P1", 5, "e2")]) == {"confirm": 1}
     assert _paths(engine, store, [Ev("c1", "P2", 9, "e3")]) == {"close_open": 1}
     assert _paths(engine, store, [Ev("c1", None, 10, "e4")]) == {"close": 1}
     assert _paths(engine, store, [Ev("c1", None, 11, "e5")]) == {"absorb": 1}
@@ -185,7 +185,7 @@ def test_any_batch_order_gives_the_reference_tables_spark(spark_engine, events, 
 
 def test_seeded_sweep_exercises_every_path_and_matches_reference(duckdb_engine):
     # A fixed-seed sweep (unlike hypothesis, always the same cases) that must hit every
-    # rule path, so neither path can silently stop being tested.
+    # rule path, so no path can silently stop being tested.
     rng = random.Random(7)
     PATHS.clear()
     for _ in range(60):
@@ -201,7 +201,7 @@ def test_seeded_sweep_exercises_every_path_and_matches_reference(duckdb_engine):
         batches = [[e] for e in events]
         rng.shuffle(batches)
         _check_invariants(_run(duckdb_engine, batches), events)
-    for path in ("open", "close", "close_open", "absorb", "skip", "full"):
+    for path in ("open", "close", "close_open", "confirm", "absorb", "skip", "full"):
         assert PATHS[path] > 0, (path, PATHS)
 
 
@@ -390,3 +390,90 @@ def test_lineage_maps_built_in_arrow_equal_the_sql_ones(rows):
     finally:
         con.unregister("flat_in")
     assert arrow.to_pylist() == sql.to_pylist()
+
+
+# -- the confirm path -----------------------------------------------------------------------
+
+
+def _log(store: MemoryGraphStore) -> list[dict]:
+    return sorted(store.edge_events().to_pylist(), key=repr)
+
+
+def _one(engine, store, events, **kwargs) -> dict[str, int]:
+    PATHS.clear()
+    apply(engine, store, events, **kwargs)
+    return dict(PATHS)
+
+
+def test_a_resync_with_later_times_is_confirmed_and_each_event_logged_as_it_came(engine):
+    store = MemoryGraphStore()
+    first = [Ev("c1", "P1", 0, "e1"), Ev("c1", "M1", 0, "e1", rel="HAS_EMAIL"), Ev("c2", "P2", 1, "e2")]
+    apply(engine, store, first)
+    before = versions(store)
+    # The CRM re-sends every record with a fresh record time and no changed field.
+    resync = [Ev("c1", "P1", 30, "r1"), Ev("c1", "M1", 30, "r1", rel="HAS_EMAIL"), Ev("c2", "P2", 31, "r2")]
+    PATHS.clear()
+    assert apply(engine, store, resync, batch="resync") == 0
+    assert dict(PATHS) == {"confirm": 3}
+    assert versions(store) == before
+    assert _log(store) == sorted((e.row("resync") for e in resync), key=repr)
+
+
+def test_a_late_event_splits_a_run_at_a_confirmation_the_log_kept(engine):
+    store = MemoryGraphStore()
+    events = [Ev("c1", "A", 0, "e1"), Ev("c1", "A", 20, "e3"), Ev("c1", "B", 10, "e2")]
+    apply(engine, store, events[:1])
+    assert _one(engine, store, events[1:2]) == {"confirm": 1}
+    apply(engine, store, events[2:])
+    # A from 0, B from 10, A again from 20: the confirmation at 20 starts the last run.
+    assert simple(store) == reference(events)
+    assert [r[3:6] for r in sorted(simple(store), key=lambda r: r[4])] == [
+        ("A", T0, False),
+        ("B", T0 + datetime.timedelta(minutes=10), False),
+        ("A", T0 + datetime.timedelta(minutes=20), True),
+    ]
+
+
+def test_only_the_current_value_later_than_every_known_event_is_confirmed(engine):
+    # Later than the current version but earlier than a logged confirmation.
+    store = MemoryGraphStore()
+    apply(engine, store, [Ev("c1", "A", 0, "e1")])
+    apply(engine, store, [Ev("c1", "A", 20, "e2")])
+    assert _one(engine, store, [Ev("c1", "A", 10, "e3")]) == {"full": 1}
+    # The value of a version a removal closed comes back: a new version.
+    store = MemoryGraphStore()
+    apply(engine, store, [Ev("c1", "A", 0, "e1")])
+    apply(engine, store, [Ev("c1", None, 5, "e2")])
+    assert _one(engine, store, [Ev("c1", "A", 9, "e3")]) == {"open": 1}
+    # The value of a version a change closed comes back: a change.
+    store = MemoryGraphStore()
+    events = [Ev("c1", "A", 0, "e1"), Ev("c1", "B", 5, "e2"), Ev("c1", "A", 9, "e3")]
+    apply(engine, store, events[:1])
+    apply(engine, store, events[1:2])
+    assert _one(engine, store, events[2:]) == {"close_open": 1}
+    assert simple(store) == reference(events)
+
+
+def test_a_repeated_record_in_one_file_is_not_confirmed_twice(engine):
+    store = MemoryGraphStore()
+    apply(engine, store, [Ev("c1", "A", 0, "e1")])
+    before = versions(store)
+    # The same record twice in one file: its key has two events, so the full path
+    # de-duplicates them and the log holds the event once.
+    assert _one(engine, store, [Ev("c1", "A", 5, "e2"), Ev("c1", "A", 5, "e2")]) == {"full": 1}
+    assert versions(store) == before
+    assert [(r["target_node_id"], r["source_event_id"]) for r in _log(store)] == [("A", "e2")]
+
+
+def test_a_finer_event_on_the_day_of_a_stored_day_event_is_not_a_confirmation(engine):
+    store = MemoryGraphStore()
+    apply(engine, store, [Ev("c1", "A", MIDNIGHT, "day:1")], day_precision=(DAY,))
+    # 09:00 on the day of the day-precision version with the same value: the exact time
+    # shadows the day event, so the run starts at 09:00 (the full path moves it).
+    assert _one(engine, store, [Ev("c1", "A", 0, "f1")], day_precision=(DAY,)) == {"full": 1}
+    assert simple(store) == [("c1", "HAS_PHONE", "crm", "A", T0, True, "f1")]
+    # A day event of the next day only confirms it.
+    assert _one(engine, store, [Ev("c1", "A", NEXT_MIDNIGHT, "day:2")], day_precision=(DAY,)) == {
+        "confirm": 1
+    }
+    assert simple(store) == [("c1", "HAS_PHONE", "crm", "A", T0, True, "f1")]

@@ -17,8 +17,17 @@ removals) is kept in the ``edge_events`` log. A batch therefore recomputes only
 the keys it brings a new event for, from that key's full event set, which is
 why replays change nothing and batches in any order give the same tables.
 
-Two paths compute this, and they agree by construction:
+Three paths compute this, and they agree by construction:
 
+* the **confirm path** takes the events that only confirm their key's current
+  version: the same target, later than every event known for the key, the key's
+  only event in the batch, and no day-precision subtlety (below). SPEC §3 collapses
+  such an event into the current version, so it changes no version and only enters
+  the log. This is a full re-sync in which the source re-sends every record with a
+  fresh record time but no changed field. The check needs only the key's current
+  target and a few times aggregated per key hash (a hash collision merges two keys'
+  times into a later, more cautious bound, so it can only send an event on to the
+  other paths), and the events it takes never reach them;
 * the **tail path** handles the keys that get exactly one event later than every
   event known for them (or an exact repeat of the current version's own event):
   the overwhelmingly common case of a sync. It needs only per-key aggregates, so a
@@ -26,7 +35,7 @@ Two paths compute this, and they agree by construction:
 * the **full path** recomputes every other touched key (several events in one
   batch, late events) from its whole event set.
 
-The tests hold both to a plain-Python model of SPEC §3 under random batch orders.
+The tests hold all three to a plain-Python model of SPEC §3 under random batch orders.
 The SQL below is the canonical dialect (DuckDB); the Spark engine runs the same
 text through sqlglot.
 
@@ -119,7 +128,7 @@ FROM ({flat_sql}) flat
 """
 
 
-# -- tail path ------------------------------------------------------------------------
+# -- keys and what is known of them ---------------------------------------------------
 
 
 # Keys that bring more than one event in this batch (usually few or none), found by a
@@ -151,24 +160,38 @@ def day_precision_sql(column: str, prefixes: Sequence[str]) -> str:
     return "(" + " OR ".join(tests) + ")"
 
 
-def known_keys_sql(prefixes: Sequence[str] = ()) -> str:
-    """SQL of what is known per key.
+def _day_columns(prefixes: Sequence[str]) -> tuple[str, str, str, str]:
+    """Expressions of ``day_at`` and ``fine_at`` over flat edge rows and over log rows.
 
-    That is the latest event time anywhere in its history, its current version (if any),
-    and the time of its latest day-precision event (``day_at``).
+    ``day_at`` is the time of a day-precision event; ``fine_at`` that of a finer (not
+    day-precision) event, which may shadow an incoming day-precision event of its day.
+    Without day-precision sources nothing is shadowed. Returns (day over edges, fine over
+    edges, day over the log, fine over the log).
     """
     on_start = day_precision_sql("source_event_id", prefixes)
     on_close = day_precision_sql("closed_by_event", prefixes)
-    on_log = day_precision_sql("source_event_id", prefixes)
-    # fine_at: the latest finer (not day-precision) event, which may shadow an incoming
-    # day-precision event of its day. Without day-precision sources nothing is shadowed.
+    # A removal is later than the start it closes, so it is the later one if both are.
+    day_edge = (
+        f"CASE WHEN closed_by = 'removal' AND {on_close} THEN valid_to WHEN {on_start} THEN updated_at END"
+    )
+    day_log = f"CASE WHEN {on_start} THEN updated_at END"
     fine_edge, fine_log = "CAST(NULL AS TIMESTAMPTZ)", "CAST(NULL AS TIMESTAMPTZ)"
     if prefixes:
         fine_edge = (
             f"CASE WHEN closed_by = 'removal' AND NOT {on_close} THEN valid_to "
             f"WHEN NOT {on_start} THEN updated_at END"
         )
-        fine_log = f"CASE WHEN NOT {on_log} THEN updated_at END"
+        fine_log = f"CASE WHEN NOT {on_start} THEN updated_at END"
+    return day_edge, fine_edge, day_log, fine_log
+
+
+def known_keys_sql(prefixes: Sequence[str] = ()) -> str:
+    """SQL of what is known per key the confirm path left over.
+
+    That is the latest event time anywhere in its history, its current version (if any),
+    and the time of its latest day-precision event (``day_at``).
+    """
+    day_edge, fine_edge, day_log, fine_log = _day_columns(prefixes)
     return f"""
 SELECT {KEY}, max(known_at) AS known_at,
     max(cur_target) AS cur_target, max(cur_at) AS cur_at, max(cur_event) AS cur_event,
@@ -178,17 +201,100 @@ FROM (
         CASE WHEN is_current THEN target_node_id END AS cur_target,
         CASE WHEN is_current THEN updated_at END AS cur_at,
         CASE WHEN is_current THEN source_event_id END AS cur_event,
-        -- A removal is later than the start it closes, so it is the later one if both are.
-        CASE WHEN closed_by = 'removal' AND {on_close} THEN valid_to
-             WHEN {on_start} THEN updated_at END AS day_at,
-        {fine_edge} AS fine_at
+        {day_edge} AS day_at, {fine_edge} AS fine_at
     FROM existing_edges
     UNION ALL
-    SELECT {KEY}, updated_at, NULL, NULL, NULL, CASE WHEN {on_log} THEN updated_at END, {fine_log}
-    FROM existing_log
+    SELECT {KEY}, updated_at, NULL, NULL, NULL, {day_log}, {fine_log}
+    FROM rule_rest_log
 ) k
 GROUP BY {KEY}
 """
+
+
+# -- confirm path ---------------------------------------------------------------------
+
+
+def known_times_sql(prefixes: Sequence[str] = ()) -> str:
+    """SQL of the times known per key hash, and how many current versions the hash has.
+
+    It reads the stored rows as they are (no lineage map is spread for a current version)
+    and aggregates no strings, which is what keeps the confirm path cheap. Keys whose
+    hashes collide share one row whose times are the later of theirs: a later bound
+    only makes the confirm path refuse an event it could have taken.
+    """
+    day_edge, fine_edge, day_log, fine_log = _day_columns(prefixes)
+    return f"""
+SELECT key_hash, max(known_at) AS known_at, max(day_at) AS day_at, max(fine_at) AS fine_at,
+    count(current) AS currents
+FROM (
+    SELECT hash({KEY}) AS key_hash, greatest(updated_at, coalesce(valid_to, updated_at)) AS known_at,
+        current, {day_edge} AS day_at, {fine_edge} AS fine_at
+    FROM (
+        SELECT {KEY}, updated_at, source_event_id,
+            CASE WHEN is_current THEN 1 END AS current,
+            -- Only a closed version carries these (the map is read only for those rows).
+            CASE WHEN NOT is_current THEN CAST(properties['valid_to'] AS TIMESTAMPTZ) END AS valid_to,
+            CASE WHEN NOT is_current THEN properties['closed_by'] END AS closed_by,
+            CASE WHEN NOT is_current THEN properties['closed_by_event'] END AS closed_by_event
+        FROM existing_rel
+    ) e
+    UNION ALL
+    SELECT hash({KEY}), updated_at, NULL, {day_log}, {fine_log}
+    FROM existing_log
+) k
+GROUP BY key_hash
+"""
+
+
+def fast_sql(prefixes: Sequence[str] = ()) -> str:
+    """Every incoming event with ``confirmed``: whether the confirm path takes it.
+
+    An event is confirmed when its key has exactly one current version with the same
+    target, the event is later than every event known for its key, it is its key's only
+    event in the batch, and no known event of its key on its UTC day could shadow it or be
+    shadowed by it (the conditions under which :func:`classify_sql` sends a later event
+    to the full path). ``currents = 1`` also keeps a (corrupt) key with two current rows
+    from duplicating its event in the join.
+    """
+    coarse = day_precision_sql("i.source_event_id", prefixes)
+    finer = f"NOT {coarse}"
+    cols = ", ".join(f"i.{c.strip()}" for c in _EVENT_COLS.split(","))
+    return f"""
+SELECT {cols},
+    CASE WHEN c.target_node_id IS NOT NULL AND m.key_hash IS NULL AND i.updated_at > t.known_at
+         AND NOT (t.day_at IS NOT NULL AND {finer}
+                  AND CAST(i.updated_at AS DATE) = CAST(t.day_at AS DATE))
+         AND NOT (t.fine_at IS NOT NULL AND {coarse}
+                  AND CAST(i.updated_at AS DATE) = CAST(t.fine_at AS DATE))
+    THEN TRUE ELSE FALSE END AS confirmed
+FROM (SELECT *, hash({KEY}) AS key_hash FROM incoming) i
+LEFT JOIN rule_known_times t ON t.key_hash = i.key_hash
+LEFT JOIN rule_multi_keys m ON m.key_hash = i.key_hash
+LEFT JOIN (SELECT {KEY}, target_node_id FROM existing_rel WHERE is_current) c
+    ON c.source_node_id = i.source_node_id AND c.rel_type = i.rel_type
+    AND c.source_system = i.source_system AND c.target_node_id = i.target_node_id
+    AND t.currents = 1
+"""
+
+
+#: The incoming events the confirm path leaves to the tail and full paths.
+SQL_REST = f"SELECT {_EVENT_COLS} FROM rule_fast WHERE NOT confirmed"
+#: Key hashes of those events: the other paths read only the stored rows of these keys
+#: (a colliding key's rows come along, which is harmless).
+SQL_REST_KEYS = f"SELECT DISTINCT hash({KEY}) AS key_hash FROM rule_rest"
+SQL_REST_EDGES = flatten_sql(
+    f"(SELECT * FROM existing_rel WHERE hash({KEY}) IN (SELECT key_hash FROM rule_rest_keys)) rest_rel"
+)
+SQL_REST_LOG = f"SELECT * FROM existing_log WHERE hash({KEY}) IN (SELECT key_hash FROM rule_rest_keys)"
+
+#: When nothing is stored for the batch's keys (an initial load) no event can confirm:
+#: the confirm path is a projection and every stored row (none) is read.
+SQL_FAST_NONE = f"SELECT {_EVENT_COLS}, FALSE AS confirmed FROM incoming"
+SQL_REST_NONE = f"SELECT {_EVENT_COLS} FROM incoming"
+SQL_REST_LOG_NONE = "SELECT * FROM existing_log"
+
+
+# -- tail path ------------------------------------------------------------------------
 
 
 def classify_sql(prefixes: Sequence[str] = ()) -> str:
@@ -220,7 +326,7 @@ SELECT i.*, k.known_at, k.cur_target, k.cur_at, k.cur_event,
         WHEN i.target_node_id = k.cur_target THEN 'absorb'
         ELSE 'close_open'
     END AS action
-FROM incoming i
+FROM rule_rest i
 LEFT JOIN rule_known_keys k USING ({KEY})
 LEFT JOIN rule_multi_keys m
     ON m.key_hash = hash(i.source_node_id, i.rel_type, i.source_system)
@@ -276,9 +382,9 @@ SELECT {_EVENT_COLS}, 2 AS origin FROM full_log
 
 SQL_FULL_KEYS = f"SELECT DISTINCT {KEY} FROM rule_classified WHERE action = 'full'"
 
-SQL_FULL_INCOMING = f"SELECT i.* FROM incoming i JOIN rule_full_keys USING ({KEY})"
+SQL_FULL_INCOMING = f"SELECT i.* FROM rule_rest i JOIN rule_full_keys USING ({KEY})"
 SQL_FULL_EDGES = f"SELECT e.* FROM existing_edges e JOIN rule_full_keys USING ({KEY})"
-SQL_FULL_LOG = f"SELECT l.* FROM existing_log l JOIN rule_full_keys USING ({KEY})"
+SQL_FULL_LOG = f"SELECT l.* FROM rule_rest_log l JOIN rule_full_keys USING ({KEY})"
 
 
 def events_sql(prefixes: Sequence[str] = ()) -> str:
@@ -404,19 +510,50 @@ SELECT {_FLAT_COLS} FROM rule_full_rows
 """
 
 SQL_LOG_APPEND = f"""
+SELECT {_EVENT_COLS} FROM rule_fast WHERE confirmed
+UNION ALL
 {SQL_TAIL_LOG}
 UNION ALL
 {SQL_FULL_LOG_APPEND}
 """
 
 
-def _steps(prefixes: Sequence[str] = (), repeats: str | None = None) -> tuple[tuple[str, str, bool], ...]:
-    """The rule steps in order: (engine table, SQL, whether to materialise it)."""
+def _first_steps(prefixes: Sequence[str] = (), repeats: str | None = None) -> tuple[tuple[str, str], ...]:
+    """The steps (engine table, SQL; both materialised) telling whether anything is known."""
     return (
-        ("existing_edges", SQL_FLATTEN, True),
-        ("rule_multi_keys", multi_keys_sql(repeats), True),
+        ("rule_multi_keys", multi_keys_sql(repeats)),
+        ("rule_known_times", known_times_sql(prefixes)),
+    )
+
+
+def _steps(prefixes: Sequence[str] = (), known: bool = True) -> tuple[tuple[str, str, bool], ...]:
+    """The other rule steps in order: (engine table, SQL, whether to materialise it).
+
+    ``known``: whether anything is stored for the batch's keys. If not (an initial load),
+    the confirm path and the tail path's classification are cheap projections of the
+    incoming events, so they stay views instead of copies of the batch.
+    """
+    confirm = (
+        (
+            ("rule_fast", fast_sql(prefixes), True),
+            ("rule_rest", SQL_REST, False),
+            ("rule_rest_keys", SQL_REST_KEYS, True),
+            ("existing_edges", SQL_REST_EDGES, True),
+            ("rule_rest_log", SQL_REST_LOG, False),
+        )
+        if known
+        else (
+            ("rule_fast", SQL_FAST_NONE, False),
+            ("rule_rest", SQL_REST_NONE, False),
+            ("rule_rest_keys", "SELECT 1 AS key_hash WHERE FALSE", False),
+            ("existing_edges", SQL_FLATTEN, True),
+            ("rule_rest_log", SQL_REST_LOG_NONE, False),
+        )
+    )
+    return (
+        *confirm,
         ("rule_known_keys", known_keys_sql(prefixes), True),
-        ("rule_classified", classify_sql(prefixes), True),
+        ("rule_classified", classify_sql(prefixes), known),
         ("rule_tail_open", SQL_TAIL_OPEN, False),
         ("rule_tail_closed", SQL_TAIL_CLOSED, False),
         ("rule_full_keys", SQL_FULL_KEYS, True),
@@ -431,15 +568,18 @@ def _steps(prefixes: Sequence[str] = (), repeats: str | None = None) -> tuple[tu
     )
 
 
-#: Engine tables of the rule steps (the same whatever the day-precision prefixes).
-_STEP_NAMES = tuple(name for name, _, _ in _steps())
+#: Engine tables of the rule steps (the same whatever the prefixes and what is known).
+_STEP_NAMES: tuple[str, ...] = (
+    *(name for name, _ in _first_steps()),
+    *(name for name, _, _ in _steps()),
+)
 
 
-def _nothing_known(engine: Engine) -> bool:
+def _anything_known(engine: Engine) -> bool:
     counts = engine.query(
-        "SELECT (SELECT count(*) FROM rule_known_keys) AS k, (SELECT count(*) FROM rule_multi_keys) AS m"
+        "SELECT (SELECT count(*) FROM rule_known_times) AS k, (SELECT count(*) FROM rule_multi_keys) AS m"
     ).to_pylist()[0]
-    return bool(counts["k"] == 0 and counts["m"] == 0)
+    return bool(counts["k"] or counts["m"])
 
 
 def release_rule_tables(engine: Engine) -> None:
@@ -472,8 +612,8 @@ class RuleResult:
             set of every replaced key, plus the rows of keys new to the graph.
         log_events: Absorbed events for the ``edge_events`` log (table :data:`OUT_LOG`).
         new_versions: Versions (key, target, start time) that did not exist before.
-        paths: How many incoming keys each path handled (``skip``, ``absorb``, ``open``,
-            ``close``, ``close_open``, ``full``).
+        paths: How many incoming keys each path handled (``confirm``, ``skip``, ``absorb``,
+            ``open``, ``close``, ``close_open``, ``full``).
     """
 
     replace_keys: int
@@ -507,11 +647,9 @@ def apply_edge_rules(
         the rule steps, which stay until :func:`release_rule_tables`).
     """
     try:
-        for name, sql, materialise in _steps(day_precision, repeats):
-            if name == "rule_classified" and _nothing_known(engine):
-                # Only new keys (an initial load): classifying is a cheap projection of
-                # the incoming events, so it stays a view instead of a copy of the batch.
-                materialise = False
+        for name, sql in _first_steps(day_precision, repeats):
+            engine.materialize(name, sql)
+        for name, sql, materialise in _steps(day_precision, _anything_known(engine)):
             if materialise:
                 engine.materialize(name, sql)
             else:
@@ -520,12 +658,14 @@ def apply_edge_rules(
             str(row["action"]): int(row["n"])
             for row in engine.query(
                 "SELECT action, count(*) AS n FROM rule_classified WHERE action <> 'full' "
-                "GROUP BY action UNION ALL SELECT 'full', count(*) FROM rule_full_keys"
+                "GROUP BY action UNION ALL SELECT 'full', count(*) FROM rule_full_keys "
+                "UNION ALL SELECT 'confirm', count(*) FROM rule_fast WHERE confirmed"
             ).to_pylist()
             if row["n"]
         }
         engine.materialize(OUT_KEYS, SQL_REPLACE_KEYS)
-        engine.materialize(OUT_LOG, SQL_LOG_APPEND)
+        # A view: on a re-sync it is the confirmed events, already a table of their own.
+        engine.view(OUT_LOG, SQL_LOG_APPEND)
         # The rows stay a view: the commit computes them while it writes, so building the
         # lineage maps overlaps with Parquet encoding instead of preceding it.
         engine.view(OUT_ROWS, unflatten_sql(SQL_NEW_ROWS))
