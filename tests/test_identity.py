@@ -60,6 +60,11 @@ def svc(tmp_path) -> AagService:
     return service
 
 
+def _land(svc: AagService, folder: Path, system: str, obj: str, name: str, rows: list[dict]) -> None:
+    """Ingest ``rows`` as one JSON Lines file of ``system.obj``."""
+    svc.ingest(system, obj, [_write(folder, name, rows)])
+
+
 def _same_as(svc: AagService) -> set[tuple[str, str]]:
     rel = svc.warehouse.graph.relationships().to_pylist()
     current = [r for r in rel if r["rel_type"] == SAME_AS_REL]
@@ -68,15 +73,21 @@ def _same_as(svc: AagService) -> set[tuple[str, str]]:
 
 
 def test_records_sharing_an_email_become_one_customer(svc, tmp_path):
-    svc.ingest(
+    _land(
+        svc,
+        tmp_path,
         "salesforce",
         "Contact",
-        [_write(tmp_path, "sf.jsonl", [sf(SF_A, "Ana@Example.com", "2024-01-01T00:00:00Z")])],
+        "sf.jsonl",
+        [sf(SF_A, "Ana@Example.com", "2024-01-01T00:00:00Z")],
     )
-    svc.ingest(
+    _land(
+        svc,
+        tmp_path,
         "shopify",
         "customers",
-        [_write(tmp_path, "sh.jsonl", [shop(77, " ana@example.COM ", "2025-06-01T00:00:00Z")])],
+        "sh.jsonl",
+        [shop(77, " ana@example.COM ", "2025-06-01T00:00:00Z")],
     )
     from_sf = svc.find_customer("salesforce", SF_A)
     from_shop = svc.find_customer("shopify", "77")
@@ -99,9 +110,7 @@ def test_records_sharing_an_email_become_one_customer(svc, tmp_path):
 
 def test_over_shared_email_links_nothing_but_a_duplicate_still_joins(svc, tmp_path):
     shared = "family@example.org"
-    svc.ingest(
-        "salesforce", "Contact", [_write(tmp_path, "sf.jsonl", [sf(SF_A, shared, "2024-01-01T00:00:00Z")])]
-    )
+    _land(svc, tmp_path, "salesforce", "Contact", "sf.jsonl", [sf(SF_A, shared, "2024-01-01T00:00:00Z")])
     # One duplicate in the shop (two records): within the default limit of 2 per source.
     svc.ingest(
         "shopify",
@@ -120,9 +129,7 @@ def test_over_shared_email_links_nothing_but_a_duplicate_still_joins(svc, tmp_pa
         == svc.find_customer("salesforce", SF_A)
     )
     # A third shop record with the same address: the value is now over-shared and glues nobody.
-    svc.ingest(
-        "shopify", "customers", [_write(tmp_path, "s2.jsonl", [shop(3, shared, "2025-01-03T00:00:00Z")])]
-    )
+    _land(svc, tmp_path, "shopify", "customers", "s2.jsonl", [shop(3, shared, "2025-01-03T00:00:00Z")])
     ids = {svc.find_customer("shopify", str(i)) for i in (1, 2, 3)} | {svc.find_customer("salesforce", SF_A)}
     assert len(ids) == 4
     assert _same_as(svc) == set()
@@ -130,24 +137,28 @@ def test_over_shared_email_links_nothing_but_a_duplicate_still_joins(svc, tmp_pa
 
 
 def test_blocklisted_placeholder_links_nothing(svc, tmp_path):
-    svc.ingest(
+    _land(
+        svc,
+        tmp_path,
         "salesforce",
         "Contact",
-        [_write(tmp_path, "sf.jsonl", [sf(SF_A, "TEST@test.com", "2024-01-01T00:00:00Z")])],
+        "sf.jsonl",
+        [sf(SF_A, "TEST@test.com", "2024-01-01T00:00:00Z")],
     )
-    svc.ingest(
-        "shopify",
-        "customers",
-        [_write(tmp_path, "sh.jsonl", [shop(9, "test@test.com", "2025-01-01T00:00:00Z")])],
+    _land(
+        svc, tmp_path, "shopify", "customers", "sh.jsonl", [shop(9, "test@test.com", "2025-01-01T00:00:00Z")]
     )
     assert svc.find_customer("shopify", "9") != svc.find_customer("salesforce", SF_A)
 
 
 def test_late_link_merges_two_customers_keeping_history(svc, tmp_path):
-    svc.ingest(
+    _land(
+        svc,
+        tmp_path,
         "salesforce",
         "Contact",
-        [_write(tmp_path, "sf.jsonl", [sf(SF_A, "ana@work.example", "2024-01-01T00:00:00Z")])],
+        "sf.jsonl",
+        [sf(SF_A, "ana@work.example", "2024-01-01T00:00:00Z")],
     )
     svc.ingest(
         "shopify",
@@ -162,11 +173,7 @@ def test_late_link_merges_two_customers_keeping_history(svc, tmp_path):
         ],
     )
     # Two customers so far, and a Zendesk record that joins the shop customer by email.
-    svc.ingest(
-        "zendesk",
-        "users",
-        [_write(tmp_path, "z1.jsonl", [zd(42, "ana@home.example", "2025-03-01T00:00:00Z")])],
-    )
+    _land(svc, tmp_path, "zendesk", "users", "z1.jsonl", [zd(42, "ana@home.example", "2025-03-01T00:00:00Z")])
     shop_customer = svc.find_customer("shopify", "5")
     crm_customer = svc.find_customer("salesforce", SF_A)
     assert shop_customer != crm_customer
@@ -176,10 +183,13 @@ def test_late_link_merges_two_customers_keeping_history(svc, tmp_path):
     ]
 
     # The agent fills in the Salesforce id: the two customers are one person.
-    svc.ingest(
+    _land(
+        svc,
+        tmp_path,
         "zendesk",
         "users",
-        [_write(tmp_path, "z2.jsonl", [zd(42, "ana@home.example", "2025-04-01T00:00:00Z", SF_A)])],
+        "z2.jsonl",
+        [zd(42, "ana@home.example", "2025-04-01T00:00:00Z", SF_A)],
     )
     survivor = svc.find_customer("zendesk", "42")
     assert survivor == crm_customer == svc.find_customer("shopify", "5")
@@ -205,11 +215,7 @@ def test_late_link_merges_two_customers_keeping_history(svc, tmp_path):
 
     # The agent clears the Salesforce id again: identity remembers the link (SPEC §8), so
     # the customer stays whole; only an operator's decision splits it.
-    svc.ingest(
-        "zendesk",
-        "users",
-        [_write(tmp_path, "z3.jsonl", [zd(42, "ana@home.example", "2025-05-01T00:00:00Z")])],
-    )
+    _land(svc, tmp_path, "zendesk", "users", "z3.jsonl", [zd(42, "ana@home.example", "2025-05-01T00:00:00Z")])
     assert svc.find_customer("shopify", "5") == svc.find_customer("salesforce", SF_A) == crm_customer
     assert svc.customer_profiles(1).num_rows == 1
 
@@ -271,20 +277,24 @@ def test_identity_is_stable_across_rebuilds_and_batch_orders(tmp_path):
 
 
 def test_erasure_covers_every_record_of_the_customer(svc, tmp_path):
-    svc.ingest(
+    _land(
+        svc,
+        tmp_path,
         "salesforce",
         "Contact",
-        [_write(tmp_path, "sf.jsonl", [sf(SF_A, "ana@x.example", "2024-01-01T00:00:00Z")])],
+        "sf.jsonl",
+        [sf(SF_A, "ana@x.example", "2024-01-01T00:00:00Z")],
     )
-    svc.ingest(
+    _land(
+        svc, tmp_path, "shopify", "customers", "sh.jsonl", [shop(3, "ana@x.example", "2025-01-01T00:00:00Z")]
+    )
+    _land(
+        svc,
+        tmp_path,
         "shopify",
         "customers",
-        [_write(tmp_path, "sh.jsonl", [shop(3, "ana@x.example", "2025-01-01T00:00:00Z")])],
-    )
-    svc.ingest(
-        "shopify",
-        "customers",
-        [_write(tmp_path, "other.jsonl", [shop(4, "bo@x.example", "2025-01-01T00:00:00Z")])],
+        "other.jsonl",
+        [shop(4, "bo@x.example", "2025-01-01T00:00:00Z")],
     )
     customer = svc.find_customer("shopify", "3")
     members = set(svc.members(customer))
@@ -302,23 +312,32 @@ def test_erasure_covers_every_record_of_the_customer(svc, tmp_path):
 
 
 def test_an_email_change_in_the_shop_keeps_the_record_with_its_customer(svc, tmp_path):
-    svc.ingest(
+    _land(
+        svc,
+        tmp_path,
         "salesforce",
         "Contact",
-        [_write(tmp_path, "sf.jsonl", [sf(SF_A, "ana@old.example", "2024-01-01T00:00:00Z")])],
+        "sf.jsonl",
+        [sf(SF_A, "ana@old.example", "2024-01-01T00:00:00Z")],
     )
-    svc.ingest(
+    _land(
+        svc,
+        tmp_path,
         "shopify",
         "customers",
-        [_write(tmp_path, "s1.jsonl", [shop(5, "ana@old.example", "2025-01-01T00:00:00Z")])],
+        "s1.jsonl",
+        [shop(5, "ana@old.example", "2025-01-01T00:00:00Z")],
     )
     customer = svc.find_customer("salesforce", SF_A)
     assert svc.find_customer("shopify", "5") == customer
     # The customer changes the address in the shop: the CRM still has the old one.
-    svc.ingest(
+    _land(
+        svc,
+        tmp_path,
         "shopify",
         "customers",
-        [_write(tmp_path, "s2.jsonl", [shop(5, "ana@new.example", "2025-06-01T00:00:00Z")])],
+        "s2.jsonl",
+        [shop(5, "ana@new.example", "2025-06-01T00:00:00Z")],
     )
     assert svc.find_customer("shopify", "5") == customer
     assert svc.members(customer) == [customer, svc.members(customer)[1]] and len(svc.members(customer)) == 2
@@ -329,26 +348,21 @@ def test_an_email_change_in_the_shop_keeps_the_record_with_its_customer(svc, tmp
 
 
 def test_a_crm_edit_of_an_email_other_systems_still_hold_splits_nobody(svc, tmp_path):
-    svc.ingest(
-        "zendesk", "users", [_write(tmp_path, "z.jsonl", [zd(9, "bo@x.example", "2024-01-01T00:00:00Z")])]
-    )
-    svc.ingest(
-        "shopify",
-        "customers",
-        [_write(tmp_path, "s.jsonl", [shop(3, "bo@x.example", "2024-02-01T00:00:00Z")])],
-    )
-    svc.ingest(
-        "salesforce",
-        "Contact",
-        [_write(tmp_path, "c1.jsonl", [sf(SF_A, "bo@x.example", "2024-03-01T00:00:00Z")])],
+    _land(svc, tmp_path, "zendesk", "users", "z.jsonl", [zd(9, "bo@x.example", "2024-01-01T00:00:00Z")])
+    _land(svc, tmp_path, "shopify", "customers", "s.jsonl", [shop(3, "bo@x.example", "2024-02-01T00:00:00Z")])
+    _land(
+        svc, tmp_path, "salesforce", "Contact", "c1.jsonl", [sf(SF_A, "bo@x.example", "2024-03-01T00:00:00Z")]
     )
     customer = svc.find_customer("zendesk", "9")
     assert len(svc.members(customer)) == 3
     # A CRM user edits the shared address; the desk and the shop still hold the old one.
-    svc.ingest(
+    _land(
+        svc,
+        tmp_path,
         "salesforce",
         "Contact",
-        [_write(tmp_path, "c2.jsonl", [sf(SF_A, "bo@work.example", "2025-03-01T00:00:00Z")])],
+        "c2.jsonl",
+        [sf(SF_A, "bo@work.example", "2025-03-01T00:00:00Z")],
     )
     assert {svc.find_customer(*r) for r in (("zendesk", "9"), ("shopify", "3"), ("salesforce", SF_A))} == {
         customer
@@ -357,23 +371,22 @@ def test_a_crm_edit_of_an_email_other_systems_still_hold_splits_nobody(svc, tmp_
 
 
 def test_link_ends_when_a_record_is_deleted_in_its_source(svc, tmp_path):
-    svc.ingest(
-        "salesforce",
-        "Contact",
-        [_write(tmp_path, "c1.jsonl", [sf(SF_A, "cy@x.example", "2024-01-01T00:00:00Z")])],
+    _land(
+        svc, tmp_path, "salesforce", "Contact", "c1.jsonl", [sf(SF_A, "cy@x.example", "2024-01-01T00:00:00Z")]
     )
-    svc.ingest(
-        "shopify",
-        "customers",
-        [_write(tmp_path, "s1.jsonl", [shop(4, "cy@x.example", "2025-01-01T00:00:00Z")])],
+    _land(
+        svc, tmp_path, "shopify", "customers", "s1.jsonl", [shop(4, "cy@x.example", "2025-01-01T00:00:00Z")]
     )
     crm = svc.find_customer("salesforce", SF_A)
     assert svc.find_customer("shopify", "4") == crm
     # The CRM deletes its contact: memory does not keep a deleted record in the customer.
-    svc.ingest(
+    _land(
+        svc,
+        tmp_path,
         "salesforce",
         "Contact",
-        [_write(tmp_path, "c2.jsonl", [sf(SF_A, "cy@x.example", "2025-02-01T00:00:00Z", IsDeleted=True)])],
+        "c2.jsonl",
+        [sf(SF_A, "cy@x.example", "2025-02-01T00:00:00Z", IsDeleted=True)],
     )
     shop_customer = svc.find_customer("shopify", "4")
     assert shop_customer != crm
@@ -383,12 +396,8 @@ def test_link_ends_when_a_record_is_deleted_in_its_source(svc, tmp_path):
 
 def test_link_ends_when_a_value_was_held_by_too_many_records_over_time(svc, tmp_path):
     family = "family@x.example"
-    svc.ingest(
-        "salesforce", "Contact", [_write(tmp_path, "c.jsonl", [sf(SF_A, family, "2024-01-01T00:00:00Z")])]
-    )
-    svc.ingest(
-        "shopify", "customers", [_write(tmp_path, "a.jsonl", [shop(1, family, "2024-02-01T00:00:00Z")])]
-    )
+    _land(svc, tmp_path, "salesforce", "Contact", "c.jsonl", [sf(SF_A, family, "2024-01-01T00:00:00Z")])
+    _land(svc, tmp_path, "shopify", "customers", "a.jsonl", [shop(1, family, "2024-02-01T00:00:00Z")])
     assert svc.find_customer("shopify", "1") == svc.find_customer("salesforce", SF_A)
     # Two more shop records use the address, each at a different time, moving on after:
     # never more than two at once, but three shop records held it, so it links nobody.
@@ -420,19 +429,13 @@ def test_link_ends_by_an_operator_unlink_and_link_undo_round_trips(tmp_path):
     wh = str(tmp_path / "wh")
     svc = AagService(wh)
     svc.init()
-    svc.ingest(
-        "salesforce",
-        "Contact",
-        [_write(tmp_path, "c.jsonl", [sf(SF_A, "mum@x.example", "2024-01-01T00:00:00Z")])],
+    _land(
+        svc, tmp_path, "salesforce", "Contact", "c.jsonl", [sf(SF_A, "mum@x.example", "2024-01-01T00:00:00Z")]
     )
-    svc.ingest(
-        "shopify",
-        "customers",
-        [_write(tmp_path, "s.jsonl", [shop(8, "mum@x.example", "2025-01-01T00:00:00Z")])],
+    _land(
+        svc, tmp_path, "shopify", "customers", "s.jsonl", [shop(8, "mum@x.example", "2025-01-01T00:00:00Z")]
     )
-    svc.ingest(
-        "zendesk", "users", [_write(tmp_path, "z.jsonl", [zd(5, "kid@x.example", "2025-01-01T00:00:00Z")])]
-    )
+    _land(svc, tmp_path, "zendesk", "users", "z.jsonl", [zd(5, "kid@x.example", "2025-01-01T00:00:00Z")])
     crm = svc.find_customer("salesforce", SF_A)
     assert svc.find_customer("shopify", "8") == crm
     crm_rec, shop_rec, desk_rec = f"salesforce:Contact:{SF_A}", "shopify:customers:8", "zendesk:users:5"
@@ -450,15 +453,16 @@ def test_link_ends_by_an_operator_unlink_and_link_undo_round_trips(tmp_path):
         for s in explained["identity"]
     )
     # Re-ingesting (a new batch of either record) applies the decision again.
-    svc.ingest(
-        "shopify",
-        "customers",
-        [_write(tmp_path, "s2.jsonl", [shop(8, "mum@x.example", "2025-02-01T00:00:00Z")])],
+    _land(
+        svc, tmp_path, "shopify", "customers", "s2.jsonl", [shop(8, "mum@x.example", "2025-02-01T00:00:00Z")]
     )
-    svc.ingest(
+    _land(
+        svc,
+        tmp_path,
         "salesforce",
         "Contact",
-        [_write(tmp_path, "c2.jsonl", [sf(SF_A, "mum@x.example", "2025-03-01T00:00:00Z")])],
+        "c2.jsonl",
+        [sf(SF_A, "mum@x.example", "2025-03-01T00:00:00Z")],
     )
     assert svc.find_customer("shopify", "8") != svc.find_customer("salesforce", SF_A)
 
@@ -486,10 +490,8 @@ def test_identity_decisions_reject_bad_records_with_one_line(tmp_path):
     wh = str(tmp_path / "wh")
     svc = AagService(wh)
     svc.init()
-    svc.ingest(
-        "salesforce",
-        "Contact",
-        [_write(tmp_path, "c.jsonl", [sf(SF_A, "x@x.example", "2024-01-01T00:00:00Z")])],
+    _land(
+        svc, tmp_path, "salesforce", "Contact", "c.jsonl", [sf(SF_A, "x@x.example", "2024-01-01T00:00:00Z")]
     )
     for records, message in (
         (["salesforce:Contact:" + SF_A], "exactly two records"),
@@ -513,19 +515,18 @@ def test_identity_decisions_reject_bad_records_with_one_line(tmp_path):
 def test_unlink_splits_the_first_record_off_the_whole_customer_of_the_second(svc, tmp_path):
     # The mother's CRM contact and desk user, and her son's shop account (seen between
     # them), all on the family mailbox.
-    svc.ingest(
+    _land(
+        svc,
+        tmp_path,
         "salesforce",
         "Contact",
-        [_write(tmp_path, "c.jsonl", [sf(SF_A, "home@x.example", "2024-01-01T00:00:00Z")])],
+        "c.jsonl",
+        [sf(SF_A, "home@x.example", "2024-01-01T00:00:00Z")],
     )
-    svc.ingest(
-        "shopify",
-        "customers",
-        [_write(tmp_path, "s.jsonl", [shop(8, "home@x.example", "2025-01-01T00:00:00Z")])],
+    _land(
+        svc, tmp_path, "shopify", "customers", "s.jsonl", [shop(8, "home@x.example", "2025-01-01T00:00:00Z")]
     )
-    svc.ingest(
-        "zendesk", "users", [_write(tmp_path, "z.jsonl", [zd(5, "home@x.example", "2025-03-01T00:00:00Z")])]
-    )
+    _land(svc, tmp_path, "zendesk", "users", "z.jsonl", [zd(5, "home@x.example", "2025-03-01T00:00:00Z")])
     mum = svc.find_customer("salesforce", SF_A)
     assert len(svc.members(mum)) == 3
     out = svc.decide_identity("unlink", ["shopify:customers:8", f"salesforce:Contact:{SF_A}"], "son")

@@ -9,13 +9,14 @@ SAP's day-precision ``LAEDA``, Shopify's field-level consent time, Segment's
 per-call traits).
 
 The world also has what real feeds have: login identifies that re-send the traits the
-app cached (stale, at a fresh timestamp), duplicate CRM contacts that are later
-deleted (``IsDeleted``), SAP customers flagged for deletion (``LOEVM = 'X'``), and a
-few malformed rows in every round (missing keys, unparseable times, invalid SAP
-dates, traits that are not an object, impossible times: year 9999 or before 1900)
-that must end in quarantine. Files come in
-all three bronze formats: Salesforce's Bulk API CSV, SAP extracts as Parquet, and
-JSON Lines from Shopify, Zendesk and Segment.
+app cached (stale, at a fresh timestamp), people who change their e-mail in one system
+while the others keep the old one (identity must remember), relatives' shop accounts on
+a family mailbox (a wrong merge, split by an operator's unlink), duplicate CRM contacts
+that are later deleted (``IsDeleted``), SAP customers flagged for deletion (``LOEVM =
+'X'``), and a few malformed rows in every round (missing keys, unparseable times,
+invalid SAP dates, traits that are not an object, impossible times: year 9999 or before
+1900) that must end in quarantine. Files come in all three bronze formats: Salesforce's
+Bulk API CSV, SAP extracts as Parquet, and JSON Lines from Shopify, Zendesk and Segment.
 
 Because the generator knows the true current value of every field (the last
 real change), it can score any resolution: :func:`score` compares AAG's
