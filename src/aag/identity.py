@@ -76,7 +76,6 @@ _WORK = (
     "id_link",
     "id_apart",
     "id_dead",
-    "id_touched",
     "id_fix",
 )
 
