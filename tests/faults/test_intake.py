@@ -236,6 +236,32 @@ def test_after_a_kill_leftovers_are_removed_counters_add_up_and_erased_calls_are
     assert acked == len(sent)
 
 
+@pytest.mark.parametrize("state", ["list only", "list and batch", "ingested, not retired"])
+def test_a_batch_cut_before_a_kill_is_applied_and_counted_once(tmp_path: Path, state: str) -> None:
+    """The three moments of a cut a kill can stop at, each restarted by a new worker."""
+    from aag.serving.intake import Intake, parse_calls
+    from aag.serving.service import ServingService
+
+    sent = calls(20, prefix="cut")
+    svc, _ = new_warehouse(tmp_path / "wh")
+    serving = ServingService(svc.warehouse.uri, gold_refresh=None)
+    killed = serving.intake
+    killed.accept(parse_calls(json.dumps({"batch": sent}).encode(), batch=True))
+    batch = killed._cut_batch(killed._pending_files())
+    if state == "list only":
+        batch.unlink()
+    elif state == "ingested, not retired":
+        serving.writer.ingest("segment", "identifies", [batch])
+    restarted = Intake(killed.root, killed.ingest)
+    assert restarted.process_once() == 1
+    status = restarted.status
+    assert (status.processed_calls, status.carried_over_calls) == (20, 20)
+    assert status.leftovers_removed == (1 if state == "list only" else 0)
+    assert not list(killed.pending.glob("*")) and not list(killed.batch_dir.glob("*"))
+    assert restarted.process_once() == 0
+    assert differences(silver(reference(tmp_path, sent)), silver(tmp_path / "wh")) == []
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),

@@ -359,9 +359,12 @@ class Intake:
         self.batch_dir.mkdir(parents=True, exist_ok=True)
         batch_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         batch = self.batch_dir / f"intake-{batch_id}.jsonl"
-        _write_durably(batch, b"".join(p.read_bytes() for p in files))
+        # The member list goes first: a batch never exists without it, so a restart
+        # that re-runs the batch also retires its pending files instead of cutting
+        # them into a second batch (the data would dedupe, the counters would not).
         members = {"files": [p.name for p in files]}
         _write_durably(batch.with_suffix(".json"), json.dumps(members).encode("utf-8"))
+        _write_durably(batch, b"".join(p.read_bytes() for p in files))
         return batch
 
     def _finish(self, batch: Path) -> None:
@@ -370,8 +373,9 @@ class Intake:
         members = json.loads(listing.read_text(encoding="utf-8"))["files"] if listing.exists() else []
         for name in members:
             (self.pending / name).unlink(missing_ok=True)
-        listing.unlink(missing_ok=True)
+        # Batch before list: a list left alone is a leftover, a batch would re-run.
         batch.unlink(missing_ok=True)
+        listing.unlink(missing_ok=True)
 
     def _run_batch(self, batch: Path) -> None:
         listing = batch.with_suffix(".json")
@@ -444,6 +448,12 @@ class Intake:
                         removed += 1
                 except FileNotFoundError:
                     continue
+        if self.batch_dir.exists():
+            # A member list whose batch was never written (killed in between).
+            for listing in self.batch_dir.glob("intake-*.json"):
+                if not listing.with_suffix(".jsonl").exists():
+                    listing.unlink(missing_ok=True)
+                    removed += 1
         if removed:
             log.warning("removed %d unacknowledged temporary intake file(s) of a crashed process", removed)
             with self._lock:
