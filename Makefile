@@ -4,26 +4,38 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test browser test-fast lint dbt-compile bench bench-gold clean
+.PHONY: demo test browser test-fast lint lock dbt-compile bench bench-gold clean
 
 # dbt on the databricks target without a workspace: placeholder credentials, and only
 # commands that never connect (parse; compile without introspection or cache).
 DBX_ENV   := DATABRICKS_HOST=dbc-00000000-0000.cloud.databricks.com \
              DATABRICKS_HTTP_PATH=/sql/1.0/warehouses/0000000000000000 \
              DATABRICKS_TOKEN=offline-placeholder
+# Test files run on two workers (one file stays on one worker, so its module fixtures are
+# built once); `make test PYTEST_PARALLEL=` runs them in one process.
+PYTEST_PARALLEL ?= -n 2 --dist loadfile
 DBT_FLAGS := --project-dir dbt --profiles-dir dbt --no-send-anonymous-usage-stats --no-version-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e .
+# pyproject.toml declares compatible ranges; requirements.lock holds the exact versions.
+$(VENV)/.installed: $(BIN)/python pyproject.toml requirements.lock
+	$(BIN)/python -m pip install --quiet -e . -c requirements.lock
 	touch $@
 
-$(VENV)/.installed-test: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml requirements.lock
+	$(BIN)/python -m pip install --quiet -e '.[test]' -c requirements.lock
 	touch $@
+
+# A fresh resolution of the ranges into a new lock (then run `make test` on it).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip==26.3
+	.lock-venv/bin/python -m pip install --quiet -e '.[test]'
+	{ sed -n '1,2p' requirements.lock; .lock-venv/bin/python -m pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 demo: $(VENV)/.installed
 	$(BIN)/aag demo
@@ -40,7 +52,7 @@ test: $(VENV)/.installed-test browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/sqlfluff lint dbt
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=30
 
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m "not spark"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -32,3 +33,21 @@ def duckdb_engine() -> Engine:
 def engine(request: pytest.FixtureRequest) -> Engine:
     """Every rule test runs on both engines (Spark tests can be skipped with -m 'not spark')."""
     return request.getfixturevalue(f"{request.param}_engine")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist controller: add a finished worker's fault tally to this process's."""
+    from faults.tables import TALLY
+
+    TALLY.update(getattr(node, "workeroutput", {}).get("fault_tally", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault suite's tally: each line counts checks that held (zero inconsistencies)."""
+    from faults.tables import TALLY
+
+    if TALLY:
+        terminalreporter.section("fault suite summary")
+        for what, n in sorted(TALLY.items()):
+            terminalreporter.write_line(f"{what}: {n}, 0 inconsistencies")

@@ -1,6 +1,12 @@
-"""Every test under tests/faults carries the ``faults`` marker (skip with -m 'not faults')."""
+"""Every test under tests/faults carries the ``faults`` marker (skip with -m 'not faults').
+
+The tally is kept per process; under pytest-xdist each worker hands its counts to the
+controller (``tests/conftest.py`` adds and prints them).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -11,11 +17,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.faults)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The fault suite's tally: each line counts checks that held (zero inconsistencies)."""
+def pytest_sessionfinish(session: pytest.Session) -> None:
     from .tables import TALLY
 
-    if TALLY:
-        terminalreporter.section("fault suite summary")
-        for what, n in sorted(TALLY.items()):
-            terminalreporter.write_line(f"{what}: {n}, 0 inconsistencies")
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fault_tally"] = dict(TALLY)
