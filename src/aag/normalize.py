@@ -260,10 +260,20 @@ def normalise_phones(pairs: Iterable[tuple[str, str | None]]) -> pa.Table:
     )
 
 
+#: Text that :func:`collapse_ws` may change: anything but printable ASCII (control
+#: characters, tabs, line breaks, non-ASCII), two spaces in a row, or an outer space.
+_MAY_COLLAPSE_SQL = "[^ -~]|  |^ | $"
+
+
 def sql_collapse(col: str) -> str:
-    """:func:`collapse_ws` in SQL (DuckDB dialect, transpiled for other engines)."""
+    """:func:`collapse_ws` in SQL (DuckDB dialect, transpiled for other engines).
+
+    Most values are printable ASCII with single inner spaces, which collapsing leaves as
+    they are: one match test spares them the two rewriting passes.
+    """
     stripped = f"regexp_replace({col}, '{CONTROL_REGEX_SQL}', '', 'g')"
-    return rf"trim(regexp_replace({stripped}, '\s+', ' ', 'g'))"
+    rewritten = rf"trim(regexp_replace({stripped}, '\s+', ' ', 'g'))"
+    return f"CASE WHEN regexp_matches({col}, '{_MAY_COLLAPSE_SQL}') THEN {rewritten} ELSE {col} END"
 
 
 def sql_normalise(spec: str, col: str, collapsed: str | None = None) -> tuple[str, str]:

@@ -6,8 +6,6 @@ controller (``tests/conftest.py`` adds and prints them).
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 
