@@ -52,6 +52,8 @@ test: $(VENV)/.installed-test browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/sqlfluff lint dbt
+	$(BIN)/lint-imports
+	$(BIN)/deptry src tests benchmarks
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=30
 
 test-fast: $(VENV)/.installed-test
@@ -61,6 +63,8 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/sqlfluff lint dbt
+	$(BIN)/lint-imports
+	$(BIN)/deptry src tests benchmarks
 
 dbt-compile: $(VENV)/.installed-test
 	$(DBX_ENV) $(BIN)/dbt parse --target databricks $(DBT_FLAGS) --target-path target/databricks
