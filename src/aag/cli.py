@@ -31,8 +31,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+# Messages never wrap: a path or a count split over two lines breaks grep and scripts.
+# Tables still fit the terminal width.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 Warehouse = Annotated[
     str | None,
