@@ -306,20 +306,128 @@ def _yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
+def _bundle_files() -> list[Path]:
+    """``databricks.yml`` and the resource files its ``include`` globs name (relative to it)."""
+    bundle = _yaml(ROOT / "databricks.yml")
+    return [ROOT / "databricks.yml", *(p for g in bundle["include"] for p in sorted(ROOT.glob(g)))]
+
+
+def _resources() -> dict[str, dict]:
+    resources: dict[str, dict] = {}
+    for path in _bundle_files():
+        for kind, items in (_yaml(path).get("resources") or {}).items():
+            resources.setdefault(kind, {}).update(items)
+    return resources
+
+
+# The fields the Databricks CLI rewrites as local paths (bundle/config/mutator/paths/*.go in
+# github.com/databricks/cli), each resolved against the folder of the file that sets it.
+_TASK_PATHS = {
+    ("notebook_task", "notebook_path"): "notebook",
+    ("spark_python_task", "python_file"): "file",
+    ("dbt_task", "project_directory"): "directory",
+    ("sql_task", "file", "path"): "file",
+    ("libraries", "*", "requirements"): "file",
+    ("libraries", "*", "whl"): "local library",
+    ("libraries", "*", "jar"): "local library",
+}
+_BUNDLE_PATHS = {
+    ("artifacts", "*", "path"): "directory",
+    **{("resources", "jobs", "*", "tasks", "*", *k): v for k, v in _TASK_PATHS.items()},
+    **{
+        ("resources", "jobs", "*", "tasks", "*", "for_each_task", "task", *k): v
+        for k, v in _TASK_PATHS.items()
+    },
+    ("resources", "jobs", "*", "environments", "*", "spec", "dependencies", "*"): "dependency",
+    ("resources", "pipelines", "*", "libraries", "*", "notebook", "path"): "notebook",
+    ("resources", "pipelines", "*", "libraries", "*", "file", "path"): "file",
+    ("resources", "pipelines", "*", "libraries", "*", "glob", "include"): "glob",
+    ("resources", "pipelines", "*", "root_path"): "directory",
+    ("resources", "pipelines", "*", "environment", "dependencies", "*"): "dependency",
+}
+
+
+def _matches(node: object, pattern: tuple[str, ...], where: str = "") -> list[tuple[str, object]]:
+    if not pattern:
+        return [(where, node)]
+    head, rest = pattern[0], pattern[1:]
+    if isinstance(node, list) and head == "*":
+        children = [(f"{where}[{i}]", item) for i, item in enumerate(node)]
+    elif isinstance(node, dict):
+        keys = list(node) if head == "*" else [head] if head in node else []
+        children = [(f"{where}.{k}".lstrip("."), node[k]) for k in keys]
+    else:
+        return []
+    return [m for name, child in children for m in _matches(child, rest, name)]
+
+
+def bundle_paths() -> list[tuple[str, str, str, str, Path]]:
+    """Every local path of the bundle: (file, field, kind, value, path), resolved as the CLI does."""
+    out = []
+    for path in _bundle_files():
+        doc = _yaml(path)
+        for scope in [doc, *((doc.get("targets") or {}).values())]:
+            for pattern, kind in _BUNDLE_PATHS.items():
+                for field, value in _matches(scope, pattern):
+                    text = str(value)
+                    if kind == "dependency" and not text.startswith(("./", "../")):
+                        continue  # a PyPI requirement or a workspace/volume path, not a local file
+                    if "://" in text or text.startswith(("/Workspace", "/Volumes", "dbfs:")):
+                        continue
+                    out.append((path.relative_to(ROOT).as_posix(), field, kind, text, path.parent / text))
+    return out
+
+
+def _wheel_dirs() -> set[Path]:
+    """Folders the bundle's wheel artifacts are built into (``--wheel-dir`` under the artifact path)."""
+    dirs = set()
+    bundle = _yaml(ROOT / "databricks.yml")
+    for artifact in bundle["artifacts"].values():
+        built = re.search(r"--wheel-dir\s+(\S+)", artifact["build"])
+        assert built, artifact["build"]
+        dirs.add(((ROOT / artifact["path"]) / built[1]).resolve())
+    return dirs
+
+
+def test_every_local_path_in_the_bundle_resolves_like_the_cli():
+    """Relative paths in a bundle file are relative to that file's folder (not the bundle root).
+
+    A path the CLI cannot find fails ``bundle validate``/``deploy``; a wheel glob must point
+    where the artifact build writes the wheel, which exists only after the build.
+    """
+    paths = bundle_paths()
+    kinds = {kind for _, _, kind, _, _ in paths}
+    # The walk finds what the bundle declares (a pattern that matched nothing would hide a typo).
+    assert {"directory", "file", "dependency"} <= kinds, kinds
+    problems = []
+    for source, field, kind, text, path in paths:
+        resolved = path.resolve()
+        if kind in ("file", "notebook"):
+            # A notebook may be named without its extension.
+            suffixes = (".py", ".ipynb", ".sql") if kind == "notebook" else ()
+            ok = resolved.is_file() or any(resolved.with_suffix(s).is_file() for s in suffixes)
+        elif kind == "directory":
+            ok = resolved.is_dir()
+        elif kind == "glob":
+            ok = bool(list(resolved.parent.glob(resolved.name)))
+        else:  # a local wheel: a glob in the folder the artifact build writes to
+            ok = resolved.suffix == ".whl" and resolved.parent in _wheel_dirs()
+        if not ok:
+            problems.append(f"{source}: {field} = {text} (resolves to {resolved})")
+    assert not problems, "paths the Databricks CLI would not find:\n" + "\n".join(problems)
+    # The dbt tasks point at the dbt project itself.
+    for _, field, _, _, path in paths:
+        if field.endswith("dbt_task.project_directory"):
+            assert (path / "dbt_project.yml").is_file(), field
+
+
 def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
     bundle = _yaml(ROOT / "databricks.yml")
     assert set(bundle["targets"]) == {"dev", "prod"}
     assert bundle["targets"]["dev"]["mode"] == "development"
     assert bundle["targets"]["prod"]["mode"] == "production"
-    resources: dict = {}
-    for pattern in bundle["include"]:
-        for path in sorted(ROOT.glob(pattern)):
-            for kind, items in _yaml(path)["resources"].items():
-                resources.setdefault(kind, {}).update(items)
-            base = path.parent
+    resources = _resources()
     pipeline = resources["pipelines"]["aag_pipeline"]
-    for library in pipeline["libraries"]:
-        assert (base / library["file"]["path"]).resolve().is_file()
     assert pipeline["configuration"]["aag.schema.graph"] == "graph"
     job = resources["jobs"]["aag_ingest"]
     tasks = {t["task_key"]: t for t in job["tasks"]}
@@ -330,12 +438,8 @@ def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
         ("dbt_run", "dbt run --target databricks"),
         ("dbt_test", "dbt test --target databricks"),
     ):
-        dbt = tasks[key]["dbt_task"]
-        assert dbt["project_directory"] == "dbt" and command in dbt["commands"]
+        assert command in tasks[key]["dbt_task"]["commands"]
     assert [d["task_key"] for d in tasks["dbt_test"]["depends_on"]] == ["dbt_run"]
-    setup = {t["task_key"]: t for t in resources["jobs"]["aag_setup"]["tasks"]}
-    for task in setup.values():
-        assert (base / task["sql_task"]["file"]["path"]).resolve().is_file()
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'aag-databricks = "aag.databricks:main"' in pyproject
 
