@@ -421,6 +421,35 @@ def test_every_local_path_in_the_bundle_resolves_like_the_cli():
             assert (path / "dbt_project.yml").is_file(), field
 
 
+def test_dbt_tasks_follow_the_jobs_api_and_find_their_profile():
+    """Jobs API: ``profiles_directory`` only without ``warehouse_id``; ``catalog`` and ``schema``
+    only with it. Without a warehouse the task runs dbt with the project's own profiles.yml,
+    so the environment variables that profile's target needs must be set on the task's cluster.
+    """
+    job = _resources()["jobs"]["aag_ingest"]
+    clusters = {c["job_cluster_key"]: c["new_cluster"] for c in job.get("job_clusters", [])}
+    dbt_tasks = [t for t in job["tasks"] if "dbt_task" in t]
+    assert len(dbt_tasks) == 2
+    for task in dbt_tasks:
+        dbt = task["dbt_task"]
+        key = task["task_key"]
+        assert not ("warehouse_id" in dbt and "profiles_directory" in dbt), key
+        if "warehouse_id" in dbt:
+            continue  # Databricks writes the profile itself
+        assert not {"catalog", "schema"} & set(dbt), f"{key}: catalog/schema need warehouse_id"
+        project = (ROOT / "databricks" / "resources" / dbt["project_directory"]).resolve()
+        profiles = _yaml(project / dbt.get("profiles_directory", ".") / "profiles.yml")
+        profile = profiles[_yaml(project / "dbt_project.yml")["profile"]]
+        for command in dbt["commands"]:
+            # Each command names its target: the profile's default one is the local DuckDB.
+            target = re.search(r"--target[ =](\S+)", command)
+            assert target, f"{key}: {command} names no --target"
+            output = profile["outputs"][target[1]]
+            needed = set(re.findall(r"env_var\(\s*'(\w+)'\s*\)", " ".join(map(str, output.values()))))
+            provided = set(clusters[task["job_cluster_key"]].get("spark_env_vars", {}))
+            assert needed and needed <= provided, f"{key}: {command} needs {sorted(needed - provided)}"
+
+
 def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
     bundle = _yaml(ROOT / "databricks.yml")
     assert set(bundle["targets"]) == {"dev", "prod"}
