@@ -473,6 +473,40 @@ def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
     assert 'aag-databricks = "aag.databricks:main"' in pyproject
 
 
+# -- dbt on the databricks target -------------------------------------------------------------
+
+
+def test_dbt_databricks_target_reads_the_graph_schema_the_setup_creates(tmp_path):
+    """`dbt parse` + `dbt compile` offline: gold reads <catalog>.graph.{nodes,relationships}.
+
+    Placeholder credentials and no introspection, so nothing connects; the catalog is the
+    one the job passes (AAG_DATABRICKS_CATALOG), the schema the one 02_tables.sql creates.
+    """
+    env = {
+        **os.environ,
+        "DATABRICKS_HOST": "dbc-00000000-0000.cloud.databricks.com",
+        "DATABRICKS_HTTP_PATH": "/sql/1.0/warehouses/0000000000000000",
+        "DATABRICKS_TOKEN": "offline-placeholder",
+        "AAG_DATABRICKS_CATALOG": "aag_ci",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    dbt_dir = ROOT / "dbt"
+    common = ["--project-dir", str(dbt_dir), "--profiles-dir", str(dbt_dir), "--target", "databricks"]
+    common += ["--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")]
+    dbt = [sys.executable, "-c", "from dbt.cli.main import cli; cli()"]
+    for command in (["parse"], ["compile", "--no-introspect", "--no-populate-cache"]):
+        done = subprocess.run(
+            [*dbt, *command, *common], capture_output=True, text=True, timeout=300, env=env, check=False
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    compiled = "\n".join(p.read_text() for p in (tmp_path / "target" / "compiled").rglob("*.sql"))
+    created = _plain(setup_sql()["02_tables.sql"])
+    for table in ("nodes", "relationships"):
+        assert f"`aag_ci`.`graph`.`{table}`" in compiled, table
+        assert f"aag.graph.{table} (" in created, table
+    assert "`silver`.`relationships`" not in compiled and "`silver`.`nodes`" not in compiled
+
+
 # -- pipeline + commit task, end to end on local Spark ------------------------------------------
 
 
