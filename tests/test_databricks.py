@@ -7,6 +7,7 @@ dialect, and its source rows are computed on Spark.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -476,6 +477,21 @@ def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
 # -- dbt on the databricks target -------------------------------------------------------------
 
 
+def test_the_bundle_syncs_no_symlink_and_dbt_reads_the_packaged_seeds():
+    """A bundle sync skips symlinked folders (and a Git folder may not keep links), so the
+    repository tracks none; the dbt project names the packaged seed folder itself."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    links = [line.split("\t", 1)[1] for line in tracked if line.startswith("120000 ")]
+    assert links == [], f"symlinks a bundle sync would skip: {links}"
+    project = ROOT / "dbt"
+    seed_dirs = {(project / p).resolve() for p in _yaml(project / "dbt_project.yml")["seed-paths"]}
+    assert default_config_dir().resolve() in seed_dirs
+    for name in CONFIG_FILES:
+        assert (default_config_dir() / name).is_file(), name
+
+
 def test_dbt_databricks_target_reads_the_graph_schema_the_setup_creates(tmp_path):
     """`dbt parse` + `dbt compile` offline: gold reads <catalog>.graph.{nodes,relationships}.
 
@@ -505,6 +521,11 @@ def test_dbt_databricks_target_reads_the_graph_schema_the_setup_creates(tmp_path
         assert f"`aag_ci`.`graph`.`{table}`" in compiled, table
         assert f"aag.graph.{table} (" in created, table
     assert "`silver`.`relationships`" not in compiled and "`silver`.`nodes`" not in compiled
+    # The seeds come from the packaged folder (what ref() of a config table needs to parse).
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
+    nodes = manifest["nodes"].values()
+    seeds = {n["name"]: n["original_file_path"] for n in nodes if n["resource_type"] == "seed"}
+    assert seeds == {name.removesuffix(".csv"): f"../src/aag/defaults/seeds/{name}" for name in CONFIG_FILES}
 
 
 # -- pipeline + commit task, end to end on local Spark ------------------------------------------
