@@ -451,6 +451,78 @@ def test_dbt_tasks_follow_the_jobs_api_and_find_their_profile():
             assert needed and needed <= provided, f"{key}: {command} needs {sorted(needed - provided)}"
 
 
+# PySpark API of each serverless environment version (Databricks Connect 14.3, 15.4 and 16.4
+# are Spark 3.5 clients; 17.x, in version 4, is Spark 4.0).
+_SERVERLESS_PYSPARK = {"1": (3, 5), "2": (3, 5), "3": (3, 5), "4": (4, 0)}
+
+
+def test_commit_task_environment_has_the_pyspark_api_the_code_calls():
+    """The commit task runs aag.engine.spark, which calls ``createDataFrame(pyarrow.Table)`` and
+    ``DataFrame.toArrow()``: PySpark 4.0 and later only, so serverless environment 4 or later."""
+    engine = (ROOT / "src" / "aag" / "engine" / "spark.py").read_text(encoding="utf-8")
+    needs = (4, 0) if ".toArrow()" in engine or "createDataFrame(table)" in engine else (3, 5)
+    job = _resources()["jobs"]["aag_ingest"]
+    specs = {e["environment_key"]: e["spec"] for e in job["environments"]}
+    used = [t for t in job["tasks"] if "environment_key" in t]
+    assert [t["task_key"] for t in used] == ["graph_commit"]
+    for task in used:
+        spec = specs[task["environment_key"]]
+        assert "client" not in spec, "the Jobs API replaced spec.client by spec.environment_version"
+        assert _SERVERLESS_PYSPARK[str(spec["environment_version"])] >= needs
+
+
+class _Spark35Session:
+    """A real session seen through the PySpark 3.5 API: its ``conf`` has no ``getAll``."""
+
+    class _Conf:
+        def __init__(self, conf: object) -> None:
+            self._conf = conf
+
+        def get(self, key: str, default: str | None = None) -> str | None:
+            return self._conf.get(key, default)  # type: ignore[attr-defined]
+
+    def __init__(self, spark: object) -> None:
+        self._spark = spark
+        self.conf = self._Conf(spark.conf)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._spark, name)
+
+
+class _Recorder:
+    """Stands in for ``pyspark.pipelines``: records the names of the declared datasets."""
+
+    def __init__(self) -> None:
+        self.declared: list[str] = []
+
+    def __getattr__(self, kind: str) -> object:
+        def decorator(*args: object, name: str = "", **kwargs: object) -> object:
+            self.declared.append(name)
+            return lambda fn: fn
+
+        return decorator
+
+
+@pytest.mark.spark
+def test_pipeline_reads_its_settings_on_pyspark_35_and_4(spark_engine):
+    from aag.lakeflow import define, session_conf
+
+    spark = spark_engine.spark  # type: ignore[attr-defined]
+    keys = {"aag.bronze.mode": "files", "aag.objects": "salesforce.Contact", "aag.test.marker": "x"}
+    try:
+        for key, value in keys.items():
+            spark.conf.set(key, value)
+        for session in (spark, _Spark35Session(spark)):
+            assert {k: v for k, v in session_conf(session, "aag.").items() if k in keys} == keys
+            recorder = _Recorder()
+            define(session, dp=recorder)
+            bronze = [n for n in recorder.declared if n.startswith("bronze.")]
+            assert bronze == ["bronze.salesforce_contact"]
+    finally:
+        for key in keys:
+            spark.conf.unset(key)
+
+
 def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
     bundle = _yaml(ROOT / "databricks.yml")
     assert set(bundle["targets"]) == {"dev", "prod"}
