@@ -55,8 +55,8 @@ def test_setup_sql_is_databricks_sql_with_cdf_and_clustering():
     for sql in setup_sql().values():
         for statement in statements(sql):
             plain = _plain(statement)
-            if plain.startswith("CREATE CATALOG"):
-                continue  # sqlglot keeps it as an opaque command
+            if plain.startswith(("DECLARE", "SET VAR", "EXECUTE IMMEDIATE")):
+                continue  # the CREATE CATALOG text: evaluated on Spark (see below)
             tree = sqlglot.parse_one(plain, read="databricks")
             assert not isinstance(tree, exp.Command), plain[:80]
             parsed[tree.find(exp.Table).sql(dialect="databricks") if tree.find(exp.Table) else plain] = tree
@@ -521,6 +521,72 @@ def test_pipeline_reads_its_settings_on_pyspark_35_and_4(spark_engine):
     finally:
         for key in keys:
             spark.conf.unset(key)
+
+
+def test_no_cloud_specific_node_type_is_hard_coded():
+    """Node types differ per cloud (Standard_* is Azure only): the dbt cluster's is a variable."""
+    bundle = _yaml(ROOT / "databricks.yml")
+    for job in _resources()["jobs"].values():
+        for cluster in job.get("job_clusters", []):
+            node_type = cluster["new_cluster"]["node_type_id"]
+            match = re.fullmatch(r"\$\{var\.(\w+)\}", node_type)
+            assert match, f"{cluster['job_cluster_key']}: node_type_id {node_type} is not a variable"
+            variable = bundle["variables"][match[1]]
+            assert "default" not in variable, "a default node type would fit one cloud only"
+            for cloud in ("AWS", "Azure", "GCP"):
+                assert cloud in variable["description"], cloud
+
+
+def test_sql_tasks_get_every_parameter_their_file_uses():
+    """Each ``:name`` marker of a setup file is a task parameter, fed by a job parameter."""
+    bundle = _yaml(ROOT / "databricks.yml")
+    for job in _resources()["jobs"].values():
+        job_parameters = {p["name"]: p["default"] for p in job.get("parameters", [])}
+        for task in job["tasks"]:
+            if "sql_task" not in task:
+                continue
+            sql = (ROOT / "databricks" / "resources" / task["sql_task"]["file"]["path"]).read_text()
+            markers = set(re.findall(r"(?<![:\w]):([A-Za-z_]\w*)", sql))
+            given = task["sql_task"].get("parameters", {})
+            assert markers <= set(given), f"{task['task_key']}: missing {sorted(markers - set(given))}"
+            for value in given.values():
+                name = re.fullmatch(r"\{\{job\.parameters\.(\w+)\}\}", value)
+                assert name and name[1] in job_parameters, value
+    parameters = {p["name"]: p["default"] for p in _resources()["jobs"]["aag_setup"]["parameters"]}
+    assert parameters["managed_location"] == "${var.catalog_managed_location}"
+    assert bundle["variables"]["catalog_managed_location"]["default"] == ""
+
+
+@pytest.mark.spark
+def test_catalog_sql_takes_an_optional_managed_location(spark_engine):
+    """The CREATE CATALOG statement 01_catalog.sql builds, evaluated by Spark SQL."""
+    from pyspark.errors import PySparkException
+
+    from aag.databricks import CREATE_CATALOG_VARIABLE, catalog_sql
+
+    spark = spark_engine.spark  # type: ignore[attr-defined]
+    declare, build, execute = list(statements(catalog_sql()))[:3]
+
+    def built(location: str) -> str:
+        spark.sql(declare)
+        spark.sql(build, args={"catalog": "aag", "managed_location": location})
+        return str(spark.sql(f"SELECT {CREATE_CATALOG_VARIABLE}").collect()[0][0])
+
+    assert built("") == "CREATE CATALOG IF NOT EXISTS IDENTIFIER(:catalog)"
+    assert built("s3://bucket/uc/aag") == (
+        "CREATE CATALOG IF NOT EXISTS IDENTIFIER(:catalog) MANAGED LOCATION 's3://bucket/uc/aag'"
+    )
+    for bad in ("s3://b/x' DROP", "abfss://c@a.dfs.core.windows.net/x\\y"):
+        with pytest.raises(PySparkException, match="must not contain a quote"):
+            built(bad)
+    # EXECUTE IMMEDIATE runs the built text with the catalog bound (a schema stands in for
+    # the catalog, which local Spark cannot create).
+    spark.sql(f"SET VAR {CREATE_CATALOG_VARIABLE} = 'CREATE SCHEMA IF NOT EXISTS IDENTIFIER(:catalog)'")
+    try:
+        spark.sql(execute, args={"catalog": "aag_execute_test"})
+        assert spark.catalog.databaseExists("aag_execute_test")
+    finally:
+        spark.sql("DROP SCHEMA IF EXISTS aag_execute_test")
 
 
 def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
