@@ -12,7 +12,8 @@ CASE
   ELSE ' MANAGED LOCATION \'' || :managed_location || '\''
 END;
 
-EXECUTE IMMEDIATE aag_create_catalog USING :catalog AS catalog;
+EXECUTE IMMEDIATE aag_create_catalog  -- noqa: PRS
+USING :catalog AS catalog;
 
 CREATE SCHEMA IF NOT EXISTS IDENTIFIER(:catalog || '.bronze')
 COMMENT 'Raw landed rows per source object, as received (pipeline streaming tables), and quarantine';
