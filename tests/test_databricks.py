@@ -7,6 +7,7 @@ dialect, and its source rows are computed on Spark.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -54,8 +55,8 @@ def test_setup_sql_is_databricks_sql_with_cdf_and_clustering():
     for sql in setup_sql().values():
         for statement in statements(sql):
             plain = _plain(statement)
-            if plain.startswith("CREATE CATALOG"):
-                continue  # sqlglot keeps it as an opaque command
+            if plain.startswith(("DECLARE", "SET VAR", "EXECUTE IMMEDIATE")):
+                continue  # the CREATE CATALOG text: evaluated on Spark (see below)
             tree = sqlglot.parse_one(plain, read="databricks")
             assert not isinstance(tree, exp.Command), plain[:80]
             parsed[tree.find(exp.Table).sql(dialect="databricks") if tree.find(exp.Table) else plain] = tree
@@ -306,20 +307,295 @@ def _yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
+def _bundle_files() -> list[Path]:
+    """``databricks.yml`` and the resource files its ``include`` globs name (relative to it)."""
+    bundle = _yaml(ROOT / "databricks.yml")
+    return [ROOT / "databricks.yml", *(p for g in bundle["include"] for p in sorted(ROOT.glob(g)))]
+
+
+def _resources() -> dict[str, dict]:
+    resources: dict[str, dict] = {}
+    for path in _bundle_files():
+        for kind, items in (_yaml(path).get("resources") or {}).items():
+            resources.setdefault(kind, {}).update(items)
+    return resources
+
+
+# The fields the Databricks CLI rewrites as local paths (bundle/config/mutator/paths/*.go in
+# github.com/databricks/cli), each resolved against the folder of the file that sets it.
+_TASK_PATHS = {
+    ("notebook_task", "notebook_path"): "notebook",
+    ("spark_python_task", "python_file"): "file",
+    ("dbt_task", "project_directory"): "directory",
+    ("sql_task", "file", "path"): "file",
+    ("libraries", "*", "requirements"): "file",
+    ("libraries", "*", "whl"): "local library",
+    ("libraries", "*", "jar"): "local library",
+}
+_BUNDLE_PATHS = {
+    ("artifacts", "*", "path"): "directory",
+    **{("resources", "jobs", "*", "tasks", "*", *k): v for k, v in _TASK_PATHS.items()},
+    **{
+        ("resources", "jobs", "*", "tasks", "*", "for_each_task", "task", *k): v
+        for k, v in _TASK_PATHS.items()
+    },
+    ("resources", "jobs", "*", "environments", "*", "spec", "dependencies", "*"): "dependency",
+    ("resources", "pipelines", "*", "libraries", "*", "notebook", "path"): "notebook",
+    ("resources", "pipelines", "*", "libraries", "*", "file", "path"): "file",
+    ("resources", "pipelines", "*", "libraries", "*", "glob", "include"): "glob",
+    ("resources", "pipelines", "*", "root_path"): "directory",
+    ("resources", "pipelines", "*", "environment", "dependencies", "*"): "dependency",
+}
+
+
+def _matches(node: object, pattern: tuple[str, ...], where: str = "") -> list[tuple[str, object]]:
+    if not pattern:
+        return [(where, node)]
+    head, rest = pattern[0], pattern[1:]
+    if isinstance(node, list) and head == "*":
+        children = [(f"{where}[{i}]", item) for i, item in enumerate(node)]
+    elif isinstance(node, dict):
+        keys = list(node) if head == "*" else [head] if head in node else []
+        children = [(f"{where}.{k}".lstrip("."), node[k]) for k in keys]
+    else:
+        return []
+    return [m for name, child in children for m in _matches(child, rest, name)]
+
+
+def bundle_paths() -> list[tuple[str, str, str, str, Path]]:
+    """Every local path of the bundle: (file, field, kind, value, path), resolved as the CLI does."""
+    out = []
+    for path in _bundle_files():
+        doc = _yaml(path)
+        for scope in [doc, *((doc.get("targets") or {}).values())]:
+            for pattern, kind in _BUNDLE_PATHS.items():
+                for field, value in _matches(scope, pattern):
+                    text = str(value)
+                    if kind == "dependency" and not text.startswith(("./", "../")):
+                        continue  # a PyPI requirement or a workspace/volume path, not a local file
+                    if "://" in text or text.startswith(("/Workspace", "/Volumes", "dbfs:")):
+                        continue
+                    out.append((path.relative_to(ROOT).as_posix(), field, kind, text, path.parent / text))
+    return out
+
+
+def _wheel_dirs() -> set[Path]:
+    """Folders the bundle's wheel artifacts are built into (``--wheel-dir`` under the artifact path)."""
+    dirs = set()
+    bundle = _yaml(ROOT / "databricks.yml")
+    for artifact in bundle["artifacts"].values():
+        built = re.search(r"--wheel-dir\s+(\S+)", artifact["build"])
+        assert built, artifact["build"]
+        dirs.add(((ROOT / artifact["path"]) / built[1]).resolve())
+    return dirs
+
+
+def test_every_local_path_in_the_bundle_resolves_like_the_cli():
+    """Relative paths in a bundle file are relative to that file's folder (not the bundle root).
+
+    A path the CLI cannot find fails ``bundle validate``/``deploy``; a wheel glob must point
+    where the artifact build writes the wheel, which exists only after the build.
+    """
+    paths = bundle_paths()
+    kinds = {kind for _, _, kind, _, _ in paths}
+    # The walk finds what the bundle declares (a pattern that matched nothing would hide a typo).
+    assert {"directory", "file", "dependency"} <= kinds, kinds
+    problems = []
+    for source, field, kind, text, path in paths:
+        resolved = path.resolve()
+        if kind in ("file", "notebook"):
+            # A notebook may be named without its extension.
+            suffixes = (".py", ".ipynb", ".sql") if kind == "notebook" else ()
+            ok = resolved.is_file() or any(resolved.with_suffix(s).is_file() for s in suffixes)
+        elif kind == "directory":
+            ok = resolved.is_dir()
+        elif kind == "glob":
+            ok = bool(list(resolved.parent.glob(resolved.name)))
+        else:  # a local wheel: a glob in the folder the artifact build writes to
+            ok = resolved.suffix == ".whl" and resolved.parent in _wheel_dirs()
+        if not ok:
+            problems.append(f"{source}: {field} = {text} (resolves to {resolved})")
+    assert not problems, "paths the Databricks CLI would not find:\n" + "\n".join(problems)
+    # The dbt tasks point at the dbt project itself.
+    for _, field, _, _, path in paths:
+        if field.endswith("dbt_task.project_directory"):
+            assert (path / "dbt_project.yml").is_file(), field
+
+
+def test_dbt_tasks_follow_the_jobs_api_and_find_their_profile():
+    """Jobs API: ``profiles_directory`` only without ``warehouse_id``; ``catalog`` and ``schema``
+    only with it. Without a warehouse the task runs dbt with the project's own profiles.yml,
+    so the environment variables that profile's target needs must be set on the task's cluster.
+    """
+    job = _resources()["jobs"]["aag_ingest"]
+    clusters = {c["job_cluster_key"]: c["new_cluster"] for c in job.get("job_clusters", [])}
+    dbt_tasks = [t for t in job["tasks"] if "dbt_task" in t]
+    assert len(dbt_tasks) == 2
+    for task in dbt_tasks:
+        dbt = task["dbt_task"]
+        key = task["task_key"]
+        assert not ("warehouse_id" in dbt and "profiles_directory" in dbt), key
+        if "warehouse_id" in dbt:
+            continue  # Databricks writes the profile itself
+        assert not {"catalog", "schema"} & set(dbt), f"{key}: catalog/schema need warehouse_id"
+        project = (ROOT / "databricks" / "resources" / dbt["project_directory"]).resolve()
+        profiles = _yaml(project / dbt.get("profiles_directory", ".") / "profiles.yml")
+        profile = profiles[_yaml(project / "dbt_project.yml")["profile"]]
+        for command in dbt["commands"]:
+            # Each command names its target: the profile's default one is the local DuckDB.
+            target = re.search(r"--target[ =](\S+)", command)
+            assert target, f"{key}: {command} names no --target"
+            output = profile["outputs"][target[1]]
+            needed = set(re.findall(r"env_var\(\s*'(\w+)'\s*\)", " ".join(map(str, output.values()))))
+            provided = set(clusters[task["job_cluster_key"]].get("spark_env_vars", {}))
+            assert needed and needed <= provided, f"{key}: {command} needs {sorted(needed - provided)}"
+
+
+# PySpark API of each serverless environment version (Databricks Connect 14.3, 15.4 and 16.4
+# are Spark 3.5 clients; 17.x, in version 4, is Spark 4.0).
+_SERVERLESS_PYSPARK = {"1": (3, 5), "2": (3, 5), "3": (3, 5), "4": (4, 0)}
+
+
+def test_commit_task_environment_has_the_pyspark_api_the_code_calls():
+    """The commit task runs aag.engine.spark, which calls ``createDataFrame(pyarrow.Table)`` and
+    ``DataFrame.toArrow()``: PySpark 4.0 and later only, so serverless environment 4 or later."""
+    engine = (ROOT / "src" / "aag" / "engine" / "spark.py").read_text(encoding="utf-8")
+    needs = (4, 0) if ".toArrow()" in engine or "createDataFrame(table)" in engine else (3, 5)
+    job = _resources()["jobs"]["aag_ingest"]
+    specs = {e["environment_key"]: e["spec"] for e in job["environments"]}
+    used = [t for t in job["tasks"] if "environment_key" in t]
+    assert [t["task_key"] for t in used] == ["graph_commit"]
+    for task in used:
+        spec = specs[task["environment_key"]]
+        assert "client" not in spec, "the Jobs API replaced spec.client by spec.environment_version"
+        assert _SERVERLESS_PYSPARK[str(spec["environment_version"])] >= needs
+
+
+class _Spark35Session:
+    """A real session seen through the PySpark 3.5 API: its ``conf`` has no ``getAll``."""
+
+    class _Conf:
+        def __init__(self, conf: object) -> None:
+            self._conf = conf
+
+        def get(self, key: str, default: str | None = None) -> str | None:
+            return self._conf.get(key, default)  # type: ignore[attr-defined]
+
+    def __init__(self, spark: object) -> None:
+        self._spark = spark
+        self.conf = self._Conf(spark.conf)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._spark, name)
+
+
+class _Recorder:
+    """Stands in for ``pyspark.pipelines``: records the names of the declared datasets."""
+
+    def __init__(self) -> None:
+        self.declared: list[str] = []
+
+    def __getattr__(self, kind: str) -> object:
+        def decorator(*args: object, name: str = "", **kwargs: object) -> object:
+            self.declared.append(name)
+            return lambda fn: fn
+
+        return decorator
+
+
+@pytest.mark.spark
+def test_pipeline_reads_its_settings_on_pyspark_35_and_4(spark_engine):
+    from aag.lakeflow import define, session_conf
+
+    spark = spark_engine.spark  # type: ignore[attr-defined]
+    keys = {"aag.bronze.mode": "files", "aag.objects": "salesforce.Contact", "aag.test.marker": "x"}
+    try:
+        for key, value in keys.items():
+            spark.conf.set(key, value)
+        for session in (spark, _Spark35Session(spark)):
+            assert {k: v for k, v in session_conf(session, "aag.").items() if k in keys} == keys
+            recorder = _Recorder()
+            define(session, dp=recorder)
+            bronze = [n for n in recorder.declared if n.startswith("bronze.")]
+            assert bronze == ["bronze.salesforce_contact"]
+    finally:
+        for key in keys:
+            spark.conf.unset(key)
+
+
+def test_no_cloud_specific_node_type_is_hard_coded():
+    """Node types differ per cloud (Standard_* is Azure only): the dbt cluster's is a variable."""
+    bundle = _yaml(ROOT / "databricks.yml")
+    for job in _resources()["jobs"].values():
+        for cluster in job.get("job_clusters", []):
+            node_type = cluster["new_cluster"]["node_type_id"]
+            match = re.fullmatch(r"\$\{var\.(\w+)\}", node_type)
+            assert match, f"{cluster['job_cluster_key']}: node_type_id {node_type} is not a variable"
+            variable = bundle["variables"][match[1]]
+            assert "default" not in variable, "a default node type would fit one cloud only"
+            for cloud in ("AWS", "Azure", "GCP"):
+                assert cloud in variable["description"], cloud
+
+
+def test_sql_tasks_get_every_parameter_their_file_uses():
+    """Each ``:name`` marker of a setup file is a task parameter, fed by a job parameter."""
+    bundle = _yaml(ROOT / "databricks.yml")
+    for job in _resources()["jobs"].values():
+        job_parameters = {p["name"]: p["default"] for p in job.get("parameters", [])}
+        for task in job["tasks"]:
+            if "sql_task" not in task:
+                continue
+            sql = (ROOT / "databricks" / "resources" / task["sql_task"]["file"]["path"]).read_text()
+            markers = set(re.findall(r"(?<![:\w]):([A-Za-z_]\w*)", sql))
+            given = task["sql_task"].get("parameters", {})
+            assert markers <= set(given), f"{task['task_key']}: missing {sorted(markers - set(given))}"
+            for value in given.values():
+                name = re.fullmatch(r"\{\{job\.parameters\.(\w+)\}\}", value)
+                assert name and name[1] in job_parameters, value
+    parameters = {p["name"]: p["default"] for p in _resources()["jobs"]["aag_setup"]["parameters"]}
+    assert parameters["managed_location"] == "${var.catalog_managed_location}"
+    assert bundle["variables"]["catalog_managed_location"]["default"] == ""
+
+
+@pytest.mark.spark
+def test_catalog_sql_takes_an_optional_managed_location(spark_engine):
+    """The CREATE CATALOG statement 01_catalog.sql builds, evaluated by Spark SQL."""
+    from pyspark.errors import PySparkException
+
+    from aag.databricks import CREATE_CATALOG_VARIABLE, catalog_sql
+
+    spark = spark_engine.spark  # type: ignore[attr-defined]
+    declare, build, execute = list(statements(catalog_sql()))[:3]
+
+    def built(location: str) -> str:
+        spark.sql(declare)
+        spark.sql(build, args={"catalog": "aag", "managed_location": location})
+        return str(spark.sql(f"SELECT {CREATE_CATALOG_VARIABLE}").collect()[0][0])
+
+    assert built("") == "CREATE CATALOG IF NOT EXISTS IDENTIFIER(:catalog)"
+    assert built("s3://bucket/uc/aag") == (
+        "CREATE CATALOG IF NOT EXISTS IDENTIFIER(:catalog) MANAGED LOCATION 's3://bucket/uc/aag'"
+    )
+    for bad in ("s3://b/x' DROP", "abfss://c@a.dfs.core.windows.net/x\\y"):
+        with pytest.raises(PySparkException, match="must not contain a quote"):
+            built(bad)
+    # EXECUTE IMMEDIATE runs the built text with the catalog bound (a schema stands in for
+    # the catalog, which local Spark cannot create).
+    spark.sql(f"SET VAR {CREATE_CATALOG_VARIABLE} = 'CREATE SCHEMA IF NOT EXISTS IDENTIFIER(:catalog)'")
+    try:
+        spark.sql(execute, args={"catalog": "aag_execute_test"})
+        assert spark.catalog.databaseExists("aag_execute_test")
+    finally:
+        spark.sql("DROP SCHEMA IF EXISTS aag_execute_test")
+
+
 def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
     bundle = _yaml(ROOT / "databricks.yml")
     assert set(bundle["targets"]) == {"dev", "prod"}
     assert bundle["targets"]["dev"]["mode"] == "development"
     assert bundle["targets"]["prod"]["mode"] == "production"
-    resources: dict = {}
-    for pattern in bundle["include"]:
-        for path in sorted(ROOT.glob(pattern)):
-            for kind, items in _yaml(path)["resources"].items():
-                resources.setdefault(kind, {}).update(items)
-            base = path.parent
+    resources = _resources()
     pipeline = resources["pipelines"]["aag_pipeline"]
-    for library in pipeline["libraries"]:
-        assert (base / library["file"]["path"]).resolve().is_file()
     assert pipeline["configuration"]["aag.schema.graph"] == "graph"
     job = resources["jobs"]["aag_ingest"]
     tasks = {t["task_key"]: t for t in job["tasks"]}
@@ -330,14 +606,64 @@ def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
         ("dbt_run", "dbt run --target databricks"),
         ("dbt_test", "dbt test --target databricks"),
     ):
-        dbt = tasks[key]["dbt_task"]
-        assert dbt["project_directory"] == "dbt" and command in dbt["commands"]
+        assert command in tasks[key]["dbt_task"]["commands"]
     assert [d["task_key"] for d in tasks["dbt_test"]["depends_on"]] == ["dbt_run"]
-    setup = {t["task_key"]: t for t in resources["jobs"]["aag_setup"]["tasks"]}
-    for task in setup.values():
-        assert (base / task["sql_task"]["file"]["path"]).resolve().is_file()
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'aag-databricks = "aag.databricks:main"' in pyproject
+
+
+# -- dbt on the databricks target -------------------------------------------------------------
+
+
+def test_the_bundle_syncs_no_symlink_and_dbt_reads_the_packaged_seeds():
+    """A bundle sync skips symlinked folders (and a Git folder may not keep links), so the
+    repository tracks none; the dbt project names the packaged seed folder itself."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    links = [line.split("\t", 1)[1] for line in tracked if line.startswith("120000 ")]
+    assert links == [], f"symlinks a bundle sync would skip: {links}"
+    project = ROOT / "dbt"
+    seed_dirs = {(project / p).resolve() for p in _yaml(project / "dbt_project.yml")["seed-paths"]}
+    assert default_config_dir().resolve() in seed_dirs
+    for name in CONFIG_FILES:
+        assert (default_config_dir() / name).is_file(), name
+
+
+def test_dbt_databricks_target_reads_the_graph_schema_the_setup_creates(tmp_path):
+    """`dbt parse` + `dbt compile` offline: gold reads <catalog>.graph.{nodes,relationships}.
+
+    Placeholder credentials and no introspection, so nothing connects; the catalog is the
+    one the job passes (AAG_DATABRICKS_CATALOG), the schema the one 02_tables.sql creates.
+    """
+    env = {
+        **os.environ,
+        "DATABRICKS_HOST": "dbc-00000000-0000.cloud.databricks.com",
+        "DATABRICKS_HTTP_PATH": "/sql/1.0/warehouses/0000000000000000",
+        "DATABRICKS_TOKEN": "offline-placeholder",
+        "AAG_DATABRICKS_CATALOG": "aag_ci",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    dbt_dir = ROOT / "dbt"
+    common = ["--project-dir", str(dbt_dir), "--profiles-dir", str(dbt_dir), "--target", "databricks"]
+    common += ["--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")]
+    dbt = [sys.executable, "-c", "from dbt.cli.main import cli; cli()"]
+    for command in (["parse"], ["compile", "--no-introspect", "--no-populate-cache"]):
+        done = subprocess.run(
+            [*dbt, *command, *common], capture_output=True, text=True, timeout=300, env=env, check=False
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    compiled = "\n".join(p.read_text() for p in (tmp_path / "target" / "compiled").rglob("*.sql"))
+    created = _plain(setup_sql()["02_tables.sql"])
+    for table in ("nodes", "relationships"):
+        assert f"`aag_ci`.`graph`.`{table}`" in compiled, table
+        assert f"aag.graph.{table} (" in created, table
+    assert "`silver`.`relationships`" not in compiled and "`silver`.`nodes`" not in compiled
+    # The seeds come from the packaged folder (what ref() of a config table needs to parse).
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
+    nodes = manifest["nodes"].values()
+    seeds = {n["name"]: n["original_file_path"] for n in nodes if n["resource_type"] == "seed"}
+    assert seeds == {name.removesuffix(".csv"): f"../src/aag/defaults/seeds/{name}" for name in CONFIG_FILES}
 
 
 # -- pipeline + commit task, end to end on local Spark ------------------------------------------

@@ -496,7 +496,7 @@ def test_databricks_target_parses_and_compiles_offline(tmp_path):
     profile = (compiled / "gold" / "customer_profile_v2.sql").read_text()
     assert "`main`.`silver`.`resolved_attributes`" in profile
     resolved = (compiled / "silver" / "resolved_attributes.sql").read_text()
-    assert "`main`.`silver`.`relationships`" in resolved and "nulls last" in resolved
+    assert "`main`.`graph`.`relationships`" in resolved and "nulls last" in resolved
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
     v2 = manifest["nodes"]["model.aag.customer_profile.v2"]
     assert v2["contract"]["enforced"] and v2["columns"]["email_updated_at"]["data_type"] == "timestamp"

@@ -1,7 +1,19 @@
 -- AAG Databricks setup, step 01 (generated from aag/databricks.py by
 -- `python -m aag.databricks databricks/setup`; do not edit by hand).
 -- Parameter :catalog is the Unity Catalog catalog AAG lives in.
-CREATE CATALOG IF NOT EXISTS IDENTIFIER(:catalog);
+-- Parameter :managed_location is a storage URL for it, or '' for the metastore's.
+DECLARE OR REPLACE VARIABLE aag_create_catalog STRING;
+
+SET VAR aag_create_catalog = 'CREATE CATALOG IF NOT EXISTS IDENTIFIER(:catalog)' ||
+CASE
+  WHEN :managed_location = '' THEN ''
+  WHEN instr(:managed_location, '\'') > 0 OR instr(:managed_location, '\\') > 0
+    THEN raise_error('managed_location must not contain a quote or a backslash')
+  ELSE ' MANAGED LOCATION \'' || :managed_location || '\''
+END;
+
+EXECUTE IMMEDIATE aag_create_catalog  -- noqa: PRS
+USING :catalog AS catalog;
 
 CREATE SCHEMA IF NOT EXISTS IDENTIFIER(:catalog || '.bronze')
 COMMENT 'Raw landed rows per source object, as received (pipeline streaming tables), and quarantine';

@@ -94,9 +94,34 @@ def config_sql(folder: Path | None = None) -> str:
     return ";\n\n".join(parts) + ";\n"
 
 
+#: Session variable holding the ``CREATE CATALOG`` statement :func:`catalog_sql` builds.
+CREATE_CATALOG_VARIABLE = "aag_create_catalog"
+
+
 def catalog_sql() -> str:
-    """The catalog and its four schemas."""
-    parts = ["CREATE CATALOG IF NOT EXISTS IDENTIFIER(:catalog)"]
+    """The catalog and its four schemas.
+
+    ``CREATE CATALOG`` takes a ``MANAGED LOCATION`` on metastores without root storage
+    (parameter ``:managed_location``: a cloud storage URL under an external location,
+    or ``''`` for the metastore's storage). A clause cannot be left out by a parameter,
+    so the statement is built as text and run with ``EXECUTE IMMEDIATE``; a location
+    with a quote or a backslash is refused rather than spliced into the statement.
+    """
+    variable = CREATE_CATALOG_VARIABLE
+    location = (
+        "CASE\n"
+        "  WHEN :managed_location = '' THEN ''\n"
+        "  WHEN instr(:managed_location, '\\'') > 0 OR instr(:managed_location, '\\\\') > 0\n"
+        "    THEN raise_error('managed_location must not contain a quote or a backslash')\n"
+        "  ELSE ' MANAGED LOCATION \\'' || :managed_location || '\\''\n"
+        "END"
+    )
+    parts = [
+        f"DECLARE OR REPLACE VARIABLE {variable} STRING",
+        f"SET VAR {variable} = 'CREATE CATALOG IF NOT EXISTS IDENTIFIER(:catalog)' ||\n{location}",
+        # sqlfluff (make lint) has no EXECUTE IMMEDIATE in its Databricks dialect yet.
+        f"EXECUTE IMMEDIATE {variable}  -- noqa: PRS\nUSING :catalog AS catalog",
+    ]
     for schema, comment in SCHEMAS.items():
         parts.append(f"CREATE SCHEMA IF NOT EXISTS {qualified(schema)}\nCOMMENT {sql_string(comment)}")
     return ";\n\n".join(parts) + ";\n"
@@ -156,6 +181,11 @@ def write_setup(folder: Path) -> list[Path]:
             f"-- AAG Databricks setup, step {name[:2]} (generated from aag/databricks.py by\n"
             "-- `python -m aag.databricks databricks/setup`; do not edit by hand).\n"
             "-- Parameter :catalog is the Unity Catalog catalog AAG lives in.\n"
+            + (
+                "-- Parameter :managed_location is a storage URL for it, or '' for the metastore's.\n"
+                if name == "01_catalog.sql"
+                else ""
+            )
         )
         path.write_text(header + sql, encoding="utf-8")
         written.append(path)

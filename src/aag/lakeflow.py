@@ -181,6 +181,20 @@ def landed_schema(extractor: Extractor, prepared: bool = True) -> pa.Schema:
     return spark_arrow_schema(extractor.prepare(base.empty_table()).schema)
 
 
+def session_conf(spark: Any, prefix: str = "") -> dict[str, str]:
+    """The session's configuration keys starting with ``prefix`` (the pipeline settings).
+
+    ``spark.conf.getAll`` exists from PySpark 4.0 on; a pipeline on a Spark 3.5 runtime
+    lists the settings with ``SET`` instead, so the same source file runs on both.
+    """
+    get_all = getattr(spark.conf, "getAll", None)
+    if get_all is None:
+        pairs = {str(row[0]): str(row[1]) for row in spark.sql("SET").collect()}
+    else:
+        pairs = dict(get_all() if callable(get_all) else get_all)
+    return {k: v for k, v in pairs.items() if k.startswith(prefix)}
+
+
 def define(spark: Any, dp: Any | None = None, conf: dict[str, str] | None = None) -> list[str]:
     """Declare the pipeline's datasets; returns their names.
 
@@ -194,7 +208,7 @@ def define(spark: Any, dp: Any | None = None, conf: dict[str, str] | None = None
 
         dp = pipelines
     if conf is None:
-        conf = {k: v for k, v in spark.conf.getAll.items() if k.startswith("aag.")}
+        conf = session_conf(spark, "aag.")
     settings = Settings.from_conf(conf)
     config: Config = load_config(Path(settings.config_dir) if settings.config_dir else None)
     sources = dict(settings.sources)
