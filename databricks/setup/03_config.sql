@@ -135,3 +135,23 @@ INSERT OVERWRITE IDENTIFIER(:catalog || '.config.identity_blocklist') VALUES
   ('email', 'na@na.com', 'Placeholder typed into forms'),
   ('email', 'unknown@unknown.com', 'Placeholder typed into forms'),
   ('phone', '+10000000000', 'Placeholder typed into forms');
+
+CREATE TABLE IF NOT EXISTS IDENTIFIER(:catalog || '.config.survivorship') (
+  attribute STRING,
+  strategy STRING,
+  source_order STRING,
+  allowed_sources STRING,
+  description STRING
+);
+
+INSERT OVERWRITE IDENTIFIER(:catalog || '.config.survivorship') VALUES
+  ('email', 'latest', '', '', 'The rule of SPEC §4: the latest change of the field wins'),
+  ('phone', 'latest', '', '', 'The rule of SPEC §4: the latest change of the field wins'),
+  ('first_name', 'latest', '', '', 'The rule of SPEC §4: the latest change of the field wins'),
+  ('last_name', 'latest', '', '', 'The rule of SPEC §4: the latest change of the field wins'),
+  ('full_name', 'latest', '', '', 'The rule of SPEC §4: the latest change of the field wins'),
+  ('street', 'latest', '', '', 'The rule of SPEC §4: the latest change of the field wins'),
+  ('city', 'latest', '', '', 'The rule of SPEC §4: the latest change of the field wins'),
+  ('postal_code', 'latest', '', '', 'The rule of SPEC §4: the latest change of the field wins'),
+  ('country', 'latest', '', '', 'The rule of SPEC §4: the latest change of the field wins'),
+  ('email_marketing_consent', 'latest', '', '', 'Consent follows the customer\'s latest decision in any system');

@@ -312,13 +312,18 @@ def _print_explanation(result: dict[str, Any]) -> None:
     win = result["winner"]
     out.print(f"[bold]{result['attribute']}[/bold] of {result['customer_id']}")
     out.print(f"rule: {result['rule']}")
-    if win is None:
+    if win is None and not result["losers"]:
         out.print("no current value")
         return
-    out.print(
-        f"[green]winner[/green]: {win['value']} from {win['source_system']}, field changed "
-        f"at {_json_default(win['updated_at'])} (event {win['source_event_id']})"
-    )
+    if win is None:  # only sources the attribute's survivorship rule does not allow hold one
+        out.print("no current value from a source allowed to supply it")
+    else:
+        out.print(
+            f"[green]winner[/green]: {win['value']} from {win['source_system']}, field changed "
+            f"at {_json_default(win['updated_at'])} (event {win['source_event_id']})"
+        )
+    if result.get("strategy", "latest") != "latest":
+        out.print(f"decided by: {result['decided_by']}")
     for loser in result["losers"]:
         out.print(f"[red]lost[/red]: {loser['value']} from {loser['source_system']} — {loser['why_lost']}")
     for sentence in result.get("identity", []):

@@ -1,4 +1,4 @@
-"""Configuration as data: the attribute registry and the source priorities.
+"""Configuration as data: the attribute registry, source priorities and survivorship.
 
 Both files are dbt seeds (``dbt/seeds``) and the engine reads the very same
 files, so field mapping and conflict resolution have one source of truth.
@@ -9,6 +9,7 @@ A warehouse may carry its own copies under ``<warehouse>/config`` (written by
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,8 +27,22 @@ REGISTRY_FILE = "attribute_name_registry.csv"
 PRIORITY_FILE = "source_priority.csv"
 IDENTITY_RULES_FILE = "identity_rules.csv"
 IDENTITY_BLOCKLIST_FILE = "identity_blocklist.csv"
+SURVIVORSHIP_FILE = "survivorship.csv"
 #: Every config file a warehouse carries (``aag init`` copies them).
-CONFIG_FILES = (REGISTRY_FILE, PRIORITY_FILE, IDENTITY_RULES_FILE, IDENTITY_BLOCKLIST_FILE)
+CONFIG_FILES = (
+    REGISTRY_FILE,
+    PRIORITY_FILE,
+    IDENTITY_RULES_FILE,
+    IDENTITY_BLOCKLIST_FILE,
+    SURVIVORSHIP_FILE,
+)
+#: Survivorship strategies (``survivorship.csv``); ``latest`` is the rule of SPEC §4 and
+#: applies to every attribute the file does not list. aag.resolution.STRATEGY_KEYS says
+#: how each one ranks.
+STRATEGIES = ("latest", "source_order", "most_frequent", "oldest", "latest_non_empty")
+#: Separator of the source lists in ``survivorship.csv`` (``sap|salesforce``).
+SOURCE_LIST_SEPARATOR = "|"
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -153,6 +168,29 @@ class IdentityRule(BaseModel):
         return value
 
 
+@dataclass(frozen=True)
+class SurvivorshipRule:
+    """How one attribute picks its winner (a row of ``survivorship.csv``).
+
+    ``strategy`` is one of :data:`STRATEGIES`. ``source_order`` (only with
+    ``source_order``) ranks the listed sources first, in that order; ``allowed_sources``,
+    when not empty, are the only sources whose values may win: the others' values are
+    listed by ``explain`` but never chosen, so an attribute held only by them is empty.
+    """
+
+    attribute: str
+    rel_type: str
+    strategy: str = "latest"
+    source_order: tuple[str, ...] = ()
+    allowed_sources: tuple[str, ...] = ()
+    description: str = ""
+
+
+def default_rule(attribute: str, rel_type: str) -> SurvivorshipRule:
+    """The ``latest`` rule for an attribute without a row."""
+    return SurvivorshipRule(attribute=attribute, rel_type=rel_type)
+
+
 class BlockedValue(BaseModel):
     """One row of ``identity_blocklist.csv``: a value that never links records."""
 
@@ -175,6 +213,8 @@ class Config:
     #: Per source system, how far after ingest an event time may lie (see
     #: :meth:`future_tolerance`); sources not listed get :data:`DEFAULT_FUTURE_TOLERANCE`.
     tolerances: dict[str, timedelta] = field(default_factory=dict)
+    #: Attribute → its survivorship rule; attributes not listed use ``latest``.
+    survivorship: dict[str, SurvivorshipRule] = field(default_factory=dict)
     _objects: dict[tuple[str, str], ObjectSpec] = field(default_factory=dict, repr=False)
 
     def object(self, source_system: str, source_object: str) -> ObjectSpec:
@@ -213,6 +253,34 @@ class Config:
         catches up. The margin absorbs clock skew between the source and this machine.
         """
         return self.tolerances.get(source_system, DEFAULT_FUTURE_TOLERANCE)
+
+    def survivorship_rule(self, attribute: str) -> SurvivorshipRule:
+        """The rule resolving ``attribute`` (``latest`` unless ``survivorship.csv`` says otherwise)."""
+        rule = self.survivorship.get(attribute)
+        if rule is not None:
+            return rule
+        return default_rule(attribute, self.attribute_rel_types().get(attribute, ""))
+
+    def survivorship_table(self) -> pa.Table:
+        """The rules as an Arrow table for SQL joins, keyed by rel_type.
+
+        Columns ``rel_type, strategy, source_order, allowed_sources``; the lists are
+        joined with :data:`SOURCE_LIST_SEPARATOR` (NULL when empty), the form dbt's
+        ``survivorship_rules`` model gives the seed.
+        """
+        rules = list(self.survivorship.values())
+
+        def joined(names: tuple[str, ...]) -> str | None:
+            return SOURCE_LIST_SEPARATOR.join(names) or None
+
+        return pa.table(
+            {
+                "rel_type": pa.array([r.rel_type for r in rules], pa.string()),
+                "strategy": pa.array([r.strategy for r in rules], pa.string()),
+                "source_order": pa.array([joined(r.source_order) for r in rules], pa.string()),
+                "allowed_sources": pa.array([joined(r.allowed_sources) for r in rules], pa.string()),
+            }
+        )
 
     def priority_table(self) -> pa.Table:
         """Priorities as an Arrow table for SQL joins."""
@@ -325,12 +393,13 @@ def _check_references(objects: dict[tuple[str, str], ObjectSpec]) -> None:
 
 
 def load_config(directory: Path | None = None) -> Config:
-    """Load and validate the registry, priorities and identity rules.
+    """Load and validate the registry, priorities, identity and survivorship rules.
 
     Args:
         directory: Folder holding the CSV files; the packaged defaults if omitted. The
             identity files (:data:`IDENTITY_RULES_FILE`, :data:`IDENTITY_BLOCKLIST_FILE`)
-            fall back to the packaged defaults when the folder has none.
+            fall back to the packaged defaults when the folder has none; without
+            :data:`SURVIVORSHIP_FILE` every attribute is resolved by ``latest``.
 
     Returns:
         The validated configuration.
@@ -357,6 +426,13 @@ def load_config(directory: Path | None = None) -> Config:
     blocklist = tuple(
         _validated(BlockedValue, _or_default(folder, IDENTITY_BLOCKLIST_FILE), IDENTITY_BLOCKLIST_FILE)
     )
+    # A folder without survivorship.csv (made before the file existed) resolves every
+    # attribute by the latest rule: the packaged file says the same for its attributes.
+    survivorship = (
+        _survivorship(folder / SURVIVORSHIP_FILE, rows, priorities)
+        if (folder / SURVIVORSHIP_FILE).exists()
+        else {}
+    )
     return Config(
         registry=tuple(rows),
         priorities=priorities,
@@ -364,8 +440,72 @@ def load_config(directory: Path | None = None) -> Config:
         identity_rules=identity_rules,
         blocklist=blocklist,
         tolerances=tolerances,
+        survivorship=survivorship,
         _objects=_build_objects(rows),
     )
+
+
+def _survivorship(
+    path: Path, registry: list[RegistryRow], priorities: dict[str, int]
+) -> dict[str, SurvivorshipRule]:
+    """The rows of ``survivorship.csv``, checked against the registry and the sources.
+
+    Every mistake is a :class:`ConfigError` naming the line: an attribute no registry row
+    maps (or listed twice), an unknown strategy, a source list that is malformed or names
+    a source neither the registry nor ``source_priority.csv`` knows, a ``source_order``
+    list on another strategy or missing on ``source_order``. Nothing falls back silently.
+    """
+    rel_of: dict[str, str] = {}
+    for row in registry:
+        if row.role == "attribute" and row.attribute:
+            rel_of.setdefault(row.attribute, row.rel_type)
+    sources = {row.source_system for row in registry} | set(priorities)
+    rules: dict[str, SurvivorshipRule] = {}
+    for number, raw in enumerate(_read_csv(path), start=2):
+        where = f"{SURVIVORSHIP_FILE} line {number}"
+        attribute = raw.get("attribute", "")
+        strategy = raw.get("strategy", "")
+        if attribute not in rel_of:
+            raise ConfigError(
+                f"{where}: unknown attribute {attribute!r}; the registry maps: {', '.join(sorted(rel_of))}"
+            )
+        if attribute in rules:
+            raise ConfigError(f"{where}: attribute {attribute!r} is listed twice")
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"{where}: unknown strategy {strategy!r}; one of: {', '.join(STRATEGIES)}")
+        order = _source_list(raw.get("source_order", ""), sources, f"{where}: source_order")
+        allowed = _source_list(raw.get("allowed_sources", ""), sources, f"{where}: allowed_sources")
+        if strategy == "source_order" and not order:
+            raise ConfigError(f"{where}: strategy source_order needs a source_order list (e.g. sap|shopify)")
+        if strategy != "source_order" and order:
+            raise ConfigError(f"{where}: a source_order list only applies to strategy source_order")
+        rules[attribute] = SurvivorshipRule(
+            attribute=attribute,
+            rel_type=rel_of[attribute],
+            strategy=strategy,
+            source_order=order,
+            allowed_sources=allowed,
+            description=raw.get("description", ""),
+        )
+    return rules
+
+
+def _source_list(cell: str, known: set[str], where: str) -> tuple[str, ...]:
+    """A ``sap|salesforce`` cell as names (spaces around names are ignored; empty: none)."""
+    if not cell.strip():
+        return ()
+    names = tuple(name.strip() for name in cell.split(SOURCE_LIST_SEPARATOR))
+    for name in names:
+        if not _SOURCE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{where}: {cell!r} is not a list of source names separated by "
+                f"{SOURCE_LIST_SEPARATOR!r} (e.g. sap|salesforce)"
+            )
+        if name not in known:
+            raise ConfigError(f"{where}: unknown source {name!r}; known: {', '.join(sorted(known))}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: {cell!r} names a source twice")
+    return names
 
 
 def _tolerance(hours: str, line: int) -> timedelta:

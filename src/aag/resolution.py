@@ -4,6 +4,11 @@ Among the *current* edges of all sources for an entity and a rel_type, the
 winner has the latest ``updated_at``, then the highest ``confidence``, then the
 lowest source priority number, then (a deterministic last resort) the lowest
 source name and value id. The ordering lives in :data:`WINNER_ORDER` once.
+
+``survivorship.csv`` may give an attribute another strategy: its sort key
+(:data:`STRATEGY_KEYS`) goes before that order, and its allowed sources keep the
+others' values from winning. :func:`order_by` renders the whole ordering; dbt's
+``resolve_winner`` macro renders the same lists.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from aag.config import Config
+from aag.config import SOURCE_LIST_SEPARATOR, Config, SurvivorshipRule
 from aag.engine.base import Engine
 from aag.identity import SAME_AS_REL
 
@@ -34,27 +39,93 @@ CUSTOMER_ATTRIBUTES: tuple[str, ...] = (
 #: The one ordering rule; dbt's ``resolve_winner`` macro holds the same list.
 WINNER_ORDER = "updated_at DESC, confidence DESC, priority ASC, source_system ASC, target_node_id ASC"
 
+#: Per survivorship strategy, the sort key it puts before :data:`WINNER_ORDER` (``latest``
+#: adds none). The columns are computed per candidate (see :data:`_RANKED`):
+#: ``source_position`` is the source's place in the attribute's source_order list
+#: (unlisted sources after all listed ones), ``holders`` the number of current allowed
+#: records holding the same value, ``is_placeholder`` 1 for a value in
+#: :data:`PLACEHOLDER_VALUES`. dbt's ``resolve_winner`` macro holds the same mapping.
+STRATEGY_KEYS: dict[str, str | None] = {
+    "latest": None,
+    "source_order": "source_position ASC",
+    "most_frequent": "holders DESC",
+    "oldest": "updated_at ASC",
+    "latest_non_empty": "is_placeholder ASC",
+}
+
+#: Values ``latest_non_empty`` treats as empty (compared trimmed and lower-cased). A truly
+#: empty field holds no value at all (its edge ends), so ``latest`` never sees one; these
+#: are the stand-ins people type instead. dbt's ``resolve_winner`` holds the same list.
+PLACEHOLDER_VALUES = ("-", "--", ".", "?", "n/a", "na", "none", "null", "unknown")
+
+#: Source position of a source missing from a source_order list (after every listed one).
+UNLISTED_POSITION = 1000000
+
 RULE_TEXT = (
     "latest updated_at (the field's own change time) wins; ties go to higher confidence, "
     "then the more trusted source (lower priority number), then source name and value id"
 )
 
+
+def order_by() -> str:
+    """The ranking of one contest: allowed values first, the strategy's key, then the rule.
+
+    Only one strategy applies to a contest, so the other strategies' keys are NULL there
+    and do not reorder anything. NULLS LAST is spelt out because Spark sorts NULLs first
+    on ascending keys.
+    """
+    keys = ["allowed DESC"]
+    for strategy, key in STRATEGY_KEYS.items():
+        if key:
+            column, direction = key.split()
+            keys.append(f"CASE WHEN strategy = '{strategy}' THEN {column} END {direction}")
+    keys += [part.strip() for part in WINNER_ORDER.split(",")]
+    return ", ".join(f"{key} NULLS LAST" for key in keys)
+
+
+def _in_list(column: str, source: str) -> str:
+    """Where ``source`` stands in an ``a|b|c`` list, 0 when absent.
+
+    A string search reads the same on DuckDB and Spark and keeps the list's order.
+    """
+    sep = SOURCE_LIST_SEPARATOR
+    return f"instr('{sep}' || {column} || '{sep}', '{sep}' || {source} || '{sep}')"
+
+
+_PLACEHOLDERS_SQL = ", ".join(f"'{v}'" for v in PLACEHOLDER_VALUES)
+
 # The values of all records of one customer compete: a record's values count for the
-# survivor its SAME_AS edge points at (identity), or for itself.
+# survivor its SAME_AS edge points at (identity), or for itself. A value of a source
+# the attribute does not allow gets no rank (it cannot win) and no vote in ``holders``.
 _RANKED = f"""
-SELECT c.*, row_number() OVER (
-           PARTITION BY entity_id, rel_type ORDER BY {WINNER_ORDER}) AS rank,
-       count(*) OVER (PARTITION BY entity_id, rel_type) AS competing_values
+SELECT c.*,
+       CASE WHEN allowed = 1 THEN row_number() OVER (
+           PARTITION BY entity_id, rel_type ORDER BY {order_by()}) END AS rank,
+       count(CASE WHEN allowed = 1 THEN 1 END) OVER (PARTITION BY entity_id, rel_type)
+           AS competing_values
 FROM (
-    SELECT coalesce(m.survivor, e.source_node_id) AS entity_id, e.rel_type, e.target_node_id, n.value,
-           e.updated_at, e.confidence, e.source_system, e.source_event_id,
-           coalesce(p.priority, 1000000) AS priority
-    FROM res_edges e
-    JOIN res_nodes n ON n.node_id = e.target_node_id
-    LEFT JOIN res_priorities p ON p.source_system = e.source_system
-    LEFT JOIN (SELECT source_node_id AS member, target_node_id AS survivor FROM res_edges
-               WHERE rel_type = '{SAME_AS_REL}' AND is_current) m ON m.member = e.source_node_id
-    WHERE e.is_current AND e.rel_type <> '{SAME_AS_REL}'
+    SELECT b.*, count(CASE WHEN allowed = 1 THEN 1 END) OVER (
+               PARTITION BY entity_id, rel_type, target_node_id) AS holders
+    FROM (
+        SELECT coalesce(m.survivor, e.source_node_id) AS entity_id, e.rel_type, e.target_node_id,
+               n.value, e.updated_at, e.confidence, e.source_system, e.source_event_id,
+               coalesce(p.priority, 1000000) AS priority,
+               coalesce(s.strategy, 'latest') AS strategy, s.source_order, s.allowed_sources,
+               coalesce(nullif({_in_list("s.source_order", "e.source_system")}, 0),
+                        {UNLISTED_POSITION}) AS source_position,
+               CASE WHEN s.allowed_sources IS NULL
+                         OR {_in_list("s.allowed_sources", "e.source_system")} > 0
+                    THEN 1 ELSE 0 END AS allowed,
+               CASE WHEN lower(trim(n.value)) IN ({_PLACEHOLDERS_SQL}) THEN 1 ELSE 0 END
+                   AS is_placeholder
+        FROM res_edges e
+        JOIN res_nodes n ON n.node_id = e.target_node_id
+        LEFT JOIN res_priorities p ON p.source_system = e.source_system
+        LEFT JOIN res_survivorship s ON s.rel_type = e.rel_type
+        LEFT JOIN (SELECT source_node_id AS member, target_node_id AS survivor FROM res_edges
+                   WHERE rel_type = '{SAME_AS_REL}' AND is_current) m ON m.member = e.source_node_id
+        WHERE e.is_current AND e.rel_type <> '{SAME_AS_REL}'
+    ) b
 ) c
 """
 
@@ -77,10 +148,11 @@ def _register(engine: Engine, edges: pa.Table, nodes: pa.Table, config: Config) 
     )
     engine.register("res_nodes", nodes.select(["node_id", "value"]))
     engine.register("res_priorities", config.priority_table())
+    engine.register("res_survivorship", config.survivorship_table())
 
 
 def _release(engine: Engine, *extra: str) -> None:
-    for name in (*extra, "res_edges", "res_nodes", "res_priorities"):
+    for name in (*extra, "res_edges", "res_nodes", "res_priorities", "res_survivorship"):
         engine.drop(name)
 
 
@@ -91,11 +163,14 @@ def ranked_values(engine: Engine, edges: pa.Table, nodes: pa.Table, config: Conf
         engine: Engine to run on.
         edges: Relationships rows (any superset of what is needed).
         nodes: Node rows holding at least the edges' targets.
-        config: Supplies source priorities.
+        config: Supplies source priorities and survivorship rules.
 
     Returns:
         Columns ``entity_id, rel_type, target_node_id, value, updated_at, confidence,
-        source_system, source_event_id, priority, rank, competing_values``.
+        source_system, source_event_id, priority, strategy, source_order,
+        allowed_sources, source_position, allowed, is_placeholder, holders, rank,
+        competing_values``. A value of a source the attribute does not allow has
+        ``allowed`` 0 and no rank; ``competing_values`` counts the allowed ones.
     """
     _register(engine, edges, nodes, config)
     try:
@@ -169,6 +244,12 @@ class Explanation:
     history: list[dict[str, Any]]
     #: Operator decisions about the customer's records (``aag identity``), as sentences.
     identity: list[str] = field(default_factory=list)
+    #: The survivorship strategy of the attribute (``survivorship.csv``).
+    strategy: str = "latest"
+    #: The part of the rule that put the winner before the best other value
+    #: (:data:`DECIDING_KEYS`); ``unopposed`` when no allowed source holds another value,
+    #: ``not_allowed`` when only sources the rule does not allow hold one, ``no_value``.
+    decided_by: str = "unopposed"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -176,7 +257,9 @@ class Explanation:
             "customer_id": self.customer_id,
             "attribute": self.attribute,
             "rel_type": self.rel_type,
+            "strategy": self.strategy,
             "rule": self.rule,
+            "decided_by": self.decided_by,
             "winner": self.winner,
             "losers": self.losers,
             "history": self.history,
@@ -184,15 +267,104 @@ class Explanation:
         }
 
 
-#: Why a competing value lost, in rule order (``kind`` of each loser in an explanation).
-LOSS_KINDS = ("agrees", "older", "lower_confidence", "less_trusted", "tie_break")
+#: Why a competing value lost (``kind`` of each loser in an explanation): first the
+#: reasons of the strategies, then those of the latest rule, in rule order.
+LOSS_KINDS = (
+    "agrees",
+    "not_allowed",
+    "later_in_source_order",
+    "less_frequent",
+    "newer",
+    "placeholder",
+    "older",
+    "lower_confidence",
+    "less_trusted",
+    "tie_break",
+)
 
 
-def _why_lost(winner: dict[str, Any], loser: dict[str, Any]) -> tuple[str, str]:
-    """The kind (:data:`LOSS_KINDS`) and the sentence saying why ``loser`` is not the winner."""
+#: Loss kind of the runner-up → the part of the rule that decided (``decided_by``).
+DECIDING_KEYS = {
+    "later_in_source_order": "source_order",
+    "less_frequent": "most_frequent",
+    "newer": "oldest",
+    "placeholder": "latest_non_empty",
+    "older": "latest",
+    "lower_confidence": "confidence",
+    "less_trusted": "source_priority",
+    "tie_break": "tie_break",
+}
+
+
+def rule_text(rule: SurvivorshipRule) -> str:
+    """The rule of one attribute in words (the ``latest`` rule is :data:`RULE_TEXT`)."""
+    if rule.strategy == "source_order":
+        text = (
+            f"source order {', '.join(rule.source_order)}: the value of the first listed source "
+            f"that holds one wins (other sources after them); ties go to the latest rule: {RULE_TEXT}"
+        )
+    elif rule.strategy == "most_frequent":
+        text = (
+            "most frequent: the value held by the most current source records wins; "
+            f"ties go to the latest rule: {RULE_TEXT}"
+        )
+    elif rule.strategy == "oldest":
+        text = (
+            "oldest updated_at (the field's own change time) wins; ties go to higher confidence, "
+            "then the more trusted source (lower priority number), then source name and value id"
+        )
+    elif rule.strategy == "latest_non_empty":
+        text = (
+            f"placeholders ({', '.join(PLACEHOLDER_VALUES)}) only win when nothing else is held; "
+            f"otherwise {RULE_TEXT}"
+        )
+    else:
+        text = RULE_TEXT
+    if rule.allowed_sources:
+        text = f"only values from {', '.join(rule.allowed_sources)} can win; {text}"
+    return text
+
+
+def _why_lost(winner: dict[str, Any] | None, loser: dict[str, Any]) -> tuple[str, str]:
+    """The kind (:data:`LOSS_KINDS`) and the sentence saying why ``loser`` is not the winner.
+
+    The reasons are tried in the order the ranking applies them, so the sentence names
+    the key that decided.
+    """
+    if not loser["allowed"]:
+        return "not_allowed", (
+            f"{loser['source_system']} may not supply this attribute (allowed: "
+            f"{', '.join(str(loser['allowed_sources']).split(SOURCE_LIST_SEPARATOR))})"
+        )
+    assert winner is not None  # an allowed value exists, so one of them won
+    strategy = winner["strategy"]
     if loser["target_node_id"] == winner["target_node_id"]:
         return "agrees", f"agrees with the winner: {loser['source_system']} holds the same value"
-    if loser["updated_at"] < winner["updated_at"]:
+    if strategy == "source_order" and loser["source_position"] > winner["source_position"]:
+        listed = ", ".join(str(winner["source_order"]).split(SOURCE_LIST_SEPARATOR))
+        where = (
+            "is not in the source order"
+            if loser["source_position"] >= UNLISTED_POSITION
+            else "comes after it in the source order"
+        )
+        return "later_in_source_order", (
+            f"source order {listed}: {winner['source_system']} holds a value and "
+            f"{loser['source_system']} {where}"
+        )
+    if strategy == "most_frequent" and loser["holders"] < winner["holders"]:
+        return "less_frequent", (
+            f"less frequent: held by {_records(loser['holders'])}, "
+            f"the winner by {_records(winner['holders'])}"
+        )
+    if strategy == "oldest" and loser["updated_at"] > winner["updated_at"]:
+        return "newer", (
+            f"newer: this field last changed in {loser['source_system']} at "
+            f"{_iso(loser['updated_at'])}, after {winner['source_system']} set the winner at "
+            f"{_iso(winner['updated_at'])}"
+        )
+    if strategy == "latest_non_empty" and loser["is_placeholder"] > winner["is_placeholder"]:
+        return "placeholder", f"a placeholder ({loser['value']!r}), not a value"
+    if strategy != "oldest" and loser["updated_at"] < winner["updated_at"]:
         return "older", (
             f"older: this field last changed in {loser['source_system']} at "
             f"{_iso(loser['updated_at'])}, after that {winner['source_system']} "
@@ -212,8 +384,17 @@ def _why_lost(winner: dict[str, Any], loser: dict[str, Any]) -> tuple[str, str]:
     return "tie_break", "full tie; decided by the deterministic tie-break (source name, then value id)"
 
 
+def _records(n: int) -> str:
+    return f"{n} current record{'' if n == 1 else 's'}"
+
+
 def explain(
-    ranked: pa.Table, history: pa.Table, customer_id: str, attribute: str, rel_type: str
+    ranked: pa.Table,
+    history: pa.Table,
+    customer_id: str,
+    attribute: str,
+    rel_type: str,
+    rule: SurvivorshipRule | None = None,
 ) -> Explanation:
     """Build the explanation from the ranked current values and the version history.
 
@@ -224,21 +405,33 @@ def explain(
         customer_id: The entity.
         attribute: Canonical attribute name.
         rel_type: Its rel_type.
+        rule: The attribute's survivorship rule (``latest`` if omitted).
     """
+    rule = rule or SurvivorshipRule(attribute=attribute, rel_type=rel_type)
     rows = [r for r in ranked.to_pylist() if r["entity_id"] == customer_id and r["rel_type"] == rel_type]
-    rows.sort(key=lambda r: r["rank"])
-    winner = rows[0] if rows else None
+    # Values that may not win have no rank: they come last, by source.
+    rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["source_system"], r["value"]))
+    winner = rows[0] if rows and rows[0]["rank"] == 1 else None
     losers = []
-    for row in rows[1:]:
-        kind, why = _why_lost(winner, row) if winner else ("", "")
+    for row in rows[1:] if winner else rows:
+        kind, why = _why_lost(winner, row)
         losers.append({**_public(row), "kind": kind, "why_lost": why})
+    # The first loser with another value is the runner-up: what beat it decided.
+    runner_up = next((loser["kind"] for loser in losers if loser["kind"] in DECIDING_KEYS), None)
+    if winner is None:
+        decided_by = "not_allowed" if rows else "no_value"
+    else:
+        decided_by = DECIDING_KEYS[runner_up] if runner_up else "unopposed"
+    why_won = "ranked first by the rule"
+    if winner and rule.strategy != "latest":
+        why_won = f"ranked first by the rule ({rule.strategy}; decided by {decided_by})"
     hist = sorted(history.to_pylist(), key=lambda r: (r["source_system"], r["updated_at"]))
     return Explanation(
         customer_id=customer_id,
         attribute=attribute,
         rel_type=rel_type,
-        rule=RULE_TEXT,
-        winner={**_public(winner), "why_won": "ranked first by the rule"} if winner else None,
+        rule=rule_text(rule),
+        winner={**_public(winner), "why_won": why_won} if winner else None,
         losers=losers,
         history=[
             {
@@ -252,6 +445,8 @@ def explain(
             }
             for h in hist
         ],
+        strategy=rule.strategy,
+        decided_by=decided_by,
     )
 
 

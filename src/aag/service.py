@@ -284,7 +284,8 @@ class AagService:
             "value",
             pa.array([values.get(t) for t in mine.column("target_node_id").to_pylist()], pa.string()),
         )
-        result = explain(ranked, history, survivor, attribute, rel_type)
+        rule = self.warehouse.config.survivorship_rule(attribute)
+        result = explain(ranked, history, survivor, attribute, rel_type, rule)
         result.identity = self.identity_decisions(self.members(survivor))
         return result
 

@@ -108,6 +108,11 @@ class Warehouse:
 
     def init(self) -> list[str]:
         """Create every table and the default config that is missing (idempotent)."""
+        if self.local:
+            # A mistake in the config to be copied (a survivorship rule naming an unknown
+            # strategy, say) stops init with its one-line error before anything is created.
+            override = os.environ.get("AAG_CONFIG_DIR")
+            load_config(Path(override) if override else default_config_dir())
         created = self.graph.create()
         if self.io.create(
             self.quarantine_uri,

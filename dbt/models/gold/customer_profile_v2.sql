@@ -17,6 +17,7 @@
 -- depends_on: {{ ref('affected_nodes') }}
 -- depends_on: {{ ref('attribute_catalog') }}
 -- depends_on: {{ ref('source_priority') }}
+-- depends_on: {{ ref('survivorship') }}
 {%- set attrs = var('customer_attributes') %}
 
 with deleted_records as (
