@@ -51,7 +51,7 @@ browser:
 test: $(VENV)/.installed-test browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/sqlfluff lint dbt
+	$(BIN)/sqlfluff lint dbt databricks
 	$(BIN)/lint-imports
 	$(BIN)/deptry src tests benchmarks
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=30
@@ -62,7 +62,7 @@ test-fast: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/sqlfluff lint dbt
+	$(BIN)/sqlfluff lint dbt databricks
 	$(BIN)/lint-imports
 	$(BIN)/deptry src tests benchmarks
 

@@ -1,7 +1,7 @@
 """Configuration as data: the attribute registry, source priorities and survivorship.
 
-Both files are dbt seeds (``dbt/seeds``) and the engine reads the very same
-files, so field mapping and conflict resolution have one source of truth.
+The CSVs in ``src/aag/defaults/seeds`` are dbt seeds (``seed-paths``) and the engine
+reads the very same files, so field mapping and conflict resolution have one source of truth.
 A warehouse may carry its own copies under ``<warehouse>/config`` (written by
 ``aag init``); otherwise the packaged defaults are used.
 """
