@@ -119,7 +119,7 @@ def _gold(svc: AagService, model: str) -> pa.Table:
 # -- one logic, two implementations ------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_profiles_equal_the_python_resolution_in_every_cell(built, version):
     svc, _ = built
     python = svc.customer_profiles(version)

@@ -39,7 +39,14 @@ from aag.config import (
 )
 from aag.demo import run_world
 from aag.errors import ConfigError
-from aag.resolution import PLACEHOLDER_VALUES, STRATEGY_KEYS, WINNER_ORDER, order_by, profiles
+from aag.resolution import (
+    CUSTOMER_ATTRIBUTES,
+    PLACEHOLDER_VALUES,
+    STRATEGY_KEYS,
+    WINNER_ORDER,
+    order_by,
+    profiles,
+)
 from aag.service import AagService
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +76,10 @@ def test_the_macro_renders_the_same_strategy_keys_and_placeholders_as_python():
         assert dbt_keys[strategy] == ("none" if key is None else f"'{key.lower()}'")
     listed = re.search(r"set placeholder_values = \[(.*?)\]", macro, re.S)
     assert listed and tuple(re.findall(r"'([^']*)'", listed.group(1))) == PLACEHOLDER_VALUES
+    # The v3 contract accepts exactly these strategies in its <attr>_rule columns.
+    contract = (REPO / "dbt" / "models" / "gold" / "customer_profile.yml").read_text()
+    accepted = re.search(r"values: &strategies \[(.*?)\]", contract)
+    assert accepted and re.findall(r"'(\w+)'", accepted.group(1)) == list(STRATEGIES)
     # The Python ordering is the allowed flag, one key per strategy, then the latest rule.
     keys = order_by().split(", ")
     assert keys[0] == "allowed DESC NULLS LAST"
@@ -364,7 +375,7 @@ def latest_profiles(mixed) -> dict[str, dict]:
     return {r["customer_id"]: r for r in table.to_pylist()}
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_gold_equals_the_python_winner_in_every_cell_with_every_strategy(mixed, version):
     python = mixed.customer_profiles(version)
     dbt = _gold(mixed, f"customer_profile_v{version}")
@@ -373,6 +384,17 @@ def test_gold_equals_the_python_winner_in_every_cell_with_every_strategy(mixed, 
     for got, want in zip(dbt.to_pylist(), python.to_pylist(), strict=True):
         assert got == want
     assert (mixed.warehouse.config_dir / SURVIVORSHIP_FILE).read_text() == HEADER + MIXED
+
+
+def test_profile_v3_names_the_rule_that_ranked_each_winner(mixed):
+    configured = {row.split(",")[0]: row.split(",")[1] for row in MIXED.strip().splitlines() if row}
+    seen = Counter()
+    for row in _gold(mixed, "customer_profile_v3").to_pylist():
+        for attr in CUSTOMER_ATTRIBUTES:
+            want = configured.get(attr, "latest") if row[attr] is not None else None
+            assert row[f"{attr}_rule"] == want, (row["customer_id"], attr)
+            seen[want] += 1
+    assert set(seen) - {None} == set(STRATEGIES), seen
 
 
 def test_every_strategy_of_the_mixed_config_changes_some_cells(mixed, latest_profiles):

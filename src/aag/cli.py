@@ -258,11 +258,11 @@ def profile(
     customer: Annotated[str | None, typer.Option("--customer", help="Customer node id")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Source system")] = None,
     source_id: Annotated[str | None, typer.Option("--source-id", help="Record id")] = None,
-    version: Annotated[int, typer.Option("--version", min=1, max=2)] = 2,
+    version: Annotated[int, typer.Option("--version", min=1, max=3)] = 2,
     warehouse: Warehouse = None,
     as_json: AsJson = False,
 ) -> None:
-    """One resolved customer profile (v1: values; v2: with source and field time)."""
+    """One resolved customer profile (v1: values; v2: with source and field time; v3: and rule)."""
     svc = _service(warehouse)
     data = svc.profile(_customer_id(svc, customer, source, source_id), version)
     if as_json:
@@ -276,16 +276,21 @@ def _print_profile(data: dict[str, Any]) -> None:
     table.add_column("attribute")
     table.add_column("value")
     has_lineage = any(k.endswith("_source") for k in data)
+    has_rule = any(k.endswith("_rule") for k in data)
     if has_lineage:
         table.add_column("source")
         table.add_column("field changed at")
+    if has_rule:
+        table.add_column("rule")
     for key, value in data.items():
-        if key == "customer_id" or key.endswith(("_source", "_updated_at")):
+        if key == "customer_id" or key.endswith(("_source", "_updated_at", "_rule")):
             continue
         row = [key, "" if value is None else str(value)]
         if has_lineage:
             stamp = data.get(f"{key}_updated_at")
             row += [data.get(f"{key}_source") or "", _json_default(stamp) if stamp else ""]
+        if has_rule:
+            row.append(data.get(f"{key}_rule") or "")
         table.add_row(*row)
     out.print(table)
 

@@ -57,6 +57,7 @@ from aag.warehouse import Warehouse
 GOLD_MODELS: dict[str, str] = {
     "customer_profile_v1": "customer_id",
     "customer_profile_v2": "customer_id",
+    "customer_profile_v3": "customer_id",
     "company_assets": "customer_id, company_id, asset_id",
     "consent_log": "customer_id, change_seq",
     "customer_identity": "customer_id, source_system, source_object, source_record_id",

@@ -195,6 +195,10 @@ def profile_sql(config: Config, version: int) -> str:
         if version >= 2:
             cols.append(f"{_winner_column(rel, 'source_system', 'VARCHAR')} AS {attr}_source")
             cols.append(f"{_winner_column(rel, 'updated_at', 'TIMESTAMPTZ')} AS {attr}_updated_at")
+    if version >= 3:
+        # The survivorship rule that ranked each winner (NULL where none won), after v2's columns.
+        for attr in CUSTOMER_ATTRIBUTES:
+            cols.append(f"{_winner_column(rel_of.get(attr), 'strategy', 'VARCHAR')} AS {attr}_rule")
     return f"""
 SELECT {", ".join(cols)}
 FROM res_customers c
@@ -212,7 +216,10 @@ def profiles(
     config: Config,
     version: int = 2,
 ) -> pa.Table:
-    """Wide profiles (v1: values; v2: plus ``<attr>_source`` and ``<attr>_updated_at``).
+    """Wide profiles of the given customers, one row each.
+
+    v1 holds the values; v2 adds ``<attr>_source`` and ``<attr>_updated_at``; v3 adds
+    ``<attr>_rule``, the survivorship strategy that ranked the winner.
 
     Args:
         engine: Engine to run on.
@@ -220,7 +227,7 @@ def profiles(
         nodes: Node rows holding at least the edges' targets.
         customers: Table with a ``node_id`` column: the customers to return, one row each.
         config: Registry (attribute → rel_type) and priorities.
-        version: Profile version, 1 or 2.
+        version: Profile version, 1, 2 or 3.
     """
     _register(engine, edges, nodes, config)
     engine.register("res_customers", customers.select(["node_id"]))

@@ -256,7 +256,7 @@ class AagService:
         return members[0], edges, nodes
 
     def profile(self, customer_id: str, version: int = 2) -> dict[str, Any]:
-        """The resolved profile of one customer (v1 or v2 shape).
+        """The resolved profile of one customer (v1, v2 or v3 shape).
 
         Any record id of the customer (a merged-away customer id included) gives the
         profile of the cluster's survivor, whose id is the profile's ``customer_id``.
@@ -890,7 +890,7 @@ def customer_profiles_of(
         nodes: Node rows (at least ``node_id``, ``node_type``, ``value``) holding the
             customers and the edges' targets.
         config: Registry and priorities.
-        version: Profile version, 1 or 2.
+        version: Profile version, 1, 2 or 3.
     """
     # Customers are the clusters' survivors: records with a SAME_AS edge are members. A
     # record its source deleted (its source-record edge ended) has nothing left to show.
