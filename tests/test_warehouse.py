@@ -54,6 +54,32 @@ def test_init_is_idempotent(tmp_path):
         assert (tmp_path / "wh" / table / "_delta_log").is_dir()
 
 
+def test_silver_properties_of_an_older_init_are_brought_up_to_date_by_a_build(tmp_path):
+    """Change feed on, and no boolean statistics column (Delta-Spark refuses to alter those)."""
+    from deltalake import DeltaTable
+
+    from aag import gold
+    from aag.store import RELATIONSHIP_STATS_COLUMNS
+
+    svc = AagService(str(tmp_path / "wh"))
+    svc.init()
+    uri = svc.warehouse.graph.relationships_uri
+    stats = DeltaTable(uri).metadata().configuration["delta.dataSkippingStatsColumns"]
+    assert "is_current" not in stats.split(",")
+    # What `aag init` wrote before: the boolean listed, the feed off.
+    DeltaTable(uri).alter.set_table_properties(
+        {"delta.dataSkippingStatsColumns": stats + ",is_current", "delta.enableChangeDataFeed": "false"}
+    )
+    # `aag build` brings them up to date, under the writer lock it already holds.
+    svc.build()
+    configuration = DeltaTable(uri).metadata().configuration
+    assert configuration["delta.dataSkippingStatsColumns"] == RELATIONSHIP_STATS_COLUMNS
+    assert configuration["delta.enableChangeDataFeed"] == "true"
+    version = DeltaTable(uri).version()
+    assert gold.ensure_change_feed(svc.warehouse) is False
+    assert DeltaTable(uri).version() == version
+
+
 def test_demo_case_field_time_beats_record_time(svc, tmp_path):
     for batch, path in write_demo_files(tmp_path / "in"):
         svc.ingest(batch.source_system, batch.source_object, [path])

@@ -9,8 +9,8 @@
     source_system and the lowest target_node_id. An attribute the survivorship seed
     gives another strategy puts that strategy's sort key (strategy_keys) before this
     order; a source outside its allowed_sources can never win. aag.resolution holds the
-    same lists (WINNER_ORDER, STRATEGY_KEYS, PLACEHOLDER_VALUES) and renders them the
-    same way (order_by); tests/test_gold.py and tests/test_survivorship.py keep them
+    same lists (WINNER_ORDER, STRATEGY_KEYS, PLACEHOLDER_VALUES) and ranks by the same
+    keys (order_by); tests/test_gold.py and tests/test_survivorship.py keep them
     equal. NULLs sort last in every direction, as DuckDB does by default (Spark would
     put them first on ascending keys).
 
@@ -19,10 +19,15 @@
     partition_by: the columns that identify one contest.
 
     Returns a SELECT of every candidate column plus priority, the survivorship columns
-    (strategy, source_order, allowed_sources, source_position, allowed, is_placeholder,
-    holders), competing_values (the number of current candidates in the contest from
+    (strategy; source_position, set in source_order contests; allowed, always 1 here;
+    is_placeholder, set in latest_non_empty contests; holders, set in most_frequent
+    contests), competing_values (the number of current candidates in the contest from
     allowed sources) and winner_rank (always 1): one row per contest, its winner; none
     when no allowed source holds a value.
+
+    var('survivorship_strategies') (default: every strategy) must list every strategy the
+    survivorship seed uses; aag build passes exactly those (aag.gold.dbt_args), so a
+    config of latest rules ranks by the latest order alone.
 #}
 {% macro resolve_winner(candidates, partition_by=['entity_id', 'rel_type']) -%}
     {%- set winner_order = [
@@ -40,14 +45,31 @@
         'latest_non_empty': 'is_placeholder asc',
     } -%}
     {%- set placeholder_values = ['-', '--', '.', '?', 'n/a', 'na', 'none', 'null', 'unknown'] -%}
-    {%- set order = ['allowed desc'] -%}
-    {%- for strategy, key in strategy_keys.items() if key -%}
+    {#- Only the strategies in force get a sort key (and most_frequent its vote count, a
+        second window): aag build lists them from the survivorship seed. -#}
+    {%- set used = var('survivorship_strategies', strategy_keys | list) -%}
+    {%- set count_holders = 'most_frequent' in used -%}
+    {%- set order = [] -%}
+    {%- for strategy in strategy_keys if strategy in used and strategy_keys[strategy] -%}
+        {%- set key = strategy_keys[strategy] -%}
         {%- do order.append(
             "case when strategy = '" ~ strategy ~ "' then " ~ key.split(' ')[0] ~ " end " ~ key.split(' ')[1]
         ) -%}
     {%- endfor -%}
     {%- set order = order + winner_order -%}
     {%- set partition = partition_by | join(', ') -%}
+    {%- if count_holders -%}
+        {%- set holders -%}
+            case
+                when strategy = 'most_frequent'
+                    then count(*) over (
+                        partition by {{ partition }}, case when strategy = 'most_frequent' then target_node_id end
+                    )
+            end
+        {%- endset -%}
+    {%- else -%}
+        {%- set holders = 'cast(null as bigint)' -%}
+    {%- endif -%}
     select *
     from (
         select
@@ -57,24 +79,23 @@
                 order by
                     {{ order | join(" nulls last,\n                    ") }} nulls last
             ) as winner_rank,
-            count(case when allowed = 1 then 1 end) over (partition by {{ partition }}) as competing_values
+            count(*) over (partition by {{ partition }}) as competing_values
         from (
             select
                 prioritised.*,
-                count(case when allowed = 1 then 1 end) over (
-                    partition by {{ partition }}, target_node_id
-                ) as holders
+                {{ holders }} as holders
             from (
                 select
                     c.*,
                     coalesce(p.priority, {{ var('unlisted_source_priority') }}) as priority,
                     coalesce(s.strategy, 'latest') as strategy,
-                    s.source_order,
-                    s.allowed_sources,
-                    coalesce(
-                        nullif({{ source_list_position('s.source_order', 'c.source_system') }}, 0),
-                        {{ var('unlisted_source_position') }}
-                    ) as source_position,
+                    case
+                        when s.strategy = 'source_order'
+                            then coalesce(
+                                nullif({{ source_list_position('s.source_order', 'c.source_system') }}, 0),
+                                {{ var('unlisted_source_position') }}
+                            )
+                    end as source_position,
                     case
                         when
                             s.allowed_sources is null
@@ -83,7 +104,10 @@
                         else 0
                     end as allowed,
                     case
-                        when lower(trim(c.value)) in ('{{ placeholder_values | join("', '") }}') then 1
+                        when
+                            s.strategy = 'latest_non_empty'
+                            and lower(trim(c.value)) in ('{{ placeholder_values | join("', '") }}')
+                            then 1
                         else 0
                     end as is_placeholder
                 from {{ candidates }} as c
@@ -103,9 +127,12 @@
                 ) as s
                     on c.rel_type = s.rel_type
             ) as prioritised
+            -- A value of a source the attribute does not allow never wins, counts as no
+            -- competitor and gets no vote: it leaves before the ranking.
+            where prioritised.allowed = 1
         ) as voted
     ) as ranked
-    where winner_rank = 1 and allowed = 1
+    where winner_rank = 1
 {%- endmacro %}
 
 {#- Where source stands in an a|b|c list, 0 when absent (aag.resolution._in_list). -#}

@@ -51,6 +51,7 @@ from aag.config import CONFIG_FILES, default_config_dir
 from aag.delta import CHANGE_FEED_PROPERTY
 from aag.errors import AagError, WarehouseError
 from aag.faults import crash_point
+from aag.store import RELATIONSHIP_STATS_COLUMNS, STATS_COLUMNS_PROPERTY
 from aag.warehouse import Warehouse
 
 #: Gold relations ``aag export`` serves, with the order their Parquet files are written in.
@@ -316,7 +317,12 @@ def dbt_args(
         warehouse: The warehouse (``--vars warehouse``).
         extra_vars: More project vars.
     """
-    variables = {"warehouse": warehouse.uri, **(extra_vars or {})}
+    variables = {
+        "warehouse": warehouse.uri,
+        # The ranking sorts only by the keys of the strategies in force (resolve_winner).
+        "survivorship_strategies": sorted({r.strategy for r in warehouse.config.survivorship.values()}),
+        **(extra_vars or {}),
+    }
     return [
         command,
         "--project-dir",
@@ -346,23 +352,36 @@ def fingerprint(staged: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _outdated_properties(configuration: dict[str, str]) -> dict[str, str]:
+    """The ``relationships`` properties an older ``aag init`` set differently, as they must be."""
+    wanted = {}
+    if configuration.get(CHANGE_FEED_PROPERTY) != "true":
+        wanted[CHANGE_FEED_PROPERTY] = "true"
+    stats = configuration.get(STATS_COLUMNS_PROPERTY)
+    if stats is not None and "is_current" in stats.split(","):
+        # Delta-Spark refuses to alter a table whose statistics list a boolean column.
+        wanted[STATS_COLUMNS_PROPERTY] = RELATIONSHIP_STATS_COLUMNS
+    return wanted
+
+
 def ensure_change_feed(warehouse: Warehouse) -> bool:
     """Switch on the Delta change data feed of ``relationships``; returns whether it was off.
 
     Incremental builds read which edges changed from it. A metadata-only commit, made
     once; delta-rs (and Spark) then write the changed rows of every MERGE next to the
-    data files, and ``aag vacuum`` removes them with the other old files.
+    data files, and ``aag vacuum`` removes them with the other old files. The same
+    commit drops a boolean column from the statistics columns of tables made before
+    Delta-Spark's rule was known (see :meth:`aag.store.DeltaGraphStore.create`).
+    Warehouses made by an older ``aag init`` get a commit to silver, so the caller holds
+    the writer lock (:meth:`aag.service.AagService.build` does).
     """
     table = warehouse.io.open(warehouse.graph.relationships_uri)
-    if table.metadata().configuration.get(CHANGE_FEED_PROPERTY) == "true":
+    configuration = table.metadata().configuration
+    wanted = _outdated_properties(configuration)
+    if not wanted:
         return False
-    # Warehouses made before `aag init` switched it on: a commit to silver, so as a writer.
-    with warehouse.writer_lock():
-        table = warehouse.io.open(warehouse.graph.relationships_uri)
-        if table.metadata().configuration.get(CHANGE_FEED_PROPERTY) == "true":
-            return False
-        table.alter.set_table_properties({CHANGE_FEED_PROPERTY: "true"})
-    return True
+    table.alter.set_table_properties(wanted)
+    return configuration.get(CHANGE_FEED_PROPERTY) != "true"
 
 
 def _changes_since(warehouse: Warehouse, since: int, until: int) -> pa.Table:

@@ -57,6 +57,11 @@ def flatten_edges(relationships: pa.Table | pa.RecordBatchReader, where: str = "
 
 #: Lineage keys of a version's ``properties``, in map order. Open versions carry the last
 #: two; closed versions all five (as :func:`aag.rules.unflatten_sql` writes them).
+#: Delta table property naming the columns whose file statistics are kept.
+STATS_COLUMNS_PROPERTY = "delta.dataSkippingStatsColumns"
+#: Statistics columns of ``relationships``: ids, types and times (see :meth:`DeltaGraphStore.create`).
+RELATIONSHIP_STATS_COLUMNS = "source_node_id,target_node_id,rel_type,updated_at,source_system"
+
 _LINEAGE_KEYS = ("valid_to", "closed_by", "closed_by_event", "source_field", "batch_id")
 _OPEN_KEYS = 2
 #: Rows per relationships batch handed to the writer. delta-rs keeps a number of batches in
@@ -335,7 +340,8 @@ class DeltaGraphStore(GraphStore):
         """Create the three tables if missing; returns the ones created."""
         created = []
         # File statistics are kept only for id and type columns: statistics live on in the
-        # Delta log after files are vacuumed, and must not hold erased values.
+        # Delta log after files are vacuumed, and must not hold erased values. No boolean
+        # column: Delta-Spark (Databricks) refuses to alter a table that lists one.
         if self.io.create(
             self.nodes_uri,
             NODES,
@@ -347,9 +353,7 @@ class DeltaGraphStore(GraphStore):
             self.relationships_uri,
             RELATIONSHIPS,
             configuration={
-                "delta.dataSkippingStatsColumns": (
-                    "source_node_id,target_node_id,rel_type,updated_at,is_current,source_system"
-                ),
+                STATS_COLUMNS_PROPERTY: RELATIONSHIP_STATS_COLUMNS,
                 # The gold build reads which edges changed from the change data feed
                 # (as on Databricks, where setup creates the table with it on).
                 "delta.enableChangeDataFeed": "true",
