@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test browser test-fast lint lock dbt-compile bench bench-gold clean
+.PHONY: demo test browser delta-reference test-fast lint lock dbt-compile bench bench-gold clean
 
 # dbt on the databricks target without a workspace: placeholder credentials, and only
 # commands that never connect (parse; compile without introspection or cache).
@@ -48,7 +48,21 @@ browser:
 		(apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
 		 (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)); }
 
-test: $(VENV)/.installed-test browser
+# The Delta reference environment (tests/test_delta_reference.py): the PySpark that Delta
+# Lake 4.4.0's Spark jar is built for, in its own venv, and that jar with what it needs
+# resolved from Maven Central into the local repository now, never at test time.
+DELTA_VENV ?= .venv-delta
+$(DELTA_VENV)/.installed: tests/delta_reference/requirements.lock tests/delta_reference/pom.xml
+	@command -v mvn >/dev/null || { echo "make test needs Maven (mvn) to fetch Delta Lake's jars"; exit 1; }
+	$(PYTHON) -m venv $(DELTA_VENV)
+	$(DELTA_VENV)/bin/python -m pip install --quiet --no-deps -r tests/delta_reference/requirements.lock
+	mvn -q -B -f tests/delta_reference/pom.xml dependency:build-classpath \
+		-Dmdep.outputFile=$(abspath $(DELTA_VENV))/delta-classpath.txt
+	touch $@
+
+delta-reference: $(DELTA_VENV)/.installed
+
+test: $(VENV)/.installed-test browser delta-reference
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/sqlfluff lint dbt databricks
@@ -79,4 +93,4 @@ bench-gold: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_gold.py --customers 100000 1000000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DELTA_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,11 @@ and each file's partition values) and DuckDB's own Parquet reader scan those fil
 Each table becomes a **persistent** view ``<schema>.<table>`` in the dbt DuckDB file,
 created when dbt opens its connection, so every model and test of a run reads the same
 snapshot, and the file stays usable without dbt (the views name the Parquet files
-directly). Configured in ``dbt/profiles.yml``::
+directly). Rows a Delta deletion vector marks deleted (tables Databricks or Delta-Spark
+wrote with ``delta.enableDeletionVectors``) are dropped by position: deltalake gives each
+such file's keep mask, the deleted positions go into a table ``<schema>."<table>__deleted_rows"``
+beside the view, and the view anti-joins them on DuckDB's ``filename`` and
+``file_row_number``. Configured in ``dbt/profiles.yml``::
 
     plugins:
       - module: aag.dbt_plugin
@@ -38,6 +42,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
@@ -60,8 +65,11 @@ CHANGES_SCHEMA = pa.schema(
         pa.field("commit_version", pa.int64()),
     ]
 )
-#: Reader features a Parquet file list cannot honour.
-UNSUPPORTED_FEATURES = ("deletionVectors", "columnMapping")
+#: Reader features a Parquet file list cannot honour (deletion vectors it can, see above).
+UNSUPPORTED_FEATURES = ("columnMapping",)
+#: Suffix of the table holding a view's deleted row positions (``path``, ``row``).
+DELETED_SUFFIX = "__deleted_rows"
+DELETED_SCHEMA = pa.schema([pa.field("path", pa.string()), pa.field("row", pa.int64())])
 
 
 def _q(text: str) -> str:
@@ -96,15 +104,51 @@ def duckdb_types(schema: pa.Schema) -> dict[str, str]:
     return {str(r[0]): str(r[1]) for r in rows}
 
 
-def snapshot_sql(uri: str, version: int | None = None) -> tuple[str, int]:
+def _local_path(uri: str) -> str:
+    """A file URI as the local path DuckDB is given (and reports back as ``filename``)."""
+    return unquote(uri.removeprefix("file://"))
+
+
+def deleted_rows(table: DeltaTable, files: set[str]) -> pa.Table:
+    """``path, row`` of every row a deletion vector of the snapshot marks deleted.
+
+    Raises:
+        RuntimeError: A vector names a file that is not part of the snapshot (the view
+            would otherwise keep rows the table has deleted).
+    """
+    parts = []
+    for batch in pa.RecordBatchReader.from_stream(table.deletion_vectors()):
+        paths = batch.column("filepath").to_pylist()
+        masks = batch.column("selection_vector")
+        for i, uri in enumerate(paths):
+            path = _local_path(str(uri))
+            if path not in files:
+                raise RuntimeError(f"{table.table_uri}: a deletion vector names {path}, not in the snapshot")
+            keep = masks[i].values
+            # The mask keeps True; a position past its end is kept too (the protocol's rule).
+            gone = pc.indices_nonzero(pc.invert(keep.cast(pa.bool_())))
+            parts.append(
+                pa.table(
+                    {"path": pa.array([path] * len(gone), pa.string()), "row": gone.cast(pa.int64())},
+                    schema=DELETED_SCHEMA,
+                )
+            )
+    return pa.concat_tables(parts) if parts else DELETED_SCHEMA.empty_table()
+
+
+def snapshot_sql(
+    uri: str, version: int | None = None, deleted_table: str | None = None
+) -> tuple[str, int, pa.Table]:
     """A SELECT over one Delta table's snapshot through DuckDB's Parquet reader.
 
     Args:
         uri: Local path of the Delta table.
         version: Delta version to read; the latest if ``None``.
+        deleted_table: Name the SQL gives the table of deleted row positions (which the
+            caller creates from the third result) when the snapshot has deletion vectors.
 
     Returns:
-        The SQL and the version it reads.
+        The SQL, the version it reads, and the deleted row positions (``path``, ``row``).
     """
     table = DeltaTable(uri, version=version)
     features = set(table.protocol().reader_features or [])
@@ -115,27 +159,42 @@ def snapshot_sql(uri: str, version: int | None = None) -> tuple[str, int]:
     types = duckdb_types(schema)
     partition_cols = list(table.metadata().partition_columns)
     actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
-    files = table.file_uris()
-    by_partition: dict[tuple[Any, ...], list[str]] = {}
+    files = [_local_path(u) for u in table.file_uris()]
+    deleted = DELETED_SCHEMA.empty_table()
+    if "deletionVectors" in features:
+        deleted = deleted_rows(table, set(files))
+        if deleted.num_rows and not deleted_table:
+            raise RuntimeError(f"{uri}: the snapshot has deletion vectors and no table to hold them")
+    with_dv = set(deleted.column("path").unique().to_pylist())
+    by_part: dict[tuple[Any, ...], list[str]] = {}
     for action, path in zip(actions, files, strict=True):
         key = tuple(action.get(f"partition.{c}") for c in partition_cols)
-        by_partition.setdefault(key, []).append(path.removeprefix("file://"))
-    if not by_partition:
+        by_part.setdefault((*key, path in with_dv), []).append(path)
+    if not by_part:
         nulls = ", ".join(f"CAST(NULL AS {types[n]}) AS {_ident(n)}" for n in schema.names)
-        return f"SELECT {nulls} WHERE false", int(table.version())
+        return f"SELECT {nulls} WHERE false", int(table.version()), deleted
     parts = []
-    for key, paths in sorted(by_partition.items(), key=lambda kv: [str(v) for v in kv[0]]):
-        values = dict(zip(partition_cols, key, strict=True))
+    for key, paths in sorted(by_part.items(), key=lambda kv: [str(v) for v in kv[0]]):
+        *part_values, has_dv = key
+        values = dict(zip(partition_cols, part_values, strict=True))
         cols = []
         for name in schema.names:
             if name in values:
                 literal = "NULL" if values[name] is None else _q(str(values[name]))
                 cols.append(f"CAST({literal} AS {types[name]}) AS {_ident(name)}")
             else:
-                cols.append(f"CAST({_ident(name)} AS {types[name]}) AS {_ident(name)}")
+                cols.append(f"CAST(p.{_ident(name)} AS {types[name]}) AS {_ident(name)}")
         listed = ", ".join(_q(p) for p in sorted(paths))
-        parts.append(f"SELECT {', '.join(cols)} FROM read_parquet([{listed}], union_by_name = true)")
-    return "\nUNION ALL\n".join(parts), int(table.version())
+        if has_dv:
+            # NOT EXISTS on (file, position): a hash anti-join, rows of other files untouched.
+            parts.append(
+                f"SELECT {', '.join(cols)} FROM read_parquet([{listed}], union_by_name = true, "
+                "filename = true, file_row_number = true) p WHERE NOT EXISTS (SELECT 1 FROM "
+                f"{deleted_table} d WHERE d.path = p.filename AND d.row = p.file_row_number)"
+            )
+        else:
+            parts.append(f"SELECT {', '.join(cols)} FROM read_parquet([{listed}], union_by_name = true) p")
+    return "\nUNION ALL\n".join(parts), int(table.version()), deleted
 
 
 def attach_silver(
@@ -151,7 +210,18 @@ def attach_silver(
     for entry in tables:
         # ``name=relative/path`` names a table kept elsewhere under the folder (the ledger).
         name, _, path = entry.partition("=")
-        sql, version = snapshot_sql(join(silver, path or name), (versions or {}).get(name))
+        deleted_name = f"{_ident(schema)}.{_ident(name + DELETED_SUFFIX)}"
+        sql, version, deleted = snapshot_sql(
+            join(silver, path or name), (versions or {}).get(name), deleted_name
+        )
+        if deleted.num_rows:
+            con.register("aag_deleted_arrow", deleted)
+            try:
+                con.execute(f"CREATE OR REPLACE TABLE {deleted_name} AS SELECT * FROM aag_deleted_arrow")
+            finally:
+                con.unregister("aag_deleted_arrow")
+        else:
+            con.execute(f"DROP TABLE IF EXISTS {deleted_name}")
         con.execute(f"CREATE OR REPLACE VIEW {_ident(schema)}.{_ident(name)} AS {sql}")
         read[name] = version
     return read
