@@ -37,9 +37,10 @@ from aag.resolution import (
     profiles,
     ranked_values,
 )
+from aag.selection import EdgeSelection, NodeSelection
 from aag.sources import extractor_for, objects_belonging_to
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
-from aag.store import duck, flatten_edges
+from aag.store import GraphStore, duck, flatten_edges
 from aag.warehouse import Warehouse
 
 EXPORT_FORMATS = ("parquet", "csv", "jsonl")
@@ -56,14 +57,19 @@ def _q(value: str) -> str:
 class AagService:
     """Facade over warehouse, engine and rules."""
 
-    def __init__(self, warehouse: str | None = None, engine: str | Engine = "local") -> None:
+    def __init__(
+        self, warehouse: str | None = None, engine: str | Engine = "local", graph: GraphStore | None = None
+    ) -> None:
         """Open a warehouse.
 
         Args:
             warehouse: Warehouse location (SPEC §9 defaults).
             engine: Engine name (``local``, ``spark``) or a ready engine.
+            graph: Where the read commands read the graph (default: the warehouse's Delta
+                tables); e.g. a :class:`~aag.spark_store.SparkTableGraphStore`.
         """
         self.warehouse = Warehouse(warehouse)
+        self.graph: GraphStore = graph or self.warehouse.graph
         self._engine_name = engine if isinstance(engine, str) else engine.name
         self._engine: Engine | None = None if isinstance(engine, str) else engine
 
@@ -167,10 +173,7 @@ class AagService:
 
     # -- reading -------------------------------------------------------------------------
     def _edges_of(self, *entity_ids: str) -> pa.Table:
-        quoted = ", ".join(_q(e) for e in sorted(set(entity_ids)))
-        return self.warehouse.io.read(
-            self.warehouse.graph.relationships_uri, "*", f"source_node_id IN ({quoted})"
-        )
+        return self.graph.read_edges(EdgeSelection(sources=entity_ids))
 
     def survivor(self, entity_id: str) -> str:
         """The customer id of an entity: the survivor of its identity cluster (or itself)."""
@@ -180,11 +183,9 @@ class AagService:
         """Each entity's customer id (its survivor, or itself), in one read."""
         if not entity_ids:
             return {}
-        quoted = ", ".join(_q(e) for e in sorted(set(entity_ids)))
-        found = self.warehouse.io.read(
-            self.warehouse.graph.relationships_uri,
-            "source_node_id, target_node_id",
-            f"source_node_id IN ({quoted}) AND rel_type = '{SAME_AS_REL}' AND is_current",
+        found = self.graph.read_edges(
+            EdgeSelection(sources=entity_ids, rel_types=[SAME_AS_REL], current=True),
+            ["source_node_id", "target_node_id"],
         )
         merged = dict(zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True))
         return {e: str(merged.get(e, e)) for e in entity_ids}
@@ -192,18 +193,13 @@ class AagService:
     def members(self, customer_id: str) -> list[str]:
         """Every record entity of a customer: the survivor first, then its SAME_AS members."""
         survivor = self.survivor(customer_id)
-        found = self.warehouse.io.read(
-            self.warehouse.graph.relationships_uri,
-            "source_node_id",
-            f"target_node_id = {_q(survivor)} AND rel_type = '{SAME_AS_REL}' AND is_current",
+        found = self.graph.read_edges(
+            EdgeSelection(targets=[survivor], rel_types=[SAME_AS_REL], current=True), ["source_node_id"]
         )
         return [survivor, *sorted(set(found.column(0).to_pylist()))]
 
     def _nodes_by_id(self, ids: list[str]) -> pa.Table:
-        if not ids:
-            return self.warehouse.io.read(self.warehouse.graph.nodes_uri, "*", "FALSE")
-        quoted = ", ".join(_q(i) for i in sorted(set(ids)))
-        return self.warehouse.io.read(self.warehouse.graph.nodes_uri, "*", f"node_id IN ({quoted})")
+        return self.graph.read_nodes(NodeSelection(ids=ids))
 
     def customer_exists(self, customer_id: str) -> bool:
         """Whether an entity node with this id exists."""
@@ -234,11 +230,9 @@ class AagService:
                 candidates.add(value_node_id(SOURCE_RECORD_NODE, value))
         if not candidates:
             raise NotFoundError(f"{source_id!r} is not a valid record id for {source_system}")
-        targets = ", ".join(_q(v) for v in sorted(candidates))
-        edges = self.warehouse.io.read(
-            self.warehouse.graph.relationships_uri,
-            "source_node_id, is_current, updated_at",
-            f"rel_type = '{SOURCE_RECORD_REL}' AND target_node_id IN ({targets})",
+        edges = self.graph.read_edges(
+            EdgeSelection(targets=candidates, rel_types=[SOURCE_RECORD_REL]),
+            ["source_node_id", "is_current", "updated_at"],
         )
         if edges.num_rows == 0:
             raise NotFoundError(f"no record {source_id!r} from {source_system} in the graph")
@@ -360,10 +354,8 @@ class AagService:
         if not normalised:
             raise InputError(f"{value!r} is not a valid {attribute}")
         node_id = value_node_id(node_type, normalised)
-        holders = self.warehouse.io.read(
-            self.warehouse.graph.relationships_uri,
-            "DISTINCT source_node_id",
-            f"target_node_id = {_q(node_id)} AND rel_type = {_q(rel_type)} AND is_current",
+        holders = self.graph.read_edges(
+            EdgeSelection(targets=[node_id], rel_types=[rel_type], current=True), ["source_node_id"]
         )
         return sorted(set(self.survivors([str(h) for h in holders.column(0).to_pylist()]).values()))
 
@@ -389,7 +381,6 @@ class AagService:
         if not self.customer_exists(entity_id):
             raise NotFoundError(f"no entity {entity_id!r} in the graph")
         root = self.survivor(entity_id)
-        graph = self.warehouse.graph
         seen: set[str] = set()
         cluster = {root, *self.members(root)}
         frontier = set(cluster)
@@ -400,12 +391,7 @@ class AagService:
             if not frontier:
                 break
             seen |= frontier
-            quoted = ", ".join(_q(f) for f in sorted(frontier))
-            found = self.warehouse.io.read(
-                graph.relationships_uri,
-                "*",
-                f"is_current AND (source_node_id IN ({quoted}) OR target_node_id IN ({quoted}))",
-            )
+            found = self.graph.read_edges(EdgeSelection(ends=frontier, current=True))
             keep = ["source_node_id", "target_node_id", "rel_type", "source_system", "source_field"]
             rows = (
                 flatten_edges(found)
@@ -428,7 +414,9 @@ class AagService:
                 break
             frontier = nxt
         ids = sorted({e[0] for e in edges} | {e[1] for e in edges} | {root})
-        nodes = self._nodes_by_id(ids).select(["node_id", "node_type", "value"]).to_pylist()
+        # One row per node, in id order: a store may hold a node twice and return rows in any order.
+        found = self._nodes_by_id(ids).select(["node_id", "node_type", "value"]).to_pylist()
+        nodes = sorted({str(n["node_id"]): n for n in found}.values(), key=lambda n: str(n["node_id"]))
         winners = self._winning_edges(root)
         edge_rows = [
             {
@@ -437,7 +425,7 @@ class AagService:
                 "winner": row["source_node_id"] in cluster
                 and (row["target_node_id"], row["source_system"]) in winners.get(row["rel_type"], set()),
             }
-            for row in edges.values()
+            for _, row in sorted(edges.items())
         ]
         return {"root": root, "hops": hops, "nodes": nodes, "edges": edge_rows, "truncated": truncated}
 
@@ -506,13 +494,16 @@ class AagService:
         ``tests/test_gold.py`` compares them.
         """
         self.warehouse.require()
-        graph = self.warehouse.graph
+        graph = self.graph
         # Ended source-record edges too: they say which records their source deleted.
-        edges = self.warehouse.io.read(
-            graph.relationships_uri, "*", f"is_current OR rel_type = '{SOURCE_RECORD_REL}'"
+        edges = pa.concat_tables(
+            [
+                graph.read_edges(EdgeSelection(current=True)),
+                graph.read_edges(EdgeSelection(rel_types=[SOURCE_RECORD_REL], current=False)),
+            ]
         )
-        nodes = self.warehouse.io.read(graph.nodes_uri, "node_id, node_type, value", "value IS NOT NULL")
-        customers = self.warehouse.io.read(graph.nodes_uri, "node_id, node_type", "node_type = 'customer'")
+        nodes = graph.read_nodes(NodeSelection(with_value=True), ["node_id", "node_type", "value"])
+        customers = graph.read_nodes(NodeSelection(node_types=["customer"]), ["node_id", "node_type"])
         return customer_profiles_of(
             self.engine,
             edges,
@@ -525,29 +516,28 @@ class AagService:
         """Freshness per source, open conflicts, completeness and quarantine counts."""
         self.warehouse.require()
         wh = self.warehouse
-        graph = wh.graph
         checked_at = now_utc()
         tables = {
-            "relationships": wh.io.read(
-                graph.relationships_uri,
-                "source_node_id, target_node_id, rel_type, source_system, updated_at, is_current",
+            "relationships": self.graph.read_edges(
+                EdgeSelection(),
+                ["source_node_id", "target_node_id", "rel_type", "source_system", "updated_at", "is_current"],
             ),
-            "nodes": wh.io.read(graph.nodes_uri, "node_id, node_type", "node_type = 'customer'"),
+            "nodes": self.graph.read_nodes(NodeSelection(node_types=["customer"]), ["node_id", "node_type"]),
             "batches": wh.batches(),
             "quarantine": wh.quarantine(),
             "attribute_name_registry": pa.Table.from_pylist(
                 [r.model_dump() for r in wh.config.registry]
             ).select(["source_system", "source_object", "source_field", "role", "attribute", "rel_type"]),
         }
-        con = duck()
+        engine = self.engine
         for name, table in tables.items():
-            con.register(name, table)
+            engine.register(name, table)
         try:
             now = f"'{checked_at.as_py().isoformat()}'"
-            results = {name: con.sql(sql).to_arrow_table() for name, sql in checks_sql(now).items()}
+            results = {name: engine.query(sql) for name, sql in checks_sql(now).items()}
         finally:
             for name in tables:
-                con.unregister(name)
+                engine.drop(name)
         return MonitorReport(checked_at=checked_at.as_py(), **results)
 
     def identity_map(self) -> pa.Table:
@@ -556,21 +546,18 @@ class AagService:
         One row per customer source record: which customer each record belongs to.
         """
         self.warehouse.require()
-        graph = self.warehouse.graph
-        edges = self.warehouse.io.read(
-            graph.relationships_uri,
-            "source_node_id, target_node_id, rel_type",
-            f"is_current AND rel_type IN ('{SOURCE_RECORD_REL}', '{SAME_AS_REL}')",
+        graph = self.graph
+        edges = graph.read_edges(
+            EdgeSelection(rel_types=[SOURCE_RECORD_REL, SAME_AS_REL], current=True),
+            ["source_node_id", "target_node_id", "rel_type"],
         )
-        records = self.warehouse.io.read(
-            graph.nodes_uri, "node_id, value", f"node_type = '{SOURCE_RECORD_NODE}'"
-        )
-        customers = self.warehouse.io.read(graph.nodes_uri, "node_id", "node_type = 'customer'")
-        con = duck()
+        records = graph.read_nodes(NodeSelection(node_types=[SOURCE_RECORD_NODE]), ["node_id", "value"])
+        customers = graph.read_nodes(NodeSelection(node_types=["customer"]), ["node_id"])
+        engine = self.engine
         for name, table in (("im_edges", edges), ("im_records", records), ("im_customers", customers)):
-            con.register(name, table)
+            engine.register(name, table)
         try:
-            out: pa.Table = con.sql(
+            return engine.query(
                 f"""
 SELECT coalesce(m.target_node_id, r.source_node_id) AS customer_id,
        split_part(n.value, ':', 1) AS source_system, split_part(n.value, ':', 2) AS source_object,
@@ -584,11 +571,10 @@ LEFT JOIN im_edges m ON m.source_node_id = r.source_node_id AND m.rel_type = '{S
 WHERE r.rel_type = '{SOURCE_RECORD_REL}'
 ORDER BY customer_id, source_system, source_object, source_record_id
 """
-            ).to_arrow_table()
+            )
         finally:
             for name in ("im_edges", "im_records", "im_customers"):
-                con.unregister(name)
-        return out
+                engine.drop(name)
 
     # -- gold ----------------------------------------------------------------------------
     def build(
@@ -894,20 +880,19 @@ def customer_profiles_of(
     """
     # Customers are the clusters' survivors: records with a SAME_AS edge are members. A
     # record its source deleted (its source-record edge ended) has nothing left to show.
-    con = duck()
-    con.register("cp_edges", edges.select(["source_node_id", "rel_type", "is_current"]))
-    con.register("cp_nodes", nodes.select(["node_id", "node_type", "value"]))
+    engine.register("cp_edges", edges.select(["source_node_id", "rel_type", "is_current"]))
+    engine.register("cp_nodes", nodes.select(["node_id", "node_type", "value"]))
     try:
-        survivors = con.sql(
+        survivors = engine.query(
             "SELECT node_id FROM cp_nodes WHERE node_type = 'customer' AND node_id NOT IN "
             f"(SELECT source_node_id FROM cp_edges WHERE rel_type = '{SAME_AS_REL}' AND is_current) "
             "AND node_id NOT IN (SELECT source_node_id FROM cp_edges "
             f"WHERE rel_type = '{SOURCE_RECORD_REL}' GROUP BY source_node_id HAVING NOT bool_or(is_current))"
-        ).to_arrow_table()
-        values = con.sql("SELECT node_id, value FROM cp_nodes WHERE value IS NOT NULL").to_arrow_table()
+        )
+        values = engine.query("SELECT node_id, value FROM cp_nodes WHERE value IS NOT NULL")
     finally:
-        con.unregister("cp_edges")
-        con.unregister("cp_nodes")
+        engine.drop("cp_edges")
+        engine.drop("cp_nodes")
     return profiles(engine, edges, values, survivors, config, version)
 
 

@@ -24,11 +24,15 @@ with sqlglot's Databricks dialect) is exercised on Databricks alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pyarrow as pa
 import sqlglot
+from sqlglot import exp
 
 from aag.engine.base import CANONICAL_DIALECT, Capability, Engine, SqlScan
 from aag.model import EDGE_EVENTS, NODES, RELATIONSHIPS
+from aag.selection import EdgeSelection, NodeSelection, columns_sql, render
 from aag.store import ChangeSql, CommitStats, GraphChange, GraphStore, Scan
 
 #: The edge key K (SPEC §3): a MERGE matches stored rows on it.
@@ -288,6 +292,21 @@ class SparkTableGraphStore(GraphStore):
             edge_rows_written=counts.get("edges", 0),
             log_rows_written=counts.get("log", 0),
         )
+
+    # -- reads --------------------------------------------------------------------------
+    def read_edges(self, selection: EdgeSelection, columns: Sequence[str] | None = None) -> pa.Table:  # noqa: D102
+        return self._read(self.relationships_table, selection.condition(), columns, RELATIONSHIPS)
+
+    def read_nodes(self, selection: NodeSelection, columns: Sequence[str] | None = None) -> pa.Table:  # noqa: D102
+        return self._read(self.nodes_table, selection.condition(), columns, NODES)
+
+    def _read(
+        self, table: str, condition: exp.Expr, columns: Sequence[str] | None, schema: pa.Schema
+    ) -> pa.Table:
+        select = columns_sql(columns, CANONICAL_DIALECT)
+        where = render(condition, CANONICAL_DIALECT)
+        found = self.engine.query(f"SELECT {select} FROM {table} WHERE {where}")
+        return found.cast(pa.schema([schema.field(name) for name in found.column_names]))
 
     # -- whole tables -------------------------------------------------------------------
     def nodes(self) -> pa.Table:  # noqa: D102

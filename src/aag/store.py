@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -22,11 +23,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
+from sqlglot import exp
 
 from aag.delta import DeltaIO, join
 from aag.faults import crash_point
 from aag.model import EDGE_EVENTS, NODES, RELATIONSHIPS
 from aag.rules import FLAT_EDGES, ISO_FORMAT, flatten_sql
+from aag.selection import EdgeSelection, NodeSelection, columns_sql, render
 
 _local = threading.local()
 
@@ -259,8 +262,16 @@ class GraphStore(ABC):
 
     def nodes_with_ids(self, ids: list[str]) -> set[str]:
         """Which of these node ids the graph holds."""
-        held = self.nodes().column("node_id").to_pylist()
-        return set(ids) & set(held)
+        found = self.read_nodes(NodeSelection(ids=ids), ["node_id"])
+        return {str(v) for v in found.column(0).to_pylist()}
+
+    @abstractmethod
+    def read_edges(self, selection: EdgeSelection, columns: Sequence[str] | None = None) -> pa.Table:
+        """The ``relationships`` rows a read command selects (these columns, or all)."""
+
+    @abstractmethod
+    def read_nodes(self, selection: NodeSelection, columns: Sequence[str] | None = None) -> pa.Table:
+        """The ``nodes`` rows a read command selects (these columns, or all)."""
 
     @abstractmethod
     def relationships(self) -> pa.Table:
@@ -318,6 +329,12 @@ class MemoryGraphStore(GraphStore):
 
     def nodes(self) -> pa.Table:  # noqa: D102
         return self._nodes
+
+    def read_edges(self, selection: EdgeSelection, columns: Sequence[str] | None = None) -> pa.Table:  # noqa: D102
+        return _selected(self._edges, selection.mask(self._edges), columns)
+
+    def read_nodes(self, selection: NodeSelection, columns: Sequence[str] | None = None) -> pa.Table:  # noqa: D102
+        return _selected(self._nodes, selection.mask(self._nodes), columns)
 
     def relationships(self) -> pa.Table:  # noqa: D102
         return self._edges
@@ -450,15 +467,28 @@ class DeltaGraphStore(GraphStore):
     def nodes(self) -> pa.Table:  # noqa: D102
         return self.io.read(self.nodes_uri).cast(NODES)
 
-    def nodes_with_ids(self, ids: list[str]) -> set[str]:  # noqa: D102
-        if not ids:
-            return set()
-        quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in sorted(set(ids)))
-        found = self.io.read(self.nodes_uri, "node_id", f"node_id IN ({quoted})")
-        return {str(v) for v in found.column(0).to_pylist()}
+    def read_edges(self, selection: EdgeSelection, columns: Sequence[str] | None = None) -> pa.Table:  # noqa: D102
+        return _typed(self._read(self.relationships_uri, selection.condition(), columns), RELATIONSHIPS)
+
+    def read_nodes(self, selection: NodeSelection, columns: Sequence[str] | None = None) -> pa.Table:  # noqa: D102
+        return _typed(self._read(self.nodes_uri, selection.condition(), columns), NODES)
+
+    def _read(self, uri: str, condition: exp.Expr, columns: Sequence[str] | None) -> pa.Table:
+        # delta-rs's DataFusion reads PostgreSQL-style SQL.
+        return self.io.read(uri, columns_sql(columns, "postgres"), render(condition, "postgres"))
 
     def relationships(self) -> pa.Table:  # noqa: D102
         return self.io.read(self.relationships_uri).cast(RELATIONSHIPS)
 
     def edge_events(self) -> pa.Table:  # noqa: D102
         return self.io.read(self.edge_events_uri).cast(EDGE_EVENTS)
+
+
+def _typed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Read columns with the table schema's types (stores differ in string and time types)."""
+    return table.cast(pa.schema([schema.field(name) for name in table.column_names]))
+
+
+def _selected(table: pa.Table, mask: pa.Array | pa.ChunkedArray, columns: Sequence[str] | None) -> pa.Table:
+    kept = table.filter(mask)
+    return kept.select(list(columns)) if columns is not None else kept
