@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aag.engine.duckdb import local_connection
 from aag.model import EDGE_PROPERTY_KEYS, RELATIONSHIPS
 from aag.rules import FLAT_EDGES, unflatten_sql
-from aag.store import MemoryGraphStore, duck, unflatten_batch
+from aag.store import MemoryGraphStore, unflatten_batch
 from rulekit import PATHS, T0, Ev, apply, reference, simple, versions
 
 
@@ -383,7 +384,7 @@ def test_lineage_maps_built_in_arrow_equal_the_sql_ones(rows):
         schema=FLAT_EDGES,
     )
     arrow = pa.Table.from_batches([unflatten_batch(b) for b in flat.to_batches()], RELATIONSHIPS)
-    con = duck()
+    con = local_connection()
     con.register("flat_in", flat)
     try:
         sql = con.sql(unflatten_sql("SELECT * FROM flat_in")).to_arrow_table().cast(RELATIONSHIPS)

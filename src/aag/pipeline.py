@@ -20,6 +20,7 @@ import pyarrow as pa
 from aag.bronze import FORMATS, Chunk, file_format, file_sha256, read_chunks
 from aag.delta import now_utc
 from aag.engine.base import Engine
+from aag.engine.duckdb import local_connection
 from aag.errors import AagError
 from aag.faults import crash_point
 from aag.identity import ID_KEYS, ID_ROWS, IdentitySettings, release_identity, resolve_identity
@@ -27,7 +28,7 @@ from aag.relink import warehouse_identity
 from aag.rules import FLAT_EDGES, OUT_FLAT, OUT_KEYS, OUT_LOG, OUT_ROWS, apply_edge_rules, release_rule_tables
 from aag.sources import day_precision_prefixes, extractor_for
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extractor, landed_table
-from aag.store import ChangeSql, CommitStats, GraphChange, GraphStore, duck, relationships_stream
+from aag.store import ChangeSql, CommitStats, GraphChange, GraphStore, relationships_stream
 from aag.warehouse import Warehouse
 
 
@@ -227,7 +228,9 @@ def plan_change(
     )
 
 
-def split_unchanged(rows: pa.Table, landed: pa.RecordBatchReader | None) -> tuple[pa.Table, pa.Table]:
+def split_unchanged(
+    engine: Engine, rows: pa.Table, landed: pa.RecordBatchReader | None
+) -> tuple[pa.Table, pa.Table]:
     """Split landed rows into fresh rows and rows already landed in a committed batch.
 
     A row whose raw content is byte-identical to an earlier committed row yields exactly
@@ -238,29 +241,28 @@ def split_unchanged(rows: pa.Table, landed: pa.RecordBatchReader | None) -> tupl
     Returns:
         The fresh rows, and ``_row_number, record_id`` of the unchanged ones.
     """
-    con = duck()
     empty_ids = pa.table({"_row_number": pa.array([], pa.int64()), "record_id": pa.array([], pa.string())})
     if landed is None:
         return rows, empty_ids
-    con.register("su_rows", rows)
-    con.register("su_landed", landed)
+    engine.register("su_rows", rows)
+    engine.register("su_landed", landed)
     try:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE su_seen AS SELECT DISTINCT _row_digest, _record_id "
-            "FROM su_landed WHERE _row_digest IN (SELECT _row_digest FROM su_rows)"
+        engine.materialize(
+            "su_seen",
+            "SELECT DISTINCT _row_digest, _record_id "
+            "FROM su_landed WHERE _row_digest IN (SELECT _row_digest FROM su_rows)",
         )
-        fresh: pa.Table = con.sql(
+        fresh = engine.query(
             "SELECT * FROM su_rows WHERE _row_digest NOT IN (SELECT _row_digest FROM su_seen) "
             "ORDER BY _row_number"
-        ).to_arrow_table()
-        ids: pa.Table = con.sql(
+        )
+        ids = engine.query(
             "SELECT r._row_number, any_value(s._record_id) AS record_id FROM su_rows r "
             "JOIN su_seen s USING (_row_digest) GROUP BY r._row_number"
-        ).to_arrow_table()
+        )
     finally:
-        con.unregister("su_rows")
-        con.unregister("su_landed")
-        con.execute("DROP TABLE IF EXISTS su_seen")
+        for name in ("su_rows", "su_landed", "su_seen"):
+            engine.drop(name)
     return fresh.cast(rows.schema), ids.cast(empty_ids.schema)
 
 
@@ -296,20 +298,19 @@ def suppress_erased(
     if erased.num_rows == 0 or rows.num_rows == 0:
         return rows, 0
     ids = extractor.record_ids(engine, rows)
-    con = duck()
-    con.register("se_rows", rows)
-    con.register("se_ids", ids)
-    con.register("se_erased", erased)
+    engine.register("se_rows", rows)
+    engine.register("se_ids", ids)
+    engine.register("se_erased", erased)
     try:
         prefix = f"{spec.source_system}:{spec.source_object}:".replace("'", "''")
-        kept: pa.Table = con.sql(
+        kept = engine.query(
             "SELECT r.* FROM se_rows r JOIN se_ids i USING (_row_number) "
             f"WHERE i.record_id IS NULL OR sha256(concat('{prefix}', i.record_id)) "
             "NOT IN (SELECT record_key FROM se_erased) ORDER BY r._row_number"
-        ).to_arrow_table()
+        )
     finally:
         for name in ("se_rows", "se_ids", "se_erased"):
-            con.unregister(name)
+            engine.drop(name)
     return kept.cast(rows.schema), rows.num_rows - kept.num_rows
 
 
@@ -341,7 +342,9 @@ def drop_resent(warehouse: Warehouse, extractor: Extractor, rows: pa.Table) -> t
     stored = warehouse.io.reader(
         uri, f"SELECT _raw FROM t WHERE _batch_id IN ({committed}) AND _record_id IS NOT NULL"
     )
-    con = duck()
+    # Reading a key out of stored raw JSON text is a local conversion: Spark SQL has no
+    # json_valid, and the stored rows stream from the Delta table into this process anyway.
+    con = local_connection()
     con.register("dr_rows", rows)
     con.register("dr_stored", stored)
     path = "'$.\"" + key.replace('"', '\\"').replace("'", "''") + "\"'"
@@ -574,7 +577,7 @@ def _ingest_chunk(
     spec = extractor.spec
     rows, suppressed = suppress_erased(warehouse, engine, extractor, chunk.rows)
     fresh, unchanged_ids = split_unchanged(
-        rows, warehouse.landed_digests(spec.source_system, spec.source_object)
+        engine, rows, warehouse.landed_digests(spec.source_system, spec.source_object)
     )
     step(STEPS[1])
     record_ids = pa.concat_tables(

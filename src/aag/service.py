@@ -22,6 +22,7 @@ from aag.config import Config, ObjectSpec
 from aag.delta import change_feed_paused, delete_matching, is_local, now_utc
 from aag.engine import make_engine
 from aag.engine.base import Engine
+from aag.engine.duckdb import local_connection
 from aag.errors import AagError, InputError, NotFoundError, WarehouseError
 from aag.identity import SAME_AS_REL
 from aag.ids import record_key, value_node_id
@@ -40,7 +41,7 @@ from aag.resolution import (
 from aag.selection import EdgeSelection, NodeSelection
 from aag.sources import extractor_for, objects_belonging_to
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
-from aag.store import GraphStore, duck, flatten_edges
+from aag.store import GraphStore, flatten_edges
 from aag.warehouse import Warehouse
 
 EXPORT_FORMATS = ("parquet", "csv", "jsonl")
@@ -682,7 +683,7 @@ ORDER BY customer_id, source_system, source_object, source_record_id
                 columns.append(f"CAST(to_json({col}) AS VARCHAR) AS {col}")
             else:
                 columns.append(col)
-        con = duck()
+        con = local_connection()
         con.register("export_src", table)
         try:
             options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT json"

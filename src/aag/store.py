@@ -12,13 +12,11 @@ from __future__ import annotations
 import functools
 import shutil
 import tempfile
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,29 +24,16 @@ from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from sqlglot import exp
 
 from aag.delta import DeltaIO, join
+from aag.engine.duckdb import local_connection
 from aag.faults import crash_point
 from aag.model import EDGE_EVENTS, NODES, RELATIONSHIPS
 from aag.rules import FLAT_EDGES, ISO_FORMAT, flatten_sql
 from aag.selection import EdgeSelection, NodeSelection, columns_sql, render
 
-_local = threading.local()
-
-
-def duck() -> duckdb.DuckDBPyConnection:
-    """A per-thread DuckDB connection for storage-format conversions."""
-    con: duckdb.DuckDBPyConnection | None = getattr(_local, "con", None)
-    if con is None:
-        con = duckdb.connect(
-            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-        )
-        con.execute("SET TimeZone = 'UTC'")
-        _local.con = con
-    return con
-
 
 def flatten_edges(relationships: pa.Table | pa.RecordBatchReader, where: str = "") -> pa.Table:
     """Relationships rows → flat edges (:data:`aag.rules.FLAT_EDGES`)."""
-    con = duck()
+    con = local_connection()
     con.register("rel_src", relationships)
     try:
         sql = flatten_sql("rel_src") + (f" WHERE {where}" if where else "")
@@ -312,18 +297,9 @@ class MemoryGraphStore(GraphStore):
         stats.log_rows_written = log.num_rows
         rows = as_table(change.edge_rows, RELATIONSHIPS)
         if change.replace_keys.num_rows or rows.num_rows:
-            con = duck()
-            con.register("m_edges", self._edges)
-            con.register("m_keys", change.replace_keys)
-            try:
-                kept = con.sql(
-                    "SELECT e.* FROM m_edges e ANTI JOIN m_keys k "
-                    "USING (source_node_id, rel_type, source_system)"
-                ).to_arrow_table()
-            finally:
-                con.unregister("m_edges")
-                con.unregister("m_keys")
-            self._edges = pa.concat_tables([kept.cast(RELATIONSHIPS), rows])
+            replaced = pc.is_in(_edge_key(self._edges), value_set=_edge_key(change.replace_keys))
+            kept = self._edges.filter(pc.invert(replaced))
+            self._edges = pa.concat_tables([kept, rows])
             stats.edge_rows_written = rows.num_rows
         return stats
 
@@ -482,6 +458,12 @@ class DeltaGraphStore(GraphStore):
 
     def edge_events(self) -> pa.Table:  # noqa: D102
         return self.io.read(self.edge_events_uri).cast(EDGE_EVENTS)
+
+
+def _edge_key(table: pa.Table) -> pa.Array | pa.ChunkedArray:
+    """The edge key K as one string per row (Arrow joins take no map columns)."""
+    parts = [table.column(c).cast(pa.string()) for c in ("source_node_id", "rel_type", "source_system")]
+    return pc.binary_join_element_wise(*parts, "\x1f")
 
 
 def _typed(table: pa.Table, schema: pa.Schema) -> pa.Table:

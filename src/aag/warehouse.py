@@ -29,10 +29,11 @@ import pyarrow as pa
 from aag.bronze import parse_raw
 from aag.config import CONFIG_FILES, REGISTRY_FILE, Config, default_config_dir, load_config
 from aag.delta import DeltaIO, is_local, join
+from aag.engine.duckdb import local_connection
 from aag.errors import ConflictError, WarehouseError
 from aag.faults import crash_point
 from aag.model import BRONZE_META, ERASURES, LEDGER, QUARANTINE
-from aag.store import DeltaGraphStore, duck
+from aag.store import DeltaGraphStore
 
 BRONZE = pa.schema(
     [
@@ -262,7 +263,7 @@ class Warehouse:
             BRONZE,
             configuration={"delta.dataSkippingStatsColumns": "_batch_id,_row_number,_landed_at"},
         )
-        con = duck()
+        con = local_connection()
         con.register("land_rows", rows.select(["_row_number", "_raw", "_row_digest"]))
         con.register("land_ids", record_ids)
         try:

@@ -71,11 +71,12 @@ def _canonical_log(wh: Path) -> list[tuple]:
     de-duplicate it); the event set the two tables encode together is what must not
     depend on chunking, and this is the log's part of it.
     """
+    from aag.engine.duckdb import local_connection
     from aag.service import AagService
-    from aag.store import duck, flatten_edges
+    from aag.store import flatten_edges
 
     svc = AagService(str(wh))
-    con = duck()
+    con = local_connection()
     con.register("c_log", svc.warehouse.graph.edge_events())
     con.register("c_edges", flatten_edges(svc.warehouse.graph.relationships()))
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 
 import duckdb
 import pyarrow as pa
@@ -17,6 +18,26 @@ DEFAULT_MEMORY_LIMIT = "1.25GB"
 #: relationships rows peaked at +0.92 GB with 256k-row batches and +0.51 GB with 64k,
 #: at the same speed.
 STREAM_BATCH_ROWS = 64 * 1024
+
+
+_local = threading.local()
+
+
+def local_connection() -> duckdb.DuckDBPyConnection:
+    """This thread's DuckDB connection for local conversions of Arrow data.
+
+    Only for work that belongs to this process whatever the engine: parsing landed text
+    into columns, building the rows a Delta writer takes, writing an export file. The
+    batch's computation runs on the session's engine (:class:`~aag.engine.base.Engine`).
+    """
+    con: duckdb.DuckDBPyConnection | None = getattr(_local, "con", None)
+    if con is None:
+        con = duckdb.connect(
+            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        )
+        con.execute("SET TimeZone = 'UTC'")
+        _local.con = con
+    return con
 
 
 class DuckDBEngine(Engine):

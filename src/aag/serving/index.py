@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from aag import gold
-from aag.store import duck
+from aag.engine.duckdb import local_connection
 from aag.warehouse import Warehouse
 
 
@@ -138,7 +138,7 @@ def erased_customers(snap: Snapshot, warehouse: Warehouse) -> set[str]:
     log = warehouse.erasures().select(["record_key", "customer_id"])
     erased = {str(c) for c in log.column("customer_id").to_pylist() if c}
     if snap.identity is not None and log.num_rows:
-        con = duck()
+        con = local_connection()
         con.register("snap_identity", snap.identity)
         con.register("erasure_log", log)
         try:

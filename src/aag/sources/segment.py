@@ -32,8 +32,8 @@ import pyarrow as pa
 
 from aag.config import RegistryRow
 from aag.engine.base import Engine
+from aag.engine.duckdb import local_connection
 from aag.sources.base import Extracted, Extractor, lit, q
-from aag.store import duck
 
 #: Prefix of registry source fields that name a trait.
 TRAITS_PREFIX = "traits."
@@ -100,7 +100,7 @@ class SegmentIdentifiesExtractor(Extractor):
             present = q(_present_column(row.source_field))
             picks.append(f"coalesce(json_extract(obj, {path}) IS NOT NULL, FALSE) AS {present}")
         user = f"nullif(trim({q(self.spec.id_field)}), '')"
-        con = duck()
+        con = local_connection()
         con.register("segment_rows", rows)
         try:
             prepared: pa.Table = con.sql(
@@ -179,7 +179,7 @@ WHERE nullif(trim(message_id), '') IS NULL OR _copy = 1
         message ids of the earlier chunks are kept (in DuckDB, one table per file), so a
         copy in a later chunk is dropped exactly as in a one-piece read.
         """
-        con = duck()
+        con = local_connection()
         seen = self._seen_table()
         con.register("segment_batch", rows)
         try:
@@ -205,4 +205,4 @@ WHERE nullif(trim(message_id), '') IS NULL OR _copy = 1
 
     def close(self) -> None:
         """Drop the message ids kept for the file's chunks."""
-        duck().execute(f"DROP TABLE IF EXISTS {self._seen_table()}")
+        local_connection().execute(f"DROP TABLE IF EXISTS {self._seen_table()}")
