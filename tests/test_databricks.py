@@ -701,7 +701,8 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
     from aag.databricks import LEDGER_TABLE, QUARANTINE_TABLE, commit_pending
     from aag.lakeflow import run_batch
     from aag.model import LEDGER, QUARANTINE
-    from aag.service import AagService, customer_profiles_of
+    from aag.reads import customer_profiles_of
+    from aag.service import AagService
     from aag.spark_store import create_table_sql
     from aag.world import generate
 

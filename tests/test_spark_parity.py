@@ -21,7 +21,8 @@ import pyarrow as pa
 import pytest
 
 from aag.pipeline import ingest_file
-from aag.service import AagService, customer_profiles_of
+from aag.reads import customer_profiles_of
+from aag.service import AagService
 from aag.spark_store import SparkTableGraphStore
 from aag.world import generate
 

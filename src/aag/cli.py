@@ -20,9 +20,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aag.errors import AagError, InputError, WarehouseError
+from aag.export import EXPORT_FORMATS
 from aag.gold import GOLD_MODELS
 from aag.pipeline import STEPS, FileProgress
-from aag.service import EXPORT_FORMATS, AagService
+from aag.service import AagService
 
 app = typer.Typer(
     name="aag",

@@ -150,6 +150,12 @@ def _all(parts: list[exp.Expr | None]) -> exp.Expr:
     return exp.and_(*kept) if kept else exp.true()
 
 
+def within_sql(column: str, values: Iterable[str], dialect: str) -> str:
+    """``column IN (values…)`` as SQL text of ``dialect`` (``FALSE`` for no values)."""
+    cond = _within(column, _ids(values))
+    return render(cond if cond is not None else exp.false(), dialect)
+
+
 def render(condition: exp.Expr, dialect: str) -> str:
     """A condition as SQL text of ``dialect`` (sqlglot quotes every value)."""
     return condition.sql(dialect=dialect)

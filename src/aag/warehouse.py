@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,6 +33,7 @@ from aag.engine.duckdb import local_connection
 from aag.errors import ConflictError, WarehouseError
 from aag.faults import crash_point
 from aag.model import BRONZE_META, ERASURES, LEDGER, QUARANTINE
+from aag.selection import columns_sql, within_sql
 from aag.store import DeltaGraphStore
 
 BRONZE = pa.schema(
@@ -345,6 +346,19 @@ class Warehouse:
             ).empty_table()
         )
         return parse_raw(raw, fields)
+
+    def bronze_of(
+        self, source_system: str, source_object: str, record_ids: Iterable[str], columns: Sequence[str]
+    ) -> pa.Table | None:
+        """These columns of an object's bronze rows landed under these record ids.
+
+        ``None`` when nothing of the object was ever landed.
+        """
+        uri = self.bronze_uri(source_system, source_object)
+        if not self.io.exists(uri):
+            return None
+        where = within_sql("_record_id", record_ids, "postgres")
+        return self.io.read(uri, columns_sql(columns, "postgres"), where)
 
     def write_quarantine(self, batch_id: str, rows: pa.Table, replace: bool = True) -> None:
         """Write the batch's quarantine rows (idempotent on re-runs).

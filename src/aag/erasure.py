@@ -1,0 +1,254 @@
+"""GDPR erasure of one customer: graph, bronze, quarantine, intake spool and gold.
+
+Values leave the warehouse physically: rows are deleted by their keys (the values never
+appear in a query or a commit), ``aag vacuum`` then deletes the superseded files, and a
+one-way key per record in the erasure log stops a source re-sending them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from aag import gold
+from aag.bronze import parse_raw
+from aag.delta import change_feed_paused, delete_matching, now_utc
+from aag.ids import record_key
+from aag.maintenance import bronze_tables
+from aag.model import ERASURES
+from aag.normalize import split_normaliser
+from aag.selection import EdgeSelection, NodeSelection
+from aag.sources import extractor_for, objects_belonging_to
+from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
+from aag.warehouse import Warehouse
+
+
+def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict[str, Any]:
+    """GDPR erasure of one customer: every source record of its identity cluster.
+
+    Removes the records' edges, the values only they used, their bronze rows (and the
+    field-history and change-document rows landed under their ids) and their
+    quarantine rows, then every bronze, quarantine and intake-spool row holding one of
+    the person's e-mail addresses or phone numbers (rows that never became records),
+    deletes the gold outputs (they hold the customer until the next ``aag build``), and
+    logs a one-way key per record so later batches suppress them (the log names who asked
+    and when, never a value). Run :func:`aag.maintenance.vacuum` to delete the superseded
+    files.
+
+    The caller holds the warehouse's intake and writer locks (in that order: the intake
+    worker's own), so no batch and no spooled call lands meanwhile.
+
+    Args:
+        wh: The warehouse.
+        members: The customer's record entities, its survivor first.
+        requested_by: Who asked (logged).
+    """
+    graph = wh.graph
+    edges = graph.read_edges(EdgeSelection(sources=members))
+    targets = sorted(set(edges.column("target_node_id").to_pylist()) - set(members))
+    own_records = {str(r["target_node_id"]) for r in edges.to_pylist() if r["rel_type"] == SOURCE_RECORD_REL}
+    record_nodes = graph.read_nodes(NodeSelection(ids=own_records))
+    records = [r["value"] for r in record_nodes.to_pylist() if r["node_type"] == SOURCE_RECORD_NODE]
+    # Values shared with another entity stay; the rest become unreachable and go.
+    shared: set[str] = set()
+    if targets:
+        held = graph.read_edges(EdgeSelection(targets=targets), ["source_node_id", "target_node_id"])
+        mine = pc.is_in(held.column("source_node_id"), pa.array(members, pa.string()))
+        others = held.filter(pc.invert(mine))
+        shared = {str(t) for t in others.column("target_node_id").to_pylist()}
+    # Entities the customer points at (the company it works at) are not its data.
+    found = graph.read_nodes(NodeSelection(ids=targets, with_value=True), ["node_id"])
+    values = {str(v) for v in found.column("node_id").to_pylist()}
+    drop_nodes = [t for t in targets if t in values and t not in shared] + members
+    meta = {"aag.operation": "erase"}
+    ids = pa.table({"source_node_id": members})
+    with change_feed_paused(wh.io, graph.relationships_uri):
+        delete_matching(wh.io, graph.relationships_uri, ids, meta)
+        delete_matching(wh.io, graph.relationships_uri, pa.table({"target_node_id": members}), meta)
+    delete_matching(wh.io, graph.edge_events_uri, ids, meta)
+    delete_matching(wh.io, graph.nodes_uri, pa.table({"node_id": drop_nodes}), meta)
+    bronze_rows = 0
+    by_object: dict[tuple[str, str], list[str]] = {}
+    for record in records:
+        system, obj, record_id = record.split(":", 2)
+        by_object.setdefault((system, obj), []).append(record_id)
+    # Rows of other objects that only make sense with these records (SAP's ADR6
+    # e-mail rows of a KNA1 customer) are the customer's data too.
+    for (system, obj), record_ids in list(by_object.items()):
+        extractor = extractor_for(wh.config.object(system, obj), wh.config)
+        stored = wh.bronze_of(system, obj, record_ids, ["_raw"]) if extractor.reads else None
+        if stored is None:
+            continue
+        landed = parse_raw(stored, extractor.fields)
+        for other, ids in extractor.related_records(landed).items():
+            by_object.setdefault((system, other), []).extend(ids)
+    # Rows that never became records (a malformed id, a quarantined row, a call
+    # still in the intake spool) are found by the person's identifying values.
+    needles = _identifying_values(wh, edges, shared, by_object)
+    log: list[dict[str, Any]] = []
+    erasure_id = str(uuid.uuid4())
+    erased_at = now_utc().as_py()
+    for (system, obj), record_ids in by_object.items():
+        # Field histories and change documents of a record are landed under its id.
+        owned = [s.source_object for s in objects_belonging_to(wh.config, system, obj)]
+        for bronze_object in (obj, *owned):
+            log += [
+                {
+                    "erasure_id": erasure_id,
+                    "erased_at": erased_at,
+                    "requested_by": requested_by,
+                    "customer_id": members[0],
+                    "source_system": system,
+                    "source_object": bronze_object,
+                    "record_key": record_key(system, bronze_object, r),
+                }
+                for r in sorted(set(record_ids))
+            ]
+            bronze_rows += delete_matching(
+                wh.io,
+                wh.bronze_uri(system, bronze_object),
+                pa.table({"_record_id": record_ids}),
+                meta,
+            )
+        delete_matching(
+            wh.io,
+            wh.quarantine_uri,
+            pa.table({"source_system": [system] * len(record_ids), "record_id": record_ids}),
+            meta,
+        )
+    found_by_value = _erase_by_value(wh, needles, meta)
+    gold_files = gold.discard(wh, erased=members) if wh.local else 0
+    # Logged last: a crash before this re-runs as a fresh erasure of what is left.
+    wh.log_erasure(pa.Table.from_pylist(log, schema=ERASURES))
+    return {
+        "erasure_id": erasure_id,
+        "edges_removed": edges.num_rows,
+        "nodes_removed": len(drop_nodes),
+        "bronze_rows_removed": bronze_rows,
+        "source_records": len(records),
+        "rows_found_by_value": found_by_value,
+        "gold_files_removed": gold_files,
+    }
+
+
+#: Normalisers whose values identify a person on their own (an e-mail, a phone number).
+IDENTIFYING_NORMALISERS = ("email", "phone")
+#: Shorter values are not searched for: they would match unrelated rows.
+MIN_NEEDLE = 6
+
+
+def _identifying_values(
+    wh: Warehouse, edges: pa.Table, shared: set[str], by_object: dict[tuple[str, str], list[str]]
+) -> list[str]:
+    """The person's e-mail addresses and phone numbers, normalised and as the sources sent them.
+
+    Values another entity also holds are left out: a row carrying one of them may be
+    someone else's. Returns lower-case strings.
+    """
+    rows = [r for spec in wh.config.objects for r in spec.attributes]
+    rel_types = {r.rel_type for r in rows if split_normaliser(r.normaliser)[0] in IDENTIFYING_NORMALISERS}
+    mine = {
+        str(r["target_node_id"])
+        for r in edges.select(["target_node_id", "rel_type"]).to_pylist()
+        if r["rel_type"] in rel_types
+    }
+    found: set[str] = set()
+    node_ids = sorted(mine - shared)
+    if node_ids:
+        nodes = wh.graph.read_nodes(NodeSelection(ids=node_ids), ["value"])
+        found |= {str(v) for v in nodes.column("value").to_pylist() if v}
+    # The raw spellings ("+49 30 1234567", "Jane.Doe@Example.com") of the landed rows.
+    for (system, obj), record_ids in by_object.items():
+        spec = wh.config.object(system, obj)
+        fields = tuple(
+            r.source_field
+            for r in spec.attributes
+            if split_normaliser(r.normaliser)[0] in IDENTIFYING_NORMALISERS and r.rel_type in rel_types
+        )
+        stored = wh.bronze_of(system, obj, record_ids, ["_raw"]) if fields and record_ids else None
+        if stored is None:
+            continue
+        landed = parse_raw(stored, fields)
+        for name in fields:
+            found |= {str(v).strip() for v in landed.column(name).to_pylist() if v and str(v).strip()}
+    return sorted({v.lower() for v in found if len(v) >= MIN_NEEDLE})
+
+
+def _holding(text: pa.Array | pa.ChunkedArray, needles: list[str]) -> pa.Array | pa.ChunkedArray:
+    """Which texts contain any needle (case-insensitive)."""
+    lowered = pc.utf8_lower(pc.fill_null(pc.cast(text, pa.large_string()), ""))
+    hit = pc.match_substring(lowered, needles[0])
+    for needle in needles[1:]:
+        hit = pc.or_(hit, pc.match_substring(lowered, needle))
+    return hit
+
+
+def _erase_by_value(wh: Warehouse, needles: list[str], meta: dict[str, str]) -> int:
+    """Delete every bronze, quarantine and intake-spool row holding one of ``needles``.
+
+    Bronze and quarantine are streamed (never whole in memory); the needles never
+    appear in a query or a commit (rows are deleted by their keys). Returns the rows
+    deleted.
+    """
+    if not needles:
+        return 0
+    removed = 0
+    targets = [(uri, "_raw", ["_batch_id", "_row_number"]) for uri in bronze_tables(wh)]
+    targets.append((wh.quarantine_uri, "raw", ["source_system", "source_object", "batch_id", "row_number"]))
+    for uri, text, key in targets:
+        if not wh.io.exists(uri):
+            continue
+        cols = ", ".join([*key, text])
+        hits = []
+        for batch in wh.io.reader(uri, f"SELECT {cols} FROM t"):
+            # DataFusion streams string views, which not every Arrow kernel takes.
+            plain = pa.table(
+                [
+                    c.cast(pa.string()) if pa.types.is_string_view(c.type) else c
+                    for c in batch.select(key).columns
+                ],
+                names=key,
+            )
+            mask = _holding(batch.column(text), needles)
+            if pc.any(mask).as_py():
+                hits.append(plain.filter(mask))
+        if hits:
+            keys = pa.concat_tables(hits)
+            removed += delete_matching(wh.io, uri, keys, meta)
+    if wh.local:
+        removed += _erase_from_spool(wh.intake_root, needles)
+    return removed
+
+
+def _erase_from_spool(root: Path, needles: list[str]) -> int:
+    """Drop the spooled intake lines holding a needle (files rewritten atomically)."""
+    if not root.exists():
+        return 0
+    removed = 0
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or not (path.name.endswith(".jsonl") or path.name.endswith(".tmp")):
+            continue
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)
+        keep = [line for line in lines if not any(n in line.lower() for n in needles)]
+        if len(keep) == len(lines):
+            continue
+        removed += len(lines) - len(keep)
+        if not keep or path.name.endswith(".tmp"):
+            # An unacknowledged leftover (.tmp) or a file with nothing else in it. A cut
+            # batch's listing goes too: its pending files are still there (swept here as
+            # well) and are cut again.
+            path.unlink()
+            if path.parent.name == "batches" and path.suffix == ".jsonl":
+                path.with_suffix(".json").unlink(missing_ok=True)
+            continue
+        tmp = path.with_name(f".{path.name}.erase")
+        tmp.write_bytes("".join(keep).encode("utf-8"))
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    return removed
