@@ -51,7 +51,14 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from deltalake import DeltaTable
 
 from aag.delta import join
-from aag.gold import CHANGES_ENV, CHANGES_PREPARED, VERSIONS_ENV
+
+#: The Delta version of ``relationships`` the last build read (the plugin reads the change
+#: data feed after it), or ``prepared`` when the change table is already in the database.
+CHANGES_ENV = "AAG_SILVER_CHANGES_SINCE"
+CHANGES_PREPARED = "prepared"
+#: Pinned silver Delta versions for a dbt run (``nodes=3,relationships=7``), read here
+#: outside dbt's configuration, so a new snapshot does not make dbt re-parse the project.
+VERSIONS_ENV = "AAG_SILVER_VERSIONS"
 
 DEFAULT_TABLES = ("nodes", "relationships")
 CHANGES_TABLE = "relationship_changes"

@@ -74,20 +74,12 @@ BUILDS_DIR = "builds"
 CURRENT_LINK = "current"
 #: Where dbt-duckdb opens the database (``dbt/profiles.yml``); unset, the published file.
 DATABASE_ENV = "AAG_GOLD_DATABASE"
-#: The Delta version of ``relationships`` the last build read (the plugin reads the change
-#: data feed after it), or ``prepared`` when the change table is already in the database.
-CHANGES_ENV = "AAG_SILVER_CHANGES_SINCE"
-CHANGES_PREPARED = "prepared"
 #: Per-customer gold tables, with their customer column (erasure deletes by it).
 CUSTOMER_TABLES = (*GOLD_MODELS, "customer_records")
 #: An incremental run's copies of the affected customers' edges and values (silver schema):
 #: scratch for that run, emptied by erasure.
 SCRATCH_TABLES = ("affected_edges", "affected_nodes")
 SILVER_TABLES = ("nodes", "relationships")
-#: Pinned silver Delta versions for a dbt run (``nodes=3,relationships=7``), read by
-#: :mod:`aag.dbt_plugin` outside dbt's configuration, so a new snapshot does not make dbt
-#: re-parse the project.
-VERSIONS_ENV = "AAG_SILVER_VERSIONS"
 EXPORT_BATCH_ROWS = 256 * 1024
 
 
@@ -231,6 +223,8 @@ def run_dbt(
     quiet += ["--no-send-anonymous-usage-stats", "--no-version-check"]
     settings = dict(env or {})
     if versions:
+        from aag.dbt_plugin import VERSIONS_ENV
+
         settings[VERSIONS_ENV] = ",".join(f"{name}={version}" for name, version in versions.items())
     previous = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
@@ -456,6 +450,8 @@ def build(
         # build must leave them as they were).
         shutil.copyfile(folder / DUCKDB_FILE, database)
         _write_changes(database, changes)
+        from aag.dbt_plugin import CHANGES_ENV, CHANGES_PREPARED
+
         env[CHANGES_ENV] = CHANGES_PREPARED
     else:
         args.append("--full-refresh")
