@@ -559,7 +559,7 @@ def demo(
     ] = 1000,
 ) -> None:
     """Run the seed's case, then a generated five-source world, and score the resolution."""
-    from aag.demo import DEMO_CONTACT, record_level_view, run_world, write_demo_files
+    from aag.demo import DemoBatch, run_seed_case, run_world
 
     location = warehouse or os.environ.get("AAG_WAREHOUSE") or tempfile.mkdtemp(prefix="aag-demo-")
     log = _Log()
@@ -570,22 +570,21 @@ def demo(
         if svc.warehouse.local
         else Path(tempfile.mkdtemp(prefix="aag-demo-input-"))
     )
-    for batch, path in write_demo_files(inputs):
+
+    def story(batch: DemoBatch, path: Path) -> None:
         if not as_json:
             out.print(f"[dim]{batch.story}[/dim]")
         log(f"seed case: ingesting {batch.source_system}.{batch.source_object} {path.name}")
-        svc.ingest(batch.source_system, batch.source_object, [path])
-    customer = svc.find_customer("salesforce", DEMO_CONTACT)
-    profile_data = svc.profile(customer, 2)
-    explanation = svc.explain(customer, "phone").as_dict()
-    naive = record_level_view()
+
+    case = run_seed_case(svc, inputs, story)
+    customer = case.customer_id
     if not as_json:
         out.print()
-        _print_profile(profile_data)
-        _print_explanation(explanation)
+        _print_profile(case.profile)
+        _print_explanation(case.explain_phone)
         out.print(
-            f"\nA record-level CDP (latest record wins) would show phone {naive['phone']!r}; "
-            f"AAG shows {profile_data['phone']!r}."
+            f"\nA record-level CDP (latest record wins) would show phone {case.record_level['phone']!r}; "
+            f"AAG shows {case.profile['phone']!r}."
         )
     world_score = None
     if people:
@@ -622,32 +621,10 @@ def demo(
                 "warehouse": svc.warehouse.uri,
                 "customer_id": customer,
                 "explorer": explorer,
-                "profile": profile_data,
-                "explain_phone": explanation,
-                "record_level_would_show": naive,
-                "world": None
-                if world_score is None
-                else {
-                    "people": world_score.people,
-                    "cells": world_score.cells,
-                    "field_level_accuracy": round(world_score.field_level, 4),
-                    "record_level_accuracy": round(world_score.record_level, 4),
-                    "people_in_one_customer": world_score.people_in_one_customer,
-                    "files_by_format": world_score.files_by_format,
-                    "rows_landed": world_score.rows_landed,
-                    "rows_quarantined": world_score.rows_quarantined,
-                    "malformed_rows_generated": world_score.malformed_rows,
-                    "records_deleted_in_source": world_score.deleted_records,
-                    "per_attribute": {
-                        a: {"cells": n, "field_level_correct": f, "record_level_correct": r}
-                        for a, (n, f, r) in world_score.per_attribute.items()
-                    },
-                    "per_group": {
-                        g: {"people": p, "cells": n, "field_level_correct": f, "record_level_correct": r}
-                        for g, (p, n, f, r) in world_score.per_group.items()
-                    },
-                    "wrong_merges_unlinked": world_score.wrong_merges,
-                },
+                "profile": case.profile,
+                "explain_phone": case.explain_phone,
+                "record_level_would_show": case.record_level,
+                "world": None if world_score is None else world_score.as_dict(),
             }
         )
         return

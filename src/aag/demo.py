@@ -212,6 +212,40 @@ def record_level_view() -> dict[str, Any]:
     return {attr: value for attr, (_, value) in latest.items()}
 
 
+@dataclass(frozen=True)
+class SeedCase:
+    """What the seed's case ends with: Alex's customer, profile and phone explanation."""
+
+    customer_id: str
+    profile: dict[str, Any]
+    explain_phone: dict[str, Any]
+    #: What a record-level CDP would show (:func:`record_level_view`).
+    record_level: dict[str, Any]
+
+
+def run_seed_case(
+    service: AagService, folder: Path, on_batch: Callable[[DemoBatch, Path], None] | None = None
+) -> SeedCase:
+    """Write the seed case's files into ``folder``, ingest them in order, and read Alex back.
+
+    Args:
+        service: Service on an initialised warehouse.
+        folder: Where the demo's input files go.
+        on_batch: Called before each file is ingested.
+    """
+    for batch, path in write_demo_files(folder):
+        if on_batch:
+            on_batch(batch, path)
+        service.ingest(batch.source_system, batch.source_object, [path])
+    customer = service.find_customer("salesforce", DEMO_CONTACT)
+    return SeedCase(
+        customer_id=customer,
+        profile=service.profile(customer, 2),
+        explain_phone=service.explain(customer, "phone").as_dict(),
+        record_level=record_level_view(),
+    )
+
+
 def _unlink(service: AagService, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Apply the operator's unlinks whose records are in the graph; returns the others."""
     left = []

@@ -712,6 +712,30 @@ class Score:
         """Share of cells a latest-record-wins view gets right."""
         return self.record_level_correct / self.cells if self.cells else 0.0
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``aag demo --json``)."""
+        return {
+            "people": self.people,
+            "cells": self.cells,
+            "field_level_accuracy": round(self.field_level, 4),
+            "record_level_accuracy": round(self.record_level, 4),
+            "people_in_one_customer": self.people_in_one_customer,
+            "files_by_format": self.files_by_format,
+            "rows_landed": self.rows_landed,
+            "rows_quarantined": self.rows_quarantined,
+            "malformed_rows_generated": self.malformed_rows,
+            "records_deleted_in_source": self.deleted_records,
+            "per_attribute": {
+                a: {"cells": n, "field_level_correct": f, "record_level_correct": r}
+                for a, (n, f, r) in self.per_attribute.items()
+            },
+            "per_group": {
+                g: {"people": p, "cells": n, "field_level_correct": f, "record_level_correct": r}
+                for g, (p, n, f, r) in self.per_group.items()
+            },
+            "wrong_merges_unlinked": self.wrong_merges,
+        }
+
 
 def score(
     world: World, profiles: dict[str, dict[str, Any]], customer_of: dict[tuple[str, str], str]
