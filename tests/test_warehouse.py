@@ -76,7 +76,7 @@ def test_silver_properties_of_an_older_init_are_brought_up_to_date_by_a_build(tm
     assert configuration["delta.dataSkippingStatsColumns"] == RELATIONSHIP_STATS_COLUMNS
     assert configuration["delta.enableChangeDataFeed"] == "true"
     version = DeltaTable(uri).version()
-    assert gold.ensure_change_feed(svc.warehouse) is False
+    assert gold.ensure_silver_properties(svc.warehouse) is False
     assert DeltaTable(uri).version() == version
 
 

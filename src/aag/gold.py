@@ -358,14 +358,14 @@ def _outdated_properties(configuration: dict[str, str]) -> dict[str, str]:
     return wanted
 
 
-def ensure_change_feed(warehouse: Warehouse) -> bool:
-    """Switch on the Delta change data feed of ``relationships``; returns whether it was off.
+def ensure_silver_properties(warehouse: Warehouse) -> bool:
+    """Bring the properties of ``relationships`` up to date; returns whether its change feed was off.
 
-    Incremental builds read which edges changed from it. A metadata-only commit, made
-    once; delta-rs (and Spark) then write the changed rows of every MERGE next to the
-    data files, and ``aag vacuum`` removes them with the other old files. The same
-    commit drops a boolean column from the statistics columns of tables made before
-    Delta-Spark's rule was known (see :meth:`aag.store.DeltaGraphStore.create`).
+    The Delta change data feed must be on: incremental builds read which edges changed
+    from it. delta-rs (and Spark) then write the changed rows of every MERGE next to
+    the data files, and ``aag vacuum`` removes them with the other old files. The same
+    metadata-only commit drops a boolean column from the statistics columns of tables
+    made before Delta-Spark's rule was known (see :meth:`aag.store.DeltaGraphStore.create`).
     Warehouses made by an older ``aag init`` get a commit to silver, so the caller holds
     the writer lock (:meth:`aag.service.AagService.build` does).
     """
@@ -435,7 +435,7 @@ def build(
     folder.mkdir(parents=True, exist_ok=True)
     staged = stage_project(warehouse)
     stamp = fingerprint(staged)
-    ensure_change_feed(warehouse)
+    ensure_silver_properties(warehouse)
     versions = silver_versions(warehouse)
     since, changes, full_reason = plan_build(warehouse, versions, stamp, full_refresh)
     work = folder / WORK_DIR
