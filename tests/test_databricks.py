@@ -837,7 +837,7 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
         history = spark.sql(f"DESCRIBE HISTORY {store.relationships_table}").toArrow().to_pylist()
         merges = [h for h in history if h["operation"] == "MERGE"]
         assert merges, [h["operation"] for h in history]
-        assert sum(int(h["operationMetrics"]["numTargetRowsDeleted"]) for h in merges) > 0
+        assert sum(int(dict(h["operationMetrics"])["numTargetRowsDeleted"]) for h in merges) > 0
         feed = spark.sql(f"SELECT * FROM table_changes('{store.relationships_table}', 0)").toArrow()
         net: dict[tuple, int] = {}
         for row in feed.to_pylist():
