@@ -48,21 +48,31 @@ browser:
 		(apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
 		 (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)); }
 
+# Delta Lake 4.4.0's Spark jar and what it needs beyond Spark, resolved from Maven Central
+# into the local repository now, never at test time; the file lists the jars' paths.
+# `mvn` writes it as its last step, so an interrupted run leaves no file behind.
+define delta_classpath
+	@command -v mvn >/dev/null || { echo "make test needs Maven (mvn) to fetch Delta Lake's jars"; exit 1; }
+	mvn -q -B -f tests/delta_reference/pom.xml dependency:build-classpath -Dmdep.outputFile=$(abspath $(1))
+endef
+
+# The main venv's local Spark sessions load those jars (tests/conftest.py points
+# AAG_SPARK_DELTA_CLASSPATH at this file): graph tables there are real Delta tables.
+$(VENV)/delta-classpath.txt: tests/delta_reference/pom.xml $(BIN)/python
+	$(call delta_classpath,$@)
+
 # The Delta reference environment (tests/test_delta_reference.py): the PySpark that Delta
-# Lake 4.4.0's Spark jar is built for, in its own venv, and that jar with what it needs
-# resolved from Maven Central into the local repository now, never at test time.
+# Lake 4.4.0's Spark jar is built for, in its own venv, with the same jars.
 DELTA_VENV ?= .venv-delta
 $(DELTA_VENV)/.installed: tests/delta_reference/requirements.lock tests/delta_reference/pom.xml
-	@command -v mvn >/dev/null || { echo "make test needs Maven (mvn) to fetch Delta Lake's jars"; exit 1; }
 	$(PYTHON) -m venv $(DELTA_VENV)
 	$(DELTA_VENV)/bin/python -m pip install --quiet --no-deps -r tests/delta_reference/requirements.lock
-	mvn -q -B -f tests/delta_reference/pom.xml dependency:build-classpath \
-		-Dmdep.outputFile=$(abspath $(DELTA_VENV))/delta-classpath.txt
+	$(call delta_classpath,$(DELTA_VENV)/delta-classpath.txt)
 	touch $@
 
 delta-reference: $(DELTA_VENV)/.installed
 
-test: $(VENV)/.installed-test browser delta-reference
+test: $(VENV)/.installed-test $(VENV)/delta-classpath.txt browser delta-reference
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/sqlfluff lint dbt databricks

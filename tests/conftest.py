@@ -5,21 +5,35 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aag.engine import make_engine
-from aag.engine.base import Engine
+from aag.engine.base import Capability, Engine
+from aag.engine.spark import DELTA_CLASSPATH_ENV
 
 # Python workers (pandas UDFs of the pipeline) must run in this environment: the venv's
 # interpreter itself, not the base interpreter its symlink resolves to.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
+#: Delta Lake's Spark jars, listed by `make` into the venv (.venv/delta-classpath.txt).
+#: Every local Spark session of the tests (and of the CLI processes they start) loads
+#: them, so the graph's catalog tables are real Delta tables and the MERGE runs.
+DELTA_CLASSPATH = Path(os.environ.get(DELTA_CLASSPATH_ENV) or Path(sys.prefix) / "delta-classpath.txt")
+if DELTA_CLASSPATH.is_file():
+    os.environ[DELTA_CLASSPATH_ENV] = str(DELTA_CLASSPATH)
+
 
 @pytest.fixture(scope="session")
 def spark_engine() -> Iterator[Engine]:
+    # A missing jar list fails the Spark tests: without Delta they would quietly test the
+    # non-MERGE fallback instead of the Databricks commit path.
+    if not DELTA_CLASSPATH.is_file():
+        pytest.fail(f"no Delta classpath at {DELTA_CLASSPATH}: run `make test` (needs mvn)")
     engine = make_engine("spark")
+    assert Capability.MERGE in engine.capabilities, "the local Spark session did not load Delta Lake"
     yield engine
     engine.spark.stop()  # type: ignore[attr-defined]
 

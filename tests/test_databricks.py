@@ -1,8 +1,9 @@
 """Databricks artifacts: setup SQL, the catalog-table store's commit SQL, the pipeline, the bundle.
 
-What can run locally runs (on local Spark); the MERGE statement, which local Spark
-cannot execute without Delta jars, is generated and checked with sqlglot's Databricks
-dialect, and its source rows are computed on Spark.
+What can run locally runs on local Spark with Delta Lake's jars (``tests/conftest.py``):
+the setup DDL creates real Delta tables (change data feed, deletion vectors), the commit
+task's MERGE runs on them, and the statements are also checked with sqlglot's
+Databricks dialect.
 """
 
 from __future__ import annotations
@@ -37,6 +38,41 @@ def _plain(sql: str) -> str:
     return re.sub(
         r"IDENTIFIER\(:catalog(?: \|\| '\.([\w.]+)')?\)", lambda m: "aag" + (f".{m[1]}" if m[1] else ""), sql
     )
+
+
+def _run_setup(spark: object, name: str) -> None:
+    """Run one setup file's statements on local Spark (schemas stand in for the catalog)."""
+    for statement in statements(setup_sql()[name]):
+        spark.sql(statement, args={"catalog": "spark_catalog"})  # type: ignore[attr-defined]
+
+
+def _detail(spark: object, table: str) -> dict:
+    return spark.sql(f"DESCRIBE DETAIL {table}").collect()[0].asDict()  # type: ignore[attr-defined]
+
+
+def _assert_real_delta(spark: object, table: str) -> None:
+    """``table`` is a Delta table with change data feed and deletion vectors on."""
+    detail = _detail(spark, table)
+    assert detail["format"] == "delta", (table, detail["format"])
+    for key in ("delta.enableChangeDataFeed", "delta.enableDeletionVectors"):
+        assert detail["properties"].get(key) == "true", (table, key, detail["properties"])
+    assert {"changeDataFeed", "deletionVectors"} <= set(detail["tableFeatures"]), table
+
+
+#: The schemas of the setup (``01_catalog.sql``), which local Spark holds in its one catalog.
+SETUP_SCHEMAS = ("bronze", "graph", "config", "gold")
+
+
+def _run_setup_schemas(spark: object) -> None:
+    """The ``CREATE SCHEMA`` statements of ``01_catalog.sql`` (local Spark creates no catalog)."""
+    for statement in statements(setup_sql()["01_catalog.sql"]):
+        if statement.startswith("CREATE SCHEMA"):
+            spark.sql(statement, args={"catalog": "spark_catalog"})  # type: ignore[attr-defined]
+
+
+def _drop_setup_schemas(spark: object) -> None:
+    for schema in SETUP_SCHEMAS:
+        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")  # type: ignore[attr-defined]
 
 
 # -- setup -------------------------------------------------------------------------------
@@ -78,8 +114,7 @@ def test_config_sql_loads_the_seeds_on_spark(spark_engine):
     spark = spark_engine.spark  # type: ignore[attr-defined]
     spark.sql("CREATE DATABASE IF NOT EXISTS config")
     try:
-        for statement in statements(setup_sql()["03_config.sql"]):
-            spark.sql(statement, args={"catalog": "spark_catalog"})
+        _run_setup(spark, "03_config.sql")
         for name in CONFIG_FILES:
             table = name.removesuffix(".csv")
             rows = spark.sql(f"SELECT * FROM config.{table}").toArrow()
@@ -172,7 +207,7 @@ def test_commit_statements_follow_the_engine_capabilities():
         assert not isinstance(sqlglot.parse_one(statement, read="databricks"), exp.Command)
     store.commit(_change(0, {}))
     assert engine.executed == []  # nothing to write, no statement
-    # Without MERGE (local Spark), the same change rebuilds the table instead.
+    # Without MERGE (Spark without Delta Lake), the same change rebuilds the table instead.
     engine.capabilities = frozenset({Capability.CATALOG_TABLES})
     fallback = SparkTableGraphStore(engine, "aag.graph").commit_statements(_change(2, {"edges": 5}))
     assert not any("MERGE" in s for s in fallback)
@@ -185,44 +220,95 @@ def test_the_embedded_engine_cannot_hold_catalog_tables(duckdb_engine):
         SparkTableGraphStore(duckdb_engine)
 
 
+def _key(row: dict) -> tuple:
+    return (row["source_node_id"], row["rel_type"], row["source_system"])
+
+
+def _edge(row: dict) -> tuple:
+    """An edge row as a comparable tuple (map properties as sorted pairs)."""
+    props = row["properties"]
+    pairs = sorted(props.items() if isinstance(props, dict) else props or [])
+    return (*(row[c] for c in RELATIONSHIPS.names if c != "properties"), tuple(pairs))
+
+
 @pytest.mark.spark
-def test_merge_source_rows_and_the_fallback_commit_on_spark(spark_engine, duckdb_engine):
-    spark_engine.execute("DROP SCHEMA IF EXISTS aag_store_test CASCADE")
-    store = SparkTableGraphStore(spark_engine, "aag_store_test")
+@pytest.mark.parametrize("merge", [True, False], ids=["delta-merge", "rebuild"])
+def test_merge_source_rows_and_the_fallback_commit_on_spark(spark_engine, duckdb_engine, merge):
+    """The commit on Spark tables: a real Delta MERGE, or (an engine without MERGE) the rebuild."""
+    from aag.engine.spark import SparkEngine
+
+    engine = spark_engine if merge else SparkEngine(spark_engine.spark, merge=False)  # type: ignore[attr-defined]
+    assert (Capability.MERGE in engine.capabilities) is merge
+    spark = engine.spark  # type: ignore[attr-defined]
+    engine.execute("DROP SCHEMA IF EXISTS aag_store_test CASCADE")
+    store = SparkTableGraphStore(engine, "aag_store_test")
     store.create()
+    table = store.relationships_table
+    for name in (store.nodes_table, table, store.edge_events_table):
+        if merge:
+            _assert_real_delta(spark, name)
+        else:
+            assert _detail(spark, name)["format"].lower() == "parquet", name
     reference = MemoryGraphStore()
     batches = [
-        [Ev("c1", "A", 0, "e1"), Ev("c2", "B", 0, "e1")],
+        # c3's rows are never replaced: they share files with replaced rows, which a MERGE
+        # on a table with deletion vectors marks instead of rewriting.
+        [Ev("c1", "A", 0, "e1"), Ev("c2", "B", 0, "e1"), Ev("c3", "D", 0, "e0")],
         [Ev("c1", "A", 4, "e2"), Ev("c1", "C", 5, "e3"), Ev("c2", None, 6, "e4")],
         [Ev("c1", "B", 3, "e5")],
     ]
     from aag.pipeline import plan_change
     from rulekit import events_table
 
+    merges = 0
     for n, batch in enumerate(batches):
         apply(duckdb_engine, reference, batch, batch=f"b{n}")
-        spark_engine.register("batch_events", events_table(batch, f"b{n}"))
-        spark_engine.register("batch_nodes", NODES.empty_table())
-        plan = plan_change(spark_engine, store)
+        engine.register("batch_events", events_table(batch, f"b{n}"))
+        engine.register("batch_nodes", NODES.empty_table())
+        plan = plan_change(engine, store)
         try:
             change = plan.change()
+            statements_ = store.commit_statements(change)
+            assert any(s.startswith("MERGE INTO") for s in statements_) is (
+                merge and change.replace_keys.num_rows > 0
+            )
             if change.replace_keys.num_rows:
-                # The rows the Databricks MERGE would read: one delete marker per key, then
-                # the key's complete new row set.
-                source = spark_engine.query(merge_source_sql(change.sql)).to_pylist()
-                markers = {
-                    (r["source_node_id"], r["rel_type"], r["source_system"])
-                    for r in source
-                    if r["_aag_op"] == "delete"
-                }
+                # The rows the MERGE reads: one delete marker per key, then the key's
+                # complete new row set.
+                source = engine.query(merge_source_sql(change.sql)).to_pylist()
+                markers = {_key(r) for r in source if r["_aag_op"] == "delete"}
                 keys = {tuple(r.values()) for r in change.replace_keys.to_pylist()}
                 assert markers == keys and sum(r["_aag_op"] == "delete" for r in source) == len(keys)
                 inserts = [r for r in source if r["_aag_op"] == "insert"]
                 assert len(inserts) == change.counts["edges"]
                 assert set(RELATIONSHIPS.names) < set(source[0])
+                replaced = [r for r in store.relationships().to_pylist() if _key(r) in keys]
             store.commit(change)
         finally:
             plan.release()
+        if not (merge and change.replace_keys.num_rows):
+            continue
+        merges += 1
+        last = spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").collect()[0].asDict()
+        assert last["operation"] == "MERGE", last["operation"]
+        metrics = {k: int(v) for k, v in last["operationMetrics"].items()}
+        assert metrics["numTargetRowsDeleted"] == len(replaced), metrics
+        assert metrics["numTargetRowsInserted"] == len(inserts), metrics
+        # The change data feed of that commit is exactly the replaced rows (deleted) and
+        # the keys' new rows (inserted); a MERGE that only deletes and inserts has no
+        # update pre- or post-images.
+        changes = spark.sql(f"SELECT * FROM table_changes('{table}', {last['version']})").toArrow()
+        by_type: dict[str, list[tuple]] = {}
+        for row in changes.to_pylist():
+            assert row["_commit_version"] == last["version"]
+            by_type.setdefault(row["_change_type"], []).append(_edge(row))
+        assert set(by_type) == {"delete", "insert"}, set(by_type)
+        assert sorted(by_type["delete"], key=repr) == sorted(map(_edge, replaced), key=repr)
+        assert sorted(by_type["insert"], key=repr) == sorted(map(_edge, inserts), key=repr)
+        if n == 1:
+            # c3 kept its rows in the files the MERGE touched: they were marked, not rewritten.
+            assert metrics["numTargetDeletionVectorsAdded"] > 0, metrics
+    assert merges == (2 if merge else 0)
     assert versions(store) == versions(reference)
 
 
@@ -694,16 +780,15 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
     """The Databricks flow on local Spark: pipeline datasets (in batch), then the job task.
 
     Every world file lands in the pipeline's landing folder; ``run_batch`` computes the
-    pipeline's datasets with its own SQL, and ``commit_pending`` commits them with the
-    catalog-table store (rebuild instead of MERGE here). The graph must equal what the
+    pipeline's datasets with its own SQL, the setup DDL creates the graph tables (Delta,
+    change data feed, deletion vectors), and ``commit_pending`` commits them with the
+    catalog-table store: INSERTs and a real Delta MERGE. The graph must equal what the
     embedded engine builds from the same files one by one.
     """
     from aag.databricks import LEDGER_TABLE, QUARANTINE_TABLE, commit_pending
     from aag.lakeflow import run_batch
-    from aag.model import LEDGER, QUARANTINE
     from aag.reads import customer_profiles_of
     from aag.service import AagService
-    from aag.spark_store import create_table_sql
     from aag.world import generate
 
     spark = spark_engine.spark  # type: ignore[attr-defined]
@@ -720,15 +805,18 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
 
     for spec in load_config().objects:
         (landing / spec.source_system / spec.source_object).mkdir(parents=True, exist_ok=True)
-    for schema in ("graph", "bronze"):
-        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    _drop_setup_schemas(spark)
     try:
         datasets = run_batch(spark, {"aag.bronze.mode": "files", "aag.landing.path": str(landing)})
         assert "graph.field_events" in datasets
+        _run_setup_schemas(spark)
+        _run_setup(spark, "02_tables.sql")
         store = SparkTableGraphStore(spark_engine, "spark_catalog.graph")
-        store.create()
-        spark.sql(create_table_sql(f"spark_catalog.{LEDGER_TABLE}", LEDGER, delta=False))
-        spark.sql(create_table_sql(f"spark_catalog.{QUARANTINE_TABLE}", QUARANTINE, delta=False))
+        assert store.merge
+        for table in (store.nodes_table, store.relationships_table, store.edge_events_table):
+            _assert_real_delta(spark, table)
+        for table in (LEDGER_TABLE, QUARANTINE_TABLE):
+            _assert_real_delta(spark, f"spark_catalog.{table}")
         done = commit_pending(spark, "spark_catalog")
         assert {d["object"] for d in done} >= {"salesforce.Contact", "sap.KNA1", "segment.identifies"}
         assert commit_pending(spark, "spark_catalog") == []  # every batch is in the ledger now
@@ -745,6 +833,117 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
         assert sorted(got.to_pylist(), key=repr) == sorted(expected, key=repr)
         ledger = spark.sql(f"SELECT count(DISTINCT batch_id) AS n FROM {LEDGER_TABLE}").toArrow()
         assert ledger.column(0)[0].as_py() == len([f for f in world.files if f[1] != "ADR6"])
+        # The objects after the first replaced keys with MERGEs; the change data feed of
+        # every commit, replayed, is the table.
+        history = spark.sql(f"DESCRIBE HISTORY {store.relationships_table}").toArrow().to_pylist()
+        merges = [h for h in history if h["operation"] == "MERGE"]
+        assert merges, [h["operation"] for h in history]
+        assert sum(int(dict(h["operationMetrics"])["numTargetRowsDeleted"]) for h in merges) > 0
+        feed = spark.sql(f"SELECT * FROM table_changes('{store.relationships_table}', 0)").toArrow()
+        net: dict[tuple, int] = {}
+        for row in feed.to_pylist():
+            step = {"insert": 1, "delete": -1}[row["_change_type"]]
+            net[_edge(row)] = net.get(_edge(row), 0) + step
+        replayed = sorted((k for k, n in net.items() for _ in range(n)), key=repr)
+        assert replayed == sorted(map(_edge, store.relationships().to_pylist()), key=repr)
     finally:
-        for schema in ("graph", "bronze"):
-            spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        _drop_setup_schemas(spark)
+
+
+def _events(table: pa.Table) -> list[tuple]:
+    """Field events without their batch id (a file's path in one mode, a commit in the other)."""
+    return sorted(
+        (tuple(v for k, v in row.items() if k != "batch_id") for row in table.to_pylist()), key=repr
+    )
+
+
+def _batch_sizes(spark: object, table: str) -> list[int]:
+    rows = spark.sql(f"SELECT count(*) AS n FROM {table} GROUP BY batch_id").collect()  # type: ignore[attr-defined]
+    return sorted(r["n"] for r in rows)
+
+
+@pytest.mark.spark
+def test_bronze_from_a_delta_change_feed_gives_the_events_of_files(tmp_path, spark_engine, duckdb_engine):
+    """``aag.bronze.mode = tables``: Salesforce contacts from a Delta source table.
+
+    The source table is what a Fivetran connector keeps: one row per record with the API's
+    columns, change data feed on, each sync one commit that upserts the synced records
+    (a MERGE: new records inserted, known ones updated, so the feed has pre- and
+    post-images). The pipeline reads the feed (inserts and post-images, one batch per
+    commit) and must give the field events of the same syncs landed as files, and the
+    commit task the embedded engine's graph.
+    """
+    from aag.databricks import FIELD_EVENTS_TABLE, commit_pending
+    from aag.lakeflow import run_batch
+    from aag.service import AagService
+    from aag.world import generate
+
+    spark = spark_engine.spark  # type: ignore[attr-defined]
+    world = generate(tmp_path / "world", 60, formats="jsonl")
+    syncs = [path for system, obj, path in world.files if (system, obj) == ("salesforce", "Contact")]
+    assert len(syncs) > 2
+    reference = AagService(str(tmp_path / "duck"), engine=duckdb_engine)
+    reference.init()
+    landing = tmp_path / "landing"
+    (landing / "salesforce" / "Contact").mkdir(parents=True)
+    for path in syncs:
+        reference.ingest("salesforce", "Contact", [path])
+        shutil.copyfile(path, landing / "salesforce" / "Contact" / f"{path.parent.name}.jsonl")
+    source = "spark_catalog.aag_fivetran.salesforce_contact"
+    one = {"aag.objects": "salesforce.Contact"}
+    _drop_setup_schemas(spark)
+    spark.sql("DROP SCHEMA IF EXISTS aag_fivetran CASCADE")
+    try:
+        run_batch(spark, {**one, "aag.bronze.mode": "files", "aag.landing.path": str(landing)})
+        from_files = spark.table(FIELD_EVENTS_TABLE).toArrow()
+        files_batches = _batch_sizes(spark, FIELD_EVENTS_TABLE)
+        _drop_setup_schemas(spark)
+
+        # The source table: the API's columns (types as the API's JSON gives them).
+        api = spark.read.json([str(p) for p in syncs]).schema
+        spark.sql("CREATE SCHEMA aag_fivetran")
+        spark.createDataFrame([], api).createOrReplaceTempView("aag_sync")
+        spark.sql(
+            f"CREATE TABLE {source} USING DELTA "
+            "TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true') AS SELECT * FROM aag_sync"
+        )
+        for path in syncs:
+            spark.read.schema(api).json(str(path)).createOrReplaceTempView("aag_sync")
+            spark.sql(
+                f"MERGE INTO {source} t USING aag_sync s ON t.Id = s.Id "
+                "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+            )
+        kinds = {
+            r["_change_type"]
+            for r in spark.sql(f"SELECT DISTINCT _change_type FROM table_changes('{source}', 0)").collect()
+        }
+        assert kinds == {"insert", "update_preimage", "update_postimage"}, kinds
+
+        datasets = run_batch(
+            spark, {**one, "aag.bronze.mode": "tables", "aag.source.salesforce.Contact": source}
+        )
+        assert "bronze.salesforce_contact" in datasets
+        bronze = spark.sql("SELECT count(DISTINCT _batch_id) FROM bronze.salesforce_contact").collect()
+        assert bronze[0][0] == len(syncs)
+        from_tables = spark.table(FIELD_EVENTS_TABLE).toArrow()
+        tables_batches = _batch_sizes(spark, FIELD_EVENTS_TABLE)
+        assert from_tables.num_rows > 100
+        assert _events(from_tables) == _events(from_files)
+        assert tables_batches == files_batches
+
+        _run_setup_schemas(spark)
+        _run_setup(spark, "02_tables.sql")
+        done = commit_pending(spark, "spark_catalog")
+        assert [d["object"] for d in done] == ["salesforce.Contact"]
+        store = SparkTableGraphStore(spark_engine, "spark_catalog.graph")
+        graph = reference.warehouse.graph
+        assert _without_batch(store.relationships().to_pylist()) == _without_batch(
+            graph.relationships().to_pylist()
+        )
+        node_cols = ["node_id", "node_type", "value", "checksum"]
+        assert sorted(store.nodes().select(node_cols).to_pylist(), key=repr) == sorted(
+            graph.nodes().select(node_cols).to_pylist(), key=repr
+        )
+    finally:
+        _drop_setup_schemas(spark)
+        spark.sql("DROP SCHEMA IF EXISTS aag_fivetran CASCADE")

@@ -431,6 +431,27 @@ def _outputs(
     return list(outputs)
 
 
+class _BatchReader:
+    """``spark.read`` standing in for ``spark.readStream`` (see :func:`run_batch`).
+
+    A change data feed is read from the table's first version: each commit is then a
+    batch, as for a stream that has followed the table since its creation (a batch read
+    of the feed needs a starting version; a stream without one starts from a snapshot).
+    """
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+
+    def option(self, key: str, value: Any) -> _BatchReader:
+        reader = self._reader.option(key, value)
+        if key == "readChangeFeed" and str(value).lower() == "true":
+            reader = reader.option("startingVersion", 0)
+        return _BatchReader(reader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+
 class _BatchSpark:
     """A Spark session whose ``readStream`` is the batch reader (see :func:`run_batch`)."""
 
@@ -439,7 +460,7 @@ class _BatchSpark:
 
     @property
     def readStream(self) -> Any:
-        return self._spark.read
+        return _BatchReader(self._spark.read)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._spark, name)
@@ -477,8 +498,9 @@ def run_batch(spark: Any, conf: dict[str, str]) -> list[str]:
     """Compute every dataset of :func:`define` once, in batch, on a plain Spark session.
 
     For checking the pipeline's logic without a pipeline runtime (the tests do, on local
-    Spark): streaming sources are read as batches, streaming tables and materialized
-    views become tables, temporary views stay views. Returns the datasets in order.
+    Spark): streaming sources are read as batches (a change data feed from its first
+    version), streaming tables and materialized views become tables, temporary views
+    stay views. Returns the datasets in order.
     """
     runner = _BatchRunner(spark)
     define(_BatchSpark(spark), runner, conf)

@@ -95,16 +95,54 @@ def spark_arrow_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_type(_plain_type(f.type)) for f in schema])
 
 
+#: Environment variable naming a file that lists Delta Lake's Spark jars (``path:path:...``,
+#: as ``mvn dependency:build-classpath`` writes it; ``make`` builds ``.venv/delta-classpath.txt``).
+DELTA_CLASSPATH_ENV = "AAG_SPARK_DELTA_CLASSPATH"
+
+
+def delta_jars(classpath_file: str) -> list[str]:
+    """The jar paths a Delta classpath file lists (one ``:``-separated line).
+
+    Raises:
+        FileNotFoundError: The file, or a jar it lists, is missing: a session without
+            Delta would silently take the non-MERGE path instead.
+    """
+    with open(classpath_file, encoding="utf-8") as handle:
+        jars = [p for p in handle.read().strip().split(os.pathsep) if p]
+    missing = [j for j in jars if not os.path.isfile(j)]
+    if not jars or missing:
+        raise FileNotFoundError(f"{classpath_file}: no jars, or missing jars {missing[:3]}")
+    return jars
+
+
 def local_session(app_name: str = "aag") -> Any:
-    """A small local Spark session configured like AAG expects (UTC, Arrow on)."""
+    """A small local Spark session configured like AAG expects (UTC, Arrow on).
+
+    With ``AAG_SPARK_DELTA_CLASSPATH`` naming a classpath file (:func:`delta_jars`), the
+    session loads Delta Lake's jars, extension and catalog: catalog tables can be Delta
+    tables and ``MERGE INTO`` works (:func:`session_can_merge`). Without it, plain Spark.
+    An already active session is returned as it is.
+    """
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
     master = os.environ.get("AAG_SPARK_MASTER", "local[2]")
+    builder = SparkSession.builder
+    classpath = os.environ.get(DELTA_CLASSPATH_ENV)
+    if classpath:
+        builder = (
+            builder.config("spark.jars", ",".join(delta_jars(classpath)))
+            .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+            .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+            # Delta's SQL parser loses Spark 4.1+'s textual substitution of parameter
+            # markers (statements with named parameters, as the setup SQL has, fail as
+            # unbound); markers bound by the analyzer, as in Spark 4.0, work.
+            .config("spark.sql.legacy.parameterSubstitution.constantsOnly", "true")
+        )
     return (
-        SparkSession.builder.master(master)
+        builder.master(master)
         .appName(app_name)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -156,8 +194,8 @@ class SparkEngine(Engine):
 
     Capabilities: it always reads and writes the session's catalog tables
     (:attr:`Capability.CATALOG_TABLES`); it has :attr:`Capability.MERGE` where the session
-    can MERGE into Delta tables (on Databricks, or with Delta Lake configured), which
-    local ``pyspark`` here cannot (no Delta jars). Pass ``merge`` to override detection.
+    can MERGE into Delta tables (on Databricks, or with Delta Lake configured: see
+    :func:`local_session`). Pass ``merge`` to override detection.
     """
 
     dialect = "spark"
