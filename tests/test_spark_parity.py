@@ -9,8 +9,8 @@ wall-clock time a node was first written (ingestion bookkeeping); everything els
 
 The Databricks store (:class:`aag.spark_store.SparkTableGraphStore`) is held to the
 same standard on the first two rounds: graph tables in the Spark catalog, scanned
-and written with Spark SQL (MERGE replaced by its local rebuild fallback, since
-local Spark has no Delta jars).
+and written with Spark SQL (Delta tables and their MERGE: the tests' local Spark
+loads Delta Lake's jars).
 """
 
 from __future__ import annotations

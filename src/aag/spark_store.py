@@ -14,12 +14,12 @@ generated from the planned change, so no row leaves the cluster:
 
 Which statements a commit uses follows the engine's capabilities, never its name:
 with :attr:`~aag.engine.base.Capability.MERGE` (Databricks, or Spark with Delta Lake)
-the MERGE above; without it (local ``pyspark`` here, which has no Delta jars) the
-same rows are written by rebuilding the table (``CREATE TABLE ... AS`` the kept rows
-plus the new ones, then a rename). That fallback is O(table) and not atomic: it
-exists so the store's scans, inserts and the MERGE's source rows run in local
-tests; only the ``MERGE`` statement itself (:func:`merge_relationships_sql`, checked
-with sqlglot's Databricks dialect) is exercised on Databricks alone.
+the MERGE above; without it (``pyspark`` without Delta Lake's jars) the same rows
+are written by rebuilding the table (``CREATE TABLE ... AS`` the kept rows plus the
+new ones, then a rename). That fallback is O(table) and not atomic: it exists so the
+store works on plain Spark. The tests run both: local Spark with Delta Lake's jars
+(``make`` fetches them) runs the MERGE on real Delta tables, and an engine with
+``merge=False`` runs the fallback.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A :class:`GraphStore` is thin on purpose: it knows how to *scan* its tables (as
 Arrow streams the engine filters) and how to *commit* a batch's change. What to
 read and what to write is decided by the rules, in the engine. The Delta store
 is the product; the memory store holds the same tables as Arrow so the rule
-tests can run on any engine (local Spark has no Delta jars here).
+tests can run on any engine without a table format.
 """
 
 from __future__ import annotations
