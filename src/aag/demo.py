@@ -10,6 +10,8 @@ changed, so the 09:00 phone wins.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -305,3 +307,38 @@ def run_world(
     result.malformed_rows, result.deleted_records = world.malformed_rows, world.deleted_records
     result.wrong_merges = len(world.wrong_merges) - len(pending)
     return result, world
+
+
+def demo_warehouse(warehouse: str | None) -> str:
+    """Where the demo runs: the warehouse given, else ``$AAG_WAREHOUSE``, else a new temporary folder."""
+    return warehouse or os.environ.get("AAG_WAREHOUSE") or tempfile.mkdtemp(prefix="aag-demo-")
+
+
+def demo_inputs(service: AagService) -> Path:
+    """The folder for the demo's input files: inside a local warehouse, else a temporary one."""
+    if service.warehouse.local:
+        return Path(service.warehouse.uri) / "demo-input"
+    return Path(tempfile.mkdtemp(prefix="aag-demo-input-"))
+
+
+def explorer_link(service: AagService, customer: str, program: str) -> dict[str, str]:
+    """A read-only key for the explorer, the command that serves it, and the URL to open.
+
+    The key travels in the URL's fragment, which browsers never send to a server.
+
+    Args:
+        service: Service on a local warehouse (the key goes into its config folder).
+        customer: The customer the explorer opens on.
+        program: How to call aag (the command that serves the explorer starts with it).
+    """
+    from aag.serving.keys import KEYS_FILE, add_key, read_keys, revoke_key
+
+    assert service.warehouse.config_dir is not None
+    path = service.warehouse.config_dir / KEYS_FILE
+    if path.exists() and any(k.name == "demo-explorer" for k in read_keys(path)):
+        revoke_key(path, "demo-explorer")
+    key = add_key(path, "demo-explorer", frozenset({"read"}))
+    return {
+        "command": f"{program} serve --warehouse {service.warehouse.uri}",
+        "url": f"http://127.0.0.1:8787/#key={key}&customer={customer}",
+    }
