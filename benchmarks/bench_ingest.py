@@ -232,12 +232,16 @@ def _instrument() -> None:
     from aag.store import DeltaGraphStore
     from aag.warehouse import Warehouse
 
+    # Where a batch looks these up: the pipeline's modules once it became a package.
+    batch = getattr(pipeline, "batch", pipeline)
+    planning = getattr(pipeline, "planning", pipeline)
+
     # top level
     _wrap(Warehouse, "committed_batches", "ledger check")
-    _wrap(pipeline, "file_sha256", "file sha256")
+    _wrap(batch, "file_sha256", "file sha256")
     _wrap(pipeline, "read_rows", "read rows (DuckDB JSON)")
     _wrap(sources_base.Extractor, "extract", "extract (SQL normalise → events, nodes)")
-    _wrap(pipeline, "plan_change", "plan (store reads, edge rules, new nodes)")
+    _wrap(batch, "plan_change", "plan (store reads, edge rules, new nodes)")
     _wrap(Warehouse, "land", "land bronze (Delta replace_where)")
     _wrap(Warehouse, "write_quarantine", "write quarantine")
     _wrap(DeltaGraphStore, "commit", "commit graph")
@@ -248,7 +252,7 @@ def _instrument() -> None:
     _wrap(DeltaGraphStore, "log_for", "read edge_events log (full scan + semi-join)")
     _wrap(DeltaGraphStore, "missing_nodes", "missing nodes (anti-join vs nodes)")
     _wrap(pipeline, "_dedupe_nodes", "dedupe candidate nodes")
-    _wrap(pipeline, "apply_edge_rules", "edge rules")
+    _wrap(planning, "apply_edge_rules", "edge rules")
     _wrap(store, "unflatten_edges", "unflatten edges")
     _wrap(DeltaIO, "replace_keys", "MERGE relationships")
     _wrap(delta, "delete_matching", "delete matching rows")

@@ -1,53 +1,21 @@
-"""Identity (SPEC §8): which source records are one customer.
+"""The records a batch touches, and the SAME_AS change of their clusters.
 
-Every source record has its own entity node, and its attribute edges hang from it,
-so each record keeps its own field history (two CRM duplicates never interleave
-their events under one edge key). Records become one customer through the values
-they share on *identifier* edges (``identity_rules.csv``: normalised email, a record's
-own id, a ``same_as`` field naming another record). The records connected that way
-form a cluster; its **survivor** is the record seen first in its source (earliest
-``HAS_SOURCE_RECORD`` time, then lowest id), and the survivor's id is the customer id.
-
-The cluster is stored in the same two tables: every other member has one current
-``member -[SAME_AS]-> survivor`` edge (``source_system = 'aag'``). These edges are
-derived state, recomputed for the clusters a batch touches: when a batch links two
-customers, the younger survivor gets a ``SAME_AS`` edge to the older one (the merge
-is recorded in the graph and the old customer id keeps resolving), and every
-attribute edge of both stays where it was, history included.
-
-A value node links nothing when more than ``max_records_per_source`` records of one
-source system point at it, or when it is on ``identity_blocklist.csv``: a shared
-placeholder must not glue strangers together.
-
-Identity has memory: clusters are computed over every identifier value a record has
-held, current or closed, so a customer who changes their e-mail in one system stays one
-customer. A link ends only when a record is deleted in its source (its
-``HAS_SOURCE_RECORD`` edge is closed: it links nothing), when the over-sharing guard or
-the blocklist rules the value out (the guard counts every record that ever held the
-value), or when an operator keeps two records apart (:mod:`aag.overrides`). Because
-clusters are a function of the full identifier history and the operator decisions, any
-order of batches gives the same clusters and survivors.
+From the identifier edges a batch changes, a breadth-first walk over the store reads
+every record whose cluster may change; :mod:`aag.identity.clusters` labels them, and
+the links that differ from the stored ones are left in the engine for the commit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
-from aag.config import Config
 from aag.engine.base import Engine
-from aag.ids import value_node_id
-from aag.normalize import normalise
-from aag.overrides import PairRule, read_decisions, rules_in_force, split_apart
-from aag.sources.base import SOURCE_RECORD_REL, lit
+from aag.identity.clusters import _in, _label, _usable_sql
+from aag.identity.settings import IDENTITY_SYSTEM, SAME_AS_REL, IdentitySettings
+from aag.sources.base import lit
 from aag.store import GraphStore
-
-#: rel_type of the derived cluster edges (member → survivor).
-SAME_AS_REL = "SAME_AS"
-#: ``source_system`` of edges AAG derives itself.
-IDENTITY_SYSTEM = "aag"
 
 #: Engine tables holding the identity change (left for the commit, dropped on release).
 ID_KEYS = "identity_out_keys"
@@ -80,73 +48,6 @@ _WORK = (
 )
 
 
-@dataclass(frozen=True)
-class IdentitySettings:
-    """The identity rules that apply to one entity type."""
-
-    entity_type: str
-    #: rel_type → max records per source system sharing one target.
-    limits: dict[str, int]
-    blocked_node_ids: tuple[str, ...]
-    #: Operator decisions in force between records of this entity type.
-    pair_rules: tuple[PairRule, ...] = ()
-
-    @classmethod
-    def from_config(
-        cls, config: Config, entity_type: str, pair_rules: tuple[PairRule, ...] = ()
-    ) -> IdentitySettings | None:
-        """Settings for ``entity_type``, or None when no rule applies to it.
-
-        ``pair_rules`` are the operator decisions in force (:func:`aag.overrides.rules_in_force`).
-        """
-        limits = {
-            r.rel_type: r.max_records_per_source
-            for r in config.identity_rules
-            if r.entity_type == entity_type
-        }
-        if not limits:
-            return None
-        blocked = []
-        for row in config.blocklist:
-            value = normalise(config.normaliser_of(row.node_type), row.value)
-            if value:
-                blocked.append(value_node_id(row.node_type, value))
-        return cls(
-            entity_type=entity_type,
-            limits=limits,
-            blocked_node_ids=tuple(sorted(set(blocked))),
-            pair_rules=tuple(pair_rules),
-        )
-
-    def pairs(self, action: str) -> pa.Table:
-        """Entity id pairs (``a``, ``b``) of the decisions with this action."""
-        rows = [(r.entity_a, r.entity_b) for r in self.pair_rules if r.action == action]
-        return pa.table(
-            {
-                "a": pa.array([a for a, _ in rows], pa.string()),
-                "b": pa.array([b for _, b in rows], pa.string()),
-            }
-        )
-
-    @property
-    def rel_types(self) -> list[str]:
-        """Identifier rel_types (sorted)."""
-        return sorted(self.limits)
-
-    @property
-    def scanned_rel_types(self) -> list[str]:
-        """What the closure reads: identifiers, the record edge (first-seen time), SAME_AS."""
-        return sorted({*self.limits, SOURCE_RECORD_REL, SAME_AS_REL})
-
-
-def identity_settings(config: Config, entity_type: str, overrides: Path | None) -> IdentitySettings | None:
-    """The identity rules of ``entity_type`` with the operator decisions in ``overrides`` (a CSV)."""
-    rules = rules_in_force(config, read_decisions(overrides)) if overrides is not None else []
-    return IdentitySettings.from_config(
-        config, entity_type, tuple(r for r in rules if r.entity_type == entity_type)
-    )
-
-
 @dataclass
 class IdentityResult:
     """What identity changes for one batch (rows left in the engine)."""
@@ -157,10 +58,6 @@ class IdentityResult:
     closure: int
     #: Records that now point at a different survivor (or at none).
     relinked: int
-
-
-def _in(values: list[str]) -> str:
-    return ", ".join(lit(v) for v in values) or "NULL"
 
 
 def _flat(source: str, settings: IdentitySettings, replaced: str | None) -> str:
@@ -231,25 +128,6 @@ def _scan(
         engine.drop("id_next")
     engine.drop("id_scan_rows")
     return int(ids.num_rows)
-
-
-def _usable_sql(settings: IdentitySettings, edges: str = "id_edges") -> str:
-    """Identifier nodes that link records: fully known, shared, not over-shared, not blocked.
-
-    ``edges`` is ``id_edges`` (after the batch) or ``id_pre`` (before it).
-    """
-    limit = " ".join(f"WHEN {lit(rel)} THEN {n}" for rel, n in sorted(settings.limits.items()))
-    return f"""
-SELECT tgt FROM (
-    SELECT tgt, sys, count(DISTINCT src) AS n, min(CASE rel {limit} END) AS lim
-    FROM {edges}
-    WHERE rel IN ({_in(settings.rel_types)}) AND src IN (SELECT id FROM id_typed)
-      AND tgt IN (SELECT id FROM id_nodes) AND tgt NOT IN (SELECT id FROM id_blocked)
-    GROUP BY tgt, sys
-) c
-GROUP BY tgt
-HAVING sum(n) >= 2 AND max(CASE WHEN n > lim THEN 1 ELSE 0 END) = 0
-"""
 
 
 def resolve_identity(
@@ -480,130 +358,6 @@ def _nothing(engine: Engine) -> IdentityResult:
     for name in _WORK:
         engine.drop(name)
     return IdentityResult(keys=0, rows=0, closure=0, relinked=0)
-
-
-def _label(engine: Engine, settings: IdentitySettings) -> None:
-    """Connected components of the linked records (``id_desired``: member → survivor).
-
-    Label propagation over record–hub links, a hub being a usable identifier value (any
-    version) or an operator link: each record starts with its rank (first seen, then id)
-    and takes the smallest label among records sharing a hub, until nothing changes; the
-    number of rounds is the clusters' diameter, small for customer data. Records deleted
-    in their source link nothing. A cluster that holds a pair an operator keeps apart is
-    then split by :func:`aag.overrides.split_apart`.
-    """
-    # Every version of the record edges: the batch's own (not all of them are closure
-    # candidates: a record new to the graph that is deleted within the batch) and the rest.
-    engine.materialize(
-        "id_dead",
-        f"""
-SELECT src AS id FROM (
-    SELECT src, cur FROM id_edges WHERE rel = {lit(SOURCE_RECORD_REL)}
-    UNION ALL SELECT src, cur FROM id_batch WHERE rel = {lit(SOURCE_RECORD_REL)}
-) r
-GROUP BY src HAVING max(CASE WHEN cur THEN 1 ELSE 0 END) = 0
-""",
-    )
-    engine.materialize(
-        "id_links",
-        f"""
-SELECT DISTINCT src, tgt FROM (
-    SELECT src, tgt FROM id_edges
-    WHERE rel IN ({_in(settings.rel_types)}) AND tgt IN ({_usable_sql(settings)})
-    UNION ALL SELECT a, concat('link:', a, '|', b) FROM id_link
-    UNION ALL SELECT b, concat('link:', a, '|', b) FROM id_link
-) k
-WHERE src IN (SELECT id FROM id_ents) AND src IN (SELECT id FROM id_typed)
-  AND NOT EXISTS (SELECT 1 FROM id_dead d WHERE d.id = k.src)
-""",
-    )
-    engine.materialize(
-        "id_rank",
-        f"""
-SELECT e.id, min(r.updated_at) AS first_seen,
-       row_number() OVER (ORDER BY min(r.updated_at) NULLS LAST, e.id) AS rnk
-FROM (SELECT DISTINCT src AS id FROM id_links) e
-LEFT JOIN (SELECT src, updated_at FROM id_edges WHERE rel = {lit(SOURCE_RECORD_REL)}
-           UNION ALL
-           SELECT src, updated_at FROM id_batch WHERE rel = {lit(SOURCE_RECORD_REL)}) r ON r.src = e.id
-GROUP BY e.id
-""",
-    )
-    engine.materialize("id_lab", "SELECT id, rnk AS label FROM id_rank")
-    while True:
-        engine.materialize(
-            "id_nodelab",
-            "SELECT k.tgt, min(l.label) AS label FROM id_links k JOIN id_lab l ON l.id = k.src "
-            "GROUP BY k.tgt",
-        )
-        engine.materialize(
-            "id_lab_next",
-            "SELECT k.src AS id, min(n.label) AS label FROM id_links k JOIN id_nodelab n ON n.tgt = k.tgt "
-            "GROUP BY k.src",
-        )
-        changed = (
-            engine.query(
-                "SELECT count(*) AS n FROM id_lab_next x JOIN id_lab l ON l.id = x.id "
-                "WHERE x.label <> l.label"
-            )
-            .column(0)[0]
-            .as_py()
-        )
-        engine.materialize("id_lab", "SELECT * FROM id_lab_next")
-        if not changed:
-            break
-    if settings.pairs("unlink").num_rows:
-        _keep_apart(engine)
-    engine.materialize(
-        "id_desired",
-        """
-SELECT m.id AS member, s.id AS survivor, m.first_seen AS member_seen, s.first_seen AS survivor_seen,
-       CASE WHEN m.first_seen IS NULL THEN s.first_seen
-            WHEN s.first_seen IS NULL THEN m.first_seen
-            ELSE greatest(m.first_seen, s.first_seen) END AS linked_at
-FROM id_lab l
-JOIN id_rank m ON m.id = l.id
-JOIN id_rank s ON s.rnk = l.label
-WHERE m.id <> s.id
-""",
-    )
-
-
-def _keep_apart(engine: Engine) -> None:
-    """Split the clusters that hold a pair an operator keeps apart (rewrites ``id_lab``)."""
-    clashes = engine.query(
-        "SELECT DISTINCT la.label FROM id_apart u JOIN id_lab la ON la.id = u.a "
-        "JOIN id_lab lb ON lb.id = u.b WHERE la.label = lb.label"
-    )
-    if clashes.num_rows == 0:
-        return
-    engine.register("id_fix", clashes.rename_columns(["label"]))
-    try:
-        part = engine.query(
-            "SELECT k.src, k.tgt, r.rnk FROM id_links k JOIN id_lab l ON l.id = k.src "
-            "JOIN id_rank r ON r.id = k.src WHERE l.label IN (SELECT label FROM id_fix)"
-        ).to_pylist()
-        apart_rows = engine.query("SELECT a, b FROM id_apart").to_pylist()
-    finally:
-        engine.drop("id_fix")
-    rank = {str(r["src"]): int(r["rnk"]) for r in part}
-    apart = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in apart_rows}
-    labels = split_apart([(str(r["src"]), str(r["tgt"])) for r in part], rank, apart)
-    engine.register(
-        "id_fix",
-        pa.table(
-            {
-                "id": pa.array(list(labels), pa.string()),
-                "label": pa.array(list(labels.values()), pa.int64()),
-            }
-        ),
-    )
-    engine.materialize(
-        "id_lab_next",
-        "SELECT l.id, coalesce(f.label, l.label) AS label FROM id_lab l LEFT JOIN id_fix f ON f.id = l.id",
-    )
-    engine.materialize("id_lab", "SELECT * FROM id_lab_next")
-    engine.drop("id_fix")
 
 
 def release_identity(engine: Engine) -> None:
