@@ -151,30 +151,59 @@ def _null_of(field: pa.Field) -> str:
     return f"CAST(NULL AS {canonical.get(kind, kind)})"
 
 
-def merge_source_sql(change: ChangeSql) -> str:
-    """Canonical SQL of the MERGE source: the new rows, then one delete marker per key."""
-    keys = set(KEY_COLUMNS)
+#: Temp views a MERGE reads its rows and keys from (see :meth:`SparkTableGraphStore.commit`).
+MERGE_ROWS_VIEW = "_aag_merge_rows"
+MERGE_KEYS_VIEW = "_aag_merge_keys"
+
+
+def merge_staging(change: ChangeSql) -> dict[str, str]:
+    """The views a MERGE reads, as canonical SQL to materialise before it runs.
+
+    Staging them keeps the MERGE's source a union of two materialised rows sets: with the
+    plan's nested unions inside the MERGE, Spark 4.2's optimizer fails while inferring
+    filter constraints (``PruneFilters``, "key not found" on a union's attribute).
+    """
+    return {
+        MERGE_ROWS_VIEW: f"SELECT {_cols(RELATIONSHIPS)} FROM ({change.edge_rows}) r",
+        MERGE_KEYS_VIEW: f"SELECT DISTINCT {', '.join(KEY_COLUMNS)} FROM ({change.replace_keys}) k0",
+    }
+
+
+def merge_source_sql(change: ChangeSql, staged: bool = False) -> str:
+    """Canonical SQL of the MERGE source: the new rows, then one delete marker per key.
+
+    ``staged`` reads the views of :func:`merge_staging` instead of the change's queries.
+    """
+    staging = merge_staging(change)
+    rows, keys = (
+        (MERGE_ROWS_VIEW, MERGE_KEYS_VIEW)
+        if staged
+        else (f"({staging[MERGE_ROWS_VIEW]})", f"({staging[MERGE_KEYS_VIEW]})")
+    )
+    key_set = set(KEY_COLUMNS)
     markers = ", ".join(
-        c if c in keys else f"{_null_of(RELATIONSHIPS.field(c))} AS {c}" for c in RELATIONSHIPS.names
+        c if c in key_set else f"{_null_of(RELATIONSHIPS.field(c))} AS {c}" for c in RELATIONSHIPS.names
     )
     return (
-        f"SELECT {_cols(RELATIONSHIPS)}, 'insert' AS _aag_op FROM ({change.edge_rows}) r\n"
+        f"SELECT {_cols(RELATIONSHIPS)}, 'insert' AS _aag_op FROM {rows} r\n"
         f"UNION ALL\n"
-        f"SELECT {markers}, 'delete' AS _aag_op FROM (SELECT DISTINCT {', '.join(KEY_COLUMNS)} "
-        f"FROM ({change.replace_keys}) k0) k"
+        f"SELECT {markers}, 'delete' AS _aag_op FROM {keys} k"
     )
 
 
-def merge_relationships_sql(table: str, change: ChangeSql, dialect: str = "databricks") -> str:
+def merge_relationships_sql(
+    table: str, change: ChangeSql, dialect: str = "databricks", staged: bool = False
+) -> str:
     """The one MERGE that replaces the rows of every listed key and inserts the new rows.
 
     Delete markers match (and delete) every stored row of their key; new rows never
     match and are inserted. Several stored rows may match one marker, which Delta allows
-    because the only matched action is an unconditional DELETE.
+    because the only matched action is an unconditional DELETE. ``staged``: the source
+    reads the views of :func:`merge_staging` (as :meth:`SparkTableGraphStore.commit` runs it).
     """
     on = " AND ".join(f"t.{c} = s.{c}" for c in KEY_COLUMNS)
     canonical = (
-        f"MERGE INTO {table} AS t\nUSING ({merge_source_sql(change)}) AS s\n"
+        f"MERGE INTO {table} AS t\nUSING ({merge_source_sql(change, staged)}) AS s\n"
         f"ON {on} AND s._aag_op = 'delete'\n"
         "WHEN MATCHED THEN DELETE\n"
         f"WHEN NOT MATCHED AND s._aag_op = 'insert' THEN INSERT ({_cols(RELATIONSHIPS)}) "
@@ -245,7 +274,10 @@ class SparkTableGraphStore(GraphStore):
 
     # -- commit -------------------------------------------------------------------------
     def commit_statements(self, change: GraphChange) -> list[str]:
-        """The statements (engine dialect) that write one batch's change, in order."""
+        """The statements (engine dialect) that write one batch's change, in order.
+
+        A MERGE reads the views of :func:`merge_staging`, which :meth:`commit` materialises.
+        """
         if change.sql is None:
             raise ValueError("SparkTableGraphStore commits changes planned in its own engine (no SQL given)")
         sql, counts, dialect = change.sql, change.counts, self.engine.dialect
@@ -260,7 +292,7 @@ class SparkTableGraphStore(GraphStore):
             if counts.get("edges"):
                 out.append(insert_sql(self.relationships_table, RELATIONSHIPS, sql.edge_rows, dialect))
         elif self.merge:
-            out.append(merge_relationships_sql(self.relationships_table, sql, dialect))
+            out.append(merge_relationships_sql(self.relationships_table, sql, dialect, staged=True))
         else:
             out += self._rebuild_statements(sql, dialect)
         return out
@@ -283,9 +315,21 @@ class SparkTableGraphStore(GraphStore):
             f"ALTER TABLE {rebuilt} RENAME TO {'.'.join(table.split('.')[-2:])}",
         ]
 
-    def commit(self, change: GraphChange) -> CommitStats:  # noqa: D102
-        for statement in self.commit_statements(change):
-            self.engine.execute(statement)
+    def commit(self, change: GraphChange) -> CommitStats:
+        """Run :meth:`commit_statements`; a MERGE's staged views are materialised first."""
+        staging = (
+            merge_staging(change.sql)
+            if self.merge and change.sql is not None and change.replace_keys.num_rows
+            else {}
+        )
+        for name, sql in staging.items():
+            self.engine.materialize(name, sql)
+        try:
+            for statement in self.commit_statements(change):
+                self.engine.execute(statement)
+        finally:
+            for name in staging:
+                self.engine.drop(name)
         counts = change.counts
         return CommitStats(
             nodes_written=counts.get("nodes", 0),
