@@ -1,55 +1,26 @@
-"""The declarative pipeline (``pyspark.pipelines``): bronze → field events.
-
-:func:`define` declares, for every configured source object, the datasets of a
-Lakeflow Declarative Pipeline (Databricks) / Spark Declarative Pipeline (open source):
-
-* ``<bronze>.<system>_<object>``: a streaming table of raw rows as received, one
-  ``_raw`` JSON text per row, with ``_batch_id`` (one input file, or one commit
-  version of a Fivetran table, is one batch), ``_row_number``, ``_landed_at``,
-  ``_file_name``;
-* temporary views that parse the landed rows into the columns AAG's extractors read
-  and run the extractor's own SQL (:meth:`~aag.sources.base.Extractor.rows_sql`,
-  ``events_sql``, ``nodes_sql``, ``quarantine_sql``, transpiled to Spark SQL): the
-  very SQL the embedded engine runs, not a copy;
-* ``<graph>.field_events``, ``<graph>.node_candidates`` and
-  ``<graph>.extract_quarantine``: materialized views over all objects.
-
-The edge rules, identity and the commit into ``graph.nodes`` / ``graph.relationships``
-run after the pipeline, in the job task :func:`aag.databricks.commit_pending`, with the
-same Spark engine: the rules need the stored history of the keys a batch touches and
-a MERGE, which a declarative flow cannot express (see ``docs/deployment.md``).
-
-Settings (pipeline ``configuration``):
-
-``aag.bronze.mode``
-    ``files`` (default): JSON Lines files under ``aag.landing.path``/``<system>/<object>/``;
-    ``tables``: the change data feed of the table named by ``aag.source.<system>.<object>``
-    (Fivetran tables, Segment's ``identifies``); objects without one are left out.
-``aag.schema.bronze`` / ``aag.schema.graph``
-    Schemas of the datasets (default ``bronze`` and ``graph``).
-``aag.objects``
-    Comma-separated ``system.Object`` list (default: every configured object).
-``aag.config.dir``
-    Folder of the config CSVs (default: the packaged seeds).
-"""
+"""The datasets :func:`define` declares: bronze streaming tables, extraction views, outputs."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
-import sqlglot
-from sqlglot import exp
 
 from aag.config import Config, load_config
-from aag.engine.base import CANONICAL_DIALECT
-from aag.engine.spark import fix_for_spark, spark_arrow_schema
+from aag.lakeflow.settings import Settings, session_conf
+from aag.lakeflow.translate import (
+    _e164_udf,
+    _lit,
+    _overrides_prepare,
+    _prepare_udf,
+    key_of,
+    landed_schema,
+    landed_sql,
+    spark_sql,
+)
 from aag.model import FIELD_EVENTS, NODES, QUARANTINE
-from aag.normalize import country_table, normalise_phones
+from aag.normalize import country_table
 from aag.sources import extractor_for
 from aag.sources.base import Extractor, landed_table
 
@@ -57,142 +28,6 @@ from aag.sources.base import Extractor, landed_table
 BRONZE_COLUMNS = ("_batch_id", "_row_number", "_landed_at", "_file_name")
 #: Change data feed columns of a source table, left out of ``_raw``.
 CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Pipeline settings, read from the pipeline configuration."""
-
-    mode: str = "files"
-    landing: str = "/Volumes/aag/bronze/landing"
-    bronze: str = "bronze"
-    graph: str = "graph"
-    objects: tuple[str, ...] = ()
-    sources: tuple[tuple[str, str], ...] = ()
-    config_dir: str = ""
-
-    @classmethod
-    def from_conf(cls, conf: dict[str, str]) -> Settings:
-        """Settings from ``aag.*`` configuration keys."""
-        objects = tuple(o.strip() for o in conf.get("aag.objects", "").split(",") if o.strip())
-        sources = tuple(
-            (key.removeprefix("aag.source."), value)
-            for key, value in sorted(conf.items())
-            if key.startswith("aag.source.")
-        )
-        return cls(
-            mode=conf.get("aag.bronze.mode", "files"),
-            landing=conf.get("aag.landing.path", cls.landing),
-            bronze=conf.get("aag.schema.bronze", "bronze"),
-            graph=conf.get("aag.schema.graph", "graph"),
-            objects=objects,
-            sources=sources,
-            config_dir=conf.get("aag.config.dir", ""),
-        )
-
-
-def key_of(system: str, obj: str) -> str:
-    """``system_object`` in lower case, safe as a table name."""
-    return re.sub(r"\W", "_", f"{system}_{obj}".lower())
-
-
-def spark_sql(canonical: str, tables: dict[str, str]) -> str:
-    """Canonical SQL → Spark SQL, with engine table names replaced by pipeline datasets."""
-    tree = sqlglot.parse_one(canonical, read=CANONICAL_DIALECT)
-    for table in list(tree.find_all(exp.Table)):
-        if not table.db and table.name in tables:
-            alias = table.alias_or_name
-            table.replace(exp.to_table(tables[table.name]).as_(alias))
-    return tree.transform(fix_for_spark).sql(dialect="spark")
-
-
-def landed_sql(source: str, fields: tuple[str, ...]) -> str:
-    """Spark SQL parsing bronze rows into landed rows (what :func:`aag.bronze.parse_raw` gives)."""
-    picks = [
-        f"get_json_object(_raw, '$.{field}') AS `{field}`"
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field)
-        else f"get_json_object(_raw, '$[\\'{field}\\']') AS `{field}`"
-        for field in fields
-    ]
-    error = (
-        "CASE WHEN get_json_object(_raw, '$') IS NULL THEN 'invalid JSON' "
-        "WHEN NOT startswith(ltrim(_raw), '{') THEN 'not a JSON object' END"
-    )
-    return (
-        f"SELECT _batch_id, _landed_at, _row_number, _raw, {error} AS _error"
-        + "".join(", " + p for p in picks)
-        + f" FROM {source}"
-    )
-
-
-def _prepare_udf(extractor: Extractor, schema: pa.Schema) -> Any:
-    """A pandas UDF running the extractor's ``prepare`` (Arrow in, Arrow out) on a row struct.
-
-    (``mapInArrow`` would be the natural fit, but pipeline query functions may not
-    trigger analysis, which it does through Spark Connect.)
-    """
-    from pyspark.sql.pandas import functions
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    pandas_udf: Any = functions.pandas_udf  # the type hints of the function select its kind
-
-    def prepare(rows: pd.DataFrame) -> pd.DataFrame:
-        table = pa.Table.from_pandas(rows, preserve_index=False)
-        return extractor.prepare(table).cast(schema).to_pandas()
-
-    return pandas_udf(prepare, returnType=from_arrow_schema(schema))
-
-
-def _e164_udf() -> Any:
-    """A pandas UDF normalising (raw phone, region) pairs with :func:`aag.normalize.normalise_phones`."""
-    from pyspark.sql.pandas import functions
-
-    pandas_udf: Any = functions.pandas_udf
-
-    def e164(raw: pd.Series, region: pd.Series) -> pd.Series:
-        table = normalise_phones(
-            zip(raw.tolist(), [r if isinstance(r, str) else None for r in region], strict=True)
-        )
-        return pd.Series(table.column("e164").to_pylist(), dtype=object)
-
-    from pyspark.sql.types import StringType
-
-    return pandas_udf(e164, returnType=StringType())
-
-
-def _overrides_prepare(extractor: Extractor) -> bool:
-    return type(extractor).prepare is not Extractor.prepare
-
-
-def landed_schema(extractor: Extractor, prepared: bool = True) -> pa.Schema:
-    """Schema of the landed rows the extractor reads (after its ``prepare``, unless not ``prepared``)."""
-    base = pa.schema(
-        [
-            pa.field("_batch_id", pa.string()),
-            pa.field("_landed_at", pa.timestamp("us", tz="UTC")),
-            pa.field("_row_number", pa.int64()),
-            pa.field("_raw", pa.string()),
-            pa.field("_error", pa.string()),
-            *[pa.field(f, pa.string()) for f in extractor.fields],
-        ]
-    )
-    if not prepared:
-        return base
-    return spark_arrow_schema(extractor.prepare(base.empty_table()).schema)
-
-
-def session_conf(spark: Any, prefix: str = "") -> dict[str, str]:
-    """The session's configuration keys starting with ``prefix`` (the pipeline settings).
-
-    ``spark.conf.getAll`` exists from PySpark 4.0 on; a pipeline on a Spark 3.5 runtime
-    lists the settings with ``SET`` instead, so the same source file runs on both.
-    """
-    get_all = getattr(spark.conf, "getAll", None)
-    if get_all is None:
-        pairs = {str(row[0]): str(row[1]) for row in spark.sql("SET").collect()}
-    else:
-        pairs = dict(get_all() if callable(get_all) else get_all)
-    return {k: v for k, v in pairs.items() if k.startswith(prefix)}
 
 
 def define(spark: Any, dp: Any | None = None, conf: dict[str, str] | None = None) -> list[str]:
@@ -401,10 +236,6 @@ def _extraction(
     return names
 
 
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _outputs(
     spark: Any, dp: Any, settings: Settings, events: list[str], nodes: list[str], quarantine: list[str]
 ) -> list[str]:
@@ -429,79 +260,3 @@ def _outputs(
 
         dp.materialized_view(name=name, comment=comments[name.split(".")[-1]])(union)
     return list(outputs)
-
-
-class _BatchReader:
-    """``spark.read`` standing in for ``spark.readStream`` (see :func:`run_batch`).
-
-    A change data feed is read from the table's first version: each commit is then a
-    batch, as for a stream that has followed the table since its creation (a batch read
-    of the feed needs a starting version; a stream without one starts from a snapshot).
-    """
-
-    def __init__(self, reader: Any) -> None:
-        self._reader = reader
-
-    def option(self, key: str, value: Any) -> _BatchReader:
-        reader = self._reader.option(key, value)
-        if key == "readChangeFeed" and str(value).lower() == "true":
-            reader = reader.option("startingVersion", 0)
-        return _BatchReader(reader)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reader, name)
-
-
-class _BatchSpark:
-    """A Spark session whose ``readStream`` is the batch reader (see :func:`run_batch`)."""
-
-    def __init__(self, spark: Any) -> None:
-        self._spark = spark
-
-    @property
-    def readStream(self) -> Any:
-        return _BatchReader(self._spark.read)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._spark, name)
-
-
-class _BatchRunner:
-    """Stands in for ``pyspark.pipelines``: computes each dataset once, in declaration order.
-
-    Datasets with a schema-qualified name become tables (Parquet on local Spark), the
-    others temporary views, which is all the queries of :func:`define` need.
-    """
-
-    def __init__(self, spark: Any) -> None:
-        self.spark = spark
-        self.datasets: list[str] = []
-
-    def _declare(self, name: str | None = None, **_: Any) -> Any:
-        def register(fn: Any) -> Any:
-            df = fn()
-            if name and "." in name:
-                self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {name.split('.')[0]}")
-                self.spark.sql(f"DROP TABLE IF EXISTS {name}")
-                df.write.format("parquet").saveAsTable(name)
-            else:
-                df.createOrReplaceTempView(name)
-            self.datasets.append(str(name))
-            return fn
-
-        return register
-
-    table = materialized_view = temporary_view = _declare
-
-
-def run_batch(spark: Any, conf: dict[str, str]) -> list[str]:
-    """Compute every dataset of :func:`define` once, in batch, on a plain Spark session.
-
-    For checking the pipeline's logic without a pipeline runtime (the tests do, on local
-    Spark): streaming sources are read as batches (a change data feed from its first
-    version), streaming tables and materialized views become tables, temporary views
-    stay views. Returns the datasets in order.
-    """
-    runner = _BatchRunner(spark)
-    define(_BatchSpark(spark), runner, conf)
-    return runner.datasets

@@ -1,0 +1,115 @@
+"""AAG's extractors in Spark terms: their SQL as Spark SQL, their Python as pandas UDFs.
+
+The pipeline runs each extractor's own canonical SQL (transpiled here) and its
+``prepare`` step and phone normalisation (wrapped as UDFs), so it computes what the
+embedded engine computes, not a copy of it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from aag.engine.base import CANONICAL_DIALECT
+from aag.engine.spark import fix_for_spark, spark_arrow_schema
+from aag.normalize import normalise_phones
+from aag.sources.base import Extractor
+
+
+def key_of(system: str, obj: str) -> str:
+    """``system_object`` in lower case, safe as a table name."""
+    return re.sub(r"\W", "_", f"{system}_{obj}".lower())
+
+
+def spark_sql(canonical: str, tables: dict[str, str]) -> str:
+    """Canonical SQL → Spark SQL, with engine table names replaced by pipeline datasets."""
+    tree = sqlglot.parse_one(canonical, read=CANONICAL_DIALECT)
+    for table in list(tree.find_all(exp.Table)):
+        if not table.db and table.name in tables:
+            alias = table.alias_or_name
+            table.replace(exp.to_table(tables[table.name]).as_(alias))
+    return tree.transform(fix_for_spark).sql(dialect="spark")
+
+
+def landed_sql(source: str, fields: tuple[str, ...]) -> str:
+    """Spark SQL parsing bronze rows into landed rows (what :func:`aag.bronze.parse_raw` gives)."""
+    picks = [
+        f"get_json_object(_raw, '$.{field}') AS `{field}`"
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field)
+        else f"get_json_object(_raw, '$[\\'{field}\\']') AS `{field}`"
+        for field in fields
+    ]
+    error = (
+        "CASE WHEN get_json_object(_raw, '$') IS NULL THEN 'invalid JSON' "
+        "WHEN NOT startswith(ltrim(_raw), '{') THEN 'not a JSON object' END"
+    )
+    return (
+        f"SELECT _batch_id, _landed_at, _row_number, _raw, {error} AS _error"
+        + "".join(", " + p for p in picks)
+        + f" FROM {source}"
+    )
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def landed_schema(extractor: Extractor, prepared: bool = True) -> pa.Schema:
+    """Schema of the landed rows the extractor reads (after its ``prepare``, unless not ``prepared``)."""
+    base = pa.schema(
+        [
+            pa.field("_batch_id", pa.string()),
+            pa.field("_landed_at", pa.timestamp("us", tz="UTC")),
+            pa.field("_row_number", pa.int64()),
+            pa.field("_raw", pa.string()),
+            pa.field("_error", pa.string()),
+            *[pa.field(f, pa.string()) for f in extractor.fields],
+        ]
+    )
+    if not prepared:
+        return base
+    return spark_arrow_schema(extractor.prepare(base.empty_table()).schema)
+
+
+def _prepare_udf(extractor: Extractor, schema: pa.Schema) -> Any:
+    """A pandas UDF running the extractor's ``prepare`` (Arrow in, Arrow out) on a row struct.
+
+    (``mapInArrow`` would be the natural fit, but pipeline query functions may not
+    trigger analysis, which it does through Spark Connect.)
+    """
+    from pyspark.sql.pandas import functions
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    pandas_udf: Any = functions.pandas_udf  # the type hints of the function select its kind
+
+    def prepare(rows: pd.DataFrame) -> pd.DataFrame:
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        return extractor.prepare(table).cast(schema).to_pandas()
+
+    return pandas_udf(prepare, returnType=from_arrow_schema(schema))
+
+
+def _e164_udf() -> Any:
+    """A pandas UDF normalising (raw phone, region) pairs with :func:`aag.normalize.normalise_phones`."""
+    from pyspark.sql.pandas import functions
+
+    pandas_udf: Any = functions.pandas_udf
+
+    def e164(raw: pd.Series, region: pd.Series) -> pd.Series:
+        table = normalise_phones(
+            zip(raw.tolist(), [r if isinstance(r, str) else None for r in region], strict=True)
+        )
+        return pd.Series(table.column("e164").to_pylist(), dtype=object)
+
+    from pyspark.sql.types import StringType
+
+    return pandas_udf(e164, returnType=StringType())
+
+
+def _overrides_prepare(extractor: Extractor) -> bool:
+    return type(extractor).prepare is not Extractor.prepare
