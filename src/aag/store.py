@@ -4,12 +4,12 @@ A :class:`GraphStore` is thin on purpose: it knows how to *scan* its tables (as
 Arrow streams the engine filters) and how to *commit* a batch's change. What to
 read and what to write is decided by the rules, in the engine. The Delta store
 is the product; the memory store holds the same tables as Arrow so the rule
-tests can run on any engine without a table format.
+tests can run on any engine without a table format. Flat edges become
+relationships rows in :mod:`aag.flat_edges` (its names still import from here).
 """
 
 from __future__ import annotations
 
-import functools
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -17,116 +17,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from sqlglot import exp
 
 from aag.delta import DeltaIO, join
-from aag.engine.duckdb import local_connection
 from aag.faults import crash_point
+from aag.flat_edges import flatten_edges as flatten_edges
+from aag.flat_edges import relationships_stream as relationships_stream
+from aag.flat_edges import unflatten_batch as unflatten_batch
 from aag.model import EDGE_EVENTS, NODES, RELATIONSHIPS
-from aag.rules import FLAT_EDGES, ISO_FORMAT, flatten_sql
 from aag.selection import EdgeSelection, NodeSelection, columns_sql, render
 
-
-def flatten_edges(relationships: pa.Table | pa.RecordBatchReader, where: str = "") -> pa.Table:
-    """Relationships rows → flat edges (:data:`aag.rules.FLAT_EDGES`)."""
-    con = local_connection()
-    con.register("rel_src", relationships)
-    try:
-        sql = flatten_sql("rel_src") + (f" WHERE {where}" if where else "")
-        out: pa.Table = con.sql(sql).to_arrow_table()
-    finally:
-        con.unregister("rel_src")
-    return out.cast(FLAT_EDGES)
-
-
-#: Lineage keys of a version's ``properties``, in map order. Open versions carry the last
-#: two; closed versions all five (as :func:`aag.rules.unflatten_sql` writes them).
 #: Delta table property naming the columns whose file statistics are kept.
 STATS_COLUMNS_PROPERTY = "delta.dataSkippingStatsColumns"
 #: Statistics columns of ``relationships``: ids, types and times (see :meth:`DeltaGraphStore.create`).
 RELATIONSHIP_STATS_COLUMNS = "source_node_id,target_node_id,rel_type,updated_at,source_system"
-
-_LINEAGE_KEYS = ("valid_to", "closed_by", "closed_by_event", "source_field", "batch_id")
-_OPEN_KEYS = 2
-#: Rows per relationships batch handed to the writer. delta-rs keeps a number of batches in
-#: flight, so smaller ones bound that memory: 5.5M rows peaked at +0.97 GB in 64k-row
-#: batches and +0.48 GB in 16k-row ones, at the same speed.
-_UNFLATTEN_ROWS = 16 * 1024
-
-
-def unflatten_batch(flat: pa.RecordBatch) -> pa.RecordBatch:
-    """Flat edges (:data:`aag.rules.FLAT_EDGES`) → relationships rows, built in Arrow.
-
-    Equal to :func:`aag.rules.unflatten_sql` row for row (a test holds them together), and
-    about twice as fast for a large append: a per-row ``MAP(...)`` in SQL cost more than
-    encoding the rest of the row.
-    """
-    if flat.schema != FLAT_EDGES:  # e.g. from an engine with other string or time types
-        flat = flat.cast(FLAT_EDGES)
-    n = flat.num_rows
-    kept = [flat.column(f.name) for f in RELATIONSHIPS if f.name != "properties"]
-    if flat.column("valid_to").null_count == n:
-        # Open versions only (every batch of an initial load): the same two keys in every
-        # row, so the layout is fixed and only the values are gathered.
-        offsets, keys, order = _open_layout(n)
-        values = pa.concat_arrays([flat.column(k) for k in _LINEAGE_KEYS[-_OPEN_KEYS:]]).take(order)
-        properties = pa.MapArray.from_arrays(
-            offsets, keys, values, type=RELATIONSHIPS.field("properties").type
-        )
-        return pa.RecordBatch.from_arrays([*kept, properties], schema=RELATIONSHIPS)
-    closed = flat.column("valid_to").is_valid().to_numpy(zero_copy_only=False)
-    slots = len(_LINEAGE_KEYS)
-    slot = np.broadcast_to(np.arange(slots), (n, slots))
-    present = closed[:, None] | (slot >= slots - _OPEN_KEYS)
-    # The values of every slot side by side (slot j of row i at j*n + i), then picked in
-    # row order for the slots each row carries.
-    stamp = pc.strftime(flat.column("valid_to"), format=ISO_FORMAT.replace(".%f", ""))
-    columns = [stamp, *(flat.column(k) for k in _LINEAGE_KEYS[1:])]
-    values = pa.concat_arrays([c.cast(pa.string()) for c in columns])
-    picked = (slot * n + np.arange(n)[:, None])[present]
-    offsets = np.concatenate(([0], np.cumsum(present.sum(axis=1)))).astype(np.int32)
-    properties = pa.MapArray.from_arrays(
-        pa.array(offsets),
-        pa.array(_LINEAGE_KEYS).take(pa.array(slot[present])),
-        values.take(pa.array(picked)),
-        type=RELATIONSHIPS.field("properties").type,
-    )
-    return pa.RecordBatch.from_arrays([*kept, properties], schema=RELATIONSHIPS)
-
-
-@functools.lru_cache(maxsize=4)
-def _open_layout(n: int) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """Offsets, keys and value order of ``n`` open versions' maps (cached: batches repeat sizes)."""
-    offsets = pa.array(np.arange(0, _OPEN_KEYS * n + 1, _OPEN_KEYS, dtype=np.int32))
-    keys = pa.array(_LINEAGE_KEYS[-_OPEN_KEYS:] * n, pa.string())
-    # Row i's values sit at i (first key) and n + i (second key) of the concatenated columns.
-    order = pa.array(np.stack([np.arange(n), np.arange(n) + n], axis=1).ravel())
-    return offsets, keys, order
-
-
-def relationships_stream(flat: pa.RecordBatchReader, *more: Any) -> pa.RecordBatchReader:
-    """Relationships rows from a stream of flat edges, then from further row streams.
-
-    Args:
-        flat: Flat edges (:data:`aag.rules.FLAT_EDGES`).
-        more: Zero-argument callables opening streams of relationships rows; each is
-            opened only after the one before it is read to the end (an engine may hold
-            one open result at a time).
-    """
-
-    def batches() -> Any:
-        for batch in flat:
-            for start in range(0, batch.num_rows, _UNFLATTEN_ROWS):
-                yield unflatten_batch(batch.slice(start, _UNFLATTEN_ROWS))
-        for opener in more:
-            for batch in opener():
-                yield batch.cast(RELATIONSHIPS)
-
-    return pa.RecordBatchReader.from_batches(RELATIONSHIPS, batches())
 
 
 #: Arrow data a store hands to the engine or receives from it: a table, or a stream that

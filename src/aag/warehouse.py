@@ -15,12 +15,8 @@ unchanged)::
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import shutil
-import time
-import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -30,8 +26,9 @@ from aag.bronze import parse_raw
 from aag.config import CONFIG_FILES, REGISTRY_FILE, Config, default_config_dir, load_config
 from aag.delta import DeltaIO, is_local, join
 from aag.engine.duckdb import local_connection
-from aag.errors import ConflictError, WarehouseError
+from aag.errors import WarehouseError
 from aag.faults import crash_point
+from aag.local_writes import drop_orphans, flocked
 from aag.model import BRONZE_META, ERASURES, LEDGER, QUARANTINE
 from aag.selection import columns_sql, within_sql
 from aag.store import DeltaGraphStore
@@ -166,7 +163,7 @@ class Warehouse:
         restored = []
         # The space the roll-back commits need, kept free for this moment.
         self._reserve_path().unlink(missing_ok=True)
-        self._drop_orphans([uri for uri, version in versions.items() if version is not None])
+        drop_orphans(self.io, [uri for uri, version in versions.items() if version is not None])
         for uri, version in versions.items():
             if version is None:
                 if self.io.exists(uri):
@@ -196,34 +193,6 @@ class Warehouse:
         except OSError as exc:
             path.unlink(missing_ok=True)
             raise WarehouseError(f"cannot write to the warehouse {self.uri}: {exc.strerror or exc}") from exc
-
-    def _drop_orphans(self, uris: list[str]) -> None:
-        """Delete data files no version of their table references: a failed write's leftovers.
-
-        A write that fails half-way (a full disk) leaves its partial files behind, and on a
-        full disk they hold the very space the roll-back commit needs. Under the writer lock
-        a file that no version of the table's log adds can only be such a leftover.
-        """
-        for uri in uris:
-            if not self.io.exists(uri):
-                continue
-            table = self.io.open(uri)
-            known: set[str] = set()
-            for version in range(int(table.version()) + 1):
-                log = Path(uri) / "_delta_log" / f"{version:020d}.json"
-                if log.exists():
-                    known.update(
-                        json.loads(line)["add"]["path"]
-                        for line in log.read_text(encoding="utf-8").splitlines()
-                        if '"add"' in line and "add" in json.loads(line)
-                    )
-            root = Path(uri)
-            for path in root.rglob("*"):
-                if "_delta_log" in path.parts or not path.is_file():
-                    continue
-                relative = urllib.parse.unquote(str(path.relative_to(root)))
-                if relative not in {urllib.parse.unquote(k) for k in known}:
-                    path.unlink(missing_ok=True)
 
     def committed_batches(self, batch_ids: list[str]) -> set[str]:
         """Which of these batches the ledger records as committed."""
@@ -425,7 +394,7 @@ class Warehouse:
         if not self.local:
             yield
             return
-        with _flocked(self.intake_root / ".worker.lock", timeout, "the intake worker"):
+        with flocked(self.intake_root / ".worker.lock", timeout, "the intake worker"):
             yield
 
     @contextlib.contextmanager
@@ -440,32 +409,5 @@ class Warehouse:
         if not self.local:
             yield
             return
-        with _flocked(Path(self.uri) / ".aag.lock", timeout, "another aag process"):
+        with flocked(Path(self.uri) / ".aag.lock", timeout, "another aag process"):
             yield
-
-
-@contextlib.contextmanager
-def _flocked(path: Path, timeout: float | None, holder: str) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path``, waited for up to ``timeout`` seconds."""
-    if timeout is None:
-        timeout = float(os.environ.get("AAG_LOCK_TIMEOUT", "120"))
-    warehouse = path.parent
-    try:
-        warehouse.mkdir(parents=True, exist_ok=True)
-        handle = path.open("a+")
-    except OSError as exc:
-        raise WarehouseError(f"cannot write to the warehouse {warehouse}: {exc.strerror or exc}") from exc
-    with handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError as exc:
-                if time.monotonic() > deadline:
-                    raise ConflictError(f"warehouse busy: {holder} is writing to {warehouse}; retry") from exc
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

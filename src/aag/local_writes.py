@@ -1,0 +1,76 @@
+"""Writes to a local warehouse that survive a crash or a second writer.
+
+Object stores have Delta's optimistic concurrency; a local warehouse has one writer at a
+time, serialised by an ``flock`` (:func:`flocked`), and undoes a failed batch itself,
+which first removes the files the failed write left behind (:func:`drop_orphans`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+from aag.delta import DeltaIO
+from aag.errors import ConflictError, WarehouseError
+
+
+def drop_orphans(io: DeltaIO, uris: list[str]) -> None:
+    """Delete data files no version of their table references: a failed write's leftovers.
+
+    A write that fails half-way (a full disk) leaves its partial files behind, and on a
+    full disk they hold the very space the roll-back commit needs. Under the writer lock
+    a file that no version of the table's log adds can only be such a leftover.
+    """
+    for uri in uris:
+        if not io.exists(uri):
+            continue
+        table = io.open(uri)
+        known: set[str] = set()
+        for version in range(int(table.version()) + 1):
+            log = Path(uri) / "_delta_log" / f"{version:020d}.json"
+            if log.exists():
+                known.update(
+                    json.loads(line)["add"]["path"]
+                    for line in log.read_text(encoding="utf-8").splitlines()
+                    if '"add"' in line and "add" in json.loads(line)
+                )
+        root = Path(uri)
+        for path in root.rglob("*"):
+            if "_delta_log" in path.parts or not path.is_file():
+                continue
+            relative = urllib.parse.unquote(str(path.relative_to(root)))
+            if relative not in {urllib.parse.unquote(k) for k in known}:
+                path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def flocked(path: Path, timeout: float | None, holder: str) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path``, waited for up to ``timeout`` seconds."""
+    if timeout is None:
+        timeout = float(os.environ.get("AAG_LOCK_TIMEOUT", "120"))
+    warehouse = path.parent
+    try:
+        warehouse.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+")
+    except OSError as exc:
+        raise WarehouseError(f"cannot write to the warehouse {warehouse}: {exc.strerror or exc}") from exc
+    with handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as exc:
+                if time.monotonic() > deadline:
+                    raise ConflictError(f"warehouse busy: {holder} is writing to {warehouse}; retry") from exc
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
