@@ -140,6 +140,12 @@ def local_session(app_name: str = "aag") -> Any:
             # markers (statements with named parameters, as the setup SQL has, fail as
             # unbound); markers bound by the analyzer, as in Spark 4.0, work.
             .config("spark.sql.legacy.parameterSubstitution.constantsOnly", "true")
+            # Delta rebuilds a table's snapshot with 50 tasks by default, sized for clusters;
+            # on a local session that fixed cost dominated every small query and commit.
+            .config(
+                "spark.databricks.delta.snapshotPartitions",
+                os.environ.get("AAG_SPARK_SNAPSHOT_PARTITIONS", "1"),
+            )
         )
     return (
         builder.master(master)
