@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test browser delta-reference test-fast lint lock dbt-compile bench bench-gold clean
+.PHONY: demo test browser delta-reference wheelhouse test-fast lint lock dbt-compile bench bench-gold clean
 
 # dbt on the databricks target without a workspace: placeholder credentials, and only
 # commands that never connect (parse; compile without introspection or cache).
@@ -22,7 +22,7 @@ $(BIN)/python:
 
 # pyproject.toml declares compatible ranges; requirements.lock holds the exact versions.
 $(VENV)/.installed: $(BIN)/python pyproject.toml requirements.lock
-	$(BIN)/python -m pip install --quiet -e . -c requirements.lock
+	$(BIN)/python -m pip install --quiet -e '.[all]' -c requirements.lock
 	touch $@
 
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml requirements.lock
@@ -36,6 +36,18 @@ lock:
 	.lock-venv/bin/python -m pip install --quiet -e '.[test]'
 	{ sed -n '1,2p' requirements.lock; .lock-venv/bin/python -m pip freeze --exclude-editable; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
+
+# Packages the clean-venv wheel test (tests/test_wheel.py) installs offline: AAG's base
+# dependencies at the locked versions, an older runtime's numpy/pandas/pyarrow, and the
+# build backend to build the wheel from this checkout.
+WHEELHOUSE := $(VENV)/wheelhouse
+wheelhouse: $(WHEELHOUSE)/.done
+$(WHEELHOUSE)/.done: pyproject.toml requirements.lock tests/wheel/runtime.txt $(BIN)/python
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/python -m pip download --quiet -d $(WHEELHOUSE) -c requirements.lock .
+	$(BIN)/python -m pip download --quiet --only-binary=:all: -d $(WHEELHOUSE) -r tests/wheel/runtime.txt
+	$(BIN)/python -m pip download --quiet -d $(WHEELHOUSE) "$$(sed -n 's/^requires = \["\(hatchling[^"]*\)"\]/\1/p' pyproject.toml)"
+	touch $@
 
 demo: $(VENV)/.installed
 	$(BIN)/aag demo
@@ -72,7 +84,7 @@ $(DELTA_VENV)/.installed: tests/delta_reference/requirements.lock tests/delta_re
 
 delta-reference: $(DELTA_VENV)/.installed
 
-test: $(VENV)/.installed-test $(VENV)/delta-classpath.txt browser delta-reference
+test: $(VENV)/.installed-test $(VENV)/delta-classpath.txt browser delta-reference wheelhouse
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/sqlfluff lint dbt databricks

@@ -41,3 +41,7 @@ class ConflictError(WarehouseError):
     """Another writer committed first; the operation changed nothing and can be retried."""
 
     exit_code = 6
+
+
+class MissingExtraError(ConfigError):
+    """A command needs packages of an optional extra that is not installed."""

@@ -63,7 +63,8 @@ def _run() -> None:
     try:
         app(standalone_mode=False)
     except AagError as exc:
-        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        # Messages quote file names and values: print them as they are, never as markup.
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:
         err.print("aborted")
@@ -71,7 +72,7 @@ def _run() -> None:
     except Exception as exc:
         # typer vendors click; its usage errors and exits are recognised by shape.
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
-            err.print(f"error: {exc.format_message()}", highlight=False, soft_wrap=True)
+            err.print(f"error: {exc.format_message()}", markup=False, highlight=False, soft_wrap=True)
             raise SystemExit(int(exc.exit_code)) from None
         if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
             raise SystemExit(int(exc.exit_code)) from None
@@ -80,6 +81,7 @@ def _run() -> None:
         err.print(
             f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
             "(set AAG_DEBUG=1 for the traceback)",
+            markup=False,
             highlight=False,
             soft_wrap=True,
         )

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from aag.cli.common import Warehouse, err, open_service, out
 from aag.errors import AagError, WarehouseError
+from aag.extras import require
 
 
 def serve(
@@ -27,6 +28,7 @@ def serve(
     ] = 30.0,
 ) -> None:
     """REST API, Segment intake and explorer page (OpenAPI docs at /docs)."""
+    require("serve", "aag serve")
     import uvicorn
 
     from aag.serving.api import create_app
@@ -65,6 +67,7 @@ def serve(
 
 def mcp(warehouse: Warehouse = None) -> None:
     """MCP server on stdio: profile lookup and explain as tools for AI agents."""
+    require("serve", "aag mcp")
     from aag.serving.mcp_server import run_stdio
 
     run_stdio(open_service(warehouse).warehouse.uri, engine=os.environ.get("AAG_ENGINE", "local"))

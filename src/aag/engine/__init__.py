@@ -31,9 +31,10 @@ def make_engine(name: str = "local") -> Engine:
 
         return DuckDBEngine()
     if name == "spark":
-        try:
-            from aag.engine.spark import SparkEngine
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ConfigError("the spark engine needs pyspark: pip install 'aag[spark]'") from exc
+        from aag.extras import require
+
+        require("spark", "the spark engine")
+        from aag.engine.spark import SparkEngine
+
         return SparkEngine()
     raise ConfigError(f"unknown engine {name!r}; use 'local' or 'spark'")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aag.errors import AagError
+from aag.extras import require
 from aag.warehouse import Warehouse
 
 
@@ -53,6 +54,7 @@ def run_dbt(
     Returns:
         The ``dbtRunnerResult``.
     """
+    require("gold", "the gold build (dbt)")
     from dbt.cli.main import dbtRunner
 
     total = [0]
