@@ -49,6 +49,26 @@ def engine(request: pytest.FixtureRequest) -> Engine:
     return request.getfixturevalue(f"{request.param}_engine")
 
 
+#: The longest test files (minutes each on two cores), longest first. With `-n 2 --dist
+#: loadfile` a worker takes whole files in collection order: starting these first keeps one
+#: of them from being the last file left running while the other worker idles.
+LONGEST_FIRST = (
+    "test_spark_parity.py",
+    "test_databricks.py",
+    "test_read_parity.py",
+    "test_delta_reference.py",
+    "test_rules.py",
+    "test_identity_memory.py",
+    "test_cli.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the longest files first (stable: tests within a file keep their order)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """pytest-xdist controller: add a finished worker's fault tally to this process's."""
