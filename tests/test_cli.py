@@ -103,6 +103,28 @@ def test_warehouse_from_env_and_profile_by_source(tmp_path):
     assert out.read_text().replace('"', "").startswith("customer_id,email,email_source")
 
 
+def test_values_that_look_like_markup_print_as_they_are(tmp_path):
+    # Customer data is not rich markup: "[/b]" alone would make rich raise, "[b]" vanish.
+    env = {"AAG_WAREHOUSE": str(tmp_path / "wh"), "COLUMNS": "200"}
+    assert run("init", env=env).returncode == 0
+    name, old = "[/b]Zoë [bold]X[/bold]", "[red]Old[/red]"
+    rows = [
+        {"Id": "0035g00000MarkpAAA", "FirstName": old, "LastModifiedDate": "2026-01-01T00:00:00Z"},
+        {"Id": "0035g00000MarkpAAA", "FirstName": name, "LastModifiedDate": "2026-02-01T00:00:00Z"},
+    ]
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert run("ingest", "salesforce", "Contact", str(src), env=env).returncode == 0
+    record = ["--source", "salesforce", "--source-id", "0035g00000MarkpAAA"]
+    prof = run("profile", *record, env=env)
+    assert prof.returncode == 0 and name in prof.stdout, prof.stdout + prof.stderr
+    why = run("explain", *record, "--attribute", "first_name", env=env)
+    assert why.returncode == 0, why.stderr
+    assert f"winner: {name} from salesforce" in why.stdout and old in why.stdout, why.stdout
+    bad = run("export", "no[/x]model", "--out", str(tmp_path / "x.csv"), env=env)
+    assert bad.returncode != 0 and "no[/x]model" in bad.stderr, bad.stderr
+
+
 def test_errors_are_one_line_with_nonzero_exit(tmp_path):
     wh = str(tmp_path / "wh")
     cases = [

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from aag.errors import WarehouseError
 from aag.service import AagService
@@ -59,7 +60,11 @@ def print_json(data: Any) -> None:
 
 
 def cell(value: Any) -> str:
-    """One table cell: times as ISO 8601 UTC, shares as percentages, None as blank."""
+    """One table cell: times as ISO 8601 UTC, shares as percentages, None as blank.
+
+    Text is escaped: values are customer data, and rich would read ``[b]`` or ``[/x]`` in
+    them as markup (or fail on it).
+    """
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -68,7 +73,12 @@ def cell(value: Any) -> str:
         return f"{value:.1%}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
-    return str(value)
+    return text(value)
+
+
+def text(value: Any) -> str:
+    """A value as printable text: None as blank, rich markup characters escaped."""
+    return "" if value is None else escape(str(value))
 
 
 def duration(seconds: Any) -> str:

@@ -8,7 +8,18 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from aag.cli.common import AsJson, Warehouse, cell, duration, err, json_default, open_service, out, print_json
+from aag.cli.common import (
+    AsJson,
+    Warehouse,
+    cell,
+    duration,
+    err,
+    json_default,
+    open_service,
+    out,
+    print_json,
+    text,
+)
 from aag.errors import AagError, InputError
 from aag.export import EXPORT_FORMATS
 from aag.gold import GOLD_MODELS
@@ -42,7 +53,7 @@ def profile(
 
 def print_profile(data: dict[str, Any]) -> None:
     """A profile as a table: attribute and value, with source, field time and rule if given."""
-    table = Table(title=f"customer {data['customer_id']}")
+    table = Table(title=f"customer {text(data['customer_id'])}")
     table.add_column("attribute")
     table.add_column("value")
     has_lineage = any(k.endswith("_source") for k in data)
@@ -55,12 +66,12 @@ def print_profile(data: dict[str, Any]) -> None:
     for key, value in data.items():
         if key == "customer_id" or key.endswith(("_source", "_updated_at", "_rule")):
             continue
-        row = [key, "" if value is None else str(value)]
+        row = [text(key), text(value)]
         if has_lineage:
             stamp = data.get(f"{key}_updated_at")
-            row += [data.get(f"{key}_source") or "", json_default(stamp) if stamp else ""]
+            row += [text(data.get(f"{key}_source")), json_default(stamp) if stamp else ""]
         if has_rule:
-            row.append(data.get(f"{key}_rule") or "")
+            row.append(text(data.get(f"{key}_rule")))
         table.add_row(*row)
     out.print(table)
 
@@ -85,8 +96,8 @@ def explain(
 def print_explanation(result: dict[str, Any]) -> None:
     """An explanation as sentences (winner, losers, identity) and a history table."""
     win = result["winner"]
-    out.print(f"[bold]{result['attribute']}[/bold] of {result['customer_id']}")
-    out.print(f"rule: {result['rule']}")
+    out.print(f"[bold]{text(result['attribute'])}[/bold] of {text(result['customer_id'])}")
+    out.print(f"rule: {text(result['rule'])}")
     if win is None and not result["losers"]:
         out.print("no current value")
         return
@@ -94,22 +105,23 @@ def print_explanation(result: dict[str, Any]) -> None:
         out.print("no current value from a source allowed to supply it")
     else:
         out.print(
-            f"[green]winner[/green]: {win['value']} from {win['source_system']}, field changed "
-            f"at {json_default(win['updated_at'])} (event {win['source_event_id']})"
+            f"[green]winner[/green]: {text(win['value'])} from {text(win['source_system'])}, field changed "
+            f"at {json_default(win['updated_at'])} (event {text(win['source_event_id'])})"
         )
     if result.get("strategy", "latest") != "latest":
-        out.print(f"decided by: {result['decided_by']}")
+        out.print(f"decided by: {text(result['decided_by'])}")
     for loser in result["losers"]:
-        out.print(f"[red]lost[/red]: {loser['value']} from {loser['source_system']} — {loser['why_lost']}")
+        lost = f"{text(loser['value'])} from {text(loser['source_system'])} — {text(loser['why_lost'])}"
+        out.print(f"[red]lost[/red]: {lost}")
     for sentence in result.get("identity", []):
-        out.print(f"identity: {sentence}")
+        out.print(f"identity: {text(sentence)}")
     table = Table(title="history (every version per source)")
     for col in ("source", "value", "from", "to", "current"):
         table.add_column(col)
     for h in result["history"]:
         table.add_row(
-            h["source_system"],
-            str(h["value"]),
+            text(h["source_system"]),
+            text(h["value"]),
             json_default(h["updated_at"]),
             json_default(h["valid_to"]) if h["valid_to"] else "",
             "yes" if h["is_current"] else "",
