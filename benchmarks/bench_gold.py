@@ -77,8 +77,8 @@ def generate(warehouse: Path, customers: int) -> dict[str, int]:
     """Write the silver tables of a generated warehouse; returns row counts."""
     import duckdb
 
+    from aag.graph.warehouse import Warehouse
     from aag.model import NODES, RELATIONSHIPS
-    from aag.warehouse import Warehouse
 
     wh = Warehouse(str(warehouse))
     wh.init()
@@ -278,9 +278,9 @@ def change_batch(warehouse: Path) -> dict[str, int]:
     import duckdb
 
     from aag.dbt_plugin import attach_silver
-    from aag.delta import join
+    from aag.graph.delta import join
+    from aag.graph.warehouse import Warehouse
     from aag.model import NODES, RELATIONSHIPS
-    from aag.warehouse import Warehouse
 
     wh = Warehouse(str(warehouse))
     con = duckdb.connect()
@@ -465,7 +465,7 @@ def worker(customers: int, out: Path) -> None:
                     print(f"    {seconds:6.2f} {node}", flush=True)
             if name == "incremental":
                 from aag import gold
-                from aag.warehouse import Warehouse
+                from aag.graph.warehouse import Warehouse
 
                 kept = root / "incremental-exports"
                 kept.mkdir()

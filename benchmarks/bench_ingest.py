@@ -223,14 +223,20 @@ def _instrument() -> None:
 
     Hooks cover several versions of the pipeline; the ones a version lacks are skipped.
     """
-    import aag.delta as delta
     import aag.pipeline as pipeline
     import aag.sources.base as sources_base
-    import aag.store as store
-    from aag.delta import DeltaIO
     from aag.engine.duckdb import DuckDBEngine
-    from aag.store import DeltaGraphStore
-    from aag.warehouse import Warehouse
+
+    # The graph store's modules: the aag.graph package, or flat modules in older versions.
+    try:
+        from aag.graph import delta, store, warehouse
+    except ImportError:
+        import aag.delta as delta  # type: ignore[import-not-found, no-redef]
+        import aag.store as store  # type: ignore[import-not-found, no-redef]
+        import aag.warehouse as warehouse  # type: ignore[import-not-found, no-redef]
+    DeltaIO = delta.DeltaIO
+    DeltaGraphStore = store.DeltaGraphStore
+    Warehouse = warehouse.Warehouse
 
     # Where a batch looks these up: the pipeline's modules once it became a package.
     batch = getattr(pipeline, "batch", pipeline)

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from aag.engine.base import Engine
+from aag.graph.store import MemoryGraphStore
 from aag.model import FIELD_EVENTS, NODES
 from aag.pipeline import plan_change
-from aag.store import MemoryGraphStore
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

@@ -25,9 +25,9 @@ from sqlglot import exp
 from aag.config import CONFIG_FILES, default_config_dir
 from aag.databricks import setup_sql, statements
 from aag.engine.base import Capability, Engine, SqlScan
+from aag.graph.store import ChangeSql, GraphChange, MemoryGraphStore
 from aag.model import NODES, RELATIONSHIPS
 from aag.spark_store import SparkTableGraphStore, merge_relationships_sql, merge_source_sql
-from aag.store import ChangeSql, GraphChange, MemoryGraphStore
 from rulekit import Ev, apply, versions
 
 ROOT = Path(__file__).resolve().parents[1]

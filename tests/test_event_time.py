@@ -18,9 +18,9 @@ import pytest
 
 from aag.bronze import read_rows
 from aag.config import DEFAULT_FUTURE_TOLERANCE, default_config_dir, load_config
-from aag.delta import now_utc
 from aag.engine.base import Engine
 from aag.errors import ConfigError
+from aag.graph.delta import now_utc
 from aag.service import AagService
 from aag.sources import extractor_for
 from aag.sources.base import EVENTS_TABLE, SOURCE_RECORD_REL

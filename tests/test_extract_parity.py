@@ -10,8 +10,8 @@ import pytest
 
 from aag.bronze import read_rows
 from aag.config import load_config
-from aag.delta import now_utc
 from aag.demo import write_demo_files
+from aag.graph.delta import now_utc
 from aag.sources import extractor_for
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE, landed_table
 

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from aag.bronze import read_rows
 from aag.config import load_config
-from aag.delta import now_utc
+from aag.graph.delta import now_utc
+from aag.graph.store import MemoryGraphStore
 from aag.identity import SAME_AS_REL, IdentitySettings
 from aag.ids import entity_node_id
 from aag.normalize import sf_id18
@@ -28,7 +29,6 @@ from aag.pipeline import plan_change
 from aag.resolution import profiles
 from aag.sources import extractor_for
 from aag.sources.base import SOURCE_RECORD_REL
-from aag.store import MemoryGraphStore
 
 #: (system, object, record id) of every record the worlds use.
 RECORDS = (

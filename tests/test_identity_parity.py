@@ -9,11 +9,11 @@ import pytest
 
 from aag.bronze import read_rows
 from aag.config import load_config
-from aag.delta import now_utc
+from aag.graph.delta import now_utc
+from aag.graph.store import MemoryGraphStore
 from aag.identity import SAME_AS_REL, IdentitySettings
 from aag.pipeline import plan_change
 from aag.sources import extractor_for
-from aag.store import MemoryGraphStore
 
 SF = "0035g00000ParityAA"
 

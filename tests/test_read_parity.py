@@ -17,10 +17,10 @@ import pytest
 
 from aag.engine.base import Engine
 from aag.errors import NotFoundError
+from aag.graph.store import GraphChange, GraphStore, MemoryGraphStore
 from aag.selection import EdgeSelection, NodeSelection
 from aag.service import AagService
 from aag.spark_store import SparkTableGraphStore
-from aag.store import GraphChange, GraphStore, MemoryGraphStore
 from aag.world import generate
 
 #: People in the world: enough for merges across all five sources and some splits.

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aag.engine.duckdb import local_connection
+from aag.graph.store import MemoryGraphStore, unflatten_batch
 from aag.model import EDGE_PROPERTY_KEYS, RELATIONSHIPS
 from aag.rules import FLAT_EDGES, unflatten_sql
-from aag.store import MemoryGraphStore, unflatten_batch
 from rulekit import PATHS, T0, Ev, apply, reference, simple, versions
 
 

@@ -59,7 +59,7 @@ def test_silver_properties_of_an_older_init_are_brought_up_to_date_by_a_build(tm
     from deltalake import DeltaTable
 
     from aag import gold
-    from aag.store import RELATIONSHIP_STATS_COLUMNS
+    from aag.graph.store import RELATIONSHIP_STATS_COLUMNS
 
     svc = AagService(str(tmp_path / "wh"))
     svc.init()
@@ -333,7 +333,7 @@ def test_field_without_any_event_time_is_quarantined(tmp_path, monkeypatch):
 
 
 def test_object_store_uris_pass_through_unchanged():
-    from aag.warehouse import Warehouse
+    from aag.graph.warehouse import Warehouse
 
     wh = Warehouse("s3://bucket/path/wh", storage_options={"AWS_REGION": "eu-central-1"})
     assert wh.uri == "s3://bucket/path/wh"

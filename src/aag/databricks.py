@@ -215,8 +215,8 @@ def commit_pending(spark: Any, catalog: str, config: Config | None = None) -> li
     Returns:
         One dict per committed source object: batches, events and what was written.
     """
-    from aag.delta import now_utc
     from aag.engine.spark import SparkEngine
+    from aag.graph.delta import now_utc
 
     config = config or load_config()
     engine = SparkEngine(spark)

@@ -50,7 +50,7 @@ import pyarrow.compute as pc
 from dbt.adapters.duckdb.plugins import BasePlugin
 from deltalake import DeltaTable
 
-from aag.delta import join
+from aag.graph.delta import join
 
 #: The Delta version of ``relationships`` the last build read (the plugin reads the change
 #: data feed after it), or ``prepared`` when the change table is already in the database.

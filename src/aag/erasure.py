@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 
 from aag import gold
 from aag.bronze import parse_raw
-from aag.delta import change_feed_paused, delete_matching, now_utc
+from aag.graph.delta import change_feed_paused, delete_matching, now_utc
+from aag.graph.warehouse import Warehouse
 from aag.ids import record_key
 from aag.maintenance import bronze_tables
 from aag.model import ERASURES
@@ -25,7 +26,6 @@ from aag.normalize import split_normaliser
 from aag.selection import EdgeSelection, NodeSelection
 from aag.sources import extractor_for, objects_belonging_to
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
-from aag.warehouse import Warehouse
 
 
 def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict[str, Any]:

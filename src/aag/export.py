@@ -11,7 +11,7 @@ from aag import gold
 from aag.bronze import file_sha256
 from aag.engine.duckdb import local_connection
 from aag.errors import InputError, NotFoundError
-from aag.warehouse import Warehouse
+from aag.graph.warehouse import Warehouse
 
 EXPORT_FORMATS = ("parquet", "csv", "jsonl")
 #: Silver tables ``aag export`` reads directly from Delta.

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from aag.config import ObjectSpec
 from aag.errors import InputError, NotFoundError
 from aag.explanation import Explanation, explain
+from aag.graph.store import flatten_edges
 from aag.overrides import read_decisions, rules_in_force
 from aag.reads import GraphReads
 from aag.relink import warehouse_overrides
@@ -24,7 +25,6 @@ from aag.resolution import profiles, ranked_values
 from aag.selection import EdgeSelection
 from aag.sources import objects_belonging_to
 from aag.sources.base import SOURCE_RECORD_REL
-from aag.store import flatten_edges
 
 
 class Lineage:

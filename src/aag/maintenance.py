@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aag.delta import is_local
-from aag.warehouse import Warehouse
+from aag.graph.delta import is_local
+from aag.graph.warehouse import Warehouse
 
 
 def optimize(wh: Warehouse) -> dict[str, dict[str, Any]]:

@@ -1,7 +1,7 @@
 """The graph's read side: customers, records, look-ups and whole-graph views.
 
 :class:`GraphReads` answers every read command that does not explain a value (that is
-:mod:`aag.lineage`). It reads through a :class:`~aag.store.GraphStore`, so the same
+:mod:`aag.lineage`). It reads through a :class:`~aag.graph.store.GraphStore`, so the same
 commands work on the Delta tables, on Spark catalog tables and in memory, and it
 computes on the session's engine.
 """
@@ -13,9 +13,11 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from aag.config import Config
-from aag.delta import now_utc
 from aag.engine.base import Engine
 from aag.errors import InputError, NotFoundError
+from aag.graph.delta import now_utc
+from aag.graph.store import GraphStore
+from aag.graph.warehouse import Warehouse
 from aag.identity import SAME_AS_REL
 from aag.ids import value_node_id
 from aag.monitoring import MonitorReport, checks_sql
@@ -23,8 +25,6 @@ from aag.normalize import InvalidValueError, normalise
 from aag.resolution import profiles
 from aag.selection import EdgeSelection, NodeSelection
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
-from aag.store import GraphStore
-from aag.warehouse import Warehouse
 
 
 class GraphReads:

@@ -15,6 +15,8 @@ import pyarrow as pa
 
 from aag.engine.base import Engine
 from aag.errors import InputError, WarehouseError
+from aag.graph.store import GraphChange, GraphStore
+from aag.graph.warehouse import Warehouse
 from aag.identity import (
     ID_KEYS,
     ID_ROWS,
@@ -35,8 +37,6 @@ from aag.overrides import (
     read_decisions,
     rules_in_force,
 )
-from aag.store import GraphChange, GraphStore
-from aag.warehouse import Warehouse
 
 _TEMP = ("relink_entities", "relink_store", "relink_rows", "relink_batch", "relink_keys", "relink_new")
 

@@ -1,7 +1,7 @@
 """Which graph rows a read wants, said once and rendered for every store.
 
 The read commands (profile, explain, lookup, neighbourhood, identity map, monitor …)
-ask a :class:`~aag.store.GraphStore` for edges or nodes matching an
+ask a :class:`~aag.graph.store.GraphStore` for edges or nodes matching an
 :class:`EdgeSelection` or a :class:`NodeSelection`. A selection is data, not SQL text: each
 store renders it the way it reads (a SQL condition built as a sqlglot expression, so
 values are always quoted by the library, or an Arrow filter for in-memory tables), and

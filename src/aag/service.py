@@ -22,14 +22,14 @@ from aag.engine import make_engine
 from aag.engine.base import Engine
 from aag.errors import AagError, InputError, NotFoundError, WarehouseError
 from aag.explanation import Explanation
+from aag.graph.store import GraphStore
+from aag.graph.warehouse import Warehouse
 from aag.lineage import Lineage
 from aag.monitoring import MonitorReport
 from aag.overrides import Action, parse_record
 from aag.pipeline import BatchReport, FileProgress, ingest_file
 from aag.reads import GraphReads
 from aag.relink import decide
-from aag.store import GraphStore
-from aag.warehouse import Warehouse
 
 
 class AagService:

@@ -9,7 +9,7 @@ generated from the planned change, so no row leaves the cluster:
 * ``nodes`` and ``edge_events`` only ever grow: one ``INSERT INTO ... SELECT`` each;
 * ``relationships``: one Delta ``MERGE INTO ... USING`` whose source carries a delete
   marker per replaced key plus the key's new rows (the same shape as
-  :meth:`aag.delta.DeltaIO.replace_keys`), or a plain ``INSERT`` when the batch only
+  :meth:`aag.graph.delta.DeltaIO.replace_keys`), or a plain ``INSERT`` when the batch only
   adds keys new to the graph.
 
 Which statements a commit uses follows the engine's capabilities, never its name:
@@ -31,9 +31,9 @@ import sqlglot
 from sqlglot import exp
 
 from aag.engine.base import CANONICAL_DIALECT, Capability, Engine, SqlScan
+from aag.graph.store import ChangeSql, CommitStats, GraphChange, GraphStore, Scan
 from aag.model import EDGE_EVENTS, NODES, RELATIONSHIPS
 from aag.selection import EdgeSelection, NodeSelection, columns_sql, render
-from aag.store import ChangeSql, CommitStats, GraphChange, GraphStore, Scan
 
 #: The edge key K (SPEC §3): a MERGE matches stored rows on it.
 KEY_COLUMNS = ("source_node_id", "rel_type", "source_system")

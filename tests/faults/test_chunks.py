@@ -72,8 +72,8 @@ def _canonical_log(wh: Path) -> list[tuple]:
     depend on chunking, and this is the log's part of it.
     """
     from aag.engine.duckdb import local_connection
+    from aag.graph.store import flatten_edges
     from aag.service import AagService
-    from aag.store import flatten_edges
 
     svc = AagService(str(wh))
     con = local_connection()

@@ -31,7 +31,7 @@ from aag.gold.project import (
 )
 from aag.gold.publishing import export_gold, publish, write_manifest
 from aag.gold.runner import build_failure, dbt_args, node_warnings, run_dbt
-from aag.warehouse import Warehouse
+from aag.graph.warehouse import Warehouse
 
 
 @dataclass

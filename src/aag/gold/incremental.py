@@ -16,12 +16,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from aag.delta import CHANGE_FEED_PROPERTY
 from aag.gold.project import DUCKDB_FILE, gold_dir
 from aag.gold.publishing import manifest
 from aag.gold.runner import one_line
-from aag.store import RELATIONSHIP_STATS_COLUMNS, STATS_COLUMNS_PROPERTY
-from aag.warehouse import Warehouse
+from aag.graph.delta import CHANGE_FEED_PROPERTY
+from aag.graph.store import RELATIONSHIP_STATS_COLUMNS, STATS_COLUMNS_PROPERTY
+from aag.graph.warehouse import Warehouse
 
 
 def silver_versions(warehouse: Warehouse) -> dict[str, int]:
@@ -49,7 +49,7 @@ def ensure_silver_properties(warehouse: Warehouse) -> bool:
     from it. delta-rs (and Spark) then write the changed rows of every MERGE next to
     the data files, and ``aag vacuum`` removes them with the other old files. The same
     metadata-only commit drops a boolean column from the statistics columns of tables
-    made before Delta-Spark's rule was known (see :meth:`aag.store.DeltaGraphStore.create`).
+    made before Delta-Spark's rule was known (see :meth:`aag.graph.store.DeltaGraphStore.create`).
     Warehouses made by an older ``aag init`` get a commit to silver, so the caller holds
     the writer lock (:meth:`aag.service.AagService.build` does).
     """

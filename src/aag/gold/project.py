@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aag.config import CONFIG_FILES, default_config_dir
 from aag.errors import WarehouseError
-from aag.warehouse import Warehouse
+from aag.graph.warehouse import Warehouse
 
 #: Gold relations ``aag export`` serves, with the order their Parquet files are written in.
 GOLD_MODELS: dict[str, str] = {

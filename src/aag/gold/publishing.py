@@ -34,7 +34,7 @@ from aag.gold.project import (
     gold_dir,
     gold_file,
 )
-from aag.warehouse import Warehouse
+from aag.graph.warehouse import Warehouse
 
 EXPORT_BATCH_ROWS = 256 * 1024
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from aag.errors import AagError
 from aag.extras import require
-from aag.warehouse import Warehouse
+from aag.graph.warehouse import Warehouse
 
 
 class BuildError(AagError):

@@ -26,7 +26,7 @@ from aag.gold.project import (
     gold_dir,
 )
 from aag.gold.publishing import manifest, write_manifest
-from aag.warehouse import Warehouse
+from aag.graph.warehouse import Warehouse
 
 
 def discard(warehouse: Warehouse, erased: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Ingesting a batch: land → extract → edge rules → commit → ledger.
 
 :func:`plan_change` is the engine-neutral heart (field events in, graph change
-out) and runs on any :class:`~aag.store.GraphStore`; :func:`ingest_file` adds
+out) and runs on any :class:`~aag.graph.store.GraphStore`; :func:`ingest_file` adds
 what the warehouse needs around it (landing, quarantine, ledger).
 
 - :mod:`aag.pipeline.planning`: the graph change a batch's field events make.

@@ -16,17 +16,17 @@ from pathlib import Path
 import pyarrow as pa
 
 from aag.bronze import FORMATS, Chunk, file_format, file_sha256, read_chunks
-from aag.delta import now_utc
 from aag.engine.base import Engine
 from aag.errors import AagError
 from aag.faults import crash_point
+from aag.graph.delta import now_utc
+from aag.graph.store import CommitStats, GraphStore
+from aag.graph.warehouse import Warehouse
 from aag.pipeline.planning import plan_change
 from aag.pipeline.rows import drop_resent, register_reads, split_unchanged, suppress_erased
 from aag.relink import warehouse_identity
 from aag.sources import day_precision_prefixes, extractor_for
 from aag.sources.base import Extractor
-from aag.store import CommitStats, GraphStore
-from aag.warehouse import Warehouse
 
 
 @dataclass

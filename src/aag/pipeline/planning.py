@@ -1,6 +1,6 @@
 """Planning a batch's graph change: field events in, graph change out.
 
-The engine-neutral heart of a batch: it runs on any :class:`~aag.store.GraphStore`
+The engine-neutral heart of a batch: it runs on any :class:`~aag.graph.store.GraphStore`
 and leaves the change in the engine until the store has committed it.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 import pyarrow as pa
 
 from aag.engine.base import Engine
+from aag.graph.store import ChangeSql, GraphChange, GraphStore, relationships_stream
 from aag.identity import ID_KEYS, ID_ROWS, IdentitySettings, release_identity, resolve_identity
 from aag.rules import FLAT_EDGES, OUT_FLAT, OUT_KEYS, OUT_LOG, OUT_ROWS, apply_edge_rules, release_rule_tables
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE
-from aag.store import ChangeSql, GraphChange, GraphStore, relationships_stream
 
 #: Engine view of the batch's nodes that the graph does not hold yet.
 NEW_NODES = "batch_new_nodes"

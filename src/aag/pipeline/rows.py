@@ -11,9 +11,9 @@ import pyarrow as pa
 
 from aag.engine.base import Engine
 from aag.engine.duckdb import local_connection
+from aag.graph.warehouse import Warehouse
 from aag.sources import extractor_for
 from aag.sources.base import Extractor, landed_table
-from aag.warehouse import Warehouse
 
 
 def split_unchanged(

@@ -62,7 +62,7 @@ ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 def unflatten_sql(flat_sql: str) -> str:
     """Wrap SQL returning flat edges so it returns relationships rows (lineage in a map).
 
-    :func:`aag.store.unflatten_batch` builds the same rows from flat Arrow batches.
+    :func:`aag.graph.store.unflatten_batch` builds the same rows from flat Arrow batches.
     """
     return f"""
 SELECT source_node_id, target_node_id, rel_type, updated_at, confidence, is_current,

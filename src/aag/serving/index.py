@@ -30,7 +30,7 @@ from deltalake import DeltaTable
 
 from aag import gold
 from aag.engine.duckdb import local_connection
-from aag.warehouse import Warehouse
+from aag.graph.warehouse import Warehouse
 
 
 @dataclass

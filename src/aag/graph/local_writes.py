@@ -16,8 +16,8 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-from aag.delta import DeltaIO
 from aag.errors import ConflictError, WarehouseError
+from aag.graph.delta import DeltaIO
 
 
 def drop_orphans(io: DeltaIO, uris: list[str]) -> None:

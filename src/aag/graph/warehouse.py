@@ -24,14 +24,14 @@ import pyarrow as pa
 
 from aag.bronze import parse_raw
 from aag.config import CONFIG_FILES, REGISTRY_FILE, Config, default_config_dir, load_config
-from aag.delta import DeltaIO, is_local, join
 from aag.engine.duckdb import local_connection
 from aag.errors import WarehouseError
 from aag.faults import crash_point
-from aag.local_writes import drop_orphans, flocked
+from aag.graph.delta import DeltaIO, is_local, join
+from aag.graph.local_writes import drop_orphans, flocked
+from aag.graph.store import DeltaGraphStore
 from aag.model import BRONZE_META, ERASURES, LEDGER, QUARANTINE
 from aag.selection import columns_sql, within_sql
-from aag.store import DeltaGraphStore
 
 BRONZE = pa.schema(
     [

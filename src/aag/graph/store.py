@@ -5,7 +5,7 @@ Arrow streams the engine filters) and how to *commit* a batch's change. What to
 read and what to write is decided by the rules, in the engine. The Delta store
 is the product; the memory store holds the same tables as Arrow so the rule
 tests can run on any engine without a table format. Flat edges become
-relationships rows in :mod:`aag.flat_edges` (its names still import from here).
+relationships rows in :mod:`aag.graph.flat_edges` (its names still import from here).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from sqlglot import exp
 
-from aag.delta import DeltaIO, join
 from aag.faults import crash_point
-from aag.flat_edges import flatten_edges as flatten_edges
-from aag.flat_edges import relationships_stream as relationships_stream
-from aag.flat_edges import unflatten_batch as unflatten_batch
+from aag.graph.delta import DeltaIO, join
+from aag.graph.flat_edges import flatten_edges as flatten_edges
+from aag.graph.flat_edges import relationships_stream as relationships_stream
+from aag.graph.flat_edges import unflatten_batch as unflatten_batch
 from aag.model import EDGE_EVENTS, NODES, RELATIONSHIPS
 from aag.selection import EdgeSelection, NodeSelection, columns_sql, render
 
