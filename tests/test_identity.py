@@ -540,7 +540,7 @@ def test_unlink_splits_the_first_record_off_the_whole_customer_of_the_second(svc
 
 
 def test_split_apart_keeps_the_rest_together_when_the_kept_apart_record_is_seen_first():
-    from aag.overrides import split_apart
+    from aag.identity.overrides import split_apart
 
     # The son's account (rank 1) was seen before the mother's three records on the mailbox.
     links = [("son", "mail"), ("crm", "mail"), ("erp", "mail"), ("shop", "mail"), ("crm", "rec")]

@@ -135,7 +135,7 @@
     where winner_rank = 1
 {%- endmacro %}
 
-{#- Where source stands in an a|b|c list, 0 when absent (aag.resolution._in_list). -#}
+{#- Where source stands in an a|b|c list, 0 when absent (aag.resolution.winners._in_list). -#}
 {% macro source_list_position(list_column, source) -%}
     instr('|' || {{ list_column }} || '|', '|' || {{ source }} || '|')
 {%- endmacro %}

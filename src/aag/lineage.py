@@ -16,12 +16,12 @@ import pyarrow.compute as pc
 
 from aag.config import ObjectSpec
 from aag.errors import InputError, NotFoundError
-from aag.explanation import Explanation, explain
 from aag.graph.store import flatten_edges
-from aag.overrides import read_decisions, rules_in_force
+from aag.identity.overrides import read_decisions, rules_in_force
+from aag.identity.relink import warehouse_overrides
 from aag.reads import GraphReads
-from aag.relink import warehouse_overrides
 from aag.resolution import profiles, ranked_values
+from aag.resolution.explanation import Explanation, explain
 from aag.selection import EdgeSelection
 from aag.sources import objects_belonging_to
 from aag.sources.base import SOURCE_RECORD_REL

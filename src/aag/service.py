@@ -3,7 +3,7 @@
 :class:`AagService` holds a warehouse, the session's engine and the graph store the
 reads go through, and hands each command to the module that does it: ingest to
 :mod:`aag.pipeline`, reads to :mod:`aag.reads` and :mod:`aag.lineage`, identity
-decisions to :mod:`aag.relink`, the gold build to :mod:`aag.gold`, exports to
+decisions to :mod:`aag.identity.relink`, the gold build to :mod:`aag.gold`, exports to
 :mod:`aag.export`, erasure to :mod:`aag.erasure` and upkeep to :mod:`aag.maintenance`.
 """
 
@@ -21,15 +21,15 @@ from aag import erasure, export, gold, maintenance
 from aag.engine import make_engine
 from aag.engine.base import Engine
 from aag.errors import AagError, InputError, NotFoundError, WarehouseError
-from aag.explanation import Explanation
 from aag.graph.store import GraphStore
 from aag.graph.warehouse import Warehouse
+from aag.identity.overrides import Action, parse_record
+from aag.identity.relink import decide
 from aag.lineage import Lineage
 from aag.monitoring import MonitorReport
-from aag.overrides import Action, parse_record
 from aag.pipeline import BatchReport, FileProgress, ingest_file
 from aag.reads import GraphReads
-from aag.relink import decide
+from aag.resolution.explanation import Explanation
 
 
 class AagService:
@@ -226,7 +226,7 @@ class AagService:
         """Keep two records apart (``unlink``), join them (``link``) or ``undo`` either.
 
         The decision is stored in the warehouse config and applied by every later run;
-        the two records' clusters are recomputed at once. See :func:`aag.relink.decide`.
+        the two records' clusters are recomputed at once. See :func:`aag.identity.relink.decide`.
         """
         self.warehouse.require()
         customer: list[str] = []

@@ -24,13 +24,16 @@ held, current or closed, so a customer who changes their e-mail in one system st
 customer. A link ends only when a record is deleted in its source (its
 ``HAS_SOURCE_RECORD`` edge is closed: it links nothing), when the over-sharing guard or
 the blocklist rules the value out (the guard counts every record that ever held the
-value), or when an operator keeps two records apart (:mod:`aag.overrides`). Because
-clusters are a function of the full identifier history and the operator decisions, any
-order of batches gives the same clusters and survivors.
+value), or when an operator keeps two records apart (:mod:`aag.identity.overrides`).
+Because clusters are a function of the full identifier history and the operator
+decisions, any order of batches gives the same clusters and survivors.
 
 - :mod:`aag.identity.settings`: the identity rules of one entity type.
 - :mod:`aag.identity.closure`: the records a batch touches, and the SAME_AS change.
 - :mod:`aag.identity.clusters`: which values link records, and the clusters they form.
+- :mod:`aag.identity.overrides`: operator decisions on a pair of records (link, unlink).
+- :mod:`aag.identity.relink`: identity outside a batch: re-linking the records a decision
+  names.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from aag.engine.base import Engine
+from aag.identity.overrides import split_apart
 from aag.identity.settings import IdentitySettings
-from aag.overrides import split_apart
 from aag.sources.base import SOURCE_RECORD_REL, lit
 
 
@@ -45,7 +45,7 @@ def _label(engine: Engine, settings: IdentitySettings) -> None:
     and takes the smallest label among records sharing a hub, until nothing changes; the
     number of rounds is the clusters' diameter, small for customer data. Records deleted
     in their source link nothing. A cluster that holds a pair an operator keeps apart is
-    then split by :func:`aag.overrides.split_apart`.
+    then split by :func:`aag.identity.overrides.split_apart`.
     """
     # Every version of the record edges: the batch's own (not all of them are closure
     # candidates: a record new to the graph that is deleted within the batch) and the rest.

@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from aag.config import Config
+from aag.identity.overrides import PairRule, read_decisions, rules_in_force
 from aag.ids import value_node_id
 from aag.normalize import normalise
-from aag.overrides import PairRule, read_decisions, rules_in_force
 from aag.sources.base import SOURCE_RECORD_REL
 
 #: rel_type of the derived cluster edges (member → survivor).
@@ -36,7 +36,7 @@ class IdentitySettings:
     ) -> IdentitySettings | None:
         """Settings for ``entity_type``, or None when no rule applies to it.
 
-        ``pair_rules`` are the operator decisions in force (:func:`aag.overrides.rules_in_force`).
+        ``pair_rules`` are the operator decisions in force (:func:`aag.identity.overrides.rules_in_force`).
         """
         limits = {
             r.rel_type: r.max_records_per_source

@@ -22,9 +22,9 @@ from aag.faults import crash_point
 from aag.graph.delta import now_utc
 from aag.graph.store import CommitStats, GraphStore
 from aag.graph.warehouse import Warehouse
+from aag.identity.relink import warehouse_identity
 from aag.pipeline.planning import plan_change
 from aag.pipeline.rows import drop_resent, register_reads, split_unchanged, suppress_erased
-from aag.relink import warehouse_identity
 from aag.sources import day_precision_prefixes, extractor_for
 from aag.sources.base import Extractor
 

@@ -1,9 +1,10 @@
 """Identity outside a batch: the warehouse's identity settings, and re-linking records.
 
-An operator decision (:mod:`aag.overrides`) changes clusters without any new field event,
-so the records it names are re-linked on their own: their clusters are recomputed by the
-same identity step a batch runs (:func:`aag.identity.resolve_identity`, with the records
-as its touched set) and the ``SAME_AS`` change is committed like a batch's.
+An operator decision (:mod:`aag.identity.overrides`) changes clusters without any new
+field event, so the records it names are re-linked on their own: their clusters are
+recomputed by the same identity step a batch runs (:func:`aag.identity.resolve_identity`,
+with the records as its touched set) and the ``SAME_AS`` change is committed like a
+batch's.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from aag.identity import (
     release_identity,
     resolve_identity,
 )
-from aag.model import EDGE_EVENTS, NODES
-from aag.overrides import (
+from aag.identity.overrides import (
     Action,
     Decision,
     append_decision,
@@ -37,6 +37,7 @@ from aag.overrides import (
     read_decisions,
     rules_in_force,
 )
+from aag.model import EDGE_EVENTS, NODES
 
 _TEMP = ("relink_entities", "relink_store", "relink_rows", "relink_batch", "relink_keys", "relink_new")
 

@@ -9,7 +9,7 @@ source name and value id. The ordering lives in :data:`WINNER_ORDER` once.
 (:data:`STRATEGY_KEYS`) goes before that order, and its allowed sources keep the
 others' values from winning. :func:`order_by` renders the whole ordering; dbt's
 ``resolve_winner`` macro renders the same lists. Why a value won is
-:mod:`aag.explanation`.
+:mod:`aag.resolution.explanation`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from aag.config import SOURCE_LIST_SEPARATOR, SurvivorshipRule
-from aag.resolution import PLACEHOLDER_VALUES, RULE_TEXT, UNLISTED_POSITION
+from aag.resolution.winners import PLACEHOLDER_VALUES, RULE_TEXT, UNLISTED_POSITION
 
 
 @dataclass
