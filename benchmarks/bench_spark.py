@@ -8,7 +8,7 @@ fresh subprocess on a fresh warehouse, one after the other:
 * ``spark``: ``AagService(engine="spark")``: the same SQL transpiled and run by
   PySpark in ``local[2]`` mode, committing to the same kind of local Delta tables;
 * ``spark-tables``: the Spark engine with the graph in Spark catalog tables
-  (:class:`aag.spark_store.SparkTableGraphStore`; Parquet here, since local Spark has
+  (:class:`aag.databricks.store.SparkTableGraphStore`; Parquet here, since local Spark has
   no Delta jars, so the 1% batch uses the rebuild fallback instead of a MERGE).
 
 It reports seconds and field events/s per configuration and the Spark/embedded
@@ -57,7 +57,7 @@ def worker(config: str, initial: Path, changed: Path, out: Path) -> None:
     startup = time.perf_counter() - started
     graph = None
     if config == "spark-tables":
-        from aag.spark_store import SparkTableGraphStore
+        from aag.databricks.store import SparkTableGraphStore
 
         engine.execute("DROP SCHEMA IF EXISTS aag_bench CASCADE")
         graph = SparkTableGraphStore(engine, "aag_bench")

@@ -23,11 +23,11 @@ import yaml
 from sqlglot import exp
 
 from aag.config import CONFIG_FILES, default_config_dir
-from aag.databricks import setup_sql, statements
+from aag.databricks.job import setup_sql, statements
+from aag.databricks.store import SparkTableGraphStore, merge_relationships_sql, merge_source_sql
 from aag.engine.base import Capability, Engine, SqlScan
 from aag.graph.store import ChangeSql, GraphChange, MemoryGraphStore
 from aag.model import NODES, RELATIONSHIPS
-from aag.spark_store import SparkTableGraphStore, merge_relationships_sql, merge_source_sql
 from rulekit import Ev, apply, versions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -353,7 +353,7 @@ def test_pipeline_passes_spark_pipelines_dry_run(tmp_path):
 
 def test_pipeline_declares_every_object_with_the_extractor_sql():
     from aag.config import load_config
-    from aag.lakeflow import define
+    from aag.databricks.lakeflow import define
     from aag.sources import extractor_for
 
     declared: list[tuple[str, str]] = []
@@ -591,7 +591,7 @@ class _Recorder:
 
 @pytest.mark.spark
 def test_pipeline_reads_its_settings_on_pyspark_35_and_4(spark_engine):
-    from aag.lakeflow import define, session_conf
+    from aag.databricks.lakeflow import define, session_conf
 
     spark = spark_engine.spark  # type: ignore[attr-defined]
     keys = {"aag.bronze.mode": "files", "aag.objects": "salesforce.Contact", "aag.test.marker": "x"}
@@ -648,7 +648,7 @@ def test_catalog_sql_takes_an_optional_managed_location(spark_engine):
     """The CREATE CATALOG statement 01_catalog.sql builds, evaluated by Spark SQL."""
     from pyspark.errors import PySparkException
 
-    from aag.databricks import CREATE_CATALOG_VARIABLE, catalog_sql
+    from aag.databricks.job import CREATE_CATALOG_VARIABLE, catalog_sql
 
     spark = spark_engine.spark  # type: ignore[attr-defined]
     declare, build, execute = list(statements(catalog_sql()))[:3]
@@ -785,8 +785,8 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
     catalog-table store: INSERTs and a real Delta MERGE. The graph must equal what the
     embedded engine builds from the same files one by one.
     """
-    from aag.databricks import LEDGER_TABLE, QUARANTINE_TABLE, commit_pending
-    from aag.lakeflow import run_batch
+    from aag.databricks.job import LEDGER_TABLE, QUARANTINE_TABLE, commit_pending
+    from aag.databricks.lakeflow import run_batch
     from aag.reads import customer_profiles_of
     from aag.service import AagService
     from aag.world import generate
@@ -873,8 +873,8 @@ def test_bronze_from_a_delta_change_feed_gives_the_events_of_files(tmp_path, spa
     commit) and must give the field events of the same syncs landed as files, and the
     commit task the embedded engine's graph.
     """
-    from aag.databricks import FIELD_EVENTS_TABLE, commit_pending
-    from aag.lakeflow import run_batch
+    from aag.databricks.job import FIELD_EVENTS_TABLE, commit_pending
+    from aag.databricks.lakeflow import run_batch
     from aag.service import AagService
     from aag.world import generate
 

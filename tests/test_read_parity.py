@@ -2,7 +2,7 @@
 
 A generated five-source world is ingested into a Delta warehouse by the embedded
 engine. The same graph rows are then put into two other stores: the in-memory store,
-and Spark catalog tables (:class:`~aag.spark_store.SparkTableGraphStore`, the
+and Spark catalog tables (:class:`~aag.databricks.store.SparkTableGraphStore`, the
 Databricks store) read through the Spark engine. Every read command the CLI, API and
 MCP tools offer — customer look-ups, profiles, explanations, neighbourhoods, the
 identity map, all profiles, monitoring — must answer the same on all three.
@@ -15,12 +15,12 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from aag.databricks.store import SparkTableGraphStore
 from aag.engine.base import Engine
 from aag.errors import NotFoundError
 from aag.graph.store import GraphChange, GraphStore, MemoryGraphStore
 from aag.selection import EdgeSelection, NodeSelection
 from aag.service import AagService
-from aag.spark_store import SparkTableGraphStore
 from aag.world import generate
 
 #: People in the world: enough for merges across all five sources and some splits.

@@ -7,7 +7,7 @@ versions must be identical. The only column left out is ``nodes.created_at``, th
 wall-clock time a node was first written (ingestion bookkeeping); everything else,
 ``properties.batch_id`` included, is a function of the input files.
 
-The Databricks store (:class:`aag.spark_store.SparkTableGraphStore`) is held to the
+The Databricks store (:class:`aag.databricks.store.SparkTableGraphStore`) is held to the
 same standard on the first two rounds: graph tables in the Spark catalog, scanned
 and written with Spark SQL (Delta tables and their MERGE: the tests' local Spark
 loads Delta Lake's jars).
@@ -20,10 +20,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from aag.databricks.store import SparkTableGraphStore
 from aag.pipeline import ingest_file
 from aag.reads import customer_profiles_of
 from aag.service import AagService
-from aag.spark_store import SparkTableGraphStore
 from aag.world import generate
 
 pytestmark = pytest.mark.spark

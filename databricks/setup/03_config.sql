@@ -1,4 +1,4 @@
--- AAG Databricks setup, step 03 (generated from aag/databricks.py by
+-- AAG Databricks setup, step 03 (generated from aag/databricks/job.py by
 -- `python -m aag.databricks databricks/setup`; do not edit by hand).
 -- Parameter :catalog is the Unity Catalog catalog AAG lives in.
 CREATE TABLE IF NOT EXISTS IDENTIFIER(:catalog || '.config.attribute_name_registry') (

@@ -44,7 +44,7 @@ class AagService:
             warehouse: Warehouse location (SPEC §9 defaults).
             engine: Engine name (``local``, ``spark``) or a ready engine.
             graph: Where the read commands read the graph (default: the warehouse's Delta
-                tables); e.g. a :class:`~aag.spark_store.SparkTableGraphStore`.
+                tables); e.g. a :class:`~aag.databricks.store.SparkTableGraphStore`.
         """
         self.warehouse = Warehouse(warehouse)
         self.graph: GraphStore = graph or self.warehouse.graph

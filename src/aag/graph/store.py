@@ -65,7 +65,7 @@ class ChangeSql:
     """The same change as canonical SQL over the engine tables that hold it.
 
     A store whose tables live in the engine's own catalog commits from these queries
-    without moving rows out of the engine (see :class:`aag.spark_store.SparkTableGraphStore`).
+    without moving rows out of the engine (see :class:`aag.databricks.store.SparkTableGraphStore`).
     """
 
     nodes: str

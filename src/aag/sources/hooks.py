@@ -158,7 +158,7 @@ class ExtractorHooks:
     def enrich_sql(self, source: str, columns: list[str]) -> str | None:
         """The rules of :meth:`enrich` as canonical SQL over ``source`` (``None``: nothing to do).
 
-        The declarative pipeline (:mod:`aag.lakeflow`) runs this where :meth:`enrich` would
+        The declarative pipeline (:mod:`aag.databricks.lakeflow`) runs this where :meth:`enrich` would
         run on a batch: same columns out as in.
         """
         return None

@@ -8,8 +8,8 @@ from typing import Any
 import pyarrow as pa
 
 from aag.config import Config, load_config
-from aag.lakeflow.settings import Settings, session_conf
-from aag.lakeflow.translate import (
+from aag.databricks.lakeflow.settings import Settings, session_conf
+from aag.databricks.lakeflow.translate import (
     _e164_udf,
     _lit,
     _overrides_prepare,

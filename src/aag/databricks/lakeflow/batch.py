@@ -1,10 +1,10 @@
-"""Every dataset of :func:`~aag.lakeflow.define` computed once, in batch, on plain Spark."""
+"""Every dataset of :func:`~aag.databricks.lakeflow.define` computed once, in batch, on plain Spark."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aag.lakeflow.datasets import define
+from aag.databricks.lakeflow.datasets import define
 
 
 class _BatchReader:

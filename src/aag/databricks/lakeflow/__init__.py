@@ -15,7 +15,7 @@ Lakeflow Declarative Pipeline (Databricks) / Spark Declarative Pipeline (open so
   ``<graph>.extract_quarantine``: materialized views over all objects.
 
 The edge rules, identity and the commit into ``graph.nodes`` / ``graph.relationships``
-run after the pipeline, in the job task :func:`aag.databricks.commit_pending`, with the
+run after the pipeline, in the job task :func:`aag.databricks.job.commit_pending`, with the
 same Spark engine: the rules need the stored history of the keys a batch touches and
 a MERGE, which a declarative flow cannot express (see ``docs/deployment.md``).
 
@@ -32,15 +32,15 @@ Settings (pipeline ``configuration``):
 ``aag.config.dir``
     Folder of the config CSVs (default: the packaged seeds).
 
-Modules: :mod:`~aag.lakeflow.settings` (the settings), :mod:`~aag.lakeflow.translate`
-(extractor SQL as Spark SQL, extractor Python as UDFs), :mod:`~aag.lakeflow.datasets`
-(:func:`define`), :mod:`~aag.lakeflow.batch` (:func:`run_batch`).
+Modules: :mod:`~aag.databricks.lakeflow.settings` (the settings), :mod:`~aag.databricks.lakeflow.translate`
+(extractor SQL as Spark SQL, extractor Python as UDFs), :mod:`~aag.databricks.lakeflow.datasets`
+(:func:`define`), :mod:`~aag.databricks.lakeflow.batch` (:func:`run_batch`).
 """
 
-from aag.lakeflow.batch import run_batch
-from aag.lakeflow.datasets import BRONZE_COLUMNS, CDF_COLUMNS, define
-from aag.lakeflow.settings import Settings, session_conf
-from aag.lakeflow.translate import key_of, landed_schema, landed_sql, spark_sql
+from aag.databricks.lakeflow.batch import run_batch
+from aag.databricks.lakeflow.datasets import BRONZE_COLUMNS, CDF_COLUMNS, define
+from aag.databricks.lakeflow.settings import Settings, session_conf
+from aag.databricks.lakeflow.translate import key_of, landed_schema, landed_sql, spark_sql
 
 __all__ = [
     "BRONZE_COLUMNS",

@@ -12,7 +12,7 @@ Layout in one catalog (``:catalog``):
 :func:`setup_sql` generates the files under ``databricks/setup/`` (a test keeps them
 equal); :func:`commit_pending` is the job task that turns the pipeline's field events
 into graph changes with the Spark engine and commits them with
-:class:`~aag.spark_store.SparkTableGraphStore` (one MERGE per batch group).
+:class:`~aag.databricks.store.SparkTableGraphStore` (one MERGE per batch group).
 """
 
 from __future__ import annotations
@@ -25,11 +25,17 @@ from typing import Any
 import pyarrow as pa
 
 from aag.config import CONFIG_FILES, Config, default_config_dir, load_config
+from aag.databricks.store import (
+    CLUSTER_BY,
+    GRAPH_COMMENTS,
+    GRAPH_SCHEMAS,
+    SparkTableGraphStore,
+    create_table_sql,
+)
 from aag.identity import IdentitySettings
 from aag.model import FIELD_EVENTS, LEDGER, NODES, QUARANTINE
 from aag.pipeline import plan_change
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE, lit
-from aag.spark_store import CLUSTER_BY, GRAPH_COMMENTS, GRAPH_SCHEMAS, SparkTableGraphStore, create_table_sql
 
 #: Unity Catalog schemas and what they hold.
 SCHEMAS = {
@@ -39,7 +45,7 @@ SCHEMAS = {
     "gold": "Resolved customer profiles and other dbt models",
 }
 
-#: Tables the pipeline writes (:mod:`aag.lakeflow`), by short name.
+#: Tables the pipeline writes (:mod:`aag.databricks.lakeflow`), by short name.
 FIELD_EVENTS_TABLE = "graph.field_events"
 NODE_CANDIDATES_TABLE = "graph.node_candidates"
 EXTRACT_QUARANTINE_TABLE = "graph.extract_quarantine"
@@ -178,7 +184,7 @@ def write_setup(folder: Path) -> list[Path]:
     for name, sql in setup_sql().items():
         path = folder / name
         header = (
-            f"-- AAG Databricks setup, step {name[:2]} (generated from aag/databricks.py by\n"
+            f"-- AAG Databricks setup, step {name[:2]} (generated from aag/databricks/job.py by\n"
             "-- `python -m aag.databricks databricks/setup`; do not edit by hand).\n"
             "-- Parameter :catalog is the Unity Catalog catalog AAG lives in.\n"
             + (

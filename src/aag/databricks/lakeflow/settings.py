@@ -1,4 +1,4 @@
-"""The pipeline's settings: the ``aag.*`` keys of its configuration (see :mod:`aag.lakeflow`)."""
+"""The pipeline's settings: the ``aag.*`` keys of its configuration (see :mod:`aag.databricks.lakeflow`)."""
 
 from __future__ import annotations
 
