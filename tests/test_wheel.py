@@ -132,6 +132,19 @@ def test_the_embedded_engine_ingests_on_the_runtime_packages(runtime: Path, tmp_
     assert shown.stdout.startswith("customer ") and "email" in shown.stdout
 
 
+def test_the_wheel_carries_the_dbt_project_aag_build_runs(runtime: Path) -> None:
+    found = _run(runtime / "python", "-c", "from aag.gold.project import project_dir; print(project_dir())")
+    packaged = Path(found.stdout.strip())
+    assert packaged.name == "dbt_project" and "site-packages" in packaged.parts
+    source = REPO / "dbt"
+    wanted = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests", "analyses")
+    files = [p.relative_to(source) for p in source.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    files = [f for f in files if f.parts[0] in wanted]
+    assert len(files) > 20
+    for name in files:
+        assert (packaged / name).read_bytes() == (source / name).read_bytes(), name
+
+
 @pytest.mark.parametrize(
     ("command", "extra"), [(["build"], "gold"), (["serve", "--port", "0"], "serve"), (["mcp"], "serve")]
 )
@@ -140,7 +153,6 @@ def test_a_command_whose_extra_is_missing_says_which_on_one_line(
 ) -> None:
     _run(runtime / "aag", "init", cwd=tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["AAG_DBT_PROJECT_DIR"] = str(REPO / "dbt")
     done = subprocess.run(
         [str(runtime / "aag"), *command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )

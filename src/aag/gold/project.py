@@ -45,11 +45,12 @@ SILVER_TABLES = ("nodes", "relationships")
 
 
 def project_dir() -> Path:
-    """The dbt project: ``$AAG_DBT_PROJECT_DIR``, else ``dbt/`` of the source checkout."""
+    """The dbt project: ``$AAG_DBT_PROJECT_DIR``, the checkout's ``dbt/``, or the wheel's copy."""
     override = os.environ.get("AAG_DBT_PROJECT_DIR")
     candidates = [Path(override)] if override else []
-    # src/aag/gold/project.py -> the checkout's root.
-    candidates.append(Path(__file__).resolve().parents[3] / "dbt")
+    here = Path(__file__).resolve()
+    # src/aag/gold/project.py -> the checkout's root; installed: site-packages/aag.
+    candidates += [here.parents[3] / "dbt", here.parents[1] / "dbt_project"]
     for folder in candidates:
         if (folder / "dbt_project.yml").is_file():
             return folder
