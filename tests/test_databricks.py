@@ -103,7 +103,7 @@ def test_setup_sql_is_databricks_sql_with_cdf_and_clustering():
     nodes = parsed["aag.graph.nodes"].sql(dialect="databricks")
     assert "'delta.enableChangeDataFeed'='true'" in nodes.replace(" ", "")
     # Every table monitoring reads exists in the setup.
-    from aag.monitoring import DATABRICKS_TABLES
+    from aag.service.monitoring import DATABRICKS_TABLES
 
     for table in DATABRICKS_TABLES.values():
         assert f"aag.{table}" in parsed, table
@@ -787,8 +787,8 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
     """
     from aag.databricks.job import LEDGER_TABLE, QUARANTINE_TABLE, commit_pending
     from aag.databricks.lakeflow import run_batch
-    from aag.reads import customer_profiles_of
     from aag.service import AagService
+    from aag.service.reads import customer_profiles_of
     from aag.world import generate
 
     spark = spark_engine.spark  # type: ignore[attr-defined]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from aag.monitoring import databricks_sql
 from aag.service import AagService
+from aag.service.monitoring import databricks_sql
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,9 @@ def test_cli_monitor_tables_are_readable_at_80_columns(svc):
 def test_databricks_files_are_the_generated_sql():
     for name, sql in databricks_sql().items():
         text = (ROOT / "databricks" / "monitoring" / f"{name}.sql").read_text(encoding="utf-8")
-        assert text.endswith(sql), f"databricks/monitoring/{name}.sql is stale: run python -m aag.monitoring"
+        assert text.endswith(sql), (
+            f"databricks/monitoring/{name}.sql is stale: run python -m aag.service.monitoring"
+        )
 
 
 @pytest.mark.spark
@@ -142,11 +144,13 @@ def test_databricks_sql_runs_on_spark_with_the_same_results(svc, spark_engine, t
 
 
 def test_dbt_analyses_are_the_generated_sql():
-    from aag.monitoring import dbt_analyses
+    from aag.service.monitoring import dbt_analyses
 
     for name, text in dbt_analyses().items():
         path = ROOT / "dbt" / "analyses" / f"monitoring_{name}.sql"
-        assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run python -m aag.monitoring"
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{path} is stale: run python -m aag.service.monitoring"
+        )
 
 
 def test_dbt_analyses_give_the_monitor_report(svc, tmp_path):

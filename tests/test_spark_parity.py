@@ -22,8 +22,8 @@ import pytest
 
 from aag.databricks.store import SparkTableGraphStore
 from aag.pipeline import ingest_file
-from aag.reads import customer_profiles_of
 from aag.service import AagService
+from aag.service.reads import customer_profiles_of
 from aag.world import generate
 
 pytestmark = pytest.mark.spark

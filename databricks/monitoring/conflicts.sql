@@ -1,5 +1,5 @@
--- AAG monitoring check 'conflicts' (generated from aag/monitoring.py by
--- `python -m aag.monitoring` from the repository root; do not edit by hand).
+-- AAG monitoring check 'conflicts' (generated from aag/service/monitoring.py by
+-- `python -m aag.service.monitoring` from the repository root; do not edit by hand).
 -- Parameter :catalog is the Unity Catalog catalog of databricks/setup.
 WITH ce AS (
   SELECT

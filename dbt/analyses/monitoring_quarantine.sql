@@ -1,5 +1,5 @@
--- AAG monitoring check 'quarantine' (generated from aag/monitoring.py by
--- `python -m aag.monitoring` from the repository root; do not edit by hand).
+-- AAG monitoring check 'quarantine' (generated from aag/service/monitoring.py by
+-- `python -m aag.service.monitoring` from the repository root; do not edit by hand).
 {% if target.type == 'databricks' %}
 SELECT
   source_system,

@@ -21,9 +21,9 @@ from aag.cli.common import (
     text,
 )
 from aag.errors import AagError, InputError
-from aag.export import EXPORT_FORMATS
 from aag.gold import GOLD_MODELS
 from aag.service import AagService
+from aag.service.export import EXPORT_FORMATS
 
 
 def _customer_id(svc: AagService, customer: str | None, source: str | None, source_id: str | None) -> str:

@@ -49,7 +49,7 @@ SCHEMAS = {
 FIELD_EVENTS_TABLE = "graph.field_events"
 NODE_CANDIDATES_TABLE = "graph.node_candidates"
 EXTRACT_QUARANTINE_TABLE = "graph.extract_quarantine"
-#: Tables of the job task (names shared with :data:`aag.monitoring.DATABRICKS_TABLES`).
+#: Tables of the job task (names shared with :data:`aag.service.monitoring.DATABRICKS_TABLES`).
 LEDGER_TABLE = "graph.batches"
 QUARANTINE_TABLE = "bronze.quarantine"
 

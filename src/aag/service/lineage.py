@@ -1,6 +1,6 @@
 """Why a customer looks as it does: profiles, explanations, the graph around it, raw rows.
 
-:class:`Lineage` builds on :class:`~aag.reads.GraphReads`: the resolved profile, the
+:class:`Lineage` builds on :class:`~aag.service.reads.GraphReads`: the resolved profile, the
 winner, losers and history of one attribute, the current graph around an entity with
 its winning edges marked, and the bronze rows every source sent.
 """
@@ -19,16 +19,16 @@ from aag.errors import InputError, NotFoundError
 from aag.graph.store import flatten_edges
 from aag.identity.overrides import read_decisions, rules_in_force
 from aag.identity.relink import warehouse_overrides
-from aag.reads import GraphReads
 from aag.resolution import profiles, ranked_values
 from aag.resolution.explanation import Explanation, explain
 from aag.selection import EdgeSelection
+from aag.service.reads import GraphReads
 from aag.sources import objects_belonging_to
 from aag.sources.base import SOURCE_RECORD_REL
 
 
 class Lineage:
-    """Explanations of one customer's values, read through :class:`~aag.reads.GraphReads`."""
+    """Explanations of one customer's values, read through :class:`~aag.service.reads.GraphReads`."""
 
     def __init__(self, reads: GraphReads) -> None:
         self.reads = reads

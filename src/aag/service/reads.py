@@ -1,7 +1,7 @@
 """The graph's read side: customers, records, look-ups and whole-graph views.
 
 :class:`GraphReads` answers every read command that does not explain a value (that is
-:mod:`aag.lineage`). It reads through a :class:`~aag.graph.store.GraphStore`, so the same
+:mod:`aag.service.lineage`). It reads through a :class:`~aag.graph.store.GraphStore`, so the same
 commands work on the Delta tables, on Spark catalog tables and in memory, and it
 computes on the session's engine.
 """
@@ -20,10 +20,10 @@ from aag.graph.store import GraphStore
 from aag.graph.warehouse import Warehouse
 from aag.identity import SAME_AS_REL
 from aag.ids import value_node_id
-from aag.monitoring import MonitorReport, checks_sql
 from aag.normalize import InvalidValueError, normalise
 from aag.resolution import profiles
 from aag.selection import EdgeSelection, NodeSelection
+from aag.service.monitoring import MonitorReport, checks_sql
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
 
 

@@ -195,8 +195,8 @@ def dbt_analyses() -> dict[str, str]:
         local = _with_relations(sql, "duckdb", DBT_RELATIONS)
         remote = _with_relations(sql, "databricks", DBT_RELATIONS)
         out[name] = (
-            f"-- AAG monitoring check '{name}' (generated from aag/monitoring.py by\n"
-            "-- `python -m aag.monitoring` from the repository root; do not edit by hand).\n"
+            f"-- AAG monitoring check '{name}' (generated from aag/service/monitoring.py by\n"
+            "-- `python -m aag.service.monitoring` from the repository root; do not edit by hand).\n"
             "{% if target.type == 'databricks' %}\n"
             f"{remote}\n"
             "{% else %}\n"
@@ -245,8 +245,8 @@ def write_databricks(folder: Path) -> list[Path]:
     for name, sql in databricks_sql().items():
         path = folder / f"{name}.sql"
         header = (
-            f"-- AAG monitoring check '{name}' (generated from aag/monitoring.py by\n"
-            "-- `python -m aag.monitoring` from the repository root; do not edit by hand).\n"
+            f"-- AAG monitoring check '{name}' (generated from aag/service/monitoring.py by\n"
+            "-- `python -m aag.service.monitoring` from the repository root; do not edit by hand).\n"
             "-- Parameter :catalog is the Unity Catalog catalog of databricks/setup.\n"
         )
         path.write_text(header + sql, encoding="utf-8")

@@ -20,10 +20,10 @@ from aag.bronze import parse_raw
 from aag.graph.delta import change_feed_paused, delete_matching, now_utc
 from aag.graph.warehouse import Warehouse
 from aag.ids import record_key
-from aag.maintenance import bronze_tables
 from aag.model import ERASURES
 from aag.normalize import split_normaliser
 from aag.selection import EdgeSelection, NodeSelection
+from aag.service.maintenance import bronze_tables
 from aag.sources import extractor_for, objects_belonging_to
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
 
@@ -37,7 +37,7 @@ def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict
     the person's e-mail addresses or phone numbers (rows that never became records),
     deletes the gold outputs (they hold the customer until the next ``aag build``), and
     logs a one-way key per record so later batches suppress them (the log names who asked
-    and when, never a value). Run :func:`aag.maintenance.vacuum` to delete the superseded
+    and when, never a value). Run :func:`aag.service.maintenance.vacuum` to delete the superseded
     files.
 
     The caller holds the warehouse's intake and writer locks (in that order: the intake

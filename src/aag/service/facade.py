@@ -2,9 +2,10 @@
 
 :class:`AagService` holds a warehouse, the session's engine and the graph store the
 reads go through, and hands each command to the module that does it: ingest to
-:mod:`aag.pipeline`, reads to :mod:`aag.reads` and :mod:`aag.lineage`, identity
-decisions to :mod:`aag.identity.relink`, the gold build to :mod:`aag.gold`, exports to
-:mod:`aag.export`, erasure to :mod:`aag.erasure` and upkeep to :mod:`aag.maintenance`.
+:mod:`aag.pipeline`, reads to :mod:`aag.service.reads` and :mod:`aag.service.lineage`,
+identity decisions to :mod:`aag.identity.relink`, the gold build to :mod:`aag.gold`,
+exports to :mod:`aag.service.export`, erasure to :mod:`aag.service.erasure` and upkeep to
+:mod:`aag.service.maintenance`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from aag import erasure, export, gold, maintenance
+from aag import gold
 from aag.engine import make_engine
 from aag.engine.base import Engine
 from aag.errors import AagError, InputError, NotFoundError, WarehouseError
@@ -25,11 +26,12 @@ from aag.graph.store import GraphStore
 from aag.graph.warehouse import Warehouse
 from aag.identity.overrides import Action, parse_record
 from aag.identity.relink import decide
-from aag.lineage import Lineage
-from aag.monitoring import MonitorReport
 from aag.pipeline import BatchReport, FileProgress, ingest_file
-from aag.reads import GraphReads
 from aag.resolution.explanation import Explanation
+from aag.service import erasure, export, maintenance
+from aag.service.lineage import Lineage
+from aag.service.monitoring import MonitorReport
+from aag.service.reads import GraphReads
 
 
 class AagService:
@@ -170,7 +172,7 @@ class AagService:
         return self.reads.customer_exists(customer_id)
 
     def find_customer(self, source_system: str, source_id: str) -> str:
-        """Customer id of a source record (:meth:`aag.reads.GraphReads.find_customer`)."""
+        """Customer id of a source record (:meth:`aag.service.reads.GraphReads.find_customer`)."""
         return self.reads.find_customer(source_system, source_id)
 
     def records_of(self, customer_id: str) -> list[str]:
@@ -182,7 +184,7 @@ class AagService:
         return self.reads.attribute_spec(attribute)
 
     def lookup(self, attribute: str, value: str) -> list[str]:
-        """Customers holding a value now (:meth:`aag.reads.GraphReads.lookup`)."""
+        """Customers holding a value now (:meth:`aag.service.reads.GraphReads.lookup`)."""
         return self.reads.lookup(attribute, value)
 
     def customer_profiles(self, version: int) -> pa.Table:
@@ -198,7 +200,7 @@ class AagService:
         return self.reads.identity_map()
 
     def profile(self, customer_id: str, version: int = 2) -> dict[str, Any]:
-        """The resolved profile of one customer (:meth:`aag.lineage.Lineage.profile`)."""
+        """The resolved profile of one customer (:meth:`aag.service.lineage.Lineage.profile`)."""
         return self.lineage.profile(customer_id, version)
 
     def explain(self, customer_id: str, attribute: str) -> Explanation:
@@ -210,7 +212,7 @@ class AagService:
         return self.lineage.identity_decisions(entity_ids)
 
     def neighbourhood(self, entity_id: str, hops: int = 2, max_nodes: int = 500) -> dict[str, Any]:
-        """The current graph around an entity (:meth:`aag.lineage.Lineage.neighbourhood`)."""
+        """The current graph around an entity (:meth:`aag.service.lineage.Lineage.neighbourhood`)."""
         return self.lineage.neighbourhood(entity_id, hops, max_nodes)
 
     def bronze_rows(self, customer_id: str, limit: int = 200) -> list[dict[str, Any]]:
@@ -263,22 +265,22 @@ class AagService:
         return bool(built.get("silver_versions") != gold.silver_versions(self.warehouse))
 
     def model(self, name: str) -> pa.Table:
-        """A table by its export name (:data:`aag.export.EXPORT_MODELS`)."""
+        """A table by its export name (:data:`aag.service.export.EXPORT_MODELS`)."""
         return export.model(self.warehouse, name)
 
     def export_target_check(self, out: Path, force: bool = False) -> None:
-        """Refuse an export target that would lose data (:func:`aag.export.export_target_check`)."""
+        """Refuse an export target that would lose data (:func:`aag.service.export.export_target_check`)."""
         export.export_target_check(self.warehouse, out, force)
 
     def export(self, name: str, fmt: str, out: Path, force: bool = False) -> int:
-        """Write a model to a file; returns the number of rows (:func:`aag.export.export`)."""
+        """Write a model to a file; returns the number of rows (:func:`aag.service.export.export`)."""
         return export.export(self.warehouse, name, fmt, out, force)
 
     # -- erasure ---------------------------------------------------------------------------
     def erase(self, customer_id: str, requested_by: str | None = None) -> dict[str, Any]:
         """GDPR erasure of one customer: every source record of its identity cluster.
 
-        See :func:`aag.erasure.erase_customer` for what goes; run :meth:`vacuum` afterwards
+        See :func:`aag.service.erasure.erase_customer` for what goes; run :meth:`vacuum` afterwards
         to delete the superseded files.
 
         Args:
@@ -294,11 +296,11 @@ class AagService:
             return erasure.erase_customer(wh, self.members(customer_id), requested_by or getpass.getuser())
 
     def optimize(self) -> dict[str, dict[str, Any]]:
-        """Compact files and cluster edges by entity (:func:`aag.maintenance.optimize`)."""
+        """Compact files and cluster edges by entity (:func:`aag.service.maintenance.optimize`)."""
         return maintenance.optimize(self.warehouse)
 
     def vacuum(self) -> dict[str, int]:
-        """Delete files no table version references (:func:`aag.maintenance.vacuum`)."""
+        """Delete files no table version references (:func:`aag.service.maintenance.vacuum`)."""
         return maintenance.vacuum(self.warehouse)
 
 
