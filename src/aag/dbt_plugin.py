@@ -42,15 +42,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from dbt.adapters.duckdb.plugins import BasePlugin
-from deltalake import DeltaTable
 
 from aag.graph.delta import join
+from aag.graph.files import change_feed, snapshot_files
 
 #: The Delta version of ``relationships`` the last build read (the plugin reads the change
 #: data feed after it), or ``prepared`` when the change table is already in the database.
@@ -76,7 +75,6 @@ CHANGES_SCHEMA = pa.schema(
 UNSUPPORTED_FEATURES = ("columnMapping",)
 #: Suffix of the table holding a view's deleted row positions (``path``, ``row``).
 DELETED_SUFFIX = "__deleted_rows"
-DELETED_SCHEMA = pa.schema([pa.field("path", pa.string()), pa.field("row", pa.int64())])
 
 
 def _q(text: str) -> str:
@@ -111,38 +109,6 @@ def duckdb_types(schema: pa.Schema) -> dict[str, str]:
     return {str(r[0]): str(r[1]) for r in rows}
 
 
-def _local_path(uri: str) -> str:
-    """A file URI as the local path DuckDB is given (and reports back as ``filename``)."""
-    return unquote(uri.removeprefix("file://"))
-
-
-def deleted_rows(table: DeltaTable, files: set[str]) -> pa.Table:
-    """``path, row`` of every row a deletion vector of the snapshot marks deleted.
-
-    Raises:
-        RuntimeError: A vector names a file that is not part of the snapshot (the view
-            would otherwise keep rows the table has deleted).
-    """
-    parts = []
-    for batch in pa.RecordBatchReader.from_stream(table.deletion_vectors()):
-        paths = batch.column("filepath").to_pylist()
-        masks = batch.column("selection_vector")
-        for i, uri in enumerate(paths):
-            path = _local_path(str(uri))
-            if path not in files:
-                raise RuntimeError(f"{table.table_uri}: a deletion vector names {path}, not in the snapshot")
-            keep = masks[i].values
-            # The mask keeps True; a position past its end is kept too (the protocol's rule).
-            gone = pc.indices_nonzero(pc.invert(keep.cast(pa.bool_())))
-            parts.append(
-                pa.table(
-                    {"path": pa.array([path] * len(gone), pa.string()), "row": gone.cast(pa.int64())},
-                    schema=DELETED_SCHEMA,
-                )
-            )
-    return pa.concat_tables(parts) if parts else DELETED_SCHEMA.empty_table()
-
-
 def snapshot_sql(
     uri: str, version: int | None = None, deleted_table: str | None = None
 ) -> tuple[str, int, pa.Table]:
@@ -157,29 +123,19 @@ def snapshot_sql(
     Returns:
         The SQL, the version it reads, and the deleted row positions (``path``, ``row``).
     """
-    table = DeltaTable(uri, version=version)
-    features = set(table.protocol().reader_features or [])
-    unsupported = features & set(UNSUPPORTED_FEATURES)
-    if unsupported:
-        raise RuntimeError(f"{uri}: Delta reader features {sorted(unsupported)} are not supported here")
-    schema = pa.schema(table.schema().to_arrow())
+    snap = snapshot_files(uri, version, refuse=UNSUPPORTED_FEATURES)
+    schema, partition_cols, deleted = snap.schema, snap.partition_columns, snap.deleted
     types = duckdb_types(schema)
-    partition_cols = list(table.metadata().partition_columns)
-    actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
-    files = [_local_path(u) for u in table.file_uris()]
-    deleted = DELETED_SCHEMA.empty_table()
-    if "deletionVectors" in features:
-        deleted = deleted_rows(table, set(files))
-        if deleted.num_rows and not deleted_table:
-            raise RuntimeError(f"{uri}: the snapshot has deletion vectors and no table to hold them")
+    if deleted.num_rows and not deleted_table:
+        raise RuntimeError(f"{uri}: the snapshot has deletion vectors and no table to hold them")
     with_dv = set(deleted.column("path").unique().to_pylist())
     by_part: dict[tuple[Any, ...], list[str]] = {}
-    for action, path in zip(actions, files, strict=True):
-        key = tuple(action.get(f"partition.{c}") for c in partition_cols)
+    for part, path in zip(snap.partitions, snap.files, strict=True):
+        key = tuple(part[c] for c in partition_cols)
         by_part.setdefault((*key, path in with_dv), []).append(path)
     if not by_part:
         nulls = ", ".join(f"CAST(NULL AS {types[n]}) AS {_ident(n)}" for n in schema.names)
-        return f"SELECT {nulls} WHERE false", int(table.version()), deleted
+        return f"SELECT {nulls} WHERE false", snap.version, deleted
     parts = []
     for key, paths in sorted(by_part.items(), key=lambda kv: [str(v) for v in kv[0]]):
         *part_values, has_dv = key
@@ -201,7 +157,7 @@ def snapshot_sql(
             )
         else:
             parts.append(f"SELECT {', '.join(cols)} FROM read_parquet([{listed}], union_by_name = true) p")
-    return "\nUNION ALL\n".join(parts), int(table.version()), deleted
+    return "\nUNION ALL\n".join(parts), snap.version, deleted
 
 
 def attach_silver(
@@ -249,13 +205,7 @@ def read_changes(uri: str, since: int, until: int) -> pa.Table:
     """
     if until <= since:
         return CHANGES_SCHEMA.empty_table()
-    table = DeltaTable(uri, version=until)
-    feed = table.load_cdf(
-        starting_version=since + 1,
-        ending_version=until,
-        columns=[*CHANGE_COLUMNS, "_change_type", "_commit_version"],
-    )
-    data = pa.RecordBatchReader.from_stream(feed).read_all()
+    data = change_feed(uri, since, until, CHANGE_COLUMNS)
     # delta-rs hands out string_view columns, which some compute kernels do not take.
     changes = pa.table(
         {

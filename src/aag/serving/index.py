@@ -26,10 +26,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 
 from aag import gold
 from aag.engine.duckdb import local_connection
+from aag.graph.files import files_of
 from aag.graph.warehouse import Warehouse
 
 
@@ -154,14 +154,6 @@ def erased_customers(snap: Snapshot, warehouse: Warehouse) -> set[str]:
     return erased
 
 
-def _customer_files(table: DeltaTable) -> set[str]:
-    """Data files of a ``nodes`` version that may hold customer nodes (relative paths)."""
-    actions = pa.table(table.get_add_actions(flatten=True))
-    if "partition.node_type" in actions.column_names:
-        actions = actions.filter(pc.equal(actions.column("partition.node_type"), "customer"))
-    return {str(p) for p in actions.column("path").to_pylist()}
-
-
 def _exports_state(warehouse: Warehouse) -> str:
     """``published``, ``erased`` (an erasure removed the exports) or ``gone``."""
     try:
@@ -264,7 +256,8 @@ class ProfileIndex:
             uri = self.warehouse.graph.nodes_uri
             # Files added since the build's version hold every node created since (and
             # rewrites of older ones: a superset, which only sends a few ids to silver).
-            added = _customer_files(DeltaTable(uri)) - _customer_files(DeltaTable(uri, version=version))
+            customers = ("node_type", "customer")
+            added = files_of(uri, partition=customers) - files_of(uri, version, partition=customers)
             found: set[str] = set()
             for path in sorted(added):
                 table = pq.read_table(Path(uri) / path)
