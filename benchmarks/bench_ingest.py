@@ -241,17 +241,20 @@ def _instrument() -> None:
     # Where a batch looks these up: the pipeline's modules once it became a package.
     batch = getattr(pipeline, "batch", pipeline)
     planning = getattr(pipeline, "planning", pipeline)
+    # Since the one batch orchestrator, a batch plans through pipeline.run.
+    run = getattr(pipeline, "run", batch)
 
     # top level
     _wrap(Warehouse, "committed_batches", "ledger check")
     _wrap(batch, "file_sha256", "file sha256")
     _wrap(pipeline, "read_rows", "read rows (DuckDB JSON)")
     _wrap(sources_base.Extractor, "extract", "extract (SQL normalise → events, nodes)")
-    _wrap(batch, "plan_change", "plan (store reads, edge rules, new nodes)")
+    _wrap(run, "plan_change", "plan (store reads, edge rules, new nodes)")
     _wrap(Warehouse, "land", "land bronze (Delta replace_where)")
     _wrap(Warehouse, "write_quarantine", "write quarantine")
     _wrap(DeltaGraphStore, "commit", "commit graph")
     _wrap(Warehouse, "record_batch", "ledger append")
+    _wrap(Warehouse, "record_batches", "ledger append")
     # inside those
     _wrap(sources_base, "normalise_phones", "phone parsing (phonenumbers)")
     _wrap(DeltaGraphStore, "edges_for", "read existing edges (full scan + semi-join)")

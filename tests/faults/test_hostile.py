@@ -7,6 +7,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -221,6 +222,7 @@ def test_the_same_bytes_in_another_format_are_judged_by_their_own_reader(tmp_pat
 
 
 def test_a_ledger_written_before_formats_were_keyed_still_counts_for_its_own_format(tmp_path):
+    from aag.graph.ledger import LedgerEntry
     from aag.pipeline import batch_id_for
 
     svc = AagService(str(tmp_path / "wh"))
@@ -230,15 +232,18 @@ def test_a_ledger_written_before_formats_were_keyed_still_counts_for_its_own_for
     (tmp_path / "old.parquet").write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
     # The ledger row an older AAG wrote for old.jsonl: keyed on source, object and content.
-    svc.warehouse.record_batch(
-        {
-            "batch_id": batch_id_for("salesforce", "Contact", digest),
-            "source_system": "salesforce",
-            "source_object": "Contact",
-            "file_name": "old.jsonl",
-            "file_sha256": digest,
-            "status": "committed",
-        }
+    svc.warehouse.record_batches(
+        [
+            LedgerEntry(
+                batch_id=batch_id_for("salesforce", "Contact", digest),
+                source_system="salesforce",
+                source_object="Contact",
+                file_name="old.jsonl",
+                file_sha256=digest,
+                started_at=datetime.now(UTC),
+                finished_at=datetime.now(UTC),
+            )
+        ]
     )
     assert svc.ingest("salesforce", "Contact", [tmp_path / "old.jsonl"])[0].status == "already ingested"
     with pytest.raises(InputError, match="cannot read as Parquet"):

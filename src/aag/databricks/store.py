@@ -31,8 +31,9 @@ import sqlglot
 from sqlglot import exp
 
 from aag.engine.base import CANONICAL_DIALECT, Capability, Engine, SqlScan
+from aag.graph.ledger import BatchLog, LedgerEntry, ledger_table
 from aag.graph.store import ChangeSql, CommitStats, GraphChange, GraphStore, Scan
-from aag.model import EDGE_EVENTS, NODES, RELATIONSHIPS
+from aag.model import EDGE_EVENTS, LEDGER, NODES, RELATIONSHIPS
 from aag.selection import EdgeSelection, NodeSelection, columns_sql, render
 
 #: The edge key K (SPEC §3): a MERGE matches stored rows on it.
@@ -361,3 +362,38 @@ class SparkTableGraphStore(GraphStore):
 
     def edge_events(self) -> pa.Table:  # noqa: D102
         return self.engine.query(f"SELECT * FROM {self.edge_events_table}").cast(EDGE_EVENTS)
+
+
+class SparkTableBatchLog(BatchLog):
+    """The batches ledger as a table of the engine's catalog (``<catalog>.graph.batches``).
+
+    Args:
+        engine: The Spark engine.
+        table: The ledger table (:data:`aag.model.LEDGER`), created by the setup SQL.
+    """
+
+    #: Engine view the new ledger rows are inserted from.
+    STAGED = "aag_ledger_rows"
+
+    def __init__(self, engine: Engine, table: str) -> None:
+        self.engine = engine
+        self.table = table
+
+    def committed_batches(self, batch_ids: list[str]) -> set[str]:  # noqa: D102
+        if not batch_ids:
+            return set()
+        query = (
+            exp.select("batch_id")
+            .from_(self.table)
+            .where(exp.column("status").eq(exp.Literal.string("committed")))
+            .where(exp.column("batch_id").isin(*(exp.Literal.string(b) for b in batch_ids)))
+        )
+        found = self.engine.query(query.sql(CANONICAL_DIALECT))
+        return {str(v) for v in found.column("batch_id").to_pylist()}
+
+    def record_batches(self, entries: Sequence[LedgerEntry]) -> None:  # noqa: D102
+        self.engine.register(self.STAGED, ledger_table(entries))
+        try:
+            self.engine.execute(f"INSERT INTO {self.table} SELECT {_cols(LEDGER)} FROM {self.STAGED}")
+        finally:
+            self.engine.drop(self.STAGED)

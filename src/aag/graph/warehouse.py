@@ -28,6 +28,7 @@ from aag.engine.duckdb import local_connection
 from aag.errors import WarehouseError
 from aag.faults import crash_point
 from aag.graph.delta import DeltaIO, is_local, join
+from aag.graph.ledger import BatchLog, LedgerEntry, ledger_table
 from aag.graph.local_writes import drop_orphans, flocked
 from aag.graph.store import DeltaGraphStore
 from aag.model import BRONZE_META, ERASURES, LEDGER, QUARANTINE
@@ -59,7 +60,7 @@ def resolve_location(warehouse: str | None) -> str:
     return location
 
 
-class Warehouse:
+class Warehouse(BatchLog):
     """Paths and tables of one warehouse."""
 
     def __init__(self, location: str | None = None, storage_options: Mapping[str, str] | None = None) -> None:
@@ -346,9 +347,9 @@ class Warehouse:
             self.io.replace_where(self.quarantine_uri, rows.cast(QUARANTINE), where, {"batch_id": batch_id})
         crash_point("quarantine-written")
 
-    def record_batch(self, row: dict[str, object]) -> None:
-        """Append the batch's ledger row (the last write of a batch)."""
-        self.io.append(self.ledger_uri, pa.Table.from_pylist([row], schema=LEDGER))
+    def record_batches(self, entries: Sequence[LedgerEntry]) -> None:
+        """Append ledger rows (the last write of their batches)."""
+        self.io.append(self.ledger_uri, ledger_table(entries))
 
     def erased_record_keys(self, source_system: str, source_object: str) -> pa.Table:
         """``record_key`` of every erased record of this object (empty if none)."""

@@ -18,14 +18,14 @@ import pyarrow as pa
 from aag.bronze import FORMATS, Chunk, file_format, file_sha256, read_chunks
 from aag.engine.base import Engine
 from aag.errors import AagError
-from aag.faults import crash_point
 from aag.graph.delta import now_utc
-from aag.graph.store import CommitStats, GraphStore
+from aag.graph.ledger import LedgerEntry
+from aag.graph.store import GraphStore
 from aag.graph.warehouse import Warehouse
 from aag.identity.relink import warehouse_identity
-from aag.pipeline.planning import plan_change
 from aag.pipeline.rows import drop_resent, register_reads, split_unchanged, suppress_erased
-from aag.sources import day_precision_prefixes, extractor_for
+from aag.pipeline.run import BatchRun
+from aag.sources import extractor_for
 from aag.sources.base import Extractor
 
 
@@ -120,11 +120,6 @@ class FileProgress:
     rows: int
 
 
-def _add_counts(target: dict[str, int], counts: dict[str, int]) -> None:
-    for key, value in counts.items():
-        target[key] = target.get(key, 0) + int(value)
-
-
 def ingest_file(
     warehouse: Warehouse,
     engine: Engine,
@@ -185,6 +180,7 @@ def ingest_file(
     totals = BatchReport(file=str(path), batch_id=batch_id, status="committed")
     now = now_utc()
     reads: list[str] = []
+    run = BatchRun(engine, graph, warehouse, config, warehouse_identity(warehouse, spec.entity_type))
     try:
         chunks = read_chunks(
             path,
@@ -203,7 +199,7 @@ def ingest_file(
             _ingest_chunk(
                 warehouse,
                 engine,
-                graph,
+                run,
                 extractor,
                 chunk,
                 batch_id,
@@ -220,37 +216,42 @@ def ingest_file(
         extractor.close()
     report = totals
     report.seconds = round(time.perf_counter() - started, 3)
-    crash_point("before-ledger")
-    warehouse.record_batch(
-        {
-            "batch_id": batch_id,
-            "source_system": spec.source_system,
-            "source_object": spec.source_object,
-            "file_name": path.name,
-            "file_sha256": digest,
-            "status": "committed",
-            "rows_landed": report.rows_landed,
-            "rows_unchanged": report.rows_unchanged,
-            "rows_suppressed": report.rows_suppressed,
-            "rows_processed": report.rows_processed,
-            "rows_quarantined": report.rows_quarantined,
-            "fields_rejected": report.fields_rejected,
-            "field_events": report.field_events,
-            "nodes_written": report.nodes_written,
-            "edge_versions_written": report.edge_versions_written,
-            "edge_rows_rewritten": report.edge_rows_rewritten,
-            "started_at": now.as_py(),
-            "finished_at": now_utc().as_py(),
-        }
+    applied = run.applied
+    report.nodes_written = applied.nodes_written
+    report.edge_versions_written = applied.new_versions
+    report.edge_rows_rewritten = applied.edge_rows_rewritten
+    report.rule_paths = dict(applied.paths)
+    report.identity = dict(applied.identity)
+    run.finish(
+        [
+            LedgerEntry(
+                batch_id=batch_id,
+                source_system=spec.source_system,
+                source_object=spec.source_object,
+                file_name=path.name,
+                file_sha256=digest,
+                rows_landed=report.rows_landed,
+                rows_unchanged=report.rows_unchanged,
+                rows_suppressed=report.rows_suppressed,
+                rows_processed=report.rows_processed,
+                rows_quarantined=report.rows_quarantined,
+                fields_rejected=report.fields_rejected,
+                field_events=report.field_events,
+                nodes_written=report.nodes_written,
+                edge_versions_written=report.edge_versions_written,
+                edge_rows_rewritten=report.edge_rows_rewritten,
+                started_at=now.as_py(),
+                finished_at=now_utc().as_py(),
+            )
+        ]
     )
-    crash_point("ledger-written")
     return report
 
 
 def _ingest_chunk(
     warehouse: Warehouse,
     engine: Engine,
-    graph: GraphStore,
+    run: BatchRun,
     extractor: Extractor,
     chunk: Chunk,
     batch_id: str,
@@ -302,18 +303,11 @@ def _ingest_chunk(
         if extracted.quarantine.num_rows or first:
             quarantined = pool.submit(warehouse.write_quarantine, batch_id, extracted.quarantine, first)
         step(STEPS[2])
-        plan = plan_change(
-            engine,
-            graph,
-            identity=warehouse_identity(warehouse, spec.entity_type),
-            day_precision=day_precision_prefixes(warehouse.config),
+        run.apply(
+            {"aag.batch_id": batch_id, "aag.file": path.name},
             repeats=extracted.repeats,
+            before_commit=lambda: step(STEPS[3]),
         )
-        step(STEPS[3])
-        try:
-            stats: CommitStats = graph.commit(plan.change({"aag.batch_id": batch_id, "aag.file": path.name}))
-        finally:
-            plan.release()
         landing.result()
         if quarantined is not None:
             quarantined.result()
@@ -328,8 +322,3 @@ def _ingest_chunk(
     totals.rows_quarantined += extracted.rows_quarantined
     totals.fields_rejected += extracted.fields_rejected
     totals.field_events += extracted.events
-    totals.nodes_written += stats.nodes_written
-    totals.edge_versions_written += plan.new_versions
-    totals.edge_rows_rewritten += stats.edge_rows_rewritten
-    _add_counts(totals.rule_paths, plan.paths)
-    _add_counts(totals.identity, plan.identity_counts)
