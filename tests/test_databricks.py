@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -785,8 +786,9 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
     catalog-table store: INSERTs and a real Delta MERGE. The graph must equal what the
     embedded engine builds from the same files one by one.
     """
-    from aag.databricks.job import LEDGER_TABLE, QUARANTINE_TABLE, commit_pending
+    from aag.databricks.job import FIELD_EVENTS_TABLE, LEDGER_TABLE, QUARANTINE_TABLE, commit_pending
     from aag.databricks.lakeflow import run_batch
+    from aag.databricks.store import SparkTableBatchLog
     from aag.service import AagService
     from aag.service.reads import customer_profiles_of
     from aag.world import generate
@@ -833,6 +835,20 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
         assert sorted(got.to_pylist(), key=repr) == sorted(expected, key=repr)
         ledger = spark.sql(f"SELECT count(DISTINCT batch_id) AS n FROM {LEDGER_TABLE}").toArrow()
         assert ledger.column(0)[0].as_py() == len([f for f in world.files if f[1] != "ADR6"])
+        # The job writes its ledger through the batch-log seam the CLI uses: one row per
+        # pipeline batch, holding that batch's field events as the pipeline counted them.
+        log = SparkTableBatchLog(spark_engine, f"spark_catalog.{LEDGER_TABLE}")
+        per_batch = {
+            r["batch_id"]: r["n"]
+            for r in spark.sql(
+                f"SELECT batch_id, count(*) AS n FROM spark_catalog.{FIELD_EVENTS_TABLE} GROUP BY batch_id"
+            ).collect()
+        }
+        assert log.committed_batches([*per_batch, "no-such-batch"]) == set(per_batch)
+        rows = spark.sql(f"SELECT batch_id, field_events, status FROM {LEDGER_TABLE}").toArrow().to_pylist()
+        assert {r["batch_id"]: r["field_events"] for r in rows} == per_batch
+        assert len(rows) == len(per_batch) and {r["status"] for r in rows} == {"committed"}
+        _rerun_after_a_failure_before_the_ledger(spark, store)
         # The objects after the first replaced keys with MERGEs; the change data feed of
         # every commit, replayed, is the table.
         history = spark.sql(f"DESCRIBE HISTORY {store.relationships_table}").toArrow().to_pylist()
@@ -848,6 +864,40 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
         assert replayed == sorted(map(_edge, store.relationships().to_pylist()), key=repr)
     finally:
         _drop_setup_schemas(spark)
+
+
+def _rerun_after_a_failure_before_the_ledger(spark: Any, store: SparkTableGraphStore) -> None:
+    """A task that failed after its commits but before its ledger rows is run again.
+
+    The object with the most quarantined rows loses its ledger rows (as if the task had
+    died just before writing them); the next run plans its batches again and must leave
+    the graph and the quarantine as they were, and write the ledger rows back.
+    """
+    from aag.databricks.job import LEDGER_TABLE, QUARANTINE_TABLE, commit_pending
+
+    def counts() -> tuple[int, int]:
+        return tuple(  # type: ignore[return-value]
+            spark.sql(f"SELECT count(*) AS n FROM spark_catalog.{t}").collect()[0]["n"]
+            for t in (QUARANTINE_TABLE, LEDGER_TABLE)
+        )
+
+    top = spark.sql(
+        f"SELECT source_system, source_object, count(*) AS n FROM spark_catalog.{QUARANTINE_TABLE} "
+        "GROUP BY source_system, source_object ORDER BY n DESC, source_system, source_object LIMIT 1"
+    ).collect()
+    assert top, "the world quarantines no row: the rerun would prove nothing about quarantine"
+    system, obj = top[0]["source_system"], top[0]["source_object"]
+    before_edges = sorted(map(_edge, store.relationships().to_pylist()), key=repr)
+    before = counts()
+    spark.sql(
+        f"DELETE FROM spark_catalog.{LEDGER_TABLE} "
+        f"WHERE source_system = '{system}' AND source_object = '{obj}'"
+    )
+    assert counts()[1] < before[1]
+    done = commit_pending(spark, "spark_catalog")
+    assert [d["object"] for d in done] == [f"{system}.{obj}"]
+    assert counts() == before
+    assert sorted(map(_edge, store.relationships().to_pylist()), key=repr) == before_edges
 
 
 def _events(table: pa.Table) -> list[tuple]:

@@ -22,19 +22,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from aag.config import CONFIG_FILES, Config, default_config_dir, load_config
 from aag.databricks.store import (
     CLUSTER_BY,
     GRAPH_COMMENTS,
     GRAPH_SCHEMAS,
+    SparkTableBatchLog,
     SparkTableGraphStore,
     create_table_sql,
 )
+from aag.graph.ledger import LedgerEntry
 from aag.identity import IdentitySettings
 from aag.model import FIELD_EVENTS, LEDGER, NODES, QUARANTINE
-from aag.pipeline import plan_change
+from aag.pipeline.run import BatchRun
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE, lit
 
 #: Unity Catalog schemas and what they hold.
@@ -228,6 +228,7 @@ def commit_pending(spark: Any, catalog: str, config: Config | None = None) -> li
     engine = SparkEngine(spark)
     store = SparkTableGraphStore(engine, f"{catalog}.graph")
     events_table, ledger = f"{catalog}.{FIELD_EVENTS_TABLE}", f"{catalog}.{LEDGER_TABLE}"
+    log = SparkTableBatchLog(engine, ledger)
     pending = engine.query(
         f"""
 SELECT source_system, source_object, entity_type, batch_id, count(*) AS events
@@ -242,7 +243,7 @@ ORDER BY source_system, source_object, batch_id
         groups.setdefault((row["source_system"], row["source_object"], row["entity_type"]), []).append(row)
     out = []
     for (system, obj, entity_type), batches in groups.items():
-        started = now_utc()
+        started = now_utc().as_py()
         ids = [str(b["batch_id"]) for b in batches]
         engine.materialize(
             EVENTS_TABLE,
@@ -259,49 +260,48 @@ SELECT {", ".join(NODES.names)} FROM (
 ) n WHERE copy = 1
 """,
         )
-        plan = plan_change(engine, store, identity=IdentitySettings.from_config(config, entity_type))
-        try:
-            stats = store.commit(plan.change({"aag.batches": ",".join(ids), "aag.object": f"{system}.{obj}"}))
-        finally:
-            plan.release()
+        run = BatchRun(engine, store, log, config, IdentitySettings.from_config(config, entity_type))
+        run.apply({"aag.batches": ",".join(ids), "aag.object": f"{system}.{obj}"})
+        quarantine = f"{catalog}.{QUARANTINE_TABLE}"
+        extracted = f"SELECT * FROM {catalog}.{EXTRACT_QUARANTINE_TABLE} WHERE batch_id IN ({_ids(ids)})"
+        counts = {
+            str(r["batch_id"]): r
+            for r in engine.query(
+                "SELECT batch_id, sum(CASE WHEN level = 'row' THEN 1 ELSE 0 END) AS rows_quarantined, "
+                "sum(CASE WHEN level = 'field' THEN 1 ELSE 0 END) AS fields_rejected "
+                f"FROM ({extracted}) q GROUP BY batch_id"
+            ).to_pylist()
+        }
+        # A rerun after a failure before the ledger write finds the batch's rows already
+        # copied (one INSERT, so all or none of them): they are not copied again.
         engine.execute(
-            f"INSERT INTO {catalog}.{QUARANTINE_TABLE} SELECT {', '.join(QUARANTINE.names)} "
-            f"FROM {catalog}.{EXTRACT_QUARANTINE_TABLE} WHERE batch_id IN ({_ids(ids)})"
+            f"INSERT INTO {quarantine} SELECT {', '.join(QUARANTINE.names)} FROM ({extracted}) e "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {quarantine} q WHERE q.batch_id = e.batch_id)"
         )
-        finished = now_utc()
-        rows = [
-            {
-                "batch_id": b["batch_id"],
-                "source_system": system,
-                "source_object": obj,
-                "file_name": None,
-                "file_sha256": None,
-                "status": "committed",
-                "rows_landed": None,
-                "rows_unchanged": None,
-                "rows_processed": None,
-                "rows_quarantined": None,
-                "fields_rejected": None,
-                "field_events": int(b["events"]),
-                "nodes_written": None,
-                "edge_versions_written": None,
-                "edge_rows_rewritten": None,
-                "started_at": started.as_py(),
-                "finished_at": finished.as_py(),
-            }
-            for b in batches
-        ]
-        engine.register("aag_ledger_rows", pa.Table.from_pylist(rows, schema=LEDGER))
-        engine.execute(f"INSERT INTO {ledger} SELECT {', '.join(LEDGER.names)} FROM aag_ledger_rows")
-        engine.drop("aag_ledger_rows")
+        finished = now_utc().as_py()
+        run.finish(
+            [
+                LedgerEntry(
+                    batch_id=str(b["batch_id"]),
+                    source_system=system,
+                    source_object=obj,
+                    field_events=int(b["events"]),
+                    rows_quarantined=int(counts.get(str(b["batch_id"]), {}).get("rows_quarantined") or 0),
+                    fields_rejected=int(counts.get(str(b["batch_id"]), {}).get("fields_rejected") or 0),
+                    started_at=started,
+                    finished_at=finished,
+                )
+                for b in batches
+            ]
+        )
         out.append(
             {
                 "object": f"{system}.{obj}",
                 "batches": len(ids),
                 "field_events": sum(int(b["events"]) for b in batches),
-                "nodes_written": stats.nodes_written,
-                "edge_versions_written": plan.new_versions,
-                "rule_paths": plan.paths,
+                "nodes_written": run.applied.nodes_written,
+                "edge_versions_written": run.applied.new_versions,
+                "rule_paths": run.applied.paths,
             }
         )
     return out
