@@ -48,6 +48,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dbt.adapters.duckdb.plugins import BasePlugin
 
+from aag.engine.dialect import ident as _ident
+from aag.engine.dialect import lit as _q
 from aag.graph.delta import join
 from aag.graph.files import change_feed, snapshot_files
 
@@ -75,14 +77,6 @@ CHANGES_SCHEMA = pa.schema(
 UNSUPPORTED_FEATURES = ("columnMapping",)
 #: Suffix of the table holding a view's deleted row positions (``path``, ``row``).
 DELETED_SUFFIX = "__deleted_rows"
-
-
-def _q(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def parse_versions(text: Any) -> dict[str, int]:

@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from aag.bronze.limits import _KEPT_BYTES, _over_reason
+from aag.engine.dialect import ident, json_path, lit
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,11 @@ def _connect() -> duckdb.DuckDBPyConnection:
 
 
 def _lit(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+    return lit(str(path))
 
 
 def _field_list(fields: tuple[str, ...]) -> str:
-    return "[" + ", ".join("'$.\"" + f.replace('"', '\\"').replace("'", "''") + "\"'" for f in fields) + "]"
+    return "[" + ", ".join(json_path(f) for f in fields) + "]"
 
 
 def parse_raw(rows: pa.Table, fields: tuple[str, ...]) -> pa.Table:
@@ -122,7 +123,7 @@ def _columns_as_text(con: duckdb.DuckDBPyConnection, relation: str) -> list[tupl
 
 
 def _text_expr(name: str, dtype: str) -> str:
-    col = '"' + name.replace('"', '""') + '"'
+    col = ident(name)
     if any(token in dtype for token in ("STRUCT", "[]", "MAP", "JSON")):
         return f"CAST(to_json({col}) AS VARCHAR)"
     return f"CAST({col} AS VARCHAR)"
@@ -148,7 +149,7 @@ def _landed_sql(
         )
     rest = [c for c in columns if c != "_row_number"]
     struct = ", ".join(
-        f"'{c.replace(chr(39), chr(39) * 2)}': " + '"' + c.replace('"', '""') + '"' for c in rest
+        f"{lit(c)}: {ident(c)}" for c in rest
     )
     raw = f"CAST(to_json({{{struct}}}) AS VARCHAR)" if rest else "'{}'"
     over = f"_size > {int(limit)}"

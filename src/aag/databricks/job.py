@@ -31,11 +31,12 @@ from aag.databricks.store import (
     SparkTableGraphStore,
     create_table_sql,
 )
+from aag.engine.dialect import lit
 from aag.graph.ledger import LedgerEntry
 from aag.identity import IdentitySettings
 from aag.model import FIELD_EVENTS, LEDGER, NODES, QUARANTINE
 from aag.pipeline.run import BatchRun
-from aag.sources.base import EVENTS_TABLE, NODES_TABLE, lit
+from aag.sources.base import EVENTS_TABLE, NODES_TABLE
 
 #: Unity Catalog schemas and what they hold.
 SCHEMAS = {

@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pyarrow as pa
-import sqlglot
 from sqlglot import exp
 
 from aag.engine.base import CANONICAL_DIALECT, Capability, Engine, SqlScan
+from aag.engine.dialect import in_list, to_dialect
 from aag.graph.ledger import BatchLog, LedgerEntry, ledger_table
 from aag.graph.store import ChangeSql, CommitStats, GraphChange, GraphStore, Scan
 from aag.model import EDGE_EVENTS, LEDGER, NODES, RELATIONSHIPS
@@ -210,22 +210,14 @@ def merge_relationships_sql(
         f"WHEN NOT MATCHED AND s._aag_op = 'insert' THEN INSERT ({_cols(RELATIONSHIPS)}) "
         f"VALUES ({_cols(RELATIONSHIPS, 's.')})"
     )
-    return to_dialect(canonical, dialect)
-
-
-def to_dialect(sql: str, dialect: str) -> str:
-    """Canonical SQL → ``dialect`` (Spark's fixes applied for Spark and Databricks)."""
-    from aag.engine.spark import fix_for_spark
-
-    tree = sqlglot.parse_one(sql, read=CANONICAL_DIALECT)
-    if dialect in ("spark", "databricks"):
-        tree = tree.transform(fix_for_spark)
-    return tree.sql(dialect=dialect, pretty=True)
+    return to_dialect(canonical, dialect, pretty=True)
 
 
 def insert_sql(table: str, schema: pa.Schema, source_sql: str, dialect: str) -> str:
     """``INSERT INTO table`` the rows of canonical ``source_sql`` (columns by name)."""
-    return to_dialect(f"INSERT INTO {table} SELECT {_cols(schema)} FROM ({source_sql}) src", dialect)
+    return to_dialect(
+        f"INSERT INTO {table} SELECT {_cols(schema)} FROM ({source_sql}) src", dialect, pretty=True
+    )
 
 
 class SparkTableGraphStore(GraphStore):
@@ -264,13 +256,12 @@ class SparkTableGraphStore(GraphStore):
         return SqlScan(f"SELECT * FROM {self.edge_events_table}")
 
     def scan_node_ids(self, node_types: list[str]) -> Scan:  # noqa: D102
-        quoted = ", ".join("'" + t.replace("'", "''") + "'" for t in node_types) or "NULL"
-        return SqlScan(f"SELECT node_id FROM {self.nodes_table} WHERE node_type IN ({quoted})")
+        return SqlScan(f"SELECT node_id FROM {self.nodes_table} WHERE node_type IN ({in_list(node_types)})")
 
     def scan_edge_versions(self, column: str, ids: pa.Table, rel_types: list[str]) -> Scan:  # noqa: D102
         if column not in ("source_node_id", "target_node_id"):
             raise ValueError(f"cannot scan relationships by {column}")
-        quoted = ", ".join("'" + t.replace("'", "''") + "'" for t in rel_types) or "NULL"
+        quoted = in_list(rel_types)
         return SqlScan(f"SELECT * FROM {self.relationships_table} WHERE rel_type IN ({quoted})")
 
     # -- commit -------------------------------------------------------------------------
@@ -310,7 +301,8 @@ class SparkTableGraphStore(GraphStore):
         rows = f"SELECT {_cols(RELATIONSHIPS)} FROM ({sql.edge_rows}) r"
         return [
             f"DROP TABLE IF EXISTS {rebuilt}",
-            f"CREATE TABLE {rebuilt} USING PARQUET AS\n" + to_dialect(f"{kept}\nUNION ALL\n{rows}", dialect),
+            f"CREATE TABLE {rebuilt} USING PARQUET AS\n"
+            + to_dialect(f"{kept}\nUNION ALL\n{rows}", dialect, pretty=True),
             f"DROP TABLE {table}",
             # The new name is schema.table: the session catalog takes no catalog part here.
             f"ALTER TABLE {rebuilt} RENAME TO {'.'.join(table.split('.')[-2:])}",

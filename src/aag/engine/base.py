@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-#: The dialect AAG's SQL is written in; other engines transpile from it with sqlglot.
-CANONICAL_DIALECT = "duckdb"
+from aag.engine.dialect import CANONICAL_DIALECT
+
+__all__ = ["CANONICAL_DIALECT", "Capability", "Engine", "SqlScan"]
 
 
 class Capability(enum.Enum):

@@ -8,65 +8,15 @@ results are committed differs, and that lives in the store, not here.
 from __future__ import annotations
 
 import atexit
-import functools
 import os
 import shutil
 import tempfile
 from typing import Any
 
 import pyarrow as pa
-import sqlglot
-from sqlglot import exp
 
-from aag.engine.base import CANONICAL_DIALECT, Capability, Engine
-
-#: strftime/strptime tokens → Spark datetime pattern letters. Text that is not a token
-#: (the ``T`` and ``Z`` of ISO 8601) is quoted, which sqlglot's own mapping does not do.
-_TIME_TOKENS = {"%Y": "yyyy", "%m": "MM", "%d": "dd", "%H": "HH", "%M": "mm", "%S": "ss", "%f": "SSSSSS"}
-
-
-def spark_time_format(fmt: str) -> str:
-    """A strftime format as a Spark datetime pattern, literals quoted."""
-    out, literal, i = [], "", 0
-    while i < len(fmt):
-        token = fmt[i : i + 2]
-        if token in _TIME_TOKENS:
-            if literal:
-                out.append("'" + literal.replace("'", "''") + "'")
-                literal = ""
-            out.append(_TIME_TOKENS[token])
-            i += 2
-        else:
-            char = fmt[i]
-            if char in "-:. /":
-                out.append(char)
-            else:
-                literal += char
-            i += 1
-            continue
-    if literal:
-        out.append("'" + literal + "'")
-    return "".join(out)
-
-
-def fix_for_spark(node: exp.Expression) -> exp.Expression:
-    """Rewrite the few canonical functions sqlglot does not map to Spark by itself."""
-    if isinstance(node, exp.TimeToStr) and isinstance(node.args.get("format"), exp.Literal):
-        pattern = spark_time_format(node.args["format"].this)
-        return exp.Anonymous(this="DATE_FORMAT", expressions=[node.this, exp.Literal.string(pattern)])
-    if isinstance(node, exp.Anonymous) and node.name.lower() == "try_strptime":
-        value, fmt = node.expressions
-        return exp.Anonymous(
-            this="TRY_TO_TIMESTAMP", expressions=[value, exp.Literal.string(spark_time_format(fmt.this))]
-        )
-    return node
-
-
-@functools.lru_cache(maxsize=512)
-def transpile(sql: str) -> str:
-    """Canonical (DuckDB) SQL → Spark SQL."""
-    trees = sqlglot.parse(sql, read=CANONICAL_DIALECT)
-    return ";\n".join(t.transform(fix_for_spark).sql(dialect="spark") for t in trees if t)
+from aag.engine.base import Capability, Engine
+from aag.engine.dialect import to_dialect
 
 
 def _plain_type(t: pa.DataType) -> pa.DataType:
@@ -233,17 +183,17 @@ class SparkEngine(Engine):
 
     def query(self, sql: str) -> pa.Table:
         """Run transpiled SQL; collect as Arrow."""
-        result: pa.Table = self.spark.sql(transpile(sql)).toArrow()
+        result: pa.Table = self.spark.sql(to_dialect(sql, "spark")).toArrow()
         return result
 
     def materialize(self, name: str, sql: str) -> None:
         """Cache the result as a temp view."""
-        df = self.spark.sql(transpile(sql)).localCheckpoint()
+        df = self.spark.sql(to_dialect(sql, "spark")).localCheckpoint()
         df.createOrReplaceTempView(name)
 
     def view(self, name: str, sql: str) -> None:
         """Create a temp view from SQL (lazy)."""
-        self.spark.sql(transpile(sql)).createOrReplaceTempView(name)
+        self.spark.sql(to_dialect(sql, "spark")).createOrReplaceTempView(name)
 
     def drop(self, name: str) -> None:
         """Drop a temp view."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from aag.engine.dialect import lit
 from aag.gold.project import (
     BUILDS_DIR,
     CURRENT_LINK,
@@ -126,7 +127,7 @@ UNION SELECT customer_id FROM silver.customer_records WHERE record_entity_id IN 
     fresh = work / DUCKDB_FILE
     con = duckdb.connect(str(fresh))
     try:
-        con.execute(f"ATTACH '{_sql_text(str(database))}' AS previous (READ_ONLY)")
+        con.execute(f"ATTACH {lit(str(database))} AS previous (READ_ONLY)")
         con.execute(f"COPY FROM DATABASE previous TO {fresh.stem}")
         con.execute("DETACH previous")
         con.execute("CHECKPOINT")
@@ -136,7 +137,3 @@ UNION SELECT customer_id FROM silver.customer_records WHERE record_entity_id IN 
         (folder / f"{DUCKDB_FILE}.wal").unlink()
     os.replace(fresh, database)
     shutil.rmtree(work, ignore_errors=True)
-
-
-def _sql_text(text: str) -> str:
-    return text.replace("'", "''")

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from sqlglot import exp
 
+from aag.engine.dialect import in_list
 from aag.faults import crash_point
 from aag.graph.delta import DeltaIO, join
 from aag.graph.flat_edges import flatten_edges as flatten_edges
@@ -277,7 +278,7 @@ class DeltaGraphStore(GraphStore):
     def scan_edge_versions(self, column: str, ids: pa.Table, rel_types: list[str]) -> Scan:  # noqa: D102
         if column not in ("source_node_id", "target_node_id"):
             raise ValueError(f"cannot scan relationships by {column}")
-        quoted = ", ".join("'" + t.replace("'", "''") + "'" for t in rel_types) or "NULL"
+        quoted = in_list(rel_types)
         return self._rows_of(
             self.relationships_uri,
             ids.select(["id"]).rename_columns([column]),
@@ -313,7 +314,7 @@ class DeltaGraphStore(GraphStore):
 
     def scan_node_ids(self, node_types: list[str]) -> Scan:  # noqa: D102
         # nodes is partitioned by node_type, so only the touched partitions are read.
-        quoted = ", ".join("'" + t.replace("'", "''") + "'" for t in node_types) or "NULL"
+        quoted = in_list(node_types)
         return self.io.reader(self.nodes_uri, f"SELECT node_id FROM t WHERE node_type IN ({quoted})")
 
     def commit(self, change: GraphChange) -> CommitStats:  # noqa: D102

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from aag.bronze import parse_raw
 from aag.config import CONFIG_FILES, REGISTRY_FILE, Config, default_config_dir, load_config
+from aag.engine.dialect import in_list
 from aag.engine.duckdb import local_connection
 from aag.errors import WarehouseError
 from aag.faults import crash_point
@@ -199,8 +200,9 @@ class Warehouse(BatchLog):
         """Which of these batches the ledger records as committed."""
         if not batch_ids:
             return set()
-        quoted = ", ".join("'" + b.replace("'", "''") + "'" for b in batch_ids)
-        found = self.io.read(self.ledger_uri, "batch_id", f"status = 'committed' AND batch_id IN ({quoted})")
+        found = self.io.read(
+            self.ledger_uri, "batch_id", f"status = 'committed' AND batch_id IN ({in_list(batch_ids)})"
+        )
         return {str(v) for v in found.column("batch_id").to_pylist()}
 
     def land(

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from aag.engine.base import Engine
+from aag.engine.dialect import lit
 from aag.graph.store import GraphStore
 from aag.identity.clusters import _in, _label, _usable_sql
 from aag.identity.settings import IDENTITY_SYSTEM, SAME_AS_REL, IdentitySettings
-from aag.sources.base import lit
 
 #: Engine tables holding the identity change (left for the commit, dropped on release).
 ID_KEYS = "identity_out_keys"

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pyarrow as pa
 
 from aag.engine.base import Engine
+from aag.engine.dialect import lit
 from aag.identity.overrides import split_apart
 from aag.identity.settings import IdentitySettings
-from aag.sources.base import SOURCE_RECORD_REL, lit
+from aag.sources.base import SOURCE_RECORD_REL
 
 
 def _in(values: list[str]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from aag.engine.base import Engine
+from aag.engine.dialect import ident, json_path, lit
 from aag.engine.duckdb import local_connection
 from aag.graph.warehouse import Warehouse
 from aag.sources import extractor_for
@@ -90,10 +91,10 @@ def suppress_erased(
     engine.register("se_ids", ids)
     engine.register("se_erased", erased)
     try:
-        prefix = f"{spec.source_system}:{spec.source_object}:".replace("'", "''")
+        prefix = lit(f"{spec.source_system}:{spec.source_object}:")
         kept = engine.query(
             "SELECT r.* FROM se_rows r JOIN se_ids i USING (_row_number) "
-            f"WHERE i.record_id IS NULL OR sha256(concat('{prefix}', i.record_id)) "
+            f"WHERE i.record_id IS NULL OR sha256(concat({prefix}, i.record_id)) "
             "NOT IN (SELECT record_key FROM se_erased) ORDER BY r._row_number"
         )
     finally:
@@ -135,8 +136,8 @@ def drop_resent(warehouse: Warehouse, extractor: Extractor, rows: pa.Table) -> t
     con = local_connection()
     con.register("dr_rows", rows)
     con.register("dr_stored", stored)
-    path = "'$.\"" + key.replace('"', '\\"').replace("'", "''") + "\"'"
-    column = '"' + key.replace('"', '""') + '"'
+    path = json_path(key)
+    column = ident(key)
     try:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE dr_keys AS "

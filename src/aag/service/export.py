@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 
 from aag import gold
 from aag.bronze import file_sha256
+from aag.engine.dialect import ident, lit
 from aag.engine.duckdb import local_connection
 from aag.errors import InputError, NotFoundError
 from aag.graph.warehouse import Warehouse
@@ -97,7 +98,7 @@ def _write_file(table: pa.Table, fmt: str, out: Path) -> None:
     # objects (JSON Lines); DuckDB writes the file without a Python row loop.
     columns = []
     for field in table.schema:
-        col = '"' + field.name.replace('"', '""') + '"'
+        col = ident(field.name)
         if pa.types.is_timestamp(field.type):
             columns.append(f"strftime({col}, '%Y-%m-%dT%H:%M:%S.%fZ') AS {col}")
         elif pa.types.is_map(field.type) and fmt == "csv":
@@ -108,7 +109,6 @@ def _write_file(table: pa.Table, fmt: str, out: Path) -> None:
     con.register("export_src", table)
     try:
         options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT json"
-        target = str(out).replace("'", "''")
-        con.execute(f"COPY (SELECT {', '.join(columns)} FROM export_src) TO '{target}' ({options})")
+        con.execute(f"COPY (SELECT {', '.join(columns)} FROM export_src) TO {lit(str(out))} ({options})")
     finally:
         con.unregister("export_src")

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import sqlglot
 
+from aag.engine.dialect import to_dialect
 from aag.identity import SAME_AS_REL
 from aag.resolution import CUSTOMER_ATTRIBUTES
 
@@ -147,13 +147,9 @@ def databricks_sql() -> dict[str, str]:
     """
     out = {}
     marker = "aag_catalog_marker"
+    tables = {name: f"{marker}.{qualified}" for name, qualified in DATABRICKS_TABLES.items()}
     for name, sql in checks_sql().items():
-        tree = sqlglot.parse_one(sql, read="duckdb")
-        for table in tree.find_all(sqlglot.exp.Table):
-            if table.name in DATABRICKS_TABLES and not table.db:
-                target = sqlglot.exp.to_table(f"{marker}.{DATABRICKS_TABLES[table.name]}")
-                table.replace(target.as_(table.alias_or_name))
-        text = tree.sql(dialect="databricks", pretty=True)
+        text = to_dialect(sql, "databricks", tables=tables, pretty=True)
         for qualified in DATABRICKS_TABLES.values():
             text = text.replace(f"{marker}.{qualified}", f"IDENTIFIER(:catalog || '.{qualified}')")
         out[name] = text + ";\n"
@@ -173,11 +169,8 @@ DBT_RELATIONS = {
 def _with_relations(sql: str, dialect: str, relations: dict[str, str]) -> str:
     """The check in ``dialect`` with each relation replaced by ``relations[name]`` (text)."""
     marker = "aag_relation_marker"
-    tree = sqlglot.parse_one(sql, read="duckdb")
-    for table in tree.find_all(sqlglot.exp.Table):
-        if table.name in relations and not table.db:
-            table.replace(sqlglot.exp.to_table(f"{marker}.{table.name}").as_(table.alias_or_name))
-    text = tree.sql(dialect=dialect, pretty=True)
+    tables = {name: f"{marker}.{name}" for name in relations}
+    text = to_dialect(sql, dialect, tables=tables, pretty=True)
     for name, replacement in relations.items():
         text = text.replace(f"{marker}.{name}", replacement)
     return text

@@ -35,8 +35,6 @@ from aag.sources.sql import (
     SOURCE_RECORD_NODE,
     SOURCE_RECORD_REL,
     landed_table,
-    lit,
-    q,
 )
 
 
@@ -173,6 +171,4 @@ __all__ = [
     "Extractor",
     "GenericExtractor",
     "landed_table",
-    "lit",
-    "q",
 ]

@@ -8,9 +8,10 @@ reason each row or field was rejected.
 
 from __future__ import annotations
 
+from aag.engine.dialect import ident, lit
 from aag.normalize import split_normaliser
 from aag.sources.rows import RowsSql
-from aag.sources.sql import REFERS_TO_RECORD_REL, SOURCE_RECORD_NODE, SOURCE_RECORD_REL, lit, q
+from aag.sources.sql import REFERS_TO_RECORD_REL, SOURCE_RECORD_NODE, SOURCE_RECORD_REL
 
 #: Fields of one event in the per-row list :meth:`EventsSql.events_sql` unnests.
 _EVENT_ENTRY = (
@@ -244,14 +245,14 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
             parts.append(
                 f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "
                 f"concat({lit('invalid ' + name + ' value in ' + row.source_field + ': ')}, "
-                f"b.{q(row.source_field)}) "
+                f"b.{ident(row.source_field)}) "
                 f"FROM ex_rows JOIN batch_rows b USING (_row_number) WHERE row_error IS NULL AND bad{i}"
             )
             if row.event_time_field:
                 parts.append(
                     f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "
                     f"concat({lit('unparseable or missing field time (' + row.event_time_field + '): ')}, "
-                    f"coalesce(b.{q(row.event_time_field)}, 'NULL')) "
+                    f"coalesce(b.{ident(row.event_time_field)}, 'NULL')) "
                     f"FROM ex_rows JOIN batch_rows b USING (_row_number) "
                     f"WHERE row_error IS NULL AND NOT bad{i} AND tbad{i} AND NOT tfar{i}"
                 )

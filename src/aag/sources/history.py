@@ -29,9 +29,10 @@ import pyarrow as pa
 
 from aag.config import Config, ObjectSpec, RegistryRow
 from aag.engine.base import Engine
+from aag.engine.dialect import ident, lit
 from aag.errors import ConfigError
 from aag.normalize import sql_normalise
-from aag.sources.base import Extractor, lit, q
+from aag.sources.base import Extractor
 
 
 def present_column(source_field: str) -> str:
@@ -82,7 +83,7 @@ class FieldHistoryExtractor(Extractor):
 
     def present_sql(self, row: RegistryRow) -> str | None:
         """A field takes part only in the rows that change it."""
-        return q(present_column(row.source_field))
+        return ident(present_column(row.source_field))
 
     def changes_sql(self, source_field: str) -> str:
         """SQL telling whether a row records a change of ``source_field``.
@@ -90,21 +91,21 @@ class FieldHistoryExtractor(Extractor):
         Field names are compared without regard to case: logs spell them as the source's
         API does, which the registry may not.
         """
-        named = f"lower(trim({q(self.field_column)})) = {lit(source_field.lower())}"
+        named = f"lower(trim({ident(self.field_column)})) = {lit(source_field.lower())}"
         relevant = self.relevant_sql()
         return f"(coalesce({relevant}, FALSE) AND {named})" if relevant else f"coalesce({named}, FALSE)"
 
     def change_sql(self, row: RegistryRow) -> tuple[str, str]:
         """SQL for one mapped field in a history row: (new value, whether the row changes it)."""
         changed = self.changes_sql(row.source_field)
-        return f"CASE WHEN {changed} THEN {q(self.value_column)} END", changed
+        return f"CASE WHEN {changed} THEN {ident(self.value_column)} END", changed
 
     def deletion_sql(self) -> str:
         """SQL telling whether a row sets the record object's deletion flag."""
         spec = self.spec
         if not spec.deleted_field:
             return "FALSE"
-        flag, _ = sql_normalise(spec.deleted_normaliser, q(self.value_column))
+        flag, _ = sql_normalise(spec.deleted_normaliser, ident(self.value_column))
         return f"({self.changes_sql(spec.deleted_field)} AND coalesce({flag} = 'true', FALSE))"
 
     def history_rows_sql(self, source: str, columns: list[str]) -> tuple[str, list[str]]:
@@ -113,7 +114,7 @@ class FieldHistoryExtractor(Extractor):
         A subclass may join what a row lacks (an SAP change document item's time is in
         its header).
         """
-        return f"SELECT {', '.join(q(c) for c in columns)} FROM {source}", columns
+        return f"SELECT {', '.join(ident(c) for c in columns)} FROM {source}", columns
 
     def pivot_sql(self, source: str, columns: list[str]) -> str:
         """One column per mapped field (the new value where the row changes it) + flags."""
@@ -122,7 +123,7 @@ class FieldHistoryExtractor(Extractor):
         deletion = self.deletion_sql()
         if spec.deleted_field:
             generated[spec.deleted_field] = (
-                f"CASE WHEN {self.changes_sql(spec.deleted_field)} THEN {q(self.value_column)} END"
+                f"CASE WHEN {self.changes_sql(spec.deleted_field)} THEN {ident(self.value_column)} END"
             )
         for row in spec.attributes:
             value, changed = self.change_sql(row)
@@ -130,8 +131,8 @@ class FieldHistoryExtractor(Extractor):
             # Deletion removes every field, as a record-level deletion flag does.
             generated[present_column(row.source_field)] = f"({changed} OR {deletion})"
         rows_sql, row_columns = self.history_rows_sql(source, columns)
-        keep = [q(c) for c in row_columns if c not in generated]
-        picks = keep + [f"{sql} AS {q(name)}" for name, sql in generated.items()]
+        keep = [ident(c) for c in row_columns if c not in generated]
+        picks = keep + [f"{sql} AS {ident(name)}" for name, sql in generated.items()]
         return f"SELECT {', '.join(picks)} FROM ({rows_sql}) h"
 
     def enrich(self, engine: Engine, rows: pa.Table) -> pa.Table:

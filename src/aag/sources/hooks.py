@@ -15,9 +15,9 @@ import pyarrow as pa
 
 from aag.config import EARLIEST_EVENT_TIME, Config, ObjectSpec, RegistryRow
 from aag.engine.base import Engine
+from aag.engine.dialect import ident, lit
 from aag.normalize import sql_normalise
 from aag.rules import ISO_FORMAT
-from aag.sources.sql import lit, q
 
 
 class ExtractorHooks:
@@ -67,11 +67,11 @@ class ExtractorHooks:
     # -- hooks ---------------------------------------------------------------------
     def record_id_sql(self) -> str:
         """SQL for the canonical record id (the id row's normaliser; NULL when missing)."""
-        return sql_normalise(self.spec.id_normaliser, q(self.spec.id_field))[0]
+        return sql_normalise(self.spec.id_normaliser, ident(self.spec.id_field))[0]
 
     def time_sql(self, column: str) -> str:
         """SQL parsing a raw time column into a UTC timestamp (NULL if unparseable)."""
-        raw = f"nullif(trim({q(column)}), '')"
+        raw = f"nullif(trim({ident(column)}), '')"
         if self.spec.time_format == "yyyymmdd":
             return f"CAST(try_strptime({raw}, '%Y%m%d') AS TIMESTAMPTZ)"
         return f"try_cast({raw} AS TIMESTAMPTZ)"

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from aag.config import RegistryRow
+from aag.engine.dialect import ident, lit
 from aag.ids import uuid_from_hash_sql, value_node_id_sql
 from aag.normalize import E164_REGEX_SQL, split_normaliser, sql_normalise
 from aag.normalize import sql_collapse as collapse
 from aag.rules import ISO_FORMAT
 from aag.sources.hooks import ExtractorHooks
-from aag.sources.sql import SOURCE_RECORD_NODE, lit, q
+from aag.sources.sql import SOURCE_RECORD_NODE
 
 #: Names of the record id and record time, parsed once in the innermost select.
 _RID = "_rid"
@@ -30,13 +31,13 @@ class RowsSql(ExtractorHooks):
 
     def _collapsed(self, field: str, aliases: Mapping[str, str] | None) -> str:
         """A field whitespace-collapsed: its column in ``aliases`` if computed once, else SQL."""
-        return aliases[field] if aliases and field in aliases else collapse(q(field))
+        return aliases[field] if aliases and field in aliases else collapse(ident(field))
 
     def _attr_value_sql(
         self, i: int, row: RegistryRow, aliases: Mapping[str, str] | None = None
     ) -> tuple[str, str]:
         name, _ = split_normaliser(row.normaliser)
-        raw = q(row.source_field)
+        raw = ident(row.source_field)
         collapsed = self._collapsed(row.source_field, aliases)
         if name == "country":
             text = f"nullif({collapsed}, '')"
@@ -99,13 +100,13 @@ class RowsSql(ExtractorHooks):
         cols = [
             "r._row_number AS _row_number",
             f"{_RID} AS record_id",
-            *(f"r.{q(c)} AS {q(c)}" for c in carry),
+            *(f"r.{ident(c)} AS {ident(c)}" for c in carry),
             f"{rtime} AS record_time",
             f"{is_deleted} AS is_deleted",
             f"{self._row_error_sql(ingest_sql, deletion_bad)} AS row_error",
         ]
         for i, link in enumerate(spec.same_as):
-            cols.append(f"{sql_normalise(link.normaliser, q(link.source_field))[0]} AS link{i}")
+            cols.append(f"{sql_normalise(link.normaliser, ident(link.source_field))[0]} AS link{i}")
         event_key = self.event_key_sql()
         if event_key:
             cols.append(f"{event_key} AS event_key")
@@ -116,7 +117,7 @@ class RowsSql(ExtractorHooks):
             + [f"coalesce(link{i}, '')" for i in range(len(spec.same_as))]
         )
         select = ",\n    ".join(cols)
-        collapsed = "".join(f", {collapse(q(f))} AS {a}" for f, a in aliases.items())
+        collapsed = "".join(f", {collapse(ident(f))} AS {a}" for f, a in aliases.items())
         return f"""
 SELECT y.*, {", ".join(self._derived_columns(event_key is not None))}
 FROM (
@@ -149,7 +150,7 @@ FROM (
         if not spec.deleted_field:
             return "FALSE", "FALSE"
         value, bad = sql_normalise(
-            spec.deleted_normaliser, q(spec.deleted_field), aliases[spec.deleted_field]
+            spec.deleted_normaliser, ident(spec.deleted_field), aliases[spec.deleted_field]
         )
         return f"coalesce({value} = 'true', FALSE)", bad
 
@@ -165,14 +166,14 @@ FROM (
         relevant = self.relevant_sql()
         if relevant:
             checks.append(f"WHEN NOT coalesce({relevant}, FALSE) THEN NULL")
-        raw_id = f"nullif(trim(CAST(r.{q(spec.id_field)} AS VARCHAR)), '')"
+        raw_id = f"nullif(trim(CAST(r.{ident(spec.id_field)} AS VARCHAR)), '')"
         checks.append(
             f"WHEN {_RID} IS NULL THEN CASE WHEN {raw_id} IS NULL "
             f"THEN {lit('missing record id (' + spec.id_field + ')')} "
             f"ELSE {lit('invalid record id (' + spec.id_field + ')')} END"
         )
         if spec.time_field:
-            raw_t = q(spec.time_field)
+            raw_t = ident(spec.time_field)
             checks.append(
                 f"WHEN nullif(trim({raw_t}), '') IS NULL THEN "
                 f"{lit('missing record time (' + spec.time_field + ')')}"
@@ -189,7 +190,7 @@ FROM (
             checks.append(
                 f"WHEN {deletion_bad} THEN concat("
                 f"{lit('invalid deletion flag (' + spec.deleted_field + '): ')}, "
-                f"{q(spec.deleted_field)})"
+                f"{ident(spec.deleted_field)})"
             )
         if not spec.time_field:
             field_times = [self.time_sql(r.event_time_field) for r in spec.attributes if r.event_time_field]
@@ -216,7 +217,7 @@ FROM (
             if present:
                 cols.append(f"{present} AS has{i}")
             if row.event_time_field:
-                ft_raw = f"nullif(trim({q(row.event_time_field)}), '')"
+                ft_raw = f"nullif(trim({ident(row.event_time_field)}), '')"
                 ft = self.time_sql(row.event_time_field)
                 cols.append(f"coalesce({ft}, {rtime}) AS t{i}")
                 # A field time out of range rejects that field (the record time is checked
@@ -296,7 +297,7 @@ FROM (
         for row in self.spec.attributes:
             if split_normaliser(row.normaliser)[0] != "phone":
                 continue
-            text = f"nullif({collapse(q(row.source_field))}, '')"
+            text = f"nullif({collapse(ident(row.source_field))}, '')"
             compact = rf"regexp_replace({text}, '[\s().\-/]', '', 'g')"
             joins = self._country_joins()
             parts.append(

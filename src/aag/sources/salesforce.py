@@ -16,7 +16,7 @@ replayed history row is the very event already stored.
 
 from __future__ import annotations
 
-from aag.sources.base import q
+from aag.engine.dialect import ident
 from aag.sources.history import FieldHistoryExtractor
 
 
@@ -31,4 +31,4 @@ class SalesforceContactHistoryExtractor(FieldHistoryExtractor):
 
     def event_key_sql(self) -> str | None:
         """The history row's ``Id``."""
-        return f"nullif(trim({q('Id')}), '')"
+        return f"nullif(trim({ident('Id')}), '')"

@@ -32,8 +32,9 @@ import pyarrow as pa
 
 from aag.config import Config, ObjectSpec, RegistryRow
 from aag.engine.base import Engine
+from aag.engine.dialect import ident, lit
 from aag.model import FIELD_EVENTS, NODES, QUARANTINE
-from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extracted, Extractor, landed_table, lit, q
+from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extracted, Extractor, landed_table
 from aag.sources.history import FieldHistoryExtractor
 
 #: Registry source fields of KNA1 that read a column of the joined ADR6 row.
@@ -43,7 +44,7 @@ ADR6_COLUMNS = ("ADDRNUMBER", "PERSNUMBER", "CONSNUMBER", "SMTP_ADDR", "FLGDEFAU
 
 def _sap_date(column: str) -> str:
     """A date column as text, NULL when blank or SAP's empty date ``00000000``."""
-    return f"nullif(nullif(trim({q(column)}), ''), '00000000')"
+    return f"nullif(nullif(trim({ident(column)}), ''), '00000000')"
 
 
 def _valid_date(value: str) -> str:
@@ -59,7 +60,7 @@ def chosen_addresses_sql(source: str = landed_table("ADR6")) -> str:
     (no ``PERSNUMBER``) come before contact persons', then the default (``FLGDEFAULT =
     'X'``), then the latest ``DATE_FROM``, then the lowest ``CONSNUMBER``.
     """
-    cols = ", ".join(f"{q(c)}" for c in ADR6_COLUMNS)
+    cols = ", ".join(f"{ident(c)}" for c in ADR6_COLUMNS)
     return f"""
 SELECT {cols} FROM (
     SELECT *, row_number() OVER (
@@ -119,13 +120,13 @@ class SapKna1Extractor(Extractor):
                 picks.append(f"{error} AS _error")
             elif column == time_field:
                 # Never changed since creation: the creation day is the last change.
-                picks.append(f"coalesce({laeda}, {erdat}) AS {q(column)}")
+                picks.append(f"coalesce({laeda}, {erdat}) AS {ident(column)}")
             elif column == "NAME1":
-                picks.append(f"{name} AS {q(column)}")
+                picks.append(f"{name} AS {ident(column)}")
             elif column.startswith(ADR6_PREFIX) and column[len(ADR6_PREFIX) :] in ADR6_COLUMNS:
-                picks.append(f"a.{q(column[len(ADR6_PREFIX) :])} AS {q(column)}")
+                picks.append(f"a.{ident(column[len(ADR6_PREFIX) :])} AS {ident(column)}")
             else:
-                picks.append(f"r.{q(column)}")
+                picks.append(f"r.{ident(column)}")
         return (
             f"SELECT {', '.join(picks)} FROM {source} r "
             f'LEFT JOIN ({chosen_addresses_sql()}) a ON trim(a."ADDRNUMBER") = trim(r."ADRNR")'
@@ -191,7 +192,7 @@ CDPOS_COLUMNS = ("OBJECTCLAS", "CHANGENR", "TABNAME", "TABKEY", "FNAME", "CHNGIN
 
 
 def _trimmed(column: str) -> str:
-    return f"nullif(trim({q(column)}), '')"
+    return f"nullif(trim({ident(column)}), '')"
 
 
 def _valid_change_time(date: str, time: str) -> str:
@@ -329,7 +330,7 @@ class SapCdposExtractor(FieldHistoryExtractor):
 
     def history_rows_sql(self, source: str, columns: list[str]) -> tuple[str, list[str]]:
         """Items joined to their landed header: its time, or why there is none."""
-        picks = [f"r.{q(c)}" for c in columns if c != "_error"]
+        picks = [f"r.{ident(c)}" for c in columns if c != "_error"]
         valid = _valid_change_time("h.udate", "h.utime")
         document = 'concat(trim(r."OBJECTID"), \' \', trim(r."CHANGENR"))'
         error = (
@@ -347,7 +348,7 @@ class SapCdposExtractor(FieldHistoryExtractor):
         sql = f"""
 SELECT {", ".join(picks)}, {error} AS _error,
     CASE WHEN h.udate IS NOT NULL AND h.utime IS NOT NULL AND {valid}
-         THEN concat(h.udate, h.utime) END AS {q(CHANGED_AT)}
+         THEN concat(h.udate, h.utime) END AS {ident(CHANGED_AT)}
 FROM {source} r
 LEFT JOIN ({latest_headers_sql()}) h
     ON h.cls = trim(r."OBJECTCLAS") AND h.oid = trim(r."OBJECTID") AND h.nr = trim(r."CHANGENR")
@@ -360,7 +361,7 @@ LEFT JOIN ({latest_headers_sql()}) h
             return super().change_sql(row)
         document = 'PARTITION BY trim("OBJECTCLAS"), trim("OBJECTID"), trim("CHANGENR")'
         name1, name2 = self.changes_sql("NAME1"), self.changes_sql("NAME2")
-        value = q(self.value_column)
+        value = ident(self.value_column)
         other = f"max(CASE WHEN {name2} THEN coalesce({value}, '') END) OVER ({document})"
         both = f"({name1} AND ({other}) IS NOT NULL)"
         joined = f"nullif(trim(concat_ws(' ', {_trimmed(self.value_column)}, nullif(trim({other}), ''))), '')"

@@ -32,8 +32,9 @@ import pyarrow as pa
 
 from aag.config import RegistryRow
 from aag.engine.base import Engine
+from aag.engine.dialect import ident, lit
 from aag.engine.duckdb import local_connection
-from aag.sources.base import Extracted, Extractor, lit, q
+from aag.sources.base import Extracted, Extractor
 
 #: Prefix of registry source fields that name a trait.
 TRAITS_PREFIX = "traits."
@@ -57,7 +58,7 @@ class SegmentIdentifiesExtractor(Extractor):
 
     def record_id_sql(self) -> str:
         """``user_id``, else ``anon:<anonymous_id>`` (NULL when the call has neither)."""
-        user = f"nullif(trim({q(self.spec.id_field)}), '')"
+        user = f"nullif(trim({ident(self.spec.id_field)}), '')"
         anon = "nullif(trim(anonymous_id), '')"
         return f"coalesce({user}, CASE WHEN {anon} IS NOT NULL THEN concat('anon:', {anon}) END)"
 
@@ -74,7 +75,7 @@ class SegmentIdentifiesExtractor(Extractor):
 
     def present_sql(self, row: RegistryRow) -> str | None:
         """A trait takes part only when the call carries it (its value may still be null)."""
-        return q(_present_column(row.source_field))
+        return ident(_present_column(row.source_field))
 
     def links_can_be_removed(self) -> bool:
         """A ``user_id`` that is no Salesforce id links nothing, and says nothing either."""
@@ -92,14 +93,14 @@ class SegmentIdentifiesExtractor(Extractor):
         """
         traits = [row for row in self.spec.attributes if row.source_field.startswith(TRAITS_PREFIX)]
         keep = [c for c in rows.column_names if c != "_error" and c not in {r.source_field for r in traits}]
-        picks = [q(c) for c in keep]
+        picks = [ident(c) for c in keep]
         for row in traits:
             path = lit(_json_path(row.source_field.removeprefix(TRAITS_PREFIX)))
             # json_extract gives SQL NULL for an absent key and JSON null for a null value.
-            picks.append(f"json_extract_string(obj, {path}) AS {q(row.source_field)}")
-            present = q(_present_column(row.source_field))
+            picks.append(f"json_extract_string(obj, {path}) AS {ident(row.source_field)}")
+            present = ident(_present_column(row.source_field))
             picks.append(f"coalesce(json_extract(obj, {path}) IS NOT NULL, FALSE) AS {present}")
-        user = f"nullif(trim({q(self.spec.id_field)}), '')"
+        user = f"nullif(trim({ident(self.spec.id_field)}), '')"
         con = local_connection()
         con.register("segment_rows", rows)
         try:

@@ -1,8 +1,8 @@
-"""Quoting and the names every part of an extraction shares.
+"""The names every part of an extraction shares.
 
-Extraction is SQL in the canonical dialect (:mod:`aag.engine`); these are its identifier
-and literal quoting, the relationship and node types of the identity edges, and the
-engine tables an extraction reads and leaves behind.
+Extraction is SQL in the canonical dialect (:mod:`aag.engine`; quoting is
+:mod:`aag.engine.dialect`'s). These are the relationship and node types of the identity
+edges, and the engine tables an extraction reads and leaves behind.
 """
 
 from __future__ import annotations
@@ -14,16 +14,6 @@ SOURCE_RECORD_REL = "HAS_SOURCE_RECORD"
 SOURCE_RECORD_NODE = "source_record"
 #: rel_type of a ``same_as`` field: the record names another object's record.
 REFERS_TO_RECORD_REL = "REFERS_TO_RECORD"
-
-
-def q(identifier: str) -> str:
-    """Quote an identifier for the canonical dialect."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def lit(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 #: Engine tables an extraction leaves behind for the rules (dropped by the caller).

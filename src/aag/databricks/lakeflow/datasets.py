@@ -11,7 +11,6 @@ from aag.config import Config, load_config
 from aag.databricks.lakeflow.settings import Settings, session_conf
 from aag.databricks.lakeflow.translate import (
     _e164_udf,
-    _lit,
     _overrides_prepare,
     _prepare_udf,
     key_of,
@@ -19,6 +18,7 @@ from aag.databricks.lakeflow.translate import (
     landed_sql,
     spark_sql,
 )
+from aag.engine.dialect import lit
 from aag.model import FIELD_EVENTS, NODES, QUARANTINE
 from aag.normalize import country_table
 from aag.sources import extractor_for
@@ -217,8 +217,8 @@ def _extraction(
     views = {
         f"aag_ex_rows_{key}": extractor.rows_sql(carry=carry, ingest_sql='r."_landed_at"'),
         f"aag_events_{key}": (
-            f"SELECT *, {_lit(extractor.spec.source_object)} AS source_object, "
-            f"{_lit(extractor.spec.entity_type)} AS entity_type "
+            f"SELECT *, {lit(extractor.spec.source_object)} AS source_object, "
+            f"{lit(extractor.spec.entity_type)} AS entity_type "
             f"FROM ({extractor.events_sql('', '_batch_id')}) e"
         ),
         f"aag_nodes_{key}": extractor.nodes_sql("CAST(current_timestamp AS TIMESTAMPTZ)"),

@@ -12,11 +12,9 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import sqlglot
-from sqlglot import exp
 
-from aag.engine.base import CANONICAL_DIALECT
-from aag.engine.spark import fix_for_spark, spark_arrow_schema
+from aag.engine.dialect import to_dialect
+from aag.engine.spark import spark_arrow_schema
 from aag.normalize import normalise_phones
 from aag.sources.base import Extractor
 
@@ -28,12 +26,7 @@ def key_of(system: str, obj: str) -> str:
 
 def spark_sql(canonical: str, tables: dict[str, str]) -> str:
     """Canonical SQL → Spark SQL, with engine table names replaced by pipeline datasets."""
-    tree = sqlglot.parse_one(canonical, read=CANONICAL_DIALECT)
-    for table in list(tree.find_all(exp.Table)):
-        if not table.db and table.name in tables:
-            alias = table.alias_or_name
-            table.replace(exp.to_table(tables[table.name]).as_(alias))
-    return tree.transform(fix_for_spark).sql(dialect="spark")
+    return to_dialect(canonical, "spark", tables=tables)
 
 
 def landed_sql(source: str, fields: tuple[str, ...]) -> str:
@@ -53,10 +46,6 @@ def landed_sql(source: str, fields: tuple[str, ...]) -> str:
         + "".join(", " + p for p in picks)
         + f" FROM {source}"
     )
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def landed_schema(extractor: Extractor, prepared: bool = True) -> pa.Schema:
