@@ -248,9 +248,14 @@ def write_databricks(folder: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")
+    parser = argparse.ArgumentParser(
+        prog="python -m aag.service.monitoring",
+        description="Write the monitoring checks as Databricks SQL and dbt analyses.",
+    )
+    parser.add_argument("root", nargs="?", type=Path, default=Path("."), help="repository root (default: .)")
+    root = parser.parse_args().root
     for written_path in [
         *write_databricks(root / "databricks" / "monitoring"),
         *write_dbt_analyses(root / "dbt" / "analyses"),
