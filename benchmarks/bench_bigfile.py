@@ -29,6 +29,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -110,7 +111,29 @@ def _machine() -> str:
     return f"{os.cpu_count()} cores ({model}), {mem:.1f} GiB RAM, Linux {platform.release()}"
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
+class Figures(TypedDict):
+    """What one run measured (the RESULTS.md section is written from it)."""
+
+    date: str
+    commit: str
+    machine: str
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+    file_bytes: int
+    rows: int
+    pad: int
+    chunk_rows: int | str
+    peak_rss_kb: int
+    wall_seconds: float
+    user_seconds: float
+    system_seconds: float
+    #: The ingest's JSON batch report.
+    report: dict[str, Any]
+    warehouse_bytes: int
+    command: str
+
+
+def run(args: argparse.Namespace) -> Figures:
     """Generate, ingest under /usr/bin/time -v, measure; returns the figures."""
     folder: Path = args.dir
     data = folder / "contacts_big.jsonl"
@@ -136,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if proc.returncode != 0:
         raise RuntimeError(f"aag ingest failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     report = json.loads(proc.stdout)[0]
-    figures: dict[str, object] = {
+    figures: Figures = {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": _commit(),
         "machine": _machine(),
@@ -160,16 +183,16 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     return figures
 
 
-def section(f: dict[str, object]) -> str:
+def section(f: Figures) -> str:
     """The RESULTS.md section for one run."""
     report = f["report"]
     assert isinstance(report, dict)
     events = int(report["field_events"])
-    wall = float(f["wall_seconds"])  # type: ignore[arg-type]
-    rss_gib = int(f["peak_rss_kb"]) / 1024 / 1024  # type: ignore[call-overload]
-    rss_gb = int(f["peak_rss_kb"]) * 1024 / 1e9  # type: ignore[call-overload]
+    wall = float(f["wall_seconds"])
+    rss_gib = int(f["peak_rss_kb"]) / 1024 / 1024
+    rss_gb = int(f["peak_rss_kb"]) * 1024 / 1e9
     lb, la = f["load_before"], f["load_after"]
-    gb = int(f["file_bytes"]) / 1e9  # type: ignore[call-overload]
+    gb = int(f["file_bytes"]) / 1e9
     counts = " / ".join(f"{report[k]:,}" for k in ("rows_landed", "rows_processed", "rows_quarantined"))
     return f"""{START}
 ## One big file in bounded memory ({f["date"]})

@@ -33,8 +33,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -406,7 +408,7 @@ def phase(name: str, customers: int, warehouse: Path, out: Path) -> None:
     """One measured step in its own process (its own peak RSS): see ``worker``."""
     from aag.service import AagService
 
-    figures: dict = {"load_before": os.getloadavg()[0]}
+    figures: dict[str, Any] = {"load_before": os.getloadavg()[0]}
     started = time.perf_counter()
     if name == "generate":
         figures["counts"] = generate(warehouse, customers)
@@ -446,7 +448,7 @@ def worker(customers: int, out: Path) -> None:
     """Generate, full build, 1% batch, incremental build, full rebuild: each in a fresh process."""
     root = Path(tempfile.mkdtemp(prefix="aag-bench-gold-"))
     warehouse = root / "wh"
-    figures: dict = {"customers": customers}
+    figures: dict[str, Any] = {"customers": customers}
     try:
         for name in ("generate", "full", "batch", "incremental", "full-after"):
             part = root / f"{name}-{customers}.json"
@@ -477,13 +479,13 @@ def worker(customers: int, out: Path) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def markdown(runs: list[dict], commit: str, sizes_key: str) -> str:
+def markdown(runs: list[dict[str, Any]], commit: str, sizes_key: str) -> str:
     """The RESULTS.md section."""
     import dbt.version
     import deltalake
     import duckdb
 
-    def row(label: str, fmt: str, key: object) -> str:
+    def row(label: str, fmt: str, key: str | Callable[[dict[str, Any]], object]) -> str:
         cells = []
         for f in runs:
             value = key(f) if callable(key) else f[key]

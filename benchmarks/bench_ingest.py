@@ -231,9 +231,9 @@ def _instrument() -> None:
     try:
         from aag.graph import delta, store, warehouse
     except ImportError:
-        import aag.delta as delta  # type: ignore[import-not-found, no-redef]
-        import aag.store as store  # type: ignore[import-not-found, no-redef]
-        import aag.warehouse as warehouse  # type: ignore[import-not-found, no-redef]
+        import aag.delta as delta  # type: ignore[import-untyped, no-redef]
+        import aag.store as store  # type: ignore[import-untyped, no-redef]
+        import aag.warehouse as warehouse  # type: ignore[import-untyped, no-redef]
     DeltaIO = delta.DeltaIO
     DeltaGraphStore = store.DeltaGraphStore
     Warehouse = warehouse.Warehouse
@@ -669,24 +669,23 @@ def render(
     )
     line("re-sync: edge-rule paths (keys)", lambda r: _paths(r["rule_paths"]["resync"]))
     for key, label in (("resync_later_csv", "CSV"), ("resync_later_jsonl", "JSON Lines")):
-        line(
-            f"re-sync, later record times, {label}: seconds",
-            lambda r, key=key: f"{r['later'][key]['s']:.1f}",
-        )
-        line(
-            f"re-sync, later record times, {label}: ÷ initial seconds",
-            lambda r, key=key: f"{r['later'][key]['ratio']:.1%} ({_met(r['later'][key]['ok'])})",
-            "≤ 25% and 0 versions",
-        )
-        line(
-            f"re-sync, later record times, {label}: edge versions / rows rewritten",
-            lambda r, key=key: f"{r['later'][key]['versions']:,} / {r['later'][key]['rewritten']:,}",
-            "0",
-        )
-        line(
-            f"re-sync, later record times, {label}: edge-rule paths (keys)",
-            lambda r, key=key: _paths(r["rule_paths"][key]),
-        )
+        # Typed functions, not lambdas with a ``key=key`` default: mypy cannot infer those.
+        def seconds(r: dict[str, Any], key: str = key) -> str:
+            return f"{r['later'][key]['s']:.1f}"
+
+        def ratio(r: dict[str, Any], key: str = key) -> str:
+            return f"{r['later'][key]['ratio']:.1%} ({_met(r['later'][key]['ok'])})"
+
+        def versions(r: dict[str, Any], key: str = key) -> str:
+            return f"{r['later'][key]['versions']:,} / {r['later'][key]['rewritten']:,}"
+
+        def paths(r: dict[str, Any], key: str = key) -> str:
+            return _paths(r["rule_paths"][key])
+
+        line(f"re-sync, later record times, {label}: seconds", seconds)
+        line(f"re-sync, later record times, {label}: ÷ initial seconds", ratio, "≤ 25% and 0 versions")
+        line(f"re-sync, later record times, {label}: edge versions / rows rewritten", versions, "0")
+        line(f"re-sync, later record times, {label}: edge-rule paths (keys)", paths)
     line(
         "peak RSS (max over batches)",
         lambda r: f"{_gb(r['peak_rss'])} ({_met(r['ok_rss'])})",

@@ -31,8 +31,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -43,6 +45,7 @@ from results import write_section  # noqa: E402
 def worker(people: int, data: Path, out: Path) -> None:
     """Generate, ingest and score in this process; write raw figures as JSON."""
     from aag.demo import run_world
+    from aag.pipeline import BatchReport
     from aag.service import AagService
 
     warehouse = Path(tempfile.mkdtemp(prefix="aag-bench-world-")) / "wh"
@@ -51,15 +54,17 @@ def worker(people: int, data: Path, out: Path) -> None:
     per_object: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     per_phase: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     timings: list[float] = []
-    reports = []
+    reports: list[BatchReport] = []
     original_ingest = svc.ingest
 
-    def timed_ingest(system, obj, files, **kw):  # type: ignore[no-untyped-def]
+    def timed_ingest(
+        source_system: str, source_object: str, files: Sequence[Path], *args: Any, **kw: Any
+    ) -> list[BatchReport]:
         started = time.perf_counter()
-        result = original_ingest(system, obj, files, **kw)
+        result = original_ingest(source_system, source_object, files, *args, **kw)
         seconds = time.perf_counter() - started
         timings.append(seconds)
-        key = f"{system}.{obj}"
+        key = f"{source_system}.{source_object}"
         phase = "initial" if Path(files[0]).parent.name == "round1" else "incremental"
         per_phase[phase][0] += sum(r.field_events for r in result)
         per_phase[phase][1] += seconds
@@ -106,7 +111,7 @@ def worker(people: int, data: Path, out: Path) -> None:
     out.write_text(json.dumps(figures))
 
 
-def markdown(f: dict, commit: str) -> str:
+def markdown(f: dict[str, Any], commit: str) -> str:
     """The RESULTS.md section."""
     key = f"people={f['people']}"
     lines = [

@@ -12,7 +12,7 @@ import pytest
 
 from aag.engine import make_engine
 from aag.engine.base import Capability, Engine
-from aag.engine.spark import DELTA_CLASSPATH_ENV
+from aag.engine.spark import DELTA_CLASSPATH_ENV, SparkEngine
 
 # Python workers (pandas UDFs of the pipeline) must run in this environment: the venv's
 # interpreter itself, not the base interpreter its symlink resolves to.
@@ -27,15 +27,16 @@ if DELTA_CLASSPATH.is_file():
 
 
 @pytest.fixture(scope="session")
-def spark_engine() -> Iterator[Engine]:
+def spark_engine() -> Iterator[SparkEngine]:
     # A missing jar list fails the Spark tests: without Delta they would quietly test the
     # non-MERGE fallback instead of the Databricks commit path.
     if not DELTA_CLASSPATH.is_file():
         pytest.fail(f"no Delta classpath at {DELTA_CLASSPATH}: run `make test` (needs mvn)")
     engine = make_engine("spark")
+    assert isinstance(engine, SparkEngine)
     assert Capability.MERGE in engine.capabilities, "the local Spark session did not load Delta Lake"
     yield engine
-    engine.spark.stop()  # type: ignore[attr-defined]
+    engine.spark.stop()
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +47,9 @@ def duckdb_engine() -> Engine:
 @pytest.fixture(params=["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
 def engine(request: pytest.FixtureRequest) -> Engine:
     """Every rule test runs on both engines (Spark tests can be skipped with -m 'not spark')."""
-    return request.getfixturevalue(f"{request.param}_engine")
+    engine = request.getfixturevalue(f"{request.param}_engine")
+    assert isinstance(engine, Engine)
+    return engine
 
 
 #: The longest test files (minutes each on two cores), longest first. With `-n 2 --dist

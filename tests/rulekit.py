@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pyarrow as pa
 
 from aag.engine.base import Engine
-from aag.graph.store import MemoryGraphStore
+from aag.graph.store import GraphStore, MemoryGraphStore
 from aag.model import FIELD_EVENTS, NODES
 from aag.pipeline import plan_change
 
@@ -45,6 +46,12 @@ def events_table(events: list[Ev], batch: str = "b") -> pa.Table:
 
 PATHS: Counter[str] = Counter()
 
+#: An edge version as the reference model shapes it: (entity, rel, system, target, start,
+#: is_current, eid).
+Edge = tuple[str, str, str, str, datetime, bool, str]
+#: An edge version as stored: those columns and its sorted properties.
+Version = tuple[str, str, str, str, datetime, bool, str, tuple[tuple[str, str], ...]]
+
 
 def apply(
     engine: Engine,
@@ -65,10 +72,10 @@ def apply(
     return plan.new_versions
 
 
-def versions(store: MemoryGraphStore) -> list[tuple]:
+def versions(store: GraphStore) -> list[Version]:
     """Edge rows without ingestion bookkeeping (batch_id), sorted."""
     rows = store.relationships().to_pylist()
-    out = []
+    out: list[Version] = []
     for r in rows:
         props = dict(r["properties"] or [])
         props.pop("batch_id", None)
@@ -92,21 +99,21 @@ def day_of(e: Ev) -> object:
     return (T0 + timedelta(minutes=e.minute)).date()
 
 
-def reference(events: list[Ev], day_precision: tuple[str, ...] = ()) -> list[tuple]:
+def reference(events: list[Ev], day_precision: tuple[str, ...] = ()) -> list[Edge]:
     """SPEC §3 as plain Python: (entity, rel, system, target, start, is_current, eid).
 
     Events whose id starts with one of ``day_precision`` have day precision: a finer
     event of the key on the same day with the same target shadows them.
     """
-    by_key: dict[tuple, list[Ev]] = {}
+    by_key: dict[tuple[str, str, str], list[Ev]] = {}
     for e in set(events):
         by_key.setdefault((e.entity, e.rel, e.system), []).append(e)
-    out = []
+    out: list[Edge] = []
     for key, evs in by_key.items():
         finer = {(day_of(e), e.target) for e in evs if not e.eid.startswith(day_precision)}
         evs = [e for e in evs if not (e.eid.startswith(day_precision) and (day_of(e), e.target) in finer)]
         evs.sort(key=lambda e: (e.minute, e.eid, "" if e.target is None else "\x01" + e.target))
-        runs: list[list] = []  # [target, start, eid, ended]
+        runs: list[list[Any]] = []  # [target, start, eid, ended]
         prev: str | None = None
         for e in evs:
             if e.target is not None and e.target != prev:
@@ -121,6 +128,6 @@ def reference(events: list[Ev], day_precision: tuple[str, ...] = ()) -> list[tup
     return sorted(out, key=repr)
 
 
-def simple(store: MemoryGraphStore) -> list[tuple]:
+def simple(store: GraphStore) -> list[Edge]:
     """Edge rows as the reference model shapes them (no properties), sorted."""
     return sorted((row[:7] for row in versions(store)), key=repr)

@@ -158,7 +158,10 @@ def test_explain_and_history(api: Api, demo_customer: str) -> None:
 def test_graph_neighbourhood_reaches_company_and_assets(api: Api, demo_customer: str) -> None:
     one = api.get(f"/v1/entities/{demo_customer}/graph", hops=1).json()
     two = api.get(f"/v1/entities/{demo_customer}/graph", hops=2).json()
-    kinds = lambda g: {n["node_type"] for n in g["nodes"]}  # noqa: E731
+
+    def kinds(g: dict[str, Any]) -> set[str]:
+        return {n["node_type"] for n in g["nodes"]}
+
     assert "company" in kinds(one) and "asset" not in kinds(one)
     assert {"customer", "company", "asset", "phone", "email"} <= kinds(two)
     rels = {e["rel_type"] for e in two["edges"]}
@@ -453,6 +456,7 @@ def test_mcp_tools_answer_profile_and_explain(api: Api, demo_customer: str) -> N
     import sys
 
     from mcp import Client, StdioServerParameters
+    from mcp.types import TextContent
 
     from servekit import SRC
 
@@ -475,7 +479,11 @@ def test_mcp_tools_answer_profile_and_explain(api: Api, demo_customer: str) -> N
             }
             out = {k: v.structured_content for k, v in calls.items()}
             missing = calls["missing"]
-            out["missing"] = {"is_error": missing.is_error, "text": [c.text for c in missing.content]}
+            texts = []
+            for c in missing.content:
+                assert isinstance(c, TextContent), c
+                texts.append(c.text)
+            out["missing"] = {"is_error": missing.is_error, "text": texts}
             return {"tools": tools, **out}
 
     got = asyncio.run(session())

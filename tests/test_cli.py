@@ -16,7 +16,7 @@ import pytest
 AAG = [sys.executable, "-m", "aag.cli"]
 
 
-def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*AAG, *args],
         capture_output=True,
@@ -157,7 +157,7 @@ def test_errors_are_one_line_with_nonzero_exit(tmp_path):
 LOG_LINE = re.compile(r"^\[ *\d+\.\ds\] \S")
 
 
-def log_lines(result: subprocess.CompletedProcess) -> list[str]:
+def log_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     """Progress lines on stderr (piped: not a terminal), each stamped with the time elapsed."""
     lines = result.stderr.splitlines()
     assert lines and all(LOG_LINE.match(line) for line in lines), result.stderr
@@ -204,7 +204,7 @@ def test_piped_seed_demo_logs_each_batch(tmp_path):
     assert "__main__.py" not in result.stdout, result.stdout
 
 
-def one_error_line(result: subprocess.CompletedProcess) -> str:
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     """The single line a failed command prints: non-zero exit, no traceback, no 'internal error'."""
     assert result.returncode != 0, result.stdout
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr

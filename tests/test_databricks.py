@@ -47,8 +47,9 @@ def _run_setup(spark: object, name: str) -> None:
         spark.sql(statement, args={"catalog": "spark_catalog"})  # type: ignore[attr-defined]
 
 
-def _detail(spark: object, table: str) -> dict:
-    return spark.sql(f"DESCRIBE DETAIL {table}").collect()[0].asDict()  # type: ignore[attr-defined]
+def _detail(spark: object, table: str) -> dict[str, Any]:
+    detail: dict[str, Any] = spark.sql(f"DESCRIBE DETAIL {table}").collect()[0].asDict()  # type: ignore[attr-defined]
+    return detail
 
 
 def _assert_real_delta(spark: object, table: str) -> None:
@@ -96,7 +97,8 @@ def test_setup_sql_is_databricks_sql_with_cdf_and_clustering():
                 continue  # the CREATE CATALOG text: evaluated on Spark (see below)
             tree = sqlglot.parse_one(plain, read="databricks")
             assert not isinstance(tree, exp.Command), plain[:80]
-            parsed[tree.find(exp.Table).sql(dialect="databricks") if tree.find(exp.Table) else plain] = tree
+            named = tree.find(exp.Table)
+            parsed[named.sql(dialect="databricks") if named else plain] = tree
     rel = parsed["aag.graph.relationships"].sql(dialect="databricks")
     assert "CLUSTER BY (source_node_id)" in rel and "'delta.enableChangeDataFeed'='true'" in rel.replace(
         " ", ""
@@ -112,7 +114,7 @@ def test_setup_sql_is_databricks_sql_with_cdf_and_clustering():
 
 @pytest.mark.spark
 def test_config_sql_loads_the_seeds_on_spark(spark_engine):
-    spark = spark_engine.spark  # type: ignore[attr-defined]
+    spark = spark_engine.spark
     spark.sql("CREATE DATABASE IF NOT EXISTS config")
     try:
         _run_setup(spark, "03_config.sql")
@@ -221,11 +223,11 @@ def test_the_embedded_engine_cannot_hold_catalog_tables(duckdb_engine):
         SparkTableGraphStore(duckdb_engine)
 
 
-def _key(row: dict) -> tuple:
+def _key(row: dict[str, Any]) -> tuple[str, str, str]:
     return (row["source_node_id"], row["rel_type"], row["source_system"])
 
 
-def _edge(row: dict) -> tuple:
+def _edge(row: dict[str, Any]) -> tuple[Any, ...]:
     """An edge row as a comparable tuple (map properties as sorted pairs)."""
     props = row["properties"]
     pairs = sorted(props.items() if isinstance(props, dict) else props or [])
@@ -238,9 +240,9 @@ def test_merge_source_rows_and_the_fallback_commit_on_spark(spark_engine, duckdb
     """The commit on Spark tables: a real Delta MERGE, or (an engine without MERGE) the rebuild."""
     from aag.engine.spark import SparkEngine
 
-    engine = spark_engine if merge else SparkEngine(spark_engine.spark, merge=False)  # type: ignore[attr-defined]
+    engine = spark_engine if merge else SparkEngine(spark_engine.spark, merge=False)
     assert (Capability.MERGE in engine.capabilities) is merge
-    spark = engine.spark  # type: ignore[attr-defined]
+    spark = engine.spark
     engine.execute("DROP SCHEMA IF EXISTS aag_store_test CASCADE")
     store = SparkTableGraphStore(engine, "aag_store_test")
     store.create()
@@ -276,6 +278,7 @@ def test_merge_source_rows_and_the_fallback_commit_on_spark(spark_engine, duckdb
             if change.replace_keys.num_rows:
                 # The rows the MERGE reads: one delete marker per key, then the key's
                 # complete new row set.
+                assert change.sql is not None
                 source = engine.query(merge_source_sql(change.sql)).to_pylist()
                 markers = {_key(r) for r in source if r["_aag_op"] == "delete"}
                 keys = {tuple(r.values()) for r in change.replace_keys.to_pylist()}
@@ -299,7 +302,7 @@ def test_merge_source_rows_and_the_fallback_commit_on_spark(spark_engine, duckdb
         # the keys' new rows (inserted); a MERGE that only deletes and inserts has no
         # update pre- or post-images.
         changes = spark.sql(f"SELECT * FROM table_changes('{table}', {last['version']})").toArrow()
-        by_type: dict[str, list[tuple]] = {}
+        by_type: dict[str, list[tuple[Any, ...]]] = {}
         for row in changes.to_pylist():
             assert row["_commit_version"] == last["version"]
             by_type.setdefault(row["_change_type"], []).append(_edge(row))
@@ -390,8 +393,9 @@ def test_pipeline_declares_every_object_with_the_extractor_sql():
 # -- bundle ----------------------------------------------------------------------------------
 
 
-def _yaml(path: Path) -> dict:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+def _yaml(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data
 
 
 def _bundle_files() -> list[Path]:
@@ -400,8 +404,8 @@ def _bundle_files() -> list[Path]:
     return [ROOT / "databricks.yml", *(p for g in bundle["include"] for p in sorted(ROOT.glob(g)))]
 
 
-def _resources() -> dict[str, dict]:
-    resources: dict[str, dict] = {}
+def _resources() -> dict[str, dict[str, Any]]:
+    resources: dict[str, dict[str, Any]] = {}
     for path in _bundle_files():
         for kind, items in (_yaml(path).get("resources") or {}).items():
             resources.setdefault(kind, {}).update(items)
@@ -566,7 +570,8 @@ class _Spark35Session:
             self._conf = conf
 
         def get(self, key: str, default: str | None = None) -> str | None:
-            return self._conf.get(key, default)  # type: ignore[attr-defined]
+            value: str | None = self._conf.get(key, default)  # type: ignore[attr-defined]
+            return value
 
     def __init__(self, spark: object) -> None:
         self._spark = spark
@@ -594,7 +599,7 @@ class _Recorder:
 def test_pipeline_reads_its_settings_on_pyspark_35_and_4(spark_engine):
     from aag.databricks.lakeflow import define, session_conf
 
-    spark = spark_engine.spark  # type: ignore[attr-defined]
+    spark = spark_engine.spark
     keys = {"aag.bronze.mode": "files", "aag.objects": "salesforce.Contact", "aag.test.marker": "x"}
     try:
         for key, value in keys.items():
@@ -651,7 +656,7 @@ def test_catalog_sql_takes_an_optional_managed_location(spark_engine):
 
     from aag.databricks.job import CREATE_CATALOG_VARIABLE, catalog_sql
 
-    spark = spark_engine.spark  # type: ignore[attr-defined]
+    spark = spark_engine.spark
     declare, build, execute = list(statements(catalog_sql()))[:3]
 
     def built(location: str) -> str:
@@ -756,7 +761,7 @@ def test_dbt_databricks_target_reads_the_graph_schema_the_setup_creates(tmp_path
 # -- pipeline + commit task, end to end on local Spark ------------------------------------------
 
 
-def _without_batch(rows: list[dict]) -> list[tuple]:
+def _without_batch(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     out = []
     for r in rows:
         props = dict(r["properties"] or [])
@@ -793,7 +798,7 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
     from aag.service.reads import customer_profiles_of
     from aag.world import generate
 
-    spark = spark_engine.spark  # type: ignore[attr-defined]
+    spark = spark_engine.spark
     world = generate(tmp_path / "world", 60, formats="jsonl")
     reference = AagService(str(tmp_path / "duck"), engine=duckdb_engine)
     reference.init()
@@ -856,7 +861,7 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
         assert merges, [h["operation"] for h in history]
         assert sum(int(dict(h["operationMetrics"])["numTargetRowsDeleted"]) for h in merges) > 0
         feed = spark.sql(f"SELECT * FROM table_changes('{store.relationships_table}', 0)").toArrow()
-        net: dict[tuple, int] = {}
+        net: dict[tuple[Any, ...], int] = {}
         for row in feed.to_pylist():
             step = {"insert": 1, "delete": -1}[row["_change_type"]]
             net[_edge(row)] = net.get(_edge(row), 0) + step
@@ -876,10 +881,11 @@ def _rerun_after_a_failure_before_the_ledger(spark: Any, store: SparkTableGraphS
     from aag.databricks.job import LEDGER_TABLE, QUARANTINE_TABLE, commit_pending
 
     def counts() -> tuple[int, int]:
-        return tuple(  # type: ignore[return-value]
-            spark.sql(f"SELECT count(*) AS n FROM spark_catalog.{t}").collect()[0]["n"]
+        quarantined, ledger = (
+            int(spark.sql(f"SELECT count(*) AS n FROM spark_catalog.{t}").collect()[0]["n"])
             for t in (QUARANTINE_TABLE, LEDGER_TABLE)
         )
+        return quarantined, ledger
 
     top = spark.sql(
         f"SELECT source_system, source_object, count(*) AS n FROM spark_catalog.{QUARANTINE_TABLE} "
@@ -900,7 +906,7 @@ def _rerun_after_a_failure_before_the_ledger(spark: Any, store: SparkTableGraphS
     assert sorted(map(_edge, store.relationships().to_pylist()), key=repr) == before_edges
 
 
-def _events(table: pa.Table) -> list[tuple]:
+def _events(table: pa.Table) -> list[tuple[Any, ...]]:
     """Field events without their batch id (a file's path in one mode, a commit in the other)."""
     return sorted(
         (tuple(v for k, v in row.items() if k != "batch_id") for row in table.to_pylist()), key=repr
@@ -928,7 +934,7 @@ def test_bronze_from_a_delta_change_feed_gives_the_events_of_files(tmp_path, spa
     from aag.service import AagService
     from aag.world import generate
 
-    spark = spark_engine.spark  # type: ignore[attr-defined]
+    spark = spark_engine.spark
     world = generate(tmp_path / "world", 60, formats="jsonl")
     syncs = [path for system, obj, path in world.files if (system, obj) == ("salesforce", "Contact")]
     assert len(syncs) > 2

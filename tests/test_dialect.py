@@ -17,7 +17,7 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=
 
 @settings(max_examples=200, deadline=None)
 @given(value=TEXT, name=TEXT.filter(bool))
-def test_literals_identifiers_and_json_paths_read_back_as_written(value, name):
+def test_literals_identifiers_and_json_paths_read_back_as_written(value: str, name: str) -> None:
     con = duckdb.connect()
 
     row = con.execute(f"SELECT {lit(value)} AS {ident(name)}").fetchone()
@@ -28,7 +28,7 @@ def test_literals_identifiers_and_json_paths_read_back_as_written(value, name):
     assert got == (value,)
 
 
-def test_in_list_matches_its_values_and_an_empty_list_matches_nothing():
+def test_in_list_matches_its_values_and_an_empty_list_matches_nothing() -> None:
     con = duckdb.connect()
     values = ["a", "it's", ""]
     assert con.execute(f"SELECT 'it''s' IN ({in_list(values)})").fetchone() == (True,)
@@ -36,7 +36,7 @@ def test_in_list_matches_its_values_and_an_empty_list_matches_nothing():
     assert con.execute(f"SELECT count(*) FROM range(3) WHERE 'x' IN ({in_list([])})").fetchone() == (0,)
 
 
-def test_to_dialect_renames_tables_keeps_aliases_and_applies_the_spark_fixes():
+def test_to_dialect_renames_tables_keeps_aliases_and_applies_the_spark_fixes() -> None:
     sql = "SELECT strftime(t.at, '%Y-%m-%dT%H:%M:%SZ') AS at FROM events t JOIN nodes ON true; SELECT 1"
     out = to_dialect(sql, "spark", tables={"events": "cat.graph.field_events", "nodes": "cat.graph.nodes"})
     first, second = out.split(";\n")

@@ -12,6 +12,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -33,7 +34,7 @@ def iso(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def jsonl(path: Path, rows: list[dict]) -> Path:
+def jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -60,8 +61,9 @@ def ingest(svc: AagService, system: str, obj: str, path: Path):
     return report
 
 
-def quarantined(svc: AagService) -> list[dict]:
-    return svc.warehouse.quarantine().to_pylist()
+def quarantined(svc: AagService) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = svc.warehouse.quarantine().to_pylist()
+    return rows
 
 
 def stored_times(svc: AagService, system: str) -> list[datetime]:
@@ -72,7 +74,7 @@ def stored_times(svc: AagService, system: str) -> list[datetime]:
     ]
 
 
-def contact(cid: str, when: str, email: str) -> dict:
+def contact(cid: str, when: str, email: str) -> dict[str, Any]:
     return {"Id": cid, "LastModifiedDate": when, "Email": email, "LastName": "Example"}
 
 
@@ -216,7 +218,7 @@ def test_the_tolerance_is_set_per_source_and_old_priority_files_get_the_default(
         load_config(old)
 
 
-def identify(message_id: str, timestamp: str, **kw: str) -> dict:
+def identify(message_id: str, timestamp: str, **kw: str) -> dict[str, Any]:
     return (
         {"message_id": message_id, "user_id": f"user-{message_id}", "timestamp": timestamp}
         | kw

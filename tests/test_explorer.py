@@ -23,14 +23,15 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chrome.webdriver import WebDriver  # Chromium's: has get_log, the remote one not
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -163,14 +164,15 @@ def _open(driver: WebDriver, base: str, fragment: str = "") -> None:
     driver.get(f"{base}/")
     driver.execute_script("sessionStorage.clear()")
     driver.get("about:blank")
-    driver.get_log("browser")  # drop what earlier pages logged
+    # Drop what earlier pages logged (selenium leaves get_log unannotated).
+    driver.get_log("browser")  # type: ignore[no-untyped-call]
     driver.get(f"{base}/{'#' + fragment if fragment else ''}")
 
 
 def _wait(driver: WebDriver, css: str, text: str = "", timeout: float = WAIT) -> WebElement:
     """The first visible element matching ``css`` (whose text contains ``text``)."""
 
-    def found(d: WebDriver) -> WebElement | bool:
+    def found(d: WebDriver) -> WebElement | Literal[False]:
         for element in d.find_elements(By.CSS_SELECTOR, css):
             if element.is_displayed() and text in element.text:
                 return element
@@ -195,7 +197,8 @@ def _texts(driver: WebDriver, css: str) -> list[str]:
 
 def _errors(driver: WebDriver) -> list[str]:
     """Console errors and failed requests (CSP violations and script errors show up here)."""
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    logged = driver.get_log("browser")  # type: ignore[no-untyped-call]  # unannotated in selenium
+    return [entry["message"] for entry in logged if entry["level"] == "SEVERE"]
 
 
 def _use_key(driver: WebDriver, key: str) -> None:
@@ -290,8 +293,10 @@ def test_demo_customer_from_bronze_to_gold(driver, server, warehouse, customer_i
     graph = _wait(driver, "#graph svg.graph")
     nodes = graph.find_elements(By.CSS_SELECTOR, ".node")
     edges = graph.find_elements(By.CSS_SELECTOR, "path.edge")
-    assert len(nodes) == int(graph.get_attribute("data-nodes")) >= 20
-    assert len(edges) == int(graph.get_attribute("data-edges")) >= 20
+    data_nodes, data_edges = graph.get_attribute("data-nodes"), graph.get_attribute("data-edges")
+    assert data_nodes is not None and data_edges is not None
+    assert len(nodes) == int(data_nodes) >= 20
+    assert len(edges) == int(data_edges) >= 20
     kinds = {n.get_attribute("data-node-type") for n in nodes}
     assert {"customer", "company", "asset", "phone", "email", "source_record"} <= kinds
     won = graph.find_element(By.CSS_SELECTOR, ".node.win[data-node-type='phone']")

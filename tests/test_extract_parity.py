@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -38,14 +39,14 @@ CDHDR_ROWS = [
 ]
 
 
-def _item(nr: str, fname: str, new: str | None, **kw: str) -> dict:
+def _item(nr: str, fname: str, new: str | None, **kw: str) -> dict[str, Any]:
     return {"OBJECTCLAS": "DEBI", "OBJECTID": "1", "CHANGENR": nr, "TABNAME": "KNA1", "FNAME": fname} | {
         "VALUE_NEW": new,
         **kw,
     }
 
 
-def _write(path: Path, rows: list[dict]) -> Path:
+def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -221,7 +222,7 @@ def _other_sources(folder: Path) -> list[tuple[str, str, Path]]:
     ]
 
 
-def _rows(table):
+def _rows(table: pa.Table) -> list[str]:
     return sorted(map(repr, table.to_pylist()))
 
 

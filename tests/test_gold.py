@@ -16,7 +16,9 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -40,13 +42,13 @@ CONSENT_CONTACT = "0035g00000CnsntAAA"
 TIE_CONTACT = "0035g00000TieAAAAA"
 
 
-def _write(path: Path, rows: list[dict]) -> Path:
+def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
 
-def _contact(record_id: str, email: str, when: str, opted_out: bool | None, phone: str) -> dict:
+def _contact(record_id: str, email: str, when: str, opted_out: bool | None, phone: str) -> dict[str, Any]:
     return {
         "Id": record_id,
         "FirstName": "Cora",
@@ -287,7 +289,9 @@ def test_build_uses_the_warehouse_config_then_goes_stale_and_erasure_drops_the_e
             assert left == (0,), model
     finally:
         con.close()
-    assert gold.manifest(svc.warehouse)["exports"] is None
+    manifest = gold.manifest(svc.warehouse)
+    assert manifest is not None
+    assert manifest["exports"] is None
     # The erasure's own commits write no change data (it would keep the erased rows), so
     # the feed has a gap there and the next build is a full one.
     again = svc.build()
@@ -521,7 +525,7 @@ def test_incremental_build_follows_email_changes_and_identity_decisions(built, t
         "updated_at": "2026-04-01T00:00:00Z",
     }
 
-    def step(event) -> None:  # type: ignore[no-untyped-def]
+    def step(event: Callable[[], object]) -> None:
         event()
         incremental = svc.build()
         assert incremental.mode == "incremental", incremental.full_reason

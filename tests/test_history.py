@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from aag.normalize import sf_id18
 from aag.service import AagService
 from aag.sources import extractor_for
 from aag.sources.base import SOURCE_RECORD_REL
-from test_sources import CONTACT, Batches, contact, current, edges, kna1, reasons, ts, versions
+from test_sources import CONTACT, Batches, contact, current, current_edge, edges, kna1, reasons, ts, versions
 
 CUSTOMER = entity_node_id("customer", "salesforce", "Contact", CONTACT)
 KUNNR = "0000100001"
@@ -41,16 +42,16 @@ def world(tmp_path) -> tuple[AagService, Batches]:
 
 
 @pytest.fixture
-def svc(world) -> AagService:
+def svc(world: tuple[AagService, Batches]) -> AagService:
     return world[0]
 
 
 @pytest.fixture
-def ingest(world) -> Batches:
+def ingest(world: tuple[AagService, Batches]) -> Batches:
     return world[1]
 
 
-def relationships(svc: AagService) -> list[tuple]:
+def relationships(svc: AagService) -> list[tuple[Any, ...]]:
     """The whole relationships table, comparable across warehouses."""
     rows = svc.warehouse.graph.relationships().to_pylist()
     return sorted(
@@ -61,7 +62,9 @@ def relationships(svc: AagService) -> list[tuple]:
 # -- Salesforce ContactHistory -----------------------------------------------------------
 
 
-def history(row_id: str, field: str, new, at: str, contact_id: str | None = CONTACT, old=None) -> dict:
+def history(
+    row_id: str, field: str, new: object, at: str | None, contact_id: str | None = CONTACT, old: object = None
+) -> dict[str, Any]:
     return {
         "Id": row_id,
         "ContactId": contact_id,
@@ -181,7 +184,7 @@ def test_history_and_contact_feed_make_one_version_at_the_true_change_time(tmp_p
     # Same value at the same time from both feeds: still one version.
     assert len(versions(svc, CUSTOMER, "HAS_EMAIL", "salesforce")) == 1
     # Fields without history keep the record time.
-    assert current(svc, CUSTOMER, "HAS_CITY", "salesforce")["updated_at"] == ts("2026-03-01T09:05:00Z")
+    assert current_edge(svc, CUSTOMER, "HAS_CITY", "salesforce")["updated_at"] == ts("2026-03-01T09:05:00Z")
 
     # Both orders give the very same table.
     other = _history_world(
@@ -262,7 +265,7 @@ def test_contact_history_bad_rows_are_quarantined_and_the_rest_processed(svc, in
             "invalid phone value in Phone: call me": 1,
         }
     )
-    phone = current(svc, CUSTOMER, "HAS_PHONE", "salesforce")
+    phone = current_edge(svc, CUSTOMER, "HAS_PHONE", "salesforce")
     assert (phone["value"], phone["updated_at"]) == ("+49301234567", ts("2025-06-01T10:00:00Z"))
 
 
@@ -303,7 +306,7 @@ def test_a_history_must_use_its_records_id_normaliser(tmp_path):
 # -- SAP change documents ------------------------------------------------------------------
 
 
-def header(nr: str, udate: str, utime: str, kunnr: str = KUNNR, cls: str = "DEBI", **kw) -> dict:
+def header(nr: str, udate: str, utime: str, kunnr: str = KUNNR, cls: str = "DEBI", **kw) -> dict[str, Any]:
     row = {
         "OBJECTCLAS": cls,
         "OBJECTID": kunnr,
@@ -319,7 +322,7 @@ def header(nr: str, udate: str, utime: str, kunnr: str = KUNNR, cls: str = "DEBI
 
 def item(
     nr: str, fname: str, new, old=None, kunnr: str = KUNNR, cls: str = "DEBI", table: str = "KNA1"
-) -> dict:
+) -> dict[str, Any]:
     return {
         "OBJECTCLAS": cls,
         "OBJECTID": kunnr,
@@ -333,7 +336,7 @@ def item(
     }
 
 
-def sap_values(svc: AagService) -> dict[str, tuple]:
+def sap_values(svc: AagService) -> dict[str, tuple[Any, ...]]:
     return {
         e["rel_type"]: (e["value"], e["updated_at"], e["source_event_id"])
         for e in edges(svc)
@@ -440,7 +443,7 @@ def test_a_same_day_kna1_record_does_not_start_the_run_a_change_document_times(t
     old = versions(svc, SAP_CUSTOMER, "HAS_PHONE", "sap")[0]
     assert old["props"]["valid_to"] == "2026-03-01T14:23:05.000000Z"
     # A field changed that day without a change document keeps KNA1's day precision.
-    assert current(svc, SAP_CUSTOMER, "HAS_STREET", "sap")["updated_at"] == ts("2026-03-01T00:00:00Z")
+    assert current_edge(svc, SAP_CUSTOMER, "HAS_STREET", "sap")["updated_at"] == ts("2026-03-01T00:00:00Z")
     # The shadowed KNA1 event is kept in the log, so any later batch still sees it.
     logged = [
         e["source_event_id"][:9]
@@ -458,7 +461,7 @@ def test_a_same_day_kna1_record_does_not_start_the_run_a_change_document_times(t
         "sap", "KNA1", [{**KNA1_AFTER, "ORT01": "Potsdam", "LAEDA": "20260309"}]
     )
     assert report.edge_versions_written == 1
-    assert current(svc, SAP_CUSTOMER, "HAS_PHONE", "sap")["updated_at"] == ts("2026-03-01T14:23:05Z")
+    assert current_edge(svc, SAP_CUSTOMER, "HAS_PHONE", "sap")["updated_at"] == ts("2026-03-01T14:23:05Z")
 
 
 def test_a_kna1_snapshot_taken_before_that_days_change_keeps_the_old_value_until_then(svc, ingest):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -100,7 +101,7 @@ def _entity(record: int) -> str:
     return entity_node_id("customer", system, obj, rid)
 
 
-def _observed(engine, store: MemoryGraphStore) -> tuple[list, dict[int, str], list]:
+def _observed(engine, store: MemoryGraphStore) -> tuple[list[Any], dict[int, str], list[Any]]:
     """SAME_AS edges, record → customer id, and every customer's v2 profile."""
     rel = store.relationships().to_pylist()
     same = sorted(
@@ -160,10 +161,10 @@ def _check(engine, tmp_path: Path, events, data) -> None:
     assert all(cur for *_, cur in first[0])
 
 
-_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+_SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@settings(max_examples=12, **_SETTINGS)
+@settings(_SETTINGS, max_examples=12)
 @given(events=events_st(9), data=st.data())
 def test_any_order_of_email_changes_gives_the_same_identity_and_profiles_duckdb(
     duckdb_engine, tmp_path, events, data
@@ -173,7 +174,7 @@ def test_any_order_of_email_changes_gives_the_same_identity_and_profiles_duckdb(
 
 # The same SQL through sqlglot on Spark; fewer examples because each batch costs seconds there.
 @pytest.mark.spark
-@settings(max_examples=2, **_SETTINGS)
+@settings(_SETTINGS, max_examples=2)
 @given(events=events_st(6), data=st.data())
 def test_any_order_of_email_changes_gives_the_same_identity_and_profiles_spark(
     spark_engine, tmp_path, events, data

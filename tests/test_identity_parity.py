@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from aag.sources import extractor_for
 SF = "0035g00000ParityAA"
 
 
-def _write(path: Path, rows: list[dict]) -> Path:
+def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -85,7 +86,7 @@ def _batches(folder: Path) -> list[tuple[str, str, Path]]:
     ]
 
 
-def _run(engine, folder: Path) -> list[tuple]:
+def _run(engine, folder: Path) -> list[tuple[Any, ...]]:
     config = load_config()
     store = MemoryGraphStore()
     now = now_utc()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -14,7 +16,7 @@ from aag.service.monitoring import databricks_sql
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _write(path: Path, rows: list[dict]) -> Path:
+def _write(path: Path, rows: Sequence[Mapping[str, object]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -24,7 +26,7 @@ def svc(tmp_path_factory) -> AagService:
     folder = tmp_path_factory.mktemp("monitor")
     service = AagService(str(folder / "wh"))
     service.init()
-    sf = [
+    sf: list[dict[str, str | None]] = [
         {
             "Id": "0035g00000MonitAAA",
             "Email": "ana@x.example",
@@ -115,7 +117,7 @@ def test_databricks_files_are_the_generated_sql():
 
 @pytest.mark.spark
 def test_databricks_sql_runs_on_spark_with_the_same_results(svc, spark_engine, tmp_path):
-    spark = spark_engine.spark  # type: ignore[attr-defined]
+    spark = spark_engine.spark
     wh = svc.warehouse
     tables = {
         "graph.relationships": wh.graph.relationships(),
@@ -177,9 +179,10 @@ def test_dbt_analyses_give_the_monitor_report(svc, tmp_path):
     run("seed", "-q")
     report = svc.monitor()
 
-    def same(rows: list[dict]) -> list[dict]:
+    def same(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # dbt prints JSON: compare on JSON values, times as instants.
-        return json.loads(json.dumps(rows, default=lambda v: v.isoformat()))
+        same_rows: list[dict[str, Any]] = json.loads(json.dumps(rows, default=lambda v: v.isoformat()))
+        return same_rows
 
     for name in ("freshness", "conflicts", "completeness", "quarantine"):
         shown = json.loads(

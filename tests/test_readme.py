@@ -23,7 +23,8 @@ LEFT_OUT = re.compile(r"^(make |aag (serve|mcp)\b)")
 
 def runnable(block: str) -> tuple[str, list[str]]:
     """The block without the lines :data:`LEFT_OUT` matches, and those lines."""
-    kept, left = [], []
+    kept: list[str] = []
+    left: list[str] = []
     for line in block.splitlines():
         (left if LEFT_OUT.match(line) else kept).append(line)
     return "\n".join(kept) + "\n", left

@@ -6,12 +6,14 @@ import datetime
 import itertools
 import random
 from collections import Counter
+from typing import Any
 
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aag.engine.base import Engine
 from aag.engine.duckdb import local_connection
 from aag.graph.store import MemoryGraphStore, unflatten_batch
 from aag.model import EDGE_PROPERTY_KEYS, RELATIONSHIPS
@@ -28,7 +30,7 @@ def test_first_value_creates_one_current_version(engine):
     assert dict(rows[0]["properties"])["source_field"] == "Phone"
 
 
-def _paths(engine, store, events):
+def _paths(engine: Engine, store: MemoryGraphStore, events: list[Ev]) -> dict[str, int]:
     PATHS.clear()
     apply(engine, store, events)
     return dict(PATHS)
@@ -167,10 +169,10 @@ def _check_any_order(engine, events, cuts, data) -> None:
     assert versions(store) == before
 
 
-_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+_SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@settings(max_examples=150, **_SETTINGS)
+@settings(_SETTINGS, max_examples=150)
 @given(events=events_st, cuts=st.lists(st.integers(0, 20), max_size=3), data=st.data())
 def test_any_batch_order_gives_the_reference_tables_duckdb(duckdb_engine, events, cuts, data):
     _check_any_order(duckdb_engine, events, cuts, data)
@@ -178,7 +180,7 @@ def test_any_batch_order_gives_the_reference_tables_duckdb(duckdb_engine, events
 
 # Spark runs the same SQL through sqlglot; fewer examples because each costs seconds there.
 @pytest.mark.spark
-@settings(max_examples=8, **_SETTINGS)
+@settings(_SETTINGS, max_examples=8)
 @given(events=events_st, cuts=st.lists(st.integers(0, 20), max_size=2), data=st.data())
 def test_any_batch_order_gives_the_reference_tables_spark(spark_engine, events, cuts, data):
     _check_any_order(spark_engine, events, cuts, data)
@@ -329,14 +331,14 @@ def _check_any_order_by_day(engine, events, cuts, data) -> None:
     assert versions(store) == before
 
 
-@settings(max_examples=150, **_SETTINGS)
+@settings(_SETTINGS, max_examples=150)
 @given(events=day_events_st, cuts=st.lists(st.integers(0, 20), max_size=3), data=st.data())
 def test_day_precision_any_batch_order_gives_the_reference_duckdb(duckdb_engine, events, cuts, data):
     _check_any_order_by_day(duckdb_engine, events, cuts, data)
 
 
 @pytest.mark.spark
-@settings(max_examples=6, **_SETTINGS)
+@settings(_SETTINGS, max_examples=6)
 @given(events=day_events_st, cuts=st.lists(st.integers(0, 20), max_size=2), data=st.data())
 def test_day_precision_any_batch_order_gives_the_reference_spark(spark_engine, events, cuts, data):
     _check_any_order_by_day(spark_engine, events, cuts, data)
@@ -396,7 +398,7 @@ def test_lineage_maps_built_in_arrow_equal_the_sql_ones(rows):
 # -- the confirm path -----------------------------------------------------------------------
 
 
-def _log(store: MemoryGraphStore) -> list[dict]:
+def _log(store: MemoryGraphStore) -> list[dict[str, Any]]:
     return sorted(store.edge_events().to_pylist(), key=repr)
 
 

@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,16 +27,20 @@ BETA = sf_id18("0015g00000BetaY")
 CONTACT = sf_id18("0035g00000Abcde")
 
 
+#: A source row or an edge row as JSON-like values.
+Row = dict[str, Any]
+
+
 def ts(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def _jsonl(path: Path, rows: list[dict]) -> Path:
+def _jsonl(path: Path, rows: list[Row]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
 
-def _csv(path: Path, rows: list[dict]) -> Path:
+def _csv(path: Path, rows: list[Row]) -> Path:
     columns = list(dict.fromkeys(k for r in rows for k in r))
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, columns)
@@ -52,7 +57,7 @@ class Batches:
         self.folder = folder
         self.n = 0
 
-    def __call__(self, system: str, obj: str, rows: list[dict], fmt: str = "jsonl"):
+    def __call__(self, system: str, obj: str, rows: list[Row], fmt: str = "jsonl"):
         self.n += 1
         path = self.folder / f"{self.n:03d}_{system}_{obj}.{fmt}"
         write = _csv if fmt == "csv" else _jsonl
@@ -76,7 +81,7 @@ def ingest(svc, tmp_path) -> Batches:
     return Batches(svc, folder)
 
 
-def edges(svc: AagService) -> list[dict]:
+def edges(svc: AagService) -> list[Row]:
     """Every relationships row with its target node's value and type and its properties."""
     nodes = {n["node_id"]: n for n in svc.warehouse.graph.nodes().to_pylist()}
     out = []
@@ -96,7 +101,7 @@ def edges(svc: AagService) -> list[dict]:
 def record_entity(svc: AagService, system: str, obj: str, record_id: str) -> str:
     """The entity a source record maps to, read from its identity edge."""
     target = value_node_id(SOURCE_RECORD_NODE, f"{system}:{obj}:{record_id}")
-    found = {
+    found: set[str] = {
         e["source_node_id"]
         for e in svc.warehouse.graph.relationships().to_pylist()
         if e["rel_type"] == SOURCE_RECORD_REL and e["target_node_id"] == target
@@ -105,7 +110,7 @@ def record_entity(svc: AagService, system: str, obj: str, record_id: str) -> str
     return found.pop()
 
 
-def versions(svc: AagService, entity: str, rel_type: str, source: str) -> list[dict]:
+def versions(svc: AagService, entity: str, rel_type: str, source: str) -> list[Row]:
     """All versions of one key K, oldest first."""
     rows = [
         e
@@ -115,21 +120,28 @@ def versions(svc: AagService, entity: str, rel_type: str, source: str) -> list[d
     return sorted(rows, key=lambda e: e["updated_at"])
 
 
-def current(svc: AagService, entity: str, rel_type: str, source: str) -> dict | None:
+def current(svc: AagService, entity: str, rel_type: str, source: str) -> Row | None:
     rows = [e for e in versions(svc, entity, rel_type, source) if e["is_current"]]
     assert len(rows) <= 1
     return rows[0] if rows else None
 
 
-def reasons(svc: AagService, obj: str) -> Counter:
+def current_edge(svc: AagService, entity: str, rel_type: str, source: str) -> Row:
+    """The current version of key K, which must exist."""
+    row = current(svc, entity, rel_type, source)
+    assert row is not None, (entity, rel_type, source)
+    return row
+
+
+def reasons(svc: AagService, obj: str) -> Counter[str]:
     return Counter(q["reason"] for q in svc.warehouse.quarantine().to_pylist() if q["source_object"] == obj)
 
 
 # -- Salesforce ------------------------------------------------------------------------
 
 
-def contact(**kw) -> dict:
-    row = {
+def contact(**kw: object) -> Row:
+    row: Row = {
         "Id": CONTACT,
         "AccountId": ACME,
         "FirstName": "Alex",
@@ -148,8 +160,8 @@ def contact(**kw) -> dict:
     return row
 
 
-def account(**kw) -> dict:
-    row = {
+def account(**kw: object) -> Row:
+    row: Row = {
         "Id": ACME,
         "Name": "Acme  GmbH",
         "Website": "https://WWW.Acme.example/",
@@ -163,8 +175,8 @@ def account(**kw) -> dict:
     return row
 
 
-def asset(**kw) -> dict:
-    row = {
+def asset(**kw: object) -> Row:
+    row: Row = {
         "Id": "02i5g00000Pump1AAA",
         "AccountId": ACME,
         "Name": "Pump P-100",
@@ -186,8 +198,8 @@ def test_salesforce_contact_fields_keep_their_change_time_and_is_deleted_removes
     )
     customer = record_entity(svc, "salesforce", "Contact", CONTACT)
     # The re-sync moved only the field that changed.
-    assert current(svc, customer, "HAS_PHONE", "salesforce")["updated_at"] == ts("2024-03-01T10:00:00Z")
-    email = current(svc, customer, "HAS_EMAIL", "salesforce")
+    assert current_edge(svc, customer, "HAS_PHONE", "salesforce")["updated_at"] == ts("2024-03-01T10:00:00Z")
+    email = current_edge(svc, customer, "HAS_EMAIL", "salesforce")
     assert (email["value"], email["updated_at"]) == ("alex.new@example.com", ts("2026-03-01T09:05:00Z"))
     assert len(versions(svc, customer, "HAS_EMAIL", "salesforce")) == 2
 
@@ -265,7 +277,7 @@ def test_contact_works_at_its_account_and_a_move_closes_the_old_edge(svc, ingest
     customer = record_entity(svc, "salesforce", "Contact", CONTACT)
     acme = entity_node_id("company", "salesforce", "Account", ACME)
     assert acme == record_entity(svc, "salesforce", "Account", ACME)
-    works_at = current(svc, customer, "WORKS_AT", "salesforce")
+    works_at = current_edge(svc, customer, "WORKS_AT", "salesforce")
     assert works_at["target_node_id"] == acme
     assert works_at["target_type"] == "company"
     assert works_at["updated_at"] == ts("2024-03-01T10:00:00Z")
@@ -329,7 +341,7 @@ def test_assets_are_owned_by_their_account_each_with_its_own_current_edge(svc, i
     valve_node = record_entity(svc, "salesforce", "Asset", valve)
     assert pump_node == entity_node_id("asset", "salesforce", "Asset", pump)
     for node in (pump_node, valve_node):
-        owned = current(svc, node, "OWNED_BY", "salesforce")
+        owned = current_edge(svc, node, "OWNED_BY", "salesforce")
         assert owned["target_node_id"] == acme and owned["updated_at"] == ts("2025-06-01T00:00:00Z")
     # Both assets are current at once: the edges are keyed by the asset, not the company.
     owners = [e for e in edges(svc) if e["rel_type"] == "OWNED_BY" and e["is_current"]]
@@ -348,7 +360,7 @@ def test_assets_are_owned_by_their_account_each_with_its_own_current_edge(svc, i
     old, new = versions(svc, pump_node, "OWNED_BY", "salesforce")
     assert old["target_node_id"] == acme and not old["is_current"] and old["props"]["closed_by"] == "change"
     assert new["target_node_id"] == entity_node_id("company", "salesforce", "Account", BETA)
-    assert current(svc, valve_node, "OWNED_BY", "salesforce")["target_node_id"] == acme
+    assert current_edge(svc, valve_node, "OWNED_BY", "salesforce")["target_node_id"] == acme
 
 
 def test_salesforce_bad_rows_are_quarantined_and_the_rest_processed(svc, ingest):
@@ -382,7 +394,7 @@ def test_erasing_a_contact_keeps_the_company_it_works_at(svc, ingest):
     svc.erase(customer)
     nodes = {n["node_id"] for n in svc.warehouse.graph.nodes().to_pylist()}
     assert acme in nodes and customer not in nodes
-    assert current(svc, acme, "HAS_COMPANY_NAME", "salesforce")["value"] == "Acme GmbH"
+    assert current_edge(svc, acme, "HAS_COMPANY_NAME", "salesforce")["value"] == "Acme GmbH"
 
 
 def test_reference_rows_must_match_the_target_objects_ids(tmp_path):
@@ -414,8 +426,8 @@ def test_reference_rows_must_match_the_target_objects_ids(tmp_path):
 # -- SAP ---------------------------------------------------------------------------------
 
 
-def kna1(**kw) -> dict:
-    row = {
+def kna1(**kw: object) -> Row:
+    row: Row = {
         "KUNNR": "0000100001",
         "NAME1": "Muster  GmbH",
         "NAME2": "Einkauf",
@@ -433,8 +445,8 @@ def kna1(**kw) -> dict:
     return row
 
 
-def adr6(cons: str, email: str | None, default: str = "", date_from: str = "20200101", **kw) -> dict:
-    row = {
+def adr6(cons: str, email: str | None, default: str = "", date_from: str = "20200101", **kw: object) -> Row:
+    row: Row = {
         "ADDRNUMBER": "0000500001",
         "PERSNUMBER": "",
         "CONSNUMBER": cons,
@@ -475,16 +487,16 @@ def test_sap_kna1_day_precision_joined_name_and_erdat_fallback(svc, ingest):
     }
     # Never changed: the creation day is the record time; NAME2 is optional.
     second = record_entity(svc, "sap", "KNA1", "0000100002")
-    name = current(svc, second, "HAS_FULL_NAME", "sap")
+    name = current_edge(svc, second, "HAS_FULL_NAME", "sap")
     assert (name["value"], name["updated_at"]) == ("Muster GmbH", ts("2019-05-05T00:00:00Z"))
     third = record_entity(svc, "sap", "KNA1", "0000100003")
-    assert current(svc, third, "HAS_CITY", "sap")["updated_at"] == ts("2018-01-01T00:00:00Z")
+    assert current_edge(svc, third, "HAS_CITY", "sap")["updated_at"] == ts("2018-01-01T00:00:00Z")
 
     # Same day, nothing changed: a re-sync writes nothing; a change on a later day moves
     # only that field.
     ingest("sap", "KNA1", [kna1(TELF1="030 7654321", LAEDA="20260305")])
-    assert current(svc, first, "HAS_PHONE", "sap")["updated_at"] == ts("2026-03-05T00:00:00Z")
-    assert current(svc, first, "HAS_CITY", "sap")["updated_at"] == day
+    assert current_edge(svc, first, "HAS_PHONE", "sap")["updated_at"] == ts("2026-03-05T00:00:00Z")
+    assert current_edge(svc, first, "HAS_CITY", "sap")["updated_at"] == day
 
 
 def test_sap_adr6_email_takes_the_kna1_rows_time(svc, ingest):
@@ -508,16 +520,16 @@ def test_sap_adr6_email_takes_the_kna1_rows_time(svc, ingest):
 
     ingest("sap", "KNA1", [kna1(), kna1(KUNNR="0000100002", ADRNR="0000500002", LAEDA="20260302")])
     first = record_entity(svc, "sap", "KNA1", "0000100001")
-    email = current(svc, first, "HAS_EMAIL", "sap")
+    email = current_edge(svc, first, "HAS_EMAIL", "sap")
     # The address's default e-mail wins over a later DATE_FROM and over a contact person's.
     assert (email["value"], email["updated_at"]) == ("info@muster.example", ts("2026-03-01T00:00:00Z"))
     assert email["props"]["source_field"] == "ADR6.SMTP_ADDR"
     second = record_entity(svc, "sap", "KNA1", "0000100002")
-    assert current(svc, second, "HAS_EMAIL", "sap")["value"] == "later@other.example"
+    assert current_edge(svc, second, "HAS_EMAIL", "sap")["value"] == "later@other.example"
 
     # A changed ADR6 row is visible with the next KNA1 row of that customer, at its time.
     ingest("sap", "ADR6", [adr6("002", "sales@muster.example", default="X")])
-    assert current(svc, first, "HAS_EMAIL", "sap")["value"] == "info@muster.example"
+    assert current_edge(svc, first, "HAS_EMAIL", "sap")["value"] == "info@muster.example"
     ingest("sap", "KNA1", [kna1(LAEDA="20260310")])
     old, new = versions(svc, first, "HAS_EMAIL", "sap")
     assert old["value"] == "info@muster.example" and old["props"]["closed_by"] == "change"
@@ -586,7 +598,7 @@ def test_sap_bad_rows_are_quarantined_and_the_rest_processed(svc, ingest):
     )
     # The row with the bad phone kept its other fields.
     seventh = record_entity(svc, "sap", "KNA1", "7")
-    assert current(svc, seventh, "HAS_CITY", "sap")["value"] == "Berlin"
+    assert current_edge(svc, seventh, "HAS_CITY", "sap")["value"] == "Berlin"
     assert current(svc, seventh, "HAS_PHONE", "sap") is None
 
 
@@ -609,7 +621,7 @@ def test_shopify_consent_carries_its_field_time_and_beats_a_later_crm_resync(tmp
     svc.init()
     ingest = Batches(svc, tmp_path)
     ingest("salesforce", "Contact", [contact()])
-    shop = {
+    shop: Row = {
         "id": "820982911946154508",
         "sf_contact_id": CONTACT,
         "email": "alex@example.com",
@@ -624,11 +636,11 @@ def test_shopify_consent_carries_its_field_time_and_beats_a_later_crm_resync(tmp
     ingest("salesforce", "Contact", [contact(FirstName="Alexander", LastModifiedDate="2026-03-01T09:05:00Z")])
 
     shopify = record_entity(svc, "shopify", "customers", shop["id"])
-    consent = current(svc, shopify, "HAS_EMAIL_MARKETING_CONSENT", "shopify")
+    consent = current_edge(svc, shopify, "HAS_EMAIL_MARKETING_CONSENT", "shopify")
     assert (consent["value"], consent["updated_at"]) == ("false", ts("2026-03-01T09:00:00Z"))
-    assert current(svc, shopify, "HAS_FIRST_NAME", "shopify")["updated_at"] == ts("2026-03-01T12:00:00Z")
+    assert current_edge(svc, shopify, "HAS_FIRST_NAME", "shopify")["updated_at"] == ts("2026-03-01T12:00:00Z")
     crm_record = record_entity(svc, "salesforce", "Contact", CONTACT)
-    crm = current(svc, crm_record, "HAS_EMAIL_MARKETING_CONSENT", "salesforce")
+    crm = current_edge(svc, crm_record, "HAS_EMAIL_MARKETING_CONSENT", "salesforce")
     assert (crm["value"], crm["updated_at"]) == ("true", ts("2024-03-01T10:00:00Z"))
 
     profile = svc.profile(svc.find_customer("salesforce", CONTACT))
@@ -664,7 +676,7 @@ def test_shopify_bad_rows_are_quarantined_and_the_rest_processed(svc, ingest):
     )
     # Without a field time of its own, the consent takes the record time.
     first = record_entity(svc, "shopify", "customers", "1")
-    assert current(svc, first, "HAS_EMAIL_MARKETING_CONSENT", "shopify")["updated_at"] == ts(
+    assert current_edge(svc, first, "HAS_EMAIL_MARKETING_CONSENT", "shopify")["updated_at"] == ts(
         "2026-01-01T00:00:00Z"
     )
 
@@ -672,8 +684,8 @@ def test_shopify_bad_rows_are_quarantined_and_the_rest_processed(svc, ingest):
 # -- Segment -----------------------------------------------------------------------------
 
 
-def identify(message_id: str, timestamp: str, traits, **kw) -> dict:
-    row = {
+def identify(message_id: str, timestamp: str | None, traits: object, **kw: object) -> Row:
+    row: Row = {
         "message_id": message_id,
         "user_id": "user-42",
         "anonymous_id": "a7f3c2",
@@ -685,7 +697,7 @@ def identify(message_id: str, timestamp: str, traits, **kw) -> dict:
     return row
 
 
-def segment_values(svc: AagService, entity: str) -> dict[str, tuple]:
+def segment_values(svc: AagService, entity: str) -> dict[str, tuple[Any, Any, Any]]:
     return {
         e["rel_type"]: (e["value"], e["updated_at"], e["source_event_id"])
         for e in edges(svc)
@@ -887,14 +899,14 @@ def test_zendesk_name_is_the_full_name_at_the_record_time(svc, ingest):
         {"missing record id (id)": 1, "unparseable record time (updated_at): n/a": 1}
     )
     entity = record_entity(svc, "zendesk", "users", "9001")
-    name = current(svc, entity, "HAS_FULL_NAME", "zendesk")
+    name = current_edge(svc, entity, "HAS_FULL_NAME", "zendesk")
     assert (name["value"], name["updated_at"]) == ("Alex Example", ts("2024-06-01T08:00:00Z"))
     assert name["props"]["source_field"] == "name"
 
     ingest("zendesk", "users", [{**user, "name": "Alexandra Example", "updated_at": "2026-03-01T09:00:00Z"}])
-    name = current(svc, entity, "HAS_FULL_NAME", "zendesk")
+    name = current_edge(svc, entity, "HAS_FULL_NAME", "zendesk")
     assert (name["value"], name["updated_at"]) == ("Alexandra Example", ts("2026-03-01T09:00:00Z"))
-    assert current(svc, entity, "HAS_PHONE", "zendesk")["updated_at"] == ts("2024-06-01T08:00:00Z")
+    assert current_edge(svc, entity, "HAS_PHONE", "zendesk")["updated_at"] == ts("2024-06-01T08:00:00Z")
     assert svc.profile(svc.find_customer("zendesk", "9001"), 1)["full_name"] == "Alexandra Example"
 
 

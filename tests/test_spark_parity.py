@@ -16,6 +16,7 @@ loads Delta Lake's jars).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -34,7 +35,7 @@ PEOPLE = 200
 CATALOG_FILES = 12
 
 
-def _node_rows(table: pa.Table) -> list[tuple]:
+def _node_rows(table: pa.Table) -> list[tuple[Any, ...]]:
     return sorted(
         (
             r["node_id"],
@@ -47,7 +48,7 @@ def _node_rows(table: pa.Table) -> list[tuple]:
     )
 
 
-def _edge_rows(table: pa.Table) -> list[tuple]:
+def _edge_rows(table: pa.Table) -> list[tuple[Any, ...]]:
     return sorted(
         (
             r["source_node_id"],
@@ -64,7 +65,7 @@ def _edge_rows(table: pa.Table) -> list[tuple]:
     )
 
 
-def _profile_rows(table: pa.Table) -> list[dict]:
+def _profile_rows(table: pa.Table) -> list[dict[str, Any]]:
     return sorted(table.to_pylist(), key=lambda r: r["customer_id"])
 
 

@@ -18,8 +18,10 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -94,15 +96,21 @@ VALUES = ("+4930111", "+4930222", "+4930333", "n/a")
 CUSTOMER = "cust-0"
 
 
-def _model(cands: list[dict], strategy: str, order: tuple[str, ...], allowed: tuple[str, ...], prio):
+def _model(
+    cands: list[dict[str, Any]],
+    strategy: str,
+    order: tuple[str, ...],
+    allowed: tuple[str, ...],
+    prio: dict[str, int],
+) -> tuple[str | None, str | None]:
     """The winner (value, source) the rule picks, written plainly from its description."""
     pool = [c for c in cands if not allowed or c["source"] in allowed]
     if not pool:
         return None, None
     holders = Counter(c["value"] for c in pool)
 
-    def key(c: dict) -> tuple:
-        first: tuple = ()
+    def key(c: dict[str, Any]) -> tuple[Any, ...]:
+        first: tuple[Any, ...] = ()
         if strategy == "source_order":
             first = (order.index(c["source"]) if c["source"] in order else len(order),)
         elif strategy == "most_frequent":
@@ -118,7 +126,7 @@ def _model(cands: list[dict], strategy: str, order: tuple[str, ...], allowed: tu
     return best["value"], best["source"]
 
 
-def _graph(cands: list[dict]) -> tuple[pa.Table, pa.Table, pa.Table]:
+def _graph(cands: list[dict[str, Any]]) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Edges and nodes of one customer: record i holds candidate i; records 1.. are members."""
     edges = []
     for i, c in enumerate(cands):
@@ -175,7 +183,7 @@ def _config(tmp: Path, rules: str) -> Config:
     return _CONFIGS[rules]
 
 
-def _check(engine, tmp: Path, strategy: str, cands: list[dict], data) -> None:
+def _check(engine, tmp: Path, strategy: str, cands: list[dict[str, Any]], data) -> None:
     order = tuple(data.draw(st.lists(st.sampled_from(SOURCES), min_size=1, max_size=3, unique=True)))
     allowed = tuple(data.draw(st.lists(st.sampled_from(SOURCES), max_size=3, unique=True)))
     rules = f"phone,{strategy},{'|'.join(order) if strategy == 'source_order' else ''},{'|'.join(allowed)},\n"
@@ -188,11 +196,11 @@ def _check(engine, tmp: Path, strategy: str, cands: list[dict], data) -> None:
         assert got == want, (strategy, rows)
 
 
-_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+_SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-@settings(max_examples=40, **_SETTINGS)
+@settings(_SETTINGS, max_examples=40)
 @given(cands=candidates_st, data=st.data())
 def test_each_strategy_picks_the_model_winner_in_any_order_duckdb(
     duckdb_engine, tmp_path_factory, strategy, cands, data
@@ -203,7 +211,7 @@ def test_each_strategy_picks_the_model_winner_in_any_order_duckdb(
 # The same SQL through sqlglot on Spark; few examples, each query costs seconds there.
 @pytest.mark.spark
 @pytest.mark.parametrize("strategy", STRATEGIES)
-@settings(max_examples=2, **_SETTINGS)
+@settings(_SETTINGS, max_examples=2)
 @given(cands=candidates_st, data=st.data())
 def test_each_strategy_picks_the_model_winner_in_any_order_spark(
     spark_engine, tmp_path_factory, strategy, cands, data
@@ -227,14 +235,14 @@ FREQUENT_CONTACT = "0035g00000FreqAAAA"
 LEGAL_ZENDESK_USER = 90001
 
 
-def _jsonl(path: Path, rows: list[dict]) -> Path:
+def _jsonl(path: Path, rows: Sequence[Mapping[str, object]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
 
 def _stories(svc: AagService, folder: Path) -> None:
     """One customer per strategy whose winner the strategy changes (the world adds more)."""
-    batches = [
+    batches: list[tuple[str, str, list[dict[str, object]]]] = [
         # city, latest_non_empty: the CRM typed "N/A" after the shop had the real city.
         (
             "shopify",
@@ -367,7 +375,7 @@ def _gold(svc: AagService, model: str) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def latest_profiles(mixed) -> dict[str, dict]:
+def latest_profiles(mixed) -> dict[str, dict[str, Any]]:
     """The same graph's profiles under the packaged config (every attribute latest)."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AAG_CONFIG_DIR", str(default_config_dir()))
@@ -388,7 +396,7 @@ def test_gold_equals_the_python_winner_in_every_cell_with_every_strategy(mixed, 
 
 def test_profile_v3_names_the_rule_that_ranked_each_winner(mixed):
     configured = {row.split(",")[0]: row.split(",")[1] for row in MIXED.strip().splitlines() if row}
-    seen = Counter()
+    seen: Counter[str | None] = Counter()
     for row in _gold(mixed, "customer_profile_v3").to_pylist():
         for attr in CUSTOMER_ATTRIBUTES:
             want = configured.get(attr, "latest") if row[attr] is not None else None
@@ -399,7 +407,7 @@ def test_profile_v3_names_the_rule_that_ranked_each_winner(mixed):
 
 def test_every_strategy_of_the_mixed_config_changes_some_cells(mixed, latest_profiles):
     rows = mixed.customer_profiles(2).to_pylist()
-    changed = Counter()
+    changed: Counter[str] = Counter()
     for row in rows:
         before = latest_profiles[row["customer_id"]]
         for attr in ("full_name", "phone", "first_name", "last_name", "street", "city"):
@@ -493,7 +501,7 @@ def test_mistakes_are_one_line_config_errors(tmp_path, row, message):
     assert "\n" not in str(caught.value)
 
 
-def _aag(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _aag(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "aag.cli", *args],
         capture_output=True,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -16,13 +18,13 @@ from aag.normalize import sf_id18
 from aag.service import AagService
 
 
-def _jsonl(path: Path, rows: list[dict]) -> Path:
+def _jsonl(path: Path, rows: Sequence[Mapping[str, object]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
 
-def contact(**kw):
-    row = {
+def contact(**kw: object) -> dict[str, object]:
+    row: dict[str, object] = {
         "Id": "0035g00000AbcdeAAA",
         "FirstName": "Alex",
         "LastName": "Example",
@@ -317,7 +319,7 @@ def test_field_without_any_event_time_is_quarantined(tmp_path, monkeypatch):
     service = AagService(str(tmp_path / "wh"))
     service.init()
     monkeypatch.delenv("AAG_CONFIG_DIR")  # init copied the registry into the warehouse
-    rows = [
+    rows: list[dict[str, str | None]] = [
         {"pid": "1", "mail": "a@x.io", "mail_changed_at": "2026-01-01T00:00:00Z"},
         {"pid": "2", "mail": "b@x.io", "mail_changed_at": None},
     ]
@@ -353,7 +355,7 @@ def test_source_id_lookup_is_exact_not_a_pattern(svc, tmp_path):
         svc.find_customer("nosuch", "1")
 
 
-def _graph_state(service: AagService) -> tuple[list, list]:
+def _graph_state(service: AagService) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Nodes and edges without ingestion bookkeeping (created_at, batch_id)."""
     nodes = sorted(
         (n["node_id"], n["node_type"], n["value"]) for n in service.warehouse.graph.nodes().to_pylist()

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +52,23 @@ def _canon(value: Any, drop_keys: set[str] = frozenset()) -> Any:  # type: ignor
     return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
 
 
+#: A table's rows, canonical: each row a tuple of (column, value) pairs.
+Rows = list[tuple[tuple[str, object], ...]]
+
+
 def delta_tables(warehouse: Path) -> list[Path]:
     """Every Delta table under a warehouse folder."""
     return sorted(p.parent for p in warehouse.rglob("_delta_log") if p.is_dir())
 
 
-def snapshot(warehouse: Path, any_order: bool = False) -> dict[str, list[tuple]]:
+def snapshot(warehouse: Path, any_order: bool = False) -> dict[str, Rows]:
     """Table (relative path) → sorted rows without volatile columns (a multiset).
 
     With ``any_order``, batch lineage in ``properties`` is left out too: runs that took the
     batches in different orders are compared on everything else.
     """
     drop = LINEAGE_KEYS if any_order else set()
-    out: dict[str, list[tuple]] = {}
+    out: dict[str, Rows] = {}
     for table in delta_tables(warehouse):
         reader = QueryBuilder().register("t", DeltaTable(str(table))).execute("SELECT * FROM t")
         rows = pa.RecordBatchReader.from_stream(reader).read_all()
@@ -75,7 +80,7 @@ def snapshot(warehouse: Path, any_order: bool = False) -> dict[str, list[tuple]]
     return out
 
 
-def differences(expected: dict[str, list[tuple]], actual: dict[str, list[tuple]]) -> list[str]:
+def differences(expected: dict[str, Rows], actual: dict[str, Rows]) -> list[str]:
     """Human-readable differences between two snapshots (empty when identical)."""
     problems = []
     for name in sorted(set(expected) | set(actual)):
@@ -106,7 +111,7 @@ def aag(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     )
 
 
-def as_csv(rows: list[dict], path: Path) -> Path:
+def as_csv(rows: Sequence[Mapping[str, object]], path: Path) -> Path:
     """JSON-like rows as a CSV file (booleans as true/false, None as empty)."""
     cols = sorted({k for r in rows for k in r})
     with path.open("w", newline="", encoding="utf-8") as handle:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -62,7 +63,7 @@ def _combined(files: list[tuple[str, str, Path]], folder: Path) -> list[tuple[st
 LOG = "silver/edge_events"
 
 
-def _canonical_log(wh: Path) -> list[tuple]:
+def _canonical_log(wh: Path) -> list[tuple[Any, ...]]:
     """The log's events that no version row of ``relationships`` carries.
 
     The log only ever grows: an event a chunk absorbed stays logged when a later chunk's

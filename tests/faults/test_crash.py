@@ -14,6 +14,8 @@ import random
 import shutil
 import signal
 import time
+from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -32,7 +34,7 @@ FILES = 12
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> dict:
+def world(tmp_path_factory) -> dict[str, Any]:
     """The clean run: a warehouse snapshot before and after every crashed batch."""
     root = tmp_path_factory.mktemp("crash")
     files = generate(root / "in", 40, formats="jsonl").files[:FILES]
@@ -109,7 +111,7 @@ def test_kill_at_a_random_moment_then_rerun_converges(world, seed):
 
 
 @pytest.fixture(scope="module")
-def built_then_changed(tmp_path_factory) -> dict:
+def built_then_changed(tmp_path_factory) -> dict[str, Any]:
     """A warehouse built once, then changed by more batches; and its clean incremental build."""
     root = tmp_path_factory.mktemp("crash-build")
     files = generate(root / "in", 40, formats="jsonl").files
@@ -129,7 +131,7 @@ def built_then_changed(tmp_path_factory) -> dict:
     return {"root": root, "base": wh, "exports": exports}
 
 
-def copy_warehouse_with_links(source, target):
+def copy_warehouse_with_links(source: Path, target: Path) -> Path:
     shutil.copytree(source, target, symlinks=True)
     return target
 

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -33,12 +34,12 @@ SECRETS = (
 )
 
 
-def _write(path: Path, rows: list[dict]) -> Path:
+def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
 
-def _contact(record_id: str, first: str, email: str, phone: str, when: str) -> dict:
+def _contact(record_id: str, first: str, email: str, phone: str, when: str) -> dict[str, Any]:
     return {
         "Id": record_id,
         "FirstName": first,
@@ -78,7 +79,7 @@ def scan(warehouse: Path) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def erased(tmp_path) -> dict:
+def erased(tmp_path) -> dict[str, Any]:
     wh = tmp_path / "wh"
     svc = AagService(str(wh))
     svc.init()

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aag.errors import InputError
+from aag.pipeline import BatchReport
 from aag.service import AagService
 
 from .tables import differences, snapshot, tally
@@ -65,7 +66,7 @@ def svc(tmp_path_factory) -> AagService:
     return service
 
 
-def _accounted(svc: AagService, report, rows_in_file: int) -> None:  # type: ignore[no-untyped-def]
+def _accounted(svc: AagService, report: BatchReport, rows_in_file: int) -> None:
     """Every row written to the file landed, and each landed row was processed or quarantined.
 
     ``rows_in_file`` is counted from what the test wrote, not from what the reader returned,

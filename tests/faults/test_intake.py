@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from aag.service import AagService
 from aag.world import generate
 from servekit import running_server
 
-from .tables import aag, differences, snapshot, tally
+from .tables import Rows, aag, differences, snapshot, tally
 
 ARGS = ("--intake-interval", "0.2", "--gold-refresh", "-1")
 SILVER = ("silver/nodes", "silver/relationships")
@@ -51,11 +52,11 @@ def calls(n: int, prefix: str = "c") -> list[dict[str, Any]]:
     return out
 
 
-def silver(warehouse: Path) -> dict[str, list[tuple]]:
+def silver(warehouse: Path) -> dict[str, Rows]:
     return {k: v for k, v in snapshot(warehouse, any_order=True).items() if k in SILVER}
 
 
-def reference(tmp: Path, sent: list[dict[str, Any]], files: list[tuple[str, str, Path]] = ()) -> Path:
+def reference(tmp: Path, sent: list[dict[str, Any]], files: Sequence[tuple[str, str, Path]] = ()) -> Path:
     """The same data through plain ``aag ingest``, one file each, no server."""
     wh = tmp / "reference"
     svc = AagService(str(wh))

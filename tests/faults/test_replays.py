@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,11 +18,11 @@ from aag.world import generate
 from .tables import as_csv, differences, snapshot, tally
 
 
-def _rows(path: Path) -> list[dict]:
+def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def _as_parquet(rows: list[dict], path: Path) -> Path:
+def _as_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
     cols = sorted({k for r in rows for k in r})
     table = pa.table(
         {c: pa.array([None if r.get(c) is None else str(r[c]) for r in rows], pa.string()) for c in cols}
@@ -30,7 +31,7 @@ def _as_parquet(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def _graph(wh: Path) -> dict:
+def _graph(wh: Path) -> dict[str, Any]:
     return {k: v for k, v in snapshot(wh, any_order=True).items() if k.startswith("silver/")}
 
 
@@ -61,7 +62,7 @@ def test_the_same_rows_as_csv_parquet_or_split_differently_add_nothing(tmp_path)
 
 
 @pytest.fixture(scope="module")
-def world8(tmp_path_factory) -> dict:
+def world8(tmp_path_factory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("order")
     files = [f for f in generate(root / "in", 40, formats="jsonl").files if f[0] != "sap"][:8]
     svc = AagService(str(root / "ref"))

@@ -80,7 +80,7 @@ def test_a_message_id_resent_to_the_intake_with_new_traits_changes_nothing(tmp_p
         running_server(svc.warehouse.uri, *args, log=tmp_path / "serve.log") as url,
         httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as client,
     ):
-        statuses = []
+        statuses: list[dict[str, Any]] = []
         for email, day in (("first@example.com", 1), ("second@example.com", 3)):
             body = {**call, "timestamp": f"2026-05-{day:02d}T09:00:00Z", "traits": {"email": email}}
             assert client.post("/v1/identify", json=body).status_code == 200

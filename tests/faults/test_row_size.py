@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -47,7 +48,9 @@ def svc(tmp_path: Path) -> AagService:
     return service
 
 
-def _check(svc: AagService, report: dict, rows_in_file: int, limit: int, row_bytes: int | None) -> None:
+def _check(
+    svc: AagService, report: dict[str, Any], rows_in_file: int, limit: int, row_bytes: int | None
+) -> None:
     """Every row of the file landed; the big one is quarantined, kept short, and nowhere else.
 
     ``report`` is the batch's ledger row or report (as a dict).
