@@ -336,11 +336,14 @@ def worker_ingest(paths: dict[str, Path], out_json: Path, keep: Path | None) -> 
     tmp = Path(tempfile.mkdtemp(prefix="aag_bench_wh_"))
     os.chdir(tmp)  # DuckDB spills in-memory databases to ./.tmp: keep that out of the repo
     try:
+        started = time.perf_counter()
         svc = AagService(warehouse=str(tmp / "wh"))
         svc.init()
+        init_wall = time.perf_counter() - started
         _ = svc.engine  # create the engine before timing
         results: dict[str, Any] = {
             "batches": {},
+            "init_wall": init_wall,
             "baseline_rss": _current_rss(),
             "aag_file": aag.__file__,
             "missing_hooks": MISSING_HOOKS,
@@ -382,6 +385,80 @@ def worker_ingest(paths: dict[str, Path], out_json: Path, keep: Path | None) -> 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+# -- the CLI run (one process per command, as a user runs it) ----------------------------
+def aag_command() -> list[str]:
+    """The ``aag`` console script next to this interpreter, else ``python -m aag``."""
+    script = Path(sys.executable).parent / "aag"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "aag"]
+
+
+def run_timed(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> dict[str, Any]:
+    """Run ``cmd``; its wall seconds from process start to exit and its own peak RSS.
+
+    ``os.wait4`` gives the child's own ``ru_maxrss`` (``RUSAGE_CHILDREN`` would be the
+    maximum over every child so far). stdout and stderr go to files, so nothing blocks.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, **env}, cwd=cwd)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
+        out.seek(0)
+        err.seek(0)
+        return {
+            "wall": wall,
+            "peak_rss": usage.ru_maxrss * 1024,
+            "returncode": proc.returncode,
+            "stdout": out.read().decode("utf-8", "replace"),
+            "stderr": err.read().decode("utf-8", "replace"),
+        }
+
+
+def run_cli(paths: dict[str, Path], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """A fresh warehouse; ``aag init`` then one ``aag ingest … --json`` per batch.
+
+    Also times the interpreter's start-up with ``aag``'s command-line modules imported
+    (``python -c "import aag.cli"``, median of 3): what every command pays before it works.
+    """
+    aag = aag_command()
+    results: dict[str, Any] = {"command": " ".join(aag), "batches": {}, "failed": None}
+    tmp = Path(tempfile.mkdtemp(prefix="aag_bench_cli_"))
+    wh = str(tmp / "wh")
+    try:
+        imports = [run_timed([sys.executable, "-c", "import aag.cli"], env, tmp, timeout) for _ in range(3)]
+        imports.sort(key=lambda r: r["wall"])
+        results["import_wall"] = imports[1]["wall"]
+        results["import_peak_rss"] = imports[1]["peak_rss"]
+        init = run_timed([*aag, "init", "--warehouse", wh], env, tmp, timeout)
+        results["init"] = {"wall": init["wall"], "peak_rss": init["peak_rss"]}
+        if init["returncode"] != 0:
+            results["failed"] = f"aag init: exit {init['returncode']}: {init['stderr'][-500:]}"
+            return results
+        for name in BATCHES:
+            cmd = [*aag, "ingest", "salesforce", "Contact", str(paths[name]), "--warehouse", wh, "--json"]
+            ran = run_timed(cmd, env, tmp, timeout)
+            if ran["returncode"] != 0:
+                results["failed"] = f"aag ingest [{name}]: exit {ran['returncode']}: {ran['stderr'][-500:]}"
+                return results
+            (report,) = json.loads(ran["stdout"])
+            results["batches"][name] = {"wall": ran["wall"], "peak_rss": ran["peak_rss"], "report": report}
+            print(
+                f"  [{name}] cli {ran['wall']:.1f}s (report {report['seconds']:.1f}s) "
+                f"peak RSS {_gb(ran['peak_rss'])} versions={report['edge_versions_written']}",
+                flush=True,
+            )
+        results["warehouse_bytes"] = sum(p.stat().st_size for p in (tmp / "wh").rglob("*") if p.is_file())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
 # -- orchestration ----------------------------------------------------------------------
 def _run_worker(args: list[str], timeout: float, env: dict[str, str] | None = None) -> str | None:
     """Run a worker; returns None on success, else what happened."""
@@ -399,7 +476,7 @@ def _run_worker(args: list[str], timeout: float, env: dict[str, str] | None = No
     return f"exit status {proc.returncode} after {took:.0f}s"
 
 
-def write_later_resyncs(n: int, folder: Path) -> dict[str, Path]:
+def write_later_resyncs(n: int, folder: Path, shape: str = "unique") -> dict[str, Path]:
     """Write the re-syncs with later record times: every contact's current values.
 
     A contact the 1% batch changed is re-sent with its changed values (anything else
@@ -414,7 +491,7 @@ def write_later_resyncs(n: int, folder: Path) -> dict[str, Path]:
         "resync_later_jsonl": folder / "contacts_resync_later.jsonl",
     }
     current = gen_salesforce._changed_fields, gen_salesforce.contact_fields
-    rows = [current[0](i) if i in changed else current[1](i) for i in range(n)]
+    rows = [current[0](i, shape) if i in changed else current[1](i, shape) for i in range(n)]
     for name, path in paths.items():
         base = gen_salesforce._CHANGE_EPOCH + LATER_DAYS[name] * 86400
         for i, row in enumerate(rows):
@@ -430,8 +507,9 @@ def write_later_resyncs(n: int, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _data_for(n: int, data_dir: Path) -> dict[str, Path]:
-    folder = data_dir / f"sf_contacts_{n}"
+def _data_for(n: int, data_dir: Path, shape: str = "unique") -> dict[str, Path]:
+    # The shared shape has its own folder: the unique shape's cache stays valid.
+    folder = data_dir / (f"sf_contacts_{n}" if shape == "unique" else f"sf_contacts_{shape}_{n}")
     marker = folder / ".complete"
     started = time.perf_counter()
     if marker.exists():
@@ -441,13 +519,15 @@ def _data_for(n: int, data_dir: Path) -> dict[str, Path]:
             "resync": folder / "contacts_resync_nochange.jsonl",
         }
     else:
-        paths = gen_salesforce.generate(n, folder)
+        paths = gen_salesforce.generate(n, folder, shape)
         marker.write_text("ok")
-        print(f"generated {n} contacts in {time.perf_counter() - started:.1f}s → {folder}", flush=True)
+        print(
+            f"generated {n} {shape} contacts in {time.perf_counter() - started:.1f}s → {folder}", flush=True
+        )
     # Written by a later version of this benchmark: a cache of an earlier one lacks them.
     later = folder / ".later_complete"
     if not later.exists():
-        paths.update(write_later_resyncs(n, folder))
+        paths.update(write_later_resyncs(n, folder, shape))
         later.write_text("ok")
         print(f"wrote the later-time re-syncs of {n} contacts → {folder}", flush=True)
     else:
@@ -591,10 +671,14 @@ def render(
     failures: list[dict[str, Any]],
     key: str,
     sizes_run: list[int],
+    cases: list[dict[str, Any]] | None = None,
+    shape: str = "unique",
+    via: str = "process",
 ) -> str:
     """Markdown section for RESULTS.md and stdout."""
     limit = machine.get("duckdb_memory_limit")
     title = ", ".join(str(n) for n in sizes_run)
+    title += f", shape {shape}, via {via}"
     if limit:
         title += f", AAG_DUCKDB_MEMORY_LIMIT={limit}"
     out = [f"<!-- bench_ingest sizes={key} -->", f"## Core ingest — sizes {title} ({machine['date']})", ""]
@@ -612,12 +696,22 @@ def render(
         + " ".join(str(n) for n in sizes_run)
         + (f" --duckdb-memory-limit {limit}" if limit else "")
         + (f" --commit {machine['commit']}" if machine.get("commit") else "")
-        + "`"
+        + f" --shape {shape} --via {via}`"
     )
     out.append("")
+    out.append(
+        "Data shapes: *unique* is today's generator (last names from 31 values, cities from 20, "
+        "streets from 1,970 = 10 names × 197 numbers; e-mail and phone per contact); *shared* "
+        "draws last names from 5,000 values, cities from 500 and streets from 300, the rest as "
+        "in *unique*."
+    )
+    out.append("")
+    for case in cases or []:
+        out.extend(render_via(case))
     for f in failures:
         out.append(
-            f"**N={f['n']:,}: the ingest worker did not finish: {f['failed']}.** "
+            f"**N={f['n']:,} ({f.get('shape', 'unique')}): the ingest worker did not finish: "
+            f"{f['failed']}.** "
             f"Floor for this size: {f['floor']['events']:,} events in "
             f"{f['floor']['seconds']:.1f}s. Last progress lines:"
         )
@@ -627,7 +721,7 @@ def render(
     if not rows:
         out.append(f"<!-- /bench_ingest sizes={key} -->")
         return "\n".join(out) + "\n"
-    head = ["metric", *[f"N={r['n']:,} contacts" for r in rows], "target"]
+    head = ["metric", *[f"N={r['n']:,} contacts, {r.get('shape', 'unique')}" for r in rows], "target"]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
 
@@ -705,7 +799,7 @@ def render(
         "Columns: initial / 1% / re-sync / later CSV / later JSONL."
     )
     out.append("")
-    head2 = ["phase", *[f"N={r['n']:,}" for r in rows]]
+    head2 = ["phase", *[f"N={r['n']:,} {r.get('shape', 'unique')}" for r in rows]]
     out.append("| " + " | ".join(head2) + " |")
     out.append("|" + "---|" * len(head2))
     keys = BATCHES
@@ -761,6 +855,110 @@ def render(
     return "\n".join(out) + "\n"
 
 
+def render_via(case: dict[str, Any]) -> list[str]:
+    """In-process and CLI figures of one shape and size side by side, batch by batch."""
+    run, cli = case.get("run"), case.get("cli")
+    out = [
+        f"### In-process vs CLI — N={case['n']:,} contacts, {case['shape']} values",
+        "",
+        "In-process: `AagService.ingest` in one worker process, wall seconds around the call "
+        "(phase hooks and a 20 ms RSS sampler are active) and the batch's peak RSS (VmHWM). "
+        f"CLI: `{(cli or {}).get('command', 'aag')} init` and one `… ingest salesforce Contact "
+        "FILE --warehouse W --json` process per batch on a fresh warehouse, wall seconds from "
+        "process start to exit and the process's peak RSS (`os.wait4` ru_maxrss). "
+        "`report s` is the CLI's own `BatchReport.seconds`.",
+        "",
+        "| step | in-process s | ÷ initial | peak RSS | CLI s | ÷ initial | peak RSS | CLI ÷ in-process "
+        "| CLI report s | edge versions in-process / CLI |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def pb(name: str) -> dict[str, Any] | None:
+        return (run or {}).get("batches", {}).get(name)
+
+    def cb(name: str) -> dict[str, Any] | None:
+        return (cli or {}).get("batches", {}).get(name)
+
+    p_ini, c_ini = pb("initial"), cb("initial")
+
+    def cells(b: dict[str, Any] | None, ini: dict[str, Any] | None) -> list[str]:
+        if b is None:
+            return ["—", "—", "—"]
+        share = f"{b['wall'] / ini['wall']:.1%}" if ini else "—"
+        return [f"{b['wall']:.2f}", share, _gb(b["peak_rss"])]
+
+    def ratio(p: float | None, c: float | None) -> str:
+        if not p or c is None:
+            return "—"
+        r = c / p
+        return f"**{r:.2f}**" if abs(r - 1) > 0.10 else f"{r:.2f}"
+
+    init_p = {"wall": run["init_wall"], "peak_rss": 0} if run and "init_wall" in run else None
+    init_c = (cli or {}).get("init")
+    out.append(
+        "| `init` (fresh warehouse) | "
+        + (f"{init_p['wall']:.2f} | | |" if init_p else "— | | |")
+        + (f" {init_c['wall']:.2f} | | {_gb(init_c['peak_rss'])} |" if init_c else " — | | |")
+        + f" {ratio(init_p and init_p['wall'], init_c and init_c['wall'])} | | |"
+    )
+    totals = [0.0, 0.0]
+    for name in BATCHES:
+        p, c = pb(name), cb(name)
+        totals[0] += p["wall"] if p else 0.0
+        totals[1] += c["wall"] if c else 0.0
+        versions = []
+        for b in (p, c):
+            versions.append(f"{b['report']['edge_versions_written']:,}" if b else "—")
+        check = ""
+        if p and c and p["report"]["edge_versions_written"] != c["report"]["edge_versions_written"]:
+            check = " **differ**"
+        expect_zero = name in ("resync", *LATER)
+        if expect_zero and any(b and b["report"]["edge_versions_written"] for b in (p, c)):
+            check += " **not 0**"
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    *cells(p, p_ini),
+                    *cells(c, c_ini),
+                    ratio(p and p["wall"], c and c["wall"]),
+                    f"{c['report']['seconds']:.2f}" if c else "—",
+                    " / ".join(versions) + check,
+                ]
+            )
+            + " |"
+        )
+    out.append(
+        f"| all five batches | {totals[0]:.2f} | | | {totals[1]:.2f} | | | "
+        f"{ratio(totals[0] or None, totals[1] if cli else None)} | | |"
+    )
+    floor, fp = case["floor"], case["floor_process"]
+    share_p = f"{floor['seconds'] / p_ini['wall']:.1%}" if p_ini else ""
+    share_c = f"{fp['wall'] / c_ini['wall']:.1%}" if c_ini else ""
+    out.append(
+        f"| floor: DuckDB read_json→unpivot→sha256→Parquet, initial file | {floor['seconds']:.2f} "
+        f"| {share_p} | {_gb(floor['peak_rss'])} | {fp['wall']:.2f} | {share_c} | {_gb(fp['peak_rss'])} "
+        f"| {ratio(floor['seconds'], fp['wall'])} | | |"
+    )
+    if cli and "import_wall" in cli:
+        out.append(
+            f'| start-up: `python -c "import aag.cli"` (median of 3) | | | | {cli["import_wall"]:.2f} | | '
+            f"{_gb(cli['import_peak_rss'])} | | | |"
+        )
+    out.append("")
+    out.append(
+        "The floor's CLI column is the same pass as a process of its own (interpreter start, "
+        "`import duckdb`, the pass, exit), measured like the CLI commands; its in-process "
+        "column is the pass alone. Ratios more than 10% from 1 are in bold."
+    )
+    if cli and cli.get("failed"):
+        out.append("")
+        out.append(f"**The CLI run did not finish: {cli['failed']}**")
+    out.append("")
+    return out
+
+
 def _paths(paths: dict[str, int] | None) -> str:
     if not paths:
         return "n/a"
@@ -798,9 +996,10 @@ def run_ab(args: argparse.Namespace, env: dict[str, str]) -> None:
         snapshots = {
             label: _snapshot(Path(tmp) / f"src{i}", rev) for i, (label, rev) in enumerate(sides.items())
         }
+        shape = "unique" if args.shape == "both" else args.shape
         for n in args.sizes:
-            _data_for(n, args.data_dir)
-            common = ["--n", str(n), "--data-dir", str(args.data_dir)]
+            _data_for(n, args.data_dir, shape)
+            common = ["--n", str(n), "--data-dir", str(args.data_dir), "--shape", shape]
             for round_ in range(args.rounds):
                 for label, snapshot in snapshots.items():
                     print(f"N={n} round {round_ + 1}: {label} …", flush=True)
@@ -873,6 +1072,20 @@ def main(argv: list[str] | None = None) -> None:
         "--ab", metavar="REV", help="A/B: alternate REV's src/aag and the working tree's; print only"
     )
     parser.add_argument("--rounds", type=int, default=1, help="A/B pairs of ingest runs per size")
+    parser.add_argument(
+        "--shape",
+        choices=[*gen_salesforce.SHAPES, "both"],
+        default="both",
+        help="data shape: unique (today's values), shared (5,000 last names, 500 cities, "
+        "300 streets) or both (default)",
+    )
+    parser.add_argument(
+        "--via",
+        choices=["both", "process", "cli"],
+        default="both",
+        help="ingest in-process (AagService), through the CLI (one `aag` process per batch) "
+        "or both (default)",
+    )
     # internal: worker modes
     parser.add_argument("--worker", choices=["floor", "ingest"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -880,7 +1093,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.worker:
-        paths = _data_for(args.n, args.data_dir)
+        paths = _data_for(args.n, args.data_dir, args.shape)
         if args.worker == "floor":
             worker_floor(paths["initial"], args.out)
         else:
@@ -894,6 +1107,7 @@ def main(argv: list[str] | None = None) -> None:
         machine["duckdb_memory_limit"] = args.duckdb_memory_limit
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
+    cases: list[dict[str, Any]] = []
     if args.ab:
         run_ab(args, env)
         return
@@ -904,40 +1118,74 @@ def main(argv: list[str] | None = None) -> None:
         machine["code"] = code_version(args.commit)
         if args.commit:
             machine["commit"] = args.commit
-        for n in args.sizes:
-            _data_for(n, args.data_dir)
-            common = ["--n", str(n), "--data-dir", str(args.data_dir)]
-            print(f"N={n}: floor …", flush=True)
-            floor_json = Path(tmp) / f"floor_{n}.json"
-            failed = _run_worker(["--worker", "floor", *common, "--out", str(floor_json)], args.timeout)
-            if failed:
-                raise SystemExit(f"floor worker for N={n} failed: {failed}")
+        shapes = list(gen_salesforce.SHAPES) if args.shape == "both" else [args.shape]
+        for shape, n in [(shape, n) for shape in shapes for n in args.sizes]:
+            paths = _data_for(n, args.data_dir, shape)
+            common = ["--n", str(n), "--data-dir", str(args.data_dir), "--shape", shape]
+            print(f"N={n} {shape}: floor …", flush=True)
+            floor_json = Path(tmp) / f"floor_{shape}_{n}.json"
+            floor_cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "floor", *common]
+            ran = run_timed([*floor_cmd, "--out", str(floor_json)], {}, Path(tmp), args.timeout)
+            if ran["returncode"] != 0:
+                raise SystemExit(f"floor worker for N={n} {shape} failed: {ran['stderr'][-2000:]}")
             floor = json.loads(floor_json.read_text())
-            print(f"  floor {floor['events']} events in {floor['seconds']:.1f}s", flush=True)
-            print(f"N={n}: ingest …", flush=True)
-            run_json = Path(tmp) / f"run_{n}.json"
-            extra = ["--keep-warehouse", str(args.keep_warehouse)] if args.keep_warehouse else []
-            failed = _run_worker(
-                ["--worker", "ingest", *common, "--out", str(run_json), *extra], args.timeout, env
+            case: dict[str, Any] = {
+                "shape": shape,
+                "n": n,
+                "floor": floor,
+                "floor_process": {"wall": ran["wall"], "peak_rss": ran["peak_rss"]},
+                "run": None,
+                "cli": None,
+            }
+            cases.append(case)
+            print(
+                f"  floor {floor['events']} events in {floor['seconds']:.1f}s (process {ran['wall']:.1f}s)",
+                flush=True,
             )
-            if failed:
-                progress = run_json.with_suffix(".progress")
-                tail = progress.read_text().splitlines()[-4:] if progress.exists() else []
-                print(f"  ingest worker FAILED: {failed}", flush=True)
-                failures.append(
-                    {"n": n, "floor": floor, "failed": failed, "progress_tail": [t.strip() for t in tail]}
+            if args.via in ("both", "process"):
+                print(f"N={n} {shape}: ingest in-process …", flush=True)
+                run_json = Path(tmp) / f"run_{shape}_{n}.json"
+                extra = ["--keep-warehouse", str(args.keep_warehouse)] if args.keep_warehouse else []
+                failed = _run_worker(
+                    ["--worker", "ingest", *common, "--out", str(run_json), *extra], args.timeout, env
                 )
-                continue
-            run = json.loads(run_json.read_text())
-            rows.append(summarise(n, floor, run))
-    key = ",".join(str(n) for n in args.sizes)
+                if failed:
+                    progress = run_json.with_suffix(".progress")
+                    tail = progress.read_text().splitlines()[-4:] if progress.exists() else []
+                    print(f"  ingest worker FAILED: {failed}", flush=True)
+                    failures.append(
+                        {
+                            "n": n,
+                            "shape": shape,
+                            "floor": floor,
+                            "failed": failed,
+                            "progress_tail": [t.strip() for t in tail],
+                        }
+                    )
+                else:
+                    case["run"] = json.loads(run_json.read_text())
+                    rows.append({**summarise(n, floor, case["run"]), "shape": shape})
+            if args.via in ("both", "cli"):
+                print(f"N={n} {shape}: ingest through the CLI …", flush=True)
+                case["cli"] = run_cli(paths, env, args.timeout)
+                if case["cli"]["failed"]:
+                    print(f"  CLI run FAILED: {case['cli']['failed']}", flush=True)
+    # Shape and via are part of the key: a run of this format never replaces the sections
+    # of the runs before it (which were in-process only, on the unique shape).
+    key = ",".join(str(n) for n in args.sizes) + f";shape={args.shape};via={args.via}"
     if args.duckdb_memory_limit:
         key += f";AAG_DUCKDB_MEMORY_LIMIT={args.duckdb_memory_limit}"
-    section = render(machine, rows, failures, key, args.sizes)
+    section = render(machine, rows, failures, key, args.sizes, cases, args.shape, args.via)
     print()
     print(section)
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "rows": rows, "failures": failures}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"machine": machine, "rows": rows, "failures": failures, "cases": cases},
+                indent=2,
+                default=str,
+            )
+        )
     if not args.no_write:
         write_section(args.results, "bench_ingest", section, f"sizes={key}")
         print(f"updated {args.results}")
