@@ -773,24 +773,24 @@ def render(
         lambda r: f"{r['resync_rewritten']:,} / {r['resync_nodes']:,}",
     )
     line("re-sync: edge-rule paths (keys)", lambda r: _paths(r["rule_paths"]["resync"]))
-    for key, label in (("resync_later_csv", "CSV"), ("resync_later_jsonl", "JSON Lines")):
+    for later, label in (("resync_later_csv", "CSV"), ("resync_later_jsonl", "JSON Lines")):
         line(
             f"re-sync, later record times, {label}: seconds",
-            lambda r, key=key: f"{r['later'][key]['s']:.1f}",
+            lambda r, key=later: f"{r['later'][key]['s']:.1f}",
         )
         line(
             f"re-sync, later record times, {label}: ÷ initial seconds",
-            lambda r, key=key: f"{r['later'][key]['ratio']:.1%} ({_met(r['later'][key]['ok'])})",
+            lambda r, key=later: f"{r['later'][key]['ratio']:.1%} ({_met(r['later'][key]['ok'])})",
             "≤ 25% and 0 versions",
         )
         line(
             f"re-sync, later record times, {label}: edge versions / rows rewritten",
-            lambda r, key=key: f"{r['later'][key]['versions']:,} / {r['later'][key]['rewritten']:,}",
+            lambda r, key=later: f"{r['later'][key]['versions']:,} / {r['later'][key]['rewritten']:,}",
             "0",
         )
         line(
             f"re-sync, later record times, {label}: edge-rule paths (keys)",
-            lambda r, key=key: _paths(r["rule_paths"][key]),
+            lambda r, key=later: _paths(r["rule_paths"][key]),
         )
     line(
         "peak RSS (max over batches)",
