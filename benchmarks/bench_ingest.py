@@ -13,19 +13,30 @@ For each size N (contacts; ~10 field events per contact: 9 mapped attributes +
    initial rows again, byte-identical (same record times) in reverse order; then
    every contact's current values with *later* record times (``LastModifiedDate``),
    as a CRM re-sends them, once as CSV and once as JSON Lines (later again, so
-   that neither repeats the other's events).
+   that neither repeats the other's events);
+4. runs the same batches through the command line (``--via``; default both):
+   ``aag init`` and one ``aag ingest salesforce Contact FILE --json`` process per
+   batch on a fresh warehouse, timing each process from start to exit and taking its
+   peak RSS from ``/usr/bin/time`` (else ``os.wait4``); the versions each batch wrote
+   must equal the in-process run's. The floor is also timed as a process of its own,
+   to stand next to the CLI.
+
+Two data shapes (``--shape``; default both): ``unique``, today's generator, and
+``shared``, where last names come from 5,000 values, cities from 500 and streets from
+300 (see ``gen_salesforce.py``); each has its own cached files.
 
 Besides the ``BatchReport`` figures it times the pipeline's phases by wrapping
 functions of ``aag`` at run time (nothing in ``src`` is changed) and records
 each batch's peak RSS (VmHWM, reset between batches via /proc/self/clear_refs).
 
 Results are printed as markdown and written into ``benchmarks/RESULTS.md``
-(the section for the same sizes is replaced, others are kept).
+(the section for the same sizes, shape and via is replaced, others are kept).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_ingest.py                    # 100k and 1M
     .venv/bin/python benchmarks/bench_ingest.py --sizes 20000 --no-write
+    .venv/bin/python benchmarks/bench_ingest.py --sizes 100000 --shape shared --via cli
 
 A/B against another revision (``--ab REV``): each size's ingest worker runs for
 REV's ``src/aag`` and for the working tree's, alternately (``--rounds`` pairs), on
@@ -339,11 +350,14 @@ def worker_ingest(paths: dict[str, Path], out_json: Path, keep: Path | None) -> 
     tmp = Path(tempfile.mkdtemp(prefix="aag_bench_wh_"))
     os.chdir(tmp)  # DuckDB spills in-memory databases to ./.tmp: keep that out of the repo
     try:
+        started = time.perf_counter()
         svc = AagService(warehouse=str(tmp / "wh"))
         svc.init()
+        init_wall = time.perf_counter() - started
         _ = svc.engine  # create the engine before timing
         results: dict[str, Any] = {
             "batches": {},
+            "init_wall": init_wall,
             "baseline_rss": _current_rss(),
             "aag_file": aag.__file__,
             "missing_hooks": MISSING_HOOKS,
@@ -385,6 +399,108 @@ def worker_ingest(paths: dict[str, Path], out_json: Path, keep: Path | None) -> 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+# -- the CLI run (one process per command, as a user runs it) ----------------------------
+def aag_command() -> list[str]:
+    """The ``aag`` console script next to this interpreter, else ``python -m aag``."""
+    script = Path(sys.executable).parent / "aag"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "aag"]
+
+
+TIME = Path("/usr/bin/time")
+
+
+def run_timed(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> dict[str, Any]:
+    """Run ``cmd``; its wall seconds from process start to exit and its own peak RSS.
+
+    The peak RSS comes from ``/usr/bin/time -f %M`` if present (``time`` is small, so its
+    child starts from nothing). Else from ``os.wait4``, which is an upper bound: exec keeps
+    the memory high-water mark of the process it replaces, i.e. this process's peak for a
+    vfork'ed child and its RSS at fork for a forked one (the ``preexec_fn`` forces fork).
+    ``RUSAGE_CHILDREN`` would be the maximum over every child so far.
+    stdout and stderr go to files, so nothing blocks.
+    """
+    with tempfile.TemporaryDirectory(prefix="aag_bench_run_") as tmp:
+        rss_file = Path(tmp) / "rss"
+        wrapped = [str(TIME), "-f", "%M", "-o", str(rss_file), *cmd] if TIME.exists() else cmd
+        with (Path(tmp) / "out").open("w+b") as out, (Path(tmp) / "err").open("w+b") as err:
+            started = time.perf_counter()
+            proc = subprocess.Popen(
+                wrapped,
+                stdout=out,
+                stderr=err,
+                env={**os.environ, **env},
+                cwd=cwd,
+                preexec_fn=None if TIME.exists() else lambda: None,
+            )
+            timer = threading.Timer(timeout, proc.kill)
+            timer.start()
+            try:
+                _, status, usage = os.wait4(proc.pid, 0)
+            finally:
+                timer.cancel()
+            wall = time.perf_counter() - started
+            proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
+            out.seek(0)
+            err.seek(0)
+            stdout = out.read().decode("utf-8", "replace")
+            stderr = err.read().decode("utf-8", "replace")
+        peak_kb = usage.ru_maxrss
+        if TIME.exists():
+            # Last line: "%M"; a line before it says so if the command exited non-zero.
+            lines = rss_file.read_text().split() if rss_file.exists() else []
+            peak_kb = int(lines[-1]) if lines and lines[-1].isdigit() else 0
+        return {
+            "wall": wall,
+            "peak_rss": peak_kb * 1024,
+            "returncode": proc.returncode,
+            "stdout": stdout,
+            "stderr": stderr,
+        }
+
+
+def run_cli(paths: dict[str, Path], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """A fresh warehouse; ``aag init`` then one ``aag ingest … --json`` per batch.
+
+    Also times the interpreter's start-up alone (``python -c pass``) and with ``aag``'s
+    command-line modules imported (``python -c "import aag.cli"``), median of 3 each: what
+    every command pays before it works.
+    """
+    aag = aag_command()
+    results: dict[str, Any] = {"command": " ".join(aag), "batches": {}, "failed": None}
+    tmp = Path(tempfile.mkdtemp(prefix="aag_bench_cli_"))
+    wh = str(tmp / "wh")
+    try:
+        for label, code in (("bare", "pass"), ("import", "import aag.cli")):
+            runs = sorted(
+                (run_timed([sys.executable, "-c", code], env, tmp, timeout) for _ in range(3)),
+                key=lambda r: float(r["wall"]),
+            )
+            results[f"{label}_wall"] = runs[1]["wall"]
+            results[f"{label}_peak_rss"] = runs[1]["peak_rss"]
+        init = run_timed([*aag, "init", "--warehouse", wh], env, tmp, timeout)
+        results["init"] = {"wall": init["wall"], "peak_rss": init["peak_rss"]}
+        if init["returncode"] != 0:
+            results["failed"] = f"aag init: exit {init['returncode']}: {init['stderr'][-500:]}"
+            return results
+        for name in BATCHES:
+            cmd = [*aag, "ingest", "salesforce", "Contact", str(paths[name]), "--warehouse", wh, "--json"]
+            ran = run_timed(cmd, env, tmp, timeout)
+            if ran["returncode"] != 0:
+                results["failed"] = f"aag ingest [{name}]: exit {ran['returncode']}: {ran['stderr'][-500:]}"
+                return results
+            (report,) = json.loads(ran["stdout"])
+            results["batches"][name] = {"wall": ran["wall"], "peak_rss": ran["peak_rss"], "report": report}
+            print(
+                f"  [{name}] cli {ran['wall']:.1f}s (report {report['seconds']:.1f}s) "
+                f"peak RSS {_gb(ran['peak_rss'])} versions={report['edge_versions_written']}",
+                flush=True,
+            )
+        results["warehouse_bytes"] = sum(p.stat().st_size for p in (tmp / "wh").rglob("*") if p.is_file())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
 # -- orchestration ----------------------------------------------------------------------
 def _run_worker(args: list[str], timeout: float, env: dict[str, str] | None = None) -> str | None:
     """Run a worker; returns None on success, else what happened."""
@@ -402,7 +518,7 @@ def _run_worker(args: list[str], timeout: float, env: dict[str, str] | None = No
     return f"exit status {proc.returncode} after {took:.0f}s"
 
 
-def write_later_resyncs(n: int, folder: Path) -> dict[str, Path]:
+def write_later_resyncs(n: int, folder: Path, shape: str = "unique") -> dict[str, Path]:
     """Write the re-syncs with later record times: every contact's current values.
 
     A contact the 1% batch changed is re-sent with its changed values (anything else
@@ -417,7 +533,7 @@ def write_later_resyncs(n: int, folder: Path) -> dict[str, Path]:
         "resync_later_jsonl": folder / "contacts_resync_later.jsonl",
     }
     current = gen_salesforce._changed_fields, gen_salesforce.contact_fields
-    rows = [current[0](i) if i in changed else current[1](i) for i in range(n)]
+    rows = [current[0](i, shape) if i in changed else current[1](i, shape) for i in range(n)]
     for name, path in paths.items():
         base = gen_salesforce._CHANGE_EPOCH + LATER_DAYS[name] * 86400
         for i, row in enumerate(rows):
@@ -433,8 +549,9 @@ def write_later_resyncs(n: int, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _data_for(n: int, data_dir: Path) -> dict[str, Path]:
-    folder = data_dir / f"sf_contacts_{n}"
+def _data_for(n: int, data_dir: Path, shape: str = "unique") -> dict[str, Path]:
+    # The shared shape has its own folder: the unique shape's cache stays valid.
+    folder = data_dir / (f"sf_contacts_{n}" if shape == "unique" else f"sf_contacts_{shape}_{n}")
     marker = folder / ".complete"
     started = time.perf_counter()
     if marker.exists():
@@ -444,13 +561,15 @@ def _data_for(n: int, data_dir: Path) -> dict[str, Path]:
             "resync": folder / "contacts_resync_nochange.jsonl",
         }
     else:
-        paths = gen_salesforce.generate(n, folder)
+        paths = gen_salesforce.generate(n, folder, shape)
         marker.write_text("ok")
-        print(f"generated {n} contacts in {time.perf_counter() - started:.1f}s → {folder}", flush=True)
+        print(
+            f"generated {n} {shape} contacts in {time.perf_counter() - started:.1f}s → {folder}", flush=True
+        )
     # Written by a later version of this benchmark: a cache of an earlier one lacks them.
     later = folder / ".later_complete"
     if not later.exists():
-        paths.update(write_later_resyncs(n, folder))
+        paths.update(write_later_resyncs(n, folder, shape))
         later.write_text("ok")
         print(f"wrote the later-time re-syncs of {n} contacts → {folder}", flush=True)
     else:
@@ -594,10 +713,14 @@ def render(
     failures: list[dict[str, Any]],
     key: str,
     sizes_run: list[int],
+    cases: list[dict[str, Any]] | None = None,
+    shape: str = "unique",
+    via: str = "process",
 ) -> str:
     """Markdown section for RESULTS.md and stdout."""
     limit = machine.get("duckdb_memory_limit")
     title = ", ".join(str(n) for n in sizes_run)
+    title += f", shape {shape}, via {via}"
     if limit:
         title += f", AAG_DUCKDB_MEMORY_LIMIT={limit}"
     out = [f"<!-- bench_ingest sizes={key} -->", f"## Core ingest — sizes {title} ({machine['date']})", ""]
@@ -615,12 +738,22 @@ def render(
         + " ".join(str(n) for n in sizes_run)
         + (f" --duckdb-memory-limit {limit}" if limit else "")
         + (f" --commit {machine['commit']}" if machine.get("commit") else "")
-        + "`"
+        + f" --shape {shape} --via {via}`"
     )
     out.append("")
+    out.append(
+        "Data shapes: *unique* is today's generator (last names from 31 values, cities from 20, "
+        "streets from 1,970 = 10 names × 197 numbers; e-mail and phone per contact); *shared* "
+        "draws last names from 5,000 values, cities from 500 and streets from 300, the rest as "
+        "in *unique*."
+    )
+    out.append("")
+    for case in cases or []:
+        out.extend(render_via(case))
     for f in failures:
         out.append(
-            f"**N={f['n']:,}: the ingest worker did not finish: {f['failed']}.** "
+            f"**N={f['n']:,} ({f.get('shape', 'unique')}): the ingest worker did not finish: "
+            f"{f['failed']}.** "
             f"Floor for this size: {f['floor']['events']:,} events in "
             f"{f['floor']['seconds']:.1f}s. Last progress lines:"
         )
@@ -630,7 +763,7 @@ def render(
     if not rows:
         out.append(f"<!-- /bench_ingest sizes={key} -->")
         return "\n".join(out) + "\n"
-    head = ["metric", *[f"N={r['n']:,} contacts" for r in rows], "target"]
+    head = ["metric", *[f"N={r['n']:,} contacts, {r.get('shape', 'unique')}" for r in rows], "target"]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
 
@@ -668,18 +801,19 @@ def render(
         lambda r: f"{r['resync_rewritten']:,} / {r['resync_nodes']:,}",
     )
     line("re-sync: edge-rule paths (keys)", lambda r: _paths(r["rule_paths"]["resync"]))
-    for key, label in (("resync_later_csv", "CSV"), ("resync_later_jsonl", "JSON Lines")):
-        # Typed functions, not lambdas with a ``key=key`` default: mypy cannot infer those.
-        def seconds(r: dict[str, Any], key: str = key) -> str:
+    for later, label in (("resync_later_csv", "CSV"), ("resync_later_jsonl", "JSON Lines")):
+        # Typed functions, not lambdas with a ``key=later`` default: mypy cannot infer those.
+        # (The loop must not rebind ``key``: the section marker below uses it.)
+        def seconds(r: dict[str, Any], key: str = later) -> str:
             return f"{r['later'][key]['s']:.1f}"
 
-        def ratio(r: dict[str, Any], key: str = key) -> str:
+        def ratio(r: dict[str, Any], key: str = later) -> str:
             return f"{r['later'][key]['ratio']:.1%} ({_met(r['later'][key]['ok'])})"
 
-        def versions(r: dict[str, Any], key: str = key) -> str:
+        def versions(r: dict[str, Any], key: str = later) -> str:
             return f"{r['later'][key]['versions']:,} / {r['later'][key]['rewritten']:,}"
 
-        def paths(r: dict[str, Any], key: str = key) -> str:
+        def paths(r: dict[str, Any], key: str = later) -> str:
             return _paths(r["rule_paths"][key])
 
         line(f"re-sync, later record times, {label}: seconds", seconds)
@@ -707,7 +841,7 @@ def render(
         "Columns: initial / 1% / re-sync / later CSV / later JSONL."
     )
     out.append("")
-    head2 = ["phase", *[f"N={r['n']:,}" for r in rows]]
+    head2 = ["phase", *[f"N={r['n']:,} {r.get('shape', 'unique')}" for r in rows]]
     out.append("| " + " | ".join(head2) + " |")
     out.append("|" + "---|" * len(head2))
     keys = BATCHES
@@ -763,6 +897,120 @@ def render(
     return "\n".join(out) + "\n"
 
 
+def render_via(case: dict[str, Any]) -> list[str]:
+    """In-process and CLI figures of one shape and size side by side, batch by batch."""
+    run, cli = case.get("run"), case.get("cli")
+    out = [
+        f"### In-process vs CLI — N={case['n']:,} contacts, {case['shape']} values",
+        "",
+        "In-process: `AagService.ingest` in one worker process, wall seconds around the call "
+        "(phase hooks and a 20 ms RSS sampler are active) and the batch's peak RSS (VmHWM). "
+        f"CLI: `{(cli or {}).get('command', 'aag')} init` and one `… ingest salesforce Contact "
+        "FILE --warehouse W --json` process per batch on a fresh warehouse, wall seconds from "
+        "process start to exit and the process's peak RSS (`/usr/bin/time -f %M`). "
+        "`report s` is the CLI's own `BatchReport.seconds`.",
+        "",
+        "| step | in-process s | ÷ initial | peak RSS | CLI s | ÷ initial | peak RSS | CLI ÷ in-process "
+        "| CLI report s | edge versions in-process / CLI |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def pb(name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = (run or {}).get("batches", {}).get(name)
+        return found
+
+    def cb(name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = (cli or {}).get("batches", {}).get(name)
+        return found
+
+    p_ini, c_ini = pb("initial"), cb("initial")
+
+    def cells(b: dict[str, Any] | None, ini: dict[str, Any] | None) -> list[str]:
+        if b is None:
+            return ["—", "—", "—"]
+        share = f"{b['wall'] / ini['wall']:.1%}" if ini else "—"
+        return [f"{b['wall']:.2f}", share, _gb(b["peak_rss"])]
+
+    def ratio(p: float | None, c: float | None) -> str:
+        if not p or c is None:
+            return "—"
+        r = c / p
+        return f"**{r:.2f}**" if abs(r - 1) > 0.10 else f"{r:.2f}"
+
+    init_p: dict[str, Any] | None = (
+        {"wall": run["init_wall"], "peak_rss": 0} if run and "init_wall" in run else None
+    )
+    init_c: dict[str, Any] | None = (cli or {}).get("init")
+    out.append(
+        "| `init` (fresh warehouse) | "
+        + (f"{init_p['wall']:.2f} | | |" if init_p else "— | | |")
+        + (f" {init_c['wall']:.2f} | | {_gb(init_c['peak_rss'])} |" if init_c else " — | | |")
+        + f" {ratio(init_p['wall'] if init_p else None, init_c['wall'] if init_c else None)} | | |"
+    )
+    totals = [0.0, 0.0]
+    for name in BATCHES:
+        p, c = pb(name), cb(name)
+        totals[0] += p["wall"] if p else 0.0
+        totals[1] += c["wall"] if c else 0.0
+        versions = []
+        for b in (p, c):
+            versions.append(f"{b['report']['edge_versions_written']:,}" if b else "—")
+        check = ""
+        if p and c and p["report"]["edge_versions_written"] != c["report"]["edge_versions_written"]:
+            check = " **differ**"
+        expect_zero = name in ("resync", *LATER)
+        if expect_zero and any(b and b["report"]["edge_versions_written"] for b in (p, c)):
+            check += " **not 0**"
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    *cells(p, p_ini),
+                    *cells(c, c_ini),
+                    ratio(p["wall"] if p else None, c["wall"] if c else None),
+                    f"{c['report']['seconds']:.2f}" if c else "—",
+                    " / ".join(versions) + check,
+                ]
+            )
+            + " |"
+        )
+    shown = [f"{t:.2f}" if ran else "—" for t, ran in zip(totals, (p_ini, c_ini), strict=True)]
+    out.append(
+        f"| all five batches | {shown[0]} | | | {shown[1]} | | | "
+        f"{ratio(totals[0] if p_ini else None, totals[1] if c_ini else None)} | | |"
+    )
+    floor, fp = case["floor"], case["floor_process"]
+    share_p = f"{floor['seconds'] / p_ini['wall']:.1%}" if p_ini else ""
+    share_c = f"{fp['wall'] / c_ini['wall']:.1%}" if c_ini else ""
+    out.append(
+        f"| floor: DuckDB read_json→unpivot→sha256→Parquet, initial file | {floor['seconds']:.2f} "
+        f"| {share_p} | {_gb(floor['peak_rss'])} | {fp['wall']:.2f} | {share_c} | {_gb(fp['peak_rss'])} "
+        f"| {ratio(floor['seconds'], fp['wall'])} | | |"
+    )
+    if cli and "bare_wall" in cli:
+        out.append(
+            f"| start-up: `python -c pass` (median of 3) | | | | {cli['bare_wall']:.2f} | | "
+            f"{_gb(cli['bare_peak_rss'])} | | | |"
+        )
+    if cli and "import_wall" in cli:
+        out.append(
+            f'| start-up: `python -c "import aag.cli"` (median of 3) | | | | {cli["import_wall"]:.2f} | | '
+            f"{_gb(cli['import_peak_rss'])} | | | |"
+        )
+    out.append("")
+    out.append(
+        "The floor's CLI column is the same pass as a process of its own (interpreter start, "
+        "`import duckdb`, the pass, exit), measured like the CLI commands; its in-process "
+        "column is the pass alone. Ratios more than 10% from 1 are in bold."
+    )
+    if cli and cli.get("failed"):
+        out.append("")
+        out.append(f"**The CLI run did not finish: {cli['failed']}**")
+    out.append("")
+    return out
+
+
 def _paths(paths: dict[str, int] | None) -> str:
     if not paths:
         return "n/a"
@@ -800,9 +1048,10 @@ def run_ab(args: argparse.Namespace, env: dict[str, str]) -> None:
         snapshots = {
             label: _snapshot(Path(tmp) / f"src{i}", rev) for i, (label, rev) in enumerate(sides.items())
         }
+        shape = "unique" if args.shape == "both" else args.shape
         for n in args.sizes:
-            _data_for(n, args.data_dir)
-            common = ["--n", str(n), "--data-dir", str(args.data_dir)]
+            _data_for(n, args.data_dir, shape)
+            common = ["--n", str(n), "--data-dir", str(args.data_dir), "--shape", shape]
             for round_ in range(args.rounds):
                 for label, snapshot in snapshots.items():
                     print(f"N={n} round {round_ + 1}: {label} …", flush=True)
@@ -875,6 +1124,20 @@ def main(argv: list[str] | None = None) -> None:
         "--ab", metavar="REV", help="A/B: alternate REV's src/aag and the working tree's; print only"
     )
     parser.add_argument("--rounds", type=int, default=1, help="A/B pairs of ingest runs per size")
+    parser.add_argument(
+        "--shape",
+        choices=[*gen_salesforce.SHAPES, "both"],
+        default="both",
+        help="data shape: unique (today's values), shared (5,000 last names, 500 cities, "
+        "300 streets) or both (default)",
+    )
+    parser.add_argument(
+        "--via",
+        choices=["both", "process", "cli"],
+        default="both",
+        help="ingest in-process (AagService), through the CLI (one `aag` process per batch) "
+        "or both (default)",
+    )
     # internal: worker modes
     parser.add_argument("--worker", choices=["floor", "ingest"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -882,7 +1145,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.worker:
-        paths = _data_for(args.n, args.data_dir)
+        paths = _data_for(args.n, args.data_dir, args.shape)
         if args.worker == "floor":
             worker_floor(paths["initial"], args.out)
         else:
@@ -896,6 +1159,7 @@ def main(argv: list[str] | None = None) -> None:
         machine["duckdb_memory_limit"] = args.duckdb_memory_limit
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
+    cases: list[dict[str, Any]] = []
     if args.ab:
         run_ab(args, env)
         return
@@ -906,40 +1170,74 @@ def main(argv: list[str] | None = None) -> None:
         machine["code"] = code_version(args.commit)
         if args.commit:
             machine["commit"] = args.commit
-        for n in args.sizes:
-            _data_for(n, args.data_dir)
-            common = ["--n", str(n), "--data-dir", str(args.data_dir)]
-            print(f"N={n}: floor …", flush=True)
-            floor_json = Path(tmp) / f"floor_{n}.json"
-            failed = _run_worker(["--worker", "floor", *common, "--out", str(floor_json)], args.timeout)
-            if failed:
-                raise SystemExit(f"floor worker for N={n} failed: {failed}")
+        shapes = list(gen_salesforce.SHAPES) if args.shape == "both" else [args.shape]
+        for shape, n in [(shape, n) for shape in shapes for n in args.sizes]:
+            paths = _data_for(n, args.data_dir, shape)
+            common = ["--n", str(n), "--data-dir", str(args.data_dir), "--shape", shape]
+            print(f"N={n} {shape}: floor …", flush=True)
+            floor_json = Path(tmp) / f"floor_{shape}_{n}.json"
+            floor_cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "floor", *common]
+            ran = run_timed([*floor_cmd, "--out", str(floor_json)], {}, Path(tmp), args.timeout)
+            if ran["returncode"] != 0:
+                raise SystemExit(f"floor worker for N={n} {shape} failed: {ran['stderr'][-2000:]}")
             floor = json.loads(floor_json.read_text())
-            print(f"  floor {floor['events']} events in {floor['seconds']:.1f}s", flush=True)
-            print(f"N={n}: ingest …", flush=True)
-            run_json = Path(tmp) / f"run_{n}.json"
-            extra = ["--keep-warehouse", str(args.keep_warehouse)] if args.keep_warehouse else []
-            failed = _run_worker(
-                ["--worker", "ingest", *common, "--out", str(run_json), *extra], args.timeout, env
+            case: dict[str, Any] = {
+                "shape": shape,
+                "n": n,
+                "floor": floor,
+                "floor_process": {"wall": ran["wall"], "peak_rss": ran["peak_rss"]},
+                "run": None,
+                "cli": None,
+            }
+            cases.append(case)
+            print(
+                f"  floor {floor['events']} events in {floor['seconds']:.1f}s (process {ran['wall']:.1f}s)",
+                flush=True,
             )
-            if failed:
-                progress = run_json.with_suffix(".progress")
-                tail = progress.read_text().splitlines()[-4:] if progress.exists() else []
-                print(f"  ingest worker FAILED: {failed}", flush=True)
-                failures.append(
-                    {"n": n, "floor": floor, "failed": failed, "progress_tail": [t.strip() for t in tail]}
+            if args.via in ("both", "process"):
+                print(f"N={n} {shape}: ingest in-process …", flush=True)
+                run_json = Path(tmp) / f"run_{shape}_{n}.json"
+                extra = ["--keep-warehouse", str(args.keep_warehouse)] if args.keep_warehouse else []
+                failed = _run_worker(
+                    ["--worker", "ingest", *common, "--out", str(run_json), *extra], args.timeout, env
                 )
-                continue
-            run = json.loads(run_json.read_text())
-            rows.append(summarise(n, floor, run))
-    key = ",".join(str(n) for n in args.sizes)
+                if failed:
+                    progress = run_json.with_suffix(".progress")
+                    tail = progress.read_text().splitlines()[-4:] if progress.exists() else []
+                    print(f"  ingest worker FAILED: {failed}", flush=True)
+                    failures.append(
+                        {
+                            "n": n,
+                            "shape": shape,
+                            "floor": floor,
+                            "failed": failed,
+                            "progress_tail": [t.strip() for t in tail],
+                        }
+                    )
+                else:
+                    case["run"] = json.loads(run_json.read_text())
+                    rows.append({**summarise(n, floor, case["run"]), "shape": shape})
+            if args.via in ("both", "cli"):
+                print(f"N={n} {shape}: ingest through the CLI …", flush=True)
+                case["cli"] = run_cli(paths, env, args.timeout)
+                if case["cli"]["failed"]:
+                    print(f"  CLI run FAILED: {case['cli']['failed']}", flush=True)
+    # Shape and via are part of the key: a run of this format never replaces the sections
+    # of the runs before it (which were in-process only, on the unique shape).
+    key = ",".join(str(n) for n in args.sizes) + f";shape={args.shape};via={args.via}"
     if args.duckdb_memory_limit:
         key += f";AAG_DUCKDB_MEMORY_LIMIT={args.duckdb_memory_limit}"
-    section = render(machine, rows, failures, key, args.sizes)
+    section = render(machine, rows, failures, key, args.sizes, cases, args.shape, args.via)
     print()
     print(section)
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "rows": rows, "failures": failures}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"machine": machine, "rows": rows, "failures": failures, "cases": cases},
+                indent=2,
+                default=str,
+            )
+        )
     if not args.no_write:
         write_section(args.results, "bench_ingest", section, f"sizes={key}")
         print(f"updated {args.results}")

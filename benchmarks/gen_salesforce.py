@@ -11,13 +11,21 @@ Writes three JSON Lines files for N contacts:
   hence the batch id) differs while every record and timestamp is the same.
 
 Values are deterministic functions of the row index (no RNG state), so a run
-is reproducible and any row can be regenerated on its own. Rows are built with
+is reproducible and any row can be regenerated on its own.
+
+Two shapes (``--shape``): ``unique`` (the default, byte-identical to the files of
+earlier versions) draws last names from 31 values, cities from 20 (4 per country)
+and streets from 10 names × 197 house numbers (1,970 values); e-mails and phones
+are per contact. ``shared`` draws last names from 5,000 values, cities from 500
+(100 per country, with that country's area codes) and streets from 300 values
+(house number included); everything else is as in ``unique``. Rows are built with
 plain string formatting (values never contain quotes or backslashes), which
 keeps 1M rows at a few seconds.
 
 Usage::
 
     python benchmarks/gen_salesforce.py 1000000 /tmp/sf_1m
+    python benchmarks/gen_salesforce.py 1000000 /tmp/sf_1m_shared --shape shared
 """
 
 from __future__ import annotations
@@ -146,6 +154,79 @@ COUNTRIES = (
     ),
 )
 
+# -- the shared shape's value pools --------------------------------------------------
+#: Shapes of the generated data (see the module docstring).
+SHAPES = ("unique", "shared")
+
+_ONSETS = (
+    "Ba",
+    "Be",
+    "Bra",
+    "Da",
+    "De",
+    "Fa",
+    "Ga",
+    "Ha",
+    "He",
+    "Ka",
+    "Ke",
+    "La",
+    "Le",
+    "Ma",
+    "Me",
+    "Na",
+    "Pa",
+    "Ra",
+    "Sa",
+    "Ta",
+)
+_MIDDLES = (
+    "l",
+    "n",
+    "r",
+    "s",
+    "t",
+    "m",
+    "k",
+    "d",
+    "b",
+    "g",
+    "v",
+    "w",
+    "z",
+    "x",
+    "p",
+    "ll",
+    "nn",
+    "rr",
+    "ss",
+    "tt",
+    "mm",
+    "ck",
+    "nd",
+    "rt",
+    "st",
+)
+_ENDINGS = ("er", "ann", "ini", "sson", "ez", "ov", "berg", "ford", "ova", "ard")
+
+
+def _pool(count: int, extra: str = "") -> tuple[str, ...]:
+    """``count`` distinct made-up names (onset + middle + ending, then ``extra``)."""
+    names = tuple(
+        f"{_ONSETS[k % len(_ONSETS)]}{_MIDDLES[k // len(_ONSETS) % len(_MIDDLES)]}"
+        f"{_ENDINGS[k // (len(_ONSETS) * len(_MIDDLES)) % len(_ENDINGS)]}{extra}"
+        for k in range(count)
+    )
+    assert len(set(names)) == count, count
+    return names
+
+
+#: 5,000 last names, 500 cities (the first 100 for COUNTRIES[0], …), 300 streets.
+SHARED_LAST = _pool(5000)
+SHARED_CITIES = _pool(500, "ville")
+SHARED_STREETS = tuple(f"{STREETS[k % len(STREETS)]} {1 + k // len(STREETS)}" for k in range(300))
+_CITIES_PER_COUNTRY = len(SHARED_CITIES) // 5
+
 #: Contacts 003Dn + 10 digits: only the 'D' is upper case, so the 18-character
 #: checksum suffix is the same for every generated id (see aag.sources.salesforce).
 CONTACT_PREFIX = "003Dn"
@@ -240,12 +321,21 @@ def _postal(pattern: str, i: int) -> str:
     return pattern.format(1 + i % 20)
 
 
-def contact_fields(i: int) -> dict[str, object]:
-    """The field values of contact ``i`` in the initial export."""
-    country, spellings, cc, cities, postal = COUNTRIES[i % len(COUNTRIES)]
+def contact_fields(i: int, shape: str = "unique") -> dict[str, object]:
+    """The field values of contact ``i`` in the initial export of ``shape``."""
+    c = i % len(COUNTRIES)
+    country, spellings, cc, cities, postal = COUNTRIES[c]
     city, area = cities[(i // 5) % len(cities)]
     first = FIRST[(i * 7) % len(FIRST)]
     last = LAST[(i * 13 // 3) % len(LAST)]
+    street = f"{STREETS[i % len(STREETS)]} {1 + i % 197}"
+    if shape == "shared":
+        j = _mix(i + 7) % _CITIES_PER_COUNTRY
+        city, area = SHARED_CITIES[c * _CITIES_PER_COUNTRY + j], cities[j % len(cities)][1]
+        last = SHARED_LAST[_mix(i * 13 + 5) % len(SHARED_LAST)]
+        street = SHARED_STREETS[_mix(i + 11) % len(SHARED_STREETS)]
+    elif shape != "unique":
+        raise ValueError(f"unknown shape {shape!r}; one of {SHAPES}")
     local_part = f"{first}.{last}".lower().translate(_ASCII)
     return {
         "Id": contact_id(i),
@@ -254,7 +344,7 @@ def contact_fields(i: int) -> dict[str, object]:
         "LastName": last,
         "Email": f"{local_part}{i}@{DOMAINS[i % len(DOMAINS)]}",
         "Phone": _phone(i, cc, country, area),
-        "MailingStreet": f"{STREETS[i % len(STREETS)]} {1 + i % 197}",
+        "MailingStreet": street,
         "MailingCity": city,
         "MailingPostalCode": _postal(postal, i),
         "MailingCountry": spellings[(i // 25) % len(spellings)],
@@ -264,9 +354,9 @@ def contact_fields(i: int) -> dict[str, object]:
     }
 
 
-def _changed_fields(i: int) -> dict[str, object]:
+def _changed_fields(i: int, shape: str = "unique") -> dict[str, object]:
     """Contact ``i`` with one or two fields changed and a later LastModifiedDate."""
-    row = contact_fields(i)
+    row = contact_fields(i, shape)
     k = i // CHANGE_STRIDE
     kind = k % 5
     if kind == 0:
@@ -316,8 +406,8 @@ def changed_indices(n: int) -> range:
     return range(CHANGE_OFFSET, n, CHANGE_STRIDE)
 
 
-def generate(n: int, out_dir: Path | str) -> dict[str, Path]:
-    """Write the three benchmark files for ``n`` contacts; returns their paths.
+def generate(n: int, out_dir: Path | str, shape: str = "unique") -> dict[str, Path]:
+    """Write the three benchmark files for ``n`` contacts of ``shape``; returns their paths.
 
     Keys: ``initial``, ``changed``, ``resync``.
     """
@@ -328,21 +418,22 @@ def generate(n: int, out_dir: Path | str) -> dict[str, Path]:
         "changed": out / "contacts_changed_1pct.jsonl",
         "resync": out / "contacts_resync_nochange.jsonl",
     }
-    lines = [_line(contact_fields(i)) for i in range(n)]
+    lines = [_line(contact_fields(i, shape)) for i in range(n)]
     _write(paths["initial"], lines)
     _write(paths["resync"], reversed(lines))  # same rows, other order ⇒ other file hash
     del lines
-    _write(paths["changed"], (_line(_changed_fields(i)) for i in changed_indices(n)))
+    _write(paths["changed"], (_line(_changed_fields(i, shape)) for i in changed_indices(n)))
     return paths
 
 
 def _self_check() -> None:
     import json
 
-    for i in list(range(200)) + list(changed_indices(5000)):
-        for row in (contact_fields(i), _changed_fields(i)):
-            text = _line(row)
-            assert json.loads(text) == row, (i, text)
+    for shape in SHAPES:
+        for i in list(range(200)) + list(changed_indices(5000)):
+            for row in (contact_fields(i, shape), _changed_fields(i, shape)):
+                text = _line(row)
+                assert json.loads(text) == row, (i, text)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -350,10 +441,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", type=int, help="number of contacts")
     parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--shape", choices=SHAPES, default="unique", help="value pools (module docstring)")
     args = parser.parse_args(argv)
     _self_check()
     started = time.perf_counter()
-    paths = generate(args.n, args.out_dir)
+    paths = generate(args.n, args.out_dir, args.shape)
     took = time.perf_counter() - started
     for name, path in paths.items():
         print(f"{name:8s} {path}  {path.stat().st_size / 1e6:.1f} MB")
