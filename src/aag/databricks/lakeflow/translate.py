@@ -36,6 +36,21 @@ def spark_sql(canonical: str, tables: dict[str, str]) -> str:
     return tree.transform(fix_for_spark).sql(dialect="spark")
 
 
+def without_star_except(sql: str) -> tuple[str, tuple[str, ...]]:
+    """Spark SQL without its outer ``SELECT * EXCEPT (...)``, and the columns it left out.
+
+    Spark 3.5 has no ``* EXCEPT`` (DuckDB's ``* EXCLUDE``); the caller drops the columns
+    from the DataFrame instead, which every Spark version does.
+    """
+    tree = sqlglot.parse_one(sql, read="spark")
+    star = tree.expressions[0] if isinstance(tree, exp.Select) and len(tree.expressions) == 1 else None
+    if not isinstance(star, exp.Star) or not star.args.get("except_"):
+        return sql, ()
+    dropped = tuple(column.name for column in star.args["except_"])
+    star.set("except_", None)
+    return tree.sql(dialect="spark"), dropped
+
+
 def landed_sql(source: str, fields: tuple[str, ...]) -> str:
     """Spark SQL parsing bronze rows into landed rows (what :func:`aag.bronze.parse_raw` gives)."""
     picks = [
