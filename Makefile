@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test browser delta-reference wheelhouse test-fast lint lock dbt-compile bench bench-gold clean
+.PHONY: demo test browser delta-reference spark35 wheelhouse test-fast lint lock dbt-compile bench bench-gold clean
 
 # dbt on the databricks target without a workspace: placeholder credentials, and only
 # commands that never connect (parse; compile without introspection or cache).
@@ -60,12 +60,14 @@ browser:
 		(apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
 		 (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)); }
 
-# Delta Lake 4.4.0's Spark jar and what it needs beyond Spark, resolved from Maven Central
-# into the local repository now, never at test time; the file lists the jars' paths.
-# `mvn` writes it as its last step, so an interrupted run leaves no file behind.
+# Delta Lake's Spark jar and what it needs beyond Spark (the pom $(2): Delta Lake 4.4.0 by
+# default), resolved from Maven Central into the local repository now, never at test time;
+# the file $(1) lists the jars' paths. `mvn` writes it as its last step, so an interrupted
+# run leaves no file behind.
 define delta_classpath
 	@command -v mvn >/dev/null || { echo "make test needs Maven (mvn) to fetch Delta Lake's jars"; exit 1; }
-	mvn -q -B -f tests/delta_reference/pom.xml dependency:build-classpath -Dmdep.outputFile=$(abspath $(1))
+	mvn -q -B -f $(or $(2),tests/delta_reference/pom.xml) dependency:build-classpath \
+		-Dmdep.outputFile=$(abspath $(1))
 endef
 
 # The main venv's local Spark sessions load those jars (tests/conftest.py points
@@ -84,7 +86,19 @@ $(DELTA_VENV)/.installed: tests/delta_reference/requirements.lock tests/delta_re
 
 delta-reference: $(DELTA_VENV)/.installed
 
-test: $(VENV)/.installed-test $(VENV)/delta-classpath.txt browser delta-reference wheelhouse
+# The PySpark 3.5 environment (tests/test_spark35.py): the Spark client of Databricks
+# runtimes 13.3-15.4 and serverless environments 1-3, in its own venv, with Delta Lake
+# 3.3's jars for Spark 3.5. The commit/parity test runs there with AAG's source on its path.
+SPARK35_VENV ?= .venv-spark35
+$(SPARK35_VENV)/.installed: tests/spark35/requirements.lock tests/spark35/pom.xml
+	$(PYTHON) -m venv $(SPARK35_VENV)
+	$(SPARK35_VENV)/bin/python -m pip install --quiet --no-deps -r tests/spark35/requirements.lock
+	$(call delta_classpath,$(SPARK35_VENV)/delta-classpath.txt,tests/spark35/pom.xml)
+	touch $@
+
+spark35: $(SPARK35_VENV)/.installed
+
+test: $(VENV)/.installed-test $(VENV)/delta-classpath.txt browser delta-reference spark35 wheelhouse
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/sqlfluff lint dbt databricks
@@ -115,4 +129,4 @@ bench-gold: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_gold.py --customers 100000 1000000
 
 clean:
-	rm -rf $(VENV) $(DELTA_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DELTA_VENV) $(SPARK35_VENV) .pytest_cache .mypy_cache .ruff_cache

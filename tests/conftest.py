@@ -58,6 +58,7 @@ def engine(request: pytest.FixtureRequest) -> Engine:
 LONGEST_FIRST = (
     "test_spark_parity.py",
     "test_databricks.py",
+    "test_spark35.py",
     "test_read_parity.py",
     "test_delta_reference.py",
     "test_rules.py",

@@ -548,10 +548,13 @@ _SERVERLESS_PYSPARK = {"1": (3, 5), "2": (3, 5), "3": (3, 5), "4": (4, 0)}
 
 
 def test_commit_task_environment_has_the_pyspark_api_the_code_calls():
-    """The commit task runs aag.engine.spark, which calls ``createDataFrame(pyarrow.Table)`` and
-    ``DataFrame.toArrow()``: PySpark 4.0 and later only, so serverless environment 4 or later."""
+    """The commit task runs aag.engine.spark, which moves Arrow tables with
+    ``createDataFrame(pyarrow.Table)`` and ``DataFrame.toArrow()`` on PySpark 4.0 and later and
+    with pandas and ``_collect_as_arrow`` on 3.5 (``create_frame``, ``collect_arrow``): with
+    both, every serverless environment version fits; with the 4.0 API alone, 4 or later."""
     engine = (ROOT / "src" / "aag" / "engine" / "spark.py").read_text(encoding="utf-8")
-    needs = (4, 0) if ".toArrow()" in engine or "createDataFrame(table)" in engine else (3, 5)
+    fallbacks = "pyspark_version() >= (4, 0)" in engine and "_collect_as_arrow" in engine
+    needs = (3, 5) if fallbacks else (4, 0)
     job = _resources()["jobs"]["aag_ingest"]
     specs = {e["environment_key"]: e["spec"] for e in job["environments"]}
     used = [t for t in job["tasks"] if "environment_key" in t]
@@ -579,6 +582,61 @@ class _Spark35Session:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._spark, name)
+
+
+class _Spark35Frame:
+    """A real DataFrame seen through the PySpark 3.5 API: no ``toArrow``."""
+
+    hidden: tuple[str, ...] = ("toArrow",)
+
+    def __init__(self, df: object) -> None:
+        self._df = df
+
+    def __getattr__(self, name: str) -> object:
+        if name in self.hidden:
+            raise AttributeError(name)
+        return getattr(self._df, name)
+
+
+class _Connect35Frame(_Spark35Frame):
+    """A Spark Connect 3.5 DataFrame: neither ``toArrow`` nor the classic ``_collect_as_arrow``."""
+
+    hidden = ("toArrow", "_collect_as_arrow")
+
+
+@pytest.mark.spark
+def test_the_engine_moves_arrow_tables_through_the_pyspark_35_api(spark_engine, monkeypatch):
+    """``create_frame`` and ``collect_arrow`` on the 3.5 paths give what the 4.x API gives:
+    UTC timestamps, maps, nulls of every type, view-layout strings, an empty table."""
+    from datetime import UTC, datetime
+
+    from aag.engine import spark as spark_module
+
+    spark = spark_engine.spark
+    table = pa.table(
+        {
+            "id": pa.array(["a", "b", None], pa.string_view()),
+            "at": pa.array(
+                [datetime(2024, 3, 1, 12, 30, 1, 5, tzinfo=UTC), None, datetime(1900, 1, 1, tzinfo=UTC)],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "n": pa.array([1, None, 2**40], pa.int64()),
+            "ok": pa.array([True, None, False]),
+            "x": pa.array([0.5, None, -1.0]),
+            "props": pa.array([[("k", "v"), ("j", None)], None, []], pa.map_(pa.string(), pa.string())),
+        }
+    )
+    expected = spark_module.collect_arrow(spark_module.create_frame(spark, table))
+    assert expected.column("at").type == pa.timestamp("us", tz="UTC")
+    assert expected.to_pylist() == table.cast(spark_module.spark_arrow_schema(table.schema)).to_pylist()
+    monkeypatch.setattr(spark_module, "pyspark_version", lambda: (3, 5))
+    for data in (table, table.slice(0, 0)):
+        df = spark_module.create_frame(spark, data)
+        want = expected.slice(0, data.num_rows)
+        for frame in (df, _Spark35Frame(df), _Connect35Frame(df)):
+            got = spark_module.collect_arrow(frame)
+            assert got.schema == want.schema, type(frame).__name__
+            assert got.to_pylist() == want.to_pylist(), type(frame).__name__
 
 
 class _Recorder:
@@ -781,6 +839,11 @@ def _without_batch(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted(out)
 
 
+#: Customers of the world the pipeline + commit parity test builds (tests/test_spark35.py runs
+#: it on PySpark 3.5 with fewer, to stay within its time budget).
+PARITY_CUSTOMERS = int(os.environ.get("AAG_PARITY_CUSTOMERS", "60"))
+
+
 @pytest.mark.spark
 def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine, duckdb_engine):
     """The Databricks flow on local Spark: pipeline datasets (in batch), then the job task.
@@ -794,12 +857,13 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
     from aag.databricks.job import FIELD_EVENTS_TABLE, LEDGER_TABLE, QUARANTINE_TABLE, commit_pending
     from aag.databricks.lakeflow import run_batch
     from aag.databricks.store import SparkTableBatchLog
+    from aag.engine.spark import collect_arrow
     from aag.service import AagService
     from aag.service.reads import customer_profiles_of
     from aag.world import generate
 
     spark = spark_engine.spark
-    world = generate(tmp_path / "world", 60, formats="jsonl")
+    world = generate(tmp_path / "world", PARITY_CUSTOMERS, formats="jsonl")
     reference = AagService(str(tmp_path / "duck"), engine=duckdb_engine)
     reference.init()
     landing = tmp_path / "landing"
@@ -838,7 +902,7 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
         got = customer_profiles_of(spark_engine, store.relationships(), store.nodes(), load_config(), 2)
         expected = reference.customer_profiles(2).to_pylist()
         assert sorted(got.to_pylist(), key=repr) == sorted(expected, key=repr)
-        ledger = spark.sql(f"SELECT count(DISTINCT batch_id) AS n FROM {LEDGER_TABLE}").toArrow()
+        ledger = collect_arrow(spark.sql(f"SELECT count(DISTINCT batch_id) AS n FROM {LEDGER_TABLE}"))
         assert ledger.column(0)[0].as_py() == len([f for f in world.files if f[1] != "ADR6"])
         # The job writes its ledger through the batch-log seam the CLI uses: one row per
         # pipeline batch, holding that batch's field events as the pipeline counted them.
@@ -850,17 +914,19 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
             ).collect()
         }
         assert log.committed_batches([*per_batch, "no-such-batch"]) == set(per_batch)
-        rows = spark.sql(f"SELECT batch_id, field_events, status FROM {LEDGER_TABLE}").toArrow().to_pylist()
+        rows = collect_arrow(
+            spark.sql(f"SELECT batch_id, field_events, status FROM {LEDGER_TABLE}")
+        ).to_pylist()
         assert {r["batch_id"]: r["field_events"] for r in rows} == per_batch
         assert len(rows) == len(per_batch) and {r["status"] for r in rows} == {"committed"}
         _rerun_after_a_failure_before_the_ledger(spark, store)
         # The objects after the first replaced keys with MERGEs; the change data feed of
         # every commit, replayed, is the table.
-        history = spark.sql(f"DESCRIBE HISTORY {store.relationships_table}").toArrow().to_pylist()
+        history = collect_arrow(spark.sql(f"DESCRIBE HISTORY {store.relationships_table}")).to_pylist()
         merges = [h for h in history if h["operation"] == "MERGE"]
         assert merges, [h["operation"] for h in history]
         assert sum(int(dict(h["operationMetrics"])["numTargetRowsDeleted"]) for h in merges) > 0
-        feed = spark.sql(f"SELECT * FROM table_changes('{store.relationships_table}', 0)").toArrow()
+        feed = collect_arrow(spark.sql(f"SELECT * FROM table_changes('{store.relationships_table}', 0)"))
         net: dict[tuple[Any, ...], int] = {}
         for row in feed.to_pylist():
             step = {"insert": 1, "delete": -1}[row["_change_type"]]

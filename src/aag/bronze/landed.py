@@ -148,9 +148,7 @@ def _landed_sql(
             else f'CAST(NULL AS VARCHAR) AS "{i}"'
         )
     rest = [c for c in columns if c != "_row_number"]
-    struct = ", ".join(
-        f"{lit(c)}: {ident(c)}" for c in rest
-    )
+    struct = ", ".join(f"{lit(c)}: {ident(c)}" for c in rest)
     raw = f"CAST(to_json({{{struct}}}) AS VARCHAR)" if rest else "'{}'"
     over = f"_size > {int(limit)}"
     # Cut by characters (DuckDB strings are cut at character bounds): the first 1,024.

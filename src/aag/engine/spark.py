@@ -8,6 +8,7 @@ results are committed differs, and that lives in the store, not here.
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import shutil
 import tempfile
@@ -145,6 +146,68 @@ def session_can_merge(session: Any) -> bool:
     return "DeltaSparkSessionExtension" in extensions
 
 
+def pyspark_version() -> tuple[int, int]:
+    """The (major, minor) version of the installed PySpark (or Databricks Connect) client."""
+    import pyspark
+
+    major, minor = (int(part) for part in pyspark.__version__.split(".")[:2])
+    return major, minor
+
+
+def create_frame(session: Any, table: pa.Table) -> Any:
+    """A Spark DataFrame of an Arrow table, on PySpark 4.x and 3.5 alike.
+
+    PySpark 4.0 takes a ``pyarrow.Table`` itself. PySpark 3.5 (Databricks runtimes
+    13.3-15.4, serverless environments 1-3) takes pandas, converted with Arrow
+    (``spark.sql.execution.arrow.pyspark.enabled``) under the table's own Spark schema:
+    timestamps stay UTC instants, maps go as dicts, integer nulls stay nulls.
+    """
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    schema = spark_arrow_schema(table.schema)
+    if schema != table.schema:
+        table = table.cast(schema)
+    if table.num_rows == 0:
+        # Spark infers nothing from an empty table's batches; give it the schema.
+        return session.createDataFrame([], schema=from_arrow_schema(schema))
+    if pyspark_version() >= (4, 0):
+        return session.createDataFrame(table)
+    frame = table.to_pandas(integer_object_nulls=True, maps_as_pydicts="strict")
+    return session.createDataFrame(frame, schema=from_arrow_schema(schema))
+
+
+def collect_arrow(df: Any) -> pa.Table:
+    """A Spark DataFrame's rows as an Arrow table, on PySpark 4.x and 3.5 alike.
+
+    ``DataFrame.toArrow`` exists from PySpark 4.0 on. On 3.5 the classic DataFrame
+    collects its Arrow batches itself (``_collect_as_arrow``, what its ``toPandas`` uses),
+    and any other (Spark Connect) goes through pandas; both are cast to the Arrow form
+    of the DataFrame's Spark schema, as ``toArrow`` gives it (timestamps UTC).
+    """
+    to_arrow = getattr(df, "toArrow", None)
+    if to_arrow is not None:
+        result: pa.Table = to_arrow()
+        return result
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    # PySpark 4.x asks for the zone of timestamps; 3.5 always gives UTC.
+    takes_zone = "timezone" in inspect.signature(to_arrow_schema).parameters
+    utc: dict[str, Any] = {"timezone": "UTC"} if takes_zone else {}
+    schema = to_arrow_schema(df.schema, **utc)
+    collect = getattr(df, "_collect_as_arrow", None)
+    if collect is not None:
+        batches = [b.cast(schema) if b.schema != schema else b for b in collect()]
+        return pa.Table.from_batches(batches, schema=schema)
+    frame = df.toPandas()
+    # pandas has the session's local times, without their zone.
+    zone = df.sparkSession.conf.get("spark.sql.session.timeZone")
+    for field in schema:
+        naive = getattr(frame[field.name].dtype, "kind", "") == "M"  # numpy datetime64, no zone
+        if pa.types.is_timestamp(field.type) and field.type.tz and naive:
+            frame[field.name] = frame[field.name].dt.tz_localize(zone)
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
 class SparkEngine(Engine):
     """Runs canonical SQL on a Spark session.
 
@@ -169,22 +232,11 @@ class SparkEngine(Engine):
         """Register Arrow data as a temp view."""
         if isinstance(table, pa.RecordBatchReader):
             table = table.read_all()
-        schema = spark_arrow_schema(table.schema)
-        if schema != table.schema:
-            table = table.cast(schema)
-        if table.num_rows == 0:
-            # Spark infers nothing from an empty Arrow table's batches; give it the schema.
-            from pyspark.sql.pandas.types import from_arrow_schema
-
-            df = self.spark.createDataFrame([], schema=from_arrow_schema(table.schema))
-        else:
-            df = self.spark.createDataFrame(table)
-        df.createOrReplaceTempView(name)
+        create_frame(self.spark, table).createOrReplaceTempView(name)
 
     def query(self, sql: str) -> pa.Table:
         """Run transpiled SQL; collect as Arrow."""
-        result: pa.Table = self.spark.sql(to_dialect(sql, "spark")).toArrow()
-        return result
+        return collect_arrow(self.spark.sql(to_dialect(sql, "spark")))
 
     def materialize(self, name: str, sql: str) -> None:
         """Cache the result as a temp view."""

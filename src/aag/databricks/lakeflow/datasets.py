@@ -17,6 +17,7 @@ from aag.databricks.lakeflow.translate import (
     landed_schema,
     landed_sql,
     spark_sql,
+    without_star_except,
 )
 from aag.engine.dialect import lit
 from aag.model import FIELD_EVENTS, NODES, QUARANTINE
@@ -182,10 +183,10 @@ def _extraction(
         source = f"aag_enriched_{key}"
     dedupe = extractor.dedupe_sql("aag_dedupe_in")
     if dedupe is not None:
-        dedupe_spark = spark_sql(dedupe, {"aag_dedupe_in": source})
+        dedupe_spark, dropped = without_star_except(spark_sql(dedupe, {"aag_dedupe_in": source}))
 
-        def deduped(sql: str = dedupe_spark) -> Any:
-            return spark.sql(sql)
+        def deduped(sql: str = dedupe_spark, dropped: tuple[str, ...] = dropped) -> Any:
+            return spark.sql(sql).drop(*dropped)
 
         dp.temporary_view(name=f"aag_rows_{key}")(deduped)
     else:

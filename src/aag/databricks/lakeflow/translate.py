@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import sqlglot
+from sqlglot import exp
 
 from aag.engine.dialect import to_dialect
 from aag.engine.spark import spark_arrow_schema
@@ -27,6 +29,21 @@ def key_of(system: str, obj: str) -> str:
 def spark_sql(canonical: str, tables: dict[str, str]) -> str:
     """Canonical SQL → Spark SQL, with engine table names replaced by pipeline datasets."""
     return to_dialect(canonical, "spark", tables=tables)
+
+
+def without_star_except(sql: str) -> tuple[str, tuple[str, ...]]:
+    """Spark SQL without its outer ``SELECT * EXCEPT (...)``, and the columns it left out.
+
+    Spark 3.5 has no ``* EXCEPT`` (DuckDB's ``* EXCLUDE``); the caller drops the columns
+    from the DataFrame instead, which every Spark version does.
+    """
+    tree = sqlglot.parse_one(sql, read="spark")
+    star = tree.expressions[0] if isinstance(tree, exp.Select) and len(tree.expressions) == 1 else None
+    if not isinstance(star, exp.Star) or not star.args.get("except_"):
+        return sql, ()
+    dropped = tuple(column.name for column in star.args["except_"])
+    star.set("except_", None)
+    return tree.sql(dialect="spark"), dropped
 
 
 def landed_sql(source: str, fields: tuple[str, ...]) -> str:
