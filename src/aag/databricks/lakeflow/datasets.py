@@ -20,6 +20,7 @@ from aag.databricks.lakeflow.translate import (
     without_star_except,
 )
 from aag.engine.dialect import lit
+from aag.engine.spark import pyspark_version
 from aag.model import FIELD_EVENTS, NODES, QUARANTINE
 from aag.normalize import country_table
 from aag.sources import extractor_for
@@ -183,10 +184,17 @@ def _extraction(
         source = f"aag_enriched_{key}"
     dedupe = extractor.dedupe_sql("aag_dedupe_in")
     if dedupe is not None:
-        dedupe_spark, dropped = without_star_except(spark_sql(dedupe, {"aag_dedupe_in": source}))
+        dedupe_spark = spark_sql(dedupe, {"aag_dedupe_in": source})
+        dropped: tuple[str, ...] = ()
+        if pyspark_version() < (4, 0):
+            # Spark 3.5 has no SELECT * EXCEPT: the columns are dropped from the DataFrame.
+            # Spark 4 keeps the SQL whole: a declarative pipeline (Spark Connect) analyses a
+            # DataFrame method on a flow's SQL at once, before the datasets it reads exist.
+            dedupe_spark, dropped = without_star_except(dedupe_spark)
 
         def deduped(sql: str = dedupe_spark, dropped: tuple[str, ...] = dropped) -> Any:
-            return spark.sql(sql).drop(*dropped)
+            frame = spark.sql(sql)
+            return frame.drop(*dropped) if dropped else frame
 
         dp.temporary_view(name=f"aag_rows_{key}")(deduped)
     else:
