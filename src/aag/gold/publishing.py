@@ -33,6 +33,7 @@ from aag.gold.project import (
     MANIFEST_FILE,
     gold_dir,
     gold_file,
+    memory_limit,
 )
 from aag.graph.warehouse import Warehouse
 
@@ -52,7 +53,9 @@ def export_gold(database: Path, folder: Path) -> dict[str, int]:
         Rows per relation.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(database))
+    # The sorts below spill beyond the build's limit rather than take 80% of the RAM,
+    # DuckDB's default.
+    con = duckdb.connect(str(database), config={"memory_limit": memory_limit()})
     counts: dict[str, int] = {}
     try:
         con.execute("SET TimeZone = 'UTC'")
