@@ -67,9 +67,12 @@ def test_literals_read_back_on_spark(spark_engine: SparkEngine, values: list[str
     assert spark_engine.query(f"SELECT {canonical}").to_pylist()[0] == {
         f"c{i}": v for i, v in enumerate(values)
     }
-    # A value with the quote and backslash sequences sqlglot and Spark treat specially.
-    tricky = "it's \\' \\\\ \\n \\u0041 ''"
+    # A value with the quote and backslash sequences sqlglot and Spark treat specially,
+    # and the ${…} forms Spark's variable substitution (on, as on Databricks) rewrites.
+    assert spark_engine.spark.conf.get("spark.sql.variable.substitute") == "true"
+    tricky = "it's \\' \\\\ \\n \\u0041 '' ${spark.app.name} $\\{x} ${env:HOME} ${system:user.dir}"
     assert spark_engine.spark.sql(f"SELECT {lit(tricky, 'spark')}").collect()[0][0] == tricky
+    assert spark_engine.query(f"SELECT {lit(tricky)} AS v").to_pylist() == [{"v": tricky}]
 
 
 def test_in_list_matches_its_values_and_an_empty_list_matches_nothing() -> None:
@@ -92,3 +95,11 @@ def test_to_dialect_renames_tables_keeps_aliases_and_applies_the_spark_fixes() -
     assert second == "SELECT 1"
     # The canonical dialect is left as it is, and Spark's rewrites stay off for it.
     assert "STRFTIME" in to_dialect(sql, "duckdb").upper()
+
+
+def test_spark_literals_are_guarded_from_variable_substitution_and_identifiers_are_not() -> None:
+    out = to_dialect("""SELECT 'a${env:HOME}b' AS "c${x}", '${y}' || 'z'""", "spark")
+    assert out == "SELECT 'a$\\{env:HOME}b' AS `c${x}`, '$\\{y}' || 'z'"
+    assert "${" not in lit("${spark.app.name}", "databricks")
+    tree = sqlglot.parse_one(out, read="spark")
+    assert [e.sql("duckdb") for e in tree.expressions] == ["""'a${env:HOME}b' AS "c${x}\"""", "'${y}' || 'z'"]

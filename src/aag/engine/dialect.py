@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.tokens import TokenType
 
 #: The dialect AAG's SQL is written in; other engines transpile from it with sqlglot.
 CANONICAL_DIALECT = "duckdb"
@@ -56,8 +57,30 @@ def lit(value: str, dialect: str = CANONICAL_DIALECT) -> str:
     if dialect == CANONICAL_DIALECT:
         return "'" + value.replace("'", "''") + "'"
     if dialect in SPARK_DIALECTS:
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+        return "'" + escaped.replace("${", "$\\{") + "'"
     raise ValueError(f"no string literal form for dialect {dialect!r}")
+
+
+def guard_substitution(sql: str, dialect: str) -> str:
+    r"""Spark SQL whose string literals cannot be changed by variable substitution.
+
+    Spark replaces ``${name}`` in statement text with configuration values or
+    environment variables (``spark.sql.variable.substitute``, on by default, also on
+    Databricks), inside string literals too; a value such as ``${env:HOME}`` would not
+    read back as written. Inside Spark literals an escaped ``\{`` reads as ``{``, so
+    ``${`` is written ``$\{``; identifiers and the rest of the text are left alone.
+    """
+    if dialect not in SPARK_DIALECTS or "${" not in sql:
+        return sql
+    parts, pos = [], 0
+    for token in sqlglot.Dialect.get_or_raise(dialect).tokenize(sql):
+        if token.token_type == TokenType.STRING and "${" in sql[token.start : token.end + 1]:
+            parts.append(sql[pos : token.start])
+            parts.append(sql[token.start : token.end + 1].replace("${", "$\\{"))
+            pos = token.end + 1
+    parts.append(sql[pos:])
+    return "".join(parts)
 
 
 def in_list(values: Iterable[str]) -> str:
@@ -158,5 +181,5 @@ def _transpile(sql: str, dialect: str, tables: Mapping[str, str] | None, pretty:
             tree = _renamed(tree, tables)
         if fixes and dialect in SPARK_DIALECTS:
             tree = tree.transform(fix_for_spark)
-        out.append(tree.sql(dialect=dialect, pretty=pretty))
+        out.append(guard_substitution(tree.sql(dialect=dialect, pretty=pretty), dialect))
     return ";\n".join(out)
