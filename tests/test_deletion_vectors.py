@@ -29,7 +29,9 @@ from aag.graph import deletion_vectors as dvs
 from aag.graph.delta import DeltaIO
 from aag.graph.local_writes import drop_orphans
 from aag.graph.store import DeltaGraphStore
+from aag.graph.warehouse import Warehouse
 from aag.model import RELATIONSHIPS
+from aag.service import maintenance
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = ["source_node_id", "rel_type", "source_system"]
@@ -204,8 +206,9 @@ def test_dv_commits_read_back_as_the_copy_on_write_merge(
     cow_uri = _new_table(root / "cow", initial)
     for touched, new, drop in plan:
         names = [f"n{i:03d}" for i in touched if f"n{i:03d}" in world.history]
-        gone = [f"n{i:03d}" for i in drop if f"n{i:03d}" not in names]
-        keys, rows = world.batch(names, [f"n{i:03d}" for i in new], gone)
+        opened = [f"n{i:03d}" for i in new]
+        gone = [f"n{i:03d}" for i in drop if f"n{i:03d}" not in [*names, *opened]]
+        keys, rows = world.batch(names, opened, gone)
         before = _data_files(dv_uri)
         version = DeltaTable(dv_uri).version()
         metrics = dvs.replace_keys(dv_uri, keys, rows, {"batch_id": "b"}, inline_limit=limit)
@@ -398,3 +401,82 @@ def test_delta_spark_reads_the_rows_and_the_feed_the_dv_writer_wrote(tmp_path: P
     assert _canonical(spark_feed.select(names).cast(schema)) == _canonical(
         ours_feed.select(names).cast(schema)
     )
+
+
+def test_optimize_and_vacuum_keep_live_vectors_and_drop_dead_ones(tmp_path: Path) -> None:
+    wh = Warehouse(str(tmp_path / "wh"), deletion_vectors=True)
+    wh.init()
+    uri = wh.graph.relationships_uri
+    world = World(40)
+    for data in world.initial(3):
+        DeltaIO().append(uri, data)
+    for touched in (["n001", "n002", "n010"], [f"n{i:03d}" for i in range(1, 40, 3)]):
+        keys, rows = world.batch(touched, [], [])
+        dvs.replace_keys(uri, keys, rows, inline_limit=0)
+    vectors = set(Path(uri).glob("deletion_vector_*.bin"))
+    assert len(vectors) == 2
+    # delta-rs writes the table on top: a copy-on-write MERGE and an append.
+    keys, rows = world.batch(["n002", "n004"], ["n066"], [])
+    DeltaIO().replace_keys(uri, keys, rows)
+    DeltaIO().append(uri, _rows([("n099", "t", 5, True)]))
+    expected = _canonical(_read(uri))
+    assert sum(_read(uri).column("is_current").to_pylist()) == 42
+    removed = maintenance.vacuum(wh)
+    assert removed[uri] >= 1  # the files the MERGE replaced
+    assert set(Path(uri).glob("deletion_vector_*.bin")) <= vectors
+    assert _canonical(_read(uri)) == expected
+    maintenance.optimize(wh)
+    assert _canonical(_read(uri)) == expected
+    assert not [
+        a
+        for a in dvs.live_adds(Path(uri), int(DeltaTable(uri).version())).values()
+        if a.get("deletionVector")
+    ]
+    maintenance.vacuum(wh)
+    # Compacted: no file has a vector any more, so no vector file is left.
+    assert not list(Path(uri).glob("deletion_vector_*.bin"))
+    assert _canonical(_read(uri)) == expected
+    # The writer goes on on the compacted table.
+    keys, rows = world.batch(["n007"], [], [])
+    dvs.replace_keys(uri, keys, rows)
+    assert sum(_read(uri).column("is_current").to_pylist()) == 42
+
+
+def test_the_store_ingests_the_same_graph_with_deletion_vectors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aag.demo import write_demo_files
+    from aag.service import AagService
+
+    services = {}
+    for name, flag in (("cow", "0"), ("dv", "1")):
+        monkeypatch.setenv("AAG_DELETION_VECTORS", flag)
+        svc = AagService(str(tmp_path / name))
+        assert svc.warehouse.graph.deletion_vectors == (flag == "1")
+        svc.init()
+        for batch, path in write_demo_files(tmp_path / f"in-{name}"):
+            svc.ingest(batch.source_system, batch.source_object, [path])
+        services[name] = svc
+    cow, dv = (services[n].warehouse.graph.relationships_uri for n in ("cow", "dv"))
+    assert "deletionVectors" in (DeltaTable(dv).protocol().reader_features or [])
+    assert "deletionVectors" not in (DeltaTable(cow).protocol().reader_features or [])
+    assert _canonical(_read(dv)) == _canonical(_read(cow))
+    # The copy-on-write store rewrote rows; the vector store replaced versions and rewrote none.
+    rewritten = {
+        n: sum(s.warehouse.batches().column("edge_rows_rewritten").to_pylist()) for n, s in services.items()
+    }
+    assert rewritten["cow"] > 0
+    assert rewritten["dv"] == 0
+    commits = [
+        json.loads(line)["commitInfo"]
+        for path in sorted(Path(dv, "_delta_log").glob("*.json"))
+        for line in path.read_text().splitlines()
+        if line.startswith('{"commitInfo"')
+    ]
+    merges = [
+        c
+        for c in commits
+        if c.get("engineInfo") == "aag deletion-vector writer" and c["operation"] == "MERGE"
+    ]
+    assert merges
+    assert sum(int(c["operationMetrics"]["num_target_rows_deleted"]) for c in merges) > 0

@@ -53,9 +53,15 @@ INLINE_LIMIT = 64
 #: Table feature and property that switch deletion vectors on.
 FEATURE = "deletionVectors"
 PROPERTY = "delta.enableDeletionVectors"
-#: Writer features a legacy writer-version-4 table implies and this writer honours
-#: (delta-rs creates ``relationships`` at writer version 4 with the change data feed on).
-WRITER_FEATURES = ("appendOnly", "invariants", "changeDataFeed", FEATURE)
+#: The writer features each legacy writer version implies (protocol "Table Features"): a
+#: table moved to writer version 7 must list them to keep them (delta-rs creates
+#: ``relationships`` at writer version 4, for its change data feed).
+LEGACY_WRITER_FEATURES = {
+    1: (),
+    2: ("appendOnly", "invariants"),
+    3: ("appendOnly", "invariants", "checkConstraints"),
+    4: ("appendOnly", "invariants", "checkConstraints", "changeDataFeed", "generatedColumns"),
+}
 
 _Z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
 _Z85_INDEX = {c: i for i, c in enumerate(_Z85)}
@@ -344,12 +350,15 @@ def enable(uri: str) -> bool:
     meta = table.metadata()
     if FEATURE in (protocol.reader_features or []) and meta.configuration.get(PROPERTY) == "true":
         return False
-    if protocol.min_writer_version > 4 and protocol.min_writer_version != 7:
-        raise WarehouseError(f"{uri}: writer version {protocol.min_writer_version} is not upgraded here")
-    if protocol.min_reader_version not in (1, 3):
-        raise WarehouseError(f"{uri}: reader version {protocol.min_reader_version} is not upgraded here")
+    writer_version = protocol.min_writer_version
+    if writer_version not in (*LEGACY_WRITER_FEATURES, 7) or protocol.min_reader_version not in (1, 3):
+        # Column mapping (reader 2, writers 5 and 6) changes the files' column names.
+        raise WarehouseError(
+            f"{uri}: protocol {protocol.min_reader_version}/{writer_version} cannot take deletion vectors here"
+        )
+    implied = LEGACY_WRITER_FEATURES.get(writer_version, ())
     readers = sorted({*(protocol.reader_features or []), FEATURE})
-    writers = sorted({*(protocol.writer_features or []), *WRITER_FEATURES})
+    writers = sorted({*(protocol.writer_features or []), *implied, FEATURE})
     configuration = {**meta.configuration, PROPERTY: "true"}
     version = int(table.version()) + 1
     actions: list[dict[str, Any]] = [
@@ -524,6 +533,8 @@ def prepare_replace(
     configuration = table.metadata().configuration
     if table.metadata().partition_columns:
         raise WarehouseError(f"{uri}: the deletion-vector writer handles unpartitioned tables only")
+    if configuration.get("delta.columnMapping.mode", "none") != "none":
+        raise WarehouseError(f"{uri}: the deletion-vector writer does not handle column mapping")
     adds = live_adds(root, read_version)
     known = {f.removeprefix("file://") for f in table.file_uris()}
     if {str(root / p) for p in adds} != {str(Path(k)) for k in known}:
@@ -551,7 +562,8 @@ def prepare_replace(
             if not positions:
                 continue
             taken = sorted(positions)
-            deleted_parts.append(file.read().take(pa.array(taken, pa.int64())))
+            # Files delta-rs wrote read back with view types, which ``take`` does not handle.
+            deleted_parts.append(file.read().cast(schema).take(pa.array(taken, pa.int64())))
             deleted_total += len(taken)
             every = old_rows | positions
             remove: dict[str, Any] = {
@@ -638,3 +650,25 @@ def prepare_replace(
         **{k: str(v) for k, v in (metadata or {}).items()},
     }
     return PendingCommit(root, read_version + 1, [{"commitInfo": commit_info}, *actions], files, metrics)
+
+
+def drop_dead_vectors(uri: str) -> int:
+    """Delete the deletion vector files the table's latest version no longer uses; returns how many.
+
+    delta-rs's vacuum keeps every ``deletion_vector_*.bin`` (it removes data files only), so
+    after a compaction the vectors of the compacted files stay behind. Called after that
+    vacuum, which already made the older versions unreadable.
+    """
+    root = Path(uri)
+    if not (root / "_delta_log").is_dir():
+        return 0
+    adds = live_adds(root, int(DeltaTable(uri).version()))
+    live = {
+        str(Descriptor.from_json(add["deletionVector"]).file_name())
+        for add in adds.values()
+        if add.get("deletionVector") and add["deletionVector"].get("storageType") == "u"
+    }
+    dead = [p for p in root.rglob("deletion_vector_*.bin") if str(p.relative_to(root)) not in live]
+    for path in dead:
+        path.unlink()
+    return len(dead)
