@@ -354,7 +354,7 @@ def enable(uri: str) -> bool:
     if writer_version not in (*LEGACY_WRITER_FEATURES, 7) or protocol.min_reader_version not in (1, 3):
         # Column mapping (reader 2, writers 5 and 6) changes the files' column names.
         raise WarehouseError(
-            f"{uri}: protocol {protocol.min_reader_version}/{writer_version} cannot take deletion vectors here"
+            f"{uri}: protocol {protocol.min_reader_version}/{writer_version} cannot take deletion vectors"
         )
     implied = LEGACY_WRITER_FEATURES.get(writer_version, ())
     readers = sorted({*(protocol.reader_features or []), FEATURE})
