@@ -370,11 +370,12 @@ def test_delta_spark_reads_the_rows_and_the_feed_the_dv_writer_wrote(tmp_path: P
     plan = [
         (["n001", "n002", "n010", "n020"], ["n050"], []),
         (["n001", "n030", "n031"], [], ["n005"]),  # n001 again: a file's vector grows
-        ([f"n{i:03d}" for i in range(0, 40, 2)], [], []),  # big vectors: on disk
+        ([f"n{i:03d}" for i in range(0, 40, 2)], [], []),
     ]
-    for touched, new, drop in plan:
+    for step, (touched, new, drop) in enumerate(plan):
         keys, rows = world.batch(touched, new, drop)
-        dvs.replace_keys(uri, keys, rows)
+        # The last batch's vectors go to a file, the others' inline into the log.
+        dvs.replace_keys(uri, keys, rows, inline_limit=0 if step == len(plan) - 1 else dvs.INLINE_LIMIT)
     table = DeltaTable(uri)
     descriptors = [
         json.loads(line)["add"].get("deletionVector")
@@ -480,3 +481,35 @@ def test_the_store_ingests_the_same_graph_with_deletion_vectors(
     ]
     assert merges
     assert sum(int(c["operationMetrics"]["num_target_rows_deleted"]) for c in merges) > 0
+
+
+def _physical_targets(uri: str) -> set[str]:
+    """``target_node_id`` of every row in the table's data files, hidden rows included."""
+    return {
+        str(v)
+        for path in Path(uri).glob("*.parquet")
+        for v in pq.read_table(path, columns=["target_node_id"]).column(0).to_pylist()
+    }
+
+
+def test_an_erasure_purges_the_rows_vectors_hide(tmp_path: Path) -> None:
+    wh = Warehouse(str(tmp_path / "wh"), deletion_vectors=True)
+    wh.init()
+    uri = wh.graph.relationships_uri
+    world = World(20)
+    DeltaIO().append(uri, world.initial(1)[0])
+    # n003 gets a new version; n005's rows go (its source record was deleted, say).
+    keys, rows = world.batch(["n003"], [], ["n005"])
+    dvs.replace_keys(uri, keys, rows)
+    # n005's row is hidden in the first file, whose other rows are live.
+    assert "t5-0" in _physical_targets(uri)
+    assert "t5-0" not in _read(uri).column("target_node_id").to_pylist()
+    expected = _canonical(_read(uri))
+    assert dvs.purge(uri, {"aag.operation": "erase"}) == 1
+    assert _canonical(_read(uri)) == expected
+    assert DeltaTable(uri).history(1)[0]["operation"] == "REORG"
+    maintenance.vacuum(wh)
+    assert "t5-0" not in _physical_targets(uri)
+    assert _canonical(_read(uri)) == expected
+    assert not list(Path(uri).glob("deletion_vector_*.bin"))
+    assert dvs.purge(uri) == 0  # nothing hidden any more: no commit

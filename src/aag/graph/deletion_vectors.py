@@ -672,3 +672,74 @@ def drop_dead_vectors(uri: str) -> int:
     for path in dead:
         path.unlink()
     return len(dead)
+
+
+def purge(uri: str, metadata: Mapping[str, Any] | None = None) -> int:
+    """Rewrite every file a deletion vector hides rows of, without those rows; returns how many.
+
+    A vector only hides rows: their values stay in the data file until it is rewritten.
+    An erasure must not leave them there, so it purges first (Delta-Spark's ``REORG TABLE
+    ... APPLY (PURGE)``); :func:`aag.service.maintenance.vacuum` then deletes the old
+    files. One commit with ``dataChange`` false (no rows change, the feed skips it).
+
+    Raises:
+        ConflictError: Another writer committed the same version first.
+    """
+    root = Path(uri)
+    table = DeltaTable(uri)
+    version = int(table.version())
+    if FEATURE not in (table.protocol().reader_features or []):
+        return 0
+    schema = pa.schema(table.schema().to_arrow())
+    columns = _stats_columns(table.metadata().configuration, schema)
+    now = _now_ms()
+    actions: list[dict[str, Any]] = []
+    for path, add in sorted(live_adds(root, version).items()):
+        if not add.get("deletionVector"):
+            continue
+        old = Descriptor.from_json(add["deletionVector"])
+        data = pq.read_table(root / path).cast(schema)
+        hidden = pa.array(read_vector(root, old), pa.int64())
+        keep = pc.invert(pc.is_in(pa.array(range(data.num_rows), pa.int64()), value_set=hidden))
+        kept = data.filter(keep)
+        actions.append(
+            {
+                "remove": {
+                    "path": path,
+                    "deletionTimestamp": now,
+                    "dataChange": False,
+                    "extendedFileMetadata": True,
+                    "partitionValues": add.get("partitionValues") or {},
+                    "size": add["size"],
+                    "deletionVector": old.to_json(),
+                }
+            }
+        )
+        if kept.num_rows:
+            name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+            size = _write_parquet(kept, root / name)
+            actions.append(
+                {
+                    "add": {
+                        "path": name,
+                        "partitionValues": add.get("partitionValues") or {},
+                        "size": size,
+                        "modificationTime": now,
+                        "dataChange": False,
+                        "stats": _stats(kept, columns),
+                    }
+                }
+            )
+    if not actions:
+        return 0
+    commit_info = {
+        "timestamp": now,
+        "operation": "REORG",
+        "operationParameters": {"applyPurge": "true"},
+        "readVersion": version,
+        "isBlindAppend": False,
+        "engineInfo": "aag deletion-vector writer",
+        **{k: str(v) for k, v in (metadata or {}).items()},
+    }
+    _put_if_absent(root, version + 1, [{"commitInfo": commit_info}, *actions])
+    return sum(1 for a in actions if "remove" in a)
