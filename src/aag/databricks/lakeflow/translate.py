@@ -15,7 +15,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from aag.engine.dialect import to_dialect
+from aag.engine.dialect import ident, lit, to_dialect
 from aag.engine.spark import spark_arrow_schema
 from aag.normalize import normalise_phones
 from aag.sources.base import Extractor
@@ -46,20 +46,25 @@ def without_star_except(sql: str) -> tuple[str, tuple[str, ...]]:
     return tree.sql(dialect="spark"), dropped
 
 
+def _spark_json_path(field: str) -> str:
+    """Spark's JSON path to the top-level member ``field`` (bracket form unless a plain name)."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field):
+        return "$." + field
+    return "$['" + field + "']"
+
+
 def landed_sql(source: str, fields: tuple[str, ...]) -> str:
     """Spark SQL parsing bronze rows into landed rows (what :func:`aag.bronze.parse_raw` gives)."""
     picks = [
-        f"get_json_object(_raw, '$.{field}') AS `{field}`"
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field)
-        else f"get_json_object(_raw, '$[\\'{field}\\']') AS `{field}`"
-        for field in fields
+        f"get_json_object(_raw, {lit(json_path, 'spark')}) AS {ident(field, 'spark')}"
+        for field, json_path in ((f, _spark_json_path(f)) for f in fields)
     ]
     error = (
         "CASE WHEN get_json_object(_raw, '$') IS NULL THEN 'invalid JSON' "
         "WHEN NOT startswith(ltrim(_raw), '{') THEN 'not a JSON object' END"
     )
     return (
-        f"SELECT _batch_id, _landed_at, _row_number, _raw, {error} AS _error"
+        f"SELECT _batch_id, _landed_at, _row_number, _raw, {error} AS _error"  # noqa: S608 - paths and names quoted by dialect.lit/ident (Spark)
         + "".join(", " + p for p in picks)
         + f" FROM {source}"
     )
