@@ -6,6 +6,9 @@ project's own environment, and called by ``tests/test_delta_reference.py``::
 
     python delta_spark.py CLASSPATH_FILE dump OUT_DIR NAME=TABLE [NAME=TABLE ...]
         read each table with Delta-Spark and write its rows to OUT_DIR/NAME.parquet
+    python delta_spark.py CLASSPATH_FILE cdf OUT_DIR NAME=TABLE@START [NAME=TABLE@START ...]
+        read each table's change data feed from version START with Delta-Spark and write
+        it to OUT_DIR/NAME.parquet
     python delta_spark.py CLASSPATH_FILE rewrite TABLE PREDICATE
         switch deletion vectors on, delete the rows matching PREDICATE and append them
         again: the same rows, the old copies now hidden behind deletion vectors
@@ -55,6 +58,22 @@ def dump(spark: SparkSession, out: Path, tables: list[str]) -> dict[str, int]:
     return counts
 
 
+def cdf(spark: SparkSession, out: Path, tables: list[str]) -> dict[str, int]:
+    """Every table's change data feed from a version, as Delta-Spark reads it, into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for entry in tables:
+        name, _, spec = entry.partition("=")
+        path, _, start = spec.rpartition("@")
+        rows = (
+            spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", int(start))
+        )
+        table = rows.load(path).drop("_commit_timestamp").toArrow()
+        pq.write_table(table, out / f"{name}.parquet")
+        counts[name] = table.num_rows
+    return counts
+
+
 def rewrite(spark: SparkSession, table: str, predicate: str) -> dict[str, int]:
     """Delete the rows matching ``predicate`` behind deletion vectors, then append them again."""
     target = f"delta.`{table}`"
@@ -80,6 +99,8 @@ def main(argv: list[str]) -> None:
     try:
         if command == "dump":
             result: dict[str, int] = dump(spark, Path(args[0]), args[1:])
+        elif command == "cdf":
+            result = cdf(spark, Path(args[0]), args[1:])
         elif command == "rewrite":
             result = rewrite(spark, args[0], args[1])
         else:

@@ -107,6 +107,73 @@ def test_kill_at_a_random_moment_then_rerun_converges(world, seed):
     tally("ingest kills at random moments re-run to the clean tables")
 
 
+# -- the same kills on a deletion-vector table -------------------------------------------
+
+#: Where a batch that replaces edge versions with deletion vectors can die: its vector,
+#: data and change files written but not yet in the log, and right after its commit.
+DV_POINTS = ("dv-files-written", "edges-committed")
+DV_ON = {"AAG_DELETION_VECTORS": "1"}
+
+
+def _vector_commits(warehouse: Path) -> int:
+    """Log entries of the relationships table that add a file with a deletion vector."""
+    log = warehouse / "silver" / "relationships" / "_delta_log"
+    return sum(
+        1
+        for path in log.glob("*.json")
+        if any(
+            (json.loads(line).get("add") or {}).get("deletionVector")
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def dv_world(world: dict[str, Any]) -> Path:
+    """The clean run's warehouse before batch 6, then batches 6 to 9 with deletion vectors on.
+
+    The incremental batches replace edge versions, so the last crashed batch (10) meets a
+    relationships table whose files already carry vectors.
+    """
+    wh = copy_warehouse(world["before"][6], world["root"] / "dv-before-10")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AAG_DELETION_VECTORS", "1")
+        svc = AagService(str(wh))
+        assert svc.warehouse.graph.deletion_vectors
+        for i in range(6, 10):
+            system, obj, path = world["files"][i]
+            svc.ingest(system, obj, [path])
+            if i == 6:
+                # Merge-on-read commits give the copy-on-write run's tables.
+                assert differences(world["after"][6], snapshot(wh)) == []
+    assert _vector_commits(wh) > 0, "no batch replaced edge versions: nothing was tested"
+    return wh
+
+
+@pytest.mark.parametrize("point", DV_POINTS)
+def test_kill_in_a_deletion_vector_commit_then_rerun_converges(
+    world: dict[str, Any], dv_world: Path, point: str
+) -> None:
+    system, obj, path = world["files"][10]
+    wh = copy_warehouse(dv_world, world["root"] / f"dv-run-{point}")
+    commits = _vector_commits(wh)
+    crashed = aag(
+        "ingest", system, obj, str(path), "--warehouse", str(wh), env={**DV_ON, "AAG_CRASH_AT": point}
+    )
+    crashed.communicate(timeout=300)
+    assert crashed.returncode == -signal.SIGKILL, f"{point} was never reached"
+    # Killed before its log entry, the batch left no commit (only orphan files).
+    assert _vector_commits(wh) == commits + (point == "edges-committed")
+    rerun = aag("ingest", system, obj, str(path), "--warehouse", str(wh), "--json", env=DV_ON)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert json.loads(out)[0]["status"] == "committed"
+    assert _vector_commits(wh) > commits
+    assert differences(world["after"][10], snapshot(wh)) == []
+    tally("deletion-vector ingest kill points re-run to the clean tables")
+
+
 # -- aag build ---------------------------------------------------------------------------
 
 

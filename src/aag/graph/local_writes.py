@@ -15,13 +15,18 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from aag.errors import ConflictError, WarehouseError
+from aag.graph.deletion_vectors import Descriptor
 from aag.graph.delta import DeltaIO
 
 
 def drop_orphans(io: DeltaIO, uris: list[str]) -> None:
-    """Delete data files no version of their table references: a failed write's leftovers.
+    """Delete files no version of their table references: a failed write's leftovers.
+
+    Referenced are the data files of ``add`` actions, the change data files of ``cdc``
+    actions and the deletion vector files either names.
 
     A write that fails half-way (a full disk) leaves its partial files behind, and on a
     full disk they hold the very space the roll-back commit needs. Under the writer lock
@@ -35,11 +40,9 @@ def drop_orphans(io: DeltaIO, uris: list[str]) -> None:
         for version in range(int(table.version()) + 1):
             log = Path(uri) / "_delta_log" / f"{version:020d}.json"
             if log.exists():
-                known.update(
-                    json.loads(line)["add"]["path"]
-                    for line in log.read_text(encoding="utf-8").splitlines()
-                    if '"add"' in line and "add" in json.loads(line)
-                )
+                for line in log.read_text(encoding="utf-8").splitlines():
+                    if line.strip():
+                        known.update(_referenced(json.loads(line)))
         root = Path(uri)
         for path in root.rglob("*"):
             if "_delta_log" in path.parts or not path.is_file():
@@ -47,6 +50,23 @@ def drop_orphans(io: DeltaIO, uris: list[str]) -> None:
             relative = urllib.parse.unquote(str(path.relative_to(root)))
             if relative not in {urllib.parse.unquote(k) for k in known}:
                 path.unlink(missing_ok=True)
+
+
+def _referenced(action: dict[str, Any]) -> set[str]:
+    """Files of the table one log action names: data and change files, deletion vectors."""
+    out: set[str] = set()
+    for kind in ("add", "remove", "cdc"):
+        body = action.get(kind)
+        if not body:
+            continue
+        if kind != "remove":
+            out.add(body["path"])
+        vector = body.get("deletionVector")
+        if vector:
+            name = Descriptor.from_json(vector).file_name()
+            if name:
+                out.add(name)
+    return out
 
 
 @contextlib.contextmanager

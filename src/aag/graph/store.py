@@ -24,7 +24,8 @@ from sqlglot import exp
 
 from aag.engine.dialect import in_list
 from aag.faults import crash_point
-from aag.graph.delta import DeltaIO, join
+from aag.graph import deletion_vectors
+from aag.graph.delta import DeltaIO, is_local, join
 from aag.graph.flat_edges import flatten_edges as flatten_edges
 from aag.graph.flat_edges import relationships_stream as relationships_stream
 from aag.graph.flat_edges import unflatten_batch as unflatten_batch
@@ -230,8 +231,11 @@ class MemoryGraphStore(GraphStore):
 class DeltaGraphStore(GraphStore):
     """The graph in Delta tables under ``<warehouse>/silver``."""
 
-    def __init__(self, silver_uri: str, io: DeltaIO) -> None:
+    def __init__(self, silver_uri: str, io: DeltaIO, deletion_vectors: bool = False) -> None:
         self.io = io
+        #: Commit replaced edge versions merge-on-read (:mod:`aag.graph.deletion_vectors`)
+        #: instead of delta-rs's copy-on-write MERGE; local tables only, off by default.
+        self.deletion_vectors = deletion_vectors and is_local(silver_uri)
         self._entity_tables: list[str] = []
         self.nodes_uri = join(silver_uri, "nodes")
         self.relationships_uri = join(silver_uri, "relationships")
@@ -336,6 +340,14 @@ class DeltaGraphStore(GraphStore):
             # Only keys new to the graph: a plain append, no file is rewritten.
             self.io.append(self.relationships_uri, as_scan(change.edge_rows, RELATIONSHIPS), meta)
             stats.edge_rows_written = counts["edges"]
+        elif change.replace_keys.num_rows and self.deletion_vectors:
+            metrics = deletion_vectors.replace_keys(
+                self.relationships_uri,
+                change.replace_keys.select(["source_node_id", "rel_type", "source_system"]),
+                as_table(change.edge_rows, RELATIONSHIPS),
+                meta,
+            )
+            stats.edge_rows_written = counts.get("edges", 0)
         elif change.replace_keys.num_rows:
             metrics = self.io.replace_keys(
                 self.relationships_uri,

@@ -64,10 +64,26 @@ def resolve_location(warehouse: str | None) -> str:
 class Warehouse(BatchLog):
     """Paths and tables of one warehouse."""
 
-    def __init__(self, location: str | None = None, storage_options: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        location: str | None = None,
+        storage_options: Mapping[str, str] | None = None,
+        deletion_vectors: bool | None = None,
+    ) -> None:
+        """Open the warehouse at ``location``.
+
+        Args:
+            location: Path or URI (see :func:`resolve_location`).
+            storage_options: delta-rs storage options for object stores.
+            deletion_vectors: Commit replaced edge versions with deletion vectors instead
+                of rewriting files (local warehouses only; experimental). ``None`` reads
+                ``$AAG_DELETION_VECTORS`` (``1`` switches it on); off by default.
+        """
         self.uri = resolve_location(location)
         self.io = DeltaIO(storage_options)
-        self.graph = DeltaGraphStore(join(self.uri, "silver"), self.io)
+        if deletion_vectors is None:
+            deletion_vectors = os.environ.get("AAG_DELETION_VECTORS") == "1"
+        self.graph = DeltaGraphStore(join(self.uri, "silver"), self.io, deletion_vectors)
         self.quarantine_uri = join(self.uri, "quarantine")
         self.ledger_uri = join(self.uri, "ledger", "batches")
         self.erasures_uri = join(self.uri, "ledger", "erasures")

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from aag import gold
 from aag.bronze import parse_raw
+from aag.graph.deletion_vectors import purge
 from aag.graph.delta import change_feed_paused, delete_matching, now_utc
 from aag.graph.warehouse import Warehouse
 from aag.ids import record_key
@@ -67,6 +68,10 @@ def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict
     drop_nodes = [t for t in targets if t in values and t not in shared] + members
     meta = {"aag.operation": "erase"}
     ids = pa.table({"source_node_id": members})
+    if wh.local:
+        # Rows hidden behind deletion vectors (replaced edge versions) still hold their
+        # values in the data files: rewrite those files without them first.
+        purge(graph.relationships_uri, meta)
     with change_feed_paused(wh.io, graph.relationships_uri):
         delete_matching(wh.io, graph.relationships_uri, ids, meta)
         delete_matching(wh.io, graph.relationships_uri, pa.table({"target_node_id": members}), meta)

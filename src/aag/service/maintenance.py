@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from aag.graph.deletion_vectors import drop_dead_vectors
 from aag.graph.delta import is_local
 from aag.graph.warehouse import Warehouse
 
@@ -60,6 +61,8 @@ def vacuum(wh: Warehouse) -> dict[str, int]:
             table = wh.io.open(uri)
             files = table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
             removed[uri] = len(files) + _drop_change_data(uri)
+            if wh.local:
+                removed[uri] += drop_dead_vectors(uri)
     return removed
 
 
