@@ -91,7 +91,8 @@ def landed_sql(source: str, fields: tuple[str, ...], shape: Mapping[str, str] | 
             # to_json leaves out NULL keys: a connector column that is NULL (Segment's
             # warehouse fills a trait column only for a non-null value) is a key the call
             # did not carry.
-            expr = f"to_json({_struct_sql(tree)})" if tree else _json_get(field)
+            nulls_out = "map('ignoreNullFields', 'true')"
+            expr = f"to_json({_struct_sql(tree)}, {nulls_out})" if tree else _json_get(field)
         picks.append(f"{expr} AS `{field}`")
     error = (
         "CASE WHEN get_json_object(_raw, '$') IS NULL THEN 'invalid JSON' "
