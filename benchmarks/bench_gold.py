@@ -485,6 +485,8 @@ def markdown(runs: list[dict[str, Any]], commit: str, sizes_key: str) -> str:
     import deltalake
     import duckdb
 
+    from aag.gold.project import memory_limit
+
     def row(label: str, fmt: str, key: str | Callable[[dict[str, Any]], object]) -> str:
         cells = []
         for f in runs:
@@ -502,7 +504,8 @@ def markdown(runs: list[dict[str, Any]], commit: str, sizes_key: str) -> str:
         "",
         f"Machine: {cores} vCPU, {memory:.1f} GiB RAM, {platform.platform()}; Python "
         f"{platform.python_version()}, dbt-core {dbt.version.__version__}, duckdb {duckdb.__version__}, "
-        f"deltalake {deltalake.__version__}. Local warehouse in a temp dir; each size in a fresh process.",
+        f"deltalake {deltalake.__version__}. Local warehouse in a temp dir; each size in a fresh process. "
+        f"DuckDB memory limit of the builds: {memory_limit()} (`AAG_DUCKDB_MEMORY_LIMIT`).",
         "",
         f"Code: commit {commit}. Command: `.venv/bin/python benchmarks/bench_gold.py "
         f"--customers {' '.join(str(f['customers']) for f in runs)}`",
@@ -527,7 +530,8 @@ def markdown(runs: list[dict[str, Any]], commit: str, sizes_key: str) -> str:
             lambda f: f["full"]["report"]["dbt_seconds"],
         ),
         row("　of which Parquet export and publish", ".1f", lambda f: f["full"]["report"]["export_seconds"]),
-        row("　peak RSS (GB)", ".2f", lambda f: f["full"]["peak_rss_gb"]),
+        # dbt runs inside the build's process (dbtRunner), so its peak is the whole build's.
+        row("　peak RSS of the build process, dbt included (GB)", ".2f", lambda f: f["full"]["peak_rss_gb"]),
         row("　1-min load average at start", ".1f", lambda f: f["full"]["load_before"]),
         row("1% change batch: records changed", ",", lambda f: f["batch"]["batch"]["changed_records"]),
         row("　edge keys replaced (one MERGE)", ",", lambda f: f["batch"]["batch"]["edge_keys_replaced"]),

@@ -142,6 +142,7 @@ class _CatalogEngine(Engine):
 
     def __init__(self) -> None:
         self.executed: list[str] = []
+        self.native: list[str] = []
 
     def register(self, name, table):  # pragma: no cover - not used
         raise NotImplementedError
@@ -160,6 +161,9 @@ class _CatalogEngine(Engine):
 
     def execute(self, sql):
         self.executed.append(sql)
+
+    def execute_native(self, sql):
+        self.native.append(sql)
 
 
 CHANGE_SQL = ChangeSql(
@@ -199,23 +203,55 @@ def test_commit_statements_follow_the_engine_capabilities():
     store = SparkTableGraphStore(engine, "aag.graph")
     assert store.merge
     only_new = store.commit_statements(_change(0, {"nodes": 3, "log": 2, "edges": 5}))
-    assert [s.split()[0:3] for s in only_new] == [
+    assert [s.sql.split()[0:3] for s in only_new] == [
         ["INSERT", "INTO", "aag.graph.nodes"],
         ["INSERT", "INTO", "aag.graph.edge_events"],
         ["INSERT", "INTO", "aag.graph.relationships"],
     ]
     replacing = store.commit_statements(_change(2, {"edges": 5}))
-    assert len(replacing) == 1 and replacing[0].startswith("MERGE INTO aag.graph.relationships")
+    assert len(replacing) == 1 and replacing[0].sql.startswith("MERGE INTO aag.graph.relationships")
+    # The INSERTs and the MERGE are canonical SQL: DuckDB's dialect reads them.
     for statement in only_new + replacing:
-        assert not isinstance(sqlglot.parse_one(statement, read="databricks"), exp.Command)
+        assert not statement.native
+        assert not isinstance(sqlglot.parse_one(statement.sql, read="duckdb"), exp.Command)
     store.commit(_change(0, {}))
-    assert engine.executed == []  # nothing to write, no statement
-    # Without MERGE (Spark without Delta Lake), the same change rebuilds the table instead.
+    assert engine.executed == [] and engine.native == []  # nothing to write, no statement
+    store.create()
+    # The schema is canonical; the Delta DDL (CLUSTER BY, TBLPROPERTIES) is Spark's own.
+    assert engine.executed == ["CREATE SCHEMA IF NOT EXISTS aag.graph"]
+    assert [s.split()[5] for s in engine.native] == [
+        "aag.graph.nodes",
+        "aag.graph.relationships",
+        "aag.graph.edge_events",
+    ]
+    assert all("CLUSTER BY" in s and "TBLPROPERTIES" in s for s in engine.native)
+    # Without MERGE (Spark without Delta Lake), the same change rebuilds the table instead,
+    # with Spark's CREATE TABLE ... USING PARQUET AS and qualified rename (native).
     engine.capabilities = frozenset({Capability.CATALOG_TABLES})
     fallback = SparkTableGraphStore(engine, "aag.graph").commit_statements(_change(2, {"edges": 5}))
-    assert not any("MERGE" in s for s in fallback)
+    assert not any("MERGE" in s.sql for s in fallback)
+    assert [s.native for s in fallback] == [False, True, False, True]
     # Scans are SQL the engine runs in place.
     assert isinstance(store.scan_relationships(pa.table({"source_node_id": ["x"]})), SqlScan)
+
+
+def test_names_spliced_into_the_store_sql_must_be_plain():
+    """Catalog, schema and table names go into the SQL unquoted: anything else is refused."""
+    from aag.databricks.job import commit_pending
+    from aag.databricks.store import SparkTableBatchLog
+
+    engine = _CatalogEngine()
+    for bad in ("aag.graph; DROP TABLE x", "a-b.graph", "`aag`.graph", "a.b.c.d", ""):
+        with pytest.raises(ValueError, match="not a plain"):
+            SparkTableGraphStore(engine, bad)
+        with pytest.raises(ValueError, match="not a plain"):
+            SparkTableBatchLog(engine, bad)
+    for bad in ("aag.graph", "aag'--"):
+        with pytest.raises(ValueError, match=r"must be one name|not a plain"):
+            commit_pending(None, bad)
+    assert SparkTableGraphStore(engine, "spark_catalog.graph").relationships_table == (
+        "spark_catalog.graph.relationships"
+    )
 
 
 def test_the_embedded_engine_cannot_hold_catalog_tables(duckdb_engine):
@@ -272,7 +308,7 @@ def test_merge_source_rows_and_the_fallback_commit_on_spark(spark_engine, duckdb
         try:
             change = plan.change()
             statements_ = store.commit_statements(change)
-            assert any(s.startswith("MERGE INTO") for s in statements_) is (
+            assert any(s.sql.startswith("MERGE INTO") for s in statements_) is (
                 merge and change.replace_keys.num_rows > 0
             )
             if change.replace_keys.num_rows:

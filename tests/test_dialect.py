@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import duckdb
+import pytest
 import sqlglot
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aag.engine.dialect import ident, in_list, json_path, lit, to_dialect
+from aag.engine.spark import SparkEngine
 
 # Any text DuckDB can hold: UTF-8 (no surrogates), no NUL (DuckDB strings end there).
 TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=40)
@@ -26,6 +28,48 @@ def test_literals_identifiers_and_json_paths_read_back_as_written(value: str, na
     document = json.dumps({name: value, "other": 1})
     got = con.execute(f"SELECT json_extract_string({lit(document)}, {json_path(name)})").fetchone()
     assert got == (value,)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=TEXT)
+def test_spark_literals_parse_back_as_written(value: str) -> None:
+    """Spark's literal form (backslash escapes) and canonical literals transpiled to Spark."""
+    for dialect in ("spark", "databricks"):
+        tree = sqlglot.parse_one(
+            f"SELECT {lit(value, dialect)} AS {ident('a' + value, dialect)}", read=dialect
+        )
+        assert tree.expressions[0].this.this == value
+        assert tree.expressions[0].alias == "a" + value
+    transpiled = sqlglot.parse_one(to_dialect(f"SELECT {lit(value)}", "spark"), read="spark")
+    assert transpiled.expressions[0].this == value
+
+
+def test_a_literal_of_an_unknown_dialect_is_refused() -> None:
+    with pytest.raises(ValueError, match="no string literal form"):
+        lit("x", "postgres")
+    with pytest.raises(ValueError, match="no quoted identifier form"):
+        ident("x", "postgres")
+
+
+@pytest.mark.spark
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(TEXT, min_size=1, max_size=25))
+def test_literals_read_back_on_spark(spark_engine: SparkEngine, values: list[str]) -> None:
+    """On Spark itself: Spark-dialect literals as they are, canonical ones through to_dialect."""
+    names = [f"n{i}{v}" for i, v in enumerate(values)]
+    native = ", ".join(
+        f"{lit(v, 'spark')} AS {ident(n, 'spark')}" for v, n in zip(values, names, strict=True)
+    )
+    frame = spark_engine.spark.sql(f"SELECT {native}")
+    assert frame.columns == names
+    assert list(frame.collect()[0]) == values
+    canonical = ", ".join(f"{lit(v)} AS c{i}" for i, v in enumerate(values))
+    assert spark_engine.query(f"SELECT {canonical}").to_pylist()[0] == {
+        f"c{i}": v for i, v in enumerate(values)
+    }
+    # A value with the quote and backslash sequences sqlglot and Spark treat specially.
+    tricky = "it's \\' \\\\ \\n \\u0041 ''"
+    assert spark_engine.spark.sql(f"SELECT {lit(tricky, 'spark')}").collect()[0][0] == tricky
 
 
 def test_in_list_matches_its_values_and_an_empty_list_matches_nothing() -> None:

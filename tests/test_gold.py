@@ -149,6 +149,21 @@ def test_rule_and_attribute_list_are_the_same_in_python_and_dbt():
     assert contract == re.findall(r" AS (\w+)", select)
 
 
+def test_gold_memory_limit_is_bounded_and_one_setting(monkeypatch):
+    # The profile (plain `dbt build`) and `aag build` (dbt and the export) default to the
+    # same fixed limit, not a share of the RAM, and $AAG_DUCKDB_MEMORY_LIMIT raises both.
+    profile = yaml.safe_load((DBT / "profiles.yml").read_text())["aag"]["outputs"]["local"]
+    default = re.fullmatch(
+        r"\{\{ env_var\('AAG_DUCKDB_MEMORY_LIMIT', '([^']+)'\) \}\}", profile["settings"]["memory_limit"]
+    )
+    assert default and default.group(1) == gold.project.GOLD_MEMORY_LIMIT
+    assert not gold.project.GOLD_MEMORY_LIMIT.endswith("%")
+    monkeypatch.delenv("AAG_DUCKDB_MEMORY_LIMIT", raising=False)
+    assert gold.project.memory_limit() == gold.project.GOLD_MEMORY_LIMIT
+    monkeypatch.setenv("AAG_DUCKDB_MEMORY_LIMIT", "8GB")
+    assert gold.project.memory_limit() == "8GB"
+
+
 # -- the dbt build -----------------------------------------------------------------------
 
 

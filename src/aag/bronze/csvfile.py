@@ -221,7 +221,7 @@ def _csv_chunks_utf8(
     try:
         # The whole file is parsed once before any row is handed out: a file DuckDB cannot
         # read fails here, before the caller writes anything (and the count drives progress).
-        good = int(con.sql(f"SELECT count(*) FROM {source}").fetchall()[0][0])
+        good = int(con.sql(f"SELECT count(*) FROM {source}").fetchall()[0][0])  # noqa: S608 - file path quoted by dialect.lit
         # DuckDB may report several errors for one line (a short row: one per missing
         # column); the line is one row, quarantined once with its first error.
         rejects = con.sql(
@@ -246,7 +246,7 @@ def _csv_chunks_utf8(
     # A connection of its own: its result stays open while ``con`` shapes each chunk.
     stream_con = _connect()
     try:
-        reader = stream_con.sql(f"SELECT * FROM {source}").to_arrow_reader(batch_size=min(max_rows, 100_000))
+        reader = stream_con.sql(f"SELECT * FROM {source}").to_arrow_reader(batch_size=min(max_rows, 100_000))  # noqa: S608 - file path quoted by dialect.lit
         numbering = _LineNumbers([int(r[0]) for r in rejects])
         for batch in _rebatch(reader, max_rows):
             numbers = numbering.take(batch.num_rows)

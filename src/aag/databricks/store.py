@@ -24,13 +24,15 @@ store works on plain Spark. The tests run both: local Spark with Delta Lake's ja
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pyarrow as pa
 from sqlglot import exp
 
 from aag.engine.base import CANONICAL_DIALECT, Capability, Engine, SqlScan
-from aag.engine.dialect import in_list, to_dialect
+from aag.engine.dialect import in_list, lit, to_dialect
 from aag.graph.ledger import BatchLog, LedgerEntry, ledger_table
 from aag.graph.store import ChangeSql, CommitStats, GraphChange, GraphStore, Scan
 from aag.model import EDGE_EVENTS, LEDGER, NODES, RELATIONSHIPS
@@ -67,6 +69,25 @@ GRAPH_SCHEMAS: dict[str, pa.Schema] = {
     "relationships": RELATIONSHIPS,
     "edge_events": EDGE_EVENTS,
 }
+
+
+#: A table name or prefix the store splices into SQL unquoted: up to three plain
+#: identifiers (``catalog.schema.table``).
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,2}")
+
+
+def plain_name(name: str) -> str:
+    """``name`` if it is up to three dot-separated plain identifiers (letters, digits, ``_``).
+
+    Catalog, schema and table names reach the store's SQL (canonical and native) unquoted,
+    and the rebuild fallback splits them on dots; anything else is refused here.
+
+    Raises:
+        ValueError: The name has other characters or more parts.
+    """
+    if not _PLAIN_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a plain [catalog.]schema[.table] name (letters, digits, _)")
+    return name
 
 
 def spark_type(t: pa.DataType) -> str:
@@ -111,9 +132,10 @@ def create_table_sql(
     if cluster_by:
         text += f"\nCLUSTER BY ({', '.join(cluster_by)})"
     if comment:
-        text += "\nCOMMENT '" + comment.replace("'", "\\'") + "'"
+        text += f"\nCOMMENT {lit(comment, 'databricks')}"
     props = {**DELTA_PROPERTIES, **(properties or {})}
-    text += "\nTBLPROPERTIES (\n  " + ",\n  ".join(f"'{k}' = '{v}'" for k, v in props.items()) + "\n)"
+    pairs = (f"{lit(k, 'databricks')} = {lit(v, 'databricks')}" for k, v in props.items())
+    text += "\nTBLPROPERTIES (\n  " + ",\n  ".join(pairs) + "\n)"
     return text
 
 
@@ -165,8 +187,8 @@ def merge_staging(change: ChangeSql) -> dict[str, str]:
     filter constraints (``PruneFilters``, "key not found" on a union's attribute).
     """
     return {
-        MERGE_ROWS_VIEW: f"SELECT {_cols(RELATIONSHIPS)} FROM ({change.edge_rows}) r",
-        MERGE_KEYS_VIEW: f"SELECT DISTINCT {', '.join(KEY_COLUMNS)} FROM ({change.replace_keys}) k0",
+        MERGE_ROWS_VIEW: f"SELECT {_cols(RELATIONSHIPS)} FROM ({change.edge_rows}) r",  # noqa: S608 - the planner's own SQL and module-constant columns
+        MERGE_KEYS_VIEW: f"SELECT DISTINCT {', '.join(KEY_COLUMNS)} FROM ({change.replace_keys}) k0",  # noqa: S608 - the planner's own SQL and module-constant columns
     }
 
 
@@ -186,7 +208,7 @@ def merge_source_sql(change: ChangeSql, staged: bool = False) -> str:
         c if c in key_set else f"{_null_of(RELATIONSHIPS.field(c))} AS {c}" for c in RELATIONSHIPS.names
     )
     return (
-        f"SELECT {_cols(RELATIONSHIPS)}, 'insert' AS _aag_op FROM {rows} r\n"
+        f"SELECT {_cols(RELATIONSHIPS)}, 'insert' AS _aag_op FROM {rows} r\n"  # noqa: S608 - the planner's own SQL and module-constant columns
         f"UNION ALL\n"
         f"SELECT {markers}, 'delete' AS _aag_op FROM {keys} k"
     )
@@ -204,20 +226,39 @@ def merge_relationships_sql(
     """
     on = " AND ".join(f"t.{c} = s.{c}" for c in KEY_COLUMNS)
     canonical = (
-        f"MERGE INTO {table} AS t\nUSING ({merge_source_sql(change, staged)}) AS s\n"
+        f"MERGE INTO {table} AS t\nUSING ({merge_source_sql(change, staged)}) AS s\n"  # noqa: S608 - table checked by plain_name; source is the planner's SQL
         f"ON {on} AND s._aag_op = 'delete'\n"
         "WHEN MATCHED THEN DELETE\n"
         f"WHEN NOT MATCHED AND s._aag_op = 'insert' THEN INSERT ({_cols(RELATIONSHIPS)}) "
         f"VALUES ({_cols(RELATIONSHIPS, 's.')})"
     )
-    return to_dialect(canonical, dialect, pretty=True)
+    return canonical if dialect == CANONICAL_DIALECT else to_dialect(canonical, dialect, pretty=True)
 
 
-def insert_sql(table: str, schema: pa.Schema, source_sql: str, dialect: str) -> str:
+def insert_sql(table: str, schema: pa.Schema, source_sql: str, dialect: str = CANONICAL_DIALECT) -> str:
     """``INSERT INTO table`` the rows of canonical ``source_sql`` (columns by name)."""
-    return to_dialect(
-        f"INSERT INTO {table} SELECT {_cols(schema)} FROM ({source_sql}) src", dialect, pretty=True
-    )
+    canonical = f"INSERT INTO {table} SELECT {_cols(schema)} FROM ({source_sql}) src"  # noqa: S608 - table checked by plain_name; source is the planner's SQL
+    return canonical if dialect == CANONICAL_DIALECT else to_dialect(canonical, dialect, pretty=True)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement a store runs: canonical SQL, or (``native``) the engine's own dialect.
+
+    Native statements are the ones with no canonical form (Delta and Parquet DDL); they
+    run with :meth:`~aag.engine.base.Engine.execute_native`, the rest with
+    :meth:`~aag.engine.base.Engine.execute`.
+    """
+
+    sql: str
+    native: bool = False
+
+    def run(self, engine: Engine) -> None:
+        """Run the statement on ``engine`` through the method its dialect asks for."""
+        if self.native:
+            engine.execute_native(self.sql)
+        else:
+            engine.execute(self.sql)
 
 
 class SparkTableGraphStore(GraphStore):
@@ -232,7 +273,7 @@ class SparkTableGraphStore(GraphStore):
         if Capability.CATALOG_TABLES not in engine.capabilities:
             raise TypeError(f"the {engine.name} engine has no catalog tables; use DeltaGraphStore")
         self.engine = engine
-        self.prefix = prefix
+        self.prefix = plain_name(prefix)
         #: Whether commits use MERGE (else the local rebuild fallback).
         self.merge = Capability.MERGE in engine.capabilities
         self.nodes_table = f"{prefix}.nodes"
@@ -241,71 +282,79 @@ class SparkTableGraphStore(GraphStore):
 
     def create(self) -> list[str]:
         """Create the schema and the three tables if missing (Delta with MERGE, else Parquet)."""
-        statements = [f"CREATE SCHEMA IF NOT EXISTS {self.prefix}", *graph_ddl(self.prefix, delta=self.merge)]
-        for statement in statements:
-            self.engine.execute(statement)
+        self.engine.execute(f"CREATE SCHEMA IF NOT EXISTS {self.prefix}")
+        # USING DELTA / CLUSTER BY / TBLPROPERTIES have no canonical (DuckDB) form.
+        for ddl in graph_ddl(self.prefix, delta=self.merge):
+            self.engine.execute_native(ddl)
         return [self.nodes_table, self.relationships_table, self.edge_events_table]
 
     # -- scans: SQL the engine runs in place ----------------------------------------------
     def scan_relationships(self, entities: pa.Table) -> Scan:  # noqa: D102
         # The engine semi-joins the batch's entities right after (plan_change); with the
         # table clustered by source_node_id that join prunes files.
-        return SqlScan(f"SELECT * FROM {self.relationships_table}")
+        return SqlScan(f"SELECT * FROM {self.relationships_table}")  # noqa: S608 - table names checked by plain_name; values via in_list
 
     def scan_edge_events(self, entities: pa.Table) -> Scan:  # noqa: D102
-        return SqlScan(f"SELECT * FROM {self.edge_events_table}")
+        return SqlScan(f"SELECT * FROM {self.edge_events_table}")  # noqa: S608 - table names checked by plain_name; values via in_list
 
     def scan_node_ids(self, node_types: list[str]) -> Scan:  # noqa: D102
-        return SqlScan(f"SELECT node_id FROM {self.nodes_table} WHERE node_type IN ({in_list(node_types)})")
+        return SqlScan(f"SELECT node_id FROM {self.nodes_table} WHERE node_type IN ({in_list(node_types)})")  # noqa: S608 - table names checked by plain_name; values via in_list
 
     def scan_edge_versions(self, column: str, ids: pa.Table, rel_types: list[str]) -> Scan:  # noqa: D102
         if column not in ("source_node_id", "target_node_id"):
             raise ValueError(f"cannot scan relationships by {column}")
         quoted = in_list(rel_types)
-        return SqlScan(f"SELECT * FROM {self.relationships_table} WHERE rel_type IN ({quoted})")
+        return SqlScan(f"SELECT * FROM {self.relationships_table} WHERE rel_type IN ({quoted})")  # noqa: S608 - table names checked by plain_name; values via in_list
 
     # -- commit -------------------------------------------------------------------------
-    def commit_statements(self, change: GraphChange) -> list[str]:
-        """The statements (engine dialect) that write one batch's change, in order.
+    def commit_statements(self, change: GraphChange) -> list[Statement]:
+        """The statements that write one batch's change, in order.
 
-        A MERGE reads the views of :func:`merge_staging`, which :meth:`commit` materialises.
+        INSERTs and the MERGE are canonical; the rebuild fallback's ``CREATE TABLE ...
+        USING PARQUET AS`` and qualified rename are Spark's own (``native``). A MERGE reads
+        the views of :func:`merge_staging`, which :meth:`commit` materialises.
         """
         if change.sql is None:
             raise ValueError("SparkTableGraphStore commits changes planned in its own engine (no SQL given)")
-        sql, counts, dialect = change.sql, change.counts, self.engine.dialect
+        sql, counts = change.sql, change.counts
         out = []
         # Nodes and the log only grow and are de-duplicated on read: written first, so a
         # re-run after a crash converges (as in DeltaGraphStore).
         if counts.get("nodes"):
-            out.append(insert_sql(self.nodes_table, NODES, sql.nodes, dialect))
+            out.append(Statement(insert_sql(self.nodes_table, NODES, sql.nodes)))
         if counts.get("log"):
-            out.append(insert_sql(self.edge_events_table, EDGE_EVENTS, sql.log_append, dialect))
+            out.append(Statement(insert_sql(self.edge_events_table, EDGE_EVENTS, sql.log_append)))
         if change.replace_keys.num_rows == 0:
             if counts.get("edges"):
-                out.append(insert_sql(self.relationships_table, RELATIONSHIPS, sql.edge_rows, dialect))
+                out.append(Statement(insert_sql(self.relationships_table, RELATIONSHIPS, sql.edge_rows)))
         elif self.merge:
-            out.append(merge_relationships_sql(self.relationships_table, sql, dialect, staged=True))
+            merge = merge_relationships_sql(self.relationships_table, sql, CANONICAL_DIALECT, staged=True)
+            out.append(Statement(merge))
         else:
-            out += self._rebuild_statements(sql, dialect)
+            out += self._rebuild_statements(sql, self.engine.dialect)
         return out
 
-    def _rebuild_statements(self, sql: ChangeSql, dialect: str) -> list[str]:
+    def _rebuild_statements(self, sql: ChangeSql, dialect: str) -> list[Statement]:
         """Without MERGE: the same rows by rebuilding the table (local fallback, O(table))."""
         table = self.relationships_table
         rebuilt = f"{table}__aag_next"
         match = " AND ".join(f"k.{c} = t.{c}" for c in KEY_COLUMNS)
         kept = (
-            f"SELECT {_cols(RELATIONSHIPS, 't.')} FROM {table} t WHERE NOT EXISTS "
+            f"SELECT {_cols(RELATIONSHIPS, 't.')} FROM {table} t WHERE NOT EXISTS "  # noqa: S608 - table names checked by plain_name; values via in_list
             f"(SELECT 1 FROM ({sql.replace_keys}) k WHERE {match})"
         )
-        rows = f"SELECT {_cols(RELATIONSHIPS)} FROM ({sql.edge_rows}) r"
+        rows = f"SELECT {_cols(RELATIONSHIPS)} FROM ({sql.edge_rows}) r"  # noqa: S608 - table names checked by plain_name; values via in_list
         return [
-            f"DROP TABLE IF EXISTS {rebuilt}",
-            f"CREATE TABLE {rebuilt} USING PARQUET AS\n"
-            + to_dialect(f"{kept}\nUNION ALL\n{rows}", dialect, pretty=True),
-            f"DROP TABLE {table}",
-            # The new name is schema.table: the session catalog takes no catalog part here.
-            f"ALTER TABLE {rebuilt} RENAME TO {'.'.join(table.split('.')[-2:])}",
+            Statement(f"DROP TABLE IF EXISTS {rebuilt}"),
+            Statement(
+                f"CREATE TABLE {rebuilt} USING PARQUET AS\n"
+                + to_dialect(f"{kept}\nUNION ALL\n{rows}", dialect, pretty=True),
+                native=True,
+            ),
+            Statement(f"DROP TABLE {table}"),
+            # The new name is schema.table: the session catalog takes no catalog part here
+            # (Spark's rename, which DuckDB's ALTER TABLE does not write).
+            Statement(f"ALTER TABLE {rebuilt} RENAME TO {'.'.join(table.split('.')[-2:])}", native=True),
         ]
 
     def commit(self, change: GraphChange) -> CommitStats:
@@ -319,7 +368,7 @@ class SparkTableGraphStore(GraphStore):
             self.engine.materialize(name, sql)
         try:
             for statement in self.commit_statements(change):
-                self.engine.execute(statement)
+                statement.run(self.engine)
         finally:
             for name in staging:
                 self.engine.drop(name)
@@ -342,18 +391,18 @@ class SparkTableGraphStore(GraphStore):
     ) -> pa.Table:
         select = columns_sql(columns, CANONICAL_DIALECT)
         where = render(condition, CANONICAL_DIALECT)
-        found = self.engine.query(f"SELECT {select} FROM {table} WHERE {where}")
+        found = self.engine.query(f"SELECT {select} FROM {table} WHERE {where}")  # noqa: S608 - filter and columns rendered by sqlglot; table checked by plain_name
         return found.cast(pa.schema([schema.field(name) for name in found.column_names]))
 
     # -- whole tables -------------------------------------------------------------------
     def nodes(self) -> pa.Table:  # noqa: D102
-        return self.engine.query(f"SELECT * FROM {self.nodes_table}").cast(NODES)
+        return self.engine.query(f"SELECT * FROM {self.nodes_table}").cast(NODES)  # noqa: S608 - table names checked by plain_name; values via in_list
 
     def relationships(self) -> pa.Table:  # noqa: D102
-        return self.engine.query(f"SELECT * FROM {self.relationships_table}").cast(RELATIONSHIPS)
+        return self.engine.query(f"SELECT * FROM {self.relationships_table}").cast(RELATIONSHIPS)  # noqa: S608 - table names checked by plain_name; values via in_list
 
     def edge_events(self) -> pa.Table:  # noqa: D102
-        return self.engine.query(f"SELECT * FROM {self.edge_events_table}").cast(EDGE_EVENTS)
+        return self.engine.query(f"SELECT * FROM {self.edge_events_table}").cast(EDGE_EVENTS)  # noqa: S608 - table names checked by plain_name; values via in_list
 
 
 class SparkTableBatchLog(BatchLog):
@@ -369,7 +418,7 @@ class SparkTableBatchLog(BatchLog):
 
     def __init__(self, engine: Engine, table: str) -> None:
         self.engine = engine
-        self.table = table
+        self.table = plain_name(table)
 
     def committed_batches(self, batch_ids: list[str]) -> set[str]:  # noqa: D102
         if not batch_ids:
@@ -386,6 +435,6 @@ class SparkTableBatchLog(BatchLog):
     def record_batches(self, entries: Sequence[LedgerEntry]) -> None:  # noqa: D102
         self.engine.register(self.STAGED, ledger_table(entries))
         try:
-            self.engine.execute(f"INSERT INTO {self.table} SELECT {_cols(LEDGER)} FROM {self.STAGED}")
+            self.engine.execute(f"INSERT INTO {self.table} SELECT {_cols(LEDGER)} FROM {self.STAGED}")  # noqa: S608 - table names checked by plain_name; values via in_list
         finally:
             self.engine.drop(self.STAGED)

@@ -19,7 +19,8 @@ class Capability(enum.Enum):
     #: Results can be streamed back in batches instead of one table.
     STREAMING_RESULTS = "streaming_results"
     #: Tables of the engine's own catalog can be queried by name and written with
-    #: :meth:`Engine.execute` (Spark: the session catalog; Unity Catalog on Databricks).
+    #: :meth:`Engine.execute` and :meth:`Engine.execute_native` (Spark: the session
+    #: catalog; Unity Catalog on Databricks).
     #: A store living there hands the engine :class:`SqlScan` instead of Arrow data.
     CATALOG_TABLES = "catalog_tables"
     #: ``MERGE INTO`` works on catalog tables (Delta: Databricks, or Spark with Delta Lake).
@@ -67,9 +68,18 @@ class Engine(ABC):
             self.register(name, scan)
 
     def execute(self, sql: str) -> None:
-        """Run one statement in the engine's own dialect (:attr:`dialect`) for its effect.
+        """Run one canonical statement for its effect (transpiled like every query).
 
         Only engines with :attr:`Capability.CATALOG_TABLES` write tables this way.
+        """
+        raise NotImplementedError(f"the {self.name} engine does not run statements on catalog tables")
+
+    def execute_native(self, sql: str) -> None:
+        """Run one statement written in the engine's own dialect (:attr:`dialect`), as it is.
+
+        For the statements that have no canonical form, such as Delta DDL (``USING DELTA``,
+        ``CLUSTER BY``, ``TBLPROPERTIES``) or Spark's ``CREATE TABLE ... USING PARQUET AS``;
+        everything else goes through :meth:`execute`.
         """
         raise NotImplementedError(f"the {self.name} engine does not run statements on catalog tables")
 

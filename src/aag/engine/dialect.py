@@ -26,14 +26,38 @@ SPARK_DIALECTS = frozenset({"spark", "databricks"})
 _TIME_TOKENS = {"%Y": "yyyy", "%m": "MM", "%d": "dd", "%H": "HH", "%M": "mm", "%S": "ss", "%f": "SSSSSS"}
 
 
-def ident(name: str) -> str:
-    """An identifier, quoted for the canonical dialect (``"a""b"``)."""
-    return '"' + name.replace('"', '""') + '"'
+def ident(name: str, dialect: str = CANONICAL_DIALECT) -> str:
+    """An identifier quoted for ``dialect``: double quotes (canonical) or backticks (Spark).
+
+    The quote character is doubled inside the name.
+
+    Raises:
+        ValueError: For a dialect other than the canonical one and the Spark dialects.
+    """
+    if dialect == CANONICAL_DIALECT:
+        return '"' + name.replace('"', '""') + '"'
+    if dialect in SPARK_DIALECTS:
+        return "`" + name.replace("`", "``") + "`"
+    raise ValueError(f"no quoted identifier form for dialect {dialect!r}")
 
 
-def lit(value: str) -> str:
-    """A string literal of the canonical dialect (quotes doubled; no backslash escapes)."""
-    return "'" + value.replace("'", "''") + "'"
+def lit(value: str, dialect: str = CANONICAL_DIALECT) -> str:
+    """A string literal of ``dialect`` that reads back as ``value``.
+
+    Canonical (DuckDB) literals double their quotes and take backslashes as they are;
+    Spark and Databricks SQL literals escape with a backslash (there ``''`` between two
+    literals would concatenate them), so backslashes are doubled first. Canonical SQL
+    bound for Spark needs no such literal: :func:`to_dialect` re-escapes its literals.
+    Only statements written in Spark's own dialect (DDL, setup SQL) take the Spark form.
+
+    Raises:
+        ValueError: For a dialect other than the canonical one and the Spark dialects.
+    """
+    if dialect == CANONICAL_DIALECT:
+        return "'" + value.replace("'", "''") + "'"
+    if dialect in SPARK_DIALECTS:
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    raise ValueError(f"no string literal form for dialect {dialect!r}")
 
 
 def in_list(values: Iterable[str]) -> str:

@@ -252,5 +252,9 @@ class SparkEngine(Engine):
         self.spark.catalog.dropTempView(name)
 
     def execute(self, sql: str) -> None:
-        """Run one Spark SQL statement (not transpiled: it is written in Spark's dialect)."""
+        """Run one canonical statement, transpiled to Spark SQL."""
+        self.spark.sql(to_dialect(sql, self.dialect))
+
+    def execute_native(self, sql: str) -> None:
+        """Run one Spark SQL statement as it is (no canonical form; see :meth:`Engine.execute_native`)."""
         self.spark.sql(sql)

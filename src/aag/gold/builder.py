@@ -24,9 +24,11 @@ from aag.gold.project import (
     BUILDS_DIR,
     DATABASE_ENV,
     DUCKDB_FILE,
+    MEMORY_LIMIT_ENV,
     WORK_DIR,
     fingerprint,
     gold_dir,
+    memory_limit,
     stage_project,
 )
 from aag.gold.publishing import export_gold, publish, write_manifest
@@ -98,7 +100,8 @@ def build(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     database = work / DUCKDB_FILE
-    env = {DATABASE_ENV: str(database)}
+    # Passed on explicitly, so the run and the export below share one limit.
+    env = {DATABASE_ENV: str(database), MEMORY_LIMIT_ENV: memory_limit()}
     started = time.perf_counter()
     args = [*dbt_args("build", staged, warehouse), *(extra_args or [])]
     if changes is not None:

@@ -33,6 +33,7 @@ from aag.gold.project import (
     MANIFEST_FILE,
     gold_dir,
     gold_file,
+    memory_limit,
 )
 from aag.graph.warehouse import Warehouse
 
@@ -52,14 +53,16 @@ def export_gold(database: Path, folder: Path) -> dict[str, int]:
         Rows per relation.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(database))
+    # The sorts below spill beyond the build's limit rather than take 80% of the RAM,
+    # DuckDB's default.
+    con = duckdb.connect(str(database), config={"memory_limit": memory_limit()})
     counts: dict[str, int] = {}
     try:
         con.execute("SET TimeZone = 'UTC'")
         for model, order in GOLD_MODELS.items():
             final = folder / f"{model}.parquet"
             partial = folder / f".{model}.parquet.tmp"
-            reader = con.sql(f"SELECT * FROM gold.{model} ORDER BY {order}").to_arrow_reader(
+            reader = con.sql(f"SELECT * FROM gold.{model} ORDER BY {order}").to_arrow_reader(  # noqa: S608 - model names and orders are the module constant GOLD_MODELS
                 batch_size=EXPORT_BATCH_ROWS
             )
             schema = pa.schema([f.with_nullable(True) for f in reader.schema])

@@ -104,7 +104,7 @@ UNION SELECT customer_id FROM silver.customer_records WHERE record_entity_id IN 
         for table in CUSTOMER_TABLES:
             schema = "silver" if table == "customer_records" else "gold"
             con.execute(
-                f"DELETE FROM {schema}.{table} "
+                f"DELETE FROM {schema}.{table} "  # noqa: S608 - schema and table from the module constant CUSTOMER_TABLES
                 "WHERE customer_id IN (SELECT customer_id FROM erased_customers)"
             )
         con.execute(
@@ -117,7 +117,7 @@ UNION SELECT customer_id FROM silver.customer_records WHERE record_entity_id IN 
         ).fetchall()
         for (table,) in present:
             if table in SCRATCH_TABLES:
-                con.execute(f"DELETE FROM silver.{table}")
+                con.execute(f"DELETE FROM silver.{table}")  # noqa: S608 - table checked against the module constant SCRATCH_TABLES
         con.execute("CHECKPOINT")
     finally:
         con.close()

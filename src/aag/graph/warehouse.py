@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from aag.bronze import parse_raw
 from aag.config import CONFIG_FILES, REGISTRY_FILE, Config, default_config_dir, load_config
-from aag.engine.dialect import in_list
+from aag.engine.dialect import in_list, lit
 from aag.engine.duckdb import local_connection
 from aag.errors import WarehouseError
 from aag.faults import crash_point
@@ -249,7 +249,7 @@ class Warehouse(BatchLog):
             ).to_arrow_reader(batch_size=100_000)
             if replace:
                 self.io.replace_where(
-                    uri, data.cast(BRONZE), f"_batch_id = '{batch_id}'", {"batch_id": batch_id}
+                    uri, data.cast(BRONZE), f"_batch_id = {lit(batch_id)}", {"batch_id": batch_id}
                 )
             else:
                 self.io.append(uri, data.cast(BRONZE), {"batch_id": batch_id})
@@ -263,11 +263,11 @@ class Warehouse(BatchLog):
         ledger = self.io.read(
             self.ledger_uri,
             "batch_id",
-            f"status = 'committed' AND source_system = '{source_system}' "
-            f"AND source_object = '{source_object}'",
+            f"status = 'committed' AND source_system = {lit(source_system)} "
+            f"AND source_object = {lit(source_object)}",
         )
         ids = [str(b) for b in ledger.column("batch_id").to_pylist()]
-        return ", ".join(f"'{b}'" for b in ids) if ids else None
+        return in_list(ids) if ids else None
 
     def landed_digests(self, source_system: str, source_object: str) -> pa.RecordBatchReader | None:
         """``_row_digest, _record_id`` of committed rows processed without quarantine entries.
@@ -285,13 +285,13 @@ class Warehouse(BatchLog):
         bad = self.io.read(
             self.quarantine_uri,
             "DISTINCT batch_id, row_number",
-            f"source_system = '{source_system}' AND source_object = '{source_object}'",
+            f"source_system = {lit(source_system)} AND source_object = {lit(source_object)}",
         )
         if bad.num_rows:
             pairs = zip(bad.column(0).to_pylist(), bad.column(1).to_pylist(), strict=True)
-            listed = ", ".join(f"'{b}:{r}'" for b, r in pairs)
+            listed = in_list(f"{b}:{r}" for b, r in pairs)
             where += f" AND concat(_batch_id, ':', CAST(_row_number AS VARCHAR)) NOT IN ({listed})"
-        return self.io.reader(uri, f"SELECT _row_digest, _record_id FROM t WHERE {where}")
+        return self.io.reader(uri, f"SELECT _row_digest, _record_id FROM t WHERE {where}")  # noqa: S608 - ids and config values quoted by dialect.lit/in_list
 
     def landed_rows(self, source_system: str, source_object: str, fields: tuple[str, ...]) -> pa.Table:
         """Rows of this object's committed batches, parsed from bronze like a fresh file.
@@ -341,7 +341,7 @@ class Warehouse(BatchLog):
             replace: Replace every quarantine row of the batch (its first chunk: clears what
                 a crashed run left), or append (later chunks of the same file).
         """
-        where = f"batch_id = '{batch_id}'"
+        where = f"batch_id = {lit(batch_id)}"
         if not replace:
             self.io.append(self.quarantine_uri, rows.cast(QUARANTINE), {"batch_id": batch_id})
         elif rows.num_rows or self.io.read(self.quarantine_uri, "batch_id", where).num_rows:
@@ -360,7 +360,7 @@ class Warehouse(BatchLog):
         return self.io.read(
             self.erasures_uri,
             "DISTINCT record_key",
-            f"source_system = '{source_system}' AND source_object = '{source_object}'",
+            f"source_system = {lit(source_system)} AND source_object = {lit(source_object)}",
         )
 
     def log_erasure(self, rows: pa.Table) -> None:

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from aag.bronze import FORMATS, Chunk, file_format, file_sha256, read_chunks
 from aag.engine.base import Engine
+from aag.engine.dialect import lit
 from aag.errors import AagError
 from aag.graph.delta import now_utc
 from aag.graph.ledger import LedgerEntry
@@ -91,7 +92,7 @@ def already_ingested(warehouse: Warehouse, batch_id: str, legacy_id: str, fmt: s
     if not warehouse.committed_batches([legacy_id]):
         return False
     found = warehouse.io.read(
-        warehouse.ledger_uri, "file_name", f"status = 'committed' AND batch_id = '{legacy_id}'"
+        warehouse.ledger_uri, "file_name", f"status = 'committed' AND batch_id = {lit(legacy_id)}"
     )
     return any(FORMATS.get(Path(str(name)).suffix.lower()) == fmt for name in found.column(0).to_pylist())
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from aag.config import SOURCE_LIST_SEPARATOR, Config
 from aag.engine.base import Engine
+from aag.engine.dialect import in_list
 from aag.identity import SAME_AS_REL
 
 #: Canonical customer attributes (SPEC §6), in profile column order.
@@ -90,7 +91,7 @@ def _in_list(column: str, source: str) -> str:
     return f"instr('{sep}' || {column} || '{sep}', '{sep}' || {source} || '{sep}')"
 
 
-_PLACEHOLDERS_SQL = ", ".join(f"'{v}'" for v in PLACEHOLDER_VALUES)
+_PLACEHOLDERS_SQL = in_list(PLACEHOLDER_VALUES)
 
 # The values of all records of one customer compete: a record's values count for the
 # survivor its SAME_AS edge points at (identity), or for itself. A value of a source

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aag.engine.dialect import lit
 from aag.rules.rows import KEY
 
 
@@ -35,7 +36,7 @@ def day_precision_sql(column: str, prefixes: Sequence[str]) -> str:
     """
     if not prefixes:
         return "FALSE"
-    tests = [f"substr({column}, 1, {len(p)}) = '{p.replace(chr(39), chr(39) * 2)}'" for p in prefixes]
+    tests = [f"substr({column}, 1, {len(p)}) = {lit(p)}" for p in prefixes]
     return "(" + " OR ".join(tests) + ")"
 
 

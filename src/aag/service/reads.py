@@ -250,7 +250,7 @@ JOIN im_records n ON n.node_id = r.target_node_id
 LEFT JOIN im_edges m ON m.source_node_id = r.source_node_id AND m.rel_type = '{SAME_AS_REL}'
 WHERE r.rel_type = '{SOURCE_RECORD_REL}'
 ORDER BY customer_id, source_system, source_object, source_record_id
-"""
+"""  # noqa: S608 - module constants only
             )
         finally:
             for name in ("im_edges", "im_records", "im_customers"):
@@ -277,7 +277,7 @@ def customer_profiles_of(
     engine.register("cp_nodes", nodes.select(["node_id", "node_type", "value"]))
     try:
         survivors = engine.query(
-            "SELECT node_id FROM cp_nodes WHERE node_type = 'customer' AND node_id NOT IN "
+            "SELECT node_id FROM cp_nodes WHERE node_type = 'customer' AND node_id NOT IN "  # noqa: S608 - module constants only
             f"(SELECT source_node_id FROM cp_edges WHERE rel_type = '{SAME_AS_REL}' AND is_current) "
             "AND node_id NOT IN (SELECT source_node_id FROM cp_edges "
             f"WHERE rel_type = '{SOURCE_RECORD_REL}' GROUP BY source_node_id HAVING NOT bool_or(is_current))"

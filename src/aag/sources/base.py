@@ -73,7 +73,7 @@ class Extractor(EventsSql):
         """``_row_number, record_id``: each landed row's canonical record id (NULL if missing)."""
         engine.register("id_rows", rows)
         try:
-            return engine.query(f"SELECT _row_number, {self.record_id_sql()} AS record_id FROM id_rows")
+            return engine.query(f"SELECT _row_number, {self.record_id_sql()} AS record_id FROM id_rows")  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
         finally:
             engine.drop("id_rows")
 
@@ -117,7 +117,7 @@ class Extractor(EventsSql):
             engine.materialize(NODES_TABLE, self.nodes_sql(now_sql))
             flags = " OR ".join(f"bad{i} OR tbad{i}" for i in range(len(self.spec.attributes))) or "FALSE"
             counts = engine.query(
-                "SELECT coalesce(sum(CASE WHEN row_error IS NOT NULL THEN 1 ELSE 0 END), 0) AS bad, "
+                "SELECT coalesce(sum(CASE WHEN row_error IS NOT NULL THEN 1 ELSE 0 END), 0) AS bad, "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
                 f"coalesce(sum(CASE WHEN row_error IS NULL AND ({flags}) THEN 1 ELSE 0 END), 0) AS flagged, "
                 f"(SELECT count(*) FROM {EVENTS_TABLE}) AS events FROM ex_rows"
             ).to_pylist()[0]

@@ -51,7 +51,7 @@ class EventsSql(RowsSql):
             for entry in entries
         )
         return (
-            f"SELECT source_node_id, e.rel_type AS rel_type, {lit(spec.source_system)} AS source_system, "
+            f"SELECT source_node_id, e.rel_type AS rel_type, {lit(spec.source_system)} AS source_system, "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
             "e.target_node_id AS target_node_id, e.updated_at AS updated_at, "
             "e.source_event_id AS source_event_id, e.confidence AS confidence, "
             "e.source_field AS source_field, batch_id\n"
@@ -161,17 +161,17 @@ class EventsSql(RowsSql):
             if row.role == "reference":
                 continue
             values.append(
-                f"SELECT n{i} AS node_id, {lit(row.node_type)} AS node_type, v{i} AS value "
+                f"SELECT n{i} AS node_id, {lit(row.node_type)} AS node_type, v{i} AS value "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
                 f"FROM ex_rows WHERE row_error IS NULL AND v{i} IS NOT NULL AND NOT is_deleted"
             )
         if self.owner is None:
             values.append(
-                f"SELECT ident_node, {lit(SOURCE_RECORD_NODE)}, ident_value FROM ex_rows "
+                f"SELECT ident_node, {lit(SOURCE_RECORD_NODE)}, ident_value FROM ex_rows "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
                 "WHERE row_error IS NULL"
             )
         for i in range(len(spec.same_as)):
             values.append(
-                f"SELECT link_node{i}, {lit(SOURCE_RECORD_NODE)}, link_value{i} FROM ex_rows "
+                f"SELECT link_node{i}, {lit(SOURCE_RECORD_NODE)}, link_value{i} FROM ex_rows "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
                 f"WHERE row_error IS NULL AND link_node{i} IS NOT NULL AND NOT is_deleted"
             )
         # Rows about another object's records write that record's entity node exactly as
@@ -179,7 +179,7 @@ class EventsSql(RowsSql):
         record = self.record_object
         entity_rows = "row_error IS NULL" + (f" AND {self._has_event_sql()}" if self.owner else "")
         distinct_values = (
-            f"SELECT node_id, node_type, value, sha256(value) AS checksum, {now_sql} AS created_at, "
+            f"SELECT node_id, node_type, value, sha256(value) AS checksum, {now_sql} AS created_at, "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
             "CAST(NULL AS MAP(VARCHAR, VARCHAR)) AS properties "
             f"FROM (SELECT DISTINCT * FROM ({' UNION ALL '.join(values)}) v) d\nUNION ALL\n"
             if values
@@ -193,7 +193,7 @@ class EventsSql(RowsSql):
         [{lit(record.source_system)}, {lit(record.source_object)}, min(record_id)]) AS properties
 FROM ex_rows WHERE {entity_rows}
 GROUP BY entity_id{self._referenced_nodes_sql(now_sql)}
-"""
+"""  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
 
     def _referenced_nodes_sql(self, now_sql: str) -> str:
         """Entity nodes that references point at, as the target object's extractor makes them.
@@ -203,7 +203,7 @@ GROUP BY entity_id{self._referenced_nodes_sql(now_sql)}
         batch's own records are left to the branch above: one row per node id.
         """
         refs = [
-            f"SELECT n{i} AS node_id, {lit(row.node_type)} AS node_type, "
+            f"SELECT n{i} AS node_id, {lit(row.node_type)} AS node_type, "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
             f"{lit(row.attribute.partition('.')[0])} AS source_system, "
             f"{lit(row.attribute.partition('.')[2])} AS source_object, v{i} AS record_id "
             f"FROM ex_rows WHERE row_error IS NULL AND v{i} IS NOT NULL AND NOT is_deleted"
@@ -220,7 +220,7 @@ SELECT node_id, min(node_type), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), {n
         [min(source_system), min(source_object), min(record_id)])
 FROM ({" UNION ALL ".join(refs)}) r
 WHERE NOT EXISTS (SELECT 1 FROM ex_rows x WHERE x.row_error IS NULL AND x.entity_id = r.node_id)
-GROUP BY node_id"""
+GROUP BY node_id"""  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
 
     def quarantine_sql(self, batch_id: str, now_sql: str, batch_sql: str | None = None) -> str:
         """Quarantine rows (:data:`aag.model.QUARANTINE`) with reason and raw content.
@@ -233,7 +233,7 @@ SELECT {lit(spec.source_system)} AS source_system, {lit(spec.source_object)} AS 
     {batch_sql or lit(batch_id)} AS batch_id, CAST(f._row_number AS BIGINT) AS row_number, f.record_id,
     f.level, f.source_field, f.reason, r._raw AS raw, {now_sql} AS quarantined_at
 FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_number
-"""
+"""  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
 
     def _findings_sql(self) -> str:
         parts = [
@@ -243,21 +243,21 @@ FROM ({self._findings_sql()}) f JOIN batch_rows r ON r._row_number = f._row_numb
         for i, row in enumerate(self.spec.attributes):
             name, _ = split_normaliser(row.normaliser)
             parts.append(
-                f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "
+                f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
                 f"concat({lit('invalid ' + name + ' value in ' + row.source_field + ': ')}, "
                 f"b.{ident(row.source_field)}) "
                 f"FROM ex_rows JOIN batch_rows b USING (_row_number) WHERE row_error IS NULL AND bad{i}"
             )
             if row.event_time_field:
                 parts.append(
-                    f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "
+                    f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
                     f"concat({lit('unparseable or missing field time (' + row.event_time_field + '): ')}, "
                     f"coalesce(b.{ident(row.event_time_field)}, 'NULL')) "
                     f"FROM ex_rows JOIN batch_rows b USING (_row_number) "
                     f"WHERE row_error IS NULL AND NOT bad{i} AND tbad{i} AND NOT tfar{i}"
                 )
                 parts.append(
-                    f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "
+                    f"SELECT _row_number, record_id, 'field', {lit(row.source_field)}, "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
                     # The field's own time is set when it is out of range: t<i> is that time.
                     f"{self.out_of_range_reason_sql(f't{i}', row.event_time_field)} "
                     f"FROM ex_rows JOIN batch_rows b USING (_row_number) "

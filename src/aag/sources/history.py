@@ -114,7 +114,7 @@ class FieldHistoryExtractor(Extractor):
         A subclass may join what a row lacks (an SAP change document item's time is in
         its header).
         """
-        return f"SELECT {', '.join(ident(c) for c in columns)} FROM {source}", columns
+        return f"SELECT {', '.join(ident(c) for c in columns)} FROM {source}", columns  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
 
     def pivot_sql(self, source: str, columns: list[str]) -> str:
         """One column per mapped field (the new value where the row changes it) + flags."""
@@ -133,7 +133,7 @@ class FieldHistoryExtractor(Extractor):
         rows_sql, row_columns = self.history_rows_sql(source, columns)
         keep = [ident(c) for c in row_columns if c not in generated]
         picks = keep + [f"{sql} AS {ident(name)}" for name, sql in generated.items()]
-        return f"SELECT {', '.join(picks)} FROM ({rows_sql}) h"
+        return f"SELECT {', '.join(picks)} FROM ({rows_sql}) h"  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
 
     def enrich(self, engine: Engine, rows: pa.Table) -> pa.Table:
         """Spread each row's change into the record object's field columns."""

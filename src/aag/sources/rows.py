@@ -131,7 +131,7 @@ FROM (
     {self._joins(aliases)}
   ) x
 ) y
-"""
+"""  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
 
     def _collapsed_aliases(self) -> dict[str, str]:
         """Column name of each field's whitespace-collapsed text (attributes, deletion flag)."""
@@ -301,7 +301,7 @@ FROM (
             compact = rf"regexp_replace({text}, '[\s().\-/]', '', 'g')"
             joins = self._country_joins()
             parts.append(
-                f"SELECT DISTINCT {text} AS raw, {self._region_sql(row)} AS region "
+                f"SELECT DISTINCT {text} AS raw, {self._region_sql(row)} AS region "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
                 f"FROM batch_rows r {joins} WHERE {text} IS NOT NULL AND NOT "
                 f"(regexp_matches({compact}, '{E164_REGEX_SQL}') AND strpos({text}, '(0)') = 0)"
             )

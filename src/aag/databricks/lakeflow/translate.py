@@ -16,7 +16,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from aag.engine.dialect import to_dialect
+from aag.engine.dialect import ident, lit, to_dialect
 from aag.engine.spark import spark_arrow_schema
 from aag.normalize import normalise_phones
 from aag.sources.base import Extractor
@@ -47,17 +47,22 @@ def without_star_except(sql: str) -> tuple[str, tuple[str, ...]]:
     return tree.sql(dialect="spark"), dropped
 
 
+def _spark_json_path(field: str) -> str:
+    """Spark's JSON path to the top-level member ``field`` (bracket form unless a plain name)."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field):
+        return "$." + field
+    return "$['" + field + "']"
+
+
 def _json_get(key: str) -> str:
     """Spark SQL reading one top-level key of ``_raw`` as text."""
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        return f"get_json_object(_raw, '$.{key}')"
-    return f"get_json_object(_raw, '$[\\'{key}\\']')"
+    return f"get_json_object(_raw, {lit(_spark_json_path(key), 'spark')})"
 
 
 def _struct_sql(tree: dict[str, Any]) -> str:
     """A struct of landed columns: ``tree`` maps each key to a column or a subtree."""
     parts = [
-        f"'{key}', {_json_get(value) if isinstance(value, str) else _struct_sql(value)}"
+        f"{lit(key, 'spark')}, {_json_get(value) if isinstance(value, str) else _struct_sql(value)}"
         for key, value in tree.items()
     ]
     return f"named_struct({', '.join(parts)})"
@@ -93,13 +98,13 @@ def landed_sql(source: str, fields: tuple[str, ...], shape: Mapping[str, str] | 
             # did not carry.
             nulls_out = "map('ignoreNullFields', 'true')"
             expr = f"to_json({_struct_sql(tree)}, {nulls_out})" if tree else _json_get(field)
-        picks.append(f"{expr} AS `{field}`")
+        picks.append(f"{expr} AS {ident(field, 'spark')}")
     error = (
         "CASE WHEN get_json_object(_raw, '$') IS NULL THEN 'invalid JSON' "
         "WHEN NOT startswith(ltrim(_raw), '{') THEN 'not a JSON object' END"
     )
     return (
-        f"SELECT _batch_id, _landed_at, _row_number, _raw, {error} AS _error"
+        f"SELECT _batch_id, _landed_at, _row_number, _raw, {error} AS _error"  # noqa: S608 - paths and names quoted by dialect.lit/ident (Spark)
         + "".join(", " + p for p in picks)
         + f" FROM {source}"
     )
