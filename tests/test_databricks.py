@@ -23,7 +23,7 @@ import sqlglot
 import yaml
 from sqlglot import exp
 
-from aag.config import CONFIG_FILES, default_config_dir
+from aag.config import CONFIG_FILES, default_config_dir, load_config
 from aag.databricks.job import setup_sql, statements
 from aag.databricks.store import SparkTableGraphStore, merge_relationships_sql, merge_source_sql
 from aag.engine.base import Capability, Engine, SqlScan
@@ -1304,6 +1304,148 @@ SEG_WAREHOUSE_SYNCS = [
 ]
 
 
+#: Shopify customers as the REST Admin API gives them (the registry's names): numeric ids,
+#: times with the shop's UTC offset. Two syncs: the second changes one customer's email
+#: and marketing consent. No default address: Fivetran keeps it in another table.
+SHOP_API_SYNCS: list[list[dict[str, Any]]] = [
+    [
+        {
+            "id": 207119551,
+            "email": "bob.norman@example.com",
+            "phone": "+16136120707",
+            "first_name": "Bob",
+            "last_name": "Norman",
+            "accepts_marketing": False,
+            "accepts_marketing_updated_at": "2024-02-01T10:15:00-05:00",
+            "created_at": "2024-02-01T10:15:00-05:00",
+            "updated_at": "2024-02-01T10:15:00-05:00",
+        },
+        {
+            "id": 207119552,
+            "email": "lea.mueller@example.de",
+            "phone": None,
+            "first_name": "Lea",
+            "last_name": "Müller",
+            "accepts_marketing": True,
+            "accepts_marketing_updated_at": "2024-02-02T09:00:00+01:00",
+            "created_at": "2024-02-02T09:00:00+01:00",
+            "updated_at": "2024-02-02T09:30:12+01:00",
+        },
+    ],
+    [
+        {
+            "id": 207119551,
+            "email": "bob@norman.example.com",
+            "phone": "+16136120707",
+            "first_name": "Bob",
+            "last_name": "Norman",
+            "accepts_marketing": True,
+            "accepts_marketing_updated_at": "2024-03-01T08:00:00-05:00",
+            "created_at": "2024-02-01T10:15:00-05:00",
+            "updated_at": "2024-03-01T08:00:05-05:00",
+        },
+    ],
+]
+
+#: The same syncs as Fivetran's Shopify connector lands them in its ``customer`` table:
+#: the API's names, typed columns (BIGINT id, TIMESTAMP times in UTC, BOOLEAN consent),
+#: the newer ``email_marketing_consent_*`` columns and Fivetran's own. Follows the columns
+#: Fivetran's Shopify source package reads (fivetran/dbt_shopify_source,
+#: macros/get_customer_columns.sql); the address is only ``default_address_id``.
+SHOP_FIVETRAN_DDL = (
+    "id BIGINT, email STRING, phone STRING, first_name STRING, last_name STRING, "
+    "accepts_marketing BOOLEAN, accepts_marketing_updated_at TIMESTAMP, "
+    "email_marketing_consent_state STRING, email_marketing_consent_opt_in_level STRING, "
+    "email_marketing_consent_consent_updated_at TIMESTAMP, default_address_id BIGINT, "
+    "orders_count BIGINT, state STRING, verified_email BOOLEAN, created_at TIMESTAMP, "
+    "updated_at TIMESTAMP, _fivetran_synced TIMESTAMP"
+)
+SHOP_FIVETRAN_SYNCS = [
+    [
+        "(207119551, 'bob.norman@example.com', '+16136120707', 'Bob', 'Norman', false, "
+        "TIMESTAMP'2024-02-01 15:15:00Z', 'not_subscribed', 'single_opt_in', "
+        "TIMESTAMP'2024-02-01 15:15:00Z', "
+        "1053317291, 0, 'enabled', true, TIMESTAMP'2024-02-01 15:15:00Z', TIMESTAMP'2024-02-01 15:15:00Z', "
+        "TIMESTAMP'2024-02-02 06:00:00Z')",
+        "(207119552, 'lea.mueller@example.de', NULL, 'Lea', 'Müller', true, "
+        "TIMESTAMP'2024-02-02 08:00:00Z', 'subscribed', 'single_opt_in', TIMESTAMP'2024-02-02 08:00:00Z', "
+        "1053317292, 1, 'enabled', true, TIMESTAMP'2024-02-02 08:00:00Z', TIMESTAMP'2024-02-02 08:30:12Z', "
+        "TIMESTAMP'2024-02-03 06:00:00Z')",
+    ],
+    [
+        "(207119551, 'bob@norman.example.com', '+16136120707', 'Bob', 'Norman', true, "
+        "TIMESTAMP'2024-03-01 13:00:00Z', 'subscribed', 'single_opt_in', TIMESTAMP'2024-03-01 13:00:00Z', "
+        "1053317291, 2, 'enabled', true, TIMESTAMP'2024-02-01 15:15:00Z', TIMESTAMP'2024-03-01 13:00:05Z', "
+        "TIMESTAMP'2024-03-02 06:00:00Z')",
+    ],
+]
+
+#: Zendesk Support users as the API gives them (the registry's names): numeric ids,
+#: ``external_id`` naming the Salesforce contact of one of them. The second sync gives
+#: the visitor a phone number.
+ZD_API_SYNCS: list[list[dict[str, Any]]] = [
+    [
+        {
+            "id": 361100001,
+            "name": "Ana Weber",
+            "email": "ana.weber@example.com",
+            "phone": "+49 30 4745328",
+            "external_id": "003SHAPE0000000001",
+            "role": "end-user",
+            "created_at": "2024-02-14T10:00:00Z",
+            "updated_at": "2024-02-14T10:00:00Z",
+        },
+        {
+            "id": 361100002,
+            "name": "Walk-in Visitor",
+            "email": "visitor@example.com",
+            "phone": None,
+            "external_id": None,
+            "role": "end-user",
+            "created_at": "2024-02-15T16:20:00Z",
+            "updated_at": "2024-02-15T16:20:00Z",
+        },
+    ],
+    [
+        {
+            "id": 361100002,
+            "name": "Walk-in Visitor",
+            "email": "visitor@example.com",
+            "phone": "+43 1 5551234",
+            "external_id": None,
+            "role": "end-user",
+            "created_at": "2024-02-15T16:20:00Z",
+            "updated_at": "2024-03-06T09:12:44Z",
+        },
+    ],
+]
+
+#: The same syncs as Fivetran's Zendesk Support connector lands them in its ``user``
+#: table: the API's names, typed columns, Fivetran's own columns. Follows the columns
+#: Fivetran's Zendesk source package reads (fivetran/dbt_zendesk_source,
+#: macros/get_user_columns.sql).
+ZD_FIVETRAN_DDL = (
+    "id BIGINT, name STRING, email STRING, phone STRING, external_id STRING, role STRING, "
+    "active BOOLEAN, suspended BOOLEAN, organization_id BIGINT, locale STRING, time_zone STRING, "
+    "created_at TIMESTAMP, updated_at TIMESTAMP, _fivetran_synced TIMESTAMP, _fivetran_deleted BOOLEAN"
+)
+ZD_FIVETRAN_SYNCS = [
+    [
+        "(361100001, 'Ana Weber', 'ana.weber@example.com', '+49 30 4745328', '003SHAPE0000000001', "
+        "'end-user', true, false, NULL, 'de', 'Berlin', TIMESTAMP'2024-02-14 10:00:00Z', "
+        "TIMESTAMP'2024-02-14 10:00:00Z', TIMESTAMP'2024-02-16 06:00:00Z', false)",
+        "(361100002, 'Walk-in Visitor', 'visitor@example.com', NULL, NULL, 'end-user', true, false, "
+        "NULL, 'en-US', 'Vienna', TIMESTAMP'2024-02-15 16:20:00Z', TIMESTAMP'2024-02-15 16:20:00Z', "
+        "TIMESTAMP'2024-02-16 06:00:00Z', false)",
+    ],
+    [
+        "(361100002, 'Walk-in Visitor', 'visitor@example.com', '+43 1 5551234', NULL, 'end-user', true, "
+        "false, NULL, 'en-US', 'Vienna', TIMESTAMP'2024-02-15 16:20:00Z', TIMESTAMP'2024-03-06 09:12:44Z', "
+        "TIMESTAMP'2024-03-07 06:00:00Z', false)",
+    ],
+]
+
+
 def _leaves(value: Any) -> int:
     """Non-null values of a JSON value, nested objects counted by their keys."""
     if isinstance(value, dict):
@@ -1326,7 +1468,21 @@ def _expected_events() -> dict[str, int]:
     segment = sum(
         _leaves(row["traits"]) + 1 + (row["user_id"] is not None) for rows in SEG_API_SYNCS for row in rows
     )
-    return {"salesforce": salesforce, "segment": segment}
+    # Shopify and Zendesk are record-level like Salesforce, and every row of theirs is
+    # live: each gives an event for every mapped field, an empty one removing the value
+    # (the default address a Fivetran customer row does not carry, the visitor's phone),
+    # plus the source-record link and Zendesk's external_id link.
+    config = load_config()
+    per_row = {
+        system: len(config.object(system, obj).attributes) + 1 + len(config.object(system, obj).same_as)
+        for system, obj in (("shopify", "customers"), ("zendesk", "users"))
+    }
+    return {
+        "salesforce": salesforce,
+        "segment": segment,
+        "shopify": per_row["shopify"] * sum(len(rows) for rows in SHOP_API_SYNCS),
+        "zendesk": per_row["zendesk"] * sum(len(rows) for rows in ZD_API_SYNCS),
+    }
 
 
 def _fill_source(spark: Any, table: str, ddl: str, key: str, syncs: list[list[str]]) -> None:
@@ -1345,7 +1501,7 @@ def _fill_source(spark: Any, table: str, ddl: str, key: str, syncs: list[list[st
 
 @pytest.mark.spark
 def test_connector_shapes_give_the_field_events_of_the_api_shape(tmp_path, spark_engine):
-    """Fivetran's Salesforce tables and Segment's warehouse ``identifies`` in ``tables`` mode.
+    """Fivetran's Salesforce, Shopify and Zendesk tables and Segment's ``identifies`` in ``tables`` mode.
 
     The same records land once in the API's shape (files) and once in each connector's
     own shape (Delta tables with change data feed, columns as the connector's published
@@ -1362,13 +1518,16 @@ def test_connector_shapes_give_the_field_events_of_the_api_shape(tmp_path, spark
     for (system, obj), syncs in {
         ("salesforce", "Contact"): SF_API_SYNCS,
         ("segment", "identifies"): SEG_API_SYNCS,
+        ("shopify", "customers"): SHOP_API_SYNCS,
+        ("zendesk", "users"): ZD_API_SYNCS,
     }.items():
         (landing / system / obj).mkdir(parents=True)
         for number, rows in enumerate(syncs):
             lines = "".join(json.dumps(row) + "\n" for row in rows)
             (landing / system / obj / f"sync{number}.jsonl").write_text(lines, encoding="utf-8")
-    both = {"aag.objects": "salesforce.Contact,segment.identifies"}
+    both = {"aag.objects": "salesforce.Contact,segment.identifies,shopify.customers,zendesk.users"}
     sf_table, seg_table = "spark_catalog.aag_shapes.salesforce_contact", "spark_catalog.aag_shapes.identifies"
+    shop_table, zd_table = "spark_catalog.aag_shapes.shopify_customer", "spark_catalog.aag_shapes.zd_user"
     _drop_setup_schemas(spark)
     spark.sql("DROP SCHEMA IF EXISTS aag_shapes CASCADE")
     try:
@@ -1380,26 +1539,34 @@ def test_connector_shapes_give_the_field_events_of_the_api_shape(tmp_path, spark
         spark.sql("CREATE SCHEMA aag_shapes")
         _fill_source(spark, sf_table, SF_FIVETRAN_DDL, "id", SF_FIVETRAN_SYNCS)
         _fill_source(spark, seg_table, SEG_WAREHOUSE_DDL, "id", SEG_WAREHOUSE_SYNCS)
+        _fill_source(spark, shop_table, SHOP_FIVETRAN_DDL, "id", SHOP_FIVETRAN_SYNCS)
+        _fill_source(spark, zd_table, ZD_FIVETRAN_DDL, "id", ZD_FIVETRAN_SYNCS)
         tables = {
             **both,
             "aag.bronze.mode": "tables",
             "aag.source.salesforce.Contact": sf_table,
             "aag.source.segment.identifies": seg_table,
+            "aag.source.shopify.customers": shop_table,
+            "aag.source.zendesk.users": zd_table,
         }
         shaped = {
             **tables,
             "aag.shape.salesforce.Contact": "fivetran",
             "aag.shape.segment.identifies": "segment_warehouse",
+            "aag.shape.shopify.customers": "fivetran",
+            "aag.shape.zendesk.users": "fivetran",
         }
         run_batch(spark, shaped)
         # Bronze keeps the connector's rows as they came: one per insert or update.
-        for bronze, connector_rows in (
-            ("bronze.salesforce_contact", SF_FIVETRAN_SYNCS),
-            ("bronze.segment_identifies", SEG_WAREHOUSE_SYNCS),
+        for bronze, connector_rows, own_column in (
+            ("bronze.salesforce_contact", SF_FIVETRAN_SYNCS, "_fivetran_synced"),
+            ("bronze.segment_identifies", SEG_WAREHOUSE_SYNCS, "uuid_ts"),
+            ("bronze.shopify_customers", SHOP_FIVETRAN_SYNCS, "_fivetran_synced"),
+            ("bronze.zendesk_users", ZD_FIVETRAN_SYNCS, "_fivetran_synced"),
         ):
             raw = [json.loads(r["_raw"]) for r in spark.table(bronze).collect()]
             assert len(raw) == sum(len(rows) for rows in connector_rows), bronze
-            assert "id" in raw[0] and "Id" not in raw[0], raw[0]
+            assert "id" in raw[0] and "Id" not in raw[0] and own_column in raw[0], raw[0]
         from_shapes = spark.table(FIELD_EVENTS_TABLE).toArrow()
         quarantined = spark.table("graph.extract_quarantine").collect()
         assert quarantined == [], quarantined

@@ -945,6 +945,10 @@ def test_landing_shapes_are_checked_and_looked_up(tmp_path):
         "traits.address.city"
     )
     assert config.landing_shape("salesforce", "Contact", "api") == {}
+    # Fivetran's Shopify and Zendesk tables keep the API's names: the shape renames nothing.
+    for system, obj in (("shopify", "customers"), ("zendesk", "users")):
+        same = config.landing_shape(system, obj, "fivetran")
+        assert "id" in same and all(column == field for column, field in same.items()), same
     with pytest.raises(ConfigError, match=r"sap\.KNA1 has no landing shape 'fivetran'; known: api"):
         config.landing_shape("sap", "KNA1", "fivetran")
     header = "source_system,source_object,shape,landed_column,source_field,description\n"
