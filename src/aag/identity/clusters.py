@@ -9,14 +9,10 @@ from __future__ import annotations
 import pyarrow as pa
 
 from aag.engine.base import Engine
-from aag.engine.dialect import lit
+from aag.engine.dialect import in_list, lit
 from aag.identity.overrides import split_apart
 from aag.identity.settings import IdentitySettings
 from aag.sources.base import SOURCE_RECORD_REL
-
-
-def _in(values: list[str]) -> str:
-    return ", ".join(lit(v) for v in values) or "NULL"
 
 
 def _usable_sql(settings: IdentitySettings, edges: str = "id_edges") -> str:
@@ -29,7 +25,7 @@ def _usable_sql(settings: IdentitySettings, edges: str = "id_edges") -> str:
 SELECT tgt FROM (
     SELECT tgt, sys, count(DISTINCT src) AS n, min(CASE rel {limit} END) AS lim
     FROM {edges}
-    WHERE rel IN ({_in(settings.rel_types)}) AND src IN (SELECT id FROM id_typed)
+    WHERE rel IN ({in_list(settings.rel_types)}) AND src IN (SELECT id FROM id_typed)
       AND tgt IN (SELECT id FROM id_nodes) AND tgt NOT IN (SELECT id FROM id_blocked)
     GROUP BY tgt, sys
 ) c
@@ -65,7 +61,7 @@ GROUP BY src HAVING max(CASE WHEN cur THEN 1 ELSE 0 END) = 0
         f"""
 SELECT DISTINCT src, tgt FROM (
     SELECT src, tgt FROM id_edges
-    WHERE rel IN ({_in(settings.rel_types)}) AND tgt IN ({_usable_sql(settings)})
+    WHERE rel IN ({in_list(settings.rel_types)}) AND tgt IN ({_usable_sql(settings)})
     UNION ALL SELECT a, concat('link:', a, '|', b) FROM id_link
     UNION ALL SELECT b, concat('link:', a, '|', b) FROM id_link
 ) k
