@@ -23,7 +23,7 @@ import sqlglot
 import yaml
 from sqlglot import exp
 
-from aag.config import CONFIG_FILES, default_config_dir
+from aag.config import CONFIG_FILES, default_config_dir, load_config
 from aag.databricks.job import setup_sql, statements
 from aag.databricks.store import SparkTableGraphStore, merge_relationships_sql, merge_source_sql
 from aag.engine.base import Capability, Engine, SqlScan
@@ -1105,3 +1105,490 @@ def test_bronze_from_a_delta_change_feed_gives_the_events_of_files(tmp_path, spa
     finally:
         _drop_setup_schemas(spark)
         spark.sql("DROP SCHEMA IF EXISTS aag_fivetran CASCADE")
+
+
+# -- connector landing shapes (aag.shape.<system>.<object>) ------------------------------------
+
+#: Salesforce contacts as the API gives them (the registry's names), two syncs: the second
+#: changes one contact's email, soft-deletes another and adds a third.
+SF_API_SYNCS: list[list[dict[str, Any]]] = [
+    [
+        {
+            "Id": "003SHAPE0000000001",
+            "AccountId": "001SHAPE0000000001",
+            "FirstName": "Ana",
+            "LastName": "Weber",
+            "Email": "ana.weber@example.com",
+            "Phone": "+49 30 4745328",
+            "MailingStreet": "Parkweg 22",
+            "MailingCity": "Berlin",
+            "MailingPostalCode": "10115",
+            "MailingCountry": "Germany",
+            "HasOptedOutOfEmail": False,
+            "LastModifiedDate": "2024-02-13T06:45:43.000+0000",
+            "IsDeleted": False,
+        },
+        {
+            "Id": "003SHAPE0000000002",
+            "AccountId": "001SHAPE0000000001",
+            "FirstName": "Femi",
+            "LastName": "Novak",
+            "Email": "femi.novak@example.com",
+            "Phone": "+43 1 1810111",
+            "MailingStreet": "Hauptstr. 1",
+            "MailingCity": "Wien",
+            "MailingPostalCode": "1010",
+            "MailingCountry": "Austria",
+            "HasOptedOutOfEmail": True,
+            "LastModifiedDate": "2024-02-09T08:55:45.000+0000",
+            "IsDeleted": False,
+        },
+    ],
+    [
+        {
+            "Id": "003SHAPE0000000001",
+            "AccountId": "001SHAPE0000000001",
+            "FirstName": "Ana",
+            "LastName": "Weber",
+            "Email": "ana@weber.example.org",
+            "Phone": "+49 30 4745328",
+            "MailingStreet": "Parkweg 22",
+            "MailingCity": "Berlin",
+            "MailingPostalCode": "10115",
+            "MailingCountry": "Germany",
+            "HasOptedOutOfEmail": False,
+            "LastModifiedDate": "2024-03-01T10:00:00.000+0000",
+            "IsDeleted": False,
+        },
+        {
+            "Id": "003SHAPE0000000002",
+            "AccountId": "001SHAPE0000000001",
+            "FirstName": "Femi",
+            "LastName": "Novak",
+            "Email": "femi.novak@example.com",
+            "Phone": "+43 1 1810111",
+            "MailingStreet": "Hauptstr. 1",
+            "MailingCity": "Wien",
+            "MailingPostalCode": "1010",
+            "MailingCountry": "Austria",
+            "HasOptedOutOfEmail": True,
+            "LastModifiedDate": "2024-03-02T11:30:15.000+0000",
+            "IsDeleted": True,
+        },
+        {
+            "Id": "003SHAPE0000000003",
+            "AccountId": "001SHAPE0000000002",
+            "FirstName": "Kai",
+            "LastName": "Lind",
+            "Email": "kai.lind@example.com",
+            "Phone": "+46 8 123456",
+            "MailingStreet": "Storgatan 5",
+            "MailingCity": "Stockholm",
+            "MailingPostalCode": "111 22",
+            "MailingCountry": "Sweden",
+            "HasOptedOutOfEmail": False,
+            "LastModifiedDate": "2024-03-03T09:05:00.000+0000",
+            "IsDeleted": False,
+        },
+    ],
+]
+
+#: The same syncs as Fivetran's Salesforce connector lands them: every API field in
+#: snake_case, typed columns, plus Fivetran's own columns. Follows Fivetran's published
+#: Salesforce schema as its dbt package reads it (fivetran/dbt_salesforce_source,
+#: models/stg_salesforce__contact.sql: id, account_id, email, first_name, is_deleted,
+#: last_modified_date, last_name, mailing_city, mailing_country, mailing_postal_code,
+#: mailing_street, phone, _fivetran_synced; _fivetran_deleted marks hard deletes).
+SF_FIVETRAN_DDL = (
+    "id STRING, account_id STRING, first_name STRING, last_name STRING, email STRING, phone STRING, "
+    "mailing_street STRING, mailing_city STRING, mailing_postal_code STRING, mailing_country STRING, "
+    "has_opted_out_of_email BOOLEAN, last_modified_date TIMESTAMP, is_deleted BOOLEAN, "
+    "_fivetran_synced TIMESTAMP, _fivetran_deleted BOOLEAN"
+)
+SF_FIVETRAN_SYNCS = [
+    [
+        "('003SHAPE0000000001', '001SHAPE0000000001', 'Ana', 'Weber', 'ana.weber@example.com', "
+        "'+49 30 4745328', 'Parkweg 22', 'Berlin', '10115', 'Germany', false, "
+        "TIMESTAMP'2024-02-13 06:45:43Z', false, TIMESTAMP'2024-02-13 07:00:00Z', false)",
+        "('003SHAPE0000000002', '001SHAPE0000000001', 'Femi', 'Novak', 'femi.novak@example.com', "
+        "'+43 1 1810111', 'Hauptstr. 1', 'Wien', '1010', 'Austria', true, "
+        "TIMESTAMP'2024-02-09 08:55:45Z', false, TIMESTAMP'2024-02-13 07:00:00Z', false)",
+    ],
+    [
+        "('003SHAPE0000000001', '001SHAPE0000000001', 'Ana', 'Weber', 'ana@weber.example.org', "
+        "'+49 30 4745328', 'Parkweg 22', 'Berlin', '10115', 'Germany', false, "
+        "TIMESTAMP'2024-03-01 10:00:00Z', false, TIMESTAMP'2024-03-04 07:00:00Z', false)",
+        "('003SHAPE0000000002', '001SHAPE0000000001', 'Femi', 'Novak', 'femi.novak@example.com', "
+        "'+43 1 1810111', 'Hauptstr. 1', 'Wien', '1010', 'Austria', true, "
+        "TIMESTAMP'2024-03-02 11:30:15Z', true, TIMESTAMP'2024-03-04 07:00:00Z', false)",
+        "('003SHAPE0000000003', '001SHAPE0000000002', 'Kai', 'Lind', 'kai.lind@example.com', "
+        "'+46 8 123456', 'Storgatan 5', 'Stockholm', '111 22', 'Sweden', false, "
+        "TIMESTAMP'2024-03-03 09:05:00Z', false, TIMESTAMP'2024-03-04 07:00:00Z', false)",
+    ],
+]
+
+#: Segment identify calls as the API message gives them (the registry's names): nested
+#: and flat address traits, one anonymous call, one call with Segment's clock-skew fields.
+SEG_API_SYNCS: list[list[dict[str, Any]]] = [
+    [
+        {
+            "message_id": "m-shape-1",
+            "user_id": "003SHAPE0000000001",
+            "anonymous_id": "anon-s1",
+            "timestamp": "2024-02-10T23:02:37Z",
+            "received_at": "2024-02-10T23:02:39Z",
+            "traits": {
+                "firstName": "Ana",
+                "lastName": "Weber",
+                "email": "ana.weber@example.com",
+                "address": {"city": "Berlin", "postalCode": "10115", "country": "Germany"},
+            },
+        },
+        {
+            "message_id": "m-shape-2",
+            "user_id": None,
+            "anonymous_id": "anon-s2",
+            "timestamp": "2024-02-11T08:00:00Z",
+            "received_at": "2024-02-11T08:00:01Z",
+            "traits": {"email": "visitor@example.com", "city": "Wien", "postalCode": "1010"},
+        },
+    ],
+    [
+        {
+            "message_id": "m-shape-3",
+            "user_id": "003SHAPE0000000003",
+            "anonymous_id": "anon-s3",
+            "timestamp": "2024-03-05T12:00:02.500Z",
+            "received_at": "2024-03-05T12:00:03Z",
+            "sent_at": "2024-03-05T11:58:00Z",
+            "original_timestamp": "2024-03-05T11:57:59.500Z",
+            "traits": {
+                "name": "Kai Lind",
+                "phone": "+46 8 123456",
+                "street": "Storgatan 5",
+                "country": "Sweden",
+            },
+        },
+    ],
+]
+
+#: The same calls in Segment's warehouse ``identifies`` table: one snake_case column per
+#: trait, nested objects flattened with ``_`` (``address_city``), the message id in ``id``,
+#: typed timestamps, and ``context_*`` columns. Follows Segment's published warehouse
+#: schema (segment.com/docs/connections/storage/warehouses/schema: "identifies" holds the
+#: traits as top-level columns; a column is filled only for a non-null value).
+SEG_WAREHOUSE_DDL = (
+    "id STRING, user_id STRING, anonymous_id STRING, received_at TIMESTAMP, sent_at TIMESTAMP, "
+    "original_timestamp TIMESTAMP, timestamp TIMESTAMP, uuid_ts TIMESTAMP, context_library_name STRING, "
+    "email STRING, first_name STRING, last_name STRING, name STRING, phone STRING, "
+    "address_city STRING, address_postal_code STRING, address_country STRING, "
+    "street STRING, city STRING, postal_code STRING, country STRING"
+)
+SEG_WAREHOUSE_SYNCS = [
+    [
+        "('m-shape-1', '003SHAPE0000000001', 'anon-s1', TIMESTAMP'2024-02-10 23:02:39Z', NULL, NULL, "
+        "TIMESTAMP'2024-02-10 23:02:37Z', TIMESTAMP'2024-02-10 23:10:00Z', 'analytics.js', "
+        "'ana.weber@example.com', 'Ana', 'Weber', NULL, NULL, 'Berlin', '10115', 'Germany', "
+        "NULL, NULL, NULL, NULL)",
+        "('m-shape-2', NULL, 'anon-s2', TIMESTAMP'2024-02-11 08:00:01Z', NULL, NULL, "
+        "TIMESTAMP'2024-02-11 08:00:00Z', TIMESTAMP'2024-02-11 08:10:00Z', 'analytics.js', "
+        "'visitor@example.com', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'Wien', '1010', NULL)",
+    ],
+    [
+        "('m-shape-3', '003SHAPE0000000003', 'anon-s3', TIMESTAMP'2024-03-05 12:00:03Z', "
+        "TIMESTAMP'2024-03-05 11:58:00Z', TIMESTAMP'2024-03-05 11:57:59.500Z', "
+        "TIMESTAMP'2024-03-05 12:00:02.500Z', TIMESTAMP'2024-03-05 12:10:00Z', 'analytics-ios', "
+        "NULL, NULL, NULL, 'Kai Lind', '+46 8 123456', NULL, NULL, NULL, 'Storgatan 5', NULL, NULL, "
+        "'Sweden')",
+    ],
+]
+
+
+#: Shopify customers as the REST Admin API gives them (the registry's names): numeric ids,
+#: times with the shop's UTC offset. Two syncs: the second changes one customer's email
+#: and marketing consent. No default address: Fivetran keeps it in another table.
+SHOP_API_SYNCS: list[list[dict[str, Any]]] = [
+    [
+        {
+            "id": 207119551,
+            "email": "bob.norman@example.com",
+            "phone": "+16136120707",
+            "first_name": "Bob",
+            "last_name": "Norman",
+            "accepts_marketing": False,
+            "accepts_marketing_updated_at": "2024-02-01T10:15:00-05:00",
+            "created_at": "2024-02-01T10:15:00-05:00",
+            "updated_at": "2024-02-01T10:15:00-05:00",
+        },
+        {
+            "id": 207119552,
+            "email": "lea.mueller@example.de",
+            "phone": None,
+            "first_name": "Lea",
+            "last_name": "Müller",
+            "accepts_marketing": True,
+            "accepts_marketing_updated_at": "2024-02-02T09:00:00+01:00",
+            "created_at": "2024-02-02T09:00:00+01:00",
+            "updated_at": "2024-02-02T09:30:12+01:00",
+        },
+    ],
+    [
+        {
+            "id": 207119551,
+            "email": "bob@norman.example.com",
+            "phone": "+16136120707",
+            "first_name": "Bob",
+            "last_name": "Norman",
+            "accepts_marketing": True,
+            "accepts_marketing_updated_at": "2024-03-01T08:00:00-05:00",
+            "created_at": "2024-02-01T10:15:00-05:00",
+            "updated_at": "2024-03-01T08:00:05-05:00",
+        },
+    ],
+]
+
+#: The same syncs as Fivetran's Shopify connector lands them in its ``customer`` table:
+#: the API's names, typed columns (BIGINT id, TIMESTAMP times in UTC, BOOLEAN consent),
+#: the newer ``email_marketing_consent_*`` columns and Fivetran's own. Follows the columns
+#: Fivetran's Shopify source package reads (fivetran/dbt_shopify_source,
+#: macros/get_customer_columns.sql); the address is only ``default_address_id``.
+SHOP_FIVETRAN_DDL = (
+    "id BIGINT, email STRING, phone STRING, first_name STRING, last_name STRING, "
+    "accepts_marketing BOOLEAN, accepts_marketing_updated_at TIMESTAMP, "
+    "email_marketing_consent_state STRING, email_marketing_consent_opt_in_level STRING, "
+    "email_marketing_consent_consent_updated_at TIMESTAMP, default_address_id BIGINT, "
+    "orders_count BIGINT, state STRING, verified_email BOOLEAN, created_at TIMESTAMP, "
+    "updated_at TIMESTAMP, _fivetran_synced TIMESTAMP"
+)
+SHOP_FIVETRAN_SYNCS = [
+    [
+        "(207119551, 'bob.norman@example.com', '+16136120707', 'Bob', 'Norman', false, "
+        "TIMESTAMP'2024-02-01 15:15:00Z', 'not_subscribed', 'single_opt_in', "
+        "TIMESTAMP'2024-02-01 15:15:00Z', "
+        "1053317291, 0, 'enabled', true, TIMESTAMP'2024-02-01 15:15:00Z', TIMESTAMP'2024-02-01 15:15:00Z', "
+        "TIMESTAMP'2024-02-02 06:00:00Z')",
+        "(207119552, 'lea.mueller@example.de', NULL, 'Lea', 'Müller', true, "
+        "TIMESTAMP'2024-02-02 08:00:00Z', 'subscribed', 'single_opt_in', TIMESTAMP'2024-02-02 08:00:00Z', "
+        "1053317292, 1, 'enabled', true, TIMESTAMP'2024-02-02 08:00:00Z', TIMESTAMP'2024-02-02 08:30:12Z', "
+        "TIMESTAMP'2024-02-03 06:00:00Z')",
+    ],
+    [
+        "(207119551, 'bob@norman.example.com', '+16136120707', 'Bob', 'Norman', true, "
+        "TIMESTAMP'2024-03-01 13:00:00Z', 'subscribed', 'single_opt_in', TIMESTAMP'2024-03-01 13:00:00Z', "
+        "1053317291, 2, 'enabled', true, TIMESTAMP'2024-02-01 15:15:00Z', TIMESTAMP'2024-03-01 13:00:05Z', "
+        "TIMESTAMP'2024-03-02 06:00:00Z')",
+    ],
+]
+
+#: Zendesk Support users as the API gives them (the registry's names): numeric ids,
+#: ``external_id`` naming the Salesforce contact of one of them. The second sync gives
+#: the visitor a phone number.
+ZD_API_SYNCS: list[list[dict[str, Any]]] = [
+    [
+        {
+            "id": 361100001,
+            "name": "Ana Weber",
+            "email": "ana.weber@example.com",
+            "phone": "+49 30 4745328",
+            "external_id": "003SHAPE0000000001",
+            "role": "end-user",
+            "created_at": "2024-02-14T10:00:00Z",
+            "updated_at": "2024-02-14T10:00:00Z",
+        },
+        {
+            "id": 361100002,
+            "name": "Walk-in Visitor",
+            "email": "visitor@example.com",
+            "phone": None,
+            "external_id": None,
+            "role": "end-user",
+            "created_at": "2024-02-15T16:20:00Z",
+            "updated_at": "2024-02-15T16:20:00Z",
+        },
+    ],
+    [
+        {
+            "id": 361100002,
+            "name": "Walk-in Visitor",
+            "email": "visitor@example.com",
+            "phone": "+43 1 5551234",
+            "external_id": None,
+            "role": "end-user",
+            "created_at": "2024-02-15T16:20:00Z",
+            "updated_at": "2024-03-06T09:12:44Z",
+        },
+    ],
+]
+
+#: The same syncs as Fivetran's Zendesk Support connector lands them in its ``user``
+#: table: the API's names, typed columns, Fivetran's own columns. Follows the columns
+#: Fivetran's Zendesk source package reads (fivetran/dbt_zendesk_source,
+#: macros/get_user_columns.sql).
+ZD_FIVETRAN_DDL = (
+    "id BIGINT, name STRING, email STRING, phone STRING, external_id STRING, role STRING, "
+    "active BOOLEAN, suspended BOOLEAN, organization_id BIGINT, locale STRING, time_zone STRING, "
+    "created_at TIMESTAMP, updated_at TIMESTAMP, _fivetran_synced TIMESTAMP, _fivetran_deleted BOOLEAN"
+)
+ZD_FIVETRAN_SYNCS = [
+    [
+        "(361100001, 'Ana Weber', 'ana.weber@example.com', '+49 30 4745328', '003SHAPE0000000001', "
+        "'end-user', true, false, NULL, 'de', 'Berlin', TIMESTAMP'2024-02-14 10:00:00Z', "
+        "TIMESTAMP'2024-02-14 10:00:00Z', TIMESTAMP'2024-02-16 06:00:00Z', false)",
+        "(361100002, 'Walk-in Visitor', 'visitor@example.com', NULL, NULL, 'end-user', true, false, "
+        "NULL, 'en-US', 'Vienna', TIMESTAMP'2024-02-15 16:20:00Z', TIMESTAMP'2024-02-15 16:20:00Z', "
+        "TIMESTAMP'2024-02-16 06:00:00Z', false)",
+    ],
+    [
+        "(361100002, 'Walk-in Visitor', 'visitor@example.com', '+43 1 5551234', NULL, 'end-user', true, "
+        "false, NULL, 'en-US', 'Vienna', TIMESTAMP'2024-02-15 16:20:00Z', TIMESTAMP'2024-03-06 09:12:44Z', "
+        "TIMESTAMP'2024-03-07 06:00:00Z', false)",
+    ],
+]
+
+
+def _leaves(value: Any) -> int:
+    """Non-null values of a JSON value, nested objects counted by their keys."""
+    if isinstance(value, dict):
+        return sum(_leaves(v) for v in value.values())
+    return 0 if value is None else 1
+
+
+def _expected_events() -> dict[str, int]:
+    """Field events of the API fixture rows, counted from the rows themselves.
+
+    Each row gives one event per mapped field it fills (a soft-deleted Salesforce row
+    gives the same number, removing each value), one linking the record to its source
+    record node, and a Segment call with a ``user_id`` one more for its SAME_AS link.
+    """
+    salesforce = sum(
+        sum(row[f] is not None for f in row if f not in ("Id", "LastModifiedDate", "IsDeleted")) + 1
+        for rows in SF_API_SYNCS
+        for row in rows
+    )
+    segment = sum(
+        _leaves(row["traits"]) + 1 + (row["user_id"] is not None) for rows in SEG_API_SYNCS for row in rows
+    )
+    # Shopify and Zendesk are record-level like Salesforce, and every row of theirs is
+    # live: each gives an event for every mapped field, an empty one removing the value
+    # (the default address a Fivetran customer row does not carry, the visitor's phone),
+    # plus the source-record link and Zendesk's external_id link.
+    config = load_config()
+    per_row = {
+        system: len(config.object(system, obj).attributes) + 1 + len(config.object(system, obj).same_as)
+        for system, obj in (("shopify", "customers"), ("zendesk", "users"))
+    }
+    return {
+        "salesforce": salesforce,
+        "segment": segment,
+        "shopify": per_row["shopify"] * sum(len(rows) for rows in SHOP_API_SYNCS),
+        "zendesk": per_row["zendesk"] * sum(len(rows) for rows in ZD_API_SYNCS),
+    }
+
+
+def _fill_source(spark: Any, table: str, ddl: str, key: str, syncs: list[list[str]]) -> None:
+    """A Delta table with change data feed, one MERGE commit per sync (as a connector syncs)."""
+    spark.sql(
+        f"CREATE TABLE {table} ({ddl}) USING DELTA TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')"
+    )
+    columns = [c.split()[0] for c in ddl.split(", ")]
+    for rows in syncs:
+        spark.sql(
+            f"MERGE INTO {table} t "
+            f"USING (SELECT * FROM VALUES {', '.join(rows)} AS s({', '.join(columns)})) s "
+            f"ON t.{key} = s.{key} WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+        )
+
+
+@pytest.mark.spark
+def test_connector_shapes_give_the_field_events_of_the_api_shape(tmp_path, spark_engine):
+    """Fivetran's Salesforce, Shopify and Zendesk tables and Segment's ``identifies`` in ``tables`` mode.
+
+    The same records land once in the API's shape (files) and once in each connector's
+    own shape (Delta tables with change data feed, columns as the connector's published
+    schema names them); ``aag.shape.<system>.<object>`` selects the connector's columns
+    from ``landing_shapes.csv``. Both runs must give the same field events, and the
+    connector run must quarantine nothing.
+    """
+    from aag.databricks.job import FIELD_EVENTS_TABLE
+    from aag.databricks.lakeflow import run_batch
+    from aag.errors import ConfigError
+
+    spark = spark_engine.spark
+    landing = tmp_path / "landing"
+    for (system, obj), syncs in {
+        ("salesforce", "Contact"): SF_API_SYNCS,
+        ("segment", "identifies"): SEG_API_SYNCS,
+        ("shopify", "customers"): SHOP_API_SYNCS,
+        ("zendesk", "users"): ZD_API_SYNCS,
+    }.items():
+        (landing / system / obj).mkdir(parents=True)
+        for number, rows in enumerate(syncs):
+            lines = "".join(json.dumps(row) + "\n" for row in rows)
+            (landing / system / obj / f"sync{number}.jsonl").write_text(lines, encoding="utf-8")
+    both = {"aag.objects": "salesforce.Contact,segment.identifies,shopify.customers,zendesk.users"}
+    sf_table, seg_table = "spark_catalog.aag_shapes.salesforce_contact", "spark_catalog.aag_shapes.identifies"
+    shop_table, zd_table = "spark_catalog.aag_shapes.shopify_customer", "spark_catalog.aag_shapes.zd_user"
+    _drop_setup_schemas(spark)
+    spark.sql("DROP SCHEMA IF EXISTS aag_shapes CASCADE")
+    try:
+        run_batch(spark, {**both, "aag.bronze.mode": "files", "aag.landing.path": str(landing)})
+        from_api = spark.table(FIELD_EVENTS_TABLE).toArrow()
+        assert spark.table("graph.extract_quarantine").count() == 0
+        _drop_setup_schemas(spark)
+
+        spark.sql("CREATE SCHEMA aag_shapes")
+        _fill_source(spark, sf_table, SF_FIVETRAN_DDL, "id", SF_FIVETRAN_SYNCS)
+        _fill_source(spark, seg_table, SEG_WAREHOUSE_DDL, "id", SEG_WAREHOUSE_SYNCS)
+        _fill_source(spark, shop_table, SHOP_FIVETRAN_DDL, "id", SHOP_FIVETRAN_SYNCS)
+        _fill_source(spark, zd_table, ZD_FIVETRAN_DDL, "id", ZD_FIVETRAN_SYNCS)
+        tables = {
+            **both,
+            "aag.bronze.mode": "tables",
+            "aag.source.salesforce.Contact": sf_table,
+            "aag.source.segment.identifies": seg_table,
+            "aag.source.shopify.customers": shop_table,
+            "aag.source.zendesk.users": zd_table,
+        }
+        shaped = {
+            **tables,
+            "aag.shape.salesforce.Contact": "fivetran",
+            "aag.shape.segment.identifies": "segment_warehouse",
+            "aag.shape.shopify.customers": "fivetran",
+            "aag.shape.zendesk.users": "fivetran",
+        }
+        run_batch(spark, shaped)
+        # Bronze keeps the connector's rows as they came: one per insert or update.
+        for bronze, connector_rows, own_column in (
+            ("bronze.salesforce_contact", SF_FIVETRAN_SYNCS, "_fivetran_synced"),
+            ("bronze.segment_identifies", SEG_WAREHOUSE_SYNCS, "uuid_ts"),
+            ("bronze.shopify_customers", SHOP_FIVETRAN_SYNCS, "_fivetran_synced"),
+            ("bronze.zendesk_users", ZD_FIVETRAN_SYNCS, "_fivetran_synced"),
+        ):
+            raw = [json.loads(r["_raw"]) for r in spark.table(bronze).collect()]
+            assert len(raw) == sum(len(rows) for rows in connector_rows), bronze
+            assert "id" in raw[0] and "Id" not in raw[0] and own_column in raw[0], raw[0]
+        from_shapes = spark.table(FIELD_EVENTS_TABLE).toArrow()
+        quarantined = spark.table("graph.extract_quarantine").collect()
+        assert quarantined == [], quarantined
+        per_object = {
+            r["source_system"]: r["n"]
+            for r in spark.sql(
+                f"SELECT source_system, count(*) AS n FROM {FIELD_EVENTS_TABLE} GROUP BY 1"
+            ).collect()
+        }
+        assert _events(from_shapes) == _events(from_api)
+        assert per_object == _expected_events(), per_object
+
+        # Without the shape setting the connector's columns are not the registry's: the
+        # Salesforce rows have no Id and are quarantined, which is what the setting fixes.
+        _drop_setup_schemas(spark)
+        run_batch(spark, tables)
+        reasons = {r["reason"] for r in spark.table("graph.extract_quarantine").collect()}
+        assert any("record id" in (reason or "") for reason in reasons), reasons
+        with pytest.raises(ConfigError, match="no landing shape 'fivetran'"):
+            run_batch(spark, {**tables, "aag.shape.segment.identifies": "fivetran"})
+        with pytest.raises(ConfigError, match=r"apply to aag\.bronze\.mode = tables"):
+            run_batch(spark, {**shaped, "aag.bronze.mode": "files", "aag.landing.path": str(landing)})
+    finally:
+        _drop_setup_schemas(spark)
+        spark.sql("DROP SCHEMA IF EXISTS aag_shapes CASCADE")

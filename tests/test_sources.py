@@ -930,3 +930,35 @@ def test_sql_normalisers_match_python(duckdb_engine, spec, raw):
     value, invalid = sql_normalise(spec, "NULL" if raw is None else "'" + raw + "'")
     got = duckdb_engine.query(f"SELECT {value} AS v, {invalid} AS bad").to_pylist()[0]
     assert got == {"v": normalise(spec, raw), "bad": False}
+
+
+def test_landing_shapes_are_checked_and_looked_up(tmp_path):
+    """``landing_shapes.csv``: a folder without it gets the packaged shapes; mistakes name the line."""
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    for name in ("attribute_name_registry.csv", "source_priority.csv"):
+        (folder / name).write_text((default_config_dir() / name).read_text())
+    config = load_config(folder)
+    fivetran = config.landing_shape("salesforce", "contact", "fivetran")
+    assert fivetran["last_modified_date"] == "LastModifiedDate"
+    assert config.landing_shape("segment", "identifies", "segment_warehouse")["address_city"] == (
+        "traits.address.city"
+    )
+    assert config.landing_shape("salesforce", "Contact", "api") == {}
+    # Fivetran's Shopify and Zendesk tables keep the API's names: the shape renames nothing.
+    for system, obj in (("shopify", "customers"), ("zendesk", "users")):
+        same = config.landing_shape(system, obj, "fivetran")
+        assert "id" in same and all(column == field for column, field in same.items()), same
+    with pytest.raises(ConfigError, match=r"sap\.KNA1 has no landing shape 'fivetran'; known: api"):
+        config.landing_shape("sap", "KNA1", "fivetran")
+    header = "source_system,source_object,shape,landed_column,source_field,description\n"
+    shapes = folder / "landing_shapes.csv"
+    shapes.write_text(header + "salesforce,Lead,fivetran,id,Id,\n")
+    with pytest.raises(ConfigError, match=r"landing_shapes\.csv line 2: salesforce\.Lead is not in"):
+        load_config(folder)
+    shapes.write_text(header + "salesforce,Contact,fivetran,id,Id,\nsalesforce,Contact,fivetran,id,Email,\n")
+    with pytest.raises(ConfigError, match=r"line 3: landed_column 'id' appears twice in shape 'fivetran'"):
+        load_config(folder)
+    shapes.write_text(header + "salesforce,Contact,api,id,Id,\n")
+    with pytest.raises(ConfigError, match=r"line 2: shape: .*other than 'api'"):
+        load_config(folder)

@@ -1,4 +1,4 @@
-"""Configuration as data: the attribute registry, source priorities and survivorship.
+"""Configuration as data: the registry, priorities, survivorship, connector landing shapes.
 
 The CSVs in ``src/aag/defaults/seeds`` are dbt seeds (``seed-paths``) and the engine
 reads the very same files, so field mapping and conflict resolution have one source of truth.
@@ -11,12 +11,14 @@ Modules: :mod:`~aag.config.files` (the files and their row models),
 """
 
 from aag.config.files import (
+    API_SHAPE,
     CONFIG_FILES,
     DEFAULT_FUTURE_TOLERANCE,
     EARLIEST_EVENT_TIME,
     FUTURE_TOLERANCE_COLUMN,
     IDENTITY_BLOCKLIST_FILE,
     IDENTITY_RULES_FILE,
+    LANDING_SHAPES_FILE,
     PRIORITY_FILE,
     REFERENCE_NORMALISERS,
     REGISTRY_FILE,
@@ -26,6 +28,7 @@ from aag.config.files import (
     TIME_FORMATS,
     BlockedValue,
     IdentityRule,
+    LandingColumn,
     ObjectSpec,
     RegistryRow,
     Role,
@@ -36,12 +39,14 @@ from aag.config.load import load_config
 from aag.config.settings import Config, default_config_dir
 
 __all__ = [
+    "API_SHAPE",
     "CONFIG_FILES",
     "DEFAULT_FUTURE_TOLERANCE",
     "EARLIEST_EVENT_TIME",
     "FUTURE_TOLERANCE_COLUMN",
     "IDENTITY_BLOCKLIST_FILE",
     "IDENTITY_RULES_FILE",
+    "LANDING_SHAPES_FILE",
     "PRIORITY_FILE",
     "REFERENCE_NORMALISERS",
     "REGISTRY_FILE",
@@ -52,6 +57,7 @@ __all__ = [
     "BlockedValue",
     "Config",
     "IdentityRule",
+    "LandingColumn",
     "ObjectSpec",
     "RegistryRow",
     "Role",

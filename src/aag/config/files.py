@@ -18,6 +18,7 @@ PRIORITY_FILE = "source_priority.csv"
 IDENTITY_RULES_FILE = "identity_rules.csv"
 IDENTITY_BLOCKLIST_FILE = "identity_blocklist.csv"
 SURVIVORSHIP_FILE = "survivorship.csv"
+LANDING_SHAPES_FILE = "landing_shapes.csv"
 #: Every config file a warehouse carries (``aag init`` copies them).
 CONFIG_FILES = (
     REGISTRY_FILE,
@@ -25,7 +26,11 @@ CONFIG_FILES = (
     IDENTITY_RULES_FILE,
     IDENTITY_BLOCKLIST_FILE,
     SURVIVORSHIP_FILE,
+    LANDING_SHAPES_FILE,
 )
+#: The landing shape every object has without a ``landing_shapes.csv`` row: the source
+#: API's field names, as the registry spells them.
+API_SHAPE = "api"
 #: Survivorship strategies (``survivorship.csv``); ``latest`` is the rule of SPEC §4 and
 #: applies to every attribute the file does not list. aag.resolution.STRATEGY_KEYS says
 #: how each one ranks.
@@ -88,6 +93,39 @@ class RegistryRow(BaseModel):
     def _unit_interval(cls, value: float) -> float:
         if not 0.0 <= value <= 1.0:
             raise ValueError("confidence must be between 0 and 1")
+        return value
+
+
+class LandingColumn(BaseModel):
+    """One row of ``landing_shapes.csv``: a column of a connector's table and the field it holds.
+
+    A managed connector (Fivetran, Segment's warehouse destination) lands an object in
+    its own shape: other column names than the source API's. Each row names one column
+    of that ``shape`` and the registry ``source_field`` (the API's name) it carries; a
+    dotted ``source_field`` (``traits.address.city``) is a key inside a JSON object field.
+    """
+
+    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
+
+    source_system: str
+    source_object: str
+    shape: str
+    landed_column: str
+    source_field: str
+    description: str = ""
+
+    @field_validator("source_system", "source_object", "landed_column", "source_field")
+    @classmethod
+    def _filled(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", value) or value == API_SHAPE:
+            raise ValueError(f"shape must be a lower-case name other than {API_SHAPE!r}")
         return value
 
 

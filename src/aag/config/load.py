@@ -14,6 +14,7 @@ from aag.config.files import (
     FUTURE_TOLERANCE_COLUMN,
     IDENTITY_BLOCKLIST_FILE,
     IDENTITY_RULES_FILE,
+    LANDING_SHAPES_FILE,
     PRIORITY_FILE,
     REFERENCE_NORMALISERS,
     REGISTRY_FILE,
@@ -24,6 +25,7 @@ from aag.config.files import (
     TIME_FORMATS,
     BlockedValue,
     IdentityRule,
+    LandingColumn,
     ObjectSpec,
     RegistryRow,
     SurvivorshipRule,
@@ -171,6 +173,11 @@ def load_config(directory: Path | None = None) -> Config:
         if (folder / SURVIVORSHIP_FILE).exists()
         else {}
     )
+    objects = _build_objects(rows)
+    # Like the identity files, a folder made before landing_shapes.csv existed gets the
+    # packaged shapes.
+    shapes = _validated(LandingColumn, _or_default(folder, LANDING_SHAPES_FILE), LANDING_SHAPES_FILE)
+    _check_shapes(shapes, objects)
     return Config(
         registry=tuple(rows),
         priorities=priorities,
@@ -179,8 +186,23 @@ def load_config(directory: Path | None = None) -> Config:
         blocklist=blocklist,
         tolerances=tolerances,
         survivorship=survivorship,
-        _objects=_build_objects(rows),
+        landing_shapes=tuple(shapes),
+        _objects=objects,
     )
+
+
+def _check_shapes(shapes: list[LandingColumn], objects: dict[tuple[str, str], ObjectSpec]) -> None:
+    """Each shape row names a configured object, and no column or field twice in its shape."""
+    seen: set[tuple[str, str, str, str, str]] = set()
+    for number, row in enumerate(shapes, start=2):
+        where = f"{LANDING_SHAPES_FILE} line {number}"
+        key = (row.source_system.lower(), row.source_object.lower())
+        if key not in objects:
+            raise ConfigError(f"{where}: {row.source_system}.{row.source_object} is not in {REGISTRY_FILE}")
+        for kind, name in (("landed_column", row.landed_column), ("source_field", row.source_field)):
+            if (*key, row.shape, kind, name) in seen:
+                raise ConfigError(f"{where}: {kind} {name!r} appears twice in shape {row.shape!r}")
+            seen.add((*key, row.shape, kind, name))
 
 
 def _survivorship(

@@ -10,10 +10,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from aag.config.files import (
+    API_SHAPE,
     DEFAULT_FUTURE_TOLERANCE,
     SOURCE_LIST_SEPARATOR,
     BlockedValue,
     IdentityRule,
+    LandingColumn,
     ObjectSpec,
     RegistryRow,
     SurvivorshipRule,
@@ -36,6 +38,8 @@ class Config:
     tolerances: dict[str, timedelta] = field(default_factory=dict)
     #: Attribute → its survivorship rule; attributes not listed use ``latest``.
     survivorship: dict[str, SurvivorshipRule] = field(default_factory=dict)
+    #: Rows of ``landing_shapes.csv``: how managed connectors name each object's fields.
+    landing_shapes: tuple[LandingColumn, ...] = ()
     _objects: dict[tuple[str, str], ObjectSpec] = field(default_factory=dict, repr=False)
 
     def object(self, source_system: str, source_object: str) -> ObjectSpec:
@@ -46,6 +50,23 @@ class Config:
             known = ", ".join(sorted(s.name for s in self._objects.values()))
             raise ConfigError(f"unknown source object {source_system}.{source_object}; known: {known}")
         return spec
+
+    def landing_shape(self, source_system: str, source_object: str, shape: str) -> dict[str, str]:
+        """Landed column → registry source field of one object in one landing shape.
+
+        ``api`` (the registry's own names) is an empty mapping; a shape that
+        ``landing_shapes.csv`` does not define for the object is a :class:`ConfigError`.
+        """
+        spec = self.object(source_system, source_object)
+        if shape == API_SHAPE:
+            return {}
+        key = (spec.source_system.lower(), spec.source_object.lower())
+        mine = [r for r in self.landing_shapes if (r.source_system.lower(), r.source_object.lower()) == key]
+        columns = {r.landed_column: r.source_field for r in mine if r.shape == shape}
+        if not columns:
+            known = ", ".join(sorted({API_SHAPE, *(r.shape for r in mine)}))
+            raise ConfigError(f"{spec.name} has no landing shape {shape!r}; known: {known}")
+        return columns
 
     @property
     def objects(self) -> tuple[ObjectSpec, ...]:

@@ -25,6 +25,11 @@ Settings (pipeline ``configuration``):
     ``files`` (default): JSON Lines files under ``aag.landing.path``/``<system>/<object>/``;
     ``tables``: the change data feed of the table named by ``aag.source.<system>.<object>``
     (Fivetran tables, Segment's ``identifies``); objects without one are left out.
+``aag.shape.<system>.<object>``
+    ``tables`` mode: the column names of that source table, a shape of
+    ``landing_shapes.csv`` (``fivetran``, ``segment_warehouse``); ``api`` (default) is the
+    registry's own names. The bronze rows stay as the connector wrote them; the landed
+    view reads each registry field from the shape's column.
 ``aag.schema.bronze`` / ``aag.schema.graph``
     Schemas of the datasets (default ``bronze`` and ``graph``).
 ``aag.objects``

@@ -21,6 +21,7 @@ from aag.databricks.lakeflow.translate import (
 )
 from aag.engine.dialect import lit
 from aag.engine.spark import pyspark_version
+from aag.errors import ConfigError
 from aag.model import FIELD_EVENTS, NODES, QUARANTINE
 from aag.normalize import country_table
 from aag.sources import extractor_for
@@ -30,6 +31,8 @@ from aag.sources.base import Extractor, landed_table
 BRONZE_COLUMNS = ("_batch_id", "_row_number", "_landed_at", "_file_name")
 #: Change data feed columns of a source table, left out of ``_raw``.
 CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+#: ``to_json`` options for the timestamps of a source table's rows.
+_JSON_TIMES = {"timeZone": "UTC", "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"}
 
 
 def define(spark: Any, dp: Any | None = None, conf: dict[str, str] | None = None) -> list[str]:
@@ -49,6 +52,7 @@ def define(spark: Any, dp: Any | None = None, conf: dict[str, str] | None = None
     settings = Settings.from_conf(conf)
     config: Config = load_config(Path(settings.config_dir) if settings.config_dir else None)
     sources = dict(settings.sources)
+    shapes = _shapes(settings, config)
     specs = [
         s
         for s in config.objects
@@ -76,9 +80,14 @@ def define(spark: Any, dp: Any | None = None, conf: dict[str, str] | None = None
         names += _bronze(spark, dp, settings, bronze_name, system, obj, sources.get(f"{system}.{obj}", ""))
         extractor = extractor_for(spec, config)
         landed_names[(system, obj)] = f"aag_landed_{key}"
+        shape = shapes.get((system, obj), {})
 
-        def landed(source: str = bronze_name, fields: tuple[str, ...] = extractor.fields) -> Any:
-            return spark.sql(landed_sql(source, fields))
+        def landed(
+            source: str = bronze_name,
+            fields: tuple[str, ...] = extractor.fields,
+            shape: dict[str, str] = shape,
+        ) -> Any:
+            return spark.sql(landed_sql(source, fields, shape))
 
         dp.temporary_view(name=f"aag_landed_{key}")(landed)
         names.append(f"aag_landed_{key}")
@@ -97,6 +106,23 @@ def define(spark: Any, dp: Any | None = None, conf: dict[str, str] | None = None
         quarantine.append(f"aag_quarantine_{key}")
     names += _outputs(spark, dp, settings, events, nodes, quarantine)
     return names
+
+
+def _shapes(settings: Settings, config: Config) -> dict[tuple[str, str], dict[str, str]]:
+    """Each ``aag.shape.<system>.<object>`` setting as that object's column mapping.
+
+    An unknown object or shape is a :class:`~aag.errors.ConfigError`, and so is a shape
+    in ``files`` mode: landed files carry the API's field names.
+    """
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for name, shape in settings.shapes:
+        system, _, obj = name.partition(".")
+        mapping = config.landing_shape(system, obj, shape)
+        if mapping and settings.mode != "tables":
+            raise ConfigError(f"aag.shape.{name} = {shape}: landing shapes apply to aag.bronze.mode = tables")
+        spec = config.object(system, obj)
+        out[(spec.source_system, spec.source_object)] = mapping
+    return out
 
 
 def _bronze(
@@ -131,7 +157,9 @@ def _bronze(
                 "_batch_id"
             ),
             F.xxhash64(version, F.monotonically_increasing_id()).alias("_row_number"),
-            F.to_json(F.struct(*[F.col(f"`{c}`") for c in data])).alias("_raw"),
+            # Connector tables have TIMESTAMP columns: written as UTC text with every
+            # digit, whatever the session's time zone.
+            F.to_json(F.struct(*[F.col(f"`{c}`") for c in data]), _JSON_TIMES).alias("_raw"),
             F.current_timestamp().alias("_landed_at"),
             F.concat(F.lit(source + "@v"), version).alias("_file_name"),
         )

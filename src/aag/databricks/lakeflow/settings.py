@@ -16,6 +16,8 @@ class Settings:
     graph: str = "graph"
     objects: tuple[str, ...] = ()
     sources: tuple[tuple[str, str], ...] = ()
+    #: ``system.Object`` → landing shape (``aag.shape.<system>.<object>``); others are ``api``.
+    shapes: tuple[tuple[str, str], ...] = ()
     config_dir: str = ""
 
     @classmethod
@@ -27,6 +29,11 @@ class Settings:
             for key, value in sorted(conf.items())
             if key.startswith("aag.source.")
         )
+        shapes = tuple(
+            (key.removeprefix("aag.shape."), value.strip())
+            for key, value in sorted(conf.items())
+            if key.startswith("aag.shape.")
+        )
         return cls(
             mode=conf.get("aag.bronze.mode", "files"),
             landing=conf.get("aag.landing.path", cls.landing),
@@ -34,6 +41,7 @@ class Settings:
             graph=conf.get("aag.schema.graph", "graph"),
             objects=objects,
             sources=sources,
+            shapes=shapes,
             config_dir=conf.get("aag.config.dir", ""),
         )
 

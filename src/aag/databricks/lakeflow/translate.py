@@ -8,6 +8,7 @@ embedded engine computes, not a copy of it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -53,12 +54,51 @@ def _spark_json_path(field: str) -> str:
     return "$['" + field + "']"
 
 
-def landed_sql(source: str, fields: tuple[str, ...]) -> str:
-    """Spark SQL parsing bronze rows into landed rows (what :func:`aag.bronze.parse_raw` gives)."""
-    picks = [
-        f"get_json_object(_raw, {lit(json_path, 'spark')}) AS {ident(field, 'spark')}"
-        for field, json_path in ((f, _spark_json_path(f)) for f in fields)
+def _json_get(key: str) -> str:
+    """Spark SQL reading one top-level key of ``_raw`` as text."""
+    return f"get_json_object(_raw, {lit(_spark_json_path(key), 'spark')})"
+
+
+def _struct_sql(tree: dict[str, Any]) -> str:
+    """A struct of landed columns: ``tree`` maps each key to a column or a subtree."""
+    parts = [
+        f"{lit(key, 'spark')}, {_json_get(value) if isinstance(value, str) else _struct_sql(value)}"
+        for key, value in tree.items()
     ]
+    return f"named_struct({', '.join(parts)})"
+
+
+def landed_sql(source: str, fields: tuple[str, ...], shape: Mapping[str, str] | None = None) -> str:
+    """Spark SQL parsing bronze rows into landed rows (what :func:`aag.bronze.parse_raw` gives).
+
+    Args:
+        source: The bronze dataset.
+        fields: The fields the extractor reads (registry names).
+        shape: Landed column → registry field, when the rows have a connector's shape
+            (:meth:`aag.config.Config.landing_shape`): a field is read from its column,
+            and a field whose keys the shape maps (``traits`` of ``traits.email``) is
+            rebuilt as a JSON object. Fields the shape does not map keep their own name.
+    """
+    column_of = {field: column for column, field in (shape or {}).items()}
+    picks = []
+    for field in fields:
+        if field in column_of:
+            expr = _json_get(column_of[field])
+        else:
+            tree: dict[str, Any] = {}
+            for target, column in column_of.items():
+                if target.startswith(field + "."):
+                    *path, leaf = target.removeprefix(field + ".").split(".")
+                    node = tree
+                    for key in path:
+                        node = node.setdefault(key, {})
+                    node[leaf] = column
+            # to_json leaves out NULL keys: a connector column that is NULL (Segment's
+            # warehouse fills a trait column only for a non-null value) is a key the call
+            # did not carry.
+            nulls_out = "map('ignoreNullFields', 'true')"
+            expr = f"to_json({_struct_sql(tree)}, {nulls_out})" if tree else _json_get(field)
+        picks.append(f"{expr} AS {ident(field, 'spark')}")
     error = (
         "CASE WHEN get_json_object(_raw, '$') IS NULL THEN 'invalid JSON' "
         "WHEN NOT startswith(ltrim(_raw), '{') THEN 'not a JSON object' END"
