@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.tokens import TokenType
+from sqlglot.tokenizer_core import TokenType
 
 #: The dialect AAG's SQL is written in; other engines transpile from it with sqlglot.
 CANONICAL_DIALECT = "duckdb"
