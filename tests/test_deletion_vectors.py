@@ -32,6 +32,7 @@ from aag.graph.store import DeltaGraphStore
 from aag.graph.warehouse import Warehouse
 from aag.model import RELATIONSHIPS
 from aag.service import maintenance
+from deltakit import delta_spark
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = ["source_node_id", "rel_type", "source_system"]
@@ -342,26 +343,6 @@ def test_a_crash_before_the_log_entry_leaves_the_table_as_it_was(tmp_path: Path)
 
 
 # -- Delta Lake's own reader -------------------------------------------------------------
-def _delta_spark(*args: str) -> dict[str, int]:
-    env_dir = Path(os.environ.get("AAG_DELTA_VENV", REPO / ".venv-delta"))
-    python, classpath = env_dir / "bin" / "python", env_dir / "delta-classpath.txt"
-    if not python.exists() or not classpath.exists():
-        pytest.fail(f"no Delta reference environment at {env_dir}: run `make delta-reference`")
-    env = {**os.environ, "PYSPARK_PYTHON": str(python), "PYSPARK_DRIVER_PYTHON": str(python)}
-    script = REPO / "tests" / "delta_reference" / "delta_spark.py"
-    proc = subprocess.run(
-        [str(python), str(script), str(classpath), *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-6000:]
-    result: dict[str, int] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
-
-
 @pytest.mark.spark
 def test_delta_spark_reads_the_rows_and_the_feed_the_dv_writer_wrote(tmp_path: Path) -> None:
     world = World(40)
@@ -385,12 +366,12 @@ def test_delta_spark_reads_the_rows_and_the_feed_the_dv_writer_wrote(tmp_path: P
     ]
     kinds = {d["storageType"] for d in descriptors if d}
     assert kinds == {"i", "u"}, kinds
-    counts = _delta_spark("dump", str(tmp_path / "rows"), f"rel={uri}")
+    counts = delta_spark("dump", str(tmp_path / "rows"), f"rel={uri}")
     ours = _read(uri)
     theirs = pq.read_table(tmp_path / "rows" / "rel.parquet").cast(RELATIONSHIPS)
     assert counts["rel"] == ours.num_rows
     assert _canonical(theirs) == _canonical(ours)
-    _delta_spark("cdf", str(tmp_path / "feed"), f"rel={uri}@{start}")
+    delta_spark("cdf", str(tmp_path / "feed"), f"rel={uri}@{start}")
     spark_feed = pq.read_table(tmp_path / "feed" / "rel.parquet")
     feed = table.load_cdf(starting_version=start)
     ours_feed = pa.RecordBatchReader.from_stream(feed).read_all()

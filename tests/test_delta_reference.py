@@ -16,9 +16,7 @@ subprocess (``tests/delta_reference/delta_spark.py``):
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -32,34 +30,13 @@ from aag import gold
 from aag.demo import write_demo_files
 from aag.service import AagService
 from aag.world import generate
+from deltakit import delta_spark
 
-REPO = Path(__file__).resolve().parents[1]
-DELTA_ENV = Path(os.environ.get("AAG_DELTA_VENV", REPO / ".venv-delta"))
-SCRIPT = REPO / "tests" / "delta_reference" / "delta_spark.py"
 #: Rows moved behind deletion vectors: about a third of each table, spread over its files.
 PREDICATE = "abs(hash(source_node_id)) % 3 = 0"
 NODE_PREDICATE = "abs(hash(node_id)) % 3 = 0"
 
 pytestmark = pytest.mark.spark
-
-
-def _delta_spark(*args: str) -> dict[str, Any]:
-    python = DELTA_ENV / "bin" / "python"
-    classpath = DELTA_ENV / "delta-classpath.txt"
-    if not python.exists() or not classpath.exists():
-        pytest.fail(f"no Delta reference environment at {DELTA_ENV}: run `make delta-reference`")
-    env = {**os.environ, "PYSPARK_PYTHON": str(python), "PYSPARK_DRIVER_PYTHON": str(python)}
-    proc = subprocess.run(
-        [str(python), str(SCRIPT), str(classpath), *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-6000:]
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
 
 
 def _tables(svc: AagService) -> dict[str, str]:
@@ -112,7 +89,7 @@ def test_delta_spark_reads_every_table_aag_wrote_as_aag_does(warehouse, tmp_path
     svc, _ = warehouse
     tables = _tables(svc)
     assert {"silver.nodes", "silver.relationships", "ledger.batches", "quarantine"} <= set(tables)
-    counts = _delta_spark("dump", str(tmp_path), *(f"{name}={uri}" for name, uri in tables.items()))
+    counts = delta_spark("dump", str(tmp_path), *(f"{name}={uri}" for name, uri in tables.items()))
     assert set(counts) == set(tables)
     for name, uri in tables.items():
         _assert_same_rows(pq.read_table(tmp_path / f"{name}.parquet"), _aag_read(svc, uri), name)
@@ -129,8 +106,8 @@ def test_tables_with_deletion_vectors_read_the_same_in_every_reader(warehouse, t
     graph = dv.warehouse.graph
     before = {uri: _aag_read(dv, uri) for uri in (graph.nodes_uri, graph.relationships_uri)}
     moved = {
-        graph.relationships_uri: _delta_spark("rewrite", graph.relationships_uri, PREDICATE),
-        graph.nodes_uri: _delta_spark("rewrite", graph.nodes_uri, NODE_PREDICATE),
+        graph.relationships_uri: delta_spark("rewrite", graph.relationships_uri, PREDICATE),
+        graph.nodes_uri: delta_spark("rewrite", graph.nodes_uri, NODE_PREDICATE),
     }
     for uri, result in moved.items():
         table = DeltaTable(uri)
@@ -170,7 +147,7 @@ def test_tables_with_deletion_vectors_read_the_same_in_every_reader(warehouse, t
     for service in (plain, dv):
         for system, obj, path in rest:
             service.ingest(system, obj, [path])
-    dumped = _delta_spark(
+    dumped = delta_spark(
         "dump",
         str(tmp_path / "after"),
         f"nodes={graph.nodes_uri}",
