@@ -43,6 +43,7 @@ ALLOWED = {
     "pydantic",
     "pydantic-core",
     "pygments",
+    "pyroaring",
     "rich",
     "shellingham",
     "sqlglot",
