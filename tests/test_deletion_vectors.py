@@ -72,7 +72,7 @@ def test_bitmap_round_trip(rows: set[int]) -> None:
 
 @given(st.lists(positions, min_size=1, max_size=4), st.integers(0, 200))
 def test_descriptors_round_trip_inline_and_in_files(vectors: list[set[int]], limit: int) -> None:
-    store = dvs._VectorFile()
+    store = dvs.VectorFile()
     descriptors = [dvs.vector_descriptor(rows, store, limit) for rows in vectors]
     folder = Path(f"/tmp/aag-dv-test-{os.getpid()}")
     folder.mkdir(exist_ok=True)
@@ -91,7 +91,7 @@ def test_descriptors_round_trip_inline_and_in_files(vectors: list[set[int]], lim
 
 
 def test_a_damaged_vector_file_is_refused(tmp_path: Path) -> None:
-    store = dvs._VectorFile()
+    store = dvs.VectorFile()
     descriptor = dvs.vector_descriptor(range(0, 5000, 7), store, 0)
     content = bytearray(store.content)
     content[20] ^= 0xFF
