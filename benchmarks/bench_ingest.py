@@ -1118,6 +1118,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--duckdb-memory-limit", help="set the product's AAG_DUCKDB_MEMORY_LIMIT (e.g. 4GB) for the run"
     )
+    parser.add_argument(
+        "--deletion-vectors",
+        action="store_true",
+        help="commit replaced edge versions with deletion vectors (AAG_DELETION_VECTORS=1)",
+    )
     parser.add_argument("--commit", help="measure src/aag as of this git revision (default: working tree)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per worker process")
     parser.add_argument(
@@ -1157,6 +1162,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.duckdb_memory_limit:
         env["AAG_DUCKDB_MEMORY_LIMIT"] = args.duckdb_memory_limit
         machine["duckdb_memory_limit"] = args.duckdb_memory_limit
+    if args.deletion_vectors:
+        env["AAG_DELETION_VECTORS"] = "1"
+        machine["deletion_vectors"] = "on (AAG_DELETION_VECTORS=1)"
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     cases: list[dict[str, Any]] = []
@@ -1227,6 +1235,8 @@ def main(argv: list[str] | None = None) -> None:
     key = ",".join(str(n) for n in args.sizes) + f";shape={args.shape};via={args.via}"
     if args.duckdb_memory_limit:
         key += f";AAG_DUCKDB_MEMORY_LIMIT={args.duckdb_memory_limit}"
+    if args.deletion_vectors:
+        key += ";AAG_DELETION_VECTORS=1"
     section = render(machine, rows, failures, key, args.sizes, cases, args.shape, args.via)
     print()
     print(section)
