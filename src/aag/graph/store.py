@@ -90,6 +90,9 @@ class GraphChange:
         counts: Row counts of ``nodes``, ``edge_rows`` and ``log_append`` (streams cannot
             be counted before they are written).
         metadata: Commit metadata (batch id, file).
+        replaced_rows: The stored rows of (at least) ``replace_keys`` as the batch read
+            them, if it has them: a store that records the change feed itself takes the
+            deleted rows' images from here instead of reading them again (None: it reads).
         sql: The change as SQL inside the engine that planned it (None when the change
             was built from Arrow data alone).
     """
@@ -101,6 +104,7 @@ class GraphChange:
     counts: dict[str, int]
     metadata: dict[str, Any] = field(default_factory=dict)
     sql: ChangeSql | None = None
+    replaced_rows: Scan | None = None
 
 
 @dataclass
@@ -341,11 +345,13 @@ class DeltaGraphStore(GraphStore):
             self.io.append(self.relationships_uri, as_scan(change.edge_rows, RELATIONSHIPS), meta)
             stats.edge_rows_written = counts["edges"]
         elif change.replace_keys.num_rows and self.deletion_vectors:
+            replaced = change.replaced_rows
             metrics = deletion_vectors.replace_keys(
                 self.relationships_uri,
                 change.replace_keys.select(["source_node_id", "rel_type", "source_system"]),
                 as_table(change.edge_rows, RELATIONSHIPS),
                 meta,
+                images=None if replaced is None else as_table(replaced, RELATIONSHIPS),
             )
             stats.edge_rows_written = counts.get("edges", 0)
         elif change.replace_keys.num_rows:

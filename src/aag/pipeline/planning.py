@@ -59,6 +59,13 @@ class Plan:
             log_append=lambda: engine.stream(f"SELECT * FROM {OUT_LOG}"),
             counts=self.counts,
             metadata=dict(metadata or {}),
+            # The stored rows of the replaced keys, as the rules read them (SAME_AS keys of
+            # records outside the batch are not among them; the store then reads its files).
+            replaced_rows=lambda: engine.stream(
+                "SELECT r.* FROM existing_rel r WHERE EXISTS (SELECT 1 FROM "
+                f"({keys}) k WHERE k.source_node_id = r.source_node_id AND k.rel_type = r.rel_type "
+                "AND k.source_system = r.source_system)"
+            ),
             sql=ChangeSql(
                 nodes=f"SELECT * FROM {NEW_NODES}",
                 replace_keys=keys,

@@ -101,6 +101,33 @@ def _candidates(adds: dict[str, dict[str, Any]], first: str, lo: Any, hi: Any) -
     return out
 
 
+def _deleted_rows(
+    root: Path,
+    hits: list[tuple[str, list[int]]],
+    schema: pa.Schema,
+    count: int,
+    images: pa.Table | None,
+    key_columns: list[str],
+    wanted: pa.Array,
+) -> tuple[pa.Table, int]:
+    """The rows the vectors mark, for the change feed, and how many files were read for them.
+
+    From ``images`` if they hold as many of the keys' rows as the vectors mark, else read.
+    """
+    if images is not None:
+        listed = pc.is_in(_key_strings(images, key_columns), value_set=wanted)
+        mine = images.filter(pc.fill_null(listed, False))
+        # Fewer or more rows than marked: the caller read another state; the files decide.
+        if mine.num_rows == count:
+            return mine.select(schema.names).cast(schema), 0
+    # Files delta-rs wrote read back with view types, which ``take`` does not handle.
+    parts = [
+        pq.ParquetFile(root / path).read().cast(schema).take(pa.array(taken, pa.int64()))
+        for path, taken in hits
+    ]
+    return (pa.concat_tables(parts) if parts else schema.empty_table()), len(parts)
+
+
 @dataclass
 class PendingCommit:
     """A merge-on-read change whose files are written and whose log entry is not yet."""
@@ -133,12 +160,13 @@ def replace_keys(
     rows: pa.Table,
     metadata: Mapping[str, Any] | None = None,
     inline_limit: int = INLINE_LIMIT,
+    images: pa.Table | None = None,
 ) -> dict[str, Any]:
     """Replace every row whose key (the columns of ``keys``) is listed, with deletion vectors.
 
     :func:`prepare_replace` and then :meth:`PendingCommit.commit`; see there.
     """
-    return prepare_replace(uri, keys, rows, metadata, inline_limit).commit()
+    return prepare_replace(uri, keys, rows, metadata, inline_limit, images).commit()
 
 
 def prepare_replace(
@@ -147,6 +175,7 @@ def prepare_replace(
     rows: pa.Table,
     metadata: Mapping[str, Any] | None = None,
     inline_limit: int = INLINE_LIMIT,
+    images: pa.Table | None = None,
 ) -> PendingCommit:
     """Write the files of a key replacement with deletion vectors; the log entry comes after.
 
@@ -155,10 +184,16 @@ def prepare_replace(
     deleted and ``rows`` are appended. Switches the table's deletion vectors on first if
     needed (one extra commit).
 
+    ``images``, if given, holds the stored rows the caller read for at least the listed
+    keys (a batch has them from planning): the change feed's ``delete`` rows are taken
+    from there when they are as many as the rows the vectors mark, so that only the key
+    columns of the touched files are read. Otherwise the touched files are read whole.
+
     Returns:
         The pending commit; its metrics: ``num_target_rows_deleted``,
         ``num_target_rows_inserted``, ``num_target_rows_copied`` (always 0),
-        ``num_files_with_new_vectors``, ``num_files_removed`` (every row deleted), and
+        ``num_files_with_new_vectors``, ``num_files_removed`` (every row deleted),
+        ``num_files_read_for_the_feed`` (0 when ``images`` gave the deleted rows), and
         ``version`` once committed.
     """
     if not Path(uri).is_dir():
@@ -182,27 +217,32 @@ def prepare_replace(
     wanted = pc.unique(_key_strings(keys, key_columns))
     now = now_ms()
     actions: list[dict[str, Any]] = []
-    deleted_parts: list[pa.Table] = []
+    hits: list[tuple[str, list[int]]] = []
+    read_back = 0
     store = VectorFile()
     deleted_total = files_dv = files_removed = 0
     if keys.num_rows:
         first = keys.column(key_columns[0]).cast(pa.string())
+        first_values = pc.unique(first)
         bounds = pc.min_max(first)
         for path in sorted(_candidates(adds, key_columns[0], bounds["min"].as_py(), bounds["max"].as_py())):
             add = adds[path]
-            file = pq.ParquetFile(root / path)
+            # Keys decoded as dictionaries: each entity's id repeats once per edge row.
+            file = pq.ParquetFile(root / path, read_dictionary=key_columns)
             key_data = file.read(columns=key_columns)
-            hit = pc.fill_null(pc.is_in(_key_strings(key_data, key_columns), value_set=wanted), False)
-            positions = set(pc.indices_nonzero(hit).to_pylist())
+            # The first column narrows the rows before whole keys are built for the rest.
+            near = pc.is_in(key_data.column(key_columns[0]).cast(pa.string()), value_set=first_values)
+            rows_near = pc.indices_nonzero(pc.fill_null(near, False))
+            near_keys = _key_strings(key_data.take(rows_near), key_columns)
+            hit = pc.fill_null(pc.is_in(near_keys, value_set=wanted), False)
+            positions = set(pc.take(rows_near, pc.indices_nonzero(hit)).to_pylist())
             old_dv = Descriptor.from_json(add["deletionVector"]) if add.get("deletionVector") else None
             old_rows = set(read_vector(root, old_dv)) if old_dv else set()
             positions -= old_rows
             if not positions:
                 continue
-            taken = sorted(positions)
-            # Files delta-rs wrote read back with view types, which ``take`` does not handle.
-            deleted_parts.append(file.read().cast(schema).take(pa.array(taken, pa.int64())))
-            deleted_total += len(taken)
+            hits.append((path, sorted(positions)))
+            deleted_total += len(positions)
             every = old_rows | positions
             remove: dict[str, Any] = {
                 "path": path,
@@ -259,7 +299,7 @@ def prepare_replace(
         empty = {"num_target_rows_deleted": 0, "num_target_rows_inserted": 0, "num_target_rows_copied": 0}
         return PendingCommit(root, read_version + 1, [], files, empty)
     if configuration.get("delta.enableChangeDataFeed") == "true":
-        deleted = pa.concat_tables(deleted_parts).cast(schema) if deleted_parts else schema.empty_table()
+        deleted, read_back = _deleted_rows(root, hits, schema, deleted_total, images, key_columns, wanted)
         changes = pa.concat_tables(
             [
                 deleted.append_column("_change_type", pa.array(["delete"] * deleted.num_rows, pa.string())),
@@ -276,6 +316,7 @@ def prepare_replace(
         "num_target_rows_copied": 0,
         "num_files_with_new_vectors": files_dv,
         "num_files_removed": files_removed,
+        "num_files_read_for_the_feed": read_back,
     }
     commit_info: dict[str, Any] = {
         "timestamp": now,
