@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -38,12 +38,15 @@ STATS_COLUMNS_PROPERTY = "delta.dataSkippingStatsColumns"
 RELATIONSHIP_STATS_COLUMNS = "source_node_id,target_node_id,rel_type,updated_at,source_system"
 
 
-#: Arrow data a store hands to the engine or receives from it: a table, or a stream that
-#: is read once.
-Scan: TypeAlias = Any
+#: Arrow data a store hands to the engine or receives from it: a table, a stream that is
+#: read once, or a zero-argument callable opening either when the reader is ready for it.
+#: (pyarrow ships no type information, so mypy checks the callable's shape only.)
+Scan: TypeAlias = "pa.Table | pa.RecordBatchReader | Callable[[], pa.Table | pa.RecordBatchReader]"
+#: A scan once opened.
+Opened: TypeAlias = "pa.Table | pa.RecordBatchReader"
 
 
-def _open(data: Scan) -> Scan:
+def _open(data: Scan) -> Opened:
     # A change may carry a zero-argument callable that opens its stream only when the
     # store is ready to read it (one open engine result at a time).
     return data() if callable(data) else data
@@ -57,7 +60,7 @@ def as_table(data: Scan, schema: pa.Schema) -> pa.Table:
     return data.cast(schema)
 
 
-def as_scan(data: Scan, schema: pa.Schema) -> Scan:
+def as_scan(data: Scan, schema: pa.Schema) -> Opened:
     """A table or stream (or a callable opening one) cast to ``schema``, not collected."""
     return _open(data).cast(schema)
 
