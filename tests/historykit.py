@@ -41,7 +41,7 @@ def _write(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
 
 
 def _contact_history(rows: list[dict[str, Any]], every: int) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for n, row in enumerate(rows):
         try:
             at = datetime.fromisoformat(str(row["LastModifiedDate"]).replace("Z", "+00:00"))

@@ -437,7 +437,7 @@ def test_pipeline_declares_every_object_with_the_extractor_sql():
             assert extractor.belongs_to
             assert kinds[f"aag_enriched_{key}"] == "temporary_view"
             # The view's SQL is the extractor's pivot, transpiled: the owner's field columns.
-            (sql,) = queries[f"aag_enriched_{key}"].__defaults__ or ()
+            sql = queries[f"aag_enriched_{key}"].__defaults__[0]
             owner_fields = [row.source_field for row in extractor.spec.attributes]
             assert all(f"`_changes:{field}`" in sql for field in owner_fields), sql
     histories = [s for s in config.objects if isinstance(extractor_for(s, config), FieldHistoryExtractor)]
