@@ -29,7 +29,12 @@ from aag.databricks.store import SparkTableGraphStore, merge_relationships_sql, 
 from aag.engine.base import Capability, Engine, SqlScan
 from aag.graph.store import ChangeSql, GraphChange, MemoryGraphStore
 from aag.model import NODES, RELATIONSHIPS
+from historykit import with_history_files
 from rulekit import Ev, apply, versions
+from test_extract_parity import _other_sources
+
+#: Objects whose rows are about another object's records (the histories' files go with them).
+HISTORY_OBJECTS = ("CDHDR", "CDPOS", "ContactHistory")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -395,14 +400,18 @@ def test_pipeline_declares_every_object_with_the_extractor_sql():
     from aag.config import load_config
     from aag.databricks.lakeflow import define
     from aag.sources import extractor_for
+    from aag.sources.base import LandingExtractor
+    from aag.sources.history import FieldHistoryExtractor
 
     declared: list[tuple[str, str]] = []
+    queries: dict[str, Any] = {}
 
     class _Recorder:
         def __getattr__(self, kind):
             def decorator(*args, name=None, **kwargs):
                 def register(fn):
                     declared.append((kind, name))
+                    queries[name] = fn
                     return fn
 
                 return register
@@ -414,14 +423,25 @@ def test_pipeline_declares_every_object_with_the_extractor_sql():
     config = load_config()
     for spec in config.objects:
         key = f"{spec.source_system}_{spec.source_object}".lower()
-        if extractor_for(spec, config).belongs_to is not None:
-            # Field histories and change documents are not in the pipeline yet
-            # (docs/deployment.md, known gaps).
-            assert f"bronze.{key}" not in kinds
-            continue
+        extractor = extractor_for(spec, config)
         assert kinds[f"bronze.{key}"] == "table"
-        if spec.source_object != "ADR6":
-            assert kinds[f"aag_events_{key}"] == "temporary_view"
+        assert kinds[f"aag_quarantine_{key}"] == "temporary_view"
+        if isinstance(extractor, LandingExtractor):
+            # Rows that only land (ADR6, CDHDR): checked, kept for another object to join.
+            assert spec.source_object in {"ADR6", "CDHDR"}
+            assert f"aag_events_{key}" not in kinds
+            continue
+        assert kinds[f"aag_events_{key}"] == "temporary_view"
+        if isinstance(extractor, FieldHistoryExtractor):
+            # Field histories and change documents are pivoted into their owner's columns.
+            assert extractor.belongs_to
+            assert kinds[f"aag_enriched_{key}"] == "temporary_view"
+            # The view's SQL is the extractor's pivot, transpiled: the owner's field columns.
+            sql = queries[f"aag_enriched_{key}"].__defaults__[0]
+            owner_fields = [row.source_field for row in extractor.spec.attributes]
+            assert all(f"`_changes:{field}`" in sql for field in owner_fields), sql
+    histories = [s for s in config.objects if isinstance(extractor_for(s, config), FieldHistoryExtractor)]
+    assert {s.source_object for s in histories} == {"ContactHistory", "CDPOS"}
     assert kinds["graph.field_events"] == "materialized_view"
     assert {"graph.field_events", "graph.node_candidates", "graph.extract_quarantine"} <= set(names)
 
@@ -900,14 +920,19 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
 
     spark = spark_engine.spark
     world = generate(tmp_path / "world", PARITY_CUSTOMERS, formats="jsonl")
+    # Field histories and change documents of the world's records (exact change times),
+    # then the hand-written ones with every quarantine reason (tests/test_extract_parity.py).
+    files = with_history_files(world.files, tmp_path / "history")
+    (tmp_path / "edge").mkdir()
+    files += [f for f in _other_sources(tmp_path / "edge") if f[1] in HISTORY_OBJECTS]
     reference = AagService(str(tmp_path / "duck"), engine=duckdb_engine)
     reference.init()
     landing = tmp_path / "landing"
-    for system, obj, path in world.files:
+    for system, obj, path in files:
         reference.ingest(system, obj, [path])
         folder = landing / system / obj
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, folder / f"{path.parent.name}.jsonl")
+        shutil.copyfile(path, folder / f"{path.parent.name}_{path.stem}.jsonl")
     from aag.config import load_config
 
     for spec in load_config().objects:
@@ -925,7 +950,6 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
         for table in (LEDGER_TABLE, QUARANTINE_TABLE):
             _assert_real_delta(spark, f"spark_catalog.{table}")
         done = commit_pending(spark, "spark_catalog")
-        assert {d["object"] for d in done} >= {"salesforce.Contact", "sap.KNA1", "segment.identifies"}
         assert commit_pending(spark, "spark_catalog") == []  # every batch is in the ledger now
         graph = reference.warehouse.graph
         assert _without_batch(store.relationships().to_pylist()) == _without_batch(
@@ -938,8 +962,29 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
         got = customer_profiles_of(spark_engine, store.relationships(), store.nodes(), load_config(), 2)
         expected = reference.customer_profiles(2).to_pylist()
         assert sorted(got.to_pylist(), key=repr) == sorted(expected, key=repr)
+        quarantined = collect_arrow(spark.sql(f"SELECT * FROM spark_catalog.{QUARANTINE_TABLE}"))
+        assert _quarantine(quarantined) == _quarantine(reference.warehouse.quarantine())
+        committed = {d["object"] for d in done}
+        assert committed >= {"salesforce.Contact", "sap.KNA1", "segment.identifies"}
+        # The histories went through the pipeline: events dated by them, and their quarantine.
+        assert committed >= {f"{s}.{o}" for s, o, _ in files if o in HISTORY_OBJECTS}
+        by_object = {
+            r["source_object"]: r["n"]
+            for r in spark.sql(
+                f"SELECT source_object, count(*) AS n FROM spark_catalog.{FIELD_EVENTS_TABLE} GROUP BY 1"
+            ).collect()
+        }
+        assert by_object.get("ContactHistory") and by_object.get("CDPOS"), by_object
+        assert {r["source_object"] for r in quarantined.to_pylist()} >= set(HISTORY_OBJECTS)
+        # A ledger row per batch that yielded events or quarantine rows (a batch of rows that
+        # only land, such as most CDHDR files, leaves nothing in the pipeline's outputs).
+        expected_batches = [
+            b
+            for b in reference.warehouse.batches().to_pylist()
+            if b["field_events"] or b["rows_quarantined"] or b["fields_rejected"]
+        ]
         ledger = collect_arrow(spark.sql(f"SELECT count(DISTINCT batch_id) AS n FROM {LEDGER_TABLE}"))
-        assert ledger.column(0)[0].as_py() == len([f for f in world.files if f[1] != "ADR6"])
+        assert ledger.column(0)[0].as_py() == len(expected_batches)
         # The job writes its ledger through the batch-log seam the CLI uses: one row per
         # pipeline batch, holding that batch's field events as the pipeline counted them.
         log = SparkTableBatchLog(spark_engine, f"spark_catalog.{LEDGER_TABLE}")
@@ -951,10 +996,11 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
         }
         assert log.committed_batches([*per_batch, "no-such-batch"]) == set(per_batch)
         rows = collect_arrow(
-            spark.sql(f"SELECT batch_id, field_events, status FROM {LEDGER_TABLE}")
+            spark.sql(f"SELECT batch_id, field_events, rows_quarantined, status FROM {LEDGER_TABLE}")
         ).to_pylist()
-        assert {r["batch_id"]: r["field_events"] for r in rows} == per_batch
-        assert len(rows) == len(per_batch) and {r["status"] for r in rows} == {"committed"}
+        assert {r["batch_id"]: r["field_events"] for r in rows if r["field_events"]} == per_batch
+        assert all(r["rows_quarantined"] for r in rows if not r["field_events"]), rows
+        assert len(rows) == len(expected_batches) and {r["status"] for r in rows} == {"committed"}
         _rerun_after_a_failure_before_the_ledger(spark, store)
         # The objects after the first replaced keys with MERGEs; the change data feed of
         # every commit, replayed, is the table.
@@ -971,6 +1017,12 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
         assert replayed == sorted(map(_edge, store.relationships().to_pylist()), key=repr)
     finally:
         _drop_setup_schemas(spark)
+
+
+def _quarantine(table: pa.Table) -> list[tuple[Any, ...]]:
+    """Quarantine rows without their batch, row number and time (which the two paths set apart)."""
+    cols = ("source_system", "source_object", "record_id", "level", "source_field", "reason", "raw")
+    return sorted((tuple(r[c] for c in cols) for r in table.to_pylist()), key=repr)
 
 
 def _rerun_after_a_failure_before_the_ledger(spark: Any, store: SparkTableGraphStore) -> None:

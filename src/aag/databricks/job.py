@@ -202,7 +202,7 @@ def write_setup(folder: Path) -> list[Path]:
 
 
 def commit_pending(spark: Any, catalog: str, config: Config | None = None) -> list[dict[str, Any]]:
-    """Commit every batch of pipeline field events the ledger does not hold yet.
+    """Commit every pipeline batch (field events, quarantine rows) the ledger does not hold yet.
 
     The batches of one source object are planned together (the edge rules are a
     function of the event set, so one plan over several batches writes what they would
@@ -231,22 +231,32 @@ def commit_pending(spark: Any, catalog: str, config: Config | None = None) -> li
     store = SparkTableGraphStore(engine, f"{catalog}.graph")
     events_table, ledger = f"{catalog}.{FIELD_EVENTS_TABLE}", f"{catalog}.{LEDGER_TABLE}"
     log = SparkTableBatchLog(engine, ledger)
+    # A batch with quarantine rows but no events (all its rows rejected, or an object whose
+    # rows only land, such as SAP CDHDR) is committed too: its ledger row and quarantine.
     pending = engine.query(
         f"""
-SELECT source_system, source_object, entity_type, batch_id, count(*) AS events
-FROM {events_table} e
+SELECT source_system, source_object, batch_id, max(entity_type) AS entity_type,
+    count(entity_type) AS events
+FROM (
+    SELECT source_system, source_object, entity_type, batch_id FROM {events_table}
+    UNION ALL
+    SELECT DISTINCT source_system, source_object, CAST(NULL AS VARCHAR), batch_id
+    FROM {catalog}.{EXTRACT_QUARANTINE_TABLE}
+) e
 WHERE NOT EXISTS (SELECT 1 FROM {ledger} b WHERE b.batch_id = e.batch_id AND b.status = 'committed')
-GROUP BY source_system, source_object, entity_type, batch_id
+GROUP BY source_system, source_object, batch_id
 ORDER BY source_system, source_object, batch_id
 """  # noqa: S608 - catalog checked by plain_name; batch ids via in_list
     ).to_pylist()
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in pending:
-        groups.setdefault((row["source_system"], row["source_object"], row["entity_type"]), []).append(row)
+        groups.setdefault((row["source_system"], row["source_object"]), []).append(row)
     out = []
-    for (system, obj, entity_type), batches in groups.items():
+    for (system, obj), batches in groups.items():
         started = now_utc().as_py()
         ids = [str(b["batch_id"]) for b in batches]
+        # One object's events all have its entity type; None: no batch of the group has events.
+        entity_type = next((b["entity_type"] for b in batches if b["entity_type"]), None)
         engine.materialize(
             EVENTS_TABLE,
             f"SELECT {', '.join(FIELD_EVENTS.names)} FROM {events_table} WHERE batch_id IN ({in_list(ids)})",  # noqa: S608 - catalog checked by plain_name; batch ids via in_list
@@ -262,7 +272,8 @@ SELECT {", ".join(NODES.names)} FROM (
 ) n WHERE copy = 1
 """,  # noqa: S608 - catalog checked by plain_name; batch ids via in_list
         )
-        run = BatchRun(engine, store, log, config, IdentitySettings.from_config(config, entity_type))
+        identity = IdentitySettings.from_config(config, entity_type) if entity_type else None
+        run = BatchRun(engine, store, log, config, identity)
         run.apply({"aag.batches": ",".join(ids), "aag.object": f"{system}.{obj}"})
         quarantine = f"{catalog}.{QUARANTINE_TABLE}"
         extracted = f"SELECT * FROM {catalog}.{EXTRACT_QUARANTINE_TABLE} WHERE batch_id IN ({in_list(ids)})"  # noqa: S608 - catalog checked by plain_name; batch ids via in_list

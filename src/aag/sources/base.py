@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from aag.engine.base import Engine
-from aag.model import QUARANTINE
+from aag.engine.dialect import lit
+from aag.model import FIELD_EVENTS, NODES, QUARANTINE
 from aag.normalize import country_table, normalise_phones
 from aag.sources.events import EventsSql
 from aag.sources.sql import (
@@ -152,6 +153,54 @@ class Extractor(EventsSql):
         """
 
 
+class LandingExtractor(Extractor):
+    """Rows that only land, for another object's extraction to join: they yield no events.
+
+    A row :meth:`row_error_sql` finds a reason for is quarantined; every other row is
+    processed by being kept in bronze (SAP ADR6 e-mails for KNA1, CDHDR headers for CDPOS).
+    """
+
+    emits_events = False
+
+    def row_error_sql(self) -> str:
+        """SQL over a landed row and its ``record_id``: why it is quarantined (NULL: it lands).
+
+        By default a landing error or a missing record id (a row that cannot be joined).
+        """
+        missing = lit("missing record id (" + self.spec.id_field + ")")
+        return f"CASE WHEN _error IS NOT NULL THEN _error WHEN record_id IS NULL THEN {missing} END"
+
+    def checked_rows_sql(self) -> str:
+        """``_row_number, record_id, row_error`` of every row of ``batch_rows``.
+
+        What :meth:`quarantine_sql` reads as ``ex_rows`` (the declarative pipeline runs it too).
+        """
+        return (
+            f"SELECT _row_number, record_id, {self.row_error_sql()} AS row_error "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
+            f"FROM (SELECT *, {self.record_id_sql()} AS record_id FROM batch_rows) r"
+        )
+
+    def extract(self, engine: Engine, rows: pa.Table, batch_id: str, now: pa.Scalar) -> Extracted:
+        """Quarantine the rows :meth:`row_error_sql` rejects; emit no events."""
+        now_sql = f"CAST('{now.as_py().isoformat()}' AS TIMESTAMPTZ)"
+        engine.register("batch_rows", rows)
+        try:
+            engine.materialize("ex_rows", self.checked_rows_sql())
+            quarantine = engine.query(self.quarantine_sql(batch_id, now_sql))
+        finally:
+            engine.drop("batch_rows")
+            engine.drop("ex_rows")
+        engine.register(EVENTS_TABLE, FIELD_EVENTS.empty_table())
+        engine.register(NODES_TABLE, NODES.empty_table())
+        return Extracted(
+            events=0,
+            quarantine=quarantine.cast(QUARANTINE),
+            rows_landed=rows.num_rows,
+            rows_quarantined=quarantine.num_rows,
+            fields_rejected=0,
+        )
+
+
 class GenericExtractor(Extractor):
     """Extraction driven by registry rows alone.
 
@@ -170,5 +219,6 @@ __all__ = [
     "Extracted",
     "Extractor",
     "GenericExtractor",
+    "LandingExtractor",
     "landed_table",
 ]

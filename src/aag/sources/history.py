@@ -135,10 +135,14 @@ class FieldHistoryExtractor(Extractor):
         picks = keep + [f"{sql} AS {ident(name)}" for name, sql in generated.items()]
         return f"SELECT {', '.join(picks)} FROM ({rows_sql}) h"  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
 
+    def enrich_sql(self, source: str, columns: list[str]) -> str:
+        """:meth:`pivot_sql`: the record object's field columns, as :meth:`enrich` gives them."""
+        return self.pivot_sql(source, columns)
+
     def enrich(self, engine: Engine, rows: pa.Table) -> pa.Table:
-        """Spread each row's change into the record object's field columns."""
+        """Spread each row's change into the record object's field columns (:meth:`enrich_sql`)."""
         engine.register("history_rows", rows)
         try:
-            return engine.query(self.pivot_sql("history_rows", rows.column_names))
+            return engine.query(self.enrich_sql("history_rows", rows.column_names))
         finally:
             engine.drop("history_rows")

@@ -159,7 +159,8 @@ class ExtractorHooks:
         """The rules of :meth:`enrich` as canonical SQL over ``source`` (``None``: nothing to do).
 
         The declarative pipeline (:mod:`aag.databricks.lakeflow`) runs this where :meth:`enrich` would
-        run on a batch: same columns out as in.
+        run on a batch, so it gives the columns :meth:`enrich` does (the landed ones, unless
+        the rows are pivoted into another object's, as a field history's are).
         """
         return None
 

@@ -33,8 +33,7 @@ import pyarrow as pa
 from aag.config import Config, ObjectSpec, RegistryRow
 from aag.engine.base import Engine
 from aag.engine.dialect import ident, lit
-from aag.model import FIELD_EVENTS, NODES, QUARANTINE
-from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extracted, Extractor, landed_table
+from aag.sources.base import Extractor, LandingExtractor, landed_table
 from aag.sources.history import FieldHistoryExtractor
 
 #: Registry source fields of KNA1 that read a column of the joined ADR6 row.
@@ -142,41 +141,13 @@ class SapKna1Extractor(Extractor):
         return joined.select(rows.column_names).cast(rows.schema)
 
 
-class SapAdr6Extractor(Extractor):
-    """ADR6 rows land (for KNA1 to join) and yield no events of their own."""
+class SapAdr6Extractor(LandingExtractor):
+    """ADR6 rows land (for KNA1 to join, :func:`chosen_addresses_sql`) and yield no events.
+
+    A row without an ``ADDRNUMBER`` cannot be joined and is quarantined.
+    """
 
     extra_fields = ADR6_COLUMNS[1:]
-    emits_events = False
-
-    def extract(self, engine: Engine, rows: pa.Table, batch_id: str, now: pa.Scalar) -> Extracted:
-        """Quarantine rows that cannot be joined (no ``ADDRNUMBER``); emit no events.
-
-        Every other row is processed by being kept in bronze, where KNA1 extraction
-        finds it (see :func:`chosen_addresses_sql`).
-        """
-        missing = lit("missing record id (" + self.spec.id_field + ")")
-        now_sql = f"CAST('{now.as_py().isoformat()}' AS TIMESTAMPTZ)"
-        engine.register("batch_rows", rows)
-        try:
-            engine.materialize(
-                "ex_rows",
-                f"SELECT _row_number, record_id, CASE WHEN _error IS NOT NULL THEN _error "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
-                f"WHEN record_id IS NULL THEN {missing} END AS row_error "
-                f"FROM (SELECT *, {self.record_id_sql()} AS record_id FROM batch_rows) r",
-            )
-            quarantine = engine.query(self.quarantine_sql(batch_id, now_sql))
-        finally:
-            engine.drop("batch_rows")
-            engine.drop("ex_rows")
-        engine.register(EVENTS_TABLE, FIELD_EVENTS.empty_table())
-        engine.register(NODES_TABLE, NODES.empty_table())
-        return Extracted(
-            events=0,
-            quarantine=quarantine.cast(QUARANTINE),
-            rows_landed=rows.num_rows,
-            rows_quarantined=quarantine.num_rows,
-            fields_rejected=0,
-        )
 
 
 # -- change documents -----------------------------------------------------------------------
@@ -220,7 +191,7 @@ WHERE latest = 1
 """  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
 
 
-class SapCdhdrExtractor(Extractor):
+class SapCdhdrExtractor(LandingExtractor):
     """CDHDR (change document headers) land for CDPOS to join and yield no events.
 
     Only customer documents (``OBJECTCLAS = 'DEBI'``) matter; headers of other object
@@ -240,10 +211,10 @@ class SapCdhdrExtractor(Extractor):
         """The KUNNR of a customer document (NULL for other classes: their ids are not KUNNRs)."""
         return f"CASE WHEN {self.relevant_sql()} THEN {super().record_id_sql()} END"
 
-    def extract(self, engine: Engine, rows: pa.Table, batch_id: str, now: pa.Scalar) -> Extracted:
-        """Quarantine customer headers that cannot date their items; emit no events."""
+    def row_error_sql(self) -> str:
+        """Customer headers that cannot date their items (id, number or time missing or invalid)."""
         udate, utime = _trimmed("UDATE"), _trimmed("UTIME")
-        error = (
+        return (
             "CASE WHEN _error IS NOT NULL THEN _error "
             f"WHEN NOT coalesce({self.relevant_sql()}, FALSE) THEN NULL "
             f"WHEN record_id IS NULL THEN {lit('missing record id (' + self.spec.id_field + ')')} "
@@ -252,27 +223,6 @@ class SapCdhdrExtractor(Extractor):
             "THEN 'missing change time: UDATE and UTIME are both needed' "
             f"WHEN NOT {_valid_change_time(udate, utime)} "
             f"THEN concat('invalid change time: UDATE ', {udate}, ', UTIME ', {utime}) END"
-        )
-        now_sql = f"CAST('{now.as_py().isoformat()}' AS TIMESTAMPTZ)"
-        engine.register("batch_rows", rows)
-        try:
-            engine.materialize(
-                "ex_rows",
-                f"SELECT _row_number, record_id, {error} AS row_error "  # noqa: S608 - config names via dialect.ident/lit; relations are internal table names
-                f"FROM (SELECT *, {self.record_id_sql()} AS record_id FROM batch_rows) r",
-            )
-            quarantine = engine.query(self.quarantine_sql(batch_id, now_sql))
-        finally:
-            engine.drop("batch_rows")
-            engine.drop("ex_rows")
-        engine.register(EVENTS_TABLE, FIELD_EVENTS.empty_table())
-        engine.register(NODES_TABLE, NODES.empty_table())
-        return Extracted(
-            events=0,
-            quarantine=quarantine.cast(QUARANTINE),
-            rows_landed=rows.num_rows,
-            rows_quarantined=quarantine.num_rows,
-            fields_rejected=0,
         )
 
 

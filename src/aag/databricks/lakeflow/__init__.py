@@ -10,7 +10,10 @@ Lakeflow Declarative Pipeline (Databricks) / Spark Declarative Pipeline (open so
 * temporary views that parse the landed rows into the columns AAG's extractors read
   and run the extractor's own SQL (:meth:`~aag.sources.base.Extractor.rows_sql`,
   ``events_sql``, ``nodes_sql``, ``quarantine_sql``, transpiled to Spark SQL): the
-  very SQL the embedded engine runs, not a copy;
+  very SQL the embedded engine runs, not a copy. Field histories (Salesforce
+  ``ContactHistory``, SAP ``CDPOS``) are pivoted into their record object's columns
+  first (``enrich_sql``); rows that only land (SAP ``ADR6``, ``CDHDR``) are only checked
+  (``checked_rows_sql``, into quarantine);
 * ``<graph>.field_events``, ``<graph>.node_candidates`` and
   ``<graph>.extract_quarantine``: materialized views over all objects.
 

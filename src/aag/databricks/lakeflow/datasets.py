@@ -25,7 +25,7 @@ from aag.errors import ConfigError
 from aag.model import FIELD_EVENTS, NODES, QUARANTINE
 from aag.normalize import country_table
 from aag.sources import extractor_for
-from aag.sources.base import Extractor, landed_table
+from aag.sources.base import Extractor, LandingExtractor, landed_table
 
 #: Columns bronze adds to each raw row (besides ``_raw``).
 BRONZE_COLUMNS = ("_batch_id", "_row_number", "_landed_at", "_file_name")
@@ -58,10 +58,6 @@ def define(spark: Any, dp: Any | None = None, conf: dict[str, str] | None = None
         for s in config.objects
         if (not settings.objects or f"{s.source_system}.{s.source_object}" in settings.objects)
         and (settings.mode == "files" or f"{s.source_system}.{s.source_object}" in sources)
-        # Field histories and change documents (rows about another object's records) are
-        # pivoted into their owner's columns before extraction; the pipeline does not do
-        # that yet, so they are loaded with `aag ingest` (see docs/deployment.md).
-        and extractor_for(s, config).belongs_to is None
     ]
     names: list[str] = []
 
@@ -94,12 +90,16 @@ def define(spark: Any, dp: Any | None = None, conf: dict[str, str] | None = None
     events, nodes, quarantine = [], [], []
     for spec in specs:
         extractor = extractor_for(spec, config)
-        if not extractor.emits_events:
+        key = key_of(spec.source_system, spec.source_object)
+        if isinstance(extractor, LandingExtractor):
+            names += _landing_checks(
+                spark, dp, extractor, key, landed_names[(spec.source_system, spec.source_object)]
+            )
+            quarantine.append(f"aag_quarantine_{key}")
             continue
         missing = [o for o in extractor.reads if (spec.source_system, o) not in landed_names]
         if missing:
             continue
-        key = key_of(spec.source_system, spec.source_object)
         names += _extraction(spark, dp, extractor, key, landed_names)
         events.append(f"aag_events_{key}")
         nodes.append(f"aag_nodes_{key}")
@@ -168,6 +168,28 @@ def _bronze(
         from_table if settings.mode == "tables" else from_files
     )
     return []
+
+
+def _landing_checks(spark: Any, dp: Any, extractor: LandingExtractor, key: str, landed: str) -> list[str]:
+    """Views quarantining the rows of an object that only lands (SAP ADR6, CDHDR).
+
+    The rows stay in bronze for another object's extraction to join; the checks are the
+    extractor's own (:meth:`~aag.sources.base.LandingExtractor.checked_rows_sql`).
+    """
+    tables = {"batch_rows": landed, "ex_rows": f"aag_ex_rows_{key}"}
+    views = {
+        f"aag_ex_rows_{key}": extractor.checked_rows_sql(),
+        f"aag_quarantine_{key}": extractor.quarantine_sql(
+            "", "CAST(current_timestamp AS TIMESTAMPTZ)", batch_sql="r._batch_id"
+        ),
+    }
+    for view, canonical in views.items():
+
+        def query(sql: str = spark_sql(canonical, tables)) -> Any:
+            return spark.sql(sql)
+
+        dp.temporary_view(name=view)(query)
+    return list(views)
 
 
 def _extraction(
