@@ -183,6 +183,11 @@ def _landing_checks(spark: Any, dp: Any, extractor: LandingExtractor, key: str, 
             "", "CAST(current_timestamp AS TIMESTAMPTZ)", batch_sql="r._batch_id"
         ),
     }
+    return _sql_views(spark, dp, views, tables)
+
+
+def _sql_views(spark: Any, dp: Any, views: dict[str, str], tables: dict[str, str]) -> list[str]:
+    """Declare one temporary view per canonical SQL (its tables renamed, transpiled); their names."""
     for view, canonical in views.items():
 
         def query(sql: str = spark_sql(canonical, tables)) -> Any:
@@ -285,14 +290,7 @@ def _extraction(
             "", "CAST(current_timestamp AS TIMESTAMPTZ)", batch_sql="r._batch_id"
         ),
     }
-    for view, canonical in views.items():
-
-        def query(sql: str = spark_sql(canonical, tables)) -> Any:
-            return spark.sql(sql)
-
-        dp.temporary_view(name=view)(query)
-        names.append(view)
-    return names
+    return [*names, *_sql_views(spark, dp, views, tables)]
 
 
 def _outputs(
