@@ -89,12 +89,12 @@ def in_list(values: Iterable[str]) -> str:
 
 
 def json_path(key: str) -> str:
-    """A JSON path literal selecting the top-level member ``key`` (any characters).
+    """A DuckDB JSON path literal selecting the top-level member ``key`` (any characters).
 
-    Inside the path's double quotes a backslash escapes, so backslashes are doubled
-    before quotes are escaped.
+    A JSON Pointer (RFC 6901: ``~`` and ``/`` escaped as ``~0`` and ``~1``): DuckDB reads a
+    ``$."..."`` path named ``*`` as a wildcard, a pointer names every key literally.
     """
-    return lit('$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return lit("/" + key.replace("~", "~0").replace("/", "~1"))
 
 
 def spark_time_format(fmt: str) -> str:
