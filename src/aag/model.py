@@ -23,6 +23,18 @@ NODES = pa.schema(
     ]
 )
 
+#: A landed row's state, kept in bronze for deferral (:mod:`aag.pipeline.deferral`): its
+#: parsed record time, a digest of its values but the record time, and whether its
+#: extraction was deferred.
+ROW_STATES = pa.schema(
+    [
+        pa.field("_row_number", pa.int64()),
+        pa.field("record_time", TS),
+        pa.field("value_digest", pa.string()),
+        pa.field("deferred", pa.bool_()),
+    ]
+)
+
 RELATIONSHIPS = pa.schema(
     [
         pa.field("source_node_id", pa.string()),

@@ -148,6 +148,8 @@ class _IngestProgress:
             )
             if report.rows_duplicate:
                 suppressed += f"{report.rows_duplicate} re-sent (first call kept), "
+            if report.rows_deferred:
+                suppressed += f"{report.rows_deferred} deferred (same values, later record time), "
             out.print(
                 f"{Path(report.file).name}: {report.status} — {report.rows_landed} rows "
                 f"landed, {report.rows_quarantined} quarantined, {suppressed}"

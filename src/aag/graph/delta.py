@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, WriterProperties, write_deltalake
+from deltalake import Field as DeltaField
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from aag.errors import ConflictError, WarehouseError
@@ -88,6 +89,15 @@ class DeltaIO:
                 storage_options=self.storage_options or None,
             )
         return True
+
+    def add_missing_columns(self, uri: str, schema: pa.Schema) -> None:
+        """Add the (nullable) columns of ``schema`` the table lacks, in one commit if any."""
+        table = self.open(uri)
+        have = set(table.schema().to_arrow().names)
+        missing = [f for f in schema if f.name not in have]
+        if missing:
+            with _commit_errors(uri):
+                table.alter.add_columns([DeltaField.from_arrow(f.with_nullable(True)) for f in missing])
 
     def version(self, uri: str) -> int | None:
         """The table's current version (``None`` if there is no table)."""

@@ -32,7 +32,7 @@ from aag.graph.delta import DeltaIO, is_local, join
 from aag.graph.ledger import BatchLog, LedgerEntry, ledger_table
 from aag.graph.local_writes import drop_orphans, flocked
 from aag.graph.store import DeltaGraphStore
-from aag.model import BRONZE_META, ERASURES, LEDGER, QUARANTINE
+from aag.model import BRONZE_META, ERASURES, LEDGER, QUARANTINE, ROW_STATES
 from aag.selection import columns_sql, within_sql
 
 BRONZE = pa.schema(
@@ -44,6 +44,11 @@ BRONZE = pa.schema(
         pa.field("_row_digest", pa.string()),
         pa.field("_landed_at", pa.timestamp("us", tz="UTC")),
         pa.field("_file_name", pa.string()),
+        # Parsed record time and value digest of a deferrable object's row, and whether
+        # its extraction was deferred (aag.pipeline.deferral); NULL for other rows.
+        pa.field("_record_time", pa.timestamp("us", tz="UTC")),
+        pa.field("_value_digest", pa.string()),
+        pa.field("_deferred", pa.bool_()),
     ]
 )
 assert set(BRONZE_META) <= set(BRONZE.names)
@@ -231,6 +236,7 @@ class Warehouse(BatchLog):
         file_name: str,
         now: pa.Scalar,
         replace: bool = True,
+        states: pa.Table | None = None,
     ) -> None:
         """Write a batch's raw rows to bronze; re-landing the same batch replaces, not adds.
 
@@ -245,22 +251,28 @@ class Warehouse(BatchLog):
             now: Landing time.
             replace: Replace every bronze row of the batch (its first chunk), or append
                 (later chunks of the same file).
+            states: Each row's :data:`aag.model.ROW_STATES`, if the object has them.
         """
         uri = self.bronze_uri(source_system, source_object)
-        self.io.create(
+        if not self.io.create(
             uri,
             BRONZE,
             configuration={"delta.dataSkippingStatsColumns": "_batch_id,_row_number,_landed_at"},
-        )
+        ):
+            # Bronze tables written before the row states existed gain their columns.
+            self.io.add_missing_columns(uri, BRONZE)
         con = local_connection()
         con.register("land_rows", rows.select(["_row_number", "_raw", "_row_digest"]))
         con.register("land_ids", record_ids)
+        con.register("land_states", states if states is not None else ROW_STATES.empty_table())
         try:
             # Streamed into the Delta writer: raw rows are not copied once more in memory.
             data = con.sql(
                 "SELECT ? AS _batch_id, r._row_number, i.record_id AS _record_id, r._raw, "
-                "r._row_digest, CAST(? AS TIMESTAMPTZ) AS _landed_at, ? AS _file_name "
-                "FROM land_rows r LEFT JOIN land_ids i USING (_row_number)",
+                "r._row_digest, CAST(? AS TIMESTAMPTZ) AS _landed_at, ? AS _file_name, "
+                "s.record_time AS _record_time, s.value_digest AS _value_digest, s.deferred AS _deferred "
+                "FROM land_rows r LEFT JOIN land_ids i USING (_row_number) "
+                "LEFT JOIN land_states s USING (_row_number)",
                 params=[batch_id, now.as_py(), file_name],
             ).to_arrow_reader(batch_size=100_000)
             if replace:
@@ -272,6 +284,7 @@ class Warehouse(BatchLog):
         finally:
             con.unregister("land_rows")
             con.unregister("land_ids")
+            con.unregister("land_states")
         crash_point("bronze-landed")
 
     def _committed_ids_sql(self, source_system: str, source_object: str) -> str | None:

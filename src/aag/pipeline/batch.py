@@ -24,6 +24,7 @@ from aag.graph.ledger import LedgerEntry
 from aag.graph.store import GraphStore
 from aag.graph.warehouse import Warehouse
 from aag.identity.relink import warehouse_identity
+from aag.pipeline.deferral import fold_deferred, split_deferred
 from aag.pipeline.rows import drop_resent, register_reads, split_unchanged, suppress_erased
 from aag.pipeline.run import BatchRun
 from aag.sources import extractor_for
@@ -38,9 +39,14 @@ class BatchReport:
     batch_id: str
     status: str
     rows_landed: int = 0
-    #: Rows identical to a row of an earlier committed batch: processed by skipping them,
-    #: since their events are already part of the graph.
+    #: Rows identical to a row of an earlier committed batch, or deferred (below):
+    #: processed by skipping them, since their events are already part of the graph.
     rows_unchanged: int = 0
+    #: Of those, rows that re-sent their record's values with a later record time: landed
+    #: but not extracted, since their events only confirm (see aag.pipeline.deferral).
+    rows_deferred: int = 0
+    #: Deferred rows of earlier batches that this batch's events reached (re-extracted).
+    rows_folded: int = 0
     #: Rows of erased records: dropped before landing, stored nowhere (GDPR erasure holds).
     rows_suppressed: int = 0
     #: Re-sent calls (a Segment message id seen before in the file or in a committed batch,
@@ -273,9 +279,13 @@ def _ingest_chunk(
     fresh, unchanged_ids = split_unchanged(
         engine, rows, warehouse.landed_digests(spec.source_system, spec.source_object)
     )
+    # Rows that only re-send their record's values with a later record time (a full
+    # re-sync) land without being extracted; their events join a later batch if needed.
+    split = split_deferred(engine, warehouse, extractor, rows, fresh, batch_id, now, first)
+    fresh = split.fresh
     step(STEPS[1])
     record_ids = pa.concat_tables(
-        [extractor.record_ids(engine, fresh).cast(unchanged_ids.schema), unchanged_ids]
+        [extractor.record_ids(engine, fresh).cast(unchanged_ids.schema), unchanged_ids, split.deferred]
     )
     # Re-sent calls land (bronze keeps what was received) but are not extracted.
     fresh, resent = drop_resent(warehouse, extractor, fresh)
@@ -295,8 +305,14 @@ def _ingest_chunk(
             path.name,
             now,
             first,
+            split.states,
         )
         extracted = extractor.extract(engine, fresh, batch_id, now)
+        # Deferred rows of the batch's entities that its events could reorder are planned
+        # with them; the keys may then carry several events each.
+        folded = fold_deferred(
+            engine, warehouse, warehouse.config, spec.source_system, None if first else batch_id
+        )
         # Only the raw text (held by the landing) is needed from here on.
         rows_total = rows.num_rows
         del fresh, rows
@@ -306,17 +322,19 @@ def _ingest_chunk(
         step(STEPS[2])
         run.apply(
             {"aag.batch_id": batch_id, "aag.file": path.name},
-            repeats=extracted.repeats,
+            repeats=None if folded else extracted.repeats,
             before_commit=lambda: step(STEPS[3]),
         )
         landing.result()
         if quarantined is not None:
             quarantined.result()
-    rows_unchanged = unchanged_ids.num_rows
+    rows_unchanged = unchanged_ids.num_rows + split.count
     if extracted.rows_landed + rows_unchanged + resent != rows_total:  # pragma: no cover
         raise AagError(f"{path}: row accounting broken")
     totals.rows_landed += rows_total
     totals.rows_unchanged += rows_unchanged
+    totals.rows_deferred += split.count
+    totals.rows_folded += folded
     totals.rows_suppressed += suppressed
     totals.rows_processed += extracted.rows_processed + rows_unchanged + resent
     totals.rows_duplicate += extracted.duplicates + resent
