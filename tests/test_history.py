@@ -229,7 +229,10 @@ def test_a_late_history_row_splits_the_run_of_a_record_feed(svc, ingest):
             history("017C2", "Phone", "+49 30 1111111", "2025-02-01T12:00:00Z"),
         ],
     )
-    assert report.rule_paths == {"full": 1}
+    # With AAG_DEFER=1 the feed's 2026 row was deferred: this batch folds it back (its
+    # events fall after the history's), and its fields other than the phone only confirm.
+    assert report.rule_paths.get("full") == 1
+    assert report.rule_paths.get("confirm", 0) == (10 if report.rows_folded else 0)
     got = [
         (v["value"], v["updated_at"], v["is_current"], v["props"].get("closed_by"))
         for v in versions(svc, CUSTOMER, "HAS_PHONE", "salesforce")

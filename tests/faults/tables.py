@@ -36,7 +36,15 @@ VOLATILE = {
     "nodes_written",
     "edge_versions_written",
     "edge_rows_rewritten",
+    # Whether a row was deferred, and so counted unchanged, depends on what was landed
+    # before it (batch order, chunking); its events are in the log's canonical form.
+    "_deferred",
+    "rows_unchanged",
+    "field_events",
 }
+
+#: The absorbed-event log, compared as the event set it encodes (:func:`canonical_log`).
+LOG = "silver/edge_events"
 
 
 #: Map keys that say which batch first delivered a version's event: when the same event
@@ -70,6 +78,9 @@ def snapshot(warehouse: Path, any_order: bool = False) -> dict[str, Rows]:
     drop = LINEAGE_KEYS if any_order else set()
     out: dict[str, Rows] = {}
     for table in delta_tables(warehouse):
+        if str(table.relative_to(warehouse)) == LOG:
+            out[LOG] = canonical_log(warehouse)
+            continue
         reader = QueryBuilder().register("t", DeltaTable(str(table))).execute("SELECT * FROM t")
         rows = pa.RecordBatchReader.from_stream(reader).read_all()
         keep = [c for c in rows.column_names if c not in VOLATILE]
@@ -78,6 +89,54 @@ def snapshot(warehouse: Path, any_order: bool = False) -> dict[str, Rows]:
             (tuple((k, _canon(r[k], drop)) for k in keep) for r in data), key=repr
         )
     return out
+
+
+def canonical_log(warehouse: Path, batch_ids: bool = True) -> Rows:
+    """The events the log encodes: logged or deferred, and carried by no version row.
+
+    The log only ever grows: an event a chunk absorbed stays logged when a later chunk's
+    (earlier-dated) event makes it the start of a version, where a one-piece run never
+    logs it; and a deferred row's events (``AAG_DEFER=1``) stay in bronze until a batch
+    folds them back. The event set the log, bronze and ``relationships`` encode together
+    is what must not depend on chunking, batch order or deferral; this is its part that
+    no version row shows. ``batch_ids=False`` leaves out which batch delivered each event
+    (runs of the same rows in other files).
+    """
+    from aag.engine import make_engine
+    from aag.engine.duckdb import local_connection
+    from aag.graph.store import flatten_edges
+    from aag.graph.warehouse import Warehouse
+    from aag.pipeline.deferral import deferred_events
+
+    wh = Warehouse(str(warehouse))
+    con = local_connection()
+    con.register("c_log", wh.graph.edge_events())
+    con.register("c_deferred", deferred_events(make_engine("local"), wh))
+    con.register("c_edges", flatten_edges(wh.graph.relationships()))
+    try:
+        result = con.sql(
+            """
+            SELECT DISTINCT * FROM (SELECT * FROM c_log UNION ALL SELECT * FROM c_deferred) l
+            WHERE NOT EXISTS (
+                SELECT 1 FROM c_edges e
+                WHERE e.source_node_id = l.source_node_id AND e.rel_type = l.rel_type
+                  AND e.source_system = l.source_system
+                  AND ((e.source_event_id = l.source_event_id AND e.updated_at = l.updated_at
+                        AND e.target_node_id IS NOT DISTINCT FROM l.target_node_id)
+                       OR (e.closed_by = 'removal' AND e.closed_by_event = l.source_event_id
+                           AND l.target_node_id IS NULL)))
+            """
+        ).to_arrow_table()
+    finally:
+        for name in ("c_log", "c_deferred", "c_edges"):
+            con.unregister(name)
+    return sorted(
+        (
+            tuple((k, _canon(v)) for k, v in r.items() if batch_ids or k != "batch_id")
+            for r in result.to_pylist()
+        ),
+        key=repr,
+    )
 
 
 def differences(expected: dict[str, Rows], actual: dict[str, Rows]) -> list[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,7 +26,7 @@ from aag.pipeline import FileProgress
 from aag.service import AagService
 from aag.world import generate
 
-from .tables import as_csv, differences, snapshot
+from .tables import LOG, as_csv, canonical_log, differences, snapshot
 
 #: Rows per chunk in the chunked runs: small enough that every file has many chunks.
 TINY = 7
@@ -59,52 +58,11 @@ def _combined(files: list[tuple[str, str, Path]], folder: Path) -> list[tuple[st
     return out
 
 
-#: The absorbed-event log, as a table.
-LOG = "silver/edge_events"
-
-
-def _canonical_log(wh: Path) -> list[tuple[Any, ...]]:
-    """The log's events that no version row of ``relationships`` carries.
-
-    The log only ever grows: an event a chunk absorbed stays logged when a later chunk's
-    (earlier-dated) event makes it the start of a version, where a one-piece run never
-    logs it. Such a row repeats an event the version row already holds (the rules
-    de-duplicate it); the event set the two tables encode together is what must not
-    depend on chunking, and this is the log's part of it.
-    """
-    from aag.engine.duckdb import local_connection
-    from aag.graph.store import flatten_edges
-    from aag.service import AagService
-
-    svc = AagService(str(wh))
-    con = local_connection()
-    con.register("c_log", svc.warehouse.graph.edge_events())
-    con.register("c_edges", flatten_edges(svc.warehouse.graph.relationships()))
-    try:
-        rows = con.sql(
-            """
-            SELECT l.* EXCLUDE (batch_id) FROM c_log l
-            WHERE NOT EXISTS (
-                SELECT 1 FROM c_edges e
-                WHERE e.source_node_id = l.source_node_id AND e.rel_type = l.rel_type
-                  AND e.source_system = l.source_system
-                  AND ((e.source_event_id = l.source_event_id AND e.updated_at = l.updated_at
-                        AND e.target_node_id IS NOT DISTINCT FROM l.target_node_id)
-                       OR (e.closed_by = 'removal' AND e.closed_by_event = l.source_event_id
-                           AND l.target_node_id IS NULL)))
-            """
-        ).fetchall()
-    finally:
-        con.unregister("c_log")
-        con.unregister("c_edges")
-    return sorted(rows, key=repr)
-
-
 def _compare(whole: Path, chunked: Path) -> None:
-    """Every table equal, the log as the event set it encodes (see :func:`_canonical_log`)."""
+    """Every table equal, the log as the event set it encodes (see :func:`canonical_log`)."""
     expected, actual = snapshot(whole), snapshot(chunked)
     assert set(expected) == set(actual)
-    assert _canonical_log(whole) == _canonical_log(chunked)
+    assert canonical_log(whole, batch_ids=False) == canonical_log(chunked, batch_ids=False)
     expected.pop(LOG), actual.pop(LOG)
     assert differences(expected, actual) == []
 

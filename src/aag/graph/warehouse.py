@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from aag.bronze import parse_raw
 from aag.config import CONFIG_FILES, REGISTRY_FILE, Config, default_config_dir, load_config
 from aag.engine.dialect import in_list, lit
 from aag.engine.duckdb import local_connection
@@ -254,12 +253,16 @@ class Warehouse(BatchLog):
             states: Each row's :data:`aag.model.ROW_STATES`, if the object has them.
         """
         uri = self.bronze_uri(source_system, source_object)
-        if not self.io.create(
-            uri,
-            BRONZE,
-            configuration={"delta.dataSkippingStatsColumns": "_batch_id,_row_number,_landed_at"},
+        if (
+            not self.io.create(
+                uri,
+                BRONZE,
+                configuration={"delta.dataSkippingStatsColumns": "_batch_id,_row_number,_landed_at"},
+            )
+            and replace
         ):
-            # Bronze tables written before the row states existed gain their columns.
+            # Bronze tables written before the row states existed gain their columns (once
+            # per batch: its first chunk replaces, the later ones append).
             self.io.add_missing_columns(uri, BRONZE)
         con = local_connection()
         con.register("land_rows", rows.select(["_row_number", "_raw", "_row_digest"]))
@@ -287,66 +290,17 @@ class Warehouse(BatchLog):
             con.unregister("land_states")
         crash_point("bronze-landed")
 
-    def _committed_ids_sql(self, source_system: str, source_object: str) -> str | None:
-        """The object's committed batch ids as a SQL list (``None`` when there are none)."""
+    def committed_ids(self, source_system: str, source_object: str) -> list[str]:
+        """Ids of the object's committed batches, as the ledger records them."""
+        if not self.io.exists(self.ledger_uri):
+            return []
         ledger = self.io.read(
             self.ledger_uri,
             "batch_id",
             f"status = 'committed' AND source_system = {lit(source_system)} "
             f"AND source_object = {lit(source_object)}",
         )
-        ids = [str(b) for b in ledger.column("batch_id").to_pylist()]
-        return in_list(ids) if ids else None
-
-    def landed_digests(self, source_system: str, source_object: str) -> pa.RecordBatchReader | None:
-        """``_row_digest, _record_id`` of committed rows processed without quarantine entries.
-
-        A row its batch quarantined (whole or one field) is left out, so the same content
-        sent again is extracted again and quarantined again under the new batch.
-        """
-        uri = self.bronze_uri(source_system, source_object)
-        if not self.io.exists(uri):
-            return None
-        quoted = self._committed_ids_sql(source_system, source_object)
-        if quoted is None:
-            return None
-        where = f"_batch_id IN ({quoted})"
-        bad = self.io.read(
-            self.quarantine_uri,
-            "DISTINCT batch_id, row_number",
-            f"source_system = {lit(source_system)} AND source_object = {lit(source_object)}",
-        )
-        if bad.num_rows:
-            pairs = zip(bad.column(0).to_pylist(), bad.column(1).to_pylist(), strict=True)
-            listed = in_list(f"{b}:{r}" for b, r in pairs)
-            where += f" AND concat(_batch_id, ':', CAST(_row_number AS VARCHAR)) NOT IN ({listed})"
-        return self.io.reader(uri, f"SELECT _row_digest, _record_id FROM t WHERE {where}")  # noqa: S608 - ids and config values quoted by dialect.lit/in_list
-
-    def landed_rows(self, source_system: str, source_object: str, fields: tuple[str, ...]) -> pa.Table:
-        """Rows of this object's committed batches, parsed from bronze like a fresh file.
-
-        Rows without a record id (the ones their batch quarantined) are left out.
-
-        Args:
-            source_system: Source system.
-            source_object: Source object.
-            fields: Columns to extract from each row's raw JSON.
-
-        Returns:
-            ``_batch_id, _landed_at`` and the landed-row columns of
-            :func:`aag.bronze.read_rows` (``_row_number, _raw, _error, <fields...>``).
-        """
-        uri = self.bronze_uri(source_system, source_object)
-        quoted = self._committed_ids_sql(source_system, source_object) if self.io.exists(uri) else None
-        where = f"_batch_id IN ({quoted}) AND _record_id IS NOT NULL" if quoted else "FALSE"
-        raw = (
-            self.io.read(uri, "_batch_id, _landed_at, _row_number, _raw", where)
-            if quoted
-            else pa.schema(
-                [BRONZE.field(c) for c in ("_batch_id", "_landed_at", "_row_number", "_raw")]
-            ).empty_table()
-        )
-        return parse_raw(raw, fields)
+        return [str(b) for b in ledger.column("batch_id").to_pylist()]
 
     def bronze_of(
         self, source_system: str, source_object: str, record_ids: Iterable[str], columns: Sequence[str]

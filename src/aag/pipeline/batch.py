@@ -19,6 +19,7 @@ from aag.bronze import FORMATS, Chunk, file_format, file_sha256, read_chunks
 from aag.engine.base import Engine
 from aag.engine.dialect import lit
 from aag.errors import AagError
+from aag.graph.bronze_reads import landed_digests
 from aag.graph.delta import now_utc
 from aag.graph.ledger import LedgerEntry
 from aag.graph.store import GraphStore
@@ -277,7 +278,7 @@ def _ingest_chunk(
     spec = extractor.spec
     rows, suppressed = suppress_erased(warehouse, engine, extractor, chunk.rows)
     fresh, unchanged_ids = split_unchanged(
-        engine, rows, warehouse.landed_digests(spec.source_system, spec.source_object)
+        engine, rows, landed_digests(warehouse, spec.source_system, spec.source_object)
     )
     # Rows that only re-send their record's values with a later record time (a full
     # re-sync) land without being extracted; their events join a later batch if needed.

@@ -27,13 +27,12 @@ before one of its deferred times first re-extracts those deferred rows
 (:func:`fold_deferred`) and plans them with its own events; the edge rules then see the
 whole event set, as if nothing had been deferred.
 
-Deferral is opt-in (``AAG_DEFER=1``); without it every row is extracted, which the tests
-use as the reference. The versions are the same either way, but the ``edge_events`` log
-then holds only the events that were extracted: the deferred ones live in bronze until a
-batch folds them back. The fault suite compares logs of runs in different orders, so it
-needs a view of the log with the deferred events added before deferral can be the
-default. Row states land in bronze either way, so rows landed today can serve as the
-base of a later deferral.
+Deferral is on unless ``AAG_DEFER=0``; without it every row is extracted, which the
+tests use as the reference. The versions are the same either way, but the ``edge_events``
+log holds only the events that were extracted: the deferred ones live in bronze until a
+batch folds them back. :func:`deferred_events` gives them, so a comparison of two runs
+sees the whole event set. Row states land in bronze either way, so rows landed with
+deferral off can serve as the base of a later deferral.
 """
 
 from __future__ import annotations
@@ -49,18 +48,20 @@ import pyarrow.compute as pc
 from aag.bronze import parse_raw
 from aag.config import Config
 from aag.engine.base import Engine
-from aag.engine.dialect import ident, in_list, lit
+from aag.engine.dialect import ident, lit
+from aag.graph.bronze_reads import deferred_rows, record_states, rows_at
 from aag.graph.warehouse import Warehouse
 from aag.ids import uuid_from_hash_sql
 from aag.model import FIELD_EVENTS, NODES, ROW_STATES
 from aag.sources import extractor_for, objects_belonging_to
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extractor
 from aag.sources.hooks import ExtractorHooks
+from aag.sources.sql import REPEATS_TABLE
 
 
 def enabled() -> bool:
-    """Whether deferral is on: ``AAG_DEFER=1`` (off by default for now, see below)."""
-    return os.environ.get("AAG_DEFER", "0") == "1"
+    """Whether deferral is on (``AAG_DEFER`` unset or anything but ``0``)."""
+    return os.environ.get("AAG_DEFER", "1") != "0"
 
 
 def deferrable_class(extractor: Extractor) -> bool:
@@ -97,99 +98,8 @@ def deferrable(warehouse: Warehouse, extractor: Extractor) -> bool:
         return False
     spec = extractor.spec
     return all(
-        not _committed(warehouse, spec.source_system, other.source_object)
+        not warehouse.committed_ids(spec.source_system, other.source_object)
         for other in objects_belonging_to(warehouse.config, spec.source_system, spec.source_object)
-    )
-
-
-# -- bronze reads ----------------------------------------------------------------------
-
-
-def _committed(warehouse: Warehouse, source_system: str, source_object: str) -> list[str]:
-    """Ids of the object's committed batches."""
-    if not warehouse.io.exists(warehouse.ledger_uri):
-        return []
-    found = warehouse.io.read(
-        warehouse.ledger_uri,
-        "batch_id",
-        f"status = 'committed' AND source_system = {lit(source_system)} "
-        f"AND source_object = {lit(source_object)}",
-    )
-    return [str(b) for b in found.column(0).to_pylist()]
-
-
-def _record_states(
-    warehouse: Warehouse, source_system: str, source_object: str, batch_id: str | None
-) -> pa.Table | None:
-    """``record_id, record_time, value_digest`` of every landed row of the object's records.
-
-    Rows of committed batches, and of ``batch_id`` (this batch's earlier chunks) if given.
-    A row with quarantine entries keeps its time but loses its digest: some of its events
-    may have been used, so it equals no other row.
-    """
-    uri = warehouse.bronze_uri(source_system, source_object)
-    batches = _committed(warehouse, source_system, source_object) + ([batch_id] if batch_id else [])
-    if not batches or not warehouse.io.exists(uri):
-        return None
-    bad = warehouse.io.read(
-        warehouse.quarantine_uri,
-        "DISTINCT batch_id, row_number",
-        f"source_system = {lit(source_system)} AND source_object = {lit(source_object)}",
-    )
-    digest = "_value_digest"
-    if bad.num_rows:
-        pairs = zip(bad.column(0).to_pylist(), bad.column(1).to_pylist(), strict=True)
-        listed = in_list(f"{b}:{r}" for b, r in pairs)
-        digest = (
-            f"CASE WHEN concat(_batch_id, ':', CAST(_row_number AS VARCHAR)) IN ({listed}) "
-            "THEN NULL ELSE _value_digest END"
-        )
-    return warehouse.io.read(
-        uri,
-        f"_record_id AS record_id, _record_time AS record_time, {digest} AS value_digest",
-        f"_batch_id IN ({in_list(batches)}) AND _record_id IS NOT NULL",
-    )
-
-
-def _deferred_rows(
-    warehouse: Warehouse, source_system: str, source_object: str, batch_id: str | None, since: datetime
-) -> pa.Table | None:
-    """``_batch_id, _row_number, _record_id, _record_time`` of deferred rows from ``since`` on.
-
-    Those of committed batches, and of ``batch_id`` (this batch's earlier chunks) if given.
-    """
-    uri = warehouse.bronze_uri(source_system, source_object)
-    batches = _committed(warehouse, source_system, source_object) + ([batch_id] if batch_id else [])
-    if not batches or "_deferred" not in warehouse.io.open(uri).schema().to_arrow().names:
-        return None
-    return warehouse.io.read(
-        uri,
-        "_batch_id, _row_number, _record_id, _record_time",
-        f"_deferred AND _record_time >= TIMESTAMP '{since.astimezone(UTC).isoformat()}' "
-        f"AND _batch_id IN ({in_list(batches)})",
-    )
-
-
-def _bronze_rows(warehouse: Warehouse, source_system: str, source_object: str, wanted: pa.Table) -> pa.Table:
-    """``_batch_id, _landed_at, _row_number, _raw`` of the rows ``wanted`` names (its batch, row)."""
-    uri = warehouse.bronze_uri(source_system, source_object)
-    parts = []
-    for batch in sorted(set(wanted.column("_batch_id").to_pylist())):
-        numbers = wanted.filter(pc.equal(wanted.column("_batch_id").cast(pa.string()), batch)).column(
-            "_row_number"
-        )
-        listed = ", ".join(str(int(n)) for n in numbers.to_pylist())
-        parts.append(
-            warehouse.io.read(
-                uri,
-                "_batch_id, _landed_at, _row_number, _raw",
-                f"_batch_id = {lit(str(batch))} AND _row_number IN ({listed})",
-            )
-        )
-    # delta-rs reads strings as views; the rows are filtered and parsed in Arrow.
-    plain = pa.schema([("_batch_id", pa.string()), ("_landed_at", ROW_STATES.field("record_time").type)])
-    return pa.concat_tables(
-        [p.cast(pa.schema([*plain, ("_row_number", pa.int64()), ("_raw", pa.string())])) for p in parts]
     )
 
 
@@ -279,7 +189,7 @@ def split_deferred(
     states = row_states(engine, extractor, rows)
     if not deferrable(warehouse, extractor):
         return Split(fresh, states, no_ids)
-    base = _record_states(warehouse, spec.source_system, spec.source_object, None if first else batch_id)
+    base = record_states(warehouse, spec.source_system, spec.source_object, None if first else batch_id)
     if base is None or fresh.num_rows == 0:
         return Split(fresh, states, no_ids)
     engine.register("df_fresh", fresh.select(["_row_number", *extractor.fields]))
@@ -338,6 +248,42 @@ WHERE l.n = 0 AND l.digests = 1 AND c.value_digest = l.digest
     return Split(kept, states, deferred)
 
 
+def deferred_events(engine: Engine, warehouse: Warehouse) -> pa.Table:
+    """The field events of every deferred row (:data:`aag.model.FIELD_EVENTS`), re-extracted.
+
+    With :meth:`~aag.graph.store.GraphStore.edge_events` and the version rows they make the
+    whole event set the graph encodes, whatever was deferred: what comparing two runs
+    needs. A folded row's events may be stored already; callers de-duplicate.
+    """
+    config = warehouse.config
+    events = ", ".join(FIELD_EVENTS.names)
+    since = datetime(1900, 1, 1, tzinfo=UTC)
+    out = [FIELD_EVENTS.empty_table()]
+    for spec in config.objects:
+        uri = warehouse.bronze_uri(spec.source_system, spec.source_object)
+        extractor = extractor_for(spec, config)
+        if not (warehouse.io.exists(uri) and deferrable_class(extractor)):
+            continue
+        pointers = deferred_rows(warehouse, spec.source_system, spec.source_object, None, since)
+        if pointers is None or pointers.num_rows == 0:
+            continue
+        wanted = pointers.select(["_batch_id", "_row_number"]).cast(
+            pa.schema([("_batch_id", pa.string()), ("_row_number", pa.int64())])
+        )
+        rows = rows_at(warehouse, spec.source_system, spec.source_object, wanted)
+        try:
+            for batch in sorted(set(rows.column("_batch_id").to_pylist())):
+                part = rows.filter(pc.equal(rows.column("_batch_id"), batch))
+                parsed = parse_raw(part.select(["_row_number", "_raw"]), extractor.fields)
+                extractor.extract(engine, parsed, str(batch), part.column("_landed_at")[0])
+                out.append(engine.query(f"SELECT {events} FROM {EVENTS_TABLE}").cast(FIELD_EVENTS))  # noqa: S608 - internal table names
+        finally:
+            extractor.close()
+            for name in (EVENTS_TABLE, NODES_TABLE, REPEATS_TABLE):
+                engine.drop(name)
+    return pa.concat_tables(out)
+
+
 def _keep(engine: Engine, events: str, nodes: str, name: str, folded: int) -> None:
     """Copy the engine's batch events and nodes to ``<name>_events`` and ``<name>_nodes``."""
     engine.materialize(f"{name}_events", f"SELECT {events} FROM {EVENTS_TABLE}")  # noqa: S608 - internal table names
@@ -386,7 +332,7 @@ def fold_deferred(
         # sync): they are not even read.
         since = engine.query("SELECT min(t_min) AS t FROM fd_touched").column(0)[0].as_py()
         for spec in specs if since is not None else []:
-            pointers = _deferred_rows(warehouse, spec.source_system, spec.source_object, batch_id, since)
+            pointers = deferred_rows(warehouse, spec.source_system, spec.source_object, batch_id, since)
             if pointers is None or pointers.num_rows == 0:
                 continue
             prefix = lit(f"{spec.entity_type}|{spec.source_system}|{spec.source_object}|")
@@ -402,7 +348,7 @@ def fold_deferred(
             if wanted.num_rows == 0:
                 continue
             extractor = extractor_for(spec, config)
-            rows = _bronze_rows(warehouse, spec.source_system, spec.source_object, wanted)
+            rows = rows_at(warehouse, spec.source_system, spec.source_object, wanted)
             for batch in sorted(set(rows.column("_batch_id").to_pylist())):
                 part = rows.filter(pc.equal(rows.column("_batch_id"), batch))
                 parsed = parse_raw(part.select(["_row_number", "_raw"]), extractor.fields)
@@ -440,6 +386,7 @@ __all__ = [
     "Split",
     "deferrable",
     "deferrable_class",
+    "deferred_events",
     "enabled",
     "fold_deferred",
     "row_states",

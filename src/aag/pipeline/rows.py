@@ -12,6 +12,7 @@ import pyarrow as pa
 from aag.engine.base import Engine
 from aag.engine.dialect import ident, in_list, json_path, lit
 from aag.engine.duckdb import local_connection
+from aag.graph.bronze_reads import landed_rows
 from aag.graph.warehouse import Warehouse
 from aag.sources import extractor_for
 from aag.sources.base import Extractor, landed_table
@@ -68,7 +69,7 @@ def register_reads(warehouse: Warehouse, engine: Engine, extractor: Extractor) -
     for obj in extractor.reads:
         reader = extractor_for(config.object(system, obj), config)
         name = landed_table(obj)
-        engine.register(name, warehouse.landed_rows(system, reader.spec.source_object, reader.fields))
+        engine.register(name, landed_rows(warehouse, system, reader.spec.source_object, reader.fields))
         names.append(name)
     return names
 
@@ -118,13 +119,7 @@ def drop_resent(warehouse: Warehouse, extractor: Extractor, rows: pa.Table) -> t
     uri = warehouse.bronze_uri(spec.source_system, spec.source_object)
     if key is None or rows.num_rows == 0 or not warehouse.io.exists(uri):
         return rows, 0
-    ledger = warehouse.io.read(
-        warehouse.ledger_uri,
-        "batch_id",
-        f"status = 'committed' AND source_system = {lit(spec.source_system)} "
-        f"AND source_object = {lit(spec.source_object)}",
-    )
-    batch_ids = [str(b) for b in ledger.column(0).to_pylist()]
+    batch_ids = warehouse.committed_ids(spec.source_system, spec.source_object)
     if not batch_ids:
         return rows, 0
     # Rows without a record id were quarantined whole and changed nothing: not a first call.
