@@ -314,10 +314,12 @@ class SparkTableGraphStore(GraphStore):
         USING PARQUET AS`` and qualified rename are Spark's own (``native``). A MERGE reads
         the views of :func:`merge_staging`, which :meth:`commit` materialises.
         """
-        if change.sql is None:
-            raise ValueError("SparkTableGraphStore commits changes planned in its own engine (no SQL given)")
         sql, counts = change.sql, change.counts
-        out = []
+        out: list[Statement] = []
+        if not (change.replace_keys.num_rows or any(counts.values())):
+            return out  # a batch without field events
+        if sql is None:
+            raise ValueError("SparkTableGraphStore commits changes planned in its own engine (no SQL given)")
         # Nodes and the log only grow and are de-duplicated on read: written first, so a
         # re-run after a crash converges (as in DeltaGraphStore).
         if counts.get("nodes"):

@@ -286,7 +286,7 @@ def _ingest_chunk(
     fresh = split.fresh
     step(STEPS[1])
     record_ids = pa.concat_tables(
-        [extractor.record_ids(engine, fresh).cast(unchanged_ids.schema), unchanged_ids, split.deferred]
+        [split.record_ids(engine, extractor).cast(unchanged_ids.schema), unchanged_ids, split.deferred]
     )
     # Re-sent calls land (bronze keeps what was received) but are not extracted.
     fresh, resent = drop_resent(warehouse, extractor, fresh)

@@ -120,24 +120,32 @@ def value_digest_sql(extractor: Extractor) -> str:
     return f"sha256(concat_ws('|', {', '.join(parts)}))"
 
 
-def row_states(engine: Engine, extractor: Extractor, rows: pa.Table) -> pa.Table:
-    """``_row_number, record_time, value_digest, deferred`` of landed rows (not yet deferred).
+#: ``_row_number, record_id`` of landed rows.
+RECORD_IDS = pa.schema([("_row_number", pa.int64()), ("record_id", pa.string())])
 
-    Rows with a landing error, no record id or no parseable record time get NULLs: they
-    never serve as the base of a later deferral.
+
+def row_states(engine: Engine, extractor: Extractor, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Each landed row's state (:data:`aag.model.ROW_STATES`, not deferred) and record id.
+
+    Rows with a landing error, no record id or no parseable record time get a NULL time
+    and digest: they never serve as the base of a later deferral. The record ids
+    (:data:`RECORD_IDS`, NULL where missing) are those :meth:`Extractor.record_ids` gives,
+    computed in the same pass.
     """
     spec = extractor.spec
     engine.register("df_rows", rows)
     try:
         time = extractor.time_sql(spec.time_field or "")
-        usable = f"_error IS NULL AND ({extractor.record_id_sql()}) IS NOT NULL AND ({time}) IS NOT NULL"
-        return engine.query(
-            f"SELECT _row_number, CASE WHEN {usable} THEN {time} END AS record_time, "  # noqa: S608 - config names via dialect.ident/lit
-            f"CASE WHEN {usable} THEN {value_digest_sql(extractor)} END AS value_digest, "
-            "FALSE AS deferred FROM df_rows"
-        ).cast(ROW_STATES)
+        found = engine.query(
+            "SELECT _row_number, record_id, CASE WHEN ok THEN t END AS record_time, "  # noqa: S608 - config names via dialect.ident/lit
+            "CASE WHEN ok THEN digest END AS value_digest, FALSE AS deferred FROM ("
+            "SELECT *, _error IS NULL AND record_id IS NOT NULL AND t IS NOT NULL AS ok FROM ("
+            f"SELECT _row_number, _error, {extractor.record_id_sql()} AS record_id, {time} AS t, "
+            f"{value_digest_sql(extractor)} AS digest FROM df_rows) r) s"
+        )
     finally:
         engine.drop("df_rows")
+    return found.select(ROW_STATES.names).cast(ROW_STATES), found.select(RECORD_IDS.names).cast(RECORD_IDS)
 
 
 @dataclass
@@ -148,11 +156,19 @@ class Split:
     #: ``None`` when the object is not deferrable: its rows land without a state.
     states: pa.Table | None
     deferred: pa.Table
+    #: Every row's record id (:data:`RECORD_IDS`), when the states were computed.
+    ids: pa.Table | None = None
 
     @property
     def count(self) -> int:
         """How many rows were deferred."""
         return int(self.deferred.num_rows)
+
+    def record_ids(self, engine: Engine, extractor: Extractor) -> pa.Table:
+        """``_row_number, record_id`` of the rows to extract (:attr:`fresh`)."""
+        if self.ids is None:
+            return extractor.record_ids(engine, self.fresh).cast(RECORD_IDS)
+        return self.ids.filter(pc.is_in(self.ids.column("_row_number"), self.fresh.column("_row_number")))
 
 
 def split_deferred(
@@ -179,33 +195,36 @@ def split_deferred(
             crashed earlier run of it left: they do not count).
 
     Returns:
-        The rows to extract, every row's state (``None`` when the object is not
-        deferrable) and ``_row_number, record_id`` of the deferred ones.
+        The rows to extract, every row's state and record id (``None`` when the object
+        is not deferrable) and ``_row_number, record_id`` of the deferred ones.
     """
     spec = extractor.spec
-    no_ids = pa.table({"_row_number": pa.array([], pa.int64()), "record_id": pa.array([], pa.string())})
+    no_ids = RECORD_IDS.empty_table()
     if not deferrable_class(extractor):
         return Split(fresh, None, no_ids)
-    states = row_states(engine, extractor, rows)
-    if not deferrable(warehouse, extractor):
-        return Split(fresh, states, no_ids)
-    base = record_states(warehouse, spec.source_system, spec.source_object, None if first else batch_id)
-    if base is None or fresh.num_rows == 0:
-        return Split(fresh, states, no_ids)
-    engine.register("df_fresh", fresh.select(["_row_number", *extractor.fields]))
+    states, ids = row_states(engine, extractor, rows)
+    base = (
+        record_states(warehouse, spec.source_system, spec.source_object, None if first else batch_id)
+        if fresh.num_rows and deferrable(warehouse, extractor)
+        else None
+    )
+    if base is None:
+        return Split(fresh, states, no_ids, ids)
+    engine.register("df_fresh", fresh.select(["_row_number"]))
     engine.register("df_states", states)
+    engine.register("df_ids", ids)
     engine.register("df_base", base)
     try:
-        engine.materialize(
-            "df_cand",
-            f"SELECT f._row_number, {extractor.record_id_sql()} AS record_id, s.record_time, s.value_digest "  # noqa: S608 - config names via dialect.ident/lit
-            "FROM df_fresh f JOIN df_states s ON s._row_number = f._row_number "
-            "WHERE s.record_time IS NOT NULL",
-        )
         now_sql = f"CAST('{now.as_py().isoformat()}' AS TIMESTAMPTZ)"
         deferred = engine.query(
             f"""
-WITH once AS (SELECT record_id FROM df_cand GROUP BY record_id HAVING count(*) = 1),
+WITH cand AS (
+    SELECT s._row_number, i.record_id, s.record_time, s.value_digest
+    FROM df_fresh f JOIN df_states s ON s._row_number = f._row_number
+    JOIN df_ids i ON i._row_number = f._row_number
+    WHERE s.record_time IS NOT NULL
+),
+once AS (SELECT record_id FROM cand GROUP BY record_id HAVING count(*) = 1),
 base AS (
     SELECT b.record_id, b.record_time, b.value_digest FROM df_base b
     WHERE b.record_id IN (SELECT record_id FROM once)
@@ -219,33 +238,23 @@ last AS (
     WHERE l.unknown = 0
     GROUP BY l.record_id, l.t0
 )
-SELECT c._row_number, c.record_id FROM df_cand c JOIN last l ON l.record_id = c.record_id
+SELECT c._row_number, c.record_id FROM cand c JOIN last l ON l.record_id = c.record_id
 WHERE l.n = 0 AND l.digests = 1 AND c.value_digest = l.digest
     AND c.record_time > l.t0 AND c.record_time <= {now_sql}
 """  # noqa: S608 - the ingest time is an ISO literal
-        ).cast(no_ids.schema)
+        ).cast(RECORD_IDS)
     finally:
-        for name in ("df_fresh", "df_states", "df_base", "df_cand"):
+        for name in ("df_fresh", "df_states", "df_ids", "df_base"):
             engine.drop(name)
     if deferred.num_rows == 0:
-        return Split(fresh, states, no_ids)
-    engine.register("df_fresh", fresh)
-    engine.register("df_out", deferred)
-    engine.register("df_states", states)
-    try:
-        kept = engine.query(
-            "SELECT * FROM df_fresh WHERE _row_number NOT IN (SELECT _row_number FROM df_out) "
-            "ORDER BY _row_number"
-        ).cast(fresh.schema)
-        states = engine.query(
-            # A join, not IN in the select list (which Spark SQL does not take).
-            "SELECT s._row_number, s.record_time, s.value_digest, o._row_number IS NOT NULL AS deferred "
-            "FROM df_states s LEFT JOIN df_out o ON o._row_number = s._row_number"
-        ).cast(ROW_STATES)
-    finally:
-        for name in ("df_fresh", "df_out", "df_states"):
-            engine.drop(name)
-    return Split(kept, states, deferred)
+        return Split(fresh, states, no_ids, ids)
+    # Set apart in Arrow: the chunk's rows are already here, and a filter copies less
+    # than a query that hands every field back.
+    out = deferred.column("_row_number")
+    kept = fresh.filter(pc.invert(pc.is_in(fresh.column("_row_number"), out)))
+    flags = pc.is_in(states.column("_row_number"), out)
+    states = states.set_column(states.schema.get_field_index("deferred"), "deferred", flags)
+    return Split(kept, states, deferred, ids)
 
 
 def deferred_events(engine: Engine, warehouse: Warehouse) -> pa.Table:
@@ -382,6 +391,7 @@ def fold_deferred(
 
 
 __all__ = [
+    "RECORD_IDS",
     "ROW_STATES",
     "Split",
     "deferrable",

@@ -19,7 +19,7 @@ from aag.faults import crash_point
 from aag.graph.ledger import BatchLog, LedgerEntry
 from aag.graph.store import CommitStats, GraphStore
 from aag.identity import IdentitySettings
-from aag.pipeline.planning import plan_change
+from aag.pipeline.planning import empty_change, plan_change
 from aag.sources import day_precision_prefixes
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE
 
@@ -97,6 +97,17 @@ class BatchRun:
         Returns:
             What the store wrote; the figures are also added to :attr:`applied`.
         """
+        if self._nothing_to_plan():
+            # A chunk whose rows were all unchanged or deferred: no rule, identity or
+            # node scan can find anything, so the empty change goes straight to the
+            # store (which writes nothing but passes its commit steps).
+            for name in (EVENTS_TABLE, NODES_TABLE, *((repeats,) if repeats else ())):
+                self.engine.drop(name)
+            if before_commit is not None:
+                before_commit()
+            stats = self.graph.commit(empty_change(metadata))
+            self.applied.add(0, stats, {}, {})
+            return stats
         plan = plan_change(
             self.engine,
             self.graph,
@@ -114,6 +125,14 @@ class BatchRun:
             plan.release()
         self.applied.add(plan.new_versions, stats, plan.paths, plan.identity_counts)
         return stats
+
+    def _nothing_to_plan(self) -> bool:
+        """Whether the engine's batch holds neither field events nor node rows."""
+        found = self.engine.query(
+            f"SELECT count(*) AS n FROM (SELECT 1 AS x FROM {EVENTS_TABLE} "  # noqa: S608 - internal table names
+            f"UNION ALL SELECT 1 AS x FROM {NODES_TABLE}) t"
+        )
+        return int(found.column(0)[0].as_py()) == 0
 
     def finish(self, entries: Sequence[LedgerEntry]) -> None:
         """Record the batches as committed (after every :meth:`apply` of them)."""

@@ -92,6 +92,18 @@ class Extractor(EventsSql):
             Counts and quarantine rows; events and candidate nodes stay in the engine as
             :data:`EVENTS_TABLE` and :data:`NODES_TABLE`.
         """
+        if rows.num_rows == 0:
+            # Every row of the chunk was unchanged or deferred (a re-sync): no events, and
+            # none of the ~dozen statements below would find anything.
+            engine.register(EVENTS_TABLE, FIELD_EVENTS.empty_table())
+            engine.register(NODES_TABLE, NODES.empty_table())
+            return Extracted(
+                events=0,
+                quarantine=QUARANTINE.empty_table(),
+                rows_landed=0,
+                rows_quarantined=0,
+                fields_rejected=0,
+            )
         rows = self.enrich(engine, self.prepare(rows))
         engine.register("batch_rows", rows)
         engine.register("aag_countries", country_table())
