@@ -3,8 +3,8 @@
 Rows that only re-send their record's values with a later record time land in bronze
 without being extracted (``aag.pipeline.deferral``). The graph must be exactly the graph
 of a run that extracts every row (``AAG_DEFER=0``), also after late rows that fall
-before the deferred times, in any order and on both engines. Deferral is opt-in
-(``AAG_DEFER=1``).
+before the deferred times, in any order and on both engines. Deferral is on by default
+(the tests set ``AAG_DEFER`` either way).
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from __future__ import annotations
 import csv
 import json
 import random
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aag.engine.base import Engine
+from aag.pipeline import batch
 from aag.service import AagService
 
 Row = dict[str, Any]
@@ -148,26 +150,37 @@ def test_rows_with_quarantined_values_or_earlier_times_are_extracted(
 def test_random_batches_give_the_graph_of_a_run_without_deferral(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A fixed-seed sweep (always the same cases): two records whose rows take few values
-    # and times, in batches of random order. It must defer rows and fold some back, so
-    # neither path can stop being tested unnoticed.
+    # A fixed-seed sweep (always the same cases): three records whose rows take few values
+    # and times, in batches of random order. Half the rows re-send their record's previous
+    # values (a re-sync, often later: deferred); a row with new values often falls before
+    # its record's latest time, where a deferred row must be folded back. The sweep is
+    # run once more with the fold switched off: some case must then differ, so the sweep
+    # can see the fold fail, not only count it.
     rng = random.Random(11)
+    combos = [{"Email": e, "LastName": n} for e in ("a@x.com", "b@x.com") for n in ("P", "Q")]
     deferred = folded = 0
+    cases = []
     for case in range(8):
         root = tmp_path / str(case)
         root.mkdir()
         paths = []
-        last: dict[str, dict[str, str]] = {}
+        last: dict[str, tuple[dict[str, str], int, int]] = {}
         for n in range(rng.randrange(3, 6)):
             rows = []
-            # One row per record and batch at most; half the rows re-send the values the
-            # record's previous row had (a re-sync), at a random (often later) time.
             for record in rng.sample(ids(3), rng.randrange(1, 4)):
-                values = last.get(record) if rng.random() < 0.5 else None
-                if values is None:
-                    values = {"Email": rng.choice(["a@x.com", "b@x.com"]), "LastName": rng.choice(["P", "Q"])}
-                last[record] = values
-                when = f"2025-0{rng.randrange(1, 10)}-{rng.randrange(1, 29):02d}T10:00:00Z"
+                previous = last.get(record)
+                day = rng.randrange(1, 250)
+                if previous is not None and rng.random() < 0.5:
+                    values, since, latest = previous[0], previous[1], max(day, previous[2])
+                else:
+                    values = rng.choice([v for v in combos if previous is None or v != previous[0]])
+                    if previous is not None and previous[2] - previous[1] > 1 and rng.random() < 0.7:
+                        # A late row inside the run of the record's current values, where a
+                        # deferred confirmation of them may lie.
+                        day = rng.randrange(previous[1] + 1, previous[2])
+                    since, latest = day, max(day, previous[2] if previous else 0)
+                last[record] = (values, since, latest)
+                when = (date(2025, 1, 1) + timedelta(days=day)).isoformat() + "T10:00:00Z"
                 rows.append(contact(record, when, **values))
             paths.append(write(root / f"{n}.{rng.choice(['jsonl', 'csv'])}", rows))
         monkeypatch.setenv("AAG_DEFER", "1")
@@ -177,4 +190,9 @@ def test_random_batches_give_the_graph_of_a_run_without_deferral(
         monkeypatch.setenv("AAG_DEFER", "0")
         reference, _ = _run(root / "ref", paths)
         assert relationships(svc) == relationships(reference), case
+        cases.append((root, paths, relationships(reference)))
     assert deferred > 0 and folded > 0, (deferred, folded)
+    monkeypatch.setenv("AAG_DEFER", "1")
+    monkeypatch.setattr(batch, "fold_deferred", lambda *args, **kwargs: 0)
+    unfolded = [relationships(_run(root / "unfolded", paths)[0]) != ref for root, paths, ref in cases]
+    assert any(unfolded), "no case needs the fold: the sweep cannot see it fail"
