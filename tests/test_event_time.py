@@ -21,7 +21,7 @@ from aag.bronze import read_rows
 from aag.config import DEFAULT_FUTURE_TOLERANCE, default_config_dir, load_config
 from aag.engine.base import Engine
 from aag.errors import ConfigError
-from aag.graph.bronze_reads import landed_rows
+from aag.graph.bronze_reads import LandedBronze
 from aag.graph.delta import now_utc
 from aag.service import AagService
 from aag.sources import extractor_for
@@ -97,7 +97,7 @@ def test_far_future_and_pre_1900_rows_are_quarantined_never_stored(tmp_path):
     report = ingest(svc, "salesforce", "Contact", path)
     assert (report.rows_landed, report.rows_processed, report.rows_quarantined) == (4, 2, 2)
     # Bronze keeps every raw row, the bad ones included.
-    assert landed_rows(svc.warehouse, "salesforce", "Contact", ("Id",)).num_rows == 4
+    assert LandedBronze(svc.warehouse).rows("salesforce", "Contact", ("Id",)).num_rows == 4
     reasons = sorted(q["reason"] for q in quarantined(svc))
     assert reasons == [
         "event time out of range (LastModifiedDate): 1899-12-31T23:59:59.000000Z is before 1900-01-01",

@@ -1,8 +1,10 @@
-"""Reads of an object's landed bronze rows, as later batches compare against them.
+"""Reads of landed bronze rows, as a batch compares its rows against earlier ones.
 
 Every read here is about rows of *committed* batches (the ledger says which), with
 rows their batch quarantined treated apart: some of their events were not used, so
-they never count as the same content as a new row.
+they never count as the same content as a new row. A :class:`LandedBronze` is one
+batch's view: the ledger is read once, when first needed, and stays as it was for
+the batch (the writer lock keeps other batches out meanwhile).
 """
 
 from __future__ import annotations
@@ -17,135 +19,172 @@ from aag.engine.dialect import in_list, lit
 from aag.graph.warehouse import BRONZE, Warehouse
 from aag.model import ROW_STATES
 
-
-def _quarantined_sql(warehouse: Warehouse, source_system: str, source_object: str) -> str | None:
-    """A predicate true on bronze rows with quarantine entries (``None``: there are none)."""
-    if not warehouse.io.exists(warehouse.quarantine_uri):
-        return None
-    bad = warehouse.io.read(
-        warehouse.quarantine_uri,
-        "DISTINCT batch_id, row_number",
-        f"source_system = {lit(source_system)} AND source_object = {lit(source_object)}",
-    )
-    if not bad.num_rows:
-        return None
-    pairs = zip(bad.column(0).to_pylist(), bad.column(1).to_pylist(), strict=True)
-    return (
-        f"concat(_batch_id, ':', CAST(_row_number AS VARCHAR)) IN ({in_list(f'{b}:{r}' for b, r in pairs)})"
-    )
+#: ``_batch_id, _landed_at, _row_number, _raw`` as :meth:`LandedBronze.rows_at` returns them
+#: (delta-rs reads strings as views; the rows are filtered and parsed in Arrow).
+RAW_ROWS = pa.schema(
+    [
+        ("_batch_id", pa.string()),
+        ("_landed_at", ROW_STATES.field("record_time").type),
+        ("_row_number", pa.int64()),
+        ("_raw", pa.string()),
+    ]
+)
 
 
-def landed_digests(
-    warehouse: Warehouse, source_system: str, source_object: str
-) -> pa.RecordBatchReader | None:
-    """``_row_digest, _record_id`` of committed rows processed without quarantine entries.
+class LandedBronze:
+    """The landed rows of committed batches, as one batch sees them.
 
-    A row its batch quarantined (whole or one field) is left out, so the same content
-    sent again is extracted again and quarantined again under the new batch.
+    Args:
+        warehouse: Whose bronze, quarantine and ledger are read.
     """
-    uri = warehouse.bronze_uri(source_system, source_object)
-    batches = warehouse.committed_ids(source_system, source_object) if warehouse.io.exists(uri) else []
-    if not batches:
-        return None
-    where = f"_batch_id IN ({in_list(batches)})"
-    bad = _quarantined_sql(warehouse, source_system, source_object)
-    if bad is not None:
-        where += f" AND NOT ({bad})"
-    return warehouse.io.reader(uri, f"SELECT _row_digest, _record_id FROM t WHERE {where}")  # noqa: S608 - ids and config values quoted by dialect.lit/in_list
 
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+        self._committed: dict[tuple[str, str], list[str]] | None = None
+        self._columns: dict[str, list[str]] = {}
 
-def landed_rows(
-    warehouse: Warehouse, source_system: str, source_object: str, fields: tuple[str, ...]
-) -> pa.Table:
-    """Rows of this object's committed batches, parsed from bronze like a fresh file.
+    def committed_ids(self, source_system: str, source_object: str) -> list[str]:
+        """Ids of the object's committed batches (one ledger read serves every object)."""
+        if self._committed is None:
+            self._committed = self.warehouse.committed_by_object()
+        return self._committed.get((source_system, source_object), [])
 
-    Rows without a record id (the ones their batch quarantined) are left out.
+    def _uri(self, source_system: str, source_object: str) -> str | None:
+        """The object's bronze table, ``None`` while nothing of it was ever landed."""
+        uri = self.warehouse.bronze_uri(source_system, source_object)
+        return uri if self.warehouse.io.exists(uri) else None
 
-    Returns:
-        ``_batch_id, _landed_at`` and the landed-row columns of
-        :func:`aag.bronze.read_rows` (``_row_number, _raw, _error, <fields...>``).
-    """
-    uri = warehouse.bronze_uri(source_system, source_object)
-    batches = warehouse.committed_ids(source_system, source_object) if warehouse.io.exists(uri) else []
-    columns = ("_batch_id", "_landed_at", "_row_number", "_raw")
-    raw = (
-        warehouse.io.read(
-            uri, ", ".join(columns), f"_batch_id IN ({in_list(batches)}) AND _record_id IS NOT NULL"
+    def exists(self, source_system: str, source_object: str) -> bool:
+        """Whether anything of the object was ever landed (by any batch, this one too)."""
+        return self._uri(source_system, source_object) is not None
+
+    def _has_column(self, uri: str, name: str) -> bool:
+        # Only a column found is remembered: this batch's landing may be adding it.
+        if name not in self._columns.get(uri, []):
+            self._columns[uri] = self.warehouse.io.open(uri).schema().to_arrow().names
+        return name in self._columns[uri]
+
+    def _quarantined_sql(self, source_system: str, source_object: str) -> str | None:
+        """A predicate true on bronze rows with quarantine entries (``None``: there are none).
+
+        Read on every call: a batch's earlier chunks add entries of their own.
+        """
+        warehouse = self.warehouse
+        if not warehouse.io.exists(warehouse.quarantine_uri):
+            return None
+        bad = warehouse.io.read(
+            warehouse.quarantine_uri,
+            "DISTINCT batch_id, row_number",
+            f"source_system = {lit(source_system)} AND source_object = {lit(source_object)}",
         )
-        if batches
-        else pa.schema([BRONZE.field(c) for c in columns]).empty_table()
-    )
-    return parse_raw(raw, fields)
+        if not bad.num_rows:
+            return None
+        pairs = zip(bad.column(0).to_pylist(), bad.column(1).to_pylist(), strict=True)
+        listed = in_list(f"{b}:{r}" for b, r in pairs)
+        return f"concat(_batch_id, ':', CAST(_row_number AS VARCHAR)) IN ({listed})"
 
+    def digests(self, source_system: str, source_object: str) -> pa.RecordBatchReader | None:
+        """``_row_digest, _record_id`` of committed rows processed without quarantine entries.
 
-def record_states(
-    warehouse: Warehouse, source_system: str, source_object: str, batch_id: str | None
-) -> pa.Table | None:
-    """``record_id, record_time, value_digest`` of every landed row of the object's records.
+        A row its batch quarantined (whole or one field) is left out, so the same content
+        sent again is extracted again and quarantined again under the new batch.
+        """
+        uri = self._uri(source_system, source_object)
+        batches = self.committed_ids(source_system, source_object) if uri else []
+        if uri is None or not batches:
+            return None
+        where = f"_batch_id IN ({in_list(batches)})"
+        bad = self._quarantined_sql(source_system, source_object)
+        if bad is not None:
+            where += f" AND NOT ({bad})"
+        return self.warehouse.io.reader(uri, f"SELECT _row_digest, _record_id FROM t WHERE {where}")  # noqa: S608 - ids and config values quoted by dialect.lit/in_list
 
-    Rows of committed batches, and of ``batch_id`` (this batch's earlier chunks) if given.
-    A row with quarantine entries keeps its time but loses its digest: some of its events
-    may have been used, so it equals no other row.
-    """
-    uri = warehouse.bronze_uri(source_system, source_object)
-    batches = warehouse.committed_ids(source_system, source_object) + ([batch_id] if batch_id else [])
-    if not batches or not warehouse.io.exists(uri):
-        return None
-    bad = _quarantined_sql(warehouse, source_system, source_object)
-    digest = "_value_digest" if bad is None else f"CASE WHEN {bad} THEN NULL ELSE _value_digest END"
-    return warehouse.io.read(
-        uri,
-        f"_record_id AS record_id, _record_time AS record_time, {digest} AS value_digest",
-        f"_batch_id IN ({in_list(batches)}) AND _record_id IS NOT NULL",
-    )
-
-
-def deferred_rows(
-    warehouse: Warehouse, source_system: str, source_object: str, batch_id: str | None, since: datetime
-) -> pa.Table | None:
-    """``_batch_id, _row_number, _record_id, _record_time`` of deferred rows from ``since`` on.
-
-    Those of committed batches, and of ``batch_id`` (this batch's earlier chunks) if given.
-    ``None`` when the object has no such batch, or its bronze predates row states.
-    """
-    uri = warehouse.bronze_uri(source_system, source_object)
-    batches = warehouse.committed_ids(source_system, source_object) + ([batch_id] if batch_id else [])
-    if not batches or "_deferred" not in warehouse.io.open(uri).schema().to_arrow().names:
-        return None
-    return warehouse.io.read(
-        uri,
-        "_batch_id, _row_number, _record_id, _record_time",
-        f"_deferred AND _record_time >= TIMESTAMP '{since.astimezone(UTC).isoformat()}' "
-        f"AND _batch_id IN ({in_list(batches)})",
-    )
-
-
-def rows_at(warehouse: Warehouse, source_system: str, source_object: str, wanted: pa.Table) -> pa.Table:
-    """``_batch_id, _landed_at, _row_number, _raw`` of the rows ``wanted`` names (its batch, row)."""
-    uri = warehouse.bronze_uri(source_system, source_object)
-    parts = []
-    for batch in sorted(set(wanted.column("_batch_id").to_pylist())):
-        numbers = wanted.filter(pc.equal(wanted.column("_batch_id").cast(pa.string()), batch)).column(
-            "_row_number"
+    def raw(self, source_system: str, source_object: str) -> pa.RecordBatchReader | None:
+        """``_raw`` of committed rows with a record id, streamed (``None``: there are none)."""
+        uri = self._uri(source_system, source_object)
+        batches = self.committed_ids(source_system, source_object) if uri else []
+        if uri is None or not batches:
+            return None
+        return self.warehouse.io.reader(
+            uri,
+            f"SELECT _raw FROM t WHERE _batch_id IN ({in_list(batches)}) AND _record_id IS NOT NULL",  # noqa: S608 - batch ids via in_list
         )
-        listed = ", ".join(str(int(n)) for n in numbers.to_pylist())
-        parts.append(
-            warehouse.io.read(
-                uri,
-                "_batch_id, _landed_at, _row_number, _raw",
-                f"_batch_id = {lit(str(batch))} AND _row_number IN ({listed})",
+
+    def rows(self, source_system: str, source_object: str, fields: tuple[str, ...]) -> pa.Table:
+        """Rows of this object's committed batches, parsed from bronze like a fresh file.
+
+        Rows without a record id (the ones their batch quarantined) are left out.
+
+        Returns:
+            ``_batch_id, _landed_at`` and the landed-row columns of
+            :func:`aag.bronze.read_rows` (``_row_number, _raw, _error, <fields...>``).
+        """
+        uri = self._uri(source_system, source_object)
+        batches = self.committed_ids(source_system, source_object) if uri else []
+        columns = ("_batch_id", "_landed_at", "_row_number", "_raw")
+        raw = (
+            self.warehouse.io.read(
+                uri, ", ".join(columns), f"_batch_id IN ({in_list(batches)}) AND _record_id IS NOT NULL"
             )
+            if uri is not None and batches
+            else pa.schema([BRONZE.field(c) for c in columns]).empty_table()
         )
-    # delta-rs reads strings as views; the rows are filtered and parsed in Arrow.
-    plain = pa.schema(
-        [
-            ("_batch_id", pa.string()),
-            ("_landed_at", ROW_STATES.field("record_time").type),
-            ("_row_number", pa.int64()),
-            ("_raw", pa.string()),
-        ]
-    )
-    return pa.concat_tables([p.cast(plain) for p in parts] or [plain.empty_table()])
+        return parse_raw(raw, fields)
+
+    def states(self, source_system: str, source_object: str, batch_id: str | None) -> pa.Table | None:
+        """``record_id, record_time, value_digest`` of every landed row of the object's records.
+
+        Rows of committed batches, and of ``batch_id`` (this batch's earlier chunks) if given.
+        A row with quarantine entries keeps its time but loses its digest: some of its events
+        may have been used, so it equals no other row.
+        """
+        uri = self._uri(source_system, source_object)
+        batches = self.committed_ids(source_system, source_object) + ([batch_id] if batch_id else [])
+        if uri is None or not batches:
+            return None
+        bad = self._quarantined_sql(source_system, source_object)
+        digest = "_value_digest" if bad is None else f"CASE WHEN {bad} THEN NULL ELSE _value_digest END"
+        return self.warehouse.io.read(
+            uri,
+            f"_record_id AS record_id, _record_time AS record_time, {digest} AS value_digest",
+            f"_batch_id IN ({in_list(batches)}) AND _record_id IS NOT NULL",
+        )
+
+    def deferred(
+        self, source_system: str, source_object: str, batch_id: str | None, since: datetime
+    ) -> pa.Table | None:
+        """``_batch_id, _row_number, _record_id, _record_time`` of deferred rows from ``since`` on.
+
+        Those of committed batches, and of ``batch_id`` (this batch's earlier chunks) if given.
+        ``None`` when the object has no such batch, or its bronze predates row states.
+        """
+        uri = self._uri(source_system, source_object)
+        batches = self.committed_ids(source_system, source_object) + ([batch_id] if batch_id else [])
+        if uri is None or not batches or not self._has_column(uri, "_deferred"):
+            return None
+        return self.warehouse.io.read(
+            uri,
+            "_batch_id, _row_number, _record_id, _record_time",
+            f"_deferred AND _record_time >= TIMESTAMP '{since.astimezone(UTC).isoformat()}' "
+            f"AND _batch_id IN ({in_list(batches)})",
+        )
+
+    def rows_at(self, source_system: str, source_object: str, wanted: pa.Table) -> pa.Table:
+        """:data:`RAW_ROWS` of the rows ``wanted`` names (its ``_batch_id, _row_number``)."""
+        uri = self.warehouse.bronze_uri(source_system, source_object)
+        batches = wanted.column("_batch_id").cast(pa.string())
+        parts = []
+        for batch in sorted(set(batches.to_pylist())):
+            numbers = wanted.column("_row_number").filter(pc.equal(batches, batch))
+            listed = ", ".join(str(int(n)) for n in numbers.to_pylist())
+            parts.append(
+                self.warehouse.io.read(
+                    uri,
+                    ", ".join(RAW_ROWS.names),
+                    f"_batch_id = {lit(str(batch))} AND _row_number IN ({listed})",
+                )
+            )
+        return pa.concat_tables([p.cast(RAW_ROWS) for p in parts] or [RAW_ROWS.empty_table()])
 
 
-__all__ = ["deferred_rows", "landed_digests", "landed_rows", "record_states", "rows_at"]
+__all__ = ["RAW_ROWS", "LandedBronze"]

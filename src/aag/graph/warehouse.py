@@ -290,17 +290,16 @@ class Warehouse(BatchLog):
             con.unregister("land_states")
         crash_point("bronze-landed")
 
-    def committed_ids(self, source_system: str, source_object: str) -> list[str]:
-        """Ids of the object's committed batches, as the ledger records them."""
+    def committed_by_object(self) -> dict[tuple[str, str], list[str]]:
+        """Ids of every committed batch, by ``(source_system, source_object)`` (one ledger read)."""
         if not self.io.exists(self.ledger_uri):
-            return []
-        ledger = self.io.read(
-            self.ledger_uri,
-            "batch_id",
-            f"status = 'committed' AND source_system = {lit(source_system)} "
-            f"AND source_object = {lit(source_object)}",
-        )
-        return [str(b) for b in ledger.column("batch_id").to_pylist()]
+            return {}
+        columns = "source_system, source_object, batch_id"
+        ledger = self.io.read(self.ledger_uri, columns, "status = 'committed'")
+        out: dict[tuple[str, str], list[str]] = {}
+        for system, obj, batch in zip(*(ledger.column(i).to_pylist() for i in range(3)), strict=True):
+            out.setdefault((str(system), str(obj)), []).append(str(batch))
+        return out
 
     def bronze_of(
         self, source_system: str, source_object: str, record_ids: Iterable[str], columns: Sequence[str]

@@ -19,7 +19,7 @@ from aag.bronze import FORMATS, Chunk, file_format, file_sha256, read_chunks
 from aag.engine.base import Engine
 from aag.engine.dialect import lit
 from aag.errors import AagError
-from aag.graph.bronze_reads import landed_digests
+from aag.graph.bronze_reads import LandedBronze
 from aag.graph.delta import now_utc
 from aag.graph.ledger import LedgerEntry
 from aag.graph.store import GraphStore
@@ -200,12 +200,14 @@ def ingest_file(
         # Landed rows of other objects the extraction joins, registered before anything is
         # written, so that a missing object fails the batch cleanly. Only committed batches
         # are read, so they are the same for every chunk of this batch.
-        reads = register_reads(warehouse, engine, extractor)
+        landed = LandedBronze(warehouse)
+        reads = register_reads(landed, engine, extractor)
         for number, chunk in enumerate(chunks, start=1):
             if number > 1:
                 step(STEPS[0])
             _ingest_chunk(
                 warehouse,
+                landed,
                 engine,
                 run,
                 extractor,
@@ -258,6 +260,7 @@ def ingest_file(
 
 def _ingest_chunk(
     warehouse: Warehouse,
+    landed: LandedBronze,
     engine: Engine,
     run: BatchRun,
     extractor: Extractor,
@@ -277,19 +280,18 @@ def _ingest_chunk(
     """
     spec = extractor.spec
     rows, suppressed = suppress_erased(warehouse, engine, extractor, chunk.rows)
-    fresh, unchanged_ids = split_unchanged(
-        engine, rows, landed_digests(warehouse, spec.source_system, spec.source_object)
-    )
+    earlier = landed.digests(spec.source_system, spec.source_object)
+    fresh, unchanged_ids = split_unchanged(engine, rows, earlier)
     # Rows that only re-send their record's values with a later record time (a full
     # re-sync) land without being extracted; their events join a later batch if needed.
-    split = split_deferred(engine, warehouse, extractor, rows, fresh, batch_id, now, first)
+    split = split_deferred(engine, landed, extractor, rows, fresh, batch_id, now, first)
     fresh = split.fresh
     step(STEPS[1])
     record_ids = pa.concat_tables(
         [split.record_ids(engine, extractor).cast(unchanged_ids.schema), unchanged_ids, split.deferred]
     )
     # Re-sent calls land (bronze keeps what was received) but are not extracted.
-    fresh, resent = drop_resent(warehouse, extractor, fresh)
+    fresh, resent = drop_resent(landed, extractor, fresh)
     # Bronze, quarantine and the graph are independent Delta tables. Bronze lands on a
     # second thread while the chunk is extracted and planned (delta-rs and DuckDB release
     # the GIL; phone parsing does not, so the landing fills that time). Every write is
@@ -312,7 +314,7 @@ def _ingest_chunk(
         # Deferred rows of the batch's entities that its events could reorder are planned
         # with them; the keys may then carry several events each.
         folded = fold_deferred(
-            engine, warehouse, warehouse.config, spec.source_system, None if first else batch_id
+            engine, landed, warehouse.config, spec.source_system, None if first else batch_id
         )
         # Only the raw text (held by the landing) is needed from here on.
         rows_total = rows.num_rows

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,7 +50,7 @@ from aag.bronze import parse_raw
 from aag.config import Config
 from aag.engine.base import Engine
 from aag.engine.dialect import ident, lit
-from aag.graph.bronze_reads import deferred_rows, record_states, rows_at
+from aag.graph.bronze_reads import LandedBronze
 from aag.graph.warehouse import Warehouse
 from aag.ids import uuid_from_hash_sql
 from aag.model import FIELD_EVENTS, NODES, ROW_STATES
@@ -86,7 +87,7 @@ def deferrable_class(extractor: Extractor) -> bool:
     )
 
 
-def deferrable(warehouse: Warehouse, extractor: Extractor) -> bool:
+def deferrable(landed: LandedBronze, extractor: Extractor) -> bool:
     """Whether this batch may defer rows of the extractor's object.
 
     Besides :func:`deferrable_class`, no object whose rows are about these records (a
@@ -98,8 +99,8 @@ def deferrable(warehouse: Warehouse, extractor: Extractor) -> bool:
         return False
     spec = extractor.spec
     return all(
-        not warehouse.committed_ids(spec.source_system, other.source_object)
-        for other in objects_belonging_to(warehouse.config, spec.source_system, spec.source_object)
+        not landed.committed_ids(spec.source_system, other.source_object)
+        for other in objects_belonging_to(landed.warehouse.config, spec.source_system, spec.source_object)
     )
 
 
@@ -173,7 +174,7 @@ class Split:
 
 def split_deferred(
     engine: Engine,
-    warehouse: Warehouse,
+    landed: LandedBronze,
     extractor: Extractor,
     rows: pa.Table,
     fresh: pa.Table,
@@ -185,7 +186,7 @@ def split_deferred(
 
     Args:
         engine: Engine running the comparison.
-        warehouse: Whose bronze holds the records' earlier rows.
+        landed: The bronze holding the records' earlier rows.
         extractor: The object's extractor.
         rows: Every landed row of the chunk (their states land with them).
         fresh: The rows that would be extracted.
@@ -204,8 +205,8 @@ def split_deferred(
         return Split(fresh, None, no_ids)
     states, ids = row_states(engine, extractor, rows)
     base = (
-        record_states(warehouse, spec.source_system, spec.source_object, None if first else batch_id)
-        if fresh.num_rows and deferrable(warehouse, extractor)
+        landed.states(spec.source_system, spec.source_object, None if first else batch_id)
+        if fresh.num_rows and deferrable(landed, extractor)
         else None
     )
     if base is None:
@@ -257,6 +258,20 @@ WHERE l.n = 0 AND l.digests = 1 AND c.value_digest = l.digest
     return Split(kept, states, deferred, ids)
 
 
+def _extract_landed(engine: Engine, extractor: Extractor, rows: pa.Table) -> Iterator[int]:
+    """Extract landed rows (:data:`~aag.graph.bronze_reads.RAW_ROWS`) batch by batch.
+
+    Each batch's rows get their own batch id and ingest time, so their events are the
+    very events they would have been. After each batch's extraction (its events and
+    nodes in :data:`EVENTS_TABLE` and :data:`NODES_TABLE`) this yields its row count.
+    """
+    for batch in sorted(set(rows.column("_batch_id").to_pylist())):
+        part = rows.filter(pc.equal(rows.column("_batch_id"), batch))
+        parsed = parse_raw(part.select(["_row_number", "_raw"]), extractor.fields)
+        extractor.extract(engine, parsed, str(batch), part.column("_landed_at")[0])
+        yield part.num_rows
+
+
 def deferred_events(engine: Engine, warehouse: Warehouse) -> pa.Table:
     """The field events of every deferred row (:data:`aag.model.FIELD_EVENTS`), re-extracted.
 
@@ -265,26 +280,21 @@ def deferred_events(engine: Engine, warehouse: Warehouse) -> pa.Table:
     needs. A folded row's events may be stored already; callers de-duplicate.
     """
     config = warehouse.config
+    landed = LandedBronze(warehouse)
     events = ", ".join(FIELD_EVENTS.names)
     since = datetime(1900, 1, 1, tzinfo=UTC)
     out = [FIELD_EVENTS.empty_table()]
     for spec in config.objects:
-        uri = warehouse.bronze_uri(spec.source_system, spec.source_object)
         extractor = extractor_for(spec, config)
-        if not (warehouse.io.exists(uri) and deferrable_class(extractor)):
+        if not deferrable_class(extractor):
             continue
-        pointers = deferred_rows(warehouse, spec.source_system, spec.source_object, None, since)
+        pointers = landed.deferred(spec.source_system, spec.source_object, None, since)
         if pointers is None or pointers.num_rows == 0:
             continue
-        wanted = pointers.select(["_batch_id", "_row_number"]).cast(
-            pa.schema([("_batch_id", pa.string()), ("_row_number", pa.int64())])
-        )
-        rows = rows_at(warehouse, spec.source_system, spec.source_object, wanted)
+        wanted = pointers.select(["_batch_id", "_row_number"])
+        rows = landed.rows_at(spec.source_system, spec.source_object, wanted)
         try:
-            for batch in sorted(set(rows.column("_batch_id").to_pylist())):
-                part = rows.filter(pc.equal(rows.column("_batch_id"), batch))
-                parsed = parse_raw(part.select(["_row_number", "_raw"]), extractor.fields)
-                extractor.extract(engine, parsed, str(batch), part.column("_landed_at")[0])
+            for _ in _extract_landed(engine, extractor, rows):
                 out.append(engine.query(f"SELECT {events} FROM {EVENTS_TABLE}").cast(FIELD_EVENTS))  # noqa: S608 - internal table names
         finally:
             extractor.close()
@@ -300,7 +310,7 @@ def _keep(engine: Engine, events: str, nodes: str, name: str, folded: int) -> No
 
 
 def fold_deferred(
-    engine: Engine, warehouse: Warehouse, config: Config, source_system: str, batch_id: str | None = None
+    engine: Engine, landed: LandedBronze, config: Config, source_system: str, batch_id: str | None = None
 ) -> int:
     """Add the deferred rows this batch's events could reorder to the batch's events.
 
@@ -311,7 +321,7 @@ def fold_deferred(
 
     Args:
         engine: Engine holding the batch's events and nodes.
-        warehouse: Whose bronze holds the deferred rows.
+        landed: The bronze holding the deferred rows.
         config: The registry (which objects of the system can have deferred rows).
         source_system: The batch's source system (keys never cross systems).
         batch_id: This batch, when its earlier chunks may have deferred rows too.
@@ -323,7 +333,7 @@ def fold_deferred(
         spec
         for spec in config.objects
         if spec.source_system == source_system
-        and warehouse.io.exists(warehouse.bronze_uri(spec.source_system, spec.source_object))
+        and landed.exists(spec.source_system, spec.source_object)
         and deferrable_class(extractor_for(spec, config))
     ]
     if not specs:
@@ -341,7 +351,7 @@ def fold_deferred(
         # sync): they are not even read.
         since = engine.query("SELECT min(t_min) AS t FROM fd_touched").column(0)[0].as_py()
         for spec in specs if since is not None else []:
-            pointers = deferred_rows(warehouse, spec.source_system, spec.source_object, batch_id, since)
+            pointers = landed.deferred(spec.source_system, spec.source_object, batch_id, since)
             if pointers is None or pointers.num_rows == 0:
                 continue
             prefix = lit(f"{spec.entity_type}|{spec.source_system}|{spec.source_object}|")
@@ -356,21 +366,18 @@ def fold_deferred(
                 engine.drop("fd_deferred")
             if wanted.num_rows == 0:
                 continue
+            if not parts:
+                # The batch's own events and nodes, set aside while the extractor writes
+                # the deferred rows' into the same tables.
+                _keep(engine, events, nodes, "fd_0", 0)
+                parts.append("fd_0")
             extractor = extractor_for(spec, config)
-            rows = rows_at(warehouse, spec.source_system, spec.source_object, wanted)
-            for batch in sorted(set(rows.column("_batch_id").to_pylist())):
-                part = rows.filter(pc.equal(rows.column("_batch_id"), batch))
-                parsed = parse_raw(part.select(["_row_number", "_raw"]), extractor.fields)
-                if not parts:
-                    # The batch's own events and nodes, set aside while the extractor
-                    # writes the deferred rows' into the same tables.
-                    _keep(engine, events, nodes, "fd_0", 0)
-                    parts.append("fd_0")
-                extractor.extract(engine, parsed, str(batch), part.column("_landed_at")[0])
+            rows = landed.rows_at(spec.source_system, spec.source_object, wanted)
+            for count in _extract_landed(engine, extractor, rows):
                 name = f"fd_{len(parts)}"
                 _keep(engine, events, nodes, name, 1)
                 parts.append(name)
-                added += part.num_rows
+                added += count
             extractor.close()
         if parts:
             union = " UNION ALL ".join(f"SELECT * FROM {p}_events" for p in parts)  # noqa: S608 - internal table names

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pyarrow as pa
 
 from aag.engine.base import Engine
-from aag.engine.dialect import ident, in_list, json_path, lit
+from aag.engine.dialect import ident, json_path, lit
 from aag.engine.duckdb import local_connection
-from aag.graph.bronze_reads import landed_rows
+from aag.graph.bronze_reads import LandedBronze
 from aag.graph.warehouse import Warehouse
 from aag.sources import extractor_for
 from aag.sources.base import Extractor, landed_table
@@ -56,20 +56,20 @@ def split_unchanged(
     return fresh.cast(rows.schema), ids.cast(empty_ids.schema)
 
 
-def register_reads(warehouse: Warehouse, engine: Engine, extractor: Extractor) -> list[str]:
+def register_reads(landed: LandedBronze, engine: Engine, extractor: Extractor) -> list[str]:
     """Make the landed rows of every object the extractor reads queryable in the engine.
 
     Each object's rows from committed batches are parsed from their raw text into the
     columns that object's own extractor lands, and registered as
     :func:`~aag.sources.base.landed_table`. Returns the names to drop afterwards.
     """
-    config = warehouse.config
+    config = landed.warehouse.config
     system = extractor.spec.source_system
     names = []
     for obj in extractor.reads:
         reader = extractor_for(config.object(system, obj), config)
         name = landed_table(obj)
-        engine.register(name, landed_rows(warehouse, system, reader.spec.source_object, reader.fields))
+        engine.register(name, landed.rows(system, reader.spec.source_object, reader.fields))
         names.append(name)
     return names
 
@@ -104,7 +104,7 @@ def suppress_erased(
     return kept.cast(rows.schema), rows.num_rows - kept.num_rows
 
 
-def drop_resent(warehouse: Warehouse, extractor: Extractor, rows: pa.Table) -> tuple[pa.Table, int]:
+def drop_resent(landed: LandedBronze, extractor: Extractor, rows: pa.Table) -> tuple[pa.Table, int]:
     """Drop the rows whose :attr:`~aag.sources.base.Extractor.first_wins_key` is stored already.
 
     A call delivered twice must not change the profile, even when the second copy differs
@@ -116,17 +116,10 @@ def drop_resent(warehouse: Warehouse, extractor: Extractor, rows: pa.Table) -> t
     """
     key = extractor.first_wins_key
     spec = extractor.spec
-    uri = warehouse.bronze_uri(spec.source_system, spec.source_object)
-    if key is None or rows.num_rows == 0 or not warehouse.io.exists(uri):
-        return rows, 0
-    batch_ids = warehouse.committed_ids(spec.source_system, spec.source_object)
-    if not batch_ids:
-        return rows, 0
     # Rows without a record id were quarantined whole and changed nothing: not a first call.
-    stored = warehouse.io.reader(
-        uri,
-        f"SELECT _raw FROM t WHERE _batch_id IN ({in_list(batch_ids)}) AND _record_id IS NOT NULL",  # noqa: S608 - batch ids via in_list
-    )
+    stored = landed.raw(spec.source_system, spec.source_object) if key is not None and rows.num_rows else None
+    if key is None or stored is None:
+        return rows, 0
     # Reading a key out of stored raw JSON text is a local conversion: Spark SQL has no
     # json_valid, and the stored rows stream from the Delta table into this process anyway.
     con = local_connection()
