@@ -49,6 +49,10 @@ RELATIONSHIPS = pa.schema(
     ]
 )
 
+#: The edge key K (SPEC §3): one source entity's one attribute as one system states it.
+#: Every version of a key is replaced together.
+EDGE_KEY = pa.schema([RELATIONSHIPS.field(c) for c in ("source_node_id", "rel_type", "source_system")])
+
 #: Keys AAG writes into ``relationships.properties``.
 #: ``valid_to``: start of the next version or time of the removal that ended this one
 #: (absent on the current version); ``closed_by``: ``change`` or ``removal``;

@@ -35,11 +35,11 @@ from aag.engine.base import CANONICAL_DIALECT, Capability, Engine, SqlScan
 from aag.engine.dialect import in_list, lit, to_dialect
 from aag.graph.ledger import BatchLog, LedgerEntry, ledger_table
 from aag.graph.store import ChangeSql, CommitStats, GraphChange, GraphStore, Scan
-from aag.model import EDGE_EVENTS, LEDGER, NODES, RELATIONSHIPS
+from aag.model import EDGE_EVENTS, EDGE_KEY, LEDGER, NODES, RELATIONSHIPS
 from aag.selection import EdgeSelection, NodeSelection, columns_sql, render
 
 #: The edge key K (SPEC §3): a MERGE matches stored rows on it.
-KEY_COLUMNS = ("source_node_id", "rel_type", "source_system")
+KEY_COLUMNS = tuple(EDGE_KEY.names)
 
 #: Liquid clustering keys. Every read and write of a batch is keyed by the entities it
 #: touches (``source_node_id``): the scans of :func:`aag.pipeline.plan_change`, the MERGE

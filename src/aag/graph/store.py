@@ -29,7 +29,7 @@ from aag.graph.delta import DeltaIO, is_local, join
 from aag.graph.flat_edges import flatten_edges as flatten_edges
 from aag.graph.flat_edges import relationships_stream as relationships_stream
 from aag.graph.flat_edges import unflatten_batch as unflatten_batch
-from aag.model import EDGE_EVENTS, NODES, RELATIONSHIPS
+from aag.model import EDGE_EVENTS, EDGE_KEY, NODES, RELATIONSHIPS
 from aag.selection import EdgeSelection, NodeSelection, columns_sql, render
 
 #: Delta table property naming the columns whose file statistics are kept.
@@ -351,7 +351,7 @@ class DeltaGraphStore(GraphStore):
             replaced = change.replaced_rows
             metrics = deletion_vectors.replace_keys(
                 self.relationships_uri,
-                change.replace_keys.select(["source_node_id", "rel_type", "source_system"]),
+                change.replace_keys.select(EDGE_KEY.names),
                 as_table(change.edge_rows, RELATIONSHIPS),
                 meta,
                 images=None if replaced is None else as_table(replaced, RELATIONSHIPS),
@@ -360,7 +360,7 @@ class DeltaGraphStore(GraphStore):
         elif change.replace_keys.num_rows:
             metrics = self.io.replace_keys(
                 self.relationships_uri,
-                change.replace_keys.select(["source_node_id", "rel_type", "source_system"]),
+                change.replace_keys.select(EDGE_KEY.names),
                 as_table(change.edge_rows, RELATIONSHIPS),
                 meta,
             )
@@ -391,7 +391,7 @@ class DeltaGraphStore(GraphStore):
 
 def _edge_key(table: pa.Table) -> pa.Array | pa.ChunkedArray:
     """The edge key K as one string per row (Arrow joins take no map columns)."""
-    parts = [table.column(c).cast(pa.string()) for c in ("source_node_id", "rel_type", "source_system")]
+    parts = [table.column(c).cast(pa.string()) for c in EDGE_KEY.names]
     return pc.binary_join_element_wise(*parts, "\x1f")
 
 

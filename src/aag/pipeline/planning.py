@@ -15,7 +15,7 @@ import pyarrow as pa
 from aag.engine.base import Engine
 from aag.graph.store import ChangeSql, GraphChange, GraphStore, relationships_stream
 from aag.identity import ID_KEYS, ID_ROWS, IdentitySettings, release_identity, resolve_identity
-from aag.model import EDGE_EVENTS, NODES, RELATIONSHIPS
+from aag.model import EDGE_EVENTS, EDGE_KEY, NODES, RELATIONSHIPS
 from aag.rules import FLAT_EDGES, OUT_FLAT, OUT_KEYS, OUT_LOG, OUT_ROWS, apply_edge_rules, release_rule_tables
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE
 
@@ -85,10 +85,9 @@ class Plan:
 
 def empty_change(metadata: dict[str, Any] | None = None) -> GraphChange:
     """A change that writes nothing (a batch without field events)."""
-    keys = pa.schema([(c, pa.string()) for c in ("source_node_id", "rel_type", "source_system")])
     return GraphChange(
         nodes=NODES.empty_table(),
-        replace_keys=keys.empty_table(),
+        replace_keys=EDGE_KEY.empty_table(),
         edge_rows=RELATIONSHIPS.empty_table(),
         log_append=EDGE_EVENTS.empty_table(),
         counts={"nodes": 0, "edges": 0, "log": 0},

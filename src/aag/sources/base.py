@@ -39,6 +39,12 @@ from aag.sources.sql import (
 )
 
 
+def register_no_events(engine: Engine) -> None:
+    """Leave empty :data:`EVENTS_TABLE` and :data:`NODES_TABLE` in the engine (nothing extracted)."""
+    engine.register(EVENTS_TABLE, FIELD_EVENTS.empty_table())
+    engine.register(NODES_TABLE, NODES.empty_table())
+
+
 @dataclass
 class Extracted:
     """What one batch of rows yields.
@@ -95,8 +101,7 @@ class Extractor(EventsSql):
         if rows.num_rows == 0:
             # Every row of the chunk was unchanged or deferred (a re-sync): no events, and
             # none of the ~dozen statements below would find anything.
-            engine.register(EVENTS_TABLE, FIELD_EVENTS.empty_table())
-            engine.register(NODES_TABLE, NODES.empty_table())
+            register_no_events(engine)
             return Extracted(
                 events=0,
                 quarantine=QUARANTINE.empty_table(),
@@ -202,8 +207,7 @@ class LandingExtractor(Extractor):
         finally:
             engine.drop("batch_rows")
             engine.drop("ex_rows")
-        engine.register(EVENTS_TABLE, FIELD_EVENTS.empty_table())
-        engine.register(NODES_TABLE, NODES.empty_table())
+        register_no_events(engine)
         return Extracted(
             events=0,
             quarantine=quarantine.cast(QUARANTINE),
@@ -233,4 +237,5 @@ __all__ = [
     "GenericExtractor",
     "LandingExtractor",
     "landed_table",
+    "register_no_events",
 ]
