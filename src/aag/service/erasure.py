@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from aag import gold
 from aag.bronze import parse_raw
 from aag.graph.deletion_vectors import purge
 from aag.graph.delta import change_feed_paused, delete_matching, now_utc
+from aag.graph.store import GraphStore
 from aag.graph.warehouse import Warehouse
 from aag.ids import record_key
 from aag.model import ERASURES
@@ -27,6 +29,44 @@ from aag.selection import EdgeSelection, NodeSelection
 from aag.service.maintenance import bronze_tables
 from aag.sources import extractor_for, objects_belonging_to
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
+
+
+@dataclass(frozen=True)
+class ErasurePlan:
+    """What an erasure of one identity cluster removes from the graph (any engine)."""
+
+    #: Every edge version the members hold as source.
+    edges: pa.Table
+    #: ``SYSTEM:OBJECT:ID`` of each source record of the cluster.
+    records: list[str]
+    #: Value nodes another entity also points at: they stay.
+    shared: set[str]
+    #: The value nodes only the cluster used, then the members themselves.
+    drop_nodes: list[str]
+
+
+def plan_erasure(graph: GraphStore, members: list[str]) -> ErasurePlan:
+    """Which nodes and records an erasure of ``members`` removes, read through ``graph``.
+
+    The one rule both the embedded erase and the Databricks erase task follow: the
+    members' value nodes go unless another entity points at them too, and entities
+    the members point at (the company a contact works at) stay.
+    """
+    edges = graph.read_edges(EdgeSelection(sources=members))
+    targets = sorted(set(edges.column("target_node_id").to_pylist()) - set(members))
+    own_records = {str(r["target_node_id"]) for r in edges.to_pylist() if r["rel_type"] == SOURCE_RECORD_REL}
+    record_nodes = graph.read_nodes(NodeSelection(ids=own_records))
+    records = [r["value"] for r in record_nodes.to_pylist() if r["node_type"] == SOURCE_RECORD_NODE]
+    shared: set[str] = set()
+    if targets:
+        held = graph.read_edges(EdgeSelection(targets=targets), ["source_node_id", "target_node_id"])
+        mine = pc.is_in(held.column("source_node_id"), pa.array(members, pa.string()))
+        others = held.filter(pc.invert(mine))
+        shared = {str(t) for t in others.column("target_node_id").to_pylist()}
+    found = graph.read_nodes(NodeSelection(ids=targets, with_value=True), ["node_id"])
+    values = {str(v) for v in found.column("node_id").to_pylist()}
+    drop_nodes = [t for t in targets if t in values and t not in shared] + members
+    return ErasurePlan(edges, records, shared, drop_nodes)
 
 
 def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict[str, Any]:
@@ -50,22 +90,8 @@ def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict
         requested_by: Who asked (logged).
     """
     graph = wh.graph
-    edges = graph.read_edges(EdgeSelection(sources=members))
-    targets = sorted(set(edges.column("target_node_id").to_pylist()) - set(members))
-    own_records = {str(r["target_node_id"]) for r in edges.to_pylist() if r["rel_type"] == SOURCE_RECORD_REL}
-    record_nodes = graph.read_nodes(NodeSelection(ids=own_records))
-    records = [r["value"] for r in record_nodes.to_pylist() if r["node_type"] == SOURCE_RECORD_NODE]
-    # Values shared with another entity stay; the rest become unreachable and go.
-    shared: set[str] = set()
-    if targets:
-        held = graph.read_edges(EdgeSelection(targets=targets), ["source_node_id", "target_node_id"])
-        mine = pc.is_in(held.column("source_node_id"), pa.array(members, pa.string()))
-        others = held.filter(pc.invert(mine))
-        shared = {str(t) for t in others.column("target_node_id").to_pylist()}
-    # Entities the customer points at (the company it works at) are not its data.
-    found = graph.read_nodes(NodeSelection(ids=targets, with_value=True), ["node_id"])
-    values = {str(v) for v in found.column("node_id").to_pylist()}
-    drop_nodes = [t for t in targets if t in values and t not in shared] + members
+    plan = plan_erasure(graph, members)
+    edges, records, shared, drop_nodes = plan.edges, plan.records, plan.shared, plan.drop_nodes
     meta = {"aag.operation": "erase"}
     ids = pa.table({"source_node_id": members})
     if wh.local:
