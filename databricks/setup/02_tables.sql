@@ -112,3 +112,22 @@ TBLPROPERTIES (
   'delta.autoOptimize.optimizeWrite' = 'true',
   'delta.autoOptimize.autoCompact' = 'true'
 );
+
+CREATE TABLE IF NOT EXISTS IDENTIFIER(:catalog || '.graph.erasures') (
+  erasure_id STRING,
+  erased_at TIMESTAMP,
+  requested_by STRING,
+  customer_id STRING,
+  source_system STRING,
+  source_object STRING,
+  record_key STRING
+)
+USING DELTA
+CLUSTER BY (source_system, source_object)
+COMMENT 'AAG erasure log: who erased which customer when, one one-way key per record, no values'
+TBLPROPERTIES (
+  'delta.enableChangeDataFeed' = 'true',
+  'delta.enableDeletionVectors' = 'true',
+  'delta.autoOptimize.optimizeWrite' = 'true',
+  'delta.autoOptimize.autoCompact' = 'true'
+);

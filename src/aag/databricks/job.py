@@ -134,7 +134,7 @@ def catalog_sql() -> str:
 
 
 def tables_sql() -> str:
-    """The graph tables (Delta, Change Data Feed, liquid clustering), the ledger and quarantine."""
+    """The graph tables (Delta, Change Data Feed, liquid clustering), ledger, quarantine, erasure log."""
     parts = [
         create_table_sql(qualified(f"graph.{name}"), schema, True, CLUSTER_BY[name], GRAPH_COMMENTS[name])
         for name, schema in GRAPH_SCHEMAS.items()
@@ -157,6 +157,9 @@ def tables_sql() -> str:
             "Rows and fields AAG could not use, with the reason and the raw content",
         )
     )
+    from aag.databricks.erase import ERASURES_TABLE, erasures_ddl
+
+    parts.append(erasures_ddl(qualified(ERASURES_TABLE)))
     return ";\n\n".join(parts) + ";\n"
 
 
@@ -220,6 +223,7 @@ def commit_pending(spark: Any, catalog: str, config: Config | None = None) -> li
     Raises:
         ValueError: ``catalog`` is not one plain name (it is spliced into the SQL).
     """
+    from aag.databricks.erase import ERASURES_TABLE, suppressed_events_sql
     from aag.engine.spark import SparkEngine
     from aag.graph.delta import now_utc
 
@@ -231,6 +235,7 @@ def commit_pending(spark: Any, catalog: str, config: Config | None = None) -> li
     store = SparkTableGraphStore(engine, f"{catalog}.graph")
     events_table, ledger = f"{catalog}.{FIELD_EVENTS_TABLE}", f"{catalog}.{LEDGER_TABLE}"
     log = SparkTableBatchLog(engine, ledger)
+    erasures = spark.catalog.tableExists(f"{catalog}.{ERASURES_TABLE}")
     # A batch with quarantine rows but no events (all its rows rejected, or an object whose
     # rows only land, such as SAP CDHDR) is committed too: its ledger row and quarantine.
     pending = engine.query(
@@ -261,6 +266,11 @@ ORDER BY source_system, source_object, batch_id
             EVENTS_TABLE,
             f"SELECT {', '.join(FIELD_EVENTS.names)} FROM {events_table} WHERE batch_id IN ({in_list(ids)})",  # noqa: S608 - catalog checked by plain_name; batch ids via in_list
         )
+        if erasures:
+            # A source re-sending an erased record: its events go before anything is planned.
+            engine.materialize("_aag_kept_events", suppressed_events_sql(catalog, EVENTS_TABLE))
+            engine.materialize(EVENTS_TABLE, "SELECT * FROM _aag_kept_events")
+            engine.drop("_aag_kept_events")
         engine.materialize(
             NODES_TABLE,
             f"""
@@ -321,23 +331,37 @@ SELECT {", ".join(NODES.names)} FROM (
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m aag.databricks FOLDER`` writes the setup SQL; ``commit --catalog C`` runs the job task."""
+    """``python -m aag.databricks FOLDER`` writes the setup SQL; ``commit`` and ``erase`` run job tasks.
+
+    ``commit --catalog C`` commits the pipeline's pending batches; ``erase --catalog C
+    --customer ID --requested-by WHO`` erases one customer (:func:`aag.databricks.erase.erase_cluster`).
+    """
     import argparse
     import json
 
     parser = argparse.ArgumentParser(prog="python -m aag.databricks")
-    parser.add_argument("target", help="'commit', or a folder to write the setup SQL into")
+    parser.add_argument("target", help="'commit', 'erase', or a folder to write the setup SQL into")
     parser.add_argument("--catalog", default="aag")
     parser.add_argument("--config-dir", type=Path, help="folder with the config CSVs (default: packaged)")
+    parser.add_argument("--customer", help="erase: any record entity id of the customer")
+    parser.add_argument("--requested-by", help="erase: who asked (logged)")
     args = parser.parse_args(argv)
-    if args.target != "commit":
+    if args.target not in ("commit", "erase"):
         for path in write_setup(Path(args.target)):
             print(path)
         return
+    if args.target == "erase" and not (args.customer and args.requested_by):
+        parser.error("erase needs --customer and --requested-by")
     from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.getOrCreate()
     config = load_config(args.config_dir) if args.config_dir else None
+    if args.target == "erase":
+        from aag.databricks.erase import erase_cluster
+
+        done = erase_cluster(spark, args.catalog, args.customer, args.requested_by, config)
+        print(json.dumps(done, default=str))
+        return
     for row in commit_pending(spark, args.catalog, config):
         print(json.dumps(row, default=str))
 

@@ -1,0 +1,278 @@
+"""GDPR erasure on Databricks: one customer's identity cluster out of the Unity Catalog tables.
+
+The rule of what goes is :func:`aag.service.erasure.plan_erasure`, read through
+:class:`~aag.databricks.store.SparkTableGraphStore`, so it is the embedded erase's. Rows
+are deleted by their keys: the keys are staged as a temp view and each table gets one
+``MERGE ... WHEN MATCHED THEN DELETE`` (no value ever appears in SQL text). The change
+data feed of a table is paused around its delete (it would otherwise keep the deleted
+rows in ``_change_data`` files), and ``REORG TABLE ... APPLY (PURGE)`` rewrites the files
+whose rows only deletion vectors hid. ``VACUUM`` must follow to delete the superseded
+files. A one-way key per record goes to ``graph.erasures``, which
+:func:`suppressed_events_sql` reads so the commit task drops a re-sent record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pyarrow as pa
+
+from aag.config import Config, load_config
+from aag.databricks.store import SparkTableGraphStore, create_table_sql, plain_name
+from aag.engine.dialect import lit
+from aag.identity import SAME_AS_REL
+from aag.ids import record_key
+from aag.model import ERASURES
+from aag.selection import EdgeSelection, NodeSelection
+from aag.service.erasure import plan_erasure
+from aag.sources import extractor_for, objects_belonging_to
+from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
+
+#: The erasure log (:data:`aag.model.ERASURES`) under the catalog.
+ERASURES_TABLE = "graph.erasures"
+#: Temp view holding the keys of one delete.
+KEYS_VIEW = "_aag_erase_keys"
+
+
+def erasures_ddl(name: str) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` of the erasure log (Databricks SQL)."""
+    return create_table_sql(
+        name,
+        ERASURES,
+        True,
+        ("source_system", "source_object"),
+        "AAG erasure log: who erased which customer when, one one-way key per record, no values",
+    )
+
+
+def cluster_members(store: SparkTableGraphStore, customer: str) -> list[str]:
+    """The record entities of ``customer``'s identity cluster, its survivor first."""
+    merged = store.read_edges(
+        EdgeSelection(sources=[customer], rel_types=[SAME_AS_REL], current=True), ["target_node_id"]
+    )
+    survivor = str(merged.column(0)[0].as_py()) if merged.num_rows else customer
+    found = store.read_edges(
+        EdgeSelection(targets=[survivor], rel_types=[SAME_AS_REL], current=True), ["source_node_id"]
+    )
+    return [survivor, *sorted({str(v) for v in found.column(0).to_pylist()} - {survivor})]
+
+
+def _describe(spark: Any, table: str) -> tuple[str, dict[str, str]] | None:
+    """The table's kind (``MANAGED``, ``MATERIALIZED_VIEW``, ...) and Delta properties; None if missing."""
+    if not spark.catalog.tableExists(table):
+        return None
+    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {table}").collect()
+    kind = next((str(r[1]).strip() for r in rows if str(r[0]).strip() == "Type"), "")
+    detail = spark.sql(f"DESCRIBE DETAIL {table}").collect()[0].asDict()
+    if str(detail.get("format")) != "delta":
+        return None
+    return kind.upper(), {str(k): str(v) for k, v in (detail.get("properties") or {}).items()}
+
+
+class _Eraser:
+    """Deletes staged keys from Delta tables, then purges what deletion vectors hid."""
+
+    def __init__(self, spark: Any, engine: Any) -> None:
+        self.spark, self.engine = spark, engine
+        self.touched: list[str] = []
+        self.skipped: list[str] = []
+        self.rows: dict[str, int] = {}
+
+    def delete(self, table: str, keys: pa.Table) -> None:
+        """Delete the rows of ``table`` matching a row of ``keys`` (columns by name)."""
+        found = _describe(self.spark, table)
+        if found is None or found[0] in ("MATERIALIZED_VIEW", "VIEW"):
+            # A pipeline's materialized view takes no DML: its refresh recomputes it
+            # from bronze, whose rows this task deleted.
+            self.skipped.append(table)
+            return
+        if keys.num_rows == 0:
+            return
+        cdf = found[1].get("delta.enableChangeDataFeed") == "true"
+        self.engine.register(KEYS_VIEW, keys)
+        on = " AND ".join(f"t.{c} = s.{c}" for c in keys.column_names)
+        try:
+            if cdf:
+                self._feed(table, False)
+            before = self.spark.table(table).count()
+            self.spark.sql(
+                f"MERGE INTO {table} t USING (SELECT DISTINCT * FROM {KEYS_VIEW}) s ON {on} "  # noqa: S608 - names checked by plain_name; keys staged in a view
+                "WHEN MATCHED THEN DELETE"
+            )
+            self.rows[table] = self.rows.get(table, 0) + before - self.spark.table(table).count()
+        finally:
+            if cdf:
+                self._feed(table, True)
+            self.engine.drop(KEYS_VIEW)
+        if table not in self.touched:
+            self.touched.append(table)
+
+    def _feed(self, table: str, on: bool) -> None:
+        value = "true" if on else "false"
+        self.spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('delta.enableChangeDataFeed' = '{value}')")
+
+    def purge(self) -> list[str]:
+        """``REORG TABLE ... APPLY (PURGE)`` on each touched table with deletion vectors."""
+        purged = []
+        for table in self.touched:
+            found = _describe(self.spark, table)
+            if found and found[1].get("delta.enableDeletionVectors") == "true":
+                self.spark.sql(f"REORG TABLE {table} APPLY (PURGE)")
+                purged.append(table)
+        return purged
+
+
+def _bronze_rows(spark: Any, config: Config, table: str, system: str, obj: str, ids: list[str]) -> pa.Table:
+    """``_batch_id, _row_number`` of the bronze rows of these records (parsed as the pipeline does)."""
+    from pyspark.sql import functions as F
+
+    from aag.databricks.lakeflow.translate import (
+        _overrides_prepare,
+        _prepare_udf,
+        landed_schema,
+        landed_sql,
+        spark_sql,
+    )
+    from aag.engine.spark import collect_arrow
+
+    extractor = extractor_for(config.object(system, obj), config)
+    df = spark.sql(landed_sql(table, extractor.fields))
+    if _overrides_prepare(extractor):
+        base = landed_schema(extractor, prepared=False).names
+        udf = _prepare_udf(extractor, landed_schema(extractor))
+        df = df.select(udf(F.struct(*[F.col(f"`{c}`") for c in base])).alias("p")).select("p.*")
+    df.createOrReplaceTempView("_aag_erase_landed")
+    spark.createDataFrame([(i,) for i in ids], "record_id STRING").createOrReplaceTempView(KEYS_VIEW)
+    try:
+        canonical = (
+            f"SELECT _batch_id, _row_number FROM _aag_erase_landed "  # noqa: S608 - the extractor's SQL; ids staged in a view
+            f"WHERE {extractor.record_id_sql()} IN (SELECT record_id FROM {KEYS_VIEW})"
+        )
+        return collect_arrow(spark.sql(spark_sql(canonical, {})))
+    finally:
+        spark.catalog.dropTempView("_aag_erase_landed")
+        spark.catalog.dropTempView(KEYS_VIEW)
+
+
+def erase_cluster(
+    spark: Any, catalog: str, customer: str, requested_by: str, config: Config | None = None
+) -> dict[str, Any]:
+    """Erase one customer's identity cluster from the catalog's tables (see the module doc).
+
+    Args:
+        spark: The Spark session.
+        catalog: Unity Catalog catalog of the setup (one plain name).
+        customer: Any record entity id of the customer (its cluster goes whole).
+        requested_by: Who asked (logged, with the time and the survivor id).
+        config: Registry (default: the packaged seeds).
+
+    Returns:
+        What was removed: rows per table, the tables purged and those left to the pipeline.
+
+    Raises:
+        LookupError: No entity node ``customer`` in the graph.
+    """
+    from aag.databricks.job import (
+        EXTRACT_QUARANTINE_TABLE,
+        FIELD_EVENTS_TABLE,
+        NODE_CANDIDATES_TABLE,
+        QUARANTINE_TABLE,
+    )
+    from aag.databricks.lakeflow.translate import key_of
+    from aag.engine.spark import SparkEngine
+    from aag.graph.delta import now_utc
+
+    if "." in catalog:
+        raise ValueError(f"catalog {catalog!r} must be one name, not a dotted path")
+    plain_name(catalog)
+    config = config or load_config()
+    engine = SparkEngine(spark)
+    store = SparkTableGraphStore(engine, f"{catalog}.graph")
+    if store.read_nodes(NodeSelection(ids=[customer]), ["node_id"]).num_rows == 0:
+        raise LookupError(f"no customer {customer!r} in {catalog}.graph.nodes")
+    members = cluster_members(store, customer)
+    plan = plan_erasure(store, members)
+    by_object: dict[tuple[str, str], list[str]] = {}
+    for record in plan.records:
+        system, obj, record_id = record.split(":", 2)
+        by_object.setdefault((system, obj), []).append(record_id)
+    eraser = _Eraser(spark, engine)
+    sources = pa.table({"source_node_id": pa.array(members, pa.string())})
+    eraser.delete(store.relationships_table, sources)
+    eraser.delete(store.relationships_table, pa.table({"target_node_id": pa.array(members, pa.string())}))
+    eraser.delete(store.edge_events_table, sources)
+    eraser.delete(f"{catalog}.{FIELD_EVENTS_TABLE}", sources)
+    drop = pa.table({"node_id": pa.array(plan.drop_nodes, pa.string())})
+    eraser.delete(store.nodes_table, drop)
+    eraser.delete(f"{catalog}.{NODE_CANDIDATES_TABLE}", drop)
+    log: list[dict[str, Any]] = []
+    erasure_id, erased_at = str(uuid.uuid4()), now_utc().as_py()
+    for (system, obj), record_ids in sorted(by_object.items()):
+        quarantined = pa.table(
+            {
+                "source_system": pa.array([system] * len(record_ids), pa.string()),
+                "record_id": pa.array(record_ids, pa.string()),
+            }
+        )
+        eraser.delete(f"{catalog}.{QUARANTINE_TABLE}", quarantined)
+        eraser.delete(f"{catalog}.{EXTRACT_QUARANTINE_TABLE}", quarantined)
+        # Field histories and change documents of a record land under its id.
+        owned = [s.source_object for s in objects_belonging_to(config, system, obj)]
+        for bronze_object in (obj, *owned):
+            bronze = f"{catalog}.bronze.{key_of(system, bronze_object)}"
+            if spark.catalog.tableExists(bronze):
+                rows = _bronze_rows(spark, config, bronze, system, bronze_object, record_ids)
+                eraser.delete(bronze, rows)
+            log += [
+                {
+                    "erasure_id": erasure_id,
+                    "erased_at": erased_at,
+                    "requested_by": requested_by,
+                    "customer_id": members[0],
+                    "source_system": system,
+                    "source_object": bronze_object,
+                    "record_key": record_key(system, bronze_object, r),
+                }
+                for r in sorted(set(record_ids))
+            ]
+    purged = eraser.purge()
+    # Logged last: a failure before this re-runs as a fresh erasure of what is left.
+    erasures = f"{catalog}.{ERASURES_TABLE}"
+    engine.execute_native(erasures_ddl(erasures))
+    engine.register("_aag_erasure_rows", pa.Table.from_pylist(log, schema=ERASURES))
+    try:
+        columns = ", ".join(ERASURES.names)
+        engine.execute_native(f"INSERT INTO {erasures} SELECT {columns} FROM _aag_erasure_rows")  # noqa: S608 - table checked by plain_name
+    finally:
+        engine.drop("_aag_erasure_rows")
+    return {
+        "erasure_id": erasure_id,
+        "customer_id": members[0],
+        "members": len(members),
+        "source_records": len(plan.records),
+        "edges_removed": eraser.rows.get(store.relationships_table, 0),
+        "nodes_removed": eraser.rows.get(store.nodes_table, 0),
+        "rows_removed": eraser.rows,
+        "purged": purged,
+        "left_to_pipeline_refresh": eraser.skipped,
+    }
+
+
+def suppressed_events_sql(catalog: str, events: str) -> str:
+    """Canonical SQL: the rows of ``events`` (a field events view) but those of erased records.
+
+    A record's entity is found by its source-record event: the record node's value is
+    ``SYSTEM:OBJECT:ID``, whose SHA-256 is the erasure log's ``record_key``. Every event of
+    such an entity goes, in this batch or (for a history row of the record) in another.
+    """
+    from aag.databricks.job import FIELD_EVENTS_TABLE, NODE_CANDIDATES_TABLE
+
+    erased = (
+        f"SELECT e.source_node_id FROM (SELECT source_node_id, rel_type, target_node_id FROM {events} "  # noqa: S608 - catalog checked by plain_name; constants via lit
+        f"UNION ALL SELECT source_node_id, rel_type, target_node_id FROM {catalog}.{FIELD_EVENTS_TABLE}) e "
+        f"JOIN {catalog}.{NODE_CANDIDATES_TABLE} n ON n.node_id = e.target_node_id "
+        f"WHERE e.rel_type = {lit(SOURCE_RECORD_REL)} AND n.node_type = {lit(SOURCE_RECORD_NODE)} "
+        f"AND sha256(n.value) IN (SELECT record_key FROM {catalog}.{ERASURES_TABLE})"
+    )
+    return f"SELECT * FROM {events} WHERE source_node_id NOT IN ({erased})"  # noqa: S608 - names checked by plain_name
