@@ -25,7 +25,13 @@ from aag.identity import SAME_AS_REL
 from aag.ids import record_key
 from aag.model import ERASURES
 from aag.selection import EdgeSelection, NodeSelection
-from aag.service.erasure import plan_erasure
+from aag.service.erasure import (
+    identifying_fields,
+    identifying_node_ids,
+    identifying_rel_types,
+    needles_of,
+    plan_erasure,
+)
 from aag.sources import extractor_for, objects_belonging_to
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
 
@@ -124,7 +130,11 @@ class _Eraser:
 
 
 def _bronze_rows(spark: Any, config: Config, table: str, system: str, obj: str, ids: list[str]) -> pa.Table:
-    """``_batch_id, _row_number`` of the bronze rows of these records (parsed as the pipeline does)."""
+    """The bronze rows of these records, parsed as the pipeline does: their keys and fields.
+
+    Columns ``_batch_id``, ``_row_number`` (the key to delete by) and one per field the
+    object's extractor reads.
+    """
     from pyspark.sql import functions as F
 
     from aag.databricks.lakeflow.translate import (
@@ -146,13 +156,51 @@ def _bronze_rows(spark: Any, config: Config, table: str, system: str, obj: str, 
     spark.createDataFrame([(i,) for i in ids], "record_id STRING").createOrReplaceTempView(KEYS_VIEW)
     try:
         canonical = (
-            f"SELECT _batch_id, _row_number FROM _aag_erase_landed "  # noqa: S608 - the extractor's SQL; ids staged in a view
+            f"SELECT * FROM _aag_erase_landed "  # noqa: S608 - the extractor's SQL; ids staged in a view
             f"WHERE {extractor.record_id_sql()} IN (SELECT record_id FROM {KEYS_VIEW})"
         )
-        return collect_arrow(spark.sql(spark_sql(canonical, {})))
+        found = collect_arrow(spark.sql(spark_sql(canonical, {})))
+        return found.select(["_batch_id", "_row_number", *extractor.fields])
     finally:
         spark.catalog.dropTempView("_aag_erase_landed")
         spark.catalog.dropTempView(KEYS_VIEW)
+
+
+def _erase_by_value(spark: Any, eraser: _Eraser, catalog: str, needles: list[str]) -> None:
+    """Delete every bronze and quarantine row whose raw text holds a needle (case-insensitive).
+
+    The needles are staged as a view and joined, so they never appear in SQL text; the
+    matching rows are then deleted by their keys.
+    """
+    from aag.databricks.job import EXTRACT_QUARANTINE_TABLE, QUARANTINE_TABLE
+    from aag.engine.spark import collect_arrow
+
+    if not needles:
+        return
+    quarantine_key = ["source_system", "source_object", "batch_id", "row_number"]
+    targets = [
+        (f"{catalog}.bronze.{r['tableName']}", "_raw", ["_batch_id", "_row_number"])
+        for r in spark.sql(f"SHOW TABLES IN {catalog}.bronze").collect()
+        if not r["isTemporary"] and f"{catalog}.bronze.{r['tableName']}" != f"{catalog}.{QUARANTINE_TABLE}"
+    ]
+    for quarantine in (QUARANTINE_TABLE, EXTRACT_QUARANTINE_TABLE):
+        targets.append((f"{catalog}.{quarantine}", "raw", quarantine_key))
+    staged = spark.createDataFrame([(n,) for n in needles], "needle STRING")
+    staged.createOrReplaceTempView("_aag_erase_needles")
+    try:
+        for table, text, key in targets:
+            if not spark.catalog.tableExists(table):
+                continue
+            cols = ", ".join(f"t.{c}" for c in key)
+            hits = collect_arrow(
+                spark.sql(
+                    f"SELECT DISTINCT {cols} FROM {table} t JOIN _aag_erase_needles n "  # noqa: S608 - names checked by plain_name; needles staged in a view
+                    f"ON instr(lower(t.{text}), n.needle) > 0"
+                )
+            )
+            eraser.delete(table, hits)
+    finally:
+        spark.catalog.dropTempView("_aag_erase_needles")
 
 
 def erase_cluster(
@@ -197,6 +245,24 @@ def erase_cluster(
     for record in plan.records:
         system, obj, record_id = record.split(":", 2)
         by_object.setdefault((system, obj), []).append(record_id)
+    # Rows of other objects that only make sense with these records (SAP's ADR6 e-mail
+    # rows of a KNA1 customer) are the customer's data too, as in the embedded erase.
+    landed: dict[tuple[str, str], pa.Table] = {}
+    for (system, obj), record_ids in list(by_object.items()):
+        extractor = extractor_for(config.object(system, obj), config)
+        bronze = f"{catalog}.bronze.{key_of(system, obj)}"
+        if not extractor.reads or not spark.catalog.tableExists(bronze):
+            continue
+        landed[(system, obj)] = _bronze_rows(spark, config, bronze, system, obj, record_ids)
+        for other, ids in extractor.related_records(landed[(system, obj)]).items():
+            by_object.setdefault((system, other), []).extend(ids)
+    # The person's e-mail addresses and phone numbers, read before their nodes go.
+    rel_types = identifying_rel_types(config)
+    found: set[str] = set()
+    node_ids = identifying_node_ids(plan.edges, plan.shared, rel_types)
+    if node_ids:
+        values = store.read_nodes(NodeSelection(ids=node_ids), ["value"]).column("value").to_pylist()
+        found |= {str(v) for v in values if v}
     eraser = _Eraser(spark, engine)
     sources = pa.table({"source_node_id": pa.array(members, pa.string())})
     eraser.delete(store.relationships_table, sources)
@@ -222,8 +288,11 @@ def erase_cluster(
         for bronze_object in (obj, *owned):
             bronze = f"{catalog}.bronze.{key_of(system, bronze_object)}"
             if spark.catalog.tableExists(bronze):
-                rows = _bronze_rows(spark, config, bronze, system, bronze_object, record_ids)
-                eraser.delete(bronze, rows)
+                rows = landed.get((system, bronze_object))
+                if rows is None:
+                    rows = _bronze_rows(spark, config, bronze, system, bronze_object, record_ids)
+                    landed[(system, bronze_object)] = rows
+                eraser.delete(bronze, rows.select(["_batch_id", "_row_number"]))
             log += [
                 {
                     "erasure_id": erasure_id,
@@ -236,6 +305,12 @@ def erase_cluster(
                 }
                 for r in sorted(set(record_ids))
             ]
+    # Rows that never became records (a malformed id, a quarantined row) are found by
+    # the person's e-mail addresses and phone numbers, as in the embedded erase.
+    for (system, obj), rows in landed.items():
+        for name in identifying_fields(config, system, obj, rel_types):
+            found |= {str(v).strip() for v in rows.column(name).to_pylist() if v and str(v).strip()}
+    _erase_by_value(spark, eraser, catalog, needles_of(found))
     purged = eraser.purge()
     # Logged last: a failure before this re-runs as a fresh erasure of what is left.
     erasures = f"{catalog}.{ERASURES_TABLE}"

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from aag import gold
 from aag.bronze import parse_raw
+from aag.config import Config
 from aag.graph.deletion_vectors import purge
 from aag.graph.delta import change_feed_paused, delete_matching, now_utc
 from aag.graph.store import GraphStore
@@ -173,6 +174,37 @@ IDENTIFYING_NORMALISERS = ("email", "phone")
 MIN_NEEDLE = 6
 
 
+def identifying_rel_types(config: Config) -> set[str]:
+    """Relationship types whose values identify a person on their own (e-mail, phone)."""
+    rows = [r for spec in config.objects for r in spec.attributes]
+    return {r.rel_type for r in rows if split_normaliser(r.normaliser)[0] in IDENTIFYING_NORMALISERS}
+
+
+def identifying_fields(config: Config, system: str, obj: str, rel_types: set[str]) -> tuple[str, ...]:
+    """The source fields of one object that carry those relationship types."""
+    spec = config.object(system, obj)
+    return tuple(
+        r.source_field
+        for r in spec.attributes
+        if split_normaliser(r.normaliser)[0] in IDENTIFYING_NORMALISERS and r.rel_type in rel_types
+    )
+
+
+def identifying_node_ids(edges: pa.Table, shared: set[str], rel_types: set[str]) -> list[str]:
+    """The value nodes of ``edges`` with an identifying type, but those another entity holds."""
+    mine = {
+        str(r["target_node_id"])
+        for r in edges.select(["target_node_id", "rel_type"]).to_pylist()
+        if r["rel_type"] in rel_types
+    }
+    return sorted(mine - shared)
+
+
+def needles_of(found: set[str]) -> list[str]:
+    """The values searched for in raw rows: lower-case, none shorter than :data:`MIN_NEEDLE`."""
+    return sorted({v.lower() for v in found if len(v) >= MIN_NEEDLE})
+
+
 def _identifying_values(
     wh: Warehouse, edges: pa.Table, shared: set[str], by_object: dict[tuple[str, str], list[str]]
 ) -> list[str]:
@@ -181,33 +213,22 @@ def _identifying_values(
     Values another entity also holds are left out: a row carrying one of them may be
     someone else's. Returns lower-case strings.
     """
-    rows = [r for spec in wh.config.objects for r in spec.attributes]
-    rel_types = {r.rel_type for r in rows if split_normaliser(r.normaliser)[0] in IDENTIFYING_NORMALISERS}
-    mine = {
-        str(r["target_node_id"])
-        for r in edges.select(["target_node_id", "rel_type"]).to_pylist()
-        if r["rel_type"] in rel_types
-    }
+    rel_types = identifying_rel_types(wh.config)
     found: set[str] = set()
-    node_ids = sorted(mine - shared)
+    node_ids = identifying_node_ids(edges, shared, rel_types)
     if node_ids:
         nodes = wh.graph.read_nodes(NodeSelection(ids=node_ids), ["value"])
         found |= {str(v) for v in nodes.column("value").to_pylist() if v}
     # The raw spellings ("+49 30 1234567", "Jane.Doe@Example.com") of the landed rows.
     for (system, obj), record_ids in by_object.items():
-        spec = wh.config.object(system, obj)
-        fields = tuple(
-            r.source_field
-            for r in spec.attributes
-            if split_normaliser(r.normaliser)[0] in IDENTIFYING_NORMALISERS and r.rel_type in rel_types
-        )
+        fields = identifying_fields(wh.config, system, obj, rel_types)
         stored = wh.bronze_of(system, obj, record_ids, ["_raw"]) if fields and record_ids else None
         if stored is None:
             continue
         landed = parse_raw(stored, fields)
         for name in fields:
             found |= {str(v).strip() for v in landed.column(name).to_pylist() if v and str(v).strip()}
-    return sorted({v.lower() for v in found if len(v) >= MIN_NEEDLE})
+    return needles_of(found)
 
 
 def _holding(text: pa.Array | pa.ChunkedArray, needles: list[str]) -> pa.Array | pa.ChunkedArray:
