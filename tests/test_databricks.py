@@ -611,14 +611,18 @@ def test_commit_task_environment_has_the_pyspark_api_the_code_calls():
     engine = (ROOT / "src" / "aag" / "engine" / "spark.py").read_text(encoding="utf-8")
     fallbacks = "pyspark_version() >= (4, 0)" in engine and "_collect_as_arrow" in engine
     needs = (3, 5) if fallbacks else (4, 0)
-    job = _resources()["jobs"]["aag_ingest"]
-    specs = {e["environment_key"]: e["spec"] for e in job["environments"]}
-    used = [t for t in job["tasks"] if "environment_key" in t]
-    assert [t["task_key"] for t in used] == ["graph_commit"]
-    for task in used:
-        spec = specs[task["environment_key"]]
-        assert "client" not in spec, "the Jobs API replaced spec.client by spec.environment_version"
-        assert _SERVERLESS_PYSPARK[str(spec["environment_version"])] >= needs
+    jobs = _resources()["jobs"]
+    used_by = {}
+    for name in ("aag_ingest", "aag_erase"):
+        job = jobs[name]
+        specs = {e["environment_key"]: e["spec"] for e in job["environments"]}
+        used = [t for t in job["tasks"] if "environment_key" in t]
+        used_by[name] = [t["task_key"] for t in used]
+        for task in used:
+            spec = specs[task["environment_key"]]
+            assert "client" not in spec, "the Jobs API replaced spec.client by spec.environment_version"
+            assert _SERVERLESS_PYSPARK[str(spec["environment_version"])] >= needs
+    assert used_by == {"aag_ingest": ["graph_commit"], "aag_erase": ["erase"]}
 
 
 class _Spark35Session:
@@ -814,6 +818,17 @@ def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
     ):
         assert command in tasks[key]["dbt_task"]["commands"]
     assert [d["task_key"] for d in tasks["dbt_test"]["depends_on"]] == ["dbt_run"]
+    erase = {t["task_key"]: t for t in resources["jobs"]["aag_erase"]["tasks"]}
+    assert list(erase) == ["erase", "pipeline_refresh"]
+    wheel = erase["erase"]["python_wheel_task"]
+    assert wheel["entry_point"] == "aag-databricks" and wheel["parameters"][0] == "erase"
+    # Every job parameter reaches the task, under the option main() reads.
+    names = {p["name"] for p in resources["jobs"]["aag_erase"]["parameters"]}
+    passed = dict(zip(wheel["parameters"][1::2], wheel["parameters"][2::2], strict=True))
+    from_job = {v for v in passed.values() if v.startswith("{{")}
+    assert from_job == {f"{{{{job.parameters.{n}}}}}" for n in names}
+    assert set(passed) == {"--catalog", "--customer", "--requested-by"}
+    assert erase["pipeline_refresh"]["pipeline_task"]["full_refresh"] is False
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'aag-databricks = "aag.databricks:main"' in pyproject
 
