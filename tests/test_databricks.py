@@ -1659,3 +1659,178 @@ def test_connector_shapes_give_the_field_events_of_the_api_shape(tmp_path, spark
     finally:
         _drop_setup_schemas(spark)
         spark.sql("DROP SCHEMA IF EXISTS aag_shapes CASCADE")
+
+
+# -- erasure: the erase task against the embedded erase ------------------------------------------
+
+#: Customers of the world the erasure parity test builds (small: it runs the pipeline twice).
+ERASE_CUSTOMERS = 12
+
+
+def _file_strings(path: str) -> set[str]:
+    """Every string cell of one Parquet data file, read whole (rows behind deletion vectors too)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path.removeprefix("file:"))
+    out: set[str] = set()
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            out |= {str(v) for v in column.to_pylist() if v is not None}
+    return out
+
+
+def _held(strings: set[str], values: set[str], emails: set[str]) -> set[str]:
+    """The erased values among ``strings``: a cell equal to a value, or raw text holding an e-mail."""
+    found = strings & values
+    return found | {e for e in emails if any(e in s.lower() for s in strings)}
+
+
+@pytest.mark.spark
+def test_erase_task_gives_the_embedded_erasure(tmp_path, spark_engine, duckdb_engine):
+    """``python -m aag.databricks erase`` leaves the graph ``aag erase`` leaves, purged to the files.
+
+    Both engines commit the same world; the same customer (the largest cluster) is erased
+    on both. The graph tables must be equal again, no erased value may remain in any row,
+    any live data file (read whole with pyarrow: rows behind deletion vectors count) or
+    change data file the erase wrote, and re-sending the customer's rows must not bring
+    it back.
+    """
+    from aag.config import load_config
+    from aag.databricks.erase import ERASURES_TABLE
+    from aag.databricks.job import QUARANTINE_TABLE, commit_pending, main
+    from aag.databricks.lakeflow import run_batch
+    from aag.engine.spark import collect_arrow
+    from aag.ids import record_key
+    from aag.service import AagService
+    from aag.world import generate
+
+    spark = spark_engine.spark
+    config = load_config()
+    world = generate(tmp_path / "world", ERASE_CUSTOMERS, formats="jsonl")
+    reference = AagService(str(tmp_path / "duck"), engine=duckdb_engine)
+    reference.init()
+    landing = tmp_path / "landing"
+    for spec in config.objects:
+        (landing / spec.source_system / spec.source_object).mkdir(parents=True, exist_ok=True)
+    for system, obj, path in world.files:
+        reference.ingest(system, obj, [path])
+        shutil.copyfile(path, landing / system / obj / f"{path.parent.name}_{path.stem}.jsonl")
+    graph = reference.warehouse.graph
+    # The customer with the most records; the oracle of what goes is computed here from
+    # the reference graph: values only the cluster points at, and its source records.
+    entities = graph.relationships().to_pylist()
+    clusters: dict[str, set[str]] = {}
+    for r in entities:
+        if r["rel_type"] == "SAME_AS" and r["is_current"]:
+            clusters.setdefault(r["target_node_id"], {r["target_node_id"]}).add(r["source_node_id"])
+    customer = max(sorted(clusters), key=lambda c: len(clusters[c]))
+    members = set(reference.members(customer))
+    assert members == clusters[customer] and len(members) > 1
+    records = reference.records_of(customer)
+    mine = {r["target_node_id"] for r in entities if r["source_node_id"] in members}
+    others = {r["target_node_id"] for r in entities if r["source_node_id"] not in members}
+    nodes = {r["node_id"]: r for r in graph.nodes().to_pylist()}
+    values = {
+        str(nodes[n]["value"])
+        for n in mine - others - members
+        if n in nodes and nodes[n]["value"] and len(str(nodes[n]["value"])) >= 6
+    }
+    emails = {v.lower() for v in values if "@" in v}
+    assert emails and any(v in set(records) for v in values), (values, records)
+    _drop_setup_schemas(spark)
+    try:
+        run_batch(spark, {"aag.bronze.mode": "files", "aag.landing.path": str(landing)})
+        # The pipeline's streaming tables are Delta on Databricks (local batch runs write Parquet).
+        pipeline_tables = [
+            f"{schema}.{r['tableName']}"
+            for schema in ("bronze", "graph")
+            for r in spark.sql(f"SHOW TABLES IN {schema}").collect()
+            if not r["isTemporary"]
+        ]
+        for table in pipeline_tables:
+            spark.sql(f"CONVERT TO DELTA spark_catalog.{table}")
+            dv = "'delta.enableDeletionVectors' = 'true'"
+            spark.sql(f"ALTER TABLE spark_catalog.{table} SET TBLPROPERTIES ({dv})")
+        _run_setup_schemas(spark)
+        _run_setup(spark, "02_tables.sql")
+        store = SparkTableGraphStore(spark_engine, "spark_catalog.graph")
+        commit_pending(spark, "spark_catalog")
+        assert _without_batch(store.relationships().to_pylist()) == _without_batch(entities)
+        tables = [
+            f"spark_catalog.{schema}.{r['tableName']}"
+            for schema in ("bronze", "graph")
+            for r in spark.sql(f"SHOW TABLES IN {schema}").collect()
+            if not r["isTemporary"]
+        ]
+        assert len(tables) > len(pipeline_tables)
+
+        def change_files(table: str) -> set[str]:
+            location = str(_detail(spark, table)["location"]).removeprefix("file:")
+            return {str(p) for p in Path(location, "_change_data").rglob("*.parquet")}
+
+        # Older commits' change data keeps replaced rows until VACUUM (documented); the
+        # erase itself must write none.
+        before = {t: change_files(t) for t in tables}
+        reference.erase(customer, "dpo")
+        main(
+            [
+                "erase",
+                "--catalog",
+                "spark_catalog",
+                "--customer",
+                customer,
+                "--requested-by",
+                "dpo@example.com",
+            ]
+        )
+        assert _without_batch(store.relationships().to_pylist()) == _without_batch(
+            graph.relationships().to_pylist()
+        )
+        node_cols = ["node_id", "node_type", "value", "checksum"]
+        assert sorted(store.nodes().select(node_cols).to_pylist(), key=repr) == sorted(
+            graph.nodes().select(node_cols).to_pylist(), key=repr
+        )
+        assert _events(store.edge_events()) == _events(graph.edge_events())
+        quarantined = collect_arrow(spark.sql(f"SELECT * FROM spark_catalog.{QUARANTINE_TABLE}"))
+        assert _quarantine(quarantined) == _quarantine(reference.warehouse.quarantine())
+        log = collect_arrow(spark.sql(f"SELECT * FROM spark_catalog.{ERASURES_TABLE}")).to_pylist()
+        assert {r["customer_id"] for r in log} == {customer}
+        assert {record_key(*r.split(":", 2)) for r in records} <= {r["record_key"] for r in log}
+        assert not _held({str(v) for r in log for v in r.values()}, values, emails)
+        # No erased value in any row, live data file or change data file of any table.
+        for table in tables:
+            rows = collect_arrow(spark.table(table)).to_pylist()
+            assert not _held({str(v) for r in rows for v in r.values() if v is not None}, values, emails), (
+                table
+            )
+            files = [str(f) for f in spark.table(table).inputFiles()]
+            files += sorted(change_files(table) - before[table])
+            for data_file in files:
+                assert not _held(_file_strings(data_file), values, emails), (table, data_file)
+        # The source re-sends the customer's rows: suppressed on both paths.
+        resent = 0
+        for system, obj, path in world.files:
+            spec = config.object(system, obj)
+            lines = [
+                line
+                for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and any(e in line.lower() for e in emails)
+            ]
+            if lines:
+                again = tmp_path / "again" / f"{path.parent.name}_{path.stem}.jsonl"
+                again.parent.mkdir(exist_ok=True)
+                again.write_text("\n".join(lines) + "\n", encoding="utf-8")
+                resent += len(lines)
+                reference.ingest(spec.source_system, spec.source_object, [again])
+                shutil.copyfile(again, landing / system / obj / f"again_{again.name}")
+        assert resent > 0
+        suppressed = sum(int(b["rows_suppressed"] or 0) for b in reference.warehouse.batches().to_pylist())
+        assert suppressed == resent
+        run_batch(spark, {"aag.bronze.mode": "files", "aag.landing.path": str(landing)})
+        assert commit_pending(spark, "spark_catalog"), "the re-sent rows made no batch to commit"
+        for got in (store.relationships(), graph.relationships()):
+            assert not members & set(got.column("source_node_id").to_pylist())
+        for got in (store.nodes(), graph.nodes()):
+            assert not _held({str(v) for v in got.column("value").to_pylist() if v}, values, emails)
+    finally:
+        _drop_setup_schemas(spark)
