@@ -181,8 +181,8 @@ def erased(tmp_path) -> dict[str, Any]:
             )
         ],
     )
-    # Rows of the person that never became records: a contact whose Id is malformed, a
-    # Zendesk user quarantined for its time, and an identify call still in the intake spool.
+    # Rows of the person that never became records: a contact whose Id is malformed, two
+    # Zendesk users quarantined for their time, and an identify call still in the intake spool.
     svc.ingest(
         "salesforce",
         "Contact",
@@ -201,7 +201,11 @@ def erased(tmp_path) -> dict[str, Any]:
         [
             _write(
                 tmp_path / "zd-bad-time.jsonl",
-                [{"id": 555, "name": "E. Muster", "email": secret_mail, "updated_at": "soon"}],
+                [
+                    {"id": 555, "name": "E. Muster", "email": secret_mail, "updated_at": "soon"},
+                    # Only the phone, spelt as the graph stores it: found by the node's value.
+                    {"id": 556, "name": "E. M.", "phone": "+49309999999", "updated_at": "soon"},
+                ],
             )
         ],
     )

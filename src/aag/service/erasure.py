@@ -94,16 +94,7 @@ def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict
     plan = plan_erasure(graph, members)
     edges, records, shared, drop_nodes = plan.edges, plan.records, plan.shared, plan.drop_nodes
     meta = {"aag.operation": "erase"}
-    ids = pa.table({"source_node_id": members})
-    if wh.local:
-        # Rows hidden behind deletion vectors (replaced edge versions) still hold their
-        # values in the data files: rewrite those files without them first.
-        purge(graph.relationships_uri, meta)
-    with change_feed_paused(wh.io, graph.relationships_uri):
-        delete_matching(wh.io, graph.relationships_uri, ids, meta)
-        delete_matching(wh.io, graph.relationships_uri, pa.table({"target_node_id": members}), meta)
-    delete_matching(wh.io, graph.edge_events_uri, ids, meta)
-    delete_matching(wh.io, graph.nodes_uri, pa.table({"node_id": drop_nodes}), meta)
+    sources = pa.table({"source_node_id": members})
     bronze_rows = 0
     by_object: dict[tuple[str, str], list[str]] = {}
     for record in records:
@@ -121,7 +112,17 @@ def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict
             by_object.setdefault((system, other), []).extend(ids)
     # Rows that never became records (a malformed id, a quarantined row, a call
     # still in the intake spool) are found by the person's identifying values.
+    # Read before the value nodes go: their normalised spellings are needles too.
     needles = _identifying_values(wh, edges, shared, by_object)
+    if wh.local:
+        # Rows hidden behind deletion vectors (replaced edge versions) still hold their
+        # values in the data files: rewrite those files without them first.
+        purge(graph.relationships_uri, meta)
+    with change_feed_paused(wh.io, graph.relationships_uri):
+        delete_matching(wh.io, graph.relationships_uri, sources, meta)
+        delete_matching(wh.io, graph.relationships_uri, pa.table({"target_node_id": members}), meta)
+    delete_matching(wh.io, graph.edge_events_uri, sources, meta)
+    delete_matching(wh.io, graph.nodes_uri, pa.table({"node_id": drop_nodes}), meta)
     log: list[dict[str, Any]] = []
     erasure_id = str(uuid.uuid4())
     erased_at = now_utc().as_py()
