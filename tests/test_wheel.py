@@ -105,8 +105,12 @@ def test_the_wheel_keeps_the_runtime_packages_and_adds_only_what_tasks_import(ru
 
 
 def test_the_task_entry_points_run_on_the_runtime(runtime: Path, tmp_path: Path) -> None:
-    # The job task's module and the pipeline's (pyspark is imported only inside a run).
-    _run(runtime / "python", "-c", "import aag.databricks.job, aag.databricks.lakeflow as lf; lf.define")
+    # The job tasks' modules and the pipeline's (pyspark is imported only inside a run).
+    _run(
+        runtime / "python",
+        "-c",
+        "import aag.databricks.job, aag.databricks.erase, aag.databricks.lakeflow as lf; lf.define",
+    )
     written = _run(runtime / "aag-databricks", tmp_path / "setup").stdout.split()
     assert [Path(p).name for p in written] == sorted(
         p.name for p in (REPO / "databricks" / "setup").glob("*.sql")

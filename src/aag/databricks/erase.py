@@ -1,6 +1,6 @@
 """GDPR erasure on Databricks: one customer's identity cluster out of the Unity Catalog tables.
 
-The rule of what goes is :func:`aag.service.erasure.plan_erasure`, read through
+The rule of what goes is :func:`aag.identity.erasure.plan_erasure`, read through
 :class:`~aag.databricks.store.SparkTableGraphStore`, so it is the embedded erase's. Rows
 are deleted by their keys: the keys are staged as a temp view and each table gets one
 ``MERGE ... WHEN MATCHED THEN DELETE`` (no value ever appears in SQL text). The change
@@ -22,16 +22,16 @@ from aag.config import Config, load_config
 from aag.databricks.store import SparkTableGraphStore, create_table_sql, plain_name
 from aag.engine.dialect import lit
 from aag.identity import SAME_AS_REL
-from aag.ids import record_key
-from aag.model import ERASURES
-from aag.selection import EdgeSelection, NodeSelection
-from aag.service.erasure import (
+from aag.identity.erasure import (
     identifying_fields,
     identifying_node_ids,
     identifying_rel_types,
     needles_of,
     plan_erasure,
 )
+from aag.ids import record_key
+from aag.model import ERASURES
+from aag.selection import EdgeSelection, NodeSelection
 from aag.sources import extractor_for, objects_belonging_to
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
 

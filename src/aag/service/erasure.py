@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,56 +17,21 @@ import pyarrow.compute as pc
 
 from aag import gold
 from aag.bronze import parse_raw
-from aag.config import Config
 from aag.graph.deletion_vectors import purge
 from aag.graph.delta import change_feed_paused, delete_matching, now_utc
-from aag.graph.store import GraphStore
 from aag.graph.warehouse import Warehouse
+from aag.identity.erasure import (
+    identifying_fields,
+    identifying_node_ids,
+    identifying_rel_types,
+    needles_of,
+    plan_erasure,
+)
 from aag.ids import record_key
 from aag.model import ERASURES
-from aag.normalize import split_normaliser
-from aag.selection import EdgeSelection, NodeSelection
+from aag.selection import NodeSelection
 from aag.service.maintenance import bronze_tables
 from aag.sources import extractor_for, objects_belonging_to
-from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
-
-
-@dataclass(frozen=True)
-class ErasurePlan:
-    """What an erasure of one identity cluster removes from the graph (any engine)."""
-
-    #: Every edge version the members hold as source.
-    edges: pa.Table
-    #: ``SYSTEM:OBJECT:ID`` of each source record of the cluster.
-    records: list[str]
-    #: Value nodes another entity also points at: they stay.
-    shared: set[str]
-    #: The value nodes only the cluster used, then the members themselves.
-    drop_nodes: list[str]
-
-
-def plan_erasure(graph: GraphStore, members: list[str]) -> ErasurePlan:
-    """Which nodes and records an erasure of ``members`` removes, read through ``graph``.
-
-    The one rule both the embedded erase and the Databricks erase task follow: the
-    members' value nodes go unless another entity points at them too, and entities
-    the members point at (the company a contact works at) stay.
-    """
-    edges = graph.read_edges(EdgeSelection(sources=members))
-    targets = sorted(set(edges.column("target_node_id").to_pylist()) - set(members))
-    own_records = {str(r["target_node_id"]) for r in edges.to_pylist() if r["rel_type"] == SOURCE_RECORD_REL}
-    record_nodes = graph.read_nodes(NodeSelection(ids=own_records))
-    records = [r["value"] for r in record_nodes.to_pylist() if r["node_type"] == SOURCE_RECORD_NODE]
-    shared: set[str] = set()
-    if targets:
-        held = graph.read_edges(EdgeSelection(targets=targets), ["source_node_id", "target_node_id"])
-        mine = pc.is_in(held.column("source_node_id"), pa.array(members, pa.string()))
-        others = held.filter(pc.invert(mine))
-        shared = {str(t) for t in others.column("target_node_id").to_pylist()}
-    found = graph.read_nodes(NodeSelection(ids=targets, with_value=True), ["node_id"])
-    values = {str(v) for v in found.column("node_id").to_pylist()}
-    drop_nodes = [t for t in targets if t in values and t not in shared] + members
-    return ErasurePlan(edges, records, shared, drop_nodes)
 
 
 def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict[str, Any]:
@@ -167,43 +131,6 @@ def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict
         "rows_found_by_value": found_by_value,
         "gold_files_removed": gold_files,
     }
-
-
-#: Normalisers whose values identify a person on their own (an e-mail, a phone number).
-IDENTIFYING_NORMALISERS = ("email", "phone")
-#: Shorter values are not searched for: they would match unrelated rows.
-MIN_NEEDLE = 6
-
-
-def identifying_rel_types(config: Config) -> set[str]:
-    """Relationship types whose values identify a person on their own (e-mail, phone)."""
-    rows = [r for spec in config.objects for r in spec.attributes]
-    return {r.rel_type for r in rows if split_normaliser(r.normaliser)[0] in IDENTIFYING_NORMALISERS}
-
-
-def identifying_fields(config: Config, system: str, obj: str, rel_types: set[str]) -> tuple[str, ...]:
-    """The source fields of one object that carry those relationship types."""
-    spec = config.object(system, obj)
-    return tuple(
-        r.source_field
-        for r in spec.attributes
-        if split_normaliser(r.normaliser)[0] in IDENTIFYING_NORMALISERS and r.rel_type in rel_types
-    )
-
-
-def identifying_node_ids(edges: pa.Table, shared: set[str], rel_types: set[str]) -> list[str]:
-    """The value nodes of ``edges`` with an identifying type, but those another entity holds."""
-    mine = {
-        str(r["target_node_id"])
-        for r in edges.select(["target_node_id", "rel_type"]).to_pylist()
-        if r["rel_type"] in rel_types
-    }
-    return sorted(mine - shared)
-
-
-def needles_of(found: set[str]) -> list[str]:
-    """The values searched for in raw rows: lower-case, none shorter than :data:`MIN_NEEDLE`."""
-    return sorted({v.lower() for v in found if len(v) >= MIN_NEEDLE})
 
 
 def _identifying_values(
