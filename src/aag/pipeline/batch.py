@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -128,6 +128,26 @@ class FileProgress:
     rows: int
 
 
+def read_ahead(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """The same chunks, the next one read on another thread while the caller works on this one.
+
+    The readers parse in DuckDB, which releases the GIL, so reading overlaps the batch's
+    own queries and writes. At most two chunks are held at once.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aag-read")
+    try:
+        pending = pool.submit(next, chunks, None)
+        while (chunk := pending.result()) is not None:
+            pending = pool.submit(next, chunks, None)
+            yield chunk
+    finally:
+        # The reader is idle once the pool is: only then may it be closed.
+        pool.shutdown(wait=True)
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
 def ingest_file(
     warehouse: Warehouse,
     engine: Engine,
@@ -190,12 +210,14 @@ def ingest_file(
     reads: list[str] = []
     run = BatchRun(engine, graph, warehouse, config, warehouse_identity(warehouse, spec.entity_type))
     try:
-        chunks = read_chunks(
-            path,
-            extractor.fields,
-            chunk_rows=chunk_rows if extractor.chunkable else 1 << 62,
-            chunk_bytes=None if extractor.chunkable else 1 << 62,
-            row_bytes=max_row_bytes,
+        chunks = read_ahead(
+            read_chunks(
+                path,
+                extractor.fields,
+                chunk_rows=chunk_rows if extractor.chunkable else 1 << 62,
+                chunk_bytes=None if extractor.chunkable else 1 << 62,
+                row_bytes=max_row_bytes,
+            )
         )
         # Landed rows of other objects the extraction joins, registered before anything is
         # written, so that a missing object fails the batch cleanly. Only committed batches
