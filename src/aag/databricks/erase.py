@@ -13,23 +13,23 @@ files. A one-way key per record goes to ``graph.erasures``, which
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pyarrow as pa
 
 from aag.config import Config, load_config
-from aag.databricks.store import SparkTableGraphStore, create_table_sql, plain_name
+from aag.databricks.store import SparkTableGraphStore, create_table_sql, plain_catalog
 from aag.engine.dialect import lit
 from aag.identity import SAME_AS_REL
 from aag.identity.erasure import (
     identifying_fields,
     identifying_node_ids,
     identifying_rel_types,
+    log_rows,
     needles_of,
+    new_erasure,
     plan_erasure,
 )
-from aag.ids import record_key
 from aag.model import ERASURES
 from aag.selection import EdgeSelection, NodeSelection
 from aag.sources import extractor_for, objects_belonging_to
@@ -229,11 +229,8 @@ def erase_cluster(
     )
     from aag.databricks.lakeflow.translate import key_of
     from aag.engine.spark import SparkEngine
-    from aag.graph.delta import now_utc
 
-    if "." in catalog:
-        raise ValueError(f"catalog {catalog!r} must be one name, not a dotted path")
-    plain_name(catalog)
+    plain_catalog(catalog)
     config = config or load_config()
     engine = SparkEngine(spark)
     store = SparkTableGraphStore(engine, f"{catalog}.graph")
@@ -273,7 +270,7 @@ def erase_cluster(
     eraser.delete(store.nodes_table, drop)
     eraser.delete(f"{catalog}.{NODE_CANDIDATES_TABLE}", drop)
     log: list[dict[str, Any]] = []
-    erasure_id, erased_at = str(uuid.uuid4()), now_utc().as_py()
+    erasure = new_erasure(requested_by, members[0])
     for (system, obj), record_ids in sorted(by_object.items()):
         quarantined = pa.table(
             {
@@ -293,18 +290,7 @@ def erase_cluster(
                     rows = _bronze_rows(spark, config, bronze, system, bronze_object, record_ids)
                     landed[(system, bronze_object)] = rows
                 eraser.delete(bronze, rows.select(["_batch_id", "_row_number"]))
-            log += [
-                {
-                    "erasure_id": erasure_id,
-                    "erased_at": erased_at,
-                    "requested_by": requested_by,
-                    "customer_id": members[0],
-                    "source_system": system,
-                    "source_object": bronze_object,
-                    "record_key": record_key(system, bronze_object, r),
-                }
-                for r in sorted(set(record_ids))
-            ]
+            log += log_rows(erasure, system, bronze_object, record_ids)
     # Rows that never became records (a malformed id, a quarantined row) are found by
     # the person's e-mail addresses and phone numbers, as in the embedded erase.
     for (system, obj), rows in landed.items():
@@ -322,7 +308,7 @@ def erase_cluster(
     finally:
         engine.drop("_aag_erasure_rows")
     return {
-        "erasure_id": erasure_id,
+        "erasure_id": erasure["erasure_id"],
         "customer_id": members[0],
         "members": len(members),
         "source_records": len(plan.records),

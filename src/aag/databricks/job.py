@@ -30,7 +30,7 @@ from aag.databricks.store import (
     SparkTableBatchLog,
     SparkTableGraphStore,
     create_table_sql,
-    plain_name,
+    plain_catalog,
 )
 from aag.engine.dialect import in_list, lit
 from aag.graph.ledger import LedgerEntry
@@ -227,9 +227,7 @@ def commit_pending(spark: Any, catalog: str, config: Config | None = None) -> li
     from aag.engine.spark import SparkEngine
     from aag.graph.delta import now_utc
 
-    if "." in catalog:
-        raise ValueError(f"catalog {catalog!r} must be one name, not a dotted path")
-    plain_name(catalog)
+    plain_catalog(catalog)
     config = config or load_config()
     engine = SparkEngine(spark)
     store = SparkTableGraphStore(engine, f"{catalog}.graph")

@@ -76,6 +76,17 @@ GRAPH_SCHEMAS: dict[str, pa.Schema] = {
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,2}")
 
 
+def plain_catalog(catalog: str) -> str:
+    """``catalog`` if it is one plain identifier (it is spliced into the tasks' SQL).
+
+    Raises:
+        ValueError: It is a dotted path or has other characters.
+    """
+    if "." in catalog:
+        raise ValueError(f"catalog {catalog!r} must be one name, not a dotted path")
+    return plain_name(catalog)
+
+
 def plain_name(name: str) -> str:
     """``name`` if it is up to three dot-separated plain identifiers (letters, digits, ``_``).
 

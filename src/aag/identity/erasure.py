@@ -8,13 +8,17 @@ never became records are found by the person's e-mail addresses and phone number
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from aag.config import Config
+from aag.graph.delta import now_utc
 from aag.graph.store import GraphStore
+from aag.ids import record_key
 from aag.normalize import split_normaliser
 from aag.selection import EdgeSelection, NodeSelection
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
@@ -90,6 +94,35 @@ def identifying_node_ids(edges: pa.Table, shared: set[str], rel_types: set[str])
     return sorted(mine - shared)
 
 
+def new_erasure(requested_by: str, customer_id: str) -> dict[str, Any]:
+    """The columns every erasure log row of one erasure shares: a new id, now, who, whom."""
+    return {
+        "erasure_id": str(uuid.uuid4()),
+        "erased_at": now_utc().as_py(),
+        "requested_by": requested_by,
+        "customer_id": customer_id,
+    }
+
+
+def log_rows(
+    erasure: dict[str, Any], source_system: str, source_object: str, record_ids: list[str]
+) -> list[dict[str, Any]]:
+    """Erasure log rows (:data:`aag.model.ERASURES`): one one-way key per record, no value.
+
+    ``erasure`` holds the columns every row of one erasure shares (``erasure_id``,
+    ``erased_at``, ``requested_by``, ``customer_id``).
+    """
+    return [
+        {
+            **erasure,
+            "source_system": source_system,
+            "source_object": source_object,
+            "record_key": record_key(source_system, source_object, r),
+        }
+        for r in sorted(set(record_ids))
+    ]
+
+
 def needles_of(found: set[str]) -> list[str]:
     """The values searched for in raw rows: lower-case, none shorter than :data:`MIN_NEEDLE`."""
     return sorted({v.lower() for v in found if len(v) >= MIN_NEEDLE})
@@ -102,6 +135,8 @@ __all__ = [
     "identifying_fields",
     "identifying_node_ids",
     "identifying_rel_types",
+    "log_rows",
     "needles_of",
+    "new_erasure",
     "plan_erasure",
 ]

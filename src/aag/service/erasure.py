@@ -8,7 +8,6 @@ one-way key per record in the erasure log stops a source re-sending them.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,17 @@ import pyarrow.compute as pc
 from aag import gold
 from aag.bronze import parse_raw
 from aag.graph.deletion_vectors import purge
-from aag.graph.delta import change_feed_paused, delete_matching, now_utc
+from aag.graph.delta import change_feed_paused, delete_matching
 from aag.graph.warehouse import Warehouse
 from aag.identity.erasure import (
     identifying_fields,
     identifying_node_ids,
     identifying_rel_types,
+    log_rows,
     needles_of,
+    new_erasure,
     plan_erasure,
 )
-from aag.ids import record_key
 from aag.model import ERASURES
 from aag.selection import NodeSelection
 from aag.service.maintenance import bronze_tables
@@ -88,24 +88,12 @@ def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict
     delete_matching(wh.io, graph.edge_events_uri, sources, meta)
     delete_matching(wh.io, graph.nodes_uri, pa.table({"node_id": drop_nodes}), meta)
     log: list[dict[str, Any]] = []
-    erasure_id = str(uuid.uuid4())
-    erased_at = now_utc().as_py()
+    erasure = new_erasure(requested_by, members[0])
     for (system, obj), record_ids in by_object.items():
         # Field histories and change documents of a record are landed under its id.
         owned = [s.source_object for s in objects_belonging_to(wh.config, system, obj)]
         for bronze_object in (obj, *owned):
-            log += [
-                {
-                    "erasure_id": erasure_id,
-                    "erased_at": erased_at,
-                    "requested_by": requested_by,
-                    "customer_id": members[0],
-                    "source_system": system,
-                    "source_object": bronze_object,
-                    "record_key": record_key(system, bronze_object, r),
-                }
-                for r in sorted(set(record_ids))
-            ]
+            log += log_rows(erasure, system, bronze_object, record_ids)
             bronze_rows += delete_matching(
                 wh.io,
                 wh.bronze_uri(system, bronze_object),
@@ -123,7 +111,7 @@ def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict
     # Logged last: a crash before this re-runs as a fresh erasure of what is left.
     wh.log_erasure(pa.Table.from_pylist(log, schema=ERASURES))
     return {
-        "erasure_id": erasure_id,
+        "erasure_id": erasure["erasure_id"],
         "edges_removed": edges.num_rows,
         "nodes_removed": len(drop_nodes),
         "bronze_rows_removed": bronze_rows,
