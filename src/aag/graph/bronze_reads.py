@@ -42,6 +42,7 @@ class LandedBronze:
         self.warehouse = warehouse
         self._committed: dict[tuple[str, str], list[str]] | None = None
         self._columns: dict[str, list[str]] = {}
+        self._states: dict[tuple[str, str], pa.Table] = {}
 
     def committed_ids(self, source_system: str, source_object: str) -> list[str]:
         """Ids of the object's committed batches (one ledger read serves every object)."""
@@ -132,23 +133,37 @@ class LandedBronze:
         return parse_raw(raw, fields)
 
     def states(self, source_system: str, source_object: str, batch_id: str | None) -> pa.Table | None:
-        """``record_id, record_time, value_digest`` of every landed row of the object's records.
+        """``record_id, record_time, value_digest`` of the landed rows of the object's records.
 
         Rows of committed batches, and of ``batch_id`` (this batch's earlier chunks) if given.
         A row with quarantine entries keeps its time but loses its digest: some of its events
-        may have been used, so it equals no other row.
+        may have been used, so it equals no other row. Rows equal in all three columns are
+        given once (a byte-identical re-sync lands each row again): what the comparison asks
+        (the latest time, a missing time or digest, how many digests) does not count them.
+        The committed batches' part is read once per batch.
         """
         uri = self._uri(source_system, source_object)
-        batches = self.committed_ids(source_system, source_object) + ([batch_id] if batch_id else [])
-        if uri is None or not batches:
+        committed = self.committed_ids(source_system, source_object)
+        if uri is None or not (committed or batch_id):
             return None
+        parts = []
+        if committed:
+            key = (source_system, source_object)
+            if key not in self._states:
+                self._states[key] = self._state_rows(uri, source_system, source_object, committed)
+            parts.append(self._states[key])
+        if batch_id:
+            parts.append(self._state_rows(uri, source_system, source_object, [batch_id]))
+        return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+    def _state_rows(self, uri: str, source_system: str, source_object: str, batches: list[str]) -> pa.Table:
         bad = self._quarantined_sql(source_system, source_object)
         digest = "_value_digest" if bad is None else f"CASE WHEN {bad} THEN NULL ELSE _value_digest END"
-        return self.warehouse.io.read(
+        return self.warehouse.io.reader(
             uri,
-            f"_record_id AS record_id, _record_time AS record_time, {digest} AS value_digest",
-            f"_batch_id IN ({in_list(batches)}) AND _record_id IS NOT NULL",
-        )
+            f"SELECT DISTINCT _record_id AS record_id, _record_time AS record_time, {digest} AS value_digest "  # noqa: S608 - ids and config values quoted by dialect.lit/in_list
+            f"FROM t WHERE _batch_id IN ({in_list(batches)}) AND _record_id IS NOT NULL",
+        ).read_all()
 
     def deferred(
         self, source_system: str, source_object: str, batch_id: str | None, since: datetime

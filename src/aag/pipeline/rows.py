@@ -41,7 +41,8 @@ def split_unchanged(
         ids = engine.query(
             "SELECT r._row_number, any_value(s._record_id) AS record_id FROM su_rows r JOIN ("
             "SELECT DISTINCT _row_digest, _record_id FROM su_landed "
-            "WHERE _row_digest IN (SELECT _row_digest FROM su_rows)) s USING (_row_digest) GROUP BY r._row_number"
+            "WHERE _row_digest IN (SELECT _row_digest FROM su_rows)) s USING (_row_digest) "
+            "GROUP BY r._row_number"
         )
     finally:
         for name in ("su_rows", "su_landed"):
