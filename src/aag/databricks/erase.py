@@ -22,13 +22,12 @@ from aag.databricks.store import SparkTableGraphStore, create_table_sql, plain_c
 from aag.engine.dialect import lit
 from aag.identity import SAME_AS_REL
 from aag.identity.erasure import (
-    identifying_fields,
-    identifying_node_ids,
-    identifying_rel_types,
+    add_related,
     log_rows,
-    needles_of,
+    needles_for,
     new_erasure,
     plan_erasure,
+    records_by_object,
 )
 from aag.model import ERASURES
 from aag.selection import EdgeSelection, NodeSelection
@@ -238,28 +237,26 @@ def erase_cluster(
         raise LookupError(f"no customer {customer!r} in {catalog}.graph.nodes")
     members = cluster_members(store, customer)
     plan = plan_erasure(store, members)
-    by_object: dict[tuple[str, str], list[str]] = {}
-    for record in plan.records:
-        system, obj, record_id = record.split(":", 2)
-        by_object.setdefault((system, obj), []).append(record_id)
-    # Rows of other objects that only make sense with these records (SAP's ADR6 e-mail
-    # rows of a KNA1 customer) are the customer's data too, as in the embedded erase.
-    landed: dict[tuple[str, str], pa.Table] = {}
-    for (system, obj), record_ids in list(by_object.items()):
-        extractor = extractor_for(config.object(system, obj), config)
+    by_object = records_by_object(plan.records)
+
+    def landed_of(system: str, obj: str, record_ids: list[str]) -> pa.Table | None:
         bronze = f"{catalog}.bronze.{key_of(system, obj)}"
-        if not extractor.reads or not spark.catalog.tableExists(bronze):
-            continue
-        landed[(system, obj)] = _bronze_rows(spark, config, bronze, system, obj, record_ids)
-        for other, ids in extractor.related_records(landed[(system, obj)]).items():
-            by_object.setdefault((system, other), []).extend(ids)
-    # The person's e-mail addresses and phone numbers, read before their nodes go.
-    rel_types = identifying_rel_types(config)
-    found: set[str] = set()
-    node_ids = identifying_node_ids(plan.edges, plan.shared, rel_types)
-    if node_ids:
-        values = store.read_nodes(NodeSelection(ids=node_ids), ["value"]).column("value").to_pylist()
-        found |= {str(v) for v in values if v}
+        if not spark.catalog.tableExists(bronze):
+            return None
+        return _bronze_rows(spark, config, bronze, system, obj, record_ids)
+
+    landed = add_related(config, by_object, landed_of)
+    # Every record's bronze rows, and the field histories and change documents landed
+    # under its id: read once, for the search values and the delete keys, before any goes.
+    for (system, obj), record_ids in sorted(by_object.items()):
+        for bronze_object in (obj, *(s.source_object for s in objects_belonging_to(config, system, obj))):
+            if (system, bronze_object) not in landed:
+                rows = landed_of(system, bronze_object, record_ids)
+                if rows is not None:
+                    landed[(system, bronze_object)] = rows
+    # Rows that never became records (a malformed id, a quarantined row) are found by
+    # the person's e-mail addresses and phone numbers, as in the embedded erase.
+    needles = needles_for(config, store, plan, landed)
     eraser = _Eraser(spark, engine)
     sources = pa.table({"source_node_id": pa.array(members, pa.string())})
     eraser.delete(store.relationships_table, sources)
@@ -283,20 +280,12 @@ def erase_cluster(
         # Field histories and change documents of a record land under its id.
         owned = [s.source_object for s in objects_belonging_to(config, system, obj)]
         for bronze_object in (obj, *owned):
-            bronze = f"{catalog}.bronze.{key_of(system, bronze_object)}"
-            if spark.catalog.tableExists(bronze):
-                rows = landed.get((system, bronze_object))
-                if rows is None:
-                    rows = _bronze_rows(spark, config, bronze, system, bronze_object, record_ids)
-                    landed[(system, bronze_object)] = rows
-                eraser.delete(bronze, rows.select(["_batch_id", "_row_number"]))
+            rows = landed.get((system, bronze_object))
+            if rows is not None:
+                keys = rows.select(["_batch_id", "_row_number"])
+                eraser.delete(f"{catalog}.bronze.{key_of(system, bronze_object)}", keys)
             log += log_rows(erasure, system, bronze_object, record_ids)
-    # Rows that never became records (a malformed id, a quarantined row) are found by
-    # the person's e-mail addresses and phone numbers, as in the embedded erase.
-    for (system, obj), rows in landed.items():
-        for name in identifying_fields(config, system, obj, rel_types):
-            found |= {str(v).strip() for v in rows.column(name).to_pylist() if v and str(v).strip()}
-    _erase_by_value(spark, eraser, catalog, needles_of(found))
+    _erase_by_value(spark, eraser, catalog, needles)
     purged = eraser.purge()
     # Logged last: a failure before this re-runs as a fresh erasure of what is left.
     erasures = f"{catalog}.{ERASURES_TABLE}"

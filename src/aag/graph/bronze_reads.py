@@ -154,7 +154,7 @@ class LandedBronze:
             parts.append(self._states[key])
         if batch_id:
             parts.append(self._state_rows(uri, source_system, source_object, [batch_id]))
-        return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        return pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
 
     def _state_rows(self, uri: str, source_system: str, source_object: str, batches: list[str]) -> pa.Table:
         bad = self._quarantined_sql(source_system, source_object)

@@ -9,6 +9,7 @@ never became records are found by the person's e-mail addresses and phone number
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,12 @@ from aag.graph.store import GraphStore
 from aag.ids import record_key
 from aag.normalize import split_normaliser
 from aag.selection import EdgeSelection, NodeSelection
+from aag.sources import extractor_for
 from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
+
+#: Reads the landed rows of some records of one object (``system, object, record ids``),
+#: parsed into the columns its extractor lands; ``None`` when nothing of it was landed.
+LandedOf = Callable[[str, str, list[str]], "pa.Table | None"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,61 @@ def plan_erasure(graph: GraphStore, members: list[str]) -> ErasurePlan:
     values = {str(v) for v in found.column("node_id").to_pylist()}
     drop_nodes = [t for t in targets if t in values and t not in shared] + members
     return ErasurePlan(edges, records, shared, drop_nodes)
+
+
+def records_by_object(records: list[str]) -> dict[tuple[str, str], list[str]]:
+    """``SYSTEM:OBJECT:ID`` record keys grouped as record ids per ``(system, object)``."""
+    by_object: dict[tuple[str, str], list[str]] = {}
+    for record in records:
+        system, obj, record_id = record.split(":", 2)
+        by_object.setdefault((system, obj), []).append(record_id)
+    return by_object
+
+
+def add_related(
+    config: Config, by_object: dict[tuple[str, str], list[str]], landed_of: LandedOf
+) -> dict[tuple[str, str], pa.Table]:
+    """Add the records of other objects that only make sense with these ones.
+
+    SAP's ADR6 e-mail rows of a KNA1 customer are the customer's data too: an object whose
+    extractor reads other objects names them (:meth:`~aag.sources.base.Extractor.related_records`).
+    ``by_object`` is extended in place.
+
+    Returns:
+        The landed rows read on the way, by object (read them once).
+    """
+    landed: dict[tuple[str, str], pa.Table] = {}
+    for (system, obj), record_ids in list(by_object.items()):
+        extractor = extractor_for(config.object(system, obj), config)
+        rows = landed_of(system, obj, record_ids) if extractor.reads else None
+        if rows is None:
+            continue
+        landed[(system, obj)] = rows
+        for other, ids in extractor.related_records(rows).items():
+            by_object.setdefault((system, other), []).extend(ids)
+    return landed
+
+
+def needles_for(
+    config: Config, graph: GraphStore, plan: ErasurePlan, landed: Mapping[tuple[str, str], pa.Table]
+) -> list[str]:
+    """The person's e-mail addresses and phone numbers to search raw rows for.
+
+    Both spellings: the graph's normalised values, and the values as the sources sent them
+    in the landed rows given (``+49 30 1234567``, ``Jane.Doe@Example.com``). Read before the
+    nodes and rows go. Values another entity also holds are left out: a row carrying one
+    of them may be someone else's.
+    """
+    rel_types = identifying_rel_types(config)
+    found: set[str] = set()
+    node_ids = identifying_node_ids(plan.edges, plan.shared, rel_types)
+    if node_ids:
+        values = graph.read_nodes(NodeSelection(ids=node_ids), ["value"]).column("value").to_pylist()
+        found |= {str(v) for v in values if v}
+    for (system, obj), rows in landed.items():
+        for name in identifying_fields(config, system, obj, rel_types):
+            found |= {str(v).strip() for v in rows.column(name).to_pylist() if v and str(v).strip()}
+    return needles_of(found)
 
 
 #: Normalisers whose values identify a person on their own (an e-mail, a phone number).
@@ -132,11 +193,15 @@ __all__ = [
     "IDENTIFYING_NORMALISERS",
     "MIN_NEEDLE",
     "ErasurePlan",
+    "LandedOf",
+    "add_related",
     "identifying_fields",
     "identifying_node_ids",
     "identifying_rel_types",
     "log_rows",
+    "needles_for",
     "needles_of",
     "new_erasure",
     "plan_erasure",
+    "records_by_object",
 ]

@@ -20,16 +20,16 @@ from aag.graph.deletion_vectors import purge
 from aag.graph.delta import change_feed_paused, delete_matching
 from aag.graph.warehouse import Warehouse
 from aag.identity.erasure import (
+    add_related,
     identifying_fields,
-    identifying_node_ids,
     identifying_rel_types,
     log_rows,
-    needles_of,
+    needles_for,
     new_erasure,
     plan_erasure,
+    records_by_object,
 )
 from aag.model import ERASURES
-from aag.selection import NodeSelection
 from aag.service.maintenance import bronze_tables
 from aag.sources import extractor_for, objects_belonging_to
 
@@ -56,28 +56,29 @@ def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict
     """
     graph = wh.graph
     plan = plan_erasure(graph, members)
-    edges, records, shared, drop_nodes = plan.edges, plan.records, plan.shared, plan.drop_nodes
+    edges, records, drop_nodes = plan.edges, plan.records, plan.drop_nodes
     meta = {"aag.operation": "erase"}
     sources = pa.table({"source_node_id": members})
     bronze_rows = 0
-    by_object: dict[tuple[str, str], list[str]] = {}
-    for record in records:
-        system, obj, record_id = record.split(":", 2)
-        by_object.setdefault((system, obj), []).append(record_id)
-    # Rows of other objects that only make sense with these records (SAP's ADR6
-    # e-mail rows of a KNA1 customer) are the customer's data too.
-    for (system, obj), record_ids in list(by_object.items()):
-        extractor = extractor_for(wh.config.object(system, obj), wh.config)
-        stored = wh.bronze_of(system, obj, record_ids, ["_raw"]) if extractor.reads else None
+    by_object = records_by_object(plan.records)
+
+    def landed_of(system: str, obj: str, record_ids: list[str]) -> pa.Table | None:
+        stored = wh.bronze_of(system, obj, record_ids, ["_raw"]) if record_ids else None
         if stored is None:
-            continue
-        landed = parse_raw(stored, extractor.fields)
-        for other, ids in extractor.related_records(landed).items():
-            by_object.setdefault((system, other), []).extend(ids)
+            return None
+        return parse_raw(stored, extractor_for(wh.config.object(system, obj), wh.config).fields)
+
+    landed = add_related(wh.config, by_object, landed_of)
     # Rows that never became records (a malformed id, a quarantined row, a call
     # still in the intake spool) are found by the person's identifying values.
     # Read before the value nodes go: their normalised spellings are needles too.
-    needles = _identifying_values(wh, edges, shared, by_object)
+    rel_types = identifying_rel_types(wh.config)
+    for (system, obj), record_ids in by_object.items():
+        if (system, obj) not in landed and identifying_fields(wh.config, system, obj, rel_types):
+            rows = landed_of(system, obj, record_ids)
+            if rows is not None:
+                landed[(system, obj)] = rows
+    needles = needles_for(wh.config, graph, plan, landed)
     if wh.local:
         # Rows hidden behind deletion vectors (replaced edge versions) still hold their
         # values in the data files: rewrite those files without them first.
@@ -119,32 +120,6 @@ def erase_customer(wh: Warehouse, members: list[str], requested_by: str) -> dict
         "rows_found_by_value": found_by_value,
         "gold_files_removed": gold_files,
     }
-
-
-def _identifying_values(
-    wh: Warehouse, edges: pa.Table, shared: set[str], by_object: dict[tuple[str, str], list[str]]
-) -> list[str]:
-    """The person's e-mail addresses and phone numbers, normalised and as the sources sent them.
-
-    Values another entity also holds are left out: a row carrying one of them may be
-    someone else's. Returns lower-case strings.
-    """
-    rel_types = identifying_rel_types(wh.config)
-    found: set[str] = set()
-    node_ids = identifying_node_ids(edges, shared, rel_types)
-    if node_ids:
-        nodes = wh.graph.read_nodes(NodeSelection(ids=node_ids), ["value"])
-        found |= {str(v) for v in nodes.column("value").to_pylist() if v}
-    # The raw spellings ("+49 30 1234567", "Jane.Doe@Example.com") of the landed rows.
-    for (system, obj), record_ids in by_object.items():
-        fields = identifying_fields(wh.config, system, obj, rel_types)
-        stored = wh.bronze_of(system, obj, record_ids, ["_raw"]) if fields and record_ids else None
-        if stored is None:
-            continue
-        landed = parse_raw(stored, fields)
-        for name in fields:
-            found |= {str(v).strip() for v in landed.column(name).to_pylist() if v and str(v).strip()}
-    return needles_of(found)
 
 
 def _holding(text: pa.Array | pa.ChunkedArray, needles: list[str]) -> pa.Array | pa.ChunkedArray:
