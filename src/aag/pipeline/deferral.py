@@ -214,19 +214,24 @@ def split_deferred(
     )
     if base is None:
         return Split(fresh, states, no_ids, ids)
-    engine.register("df_fresh", fresh.select(["_row_number"]))
-    engine.register("df_states", states)
-    engine.register("df_ids", ids)
+    # ``states`` and ``ids`` are columns of one result, row for row.
+    found = states.select(["_row_number", "record_time", "value_digest"]).append_column(
+        "record_id", ids.column("record_id")
+    )
+    engine.register("df_found", found)
     engine.register("df_base", base)
+    # Most often every row is fresh (a re-sync with later times): no join to find them.
+    partial = fresh.num_rows < rows.num_rows
+    if partial:
+        engine.register("df_fresh", fresh.select(["_row_number"]))
+    only_fresh = " AND _row_number IN (SELECT _row_number FROM df_fresh)" if partial else ""
     try:
         now_sql = f"CAST('{now.as_py().isoformat()}' AS TIMESTAMPTZ)"
         deferred = engine.query(
             f"""
 WITH cand AS (
-    SELECT s._row_number, i.record_id, s.record_time, s.value_digest
-    FROM df_fresh f JOIN df_states s ON s._row_number = f._row_number
-    JOIN df_ids i ON i._row_number = f._row_number
-    WHERE s.record_time IS NOT NULL
+    SELECT _row_number, record_id, record_time, value_digest FROM df_found
+    WHERE record_time IS NOT NULL{only_fresh}
 ),
 once AS (SELECT record_id FROM cand GROUP BY record_id HAVING count(*) = 1),
 base AS (
@@ -248,7 +253,7 @@ WHERE l.n = 0 AND l.digests = 1 AND c.value_digest = l.digest
 """  # noqa: S608 - the ingest time is an ISO literal
         ).cast(RECORD_IDS)
     finally:
-        for name in ("df_fresh", "df_states", "df_ids", "df_base"):
+        for name in ("df_fresh", "df_found", "df_base"):
             engine.drop(name)
     if deferred.num_rows == 0:
         return Split(fresh, states, no_ids, ids)
