@@ -446,6 +446,27 @@ def test_pipeline_declares_every_object_with_the_extractor_sql():
     assert {"graph.field_events", "graph.node_candidates", "graph.extract_quarantine"} <= set(names)
 
 
+def test_an_empty_source_setting_leaves_the_object_out_in_tables_mode():
+    """The bundle's ``salesforce_history_table`` defaults to "": no ContactHistory datasets then."""
+    from aag.databricks.lakeflow import define
+
+    class _Names:
+        def __getattr__(self, kind):
+            return lambda *args, **kwargs: lambda fn: fn
+
+    tables = {"aag.bronze.mode": "tables", "aag.source.salesforce.Contact": "fivetran.salesforce.contact"}
+    for history, declared in (("", False), ("  ", False), ("fivetran.salesforce.contact_history", True)):
+        conf = {**tables, "aag.source.salesforce.ContactHistory": history}
+        names = define(
+            spark=None, dp=_Names(), conf={**conf, "aag.shape.salesforce.ContactHistory": "fivetran"}
+        )
+        assert "bronze.salesforce_contact" in names
+        assert ("bronze.salesforce_contacthistory" in names) is declared, (history, names)
+    pipeline = _resources()["pipelines"]["aag_pipeline"]["configuration"]
+    assert pipeline["aag.source.salesforce.ContactHistory"] == "${var.salesforce_history_table}"
+    assert _yaml(ROOT / "databricks.yml")["variables"]["salesforce_history_table"]["default"] == ""
+
+
 # -- bundle ----------------------------------------------------------------------------------
 
 
@@ -819,7 +840,7 @@ def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
         assert command in tasks[key]["dbt_task"]["commands"]
     assert [d["task_key"] for d in tasks["dbt_test"]["depends_on"]] == ["dbt_run"]
     erase = {t["task_key"]: t for t in resources["jobs"]["aag_erase"]["tasks"]}
-    assert list(erase) == ["erase", "pipeline_refresh"]
+    assert list(erase) == ["erase", "ingest"]
     wheel = erase["erase"]["python_wheel_task"]
     assert wheel["entry_point"] == "aag-databricks" and wheel["parameters"][0] == "erase"
     # Every job parameter reaches the task, under the option main() reads.
@@ -828,7 +849,10 @@ def test_bundle_deploys_pipeline_job_and_dbt_with_dev_and_prod():
     from_job = {v for v in passed.values() if v.startswith("{{")}
     assert from_job == {f"{{{{job.parameters.{n}}}}}" for n in names}
     assert set(passed) == {"--catalog", "--customer", "--requested-by"}
-    assert erase["pipeline_refresh"]["pipeline_task"]["full_refresh"] is False
+    # After the erase, one run of the ingest job: the pipeline update recomputes the
+    # materialized views from the erased bronze and dbt rebuilds gold without the customer.
+    assert [d["task_key"] for d in erase["ingest"]["depends_on"]] == ["erase"]
+    assert erase["ingest"]["run_job_task"] == {"job_id": "${resources.jobs.aag_ingest.id}"}
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'aag-databricks = "aag.databricks:main"' in pyproject
 
@@ -1294,6 +1318,65 @@ SF_FIVETRAN_SYNCS = [
     ],
 ]
 
+#: ContactHistory rows as the API gives them: the contacts' ``created`` rows (no field
+#: AAG maps), and the change of Ana's e-mail two seconds before the record's time.
+SF_HISTORY_API_SYNCS: list[list[dict[str, Any]]] = [
+    [
+        {
+            "Id": "017SHAPE0000000001",
+            "ContactId": "003SHAPE0000000001",
+            "Field": "created",
+            "OldValue": None,
+            "NewValue": None,
+            "CreatedDate": "2024-02-13T06:45:43.000+0000",
+            "IsDeleted": False,
+        },
+    ],
+    [
+        {
+            "Id": "017SHAPE0000000002",
+            "ContactId": "003SHAPE0000000001",
+            "Field": "Email",
+            "OldValue": "ana.weber@example.com",
+            "NewValue": "ana@weber.example.org",
+            "CreatedDate": "2024-03-01T09:59:58.000+0000",
+            "IsDeleted": False,
+        },
+        {
+            "Id": "017SHAPE0000000003",
+            "ContactId": "003SHAPE0000000003",
+            "Field": "created",
+            "OldValue": None,
+            "NewValue": None,
+            "CreatedDate": "2024-03-03T09:05:00.000+0000",
+            "IsDeleted": False,
+        },
+    ],
+]
+
+#: The same rows in Fivetran's ``contact_history`` table (columns as Fivetran's Salesforce
+#: source packages read it: id, contact_id, created_by_id, created_date, field, data_type,
+#: old_value, new_value, is_deleted, plus _fivetran_synced).
+SF_HISTORY_FIVETRAN_DDL = (
+    "id STRING, contact_id STRING, created_by_id STRING, created_date TIMESTAMP, field STRING, "
+    "data_type STRING, old_value STRING, new_value STRING, is_deleted BOOLEAN, _fivetran_synced TIMESTAMP"
+)
+SF_HISTORY_FIVETRAN_SYNCS = [
+    [
+        "('017SHAPE0000000001', '003SHAPE0000000001', '005SHAPE0000000001', "
+        "TIMESTAMP'2024-02-13 06:45:43Z', 'created', 'EntityId', NULL, NULL, false, "
+        "TIMESTAMP'2024-02-13 07:00:00Z')",
+    ],
+    [
+        "('017SHAPE0000000002', '003SHAPE0000000001', '005SHAPE0000000001', "
+        "TIMESTAMP'2024-03-01 09:59:58Z', 'Email', 'Email', 'ana.weber@example.com', "
+        "'ana@weber.example.org', false, TIMESTAMP'2024-03-04 07:00:00Z')",
+        "('017SHAPE0000000003', '003SHAPE0000000003', '005SHAPE0000000001', "
+        "TIMESTAMP'2024-03-03 09:05:00Z', 'created', 'EntityId', NULL, NULL, false, "
+        "TIMESTAMP'2024-03-04 07:00:00Z')",
+    ],
+]
+
 #: Segment identify calls as the API message gives them (the registry's names): nested
 #: and flat address traits, one anonymous call, one call with Segment's clock-skew fields.
 SEG_API_SYNCS: list[list[dict[str, Any]]] = [
@@ -1544,8 +1627,11 @@ def _expected_events() -> dict[str, int]:
         system: len(config.object(system, obj).attributes) + 1 + len(config.object(system, obj).same_as)
         for system, obj in (("shopify", "customers"), ("zendesk", "users"))
     }
+    # A ContactHistory row gives one event when its field is one the Contact rows map.
+    mapped = {a.source_field for a in config.object("salesforce", "Contact").attributes}
+    history = sum(row["Field"] in mapped for rows in SF_HISTORY_API_SYNCS for row in rows)
     return {
-        "salesforce": salesforce,
+        "salesforce": salesforce + history,
         "segment": segment,
         "shopify": per_row["shopify"] * sum(len(rows) for rows in SHOP_API_SYNCS),
         "zendesk": per_row["zendesk"] * sum(len(rows) for rows in ZD_API_SYNCS),
@@ -1584,6 +1670,7 @@ def test_connector_shapes_give_the_field_events_of_the_api_shape(tmp_path, spark
     landing = tmp_path / "landing"
     for (system, obj), syncs in {
         ("salesforce", "Contact"): SF_API_SYNCS,
+        ("salesforce", "ContactHistory"): SF_HISTORY_API_SYNCS,
         ("segment", "identifies"): SEG_API_SYNCS,
         ("shopify", "customers"): SHOP_API_SYNCS,
         ("zendesk", "users"): ZD_API_SYNCS,
@@ -1592,8 +1679,12 @@ def test_connector_shapes_give_the_field_events_of_the_api_shape(tmp_path, spark
         for number, rows in enumerate(syncs):
             lines = "".join(json.dumps(row) + "\n" for row in rows)
             (landing / system / obj / f"sync{number}.jsonl").write_text(lines, encoding="utf-8")
-    both = {"aag.objects": "salesforce.Contact,segment.identifies,shopify.customers,zendesk.users"}
+    both = {
+        "aag.objects": "salesforce.Contact,salesforce.ContactHistory,segment.identifies,"
+        "shopify.customers,zendesk.users"
+    }
     sf_table, seg_table = "spark_catalog.aag_shapes.salesforce_contact", "spark_catalog.aag_shapes.identifies"
+    sf_history_table = "spark_catalog.aag_shapes.salesforce_contact_history"
     shop_table, zd_table = "spark_catalog.aag_shapes.shopify_customer", "spark_catalog.aag_shapes.zd_user"
     _drop_setup_schemas(spark)
     spark.sql("DROP SCHEMA IF EXISTS aag_shapes CASCADE")
@@ -1605,6 +1696,7 @@ def test_connector_shapes_give_the_field_events_of_the_api_shape(tmp_path, spark
 
         spark.sql("CREATE SCHEMA aag_shapes")
         _fill_source(spark, sf_table, SF_FIVETRAN_DDL, "id", SF_FIVETRAN_SYNCS)
+        _fill_source(spark, sf_history_table, SF_HISTORY_FIVETRAN_DDL, "id", SF_HISTORY_FIVETRAN_SYNCS)
         _fill_source(spark, seg_table, SEG_WAREHOUSE_DDL, "id", SEG_WAREHOUSE_SYNCS)
         _fill_source(spark, shop_table, SHOP_FIVETRAN_DDL, "id", SHOP_FIVETRAN_SYNCS)
         _fill_source(spark, zd_table, ZD_FIVETRAN_DDL, "id", ZD_FIVETRAN_SYNCS)
@@ -1612,6 +1704,7 @@ def test_connector_shapes_give_the_field_events_of_the_api_shape(tmp_path, spark
             **both,
             "aag.bronze.mode": "tables",
             "aag.source.salesforce.Contact": sf_table,
+            "aag.source.salesforce.ContactHistory": sf_history_table,
             "aag.source.segment.identifies": seg_table,
             "aag.source.shopify.customers": shop_table,
             "aag.source.zendesk.users": zd_table,
@@ -1619,6 +1712,7 @@ def test_connector_shapes_give_the_field_events_of_the_api_shape(tmp_path, spark
         shaped = {
             **tables,
             "aag.shape.salesforce.Contact": "fivetran",
+            "aag.shape.salesforce.ContactHistory": "fivetran",
             "aag.shape.segment.identifies": "segment_warehouse",
             "aag.shape.shopify.customers": "fivetran",
             "aag.shape.zendesk.users": "fivetran",
@@ -1627,6 +1721,7 @@ def test_connector_shapes_give_the_field_events_of_the_api_shape(tmp_path, spark
         # Bronze keeps the connector's rows as they came: one per insert or update.
         for bronze, connector_rows, own_column in (
             ("bronze.salesforce_contact", SF_FIVETRAN_SYNCS, "_fivetran_synced"),
+            ("bronze.salesforce_contacthistory", SF_HISTORY_FIVETRAN_SYNCS, "_fivetran_synced"),
             ("bronze.segment_identifies", SEG_WAREHOUSE_SYNCS, "uuid_ts"),
             ("bronze.shopify_customers", SHOP_FIVETRAN_SYNCS, "_fivetran_synced"),
             ("bronze.zendesk_users", ZD_FIVETRAN_SYNCS, "_fivetran_synced"),
@@ -1645,6 +1740,39 @@ def test_connector_shapes_give_the_field_events_of_the_api_shape(tmp_path, spark
         }
         assert _events(from_shapes) == _events(from_api)
         assert per_object == _expected_events(), per_object
+
+        # The erase task finds a record's bronze rows whatever shape they landed in.
+        from aag.databricks.erase import _bronze_rows
+
+        config = load_config()
+        for bronze, system, obj, record, field, expected in (
+            (
+                "salesforce_contact",
+                "salesforce",
+                "Contact",
+                "003SHAPE0000000001",
+                "Email",
+                ["ana.weber@example.com", "ana@weber.example.org"],
+            ),
+            (
+                "salesforce_contacthistory",
+                "salesforce",
+                "ContactHistory",
+                "003SHAPE0000000001",
+                "Id",
+                ["017SHAPE0000000001", "017SHAPE0000000002"],
+            ),
+            (
+                "shopify_customers",
+                "shopify",
+                "customers",
+                "207119551",
+                "email",
+                ["bob.norman@example.com", "bob@norman.example.com"],
+            ),
+        ):
+            rows = _bronze_rows(spark, config, f"bronze.{bronze}", system, obj, [record])
+            assert sorted(rows.column(field).to_pylist()) == expected, (bronze, rows.to_pylist())
 
         # Without the shape setting the connector's columns are not the registry's: the
         # Salesforce rows have no Id and are quarantined, which is what the setting fixes.

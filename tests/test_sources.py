@@ -951,6 +951,11 @@ def test_landing_shapes_are_checked_and_looked_up(tmp_path):
         assert "id" in same and all(column == field for column, field in same.items()), same
     with pytest.raises(ConfigError, match=r"sap\.KNA1 has no landing shape 'fivetran'; known: api"):
         config.landing_shape("sap", "KNA1", "fivetran")
+    # Every shape of an object, api first (the Databricks erase reads bronze in each).
+    history = config.landing_shapes_of("salesforce", "ContactHistory")
+    assert list(history) == ["api", "fivetran"] and history["api"] == {}
+    assert history["fivetran"]["contact_id"] == "ContactId" and history["fivetran"]["new_value"] == "NewValue"
+    assert list(config.landing_shapes_of("sap", "KNA1")) == ["api"]
     header = "source_system,source_object,shape,landed_column,source_field,description\n"
     shapes = folder / "landing_shapes.csv"
     shapes.write_text(header + "salesforce,Lead,fivetran,id,Id,\n")

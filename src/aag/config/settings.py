@@ -68,6 +68,22 @@ class Config:
             raise ConfigError(f"{spec.name} has no landing shape {shape!r}; known: {known}")
         return columns
 
+    def landing_shapes_of(self, source_system: str, source_object: str) -> dict[str, dict[str, str]]:
+        """Every landing shape of one object by name, ``api`` (an empty mapping) first."""
+        spec = self.object(source_system, source_object)
+        key = (spec.source_system.lower(), spec.source_object.lower())
+        names = sorted(
+            {
+                r.shape
+                for r in self.landing_shapes
+                if (r.source_system.lower(), r.source_object.lower()) == key
+            }
+        )
+        return {
+            API_SHAPE: {},
+            **{name: self.landing_shape(spec.source_system, spec.source_object, name) for name in names},
+        }
+
     @property
     def objects(self) -> tuple[ObjectSpec, ...]:
         """Every configured source object."""

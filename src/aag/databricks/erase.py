@@ -132,7 +132,9 @@ def _bronze_rows(spark: Any, config: Config, table: str, system: str, obj: str, 
     """The bronze rows of these records, parsed as the pipeline does: their keys and fields.
 
     Columns ``_batch_id``, ``_row_number`` (the key to delete by) and one per field the
-    object's extractor reads.
+    object's extractor reads. The rows are parsed in every landing shape of the object
+    (``api`` first): the erase does not know which one the pipeline was set to, and a
+    shape whose columns a row lacks finds no record id in it.
     """
     from pyspark.sql import functions as F
 
@@ -146,19 +148,36 @@ def _bronze_rows(spark: Any, config: Config, table: str, system: str, obj: str, 
     from aag.engine.spark import collect_arrow
 
     extractor = extractor_for(config.object(system, obj), config)
-    df = spark.sql(landed_sql(table, extractor.fields))
+    shapes = list(config.landing_shapes_of(system, obj).values())
+    df = spark.sql(
+        " UNION ALL ".join(
+            f"SELECT {rank} AS _aag_shape, * FROM ({landed_sql(table, extractor.fields, shape)})"  # noqa: S608 - the pipeline's landed SQL
+            for rank, shape in enumerate(shapes)
+        )
+    )
     if _overrides_prepare(extractor):
         base = landed_schema(extractor, prepared=False).names
         udf = _prepare_udf(extractor, landed_schema(extractor))
-        df = df.select(udf(F.struct(*[F.col(f"`{c}`") for c in base])).alias("p")).select("p.*")
+        df = df.select("_aag_shape", udf(F.struct(*[F.col(f"`{c}`") for c in base])).alias("p")).select(
+            "_aag_shape", "p.*"
+        )
     df.createOrReplaceTempView("_aag_erase_landed")
     spark.createDataFrame([(i,) for i in ids], "record_id STRING").createOrReplaceTempView(KEYS_VIEW)
     try:
         canonical = (
             f"SELECT * FROM _aag_erase_landed "  # noqa: S608 - the extractor's SQL; ids staged in a view
-            f"WHERE {extractor.record_id_sql()} IN (SELECT record_id FROM {KEYS_VIEW})"
+            f"WHERE {extractor.record_id_sql()} IN (SELECT record_id FROM {KEYS_VIEW}) "
+            "ORDER BY _aag_shape"
         )
         found = collect_arrow(spark.sql(spark_sql(canonical, {})))
+        # A row two shapes both read (a connector that keeps the API's id column) counts once.
+        keys = zip(
+            found.column("_batch_id").to_pylist(), found.column("_row_number").to_pylist(), strict=True
+        )
+        first: dict[tuple[Any, Any], int] = {}
+        for index, key in enumerate(keys):
+            first.setdefault(key, index)
+        found = found.take(pa.array(sorted(first.values()), pa.int64()))
         return found.select(["_batch_id", "_row_number", *extractor.fields])
     finally:
         spark.catalog.dropTempView("_aag_erase_landed")
@@ -305,7 +324,7 @@ def erase_cluster(
         "nodes_removed": eraser.rows.get(store.nodes_table, 0),
         "rows_removed": eraser.rows,
         "purged": purged,
-        "left_to_pipeline_refresh": eraser.skipped,
+        "left_to_pipeline_update": eraser.skipped,
     }
 
 

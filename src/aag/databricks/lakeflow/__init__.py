@@ -27,7 +27,8 @@ Settings (pipeline ``configuration``):
 ``aag.bronze.mode``
     ``files`` (default): JSON Lines files under ``aag.landing.path``/``<system>/<object>/``;
     ``tables``: the change data feed of the table named by ``aag.source.<system>.<object>``
-    (Fivetran tables, Segment's ``identifies``); objects without one are left out.
+    (Fivetran tables, Segment's ``identifies``); objects without one (or with an empty
+    one) are left out.
 ``aag.shape.<system>.<object>``
     ``tables`` mode: the column names of that source table, a shape of
     ``landing_shapes.csv`` (``fivetran``, ``segment_warehouse``); ``api`` (default) is the

@@ -24,10 +24,11 @@ class Settings:
     def from_conf(cls, conf: dict[str, str]) -> Settings:
         """Settings from ``aag.*`` configuration keys."""
         objects = tuple(o.strip() for o in conf.get("aag.objects", "").split(",") if o.strip())
+        # An empty table name leaves the object out, so a bundle variable can default to "".
         sources = tuple(
-            (key.removeprefix("aag.source."), value)
+            (key.removeprefix("aag.source."), value.strip())
             for key, value in sorted(conf.items())
-            if key.startswith("aag.source.")
+            if key.startswith("aag.source.") and value.strip()
         )
         shapes = tuple(
             (key.removeprefix("aag.shape."), value.strip())
