@@ -443,6 +443,7 @@ def test_pipeline_declares_every_object_with_the_extractor_sql():
     histories = [s for s in config.objects if isinstance(extractor_for(s, config), FieldHistoryExtractor)]
     assert {s.source_object for s in histories} == {"ContactHistory", "CDPOS"}
     assert kinds["graph.field_events"] == "materialized_view"
+    assert kinds["graph.landed_batches"] == "materialized_view"
     assert {"graph.field_events", "graph.node_candidates", "graph.extract_quarantine"} <= set(names)
 
 
@@ -1015,15 +1016,17 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
         }
         assert by_object.get("ContactHistory") and by_object.get("CDPOS"), by_object
         assert {r["source_object"] for r in quarantined.to_pylist()} >= set(HISTORY_OBJECTS)
-        # A ledger row per batch that yielded events or quarantine rows (a batch of rows that
-        # only land, such as most CDHDR files, leaves nothing in the pipeline's outputs).
-        expected_batches = [
-            b
-            for b in reference.warehouse.batches().to_pylist()
-            if b["field_events"] or b["rows_quarantined"] or b["fields_rejected"]
-        ]
-        ledger = collect_arrow(spark.sql(f"SELECT count(DISTINCT batch_id) AS n FROM {LEDGER_TABLE}"))
-        assert ledger.column(0)[0].as_py() == len(expected_batches)
+        # A ledger row per landed batch, also one that yielded neither events nor quarantine
+        # rows (a file of CDHDR headers only lands), with the rows it landed: the counts
+        # of the embedded ledger, which counts the lines of each file.
+        expected_batches = reference.warehouse.batches().to_pylist()
+        assert any(not (b["field_events"] or b["rows_quarantined"]) for b in expected_batches)
+        ledger = collect_arrow(
+            spark.sql(f"SELECT batch_id, rows_landed, file_name FROM {LEDGER_TABLE}")
+        ).to_pylist()
+        assert len({r["batch_id"] for r in ledger}) == len(ledger) == len(expected_batches)
+        assert sorted(r["rows_landed"] for r in ledger) == sorted(b["rows_landed"] for b in expected_batches)
+        assert all(str(r["file_name"]).endswith(".jsonl") for r in ledger), ledger
         # The job writes its ledger through the batch-log seam the CLI uses: one row per
         # pipeline batch, holding that batch's field events as the pipeline counted them.
         log = SparkTableBatchLog(spark_engine, f"spark_catalog.{LEDGER_TABLE}")
@@ -1038,7 +1041,6 @@ def test_pipeline_and_commit_task_give_the_embedded_graph(tmp_path, spark_engine
             spark.sql(f"SELECT batch_id, field_events, rows_quarantined, status FROM {LEDGER_TABLE}")
         ).to_pylist()
         assert {r["batch_id"]: r["field_events"] for r in rows if r["field_events"]} == per_batch
-        assert all(r["rows_quarantined"] for r in rows if not r["field_events"]), rows
         assert len(rows) == len(expected_batches) and {r["status"] for r in rows} == {"committed"}
         _rerun_after_a_failure_before_the_ledger(spark, store)
         # The objects after the first replaced keys with MERGEs; the change data feed of

@@ -5,7 +5,7 @@ Layout in one catalog (``:catalog``):
 * ``bronze``: raw landed rows (the pipeline's streaming tables) and ``quarantine``;
 * ``graph``: ``nodes``, ``relationships``, ``edge_events`` (SPEC §2, Change Data Feed
   on, clustered for the MERGE), the ``batches`` ledger, and the pipeline's
-  ``field_events``, ``node_candidates`` and ``extract_quarantine``;
+  ``field_events``, ``node_candidates``, ``extract_quarantine`` and ``landed_batches``;
 * ``config``: the registry, priorities and identity rules, loaded from the seed CSVs;
 * ``gold``: the dbt models.
 
@@ -51,6 +51,7 @@ SCHEMAS = {
 FIELD_EVENTS_TABLE = "graph.field_events"
 NODE_CANDIDATES_TABLE = "graph.node_candidates"
 EXTRACT_QUARANTINE_TABLE = "graph.extract_quarantine"
+LANDED_BATCHES_TABLE = "graph.landed_batches"
 #: Tables of the job task (names shared with :data:`aag.service.monitoring.DATABRICKS_TABLES`).
 LEDGER_TABLE = "graph.batches"
 QUARANTINE_TABLE = "bronze.quarantine"
@@ -234,8 +235,16 @@ def commit_pending(spark: Any, catalog: str, config: Config | None = None) -> li
     events_table, ledger = f"{catalog}.{FIELD_EVENTS_TABLE}", f"{catalog}.{LEDGER_TABLE}"
     log = SparkTableBatchLog(engine, ledger)
     erasures = spark.catalog.tableExists(f"{catalog}.{ERASURES_TABLE}")
-    # A batch with quarantine rows but no events (all its rows rejected, or an object whose
-    # rows only land, such as SAP CDHDR) is committed too: its ledger row and quarantine.
+    landed_table = f"{catalog}.{LANDED_BATCHES_TABLE}"
+    # Written by pipelines of this release on; an older pipeline's first update adds it.
+    landed = spark.catalog.tableExists(landed_table)
+    also_landed = (
+        f"UNION ALL SELECT source_system, source_object, CAST(NULL AS VARCHAR), batch_id FROM {landed_table}"  # noqa: S608 - catalog checked by plain_name
+        if landed
+        else ""
+    )
+    # A batch with quarantine rows but no events (all its rows rejected), or with neither
+    # (rows that only land, such as SAP CDHDR), is committed too: its ledger row and quarantine.
     pending = engine.query(
         f"""
 SELECT source_system, source_object, batch_id, max(entity_type) AS entity_type,
@@ -245,6 +254,7 @@ FROM (
     UNION ALL
     SELECT DISTINCT source_system, source_object, CAST(NULL AS VARCHAR), batch_id
     FROM {catalog}.{EXTRACT_QUARANTINE_TABLE}
+    {also_landed}
 ) e
 WHERE NOT EXISTS (SELECT 1 FROM {ledger} b WHERE b.batch_id = e.batch_id AND b.status = 'committed')
 GROUP BY source_system, source_object, batch_id
@@ -293,6 +303,17 @@ SELECT {", ".join(NODES.names)} FROM (
                 f"FROM ({extracted}) q GROUP BY batch_id"
             ).to_pylist()
         }
+        bronze = (
+            {
+                str(r["batch_id"]): r
+                for r in engine.query(
+                    f"SELECT batch_id, rows_landed, file_name FROM {landed_table} "  # noqa: S608 - catalog checked by plain_name; batch ids via in_list
+                    f"WHERE batch_id IN ({in_list(ids)})"
+                ).to_pylist()
+            }
+            if landed
+            else {}
+        )
         # A rerun after a failure before the ledger write finds the batch's rows already
         # copied (one INSERT, so all or none of them): they are not copied again.
         engine.execute(
@@ -306,6 +327,8 @@ SELECT {", ".join(NODES.names)} FROM (
                     batch_id=str(b["batch_id"]),
                     source_system=system,
                     source_object=obj,
+                    file_name=bronze.get(str(b["batch_id"]), {}).get("file_name"),
+                    rows_landed=bronze.get(str(b["batch_id"]), {}).get("rows_landed"),
                     field_events=int(b["events"]),
                     rows_quarantined=int(counts.get(str(b["batch_id"]), {}).get("rows_quarantined") or 0),
                     fields_rejected=int(counts.get(str(b["batch_id"]), {}).get("fields_rejected") or 0),

@@ -15,7 +15,9 @@ Lakeflow Declarative Pipeline (Databricks) / Spark Declarative Pipeline (open so
   first (``enrich_sql``); rows that only land (SAP ``ADR6``, ``CDHDR``) are only checked
   (``checked_rows_sql``, into quarantine);
 * ``<graph>.field_events``, ``<graph>.node_candidates`` and
-  ``<graph>.extract_quarantine``: materialized views over all objects.
+  ``<graph>.extract_quarantine``: materialized views over all objects, and
+  ``<graph>.landed_batches``: one row per bronze batch (rows landed, file), so that
+  the commit task logs batches that gave neither events nor quarantine rows too.
 
 The edge rules, identity and the commit into ``graph.nodes`` / ``graph.relationships``
 run after the pipeline, in the job task :func:`aag.databricks.job.commit_pending`, with the

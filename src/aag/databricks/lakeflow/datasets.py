@@ -105,7 +105,36 @@ def define(spark: Any, dp: Any | None = None, conf: dict[str, str] | None = None
         nodes.append(f"aag_nodes_{key}")
         quarantine.append(f"aag_quarantine_{key}")
     names += _outputs(spark, dp, settings, events, nodes, quarantine)
+    names += _landed_batches(spark, dp, settings, [(s.source_system, s.source_object) for s in specs])
     return names
+
+
+#: The materialized view of every landed batch (under the graph schema).
+LANDED_BATCHES = "landed_batches"
+
+
+def _landed_batches(spark: Any, dp: Any, settings: Settings, objects: list[tuple[str, str]]) -> list[str]:
+    """One row per bronze batch: its object, rows landed and file.
+
+    The commit task writes a ledger row for every batch this view names, also one whose
+    rows gave no field event and no quarantine row (every row of a change-document
+    header, a history of fields AAG does not map), with the rows it landed.
+    """
+    if not objects:
+        return []
+    sql = " UNION ALL ".join(
+        f"SELECT {lit(system, 'spark')} AS source_system, {lit(obj, 'spark')} AS source_object, "  # noqa: S608 - dataset names from key_of; values via dialect.lit
+        f"_batch_id AS batch_id, count(*) AS rows_landed, max(_file_name) AS file_name "
+        f"FROM {settings.bronze}.{key_of(system, obj)} GROUP BY _batch_id"
+        for system, obj in objects
+    )
+
+    def landed(sql: str = sql) -> Any:
+        return spark.sql(sql)
+
+    name = f"{settings.graph}.{LANDED_BATCHES}"
+    dp.materialized_view(name=name, comment="Every bronze batch: its object, rows landed and file")(landed)
+    return [name]
 
 
 def _shapes(settings: Settings, config: Config) -> dict[tuple[str, str], dict[str, str]]:
