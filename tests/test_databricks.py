@@ -1943,6 +1943,32 @@ def test_erase_task_gives_the_embedded_erasure(tmp_path, spark_engine, duckdb_en
             files += sorted(change_files(table) - before[table])
             for data_file in files:
                 assert not _held(_file_strings(data_file), values, emails), (table, data_file)
+        # A field history re-sent alone (no row of bronze names the Contact any more): its
+        # events go to the erased Contact's entity, and are dropped on both paths.
+        contact = next(r.split(":", 2)[2] for r in sorted(records) if r.startswith("salesforce:Contact:"))
+        history = {
+            "Id": "017ERASED000000001",
+            "ContactId": contact,
+            "Field": "Email",
+            "OldValue": None,
+            "NewValue": "back.again@example.com",
+            "CreatedDate": "2024-06-01T00:00:00.000+0000",
+            "IsDeleted": False,
+        }
+        alone = tmp_path / "again" / "history_alone.jsonl"
+        alone.parent.mkdir()
+        alone.write_text(json.dumps(history) + "\n", encoding="utf-8")
+        (report,) = reference.ingest("salesforce", "ContactHistory", [alone])
+        assert report.rows_suppressed == 1, report
+        shutil.copyfile(alone, landing / "salesforce" / "ContactHistory" / alone.name)
+        run_batch(spark, {"aag.bronze.mode": "files", "aag.landing.path": str(landing)})
+        assert commit_pending(spark, "spark_catalog"), "the history row made no batch to commit"
+        for got in (store.relationships(), graph.relationships()):
+            assert not members & set(got.column("source_node_id").to_pylist())
+        for got in (store.nodes(), graph.nodes()):
+            assert "back.again@example.com" not in set(got.column("value").to_pylist())
+        erased_ids = collect_arrow(spark.sql("SELECT entity_id FROM spark_catalog.graph.erased_entities"))
+        assert set(erased_ids.column(0).to_pylist()) == members
         # The source re-sends the customer's rows: suppressed on both paths.
         resent = suppressed = 0
         for system, obj, path in world.files:

@@ -131,3 +131,17 @@ TBLPROPERTIES (
   'delta.autoOptimize.optimizeWrite' = 'true',
   'delta.autoOptimize.autoCompact' = 'true'
 );
+
+CREATE TABLE IF NOT EXISTS IDENTIFIER(:catalog || '.graph.erased_entities') (
+  erasure_id STRING,
+  entity_id STRING
+)
+USING DELTA
+CLUSTER BY (entity_id)
+COMMENT 'AAG erased record entities (ids only): a re-sent field history of one is dropped'
+TBLPROPERTIES (
+  'delta.enableChangeDataFeed' = 'true',
+  'delta.enableDeletionVectors' = 'true',
+  'delta.autoOptimize.optimizeWrite' = 'true',
+  'delta.autoOptimize.autoCompact' = 'true'
+);

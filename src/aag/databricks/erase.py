@@ -36,6 +36,10 @@ from aag.sources.base import SOURCE_RECORD_NODE, SOURCE_RECORD_REL
 
 #: The erasure log (:data:`aag.model.ERASURES`) under the catalog.
 ERASURES_TABLE = "graph.erasures"
+#: The entity ids of every erased record (their events are dropped when a source re-sends
+#: a record's field history without the record itself, which names no record key).
+ERASED_ENTITIES_TABLE = "graph.erased_entities"
+ERASED_ENTITIES = pa.schema([pa.field("erasure_id", pa.string()), pa.field("entity_id", pa.string())])
 #: Temp view holding the keys of one delete.
 KEYS_VIEW = "_aag_erase_keys"
 
@@ -48,6 +52,17 @@ def erasures_ddl(name: str) -> str:
         True,
         ("source_system", "source_object"),
         "AAG erasure log: who erased which customer when, one one-way key per record, no values",
+    )
+
+
+def erased_entities_ddl(name: str) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` of the erased entity ids (Databricks SQL)."""
+    return create_table_sql(
+        name,
+        ERASED_ENTITIES,
+        True,
+        ("entity_id",),
+        "AAG erased record entities (ids only): a re-sent field history of one is dropped",
     )
 
 
@@ -307,14 +322,23 @@ def erase_cluster(
     _erase_by_value(spark, eraser, catalog, needles)
     purged = eraser.purge()
     # Logged last: a failure before this re-runs as a fresh erasure of what is left.
-    erasures = f"{catalog}.{ERASURES_TABLE}"
-    engine.execute_native(erasures_ddl(erasures))
-    engine.register("_aag_erasure_rows", pa.Table.from_pylist(log, schema=ERASURES))
-    try:
-        columns = ", ".join(ERASURES.names)
-        engine.execute_native(f"INSERT INTO {erasures} SELECT {columns} FROM _aag_erasure_rows")  # noqa: S608 - table checked by plain_name
-    finally:
-        engine.drop("_aag_erasure_rows")
+    entities = pa.table(
+        {
+            "erasure_id": pa.array([erasure["erasure_id"]] * len(members), pa.string()),
+            "entity_id": pa.array(members, pa.string()),
+        }
+    )
+    for table, ddl, rows in (
+        (f"{catalog}.{ERASED_ENTITIES_TABLE}", erased_entities_ddl, entities),
+        (f"{catalog}.{ERASURES_TABLE}", erasures_ddl, pa.Table.from_pylist(log, schema=ERASURES)),
+    ):
+        engine.execute_native(ddl(table))
+        engine.register("_aag_erasure_rows", rows)
+        try:
+            columns = ", ".join(rows.schema.names)
+            engine.execute_native(f"INSERT INTO {table} SELECT {columns} FROM _aag_erasure_rows")  # noqa: S608 - table checked by plain_name
+        finally:
+            engine.drop("_aag_erasure_rows")
     return {
         "erasure_id": erasure["erasure_id"],
         "customer_id": members[0],
@@ -328,12 +352,14 @@ def erase_cluster(
     }
 
 
-def suppressed_events_sql(catalog: str, events: str) -> str:
+def suppressed_events_sql(catalog: str, events: str, by_entity: bool = True) -> str:
     """Canonical SQL: the rows of ``events`` (a field events view) but those of erased records.
 
     A record's entity is found by its source-record event: the record node's value is
     ``SYSTEM:OBJECT:ID``, whose SHA-256 is the erasure log's ``record_key``. Every event of
     such an entity goes, in this batch or (for a history row of the record) in another.
+    With ``by_entity`` (the catalog has :data:`ERASED_ENTITIES_TABLE`), so do the events
+    of an entity erased before: a field history re-sent alone names no record key.
     """
     from aag.databricks.job import FIELD_EVENTS_TABLE, NODE_CANDIDATES_TABLE
 
@@ -344,4 +370,6 @@ def suppressed_events_sql(catalog: str, events: str) -> str:
         f"WHERE e.rel_type = {lit(SOURCE_RECORD_REL)} AND n.node_type = {lit(SOURCE_RECORD_NODE)} "
         f"AND sha256(n.value) IN (SELECT record_key FROM {catalog}.{ERASURES_TABLE})"
     )
+    if by_entity:
+        erased += f" UNION SELECT entity_id FROM {catalog}.{ERASED_ENTITIES_TABLE}"  # noqa: S608 - catalog checked by plain_name
     return f"SELECT * FROM {events} WHERE source_node_id NOT IN ({erased})"  # noqa: S608 - names checked by plain_name

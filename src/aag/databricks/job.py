@@ -158,9 +158,10 @@ def tables_sql() -> str:
             "Rows and fields AAG could not use, with the reason and the raw content",
         )
     )
-    from aag.databricks.erase import ERASURES_TABLE, erasures_ddl
+    from aag.databricks.erase import ERASED_ENTITIES_TABLE, ERASURES_TABLE, erased_entities_ddl, erasures_ddl
 
     parts.append(erasures_ddl(qualified(ERASURES_TABLE)))
+    parts.append(erased_entities_ddl(qualified(ERASED_ENTITIES_TABLE)))
     return ";\n\n".join(parts) + ";\n"
 
 
@@ -224,7 +225,7 @@ def commit_pending(spark: Any, catalog: str, config: Config | None = None) -> li
     Raises:
         ValueError: ``catalog`` is not one plain name (it is spliced into the SQL).
     """
-    from aag.databricks.erase import ERASURES_TABLE, suppressed_events_sql
+    from aag.databricks.erase import ERASED_ENTITIES_TABLE, ERASURES_TABLE, suppressed_events_sql
     from aag.engine.spark import SparkEngine
     from aag.graph.delta import now_utc
 
@@ -235,6 +236,8 @@ def commit_pending(spark: Any, catalog: str, config: Config | None = None) -> li
     events_table, ledger = f"{catalog}.{FIELD_EVENTS_TABLE}", f"{catalog}.{LEDGER_TABLE}"
     log = SparkTableBatchLog(engine, ledger)
     erasures = spark.catalog.tableExists(f"{catalog}.{ERASURES_TABLE}")
+    # Created with the erasure log by this release's setup or erase task.
+    by_entity = spark.catalog.tableExists(f"{catalog}.{ERASED_ENTITIES_TABLE}")
     landed_table = f"{catalog}.{LANDED_BATCHES_TABLE}"
     # Written by pipelines of this release on; an older pipeline's first update adds it.
     landed = spark.catalog.tableExists(landed_table)
@@ -276,7 +279,7 @@ ORDER BY source_system, source_object, batch_id
         )
         if erasures:
             # A source re-sending an erased record: its events go before anything is planned.
-            engine.materialize("_aag_kept_events", suppressed_events_sql(catalog, EVENTS_TABLE))
+            engine.materialize("_aag_kept_events", suppressed_events_sql(catalog, EVENTS_TABLE, by_entity))
             engine.materialize(EVENTS_TABLE, "SELECT * FROM _aag_kept_events")
             engine.drop("_aag_kept_events")
         engine.materialize(
