@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import pyarrow as pa
+from sqlglot import exp
 
 from aag.engine.dialect import CANONICAL_DIALECT
 
@@ -106,6 +107,16 @@ class Engine(ABC):
     @abstractmethod
     def drop(self, name: str) -> None:
         """Forget a registered or materialized table (no error if absent)."""
+
+    def rename(self, name: str, new_name: str) -> None:
+        """Give the materialized table ``name`` the name ``new_name`` (replacing it).
+
+        A loop that rebuilds a work table from itself materializes into a scratch name
+        and renames; engines where a materialization costs a job (Spark) re-point the
+        name instead of copying the rows again.
+        """
+        self.materialize(new_name, exp.select("*").from_(name).sql())
+        self.drop(name)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

@@ -96,6 +96,15 @@ class DuckDBEngine(Engine):
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
         self._kinds[name] = "view"
 
+    def rename(self, name: str, new_name: str) -> None:
+        """Rename a temp table (no copy)."""
+        if self._kinds.get(name) != "table":
+            super().rename(name, new_name)
+            return
+        self.drop(new_name)
+        self.con.execute(f"ALTER TABLE {name} RENAME TO {new_name}")
+        self._kinds[new_name] = self._kinds.pop(name)
+
     def drop(self, name: str) -> None:
         """Drop a registered table, view or temp table."""
         kind = self._kinds.pop(name, None)

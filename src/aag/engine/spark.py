@@ -247,6 +247,11 @@ class SparkEngine(Engine):
         """Create a temp view from SQL (lazy)."""
         self.spark.sql(to_dialect(sql, "spark")).createOrReplaceTempView(name)
 
+    def rename(self, name: str, new_name: str) -> None:
+        """Point ``new_name`` at the same checkpointed frame (no job runs)."""
+        self.spark.table(name).createOrReplaceTempView(new_name)
+        self.drop(name)
+
     def drop(self, name: str) -> None:
         """Drop a temp view."""
         self.spark.catalog.dropTempView(name)

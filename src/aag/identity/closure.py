@@ -91,13 +91,12 @@ def _add_edges(engine: Engine, sql: str) -> None:
         "id_next",
         f"SELECT * FROM id_edges UNION SELECT * FROM id_new WHERE rel <> {lit(SAME_AS_REL)}",
     )
-    engine.materialize("id_edges", "SELECT * FROM id_next")
+    engine.rename("id_next", "id_edges")
     engine.materialize(
         "id_next",
         f"SELECT * FROM id_same UNION SELECT src, tgt, updated_at FROM id_new WHERE rel = {lit(SAME_AS_REL)}",
     )
-    engine.materialize("id_same", "SELECT * FROM id_next")
-    engine.drop("id_next")
+    engine.rename("id_next", "id_same")
     engine.drop("id_new")
 
 
@@ -124,8 +123,7 @@ def _scan(
             "SELECT * FROM id_pre UNION SELECT src, rel, sys, tgt, updated_at, cur FROM "
             f"({_flat('id_scan_rows', settings, None)}) f",
         )
-        engine.materialize("id_pre", "SELECT * FROM id_next")
-        engine.drop("id_next")
+        engine.rename("id_next", "id_pre")
     engine.drop("id_scan_rows")
     return int(ids.num_rows)
 
@@ -276,7 +274,7 @@ SELECT tgt FROM id_was WHERE rel IN ({rels})
         engine.materialize("id_fresh", f"{fresh_nodes} UNION {fresh_ents}")
         _scan(engine, store, "target_node_id", "SELECT id FROM id_fresh", settings, replaced_keys)
         engine.materialize("id_next", "SELECT id FROM id_nodes UNION SELECT id FROM id_fresh")
-        engine.materialize("id_nodes", "SELECT id FROM id_next")
+        engine.rename("id_next", "id_nodes")
         # Followed: nodes that link records after the batch, or did before it.
         engine.materialize("id_follow", f"{_usable_sql(settings)} UNION {_usable_sql(settings, 'id_pre')}")
         engine.materialize(
@@ -294,7 +292,7 @@ WHERE id IN (SELECT id FROM id_typed) AND NOT EXISTS (SELECT 1 FROM id_ents k WH
         )
         grown = _scan(engine, store, "source_node_id", "SELECT id FROM id_grow", settings, replaced_keys)
         engine.materialize("id_next", "SELECT id FROM id_ents UNION SELECT id FROM id_grow")
-        engine.materialize("id_ents", "SELECT id FROM id_next")
+        engine.rename("id_next", "id_ents")
         if grown == 0:
             break
         fresh_ents = "SELECT id FROM id_grow"

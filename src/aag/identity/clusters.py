@@ -101,7 +101,7 @@ GROUP BY e.id
             .column(0)[0]
             .as_py()
         )
-        engine.materialize("id_lab", "SELECT * FROM id_lab_next")
+        engine.rename("id_lab_next", "id_lab")
         if not changed:
             break
     if settings.pairs("unlink").num_rows:
@@ -154,5 +154,5 @@ def _keep_apart(engine: Engine) -> None:
         "id_lab_next",
         "SELECT l.id, coalesce(f.label, l.label) AS label FROM id_lab l LEFT JOIN id_fix f ON f.id = l.id",
     )
-    engine.materialize("id_lab", "SELECT * FROM id_lab_next")
+    engine.rename("id_lab_next", "id_lab")
     engine.drop("id_fix")
