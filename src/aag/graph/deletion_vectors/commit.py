@@ -86,6 +86,18 @@ def _key_strings(table: pa.Table, key_columns: list[str]) -> pa.ChunkedArray | p
     return joined
 
 
+def _is_in(column: pa.ChunkedArray, values: pa.Array) -> pa.ChunkedArray:
+    """``is_in`` over a column read as dictionaries: looked up once per distinct value."""
+    chunks = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            known = pc.is_in(chunk.dictionary.cast(pa.string()), value_set=values)
+            chunks.append(pc.take(known, chunk.indices))
+        else:
+            chunks.append(pc.is_in(chunk.cast(pa.string()), value_set=values))
+    return pa.chunked_array(chunks, pa.bool_())
+
+
 def _candidates(adds: dict[str, dict[str, Any]], first: str, lo: Any, hi: Any) -> list[str]:
     """Files whose statistics do not rule out a key with ``first`` between ``lo`` and ``hi``."""
     out = []
@@ -231,9 +243,10 @@ def prepare_replace(
             file = pq.ParquetFile(root / path, read_dictionary=key_columns)
             key_data = file.read(columns=key_columns)
             # The first column narrows the rows before whole keys are built for the rest.
-            near = pc.is_in(key_data.column(key_columns[0]).cast(pa.string()), value_set=first_values)
-            rows_near = pc.indices_nonzero(pc.fill_null(near, False))
-            near_keys = _key_strings(key_data.take(rows_near), key_columns)
+            near = pc.fill_null(_is_in(key_data.column(key_columns[0]), first_values), False)
+            rows_near = pc.indices_nonzero(near)
+            # filter, not take: a take across chunks first merges their dictionaries.
+            near_keys = _key_strings(key_data.filter(near), key_columns)
             hit = pc.fill_null(pc.is_in(near_keys, value_set=wanted), False)
             positions = set(pc.take(rows_near, pc.indices_nonzero(hit)).to_pylist())
             old_dv = Descriptor.from_json(add["deletionVector"]) if add.get("deletionVector") else None
