@@ -85,7 +85,7 @@ EVENT_COLUMNS = (
 )
 
 TARGET_EVENTS_PER_S = 500_000
-TARGET_CHANGED_RATIO = 0.05
+TARGET_CHANGED_RATIO = 0.10
 TARGET_RESYNC_RATIO = 0.25
 TARGET_RSS_BYTES = 3 * 1024**3
 TARGET_RSS_AT_EVENTS = 10_000_000
@@ -787,7 +787,9 @@ def render(
     line("1% batch: field events", lambda r: f"{r['changed_events']:,}")
     line("1% batch: seconds", lambda r: f"{r['changed_s']:.1f}")
     line(
-        "1% batch: ÷ initial seconds", lambda r: f"{r['changed_ratio']:.1%} ({_met(r['ok_changed'])})", "≤ 5%"
+        "1% batch: ÷ initial seconds",
+        lambda r: f"{r['changed_ratio']:.1%} ({_met(r['ok_changed'])})",
+        "≤ 10%",
     )
     line("1% batch: edge versions written", lambda r: f"{r['changed_versions']:,}")
     line("1% batch: edge rows rewritten (MERGE copy)", lambda r: f"{r['changed_rewritten']:,}")
@@ -1119,9 +1121,10 @@ def main(argv: list[str] | None = None) -> None:
         "--duckdb-memory-limit", help="set the product's AAG_DUCKDB_MEMORY_LIMIT (e.g. 4GB) for the run"
     )
     parser.add_argument(
-        "--deletion-vectors",
+        "--copy-on-write",
         action="store_true",
-        help="commit replaced edge versions with deletion vectors (AAG_DELETION_VECTORS=1)",
+        help="commit replaced edge versions with delta-rs's MERGE instead of deletion vectors "
+        "(AAG_DELETION_VECTORS=0)",
     )
     parser.add_argument("--commit", help="measure src/aag as of this git revision (default: working tree)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per worker process")
@@ -1162,9 +1165,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.duckdb_memory_limit:
         env["AAG_DUCKDB_MEMORY_LIMIT"] = args.duckdb_memory_limit
         machine["duckdb_memory_limit"] = args.duckdb_memory_limit
-    if args.deletion_vectors:
-        env["AAG_DELETION_VECTORS"] = "1"
-        machine["deletion_vectors"] = "on (AAG_DELETION_VECTORS=1)"
+    if args.copy_on_write:
+        env["AAG_DELETION_VECTORS"] = "0"
+        machine["deletion_vectors"] = "off (AAG_DELETION_VECTORS=0)"
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     cases: list[dict[str, Any]] = []
@@ -1235,8 +1238,8 @@ def main(argv: list[str] | None = None) -> None:
     key = ",".join(str(n) for n in args.sizes) + f";shape={args.shape};via={args.via}"
     if args.duckdb_memory_limit:
         key += f";AAG_DUCKDB_MEMORY_LIMIT={args.duckdb_memory_limit}"
-    if args.deletion_vectors:
-        key += ";AAG_DELETION_VECTORS=1"
+    if args.copy_on_write:
+        key += ";AAG_DELETION_VECTORS=0"
     section = render(machine, rows, failures, key, args.sizes, cases, args.shape, args.via)
     print()
     print(section)

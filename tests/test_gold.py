@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from deltalake import DeltaTable, write_deltalake
+from deltalake import write_deltalake
 
 from aag import gold
 from aag.config import load_config
@@ -477,7 +477,7 @@ def test_plain_dbt_build_is_green_and_data_tests_catch_broken_data(built, tmp_pa
     assert tampered.result.results[0].failures == 1
 
     # A broken SCD2 merge: a second current version for one edge key.
-    edges = DeltaTable(wh.graph.relationships_uri).to_pyarrow_table()
+    edges = wh.io.read(wh.graph.relationships_uri).cast(RELATIONSHIPS)
     phones = edges.filter(pc.equal(edges["rel_type"], "HAS_PHONE")).to_pylist()
     current = next(r for r in phones if r["is_current"])
     other = next(r for r in phones if r["target_node_id"] != current["target_node_id"])

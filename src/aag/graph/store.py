@@ -241,7 +241,7 @@ class DeltaGraphStore(GraphStore):
     def __init__(self, silver_uri: str, io: DeltaIO, deletion_vectors: bool = False) -> None:
         self.io = io
         #: Commit replaced edge versions merge-on-read (:mod:`aag.graph.deletion_vectors`)
-        #: instead of delta-rs's copy-on-write MERGE; local tables only, off by default.
+        #: instead of delta-rs's copy-on-write MERGE; local tables only.
         self.deletion_vectors = deletion_vectors and is_local(silver_uri)
         self._entity_tables: list[str] = []
         self.nodes_uri = join(silver_uri, "nodes")

@@ -80,13 +80,14 @@ class Warehouse(BatchLog):
             location: Path or URI (see :func:`resolve_location`).
             storage_options: delta-rs storage options for object stores.
             deletion_vectors: Commit replaced edge versions with deletion vectors instead
-                of rewriting files (local warehouses only; experimental). ``None`` reads
-                ``$AAG_DELETION_VECTORS`` (``1`` switches it on); off by default.
+                of rewriting files (local warehouses only; object stores always use
+                delta-rs's MERGE). ``None`` reads ``$AAG_DELETION_VECTORS``: on unless it
+                is ``0``.
         """
         self.uri = resolve_location(location)
         self.io = DeltaIO(storage_options)
         if deletion_vectors is None:
-            deletion_vectors = os.environ.get("AAG_DELETION_VECTORS") == "1"
+            deletion_vectors = os.environ.get("AAG_DELETION_VECTORS", "1") != "0"
         self.graph = DeltaGraphStore(join(self.uri, "silver"), self.io, deletion_vectors)
         self.quarantine_uri = join(self.uri, "quarantine")
         self.ledger_uri = join(self.uri, "ledger", "batches")
