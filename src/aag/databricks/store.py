@@ -308,7 +308,7 @@ class SparkTableGraphStore(GraphStore):
     def scan_edge_events(self, entities: pa.Table) -> Scan:  # noqa: D102
         return SqlScan(f"SELECT * FROM {self.edge_events_table}")  # noqa: S608 - table names checked by plain_name; values via in_list
 
-    def scan_node_ids(self, node_types: list[str]) -> Scan:  # noqa: D102
+    def scan_node_ids(self, node_types: list[str], ids: pa.Table | None = None) -> Scan:  # noqa: D102
         return SqlScan(f"SELECT node_id FROM {self.nodes_table} WHERE node_type IN ({in_list(node_types)})")  # noqa: S608 - table names checked by plain_name; values via in_list
 
     def scan_edge_versions(self, column: str, ids: pa.Table, rel_types: list[str]) -> Scan:  # noqa: D102

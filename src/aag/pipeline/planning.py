@@ -83,6 +83,12 @@ class Plan:
             self.engine.drop(name)
 
 
+#: Batches with at most this many nodes look their ids up in the store; larger ones read
+#: the ids of their node types whole (a lookup list that large costs more to write than
+#: the scan it narrows).
+LOOKUP_NODE_IDS = 250_000
+
+
 def empty_change(metadata: dict[str, Any] | None = None) -> GraphChange:
     """A change that writes nothing (a batch without field events)."""
     return GraphChange(
@@ -153,13 +159,19 @@ def plan_change(
         types = [
             str(t) for t in engine.query(f"SELECT DISTINCT node_type FROM {nodes}").column(0).to_pylist()
         ]
-        engine.register_scan("store_node_ids", store.scan_node_ids(types))
+        batch_ids = None
+        if engine.query(f"SELECT count(*) AS n FROM {nodes}").column(0)[0].as_py() <= LOOKUP_NODE_IDS:
+            # A small batch looks its own node ids up instead of reading every stored id
+            # of their types, which grows with the graph.
+            batch_ids = engine.query(f"SELECT node_id FROM {nodes}")
+        engine.register_scan("store_node_ids", store.scan_node_ids(types, batch_ids))
         engine.materialize(
             NEW_NODE_IDS,
             # NOT EXISTS (ids are never NULL): a hash anti-join on every engine.
             f"SELECT node_id FROM {nodes} n WHERE NOT EXISTS "
             "(SELECT 1 FROM store_node_ids s WHERE s.node_id = n.node_id)",
         )
+        store.scans_done()
         # Only the ids are kept: a second copy of the rows (all of them on a first load)
         # would sit in the engine's memory through the commit, where the batch peaks.
         engine.view(NEW_NODES, f"SELECT * FROM {nodes} WHERE node_id IN (SELECT node_id FROM {NEW_NODE_IDS})")
