@@ -269,6 +269,19 @@ def test_the_change_feed_of_a_batch_holds_exactly_the_changed_rows(tmp_path: Pat
     assert _canonical(feed) == _canonical(_typed(_cdf(cow_uri, int(DeltaTable(cow_uri).version()))))
 
 
+def test_a_table_under_a_path_with_a_space_takes_vectors(tmp_path: Path) -> None:
+    # delta-rs lists such a table's files percent-encoded ("with%20space").
+    world = World(30)
+    initial = world.initial(3)
+    dv_uri = _new_table(tmp_path / "with space", initial)
+    cow_uri = _new_table(tmp_path / "cow", initial)
+    keys, rows = world.batch(["n001", "n017"], ["n033"], [])
+    metrics = dvs.replace_keys(dv_uri, keys, rows)
+    DeltaIO().replace_keys(cow_uri, keys, rows)
+    assert metrics["num_target_rows_deleted"] > 0
+    assert _canonical(_read(dv_uri)) == _canonical(_read(cow_uri))
+
+
 def test_a_second_writer_is_told_and_its_files_are_orphans(tmp_path: Path) -> None:
     world = World(10)
     uri = _new_table(tmp_path / "t", world.initial(2))

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -221,7 +222,8 @@ def prepare_replace(
     if configuration.get("delta.columnMapping.mode", "none") != "none":
         raise WarehouseError(f"{uri}: the deletion-vector writer does not handle column mapping")
     adds = live_adds(root, read_version)
-    known = {f.removeprefix("file://") for f in table.file_uris()}
+    # delta-rs gives percent-encoded URIs (a space in the warehouse path is "%20").
+    known = {unquote(f.removeprefix("file://")) for f in table.file_uris()}
     if {str(root / p) for p in adds} != {str(Path(k)) for k in known}:
         raise WarehouseError(f"{uri}: the log replay disagrees with delta-rs on the table's files")
 
