@@ -245,8 +245,11 @@ def prepare_replace(
             file = pq.ParquetFile(root / path, read_dictionary=key_columns)
             key_data = file.read(columns=key_columns)
             # The first column narrows the rows before whole keys are built for the rest.
-            near = pc.fill_null(_is_in(key_data.column(key_columns[0]), first_values), False)
+            # One array, not chunks: pyarrow 19 crashes on a chunked array without chunks.
+            near = pc.fill_null(_is_in(key_data.column(key_columns[0]), first_values), False).combine_chunks()
             rows_near = pc.indices_nonzero(near)
+            if not len(rows_near):
+                continue
             # filter, not take: a take across chunks first merges their dictionaries.
             near_keys = _key_strings(key_data.filter(near), key_columns)
             hit = pc.fill_null(pc.is_in(near_keys, value_set=wanted), False)
