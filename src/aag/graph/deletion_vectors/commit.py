@@ -9,7 +9,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,6 +30,7 @@ from aag.graph.deletion_vectors.log import (
     now_ms,
     put_if_absent,
 )
+from aag.graph.files import local_path
 
 
 # -- statistics --------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def prepare_replace(
         raise WarehouseError(f"{uri}: the deletion-vector writer does not handle column mapping")
     adds = live_adds(root, read_version)
     # delta-rs gives percent-encoded URIs (a space in the warehouse path is "%20").
-    known = {unquote(f.removeprefix("file://")) for f in table.file_uris()}
+    known = {local_path(f) for f in table.file_uris()}
     if {str(root / p) for p in adds} != {str(Path(k)) for k in known}:
         raise WarehouseError(f"{uri}: the log replay disagrees with delta-rs on the table's files")
 
