@@ -15,6 +15,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
+from aag.engine.dialect import ident
+from aag.engine.duckdb import local_connection
 from aag.errors import WarehouseError
 from aag.faults import crash_point
 from aag.graph.deletion_vectors.format import (
@@ -87,16 +89,32 @@ def _key_strings(table: pa.Table, key_columns: list[str]) -> pa.ChunkedArray | p
     return joined
 
 
-def _is_in(column: pa.ChunkedArray, values: pa.Array) -> pa.ChunkedArray:
-    """``is_in`` over a column read as dictionaries: looked up once per distinct value."""
-    chunks = []
-    for chunk in column.chunks:
-        if pa.types.is_dictionary(chunk.type):
-            known = pc.is_in(chunk.dictionary.cast(pa.string()), value_set=values)
-            chunks.append(pc.take(known, chunk.indices))
-        else:
-            chunks.append(pc.is_in(chunk.cast(pa.string()), value_set=values))
-    return pa.chunked_array(chunks, pa.bool_())
+def _positions(root: Path, paths: list[str], keys: pa.Table) -> dict[str, list[int]]:
+    """Row positions, per file of ``paths``, of the rows whose key is listed in ``keys``.
+
+    DuckDB's Parquet reader decodes only the key columns and numbers the rows itself
+    (rows a vector already hides are among them; the caller takes those out). A key
+    with a NULL part equals no listed key, as in SQL.
+    """
+    if not paths:
+        return {}
+    con = local_connection()
+    con.register("dv_keys", keys)
+    try:
+        first = ident(keys.column_names[0])
+        match = " AND ".join(f"k.{ident(c)} = t.{ident(c)}" for c in keys.column_names)
+        # Column names quoted by ident; the file list is a parameter.
+        sql = (
+            "SELECT filename, list(file_row_number ORDER BY file_row_number) AS positions "  # noqa: S608
+            "FROM read_parquet($files, filename = true, file_row_number = true, union_by_name = true) t "
+            f"WHERE {first} IN (SELECT {first} FROM dv_keys) "
+            f"AND EXISTS (SELECT 1 FROM dv_keys k WHERE {match}) GROUP BY filename"
+        )
+        found = con.sql(sql, params={"files": [str(root / p) for p in paths]}).fetchall()
+    finally:
+        con.unregister("dv_keys")
+    by_file = {str(root / p): p for p in paths}
+    return {by_file[name]: list(positions) for name, positions in found}
 
 
 def _candidates(adds: dict[str, dict[str, Any]], first: str, lo: Any, hi: Any) -> list[str]:
@@ -236,24 +254,12 @@ def prepare_replace(
     store = VectorFile()
     deleted_total = files_dv = files_removed = 0
     if keys.num_rows:
-        first = keys.column(key_columns[0]).cast(pa.string())
-        first_values = pc.unique(first)
-        bounds = pc.min_max(first)
-        for path in sorted(_candidates(adds, key_columns[0], bounds["min"].as_py(), bounds["max"].as_py())):
+        bounds = pc.min_max(keys.column(key_columns[0]).cast(pa.string()))
+        candidates = _candidates(adds, key_columns[0], bounds["min"].as_py(), bounds["max"].as_py())
+        found = _positions(root, sorted(candidates), keys)
+        for path in sorted(found):
             add = adds[path]
-            # Keys decoded as dictionaries: each entity's id repeats once per edge row.
-            file = pq.ParquetFile(root / path, read_dictionary=key_columns)
-            key_data = file.read(columns=key_columns)
-            # The first column narrows the rows before whole keys are built for the rest.
-            # One array, not chunks: pyarrow 19 crashes on a chunked array without chunks.
-            near = pc.fill_null(_is_in(key_data.column(key_columns[0]), first_values), False).combine_chunks()
-            rows_near = pc.indices_nonzero(near)
-            if not len(rows_near):
-                continue
-            # filter, not take: a take across chunks first merges their dictionaries.
-            near_keys = _key_strings(key_data.filter(near), key_columns)
-            hit = pc.fill_null(pc.is_in(near_keys, value_set=wanted), False)
-            positions = set(pc.take(rows_near, pc.indices_nonzero(hit)).to_pylist())
+            positions = set(found[path])
             old_dv = Descriptor.from_json(add["deletionVector"]) if add.get("deletionVector") else None
             old_rows = set(read_vector(root, old_dv)) if old_dv else set()
             positions -= old_rows
@@ -273,11 +279,12 @@ def prepare_replace(
             if old_dv:
                 remove["deletionVector"] = old_dv.to_json()
             actions.append({"remove": remove})
-            if len(every) >= file.metadata.num_rows:
+            num_rows = pq.read_metadata(root / path).num_rows
+            if len(every) >= num_rows:
                 files_removed += 1
                 continue
             stats = json.loads(add.get("stats") or "{}")
-            stats["numRecords"] = file.metadata.num_rows
+            stats["numRecords"] = num_rows
             # Bounds no longer need to occur among the valid rows (protocol "tightBounds").
             stats["tightBounds"] = False
             new_add = {
