@@ -103,7 +103,8 @@ def _positions(root: Path, paths: list[str], keys: pa.Table) -> dict[str, list[i
     try:
         first = ident(keys.column_names[0])
         match = " AND ".join(f"k.{ident(c)} = t.{ident(c)}" for c in keys.column_names)
-        # Column names quoted by ident; the file list is a parameter.
+        # Column names quoted by ident; the file list is a parameter. The IN on the first
+        # column is applied while the files are scanned, before the whole-key join.
         sql = (
             "SELECT filename, list(file_row_number ORDER BY file_row_number) AS positions "  # noqa: S608
             "FROM read_parquet($files, filename = true, file_row_number = true, union_by_name = true) t "
