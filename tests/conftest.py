@@ -26,6 +26,18 @@ if DELTA_CLASSPATH.is_file():
     os.environ[DELTA_CLASSPATH_ENV] = str(DELTA_CLASSPATH)
 
 
+#: Query settings of the tests' shared Spark session. The tests' tables hold hundreds of
+#: rows and a batch runs ~100 small Spark jobs, so the fixed cost of each job dominates:
+#: compiling Java per query (whole-stage code generation) and more than one shuffle
+#: partition cost more than they save. Results do not depend on them; the product's own
+#: sessions keep their settings. Adaptive execution stays on: with it off, Spark 3.5's
+#: analyzer fails on an EXCEPT over two checkpointed views of one plan (INTERNAL_ERROR).
+SMALL_DATA_CONF = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.shuffle.partitions": "1",
+}
+
+
 @pytest.fixture(scope="session")
 def spark_engine() -> Iterator[SparkEngine]:
     # A missing jar list fails the Spark tests: without Delta they would quietly test the
@@ -35,6 +47,8 @@ def spark_engine() -> Iterator[SparkEngine]:
     engine = make_engine("spark")
     assert isinstance(engine, SparkEngine)
     assert Capability.MERGE in engine.capabilities, "the local Spark session did not load Delta Lake"
+    for key, value in SMALL_DATA_CONF.items():
+        engine.spark.conf.set(key, value)
     yield engine
     engine.spark.stop()
 

@@ -27,7 +27,7 @@ from aag.world import generate
 PEOPLE = 60
 #: Customers whose single-customer reads are compared, per store (every Spark read is a
 #: Spark job: fewer customers there, the same mix of merged and single-record ones).
-SAMPLE = {"memory": 12, "spark": 6}
+SAMPLE = {"memory": 12, "spark": 4}
 
 
 @pytest.fixture(scope="module")
