@@ -42,16 +42,23 @@ class _BatchSpark:
         return getattr(self._spark, name)
 
 
+#: The extraction views every output view reads (events, nodes and quarantine of one object).
+_SHARED = ("aag_ex_rows_",)
+
+
 class _BatchRunner:
     """Stands in for ``pyspark.pipelines``: computes each dataset once, in declaration order.
 
     Datasets with a schema-qualified name become tables (Parquet on local Spark), the
-    others temporary views, which is all the queries of :func:`define` need.
+    others temporary views, which is all the queries of :func:`define` need. Each object's
+    extraction view (``aag_ex_rows_*``) is cached for the run: the three output views read
+    it, and would otherwise run it (and the Python UDFs under it) once per output.
     """
 
     def __init__(self, spark: Any) -> None:
         self.spark = spark
         self.datasets: list[str] = []
+        self.cached: list[Any] = []
 
     def _declare(self, name: str | None = None, **_: Any) -> Any:
         def register(fn: Any) -> Any:
@@ -61,6 +68,10 @@ class _BatchRunner:
                 self.spark.sql(f"DROP TABLE IF EXISTS {name}")
                 df.write.format("parquet").saveAsTable(name)
             else:
+                if str(name).startswith(_SHARED):
+                    # Lazy: filled by the first output that reads it.
+                    df = df.cache()
+                    self.cached.append(df)
                 df.createOrReplaceTempView(name)
             self.datasets.append(str(name))
             return fn
@@ -68,6 +79,12 @@ class _BatchRunner:
         return register
 
     table = materialized_view = temporary_view = _declare
+
+    def release(self) -> None:
+        """Drop the run's cached views from memory (the views stay, computed on read)."""
+        for df in self.cached:
+            df.unpersist()
+        self.cached.clear()
 
 
 def run_batch(spark: Any, conf: dict[str, str]) -> list[str]:
@@ -79,5 +96,8 @@ def run_batch(spark: Any, conf: dict[str, str]) -> list[str]:
     stay views. Returns the datasets in order.
     """
     runner = _BatchRunner(spark)
-    define(_BatchSpark(spark), runner, conf)
+    try:
+        define(_BatchSpark(spark), runner, conf)
+    finally:
+        runner.release()
     return runner.datasets
