@@ -299,9 +299,17 @@ def test_build_uses_the_warehouse_config_then_goes_stale_and_erasure_drops_the_e
         svc.export("customer_profile_v2", "parquet", tmp_path / "p.parquet")
     con = duckdb.connect(str(gold.gold_dir(svc.warehouse) / gold.DUCKDB_FILE), read_only=True)
     try:
-        for model in gold.GOLD_MODELS:
-            left = con.execute(f"SELECT count(*) FROM gold.{model} WHERE customer_id = ?", [tie]).fetchone()
-            assert left == (0,), model
+        # Every table of the file with a customer column, found in the file: the gold
+        # models and what the build keeps in silver (the record map, the ranked winners).
+        tables = con.execute(
+            "SELECT c.schema_name, c.table_name FROM duckdb_columns() AS c "
+            "JOIN duckdb_tables() AS t USING (database_name, schema_name, table_name) "
+            "WHERE c.column_name = 'customer_id'"
+        ).fetchall()
+        assert {t for _, t in tables} >= {*gold.GOLD_MODELS, "customer_records", "customer_winners"}
+        for schema, table in tables:
+            query = f"SELECT count(*) FROM {schema}.{table} WHERE customer_id = ?"
+            assert con.execute(query, [tie]).fetchone() == (0,), table
     finally:
         con.close()
     manifest = gold.manifest(svc.warehouse)
@@ -461,12 +469,17 @@ def test_plain_dbt_build_is_green_and_data_tests_catch_broken_data(built, tmp_pa
     statuses = {str(r.status) for r in result.result.results}
     assert statuses <= {"success", "pass"}, statuses
 
-    # A profile cell that disagrees with the edges' winner fails the parity test.
+    # A profile cell that disagrees with the edges' winner fails the parity test: a value
+    # of one customer, the source of another's value.
     customer = svc.find_customer("salesforce", DEMO_CONTACT)
+    other = svc.find_customer("salesforce", TIE_CONTACT)
     con = duckdb.connect(str(gold.gold_dir(wh) / gold.DUCKDB_FILE))
     try:
         con.execute(
             "UPDATE gold.customer_profile_v2 SET phone = '+490000000000' WHERE customer_id = ?", [customer]
+        )
+        con.execute(
+            "UPDATE gold.customer_profile_v2 SET email_source = 'tampered' WHERE customer_id = ?", [other]
         )
     finally:
         con.close()
@@ -474,7 +487,7 @@ def test_plain_dbt_build_is_green_and_data_tests_catch_broken_data(built, tmp_pa
     args = gold.dbt_args("test", staged, wh)
     tampered = gold.run_dbt([*args, "--select", "assert_profile_matches_edge_winners"])
     assert [name for name, _ in gold.failed_nodes(tampered)] == ["assert_profile_matches_edge_winners"]
-    assert tampered.result.results[0].failures == 1
+    assert tampered.result.results[0].failures == 2
 
     # A broken SCD2 merge: a second current version for one edge key.
     edges = wh.io.read(wh.graph.relationships_uri).cast(RELATIONSHIPS)
@@ -513,7 +526,9 @@ def test_databricks_target_parses_and_compiles_offline(tmp_path):
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     compiled = tmp_path / "target" / "compiled" / "aag" / "models"
     profile = (compiled / "gold" / "customer_profile_v2.sql").read_text()
-    assert "`main`.`silver`.`resolved_attributes`" in profile
+    assert "`main`.`silver`.`customer_winners`" in profile
+    winners = (compiled / "silver" / "customer_winners.sql").read_text()
+    assert "`main`.`silver`.`resolved_attributes`" in winners
     resolved = (compiled / "silver" / "resolved_attributes.sql").read_text()
     assert "`main`.`graph`.`relationships`" in resolved and "nulls last" in resolved
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())

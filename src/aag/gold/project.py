@@ -36,11 +36,14 @@ BUILDS_DIR = "builds"
 CURRENT_LINK = "current"
 #: Where dbt-duckdb opens the database (``dbt/profiles.yml``); unset, the published file.
 DATABASE_ENV = "AAG_GOLD_DATABASE"
+#: Per-customer tables of the silver schema that the gold build writes (the record map and
+#: the ranked winners the profile pivots).
+SILVER_CUSTOMER_TABLES = ("customer_records", "customer_winners")
 #: Per-customer gold tables, with their customer column (erasure deletes by it).
-CUSTOMER_TABLES = (*GOLD_MODELS, "customer_records")
-#: An incremental run's copies of the affected customers' edges and values (silver schema):
-#: scratch for that run, emptied by erasure.
-SCRATCH_TABLES = ("affected_edges", "affected_nodes")
+CUSTOMER_TABLES = (*GOLD_MODELS, *SILVER_CUSTOMER_TABLES)
+#: An incremental run's change set and copies of the affected customers' edges and values
+#: (silver schema): scratch for that run, emptied by erasure.
+SCRATCH_TABLES = ("affected_edges", "affected_nodes", "affected_customers", "changed_entities")
 SILVER_TABLES = ("nodes", "relationships")
 #: DuckDB's memory limit for the gold build (dbt's connection and the export), as in
 #: ``dbt/profiles.yml``. Beyond it DuckDB spills to a folder next to the working copy of

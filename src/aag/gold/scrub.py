@@ -23,6 +23,7 @@ from aag.gold.project import (
     GOLD_MODELS,
     MANIFEST_FILE,
     SCRATCH_TABLES,
+    SILVER_CUSTOMER_TABLES,
     WORK_DIR,
     gold_dir,
 )
@@ -102,7 +103,7 @@ UNION SELECT customer_id FROM silver.customer_records WHERE record_entity_id IN 
 """
         )
         for table in CUSTOMER_TABLES:
-            schema = "silver" if table == "customer_records" else "gold"
+            schema = "silver" if table in SILVER_CUSTOMER_TABLES else "gold"
             con.execute(
                 f"DELETE FROM {schema}.{table} "  # noqa: S608 - schema and table from the module constant CUSTOMER_TABLES
                 "WHERE customer_id IN (SELECT customer_id FROM erased_customers)"
