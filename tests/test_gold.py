@@ -300,13 +300,13 @@ def test_build_uses_the_warehouse_config_then_goes_stale_and_erasure_drops_the_e
     con = duckdb.connect(str(gold.gold_dir(svc.warehouse) / gold.DUCKDB_FILE), read_only=True)
     try:
         # Every table of the file with a customer column, found in the file: the gold
-        # models and what the build keeps in silver (the record map, the ranked winners).
+        # models, the record map and the last incremental run's change set.
         tables = con.execute(
             "SELECT c.schema_name, c.table_name FROM duckdb_columns() AS c "
             "JOIN duckdb_tables() AS t USING (database_name, schema_name, table_name) "
             "WHERE c.column_name = 'customer_id'"
         ).fetchall()
-        assert {t for _, t in tables} >= {*gold.GOLD_MODELS, "customer_records", "customer_winners"}
+        assert {t for _, t in tables} >= {*gold.GOLD_MODELS, "customer_records", "affected_customers"}
         for schema, table in tables:
             query = f"SELECT count(*) FROM {schema}.{table} WHERE customer_id = ?"
             assert con.execute(query, [tie]).fetchone() == (0,), table
@@ -526,9 +526,7 @@ def test_databricks_target_parses_and_compiles_offline(tmp_path):
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     compiled = tmp_path / "target" / "compiled" / "aag" / "models"
     profile = (compiled / "gold" / "customer_profile_v2.sql").read_text()
-    assert "`main`.`silver`.`customer_winners`" in profile
-    winners = (compiled / "silver" / "customer_winners.sql").read_text()
-    assert "`main`.`silver`.`resolved_attributes`" in winners
+    assert "`main`.`silver`.`resolved_attributes`" in profile
     resolved = (compiled / "silver" / "resolved_attributes.sql").read_text()
     assert "`main`.`graph`.`relationships`" in resolved and "nulls last" in resolved
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())

@@ -1,8 +1,9 @@
 -- Profile v2: one row per customer (the survivor of each identity cluster) with every
 -- canonical attribute's winning value, the source it came from and the time that
 -- field last changed there. Column order matches aag.resolution.profile_sql.
--- The winners come ranked from customer_winners (which an incremental run refreshes
--- for the affected customers only, macro incremental.sql); this model pivots them.
+-- Incremental: a run after a batch ranks only the affected customers' contests
+-- (macro incremental.sql); a full build ranks every contest once, through
+-- resolved_attributes.
 {{ config(
     materialized='incremental',
     unique_key='customer_id',
@@ -13,6 +14,10 @@
 -- depends_on: {{ ref('affected_customers') }}
 -- depends_on: {{ ref('changed_entities') }}
 -- depends_on: {{ ref('affected_edges') }}
+-- depends_on: {{ ref('affected_nodes') }}
+-- depends_on: {{ ref('attribute_catalog') }}
+-- depends_on: {{ ref('source_priority') }}
+-- depends_on: {{ ref('survivorship') }}
 {%- set attrs = var('customer_attributes') %}
 
 with deleted_records as (
@@ -28,18 +33,34 @@ customers as (
         and {% if gold_is_incremental() %}{{ is_affected_customer('customer_id') }}{% else %}true{% endif %}
 ),
 
+{%- if gold_is_incremental() %}
+
+candidates as (
+    {{ attribute_candidates(attrs, affected_only=true) }}
+),
+
 winners as (
-    -- The ranking is customer_winners' (a table, see there); an incremental run pivots
-    -- the affected customers' rows only.
+    {{ resolve_winner('candidates') }}
+),
+
+{%- else %}
+
+winners as (
     select
-        customer_id as entity_id,
+        entity_id,
         attribute,
         value,
         source_system,
         updated_at
-    from {{ ref('customer_winners') }}
-    where {% if gold_is_incremental() %}{{ is_affected_customer('customer_id') }}{% else %}true{% endif %}
+    from {{ ref('resolved_attributes') }}
+    where attribute in (
+        {%- for attr in attrs %}
+        '{{ attr }}'{{ "," if not loop.last }}
+        {%- endfor %}
+    )
 ),
+
+{%- endif %}
 
 pivoted as (
     select

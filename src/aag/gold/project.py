@@ -36,9 +36,8 @@ BUILDS_DIR = "builds"
 CURRENT_LINK = "current"
 #: Where dbt-duckdb opens the database (``dbt/profiles.yml``); unset, the published file.
 DATABASE_ENV = "AAG_GOLD_DATABASE"
-#: Per-customer tables of the silver schema that the gold build writes (the record map and
-#: the ranked winners the profile pivots).
-SILVER_CUSTOMER_TABLES = ("customer_records", "customer_winners")
+#: Per-customer tables of the silver schema that the gold build writes (the record map).
+SILVER_CUSTOMER_TABLES = ("customer_records",)
 #: Per-customer gold tables, with their customer column (erasure deletes by it).
 CUSTOMER_TABLES = (*GOLD_MODELS, *SILVER_CUSTOMER_TABLES)
 #: An incremental run's change set and copies of the affected customers' edges and values
