@@ -25,27 +25,36 @@ T1, T2 = (datetime(2024, 1, d, tzinfo=UTC) for d in (1, 2))
 
 def _stored() -> pa.Table:
     """Three keys' stored versions; key ``c`` has a NULL in every optional column."""
-    rows = [
-        ("a", "v1", T1, None, True, None),
-        ("a", "v2", T2, None, True, None),
-        ("b", "v3", T1, None, True, None),
-        ("c", None, None, None, True, None),
-    ]
+    return _edges(
+        [
+            ("a", "v1", T1, 1.0, "e1", "b1"),
+            ("a", "v2", T2, 1.0, "e2", "b1"),
+            ("b", "v3", T1, 0.5, "e3", "b1"),
+            ("c", None, None, None, None, None),
+        ]
+    )
+
+
+def _edges(
+    rows: list[tuple[str, str | None, datetime | None, float | None, str | None, str | None]],
+) -> pa.Table:
+    """Current edge rows of rel_type HAS_EMAIL from crm: (entity, value, time, confidence, event, batch)."""
+    n = len(rows)
     return pa.table(
         {
             "source_node_id": [r[0] for r in rows],
-            "rel_type": ["HAS_EMAIL"] * 4,
-            "source_system": ["crm"] * 4,
+            "rel_type": ["HAS_EMAIL"] * n,
+            "source_system": ["crm"] * n,
             "target_node_id": [r[1] for r in rows],
             "updated_at": pa.array([r[2] for r in rows], pa.timestamp("us", "UTC")),
-            "confidence": pa.array([1.0, 1.0, 0.5, None], pa.float32()),
-            "is_current": [r[4] for r in rows],
-            "source_event_id": ["e1", "e2", "e3", None],
-            "valid_to": pa.array([r[3] for r in rows], pa.timestamp("us", "UTC")),
-            "closed_by": [r[5] for r in rows],
-            "closed_by_event": [None, None, None, None],
-            "source_field": ["Email"] * 4,
-            "batch_id": ["b1", "b1", "b1", None],
+            "confidence": pa.array([r[3] for r in rows], pa.float32()),
+            "is_current": [True] * n,
+            "source_event_id": [r[4] for r in rows],
+            "valid_to": pa.array([None] * n, pa.timestamp("us", "UTC")),
+            "closed_by": pa.array([None] * n, pa.string()),
+            "closed_by_event": pa.array([None] * n, pa.string()),
+            "source_field": ["Email"] * n,
+            "batch_id": [r[5] for r in rows],
         }
     )
 
@@ -82,7 +91,7 @@ def checkpoints(engine: Engine) -> Iterator[Engine]:
         )
         yield engine
     finally:
-        for name in ("diff_stored", "full_edges", "diff_seq", "rule_versions"):
+        for name in ("diff_stored", "full_edges", "diff_seq", "rule_versions", "diff_extra", "diff_more"):
             engine.drop(name)
         if spark is not None:
             spark.conf.set("spark.sql.adaptive.enabled", before)
@@ -93,3 +102,17 @@ def test_the_diff_finds_the_changed_key_and_no_new_version(checkpoints: Engine) 
     assert keys == [{"source_node_id": "a", "rel_type": "HAS_EMAIL", "source_system": "crm"}]
     # The same (key, value, time) triples on both sides: no version is new.
     assert checkpoints.query(SQL_FULL_NEW_VERSIONS).column(0)[0].as_py() == 0
+
+
+def test_a_recomputed_version_is_new_and_a_stored_only_one_is_not(checkpoints: Engine) -> None:
+    # Key "b" gains a version the store lacks; key "c" loses its stored one.
+    checkpoints.register("diff_extra", _edges([("b", "v4", T2, 1.0, "e4", "b2")]))
+    checkpoints.materialize(
+        "diff_more",
+        "SELECT * FROM rule_versions WHERE source_node_id <> 'c' UNION ALL SELECT * FROM diff_extra",
+    )
+    checkpoints.materialize("rule_versions", "SELECT * FROM diff_more")
+    keys = sorted(r["source_node_id"] for r in checkpoints.query(SQL_DIFF_KEYS).to_pylist())
+    assert keys == ["a", "b", "c"]
+    # Only b's (v4, T2) is on the recomputed side alone; c's row is on the stored side alone.
+    assert checkpoints.query(SQL_FULL_NEW_VERSIONS).column(0)[0].as_py() == 1

@@ -76,10 +76,10 @@ def test_commit_task_and_pipeline_give_the_embedded_graph_on_pyspark_35(tmp_path
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
-    # Exactly the three tests ran and passed (the diff on both engines): nothing skipped or
-    # deselected on the way.
+    # Exactly the five tests ran and passed (the parity, the two diff tests on both
+    # engines): nothing skipped or deselected on the way.
     summary = proc.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"=*\s*3 passed(, \d+ warnings?)? in .*", summary), summary
+    assert re.fullmatch(r"=*\s*5 passed(, \d+ warnings?)? in .*", summary), summary
     versions = json.loads(report.read_text(encoding="utf-8"))
     print(f"PySpark {versions['pyspark']}, Spark {versions['spark']}, Delta jar {versions['delta_jar']}")
     assert versions["pyspark"].startswith("3.5."), versions
