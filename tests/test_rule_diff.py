@@ -21,6 +21,8 @@ from aag.rules import SQL_DIFF_KEYS
 from aag.rules.full import SQL_FULL_NEW_VERSIONS
 
 T1, T2 = (datetime(2024, 1, d, tzinfo=UTC) for d in (1, 2))
+#: One test edge: (entity, value, time, confidence, event, batch).
+EdgeRow = tuple[str, str | None, datetime | None, float | None, str | None, str | None]
 
 
 def _stored() -> pa.Table:
@@ -35,10 +37,8 @@ def _stored() -> pa.Table:
     )
 
 
-def _edges(
-    rows: list[tuple[str, str | None, datetime | None, float | None, str | None, str | None]],
-) -> pa.Table:
-    """Current edge rows of rel_type HAS_EMAIL from crm: (entity, value, time, confidence, event, batch)."""
+def _edges(rows: list[EdgeRow]) -> pa.Table:
+    """Current edge rows of rel_type HAS_EMAIL from crm."""
     n = len(rows)
     return pa.table(
         {

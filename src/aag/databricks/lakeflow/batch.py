@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aag.databricks.lakeflow.datasets import define
+from aag.databricks.lakeflow.datasets import EXTRACTION_VIEW_PREFIX, define
 
 
 class _BatchReader:
@@ -42,10 +42,6 @@ class _BatchSpark:
         return getattr(self._spark, name)
 
 
-#: The extraction views every output view reads (events, nodes and quarantine of one object).
-_SHARED = ("aag_ex_rows_",)
-
-
 class _BatchRunner:
     """Stands in for ``pyspark.pipelines``: computes each dataset once, in declaration order.
 
@@ -68,7 +64,7 @@ class _BatchRunner:
                 self.spark.sql(f"DROP TABLE IF EXISTS {name}")
                 df.write.format("parquet").saveAsTable(name)
             else:
-                if str(name).startswith(_SHARED):
+                if str(name).startswith(EXTRACTION_VIEW_PREFIX):
                     # Lazy: filled by the first output that reads it.
                     df = df.cache()
                     self.cached.append(df)

@@ -33,6 +33,8 @@ BRONZE_COLUMNS = ("_batch_id", "_row_number", "_landed_at", "_file_name")
 CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
 #: ``to_json`` options for the timestamps of a source table's rows.
 _JSON_TIMES = {"timeZone": "UTC", "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"}
+#: Name prefix of an object's extraction view, which its events, nodes and quarantine read.
+EXTRACTION_VIEW_PREFIX = "aag_ex_rows_"
 
 
 def define(spark: Any, dp: Any | None = None, conf: dict[str, str] | None = None) -> list[str]:
@@ -205,9 +207,9 @@ def _landing_checks(spark: Any, dp: Any, extractor: LandingExtractor, key: str, 
     The rows stay in bronze for another object's extraction to join; the checks are the
     extractor's own (:meth:`~aag.sources.base.LandingExtractor.checked_rows_sql`).
     """
-    tables = {"batch_rows": landed, "ex_rows": f"aag_ex_rows_{key}"}
+    tables = {"batch_rows": landed, "ex_rows": f"{EXTRACTION_VIEW_PREFIX}{key}"}
     views = {
-        f"aag_ex_rows_{key}": extractor.checked_rows_sql(),
+        f"{EXTRACTION_VIEW_PREFIX}{key}": extractor.checked_rows_sql(),
         f"aag_quarantine_{key}": extractor.quarantine_sql(
             "", "CAST(current_timestamp AS TIMESTAMPTZ)", batch_sql="r._batch_id"
         ),
@@ -291,7 +293,7 @@ def _extraction(
     tables = {
         "batch_rows": f"aag_rows_{key}",
         "aag_phones": f"aag_phones_{key}",
-        "ex_rows": f"aag_ex_rows_{key}",
+        "ex_rows": f"{EXTRACTION_VIEW_PREFIX}{key}",
     }
     pairs_sql = extractor.phone_pairs_sql()
     phone_schema = from_arrow_schema(
@@ -308,7 +310,7 @@ def _extraction(
     dp.temporary_view(name=f"aag_phones_{key}")(phones)
     names.append(f"aag_phones_{key}")
     views = {
-        f"aag_ex_rows_{key}": extractor.rows_sql(carry=carry, ingest_sql='r."_landed_at"'),
+        f"{EXTRACTION_VIEW_PREFIX}{key}": extractor.rows_sql(carry=carry, ingest_sql='r."_landed_at"'),
         f"aag_events_{key}": (
             f"SELECT *, {lit(extractor.spec.source_object)} AS source_object, "  # noqa: S608 - dataset names from key_of; values via dialect.lit
             f"{lit(extractor.spec.entity_type)} AS entity_type "
