@@ -39,13 +39,13 @@ candidates as (
     {{ attribute_candidates(attrs, affected_only=true) }}
 ),
 
-winners as (
+winners as {{ materialized_cte() }}(
     {{ resolve_winner('candidates') }}
 ),
 
 {%- else %}
 
-winners as (
+winners as {{ materialized_cte() }}(
     select
         entity_id,
         attribute,
