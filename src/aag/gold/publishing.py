@@ -41,8 +41,6 @@ from aag.graph.warehouse import Warehouse
 EXPORT_BATCH_ROWS = 256 * 1024
 #: Relations exported at once (see :func:`export_gold`).
 EXPORT_WORKERS = 2
-#: The relations with a row per customer or more, started first.
-_LARGE = ("customer_profile_v2", "customer_profile_v3", "customer_identity", "consent_log")
 
 
 def export_gold(database: Path, folder: Path) -> dict[str, int]:
@@ -63,11 +61,19 @@ def export_gold(database: Path, folder: Path) -> dict[str, int]:
     con = duckdb.connect(str(database), config={"memory_limit": memory_limit()})
     try:
         # The Parquet writer compresses on the thread that feeds it, one core at a time:
-        # two relations at once keep both cores of a small machine busy. Largest first.
+        # two relations at once keep both cores of a small machine busy. The largest
+        # (rows x columns) go first, so the last one to finish is a small one.
+        cells = {
+            str(name): int(n or 0)
+            for name, n in con.execute(
+                "SELECT table_name, estimated_size * column_count FROM duckdb_tables() "
+                "WHERE schema_name = 'gold'"
+            ).fetchall()
+        }
+        largest_first = sorted(GOLD_MODELS.items(), key=lambda item: -cells.get(item[0], 0))
         with ThreadPoolExecutor(max_workers=EXPORT_WORKERS) as pool:
             futures = {
-                model: pool.submit(_export_one, con, model, order, folder)
-                for model, order in sorted(GOLD_MODELS.items(), key=lambda item: item[0] not in _LARGE)
+                model: pool.submit(_export_one, con, model, order, folder) for model, order in largest_first
             }
             counts = {model: futures[model].result() for model in GOLD_MODELS}
         # Fold the write-ahead log into the file: other tools open one self-contained file.
