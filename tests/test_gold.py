@@ -306,7 +306,9 @@ def test_build_uses_the_warehouse_config_then_goes_stale_and_erasure_drops_the_e
             "JOIN duckdb_tables() AS t USING (database_name, schema_name, table_name) "
             "WHERE c.column_name = 'customer_id'"
         ).fetchall()
-        assert {t for _, t in tables} >= {*gold.GOLD_MODELS, "customer_records", "affected_customers"}
+        change_set = {t for t in gold.SCRATCH_TABLES if t.endswith("_customers")}
+        assert change_set, gold.SCRATCH_TABLES
+        assert {t for _, t in tables} >= {*gold.GOLD_MODELS, *gold.SILVER_CUSTOMER_TABLES, *change_set}
         for schema, table in tables:
             query = f"SELECT count(*) FROM {schema}.{table} WHERE customer_id = ?"
             assert con.execute(query, [tie]).fetchone() == (0,), table
