@@ -72,11 +72,14 @@ def _deleted_rows(table: DeltaTable, files: set[str]) -> pa.Table:
     return pa.concat_tables(parts) if parts else DELETED_SCHEMA.empty_table()
 
 
-def snapshot_files(uri: str, version: int | None = None, refuse: Collection[str] = ()) -> SnapshotFiles:
+def snapshot_files(
+    uri: str | DeltaTable, version: int | None = None, refuse: Collection[str] = ()
+) -> SnapshotFiles:
     """The files of a Delta table at ``version`` (the latest if ``None``).
 
     Args:
-        uri: Local path of the Delta table.
+        uri: Local path of the Delta table, or the table opened (then ``version`` is
+            ignored: the opened version is read).
         version: Delta version to read.
         refuse: Reader features the caller cannot honour: a table using one is refused
             before anything else is read.
@@ -85,11 +88,13 @@ def snapshot_files(uri: str, version: int | None = None, refuse: Collection[str]
         RuntimeError: The table uses a refused reader feature, or a deletion vector names a
             file outside the snapshot.
     """
-    table = DeltaTable(uri, version=version)
+    table = uri if isinstance(uri, DeltaTable) else DeltaTable(uri, version=version)
     features = set(table.protocol().reader_features or [])
     refused = features & set(refuse)
     if refused:
-        raise RuntimeError(f"{uri}: Delta reader features {sorted(refused)} are not supported here")
+        raise RuntimeError(
+            f"{table.table_uri}: Delta reader features {sorted(refused)} are not supported here"
+        )
     partition_columns = list(table.metadata().partition_columns)
     actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
     files = [local_path(u) for u in table.file_uris()]

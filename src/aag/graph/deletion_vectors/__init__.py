@@ -42,6 +42,7 @@ from aag.graph.deletion_vectors.format import (
 )
 from aag.graph.deletion_vectors.log import enable, live_adds
 from aag.graph.deletion_vectors.maintenance import drop_dead_vectors, purge
+from aag.graph.deletion_vectors.read import KeyedRead, keyed_rows
 
 __all__ = [
     "FEATURE",
@@ -51,12 +52,14 @@ __all__ = [
     "MAGIC",
     "PROPERTY",
     "Descriptor",
+    "KeyedRead",
     "PendingCommit",
     "VectorFile",
     "decode_bitmap",
     "drop_dead_vectors",
     "enable",
     "encode_bitmap",
+    "keyed_rows",
     "live_adds",
     "prepare_replace",
     "purge",

@@ -1,0 +1,87 @@
+"""Key-filtered reads of a local Delta table whose files carry deletion vectors.
+
+delta-rs's DataFusion scan honours deletion vectors, but on such a file it no longer
+pushes the key filter into the Parquet reader: every column of every row is decoded, on
+one thread. After a merge-on-read commit every file the batch touched has a vector (a
+random 1% of entities touches nearly every file), so each later batch's store scans would
+cost several times the first one's. Here DuckDB's Parquet reader scans the snapshot's
+files instead: it decodes the key column first and the others for matching rows only,
+numbers the rows itself, and the positions the vectors mark deleted are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from aag.engine.duckdb import local_connection
+from aag.graph.files import snapshot_files
+
+#: Rows per record batch of the stream handed to the engine.
+BATCH_ROWS = 1 << 17
+#: Reader features this module can honour (a table using another one is read by delta-rs).
+_READER_FEATURES = {"deletionVectors", "timestampNtz"}
+
+
+@dataclass
+class KeyedRead:
+    """An open read: the stream, and how to release the DuckDB cursor producing it."""
+
+    reader: pa.RecordBatchReader
+    #: Closes the cursor (once the stream has been read).
+    close: Callable[[], None]
+
+
+def _readable(table: DeltaTable) -> bool:
+    features = set(table.protocol().reader_features or [])
+    metadata = table.metadata()
+    return (
+        "deletionVectors" in features
+        and features <= _READER_FEATURES
+        # Partition values and mapped column names live in the log, not in the files.
+        and not metadata.partition_columns
+        and metadata.configuration.get("delta.columnMapping.mode") in (None, "none")
+    )
+
+
+def keyed_rows(table: DeltaTable, keys: pa.Table, column: str, where: str, select: str) -> KeyedRead | None:
+    """``SELECT {select} FROM t WHERE {where} AND t.{column} IN keys`` over the live rows.
+
+    Args:
+        table: An opened local Delta table.
+        keys: The keys, in a column named ``column``.
+        column: The table's key column.
+        where: A further condition on ``t`` (trusted SQL of the caller).
+        select: Columns of ``t`` to return (trusted SQL of the caller).
+
+    Returns:
+        The open read, or ``None`` when no file of the snapshot has a deletion vector (or
+        the table uses a feature read here would miss): delta-rs reads those best.
+    """
+    if not _readable(table):
+        return None
+    snapshot = snapshot_files(table)
+    if snapshot.deleted.num_rows == 0:
+        return None
+    # A cursor of its own: a streaming result ends when its connection runs another query.
+    cursor = local_connection().cursor()
+    try:
+        cursor.register("aag_keyed_keys", keys.select([column]))
+        cursor.register("aag_keyed_deleted", snapshot.deleted)
+        projection = "t.* EXCLUDE (filename, file_row_number)" if select == "t.*" else select
+        # column, where and select are the caller's constants; the files are a parameter.
+        sql = (
+            f"SELECT {projection} FROM (SELECT * FROM read_parquet($files, filename = true, "  # noqa: S608
+            f"file_row_number = true, union_by_name = true) WHERE {column} IN "
+            f"(SELECT {column} FROM aag_keyed_keys)) t WHERE {where} AND NOT EXISTS "
+            "(SELECT 1 FROM aag_keyed_deleted d WHERE d.path = t.filename AND d.row = t.file_row_number)"
+        )
+        reader = cursor.sql(sql, params={"files": snapshot.files}).to_arrow_reader(BATCH_ROWS)
+        schema = pa.schema([snapshot.schema.field(name) for name in reader.schema.names])
+        return KeyedRead(reader.cast(schema), cursor.close)
+    except BaseException:
+        cursor.close()
+        raise
