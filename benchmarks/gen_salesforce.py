@@ -254,6 +254,7 @@ _CHANGE_EPOCH = 1_748_736_000  # 2025-06-01T00:00:00Z
 
 CHANGE_STRIDE = 100  # every 100th contact changes (1%)
 CHANGE_OFFSET = 37
+AGAIN_OFFSET = 73  # the second 1% batch (bench_ingest.py): other contacts than the first
 
 
 def contact_id(i: int) -> str:
@@ -404,6 +405,24 @@ def _write(path: Path, lines: Iterable[str]) -> int:
 def changed_indices(n: int) -> range:
     """Row indices of the 1% batch: every 100th contact (uniform over the export)."""
     return range(CHANGE_OFFSET, n, CHANGE_STRIDE)
+
+
+def changed_again_indices(n: int) -> range:
+    """Row indices of a second 1% batch: every 100th contact, none of the first batch's."""
+    return range(AGAIN_OFFSET, n, CHANGE_STRIDE)
+
+
+def write_changed_again(n: int, path: Path, days_later: int, shape: str = "unique") -> Path:
+    """Write the second 1% batch, stamped ``days_later`` days after the first one."""
+    rows = (_changed_fields(i, shape) for i in changed_again_indices(n))
+    shift = days_later * 86400
+
+    def stamped(row: dict[str, object], i: int) -> dict[str, object]:
+        row["LastModifiedDate"] = _iso(_CHANGE_EPOCH + shift + (i * 13) % 86400)
+        return row
+
+    _write(path, (_line(stamped(r, i)) for r, i in zip(rows, changed_again_indices(n), strict=True)))
+    return path
 
 
 def generate(n: int, out_dir: Path | str, shape: str = "unique") -> dict[str, Path]:
