@@ -999,7 +999,7 @@ def render_via(case: dict[str, Any]) -> list[str]:
         )
     shown = [f"{t:.2f}" if ran else "—" for t, ran in zip(totals, (p_ini, c_ini), strict=True)]
     out.append(
-        f"| all five batches | {shown[0]} | | | {shown[1]} | | | "
+        f"| all batches | {shown[0]} | | | {shown[1]} | | | "
         f"{ratio(totals[0] if p_ini else None, totals[1] if c_ini else None)} | | |"
     )
     floor, fp = case["floor"], case["floor_process"]
