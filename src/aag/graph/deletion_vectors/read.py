@@ -1,4 +1,4 @@
-"""Key-filtered reads of a local Delta table whose files carry deletion vectors.
+"""Key-filtered reads of a local Delta table, above all one whose files carry deletion vectors.
 
 delta-rs's DataFusion scan honours deletion vectors, but on such a file it no longer
 pushes the key filter into the Parquet reader: every column of every row is decoded, on
@@ -6,12 +6,14 @@ one thread. After a merge-on-read commit every file the batch touched has a vect
 random 1% of entities touches nearly every file), so each later batch's store scans would
 cost several times the first one's. Here DuckDB's Parquet reader scans the snapshot's
 files instead: it decodes the key column first and the others for matching rows only,
-numbers the rows itself, and the positions the vectors mark deleted are dropped.
+numbers the rows itself, and the positions the vectors mark deleted are dropped. Some
+scans are faster here on a table without vectors too; their callers ask for this read
+whatever the table holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -35,19 +37,27 @@ class KeyedRead:
     close: Callable[[], None]
 
 
-def _readable(table: DeltaTable) -> bool:
+def _readable(table: DeltaTable, partition: tuple[str, Collection[str]] | None) -> bool:
     features = set(table.protocol().reader_features or [])
     metadata = table.metadata()
     return (
-        "deletionVectors" in features
-        and features <= _READER_FEATURES
-        # Partition values and mapped column names live in the log, not in the files.
-        and not metadata.partition_columns
+        features <= _READER_FEATURES
+        # Partition values and mapped column names live in the log, not in the files: the
+        # files of a partitioned table are chosen by their partition values here.
+        and list(metadata.partition_columns) == ([partition[0]] if partition else [])
         and metadata.configuration.get("delta.columnMapping.mode") in (None, "none")
     )
 
 
-def keyed_rows(table: DeltaTable, keys: pa.Table, column: str, where: str, select: str) -> KeyedRead | None:
+def keyed_rows(
+    table: DeltaTable,
+    keys: pa.Table,
+    column: str,
+    where: str,
+    select: str,
+    without_vectors: bool = False,
+    partition: tuple[str, Collection[str]] | None = None,
+) -> KeyedRead | None:
     """``SELECT {select} FROM t WHERE {where} AND t.{column} IN keys`` over the live rows.
 
     Args:
@@ -56,15 +66,26 @@ def keyed_rows(table: DeltaTable, keys: pa.Table, column: str, where: str, selec
         column: The table's key column.
         where: A further condition on ``t`` (trusted SQL of the caller).
         select: Columns of ``t`` to return (trusted SQL of the caller).
+        without_vectors: Read here even when no row is hidden (a read DuckDB does faster
+            than delta-rs either way).
+        partition: The partition column of a partitioned table and the values whose
+            files are read (``where`` and ``select`` must not name that column: it is not
+            in the files).
 
     Returns:
-        The open read, or ``None`` when no file of the snapshot has a deletion vector (or
-        the table uses a feature read here would miss): delta-rs reads those best.
+        The open read, or ``None`` when the table uses a feature read here would miss, or
+        (unless ``without_vectors``) no file of the snapshot has a deletion vector.
     """
-    if not _readable(table):
+    if not _readable(table, partition):
         return None
     snapshot = snapshot_files(table)
-    if snapshot.deleted.num_rows == 0:
+    if snapshot.deleted.num_rows == 0 and not without_vectors:
+        return None
+    files = snapshot.files
+    if partition is not None:
+        by, values = partition[0], set(partition[1])
+        files = [f for f, p in zip(files, snapshot.partitions, strict=True) if p.get(by) in values]
+    if not files:
         return None
     # A cursor of its own: a streaming result ends when its connection runs another query.
     cursor = local_connection().cursor()
@@ -72,14 +93,19 @@ def keyed_rows(table: DeltaTable, keys: pa.Table, column: str, where: str, selec
         cursor.register("aag_keyed_keys", keys.select([column]))
         cursor.register("aag_keyed_deleted", snapshot.deleted)
         projection = "t.* EXCLUDE (filename, file_row_number)" if select == "t.*" else select
+        live = (
+            "NOT EXISTS (SELECT 1 FROM aag_keyed_deleted d "
+            "WHERE d.path = t.filename AND d.row = t.file_row_number)"
+            if snapshot.deleted.num_rows
+            else "TRUE"
+        )
         # column, where and select are the caller's constants; the files are a parameter.
         sql = (
             f"SELECT {projection} FROM (SELECT * FROM read_parquet($files, filename = true, "  # noqa: S608
             f"file_row_number = true, union_by_name = true) WHERE {column} IN "
-            f"(SELECT {column} FROM aag_keyed_keys)) t WHERE {where} AND NOT EXISTS "
-            "(SELECT 1 FROM aag_keyed_deleted d WHERE d.path = t.filename AND d.row = t.file_row_number)"
+            f"(SELECT {column} FROM aag_keyed_keys)) t WHERE {where} AND {live}"
         )
-        reader = cursor.sql(sql, params={"files": snapshot.files}).to_arrow_reader(BATCH_ROWS)
+        reader = cursor.sql(sql, params={"files": files}).to_arrow_reader(BATCH_ROWS)
         schema = pa.schema([snapshot.schema.field(name) for name in reader.schema.names])
         return KeyedRead(reader.cast(schema), cursor.close)
     except BaseException:
