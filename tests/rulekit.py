@@ -10,7 +10,8 @@ from typing import Any
 import pyarrow as pa
 
 from aag.engine.base import Engine
-from aag.graph.store import GraphStore, MemoryGraphStore
+from aag.graph.memory import MemoryGraphStore
+from aag.graph.store import GraphStore
 from aag.model import FIELD_EVENTS, NODES
 from aag.pipeline import plan_change
 

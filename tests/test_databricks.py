@@ -27,7 +27,8 @@ from aag.config import CONFIG_FILES, default_config_dir, load_config
 from aag.databricks.job import setup_sql, statements
 from aag.databricks.store import SparkTableGraphStore, merge_relationships_sql, merge_source_sql
 from aag.engine.base import Capability, Engine, SqlScan
-from aag.graph.store import ChangeSql, GraphChange, MemoryGraphStore
+from aag.graph.memory import MemoryGraphStore
+from aag.graph.store import ChangeSql, GraphChange
 from aag.model import NODES, RELATIONSHIPS
 from historykit import with_history_files
 from rulekit import Ev, apply, versions

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from aag.bronze import read_rows
 from aag.config import load_config
 from aag.graph.delta import now_utc
-from aag.graph.store import MemoryGraphStore
+from aag.graph.memory import MemoryGraphStore
 from aag.identity import SAME_AS_REL, IdentitySettings
 from aag.ids import entity_node_id
 from aag.normalize import sf_id18

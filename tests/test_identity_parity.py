@@ -11,7 +11,7 @@ import pytest
 from aag.bronze import read_rows
 from aag.config import load_config
 from aag.graph.delta import now_utc
-from aag.graph.store import MemoryGraphStore
+from aag.graph.memory import MemoryGraphStore
 from aag.identity import SAME_AS_REL, IdentitySettings
 from aag.pipeline import plan_change
 from aag.sources import extractor_for

@@ -18,7 +18,8 @@ import pytest
 from aag.databricks.store import SparkTableGraphStore
 from aag.engine.base import Engine
 from aag.errors import NotFoundError
-from aag.graph.store import GraphChange, GraphStore, MemoryGraphStore
+from aag.graph.memory import MemoryGraphStore
+from aag.graph.store import GraphChange, GraphStore
 from aag.selection import EdgeSelection, NodeSelection
 from aag.service import AagService
 from aag.world import generate

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from aag.engine.base import Engine
 from aag.engine.duckdb import local_connection
-from aag.graph.store import MemoryGraphStore, unflatten_batch
+from aag.graph.memory import MemoryGraphStore
+from aag.graph.store import unflatten_batch
 from aag.model import EDGE_PROPERTY_KEYS, RELATIONSHIPS
 from aag.rules import FLAT_EDGES, unflatten_sql
 from rulekit import PATHS, T0, Ev, apply, reference, simple, versions
