@@ -26,6 +26,7 @@ from aag.faults import crash_point
 from aag.graph import deletion_vectors
 from aag.graph.deletion_vectors import KeyedRead
 from aag.graph.delta import DeltaIO, is_local, join
+from aag.graph.files import SnapshotFiles, local_path, snapshot_files
 from aag.graph.flat_edges import flatten_edges as flatten_edges
 from aag.graph.flat_edges import relationships_stream as relationships_stream
 from aag.graph.flat_edges import unflatten_batch as unflatten_batch
@@ -210,6 +211,9 @@ class DeltaGraphStore(GraphStore):
         self.deletion_vectors = deletion_vectors and is_local(silver_uri)
         self._entity_tables: list[str] = []
         self._keyed_reads: list[KeyedRead] = []
+        #: The last snapshot read per table: a batch's several scans of one version
+        #: decode its vectors once.
+        self._snapshots: dict[str, SnapshotFiles] = {}
         self.nodes_uri = join(silver_uri, "nodes")
         self.relationships_uri = join(silver_uri, "relationships")
         self.edge_events_uri = join(silver_uri, "edge_events")
@@ -295,7 +299,7 @@ class DeltaGraphStore(GraphStore):
             # partition column, which the files do not hold.
             local_where = "TRUE" if partition else where
             keyed = deletion_vectors.keyed_rows(
-                table, keys, column, local_where, select, without_vectors, partition
+                table, keys, column, local_where, select, without_vectors, partition, self._snapshot
             )
             if keyed is not None:
                 self._keyed_reads.append(keyed)
@@ -310,6 +314,18 @@ class DeltaGraphStore(GraphStore):
         # column and select are constants of this class; the filter is in_list-quoted.
         sql = f"SELECT {select} FROM t WHERE {where} AND t.{column} IN (SELECT {column} FROM e)"  # noqa: S608
         return pa.RecordBatchReader.from_stream(builder.execute(sql))
+
+    def _snapshot(self, table: DeltaTable) -> SnapshotFiles:
+        """:func:`snapshot_files` of ``table``, reused while its version and files are those read."""
+        known = self._snapshots.get(table.table_uri)
+        # The file names (unique per write) guard against a table re-created at that path.
+        if (
+            known is None
+            or known.version != table.version()
+            or known.files != [local_path(u) for u in table.file_uris()]
+        ):
+            known = self._snapshots[table.table_uri] = snapshot_files(table)
+        return known
 
     def scans_done(self) -> None:  # noqa: D102
         self._drop_entity_tables()

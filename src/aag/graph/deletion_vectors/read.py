@@ -20,7 +20,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from aag.engine.duckdb import local_connection
-from aag.graph.files import snapshot_files
+from aag.graph.files import SnapshotFiles, snapshot_files
 
 #: Rows per record batch of the stream handed to the engine.
 BATCH_ROWS = 1 << 17
@@ -57,6 +57,7 @@ def keyed_rows(
     select: str,
     without_vectors: bool = False,
     partition: tuple[str, Collection[str]] | None = None,
+    files_of: Callable[[DeltaTable], SnapshotFiles] = snapshot_files,
 ) -> KeyedRead | None:
     """``SELECT {select} FROM t WHERE {where} AND t.{column} IN keys`` over the live rows.
 
@@ -71,6 +72,8 @@ def keyed_rows(
         partition: The partition column of a partitioned table and the values whose
             files are read (``where`` and ``select`` must not name that column: it is not
             in the files).
+        files_of: How the snapshot's files and deleted rows are found (a caller reading
+            one version several times passes a cached :func:`snapshot_files`).
 
     Returns:
         The open read, or ``None`` when the table uses a feature read here would miss, or
@@ -78,7 +81,10 @@ def keyed_rows(
     """
     if not _readable(table, partition):
         return None
-    snapshot = snapshot_files(table)
+    has_vectors = "deletionVectors" in (table.protocol().reader_features or [])
+    if not has_vectors and not without_vectors:
+        return None
+    snapshot = files_of(table)
     if snapshot.deleted.num_rows == 0 and not without_vectors:
         return None
     files = snapshot.files
