@@ -16,9 +16,12 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from aag.engine.base import Engine
+from aag.graph import bronze_reads
+from aag.graph.bronze_reads import LandedBronze
 from aag.pipeline import batch
 from aag.service import AagService
 
@@ -145,6 +148,52 @@ def test_rows_with_quarantined_values_or_earlier_times_are_extracted(
     _, reports = _run(tmp_path / "wh", [write(folder / "1.jsonl", first), write(folder / "2.jsonl", again)])
     assert reports[1].rows_deferred == 1
     assert reports[1].fields_rejected == 1
+
+
+def test_keyed_reads_of_landed_rows_equal_the_full_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A small chunk reads the landed states of its own records and the landed rows of its
+    # own digests only (DuckDB over bronze's files); a large one reads them all. Both must
+    # see the same rows of the records asked about: quarantined rows lose their digest
+    # (states) or are left out (digests), a byte-identical re-send is one state.
+    monkeypatch.setenv("AAG_DEFER", "1")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (a, b, c) = ids(3)
+    first = [
+        contact(a, "2025-01-01T10:00:00Z"),
+        contact(b, "2025-01-01T10:00:00Z", Email="not an address"),
+        contact(c, "2025-01-01T10:00:00Z"),
+    ]
+    again = [contact(a, "2025-03-01T10:00:00Z"), contact(b, "2025-02-01T10:00:00Z")]
+    # The third file re-sends the first's rows byte for byte, and one more.
+    resend = [*first, contact(c, "2025-05-01T10:00:00Z", LastName="Later")]
+    paths = [write(folder / f"{n}.jsonl", rows) for n, rows in enumerate([first, again, resend])]
+    svc, _ = _run(tmp_path / "wh", paths)
+    bronze = svc.warehouse.bronze_uri("salesforce", "Contact")
+    keys = svc.warehouse.io.read(bronze, "_row_digest")
+    asked = pa.array([a, b, "003DEFERnotlanded"])
+    wanted: set[str] = set(asked.to_pylist())
+
+    def rows(table: pa.Table | pa.RecordBatchReader | None) -> list[tuple[Any, ...]]:
+        assert table is not None
+        found = table.read_all() if isinstance(table, pa.RecordBatchReader) else table
+        return sorted(tuple(r.values()) for r in found.to_pylist() if r[found.column_names[0]] in wanted)
+
+    landed = LandedBronze(svc.warehouse)
+    keyed_states = landed.states("salesforce", "Contact", None, asked)
+    digests = landed.digests("salesforce", "Contact", keys)
+    assert isinstance(digests, pa.Table), "the keyed read was not taken"
+    monkeypatch.setattr(bronze_reads, "KEYED_STATES", 0)
+    full = LandedBronze(svc.warehouse)
+    assert rows(keyed_states) == rows(full.states("salesforce", "Contact", None, asked))
+    # Counted from the input: a and b have two distinct states each (b's first row was
+    # quarantined: no digest); the re-sent rows equal their first landing's.
+    assert len(rows(keyed_states)) == 4
+    wanted = set(keys.column(0).to_pylist())
+    # Every landed row but b's two quarantined ones (the first file's and its re-send).
+    assert rows(digests) == rows(full.digests("salesforce", "Contact")) and len(rows(digests)) == 7
 
 
 def test_random_batches_give_the_graph_of_a_run_without_deferral(

@@ -16,6 +16,8 @@ import pyarrow.compute as pc
 
 from aag.bronze import parse_raw
 from aag.engine.dialect import in_list, lit
+from aag.graph.deletion_vectors import keyed_rows
+from aag.graph.delta import is_local
 from aag.graph.warehouse import BRONZE, Warehouse
 from aag.model import ROW_STATES
 
@@ -29,6 +31,10 @@ RAW_ROWS = pa.schema(
         ("_raw", pa.string()),
     ]
 )
+
+#: Up to this many records, a chunk reads the landed states of its own records only;
+#: more read (once per batch) those of every record, which then costs less.
+KEYED_STATES = 100_000
 
 
 class LandedBronze:
@@ -84,11 +90,30 @@ class LandedBronze:
         listed = in_list(f"{b}:{r}" for b, r in pairs)
         return f"concat(_batch_id, ':', CAST(_row_number AS VARCHAR)) IN ({listed})"
 
-    def digests(self, source_system: str, source_object: str) -> pa.RecordBatchReader | None:
+    def _keyed(self, uri: str, keys: pa.Table, column: str, where: str, select: str) -> pa.Table | None:
+        """``select`` of the rows whose ``column`` is in ``keys`` (``None``: read them otherwise).
+
+        On a local table DuckDB's Parquet reader decodes the key column and the other
+        columns of matching rows only; delta-rs would decode every row the filter leaves.
+        """
+        if not is_local(uri):
+            return None
+        keyed = keyed_rows(self.warehouse.io.open(uri), keys, column, where, select, without_vectors=True)
+        if keyed is None:
+            return None
+        try:
+            return keyed.reader.read_all()
+        finally:
+            keyed.close()
+
+    def digests(
+        self, source_system: str, source_object: str, digests: pa.Table | None = None
+    ) -> pa.Table | pa.RecordBatchReader | None:
         """``_row_digest, _record_id`` of committed rows processed without quarantine entries.
 
         A row its batch quarantined (whole or one field) is left out, so the same content
-        sent again is extracted again and quarantined again under the new batch.
+        sent again is extracted again and quarantined again under the new batch. Given
+        ``digests`` (a ``_row_digest`` column), only rows with one of them are read.
         """
         uri = self._uri(source_system, source_object)
         batches = self.committed_ids(source_system, source_object) if uri else []
@@ -98,6 +123,10 @@ class LandedBronze:
         bad = self._quarantined_sql(source_system, source_object)
         if bad is not None:
             where += f" AND NOT ({bad})"
+        if digests is not None:
+            found = self._keyed(uri, digests, "_row_digest", where, "t._row_digest, t._record_id")
+            if found is not None:
+                return found
         return self.warehouse.io.reader(uri, f"SELECT _row_digest, _record_id FROM t WHERE {where}")  # noqa: S608 - ids and config values quoted by dialect.lit/in_list
 
     def raw(self, source_system: str, source_object: str) -> pa.RecordBatchReader | None:
@@ -132,7 +161,13 @@ class LandedBronze:
         )
         return parse_raw(raw, fields)
 
-    def states(self, source_system: str, source_object: str, batch_id: str | None) -> pa.Table | None:
+    def states(
+        self,
+        source_system: str,
+        source_object: str,
+        batch_id: str | None,
+        record_ids: pa.Array | None = None,
+    ) -> pa.Table | None:
         """``record_id, record_time, value_digest`` of the landed rows of the object's records.
 
         Rows of committed batches, and of ``batch_id`` (this batch's earlier chunks) if given.
@@ -140,12 +175,19 @@ class LandedBronze:
         may have been used, so it equals no other row. Rows equal in all three columns are
         given once (a byte-identical re-sync lands each row again): what the comparison asks
         (the latest time, a missing time or digest, how many digests) does not count them.
-        The committed batches' part is read once per batch.
+        The committed batches' part is read once per batch, unless ``record_ids`` (the
+        records asked about) are few: then only their rows are read.
         """
         uri = self._uri(source_system, source_object)
         committed = self.committed_ids(source_system, source_object)
         if uri is None or not (committed or batch_id):
             return None
+        if record_ids is not None and len(record_ids) <= KEYED_STATES:
+            keys = pa.table({"_record_id": pa.array(record_ids).cast(pa.string())})
+            batches = committed + ([batch_id] if batch_id else [])
+            found = self._keyed_states(uri, source_system, source_object, batches, keys)
+            if found is not None:
+                return found
         parts = []
         if committed:
             key = (source_system, source_object)
@@ -156,9 +198,30 @@ class LandedBronze:
             parts.append(self._state_rows(uri, source_system, source_object, [batch_id]))
         return pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
 
-    def _state_rows(self, uri: str, source_system: str, source_object: str, batches: list[str]) -> pa.Table:
+    def _digest_sql(self, source_system: str, source_object: str) -> str:
+        """The value digest column, NULL on rows with quarantine entries."""
         bad = self._quarantined_sql(source_system, source_object)
-        digest = "_value_digest" if bad is None else f"CASE WHEN {bad} THEN NULL ELSE _value_digest END"
+        return "_value_digest" if bad is None else f"CASE WHEN {bad} THEN NULL ELSE _value_digest END"
+
+    def _keyed_states(
+        self, uri: str, source_system: str, source_object: str, batches: list[str], keys: pa.Table
+    ) -> pa.Table | None:
+        """:meth:`_state_rows` of the records in ``keys`` (``None``: not readable that way)."""
+        digest = self._digest_sql(source_system, source_object)
+        where = f"_batch_id IN ({in_list(batches)})"
+        select = f"t._record_id, t._record_time, {digest} AS _value_digest"
+        found = self._keyed(uri, keys, "_record_id", where, select)
+        if found is None:
+            return None
+        # Distinct in Arrow: the keyed read returns the Delta columns' own names.
+        return (
+            found.group_by(found.column_names, use_threads=False)
+            .aggregate([])
+            .rename_columns(["record_id", "record_time", "value_digest"])
+        )
+
+    def _state_rows(self, uri: str, source_system: str, source_object: str, batches: list[str]) -> pa.Table:
+        digest = self._digest_sql(source_system, source_object)
         return self.warehouse.io.reader(
             uri,
             f"SELECT DISTINCT _record_id AS record_id, _record_time AS record_time, {digest} AS value_digest "  # noqa: S608 - ids and config values quoted by dialect.lit/in_list

@@ -302,7 +302,7 @@ def _ingest_chunk(
     """
     spec = extractor.spec
     rows, suppressed = suppress_erased(warehouse, engine, extractor, chunk.rows)
-    earlier = landed.digests(spec.source_system, spec.source_object)
+    earlier = landed.digests(spec.source_system, spec.source_object, rows.select(["_row_digest"]))
     fresh, unchanged_ids = split_unchanged(engine, rows, earlier)
     # Rows that only re-send their record's values with a later record time (a full
     # re-sync) land without being extracted; their events join a later batch if needed.

@@ -208,7 +208,9 @@ def split_deferred(
         return Split(fresh, None, no_ids)
     states, ids = row_states(engine, extractor, rows)
     base = (
-        landed.states(spec.source_system, spec.source_object, None if first else batch_id)
+        landed.states(
+            spec.source_system, spec.source_object, None if first else batch_id, ids.column("record_id")
+        )
         if fresh.num_rows and deferrable(landed, extractor)
         else None
     )

@@ -20,7 +20,7 @@ from aag.sources.base import Extractor, landed_table
 
 
 def split_unchanged(
-    engine: Engine, rows: pa.Table, landed: pa.RecordBatchReader | None
+    engine: Engine, rows: pa.Table, landed: pa.Table | pa.RecordBatchReader | None
 ) -> tuple[pa.Table, pa.Table]:
     """Split landed rows into fresh rows and rows already landed in a committed batch.
 
