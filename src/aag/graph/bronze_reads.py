@@ -209,16 +209,10 @@ class LandedBronze:
         """:meth:`_state_rows` of the records in ``keys`` (``None``: not readable that way)."""
         digest = self._digest_sql(source_system, source_object)
         where = f"_batch_id IN ({in_list(batches)})"
-        select = f"t._record_id, t._record_time, {digest} AS _value_digest"
+        select = f"DISTINCT t._record_id, t._record_time, {digest} AS _value_digest"
         found = self._keyed(uri, keys, "_record_id", where, select)
-        if found is None:
-            return None
-        # Distinct in Arrow: the keyed read returns the Delta columns' own names.
-        return (
-            found.group_by(found.column_names, use_threads=False)
-            .aggregate([])
-            .rename_columns(["record_id", "record_time", "value_digest"])
-        )
+        # The keyed read keeps the Delta columns' own names.
+        return None if found is None else found.rename_columns(["record_id", "record_time", "value_digest"])
 
     def _state_rows(self, uri: str, source_system: str, source_object: str, batches: list[str]) -> pa.Table:
         digest = self._digest_sql(source_system, source_object)

@@ -10,6 +10,8 @@ it (chunks, landing, quarantine).
 - :mod:`aag.pipeline.run`: the orchestrator, used by ``aag ingest``, the serving intake
   and the Databricks job task.
 - :mod:`aag.pipeline.rows`: which of a file's rows a batch extracts.
+- :mod:`aag.pipeline.row_states` and :mod:`aag.pipeline.deferral`: rows that only re-send
+  their record's values land without being extracted.
 - :mod:`aag.pipeline.batch`: running a file's chunks as one batch, and its ledger row.
 """
 

@@ -26,6 +26,7 @@ from aag.graph.store import GraphStore
 from aag.graph.warehouse import Warehouse
 from aag.identity.relink import warehouse_identity
 from aag.pipeline.deferral import fold_deferred, split_deferred
+from aag.pipeline.row_states import maybe_landed, prior_states
 from aag.pipeline.rows import drop_resent, register_reads, split_unchanged, suppress_erased
 from aag.pipeline.run import BatchRun
 from aag.sources import extractor_for
@@ -302,11 +303,13 @@ def _ingest_chunk(
     """
     spec = extractor.spec
     rows, suppressed = suppress_erased(warehouse, engine, extractor, chunk.rows)
-    earlier = landed.digests(spec.source_system, spec.source_object, rows.select(["_row_digest"]))
+    prior = prior_states(engine, landed, extractor, rows, batch_id, first)
+    maybe = maybe_landed(engine, prior, rows)
+    earlier = landed.digests(spec.source_system, spec.source_object, maybe) if maybe.num_rows else None
     fresh, unchanged_ids = split_unchanged(engine, rows, earlier)
     # Rows that only re-send their record's values with a later record time (a full
     # re-sync) land without being extracted; their events join a later batch if needed.
-    split = split_deferred(engine, landed, extractor, rows, fresh, batch_id, now, first)
+    split = split_deferred(engine, landed, extractor, rows, fresh, batch_id, now, first, prior)
     fresh = split.fresh
     step(STEPS[1])
     record_ids = pa.concat_tables(

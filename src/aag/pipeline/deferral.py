@@ -8,14 +8,14 @@ much as the initial load. Such a row is *deferred* instead: it lands in bronze m
 
 A row is deferred when
 
-* its object is deferrable (:func:`deferrable`): one record time per row, no field
+* its object is deferrable (:func:`~aag.pipeline.row_states.deferrable`): one record time per row, no field
   times, no day-precision times, no source rules beyond the registry, and no other
   object (a field history) has fed the same records yet;
 * its record appears once in the chunk, with a parseable record time no later than
   the ingest time;
 * the latest landed rows of its record (by record time; committed batches and this
   batch's earlier chunks), which must all carry the same values and no quarantine
-  entry, carry the row's values (:func:`value_digest_sql`) at an earlier record time.
+  entry, carry the row's values (:func:`~aag.pipeline.row_states.value_digest_sql`) at an earlier record time.
 
 Every row's parsed record time and value digest land with it, so the next re-sync
 compares against bronze alone: it never reads the graph.
@@ -37,8 +37,6 @@ deferral off can serve as the base of a later deferral.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,107 +47,15 @@ import pyarrow.compute as pc
 from aag.bronze import parse_raw
 from aag.config import Config
 from aag.engine.base import Engine
-from aag.engine.dialect import ident, lit
+from aag.engine.dialect import lit
 from aag.graph.bronze_reads import LandedBronze
 from aag.graph.warehouse import Warehouse
 from aag.ids import uuid_from_hash_sql
-from aag.model import FIELD_EVENTS, NODES, ROW_STATES
-from aag.sources import extractor_for, objects_belonging_to
+from aag.model import FIELD_EVENTS, NODES
+from aag.pipeline.row_states import RECORD_IDS, Prior, deferrable_class, landed_states
+from aag.sources import extractor_for
 from aag.sources.base import EVENTS_TABLE, NODES_TABLE, Extractor
-from aag.sources.hooks import ExtractorHooks
 from aag.sources.sql import REPEATS_TABLE
-
-
-def enabled() -> bool:
-    """Whether deferral is on (``AAG_DEFER`` unset or anything but ``0``)."""
-    return os.environ.get("AAG_DEFER", "1") != "0"
-
-
-def deferrable_class(extractor: Extractor) -> bool:
-    """Whether the object's rows can be deferred at all, judged from its settings alone."""
-    spec = extractor.spec
-    cls = type(extractor)
-    return (
-        extractor.owner is None
-        and bool(spec.time_field)
-        and spec.time_format != "yyyymmdd"
-        and not any(row.event_time_field for row in spec.attributes)
-        and extractor.emits_events
-        and extractor.chunkable
-        and not extractor.reads
-        and extractor.first_wins_key is None
-        and extractor.event_key_sql() is None
-        and extractor.relevant_sql() is None
-        and cls.prepare is Extractor.prepare
-        and cls.enrich is ExtractorHooks.enrich
-        and cls.record_id_sql is ExtractorHooks.record_id_sql
-        and cls.time_sql is ExtractorHooks.time_sql
-    )
-
-
-def deferrable(landed: LandedBronze, extractor: Extractor) -> bool:
-    """Whether this batch may defer rows of the extractor's object.
-
-    Besides :func:`deferrable_class`, no object whose rows are about these records (a
-    field history) may have a committed batch: its events share the records' keys, so
-    equal values of two rows of the record no longer mean that nothing happened between
-    them.
-    """
-    if not (enabled() and deferrable_class(extractor)):
-        return False
-    spec = extractor.spec
-    return all(
-        not landed.committed_ids(spec.source_system, other.source_object)
-        for other in objects_belonging_to(landed.warehouse.config, spec.source_system, spec.source_object)
-    )
-
-
-def value_digest_sql(extractor: Extractor) -> str:
-    """SQL of a row's value digest: every landed field but the record time, unambiguously.
-
-    The object's registry rows are part of it: after a mapping or normaliser change the
-    same text may mean other events, so no row is deferred against a row read before.
-    """
-    mapping = hashlib.sha256(repr(extractor.spec).encode()).hexdigest()[:16]
-    parts = [lit(mapping)]
-    for name in extractor.fields:
-        if name == extractor.spec.time_field:
-            continue
-        col = ident(name)
-        # Length-prefixed, so that no two different rows concatenate to the same text.
-        parts.append(f"coalesce(concat(CAST(length({col}) AS VARCHAR), ':', {col}), '-')")
-    # md5: a change detector between rows of one record, not a security boundary, and
-    # cheaper than sha256. A digest stored by an older release never equals a new one, so
-    # such rows are extracted again rather than deferred: slower once, never wrong.
-    return f"md5(concat_ws('|', {', '.join(parts)}))"
-
-
-#: ``_row_number, record_id`` of landed rows.
-RECORD_IDS = pa.schema([("_row_number", pa.int64()), ("record_id", pa.string())])
-
-
-def row_states(engine: Engine, extractor: Extractor, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """Each landed row's state (:data:`aag.model.ROW_STATES`, not deferred) and record id.
-
-    Rows with a landing error, no record id or no parseable record time get a NULL time
-    and digest: they never serve as the base of a later deferral. The record ids
-    (:data:`RECORD_IDS`, NULL where missing) are those :meth:`Extractor.record_ids` gives,
-    computed in the same pass.
-    """
-    spec = extractor.spec
-    engine.register("df_rows", rows)
-    try:
-        time = extractor.time_sql(spec.time_field or "")
-        found = engine.query(
-            "SELECT _row_number, record_id, CASE WHEN ok THEN t END AS record_time, "  # noqa: S608 - config names via dialect.ident/lit
-            "CASE WHEN ok THEN digest END AS value_digest, FALSE AS deferred FROM ("
-            "SELECT *, _error IS NULL AND record_id IS NOT NULL AND t IS NOT NULL AS ok FROM ("
-            f"SELECT _row_number, _error, {extractor.record_id_sql()} AS record_id, {time} AS t, "
-            f"{value_digest_sql(extractor)} AS digest FROM df_rows) r) s"
-        )
-    finally:
-        engine.drop("df_rows")
-    return found.select(ROW_STATES.names).cast(ROW_STATES), found.select(RECORD_IDS.names).cast(RECORD_IDS)
 
 
 @dataclass
@@ -184,6 +90,7 @@ def split_deferred(
     batch_id: str,
     now: pa.Scalar,
     first: bool,
+    prior: Prior | None,
 ) -> Split:
     """Take the deferred rows out of ``fresh`` (rows not landed before).
 
@@ -197,23 +104,19 @@ def split_deferred(
         now: Ingest time: a later record time is never deferred.
         first: Whether this is the batch's first chunk (bronze may still hold rows a
             crashed earlier run of it left: they do not count).
+        prior: :func:`prior_states` of ``rows``.
 
     Returns:
         The rows to extract, every row's state and record id (``None`` when the object
         is not deferrable) and ``_row_number, record_id`` of the deferred ones.
     """
-    spec = extractor.spec
     no_ids = RECORD_IDS.empty_table()
-    if not deferrable_class(extractor):
+    if prior is None:
         return Split(fresh, None, no_ids)
-    states, ids = row_states(engine, extractor, rows)
-    base = (
-        landed.states(
-            spec.source_system, spec.source_object, None if first else batch_id, ids.column("record_id")
-        )
-        if fresh.num_rows and deferrable(landed, extractor)
-        else None
-    )
+    states, ids = prior.states, prior.ids
+    base = None
+    if fresh.num_rows:
+        base = prior.base if prior.read else landed_states(landed, extractor, ids, batch_id, first)
     if base is None:
         return Split(fresh, states, no_ids, ids)
     # ``states`` and ``ids`` are columns of one result, row for row.
@@ -408,15 +311,8 @@ def fold_deferred(
 
 
 __all__ = [
-    "RECORD_IDS",
-    "ROW_STATES",
     "Split",
-    "deferrable",
-    "deferrable_class",
     "deferred_events",
-    "enabled",
     "fold_deferred",
-    "row_states",
     "split_deferred",
-    "value_digest_sql",
 ]

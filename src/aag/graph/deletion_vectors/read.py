@@ -66,7 +66,8 @@ def keyed_rows(
         keys: The keys, in a column named ``column``.
         column: The table's key column.
         where: A further condition on ``t`` (trusted SQL of the caller).
-        select: Columns of ``t`` to return (trusted SQL of the caller).
+        select: Columns of ``t`` to return, under their own names, after ``DISTINCT`` if
+            wanted (trusted SQL of the caller).
         without_vectors: Read here even when no row is hidden (a read DuckDB does faster
             than delta-rs either way).
         partition: The partition column of a partitioned table and the values whose
