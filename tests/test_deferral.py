@@ -156,8 +156,10 @@ def test_keyed_reads_of_landed_rows_equal_the_full_reads(
     # A small chunk reads the landed states of its own records and the landed rows of its
     # own digests only (DuckDB over bronze's files); a large one reads them all. Both must
     # see the same rows of the records asked about: quarantined rows lose their digest
-    # (states) or are left out (digests), a byte-identical re-send is one state.
+    # (states) or are left out (digests), a byte-identical re-send is one state. The tiny
+    # bronze here takes the keyed reads only when any share of its rows may.
     monkeypatch.setenv("AAG_DEFER", "1")
+    monkeypatch.setattr(bronze_reads, "KEYED_SHARE", 1.0)
     folder = tmp_path / "in"
     folder.mkdir()
     (a, b, c) = ids(3)
@@ -207,7 +209,9 @@ def test_random_batches_give_the_graph_of_a_run_without_deferral(
     # values (a re-sync, often later: deferred); a row with new values often falls before
     # its record's latest time, where a deferred row must be folded back. The sweep is
     # run once more with the fold switched off: some case must then differ, so the sweep
-    # can see the fold fail, not only count it.
+    # can see the fold fail, not only count it. A chunk reads its records' landed states
+    # ahead whenever they are no more than the landed rows (at scale: a twentieth).
+    monkeypatch.setattr(bronze_reads, "KEYED_SHARE", 1.0)
     rng = random.Random(11)
     combos = [{"Email": e, "LastName": n} for e in ("a@x.com", "b@x.com") for n in ("P", "Q")]
     deferred = folded = 0

@@ -32,9 +32,11 @@ RAW_ROWS = pa.schema(
     ]
 )
 
-#: Up to this many records, a chunk reads the landed states of its own records only;
-#: more read (once per batch) those of every record, which then costs less.
+#: A chunk reads the landed states of its own records only when they are at most this
+#: many, and at most :data:`KEYED_SHARE` of the landed rows; otherwise it reads (once
+#: per batch) those of every record, which then costs less.
 KEYED_STATES = 100_000
+KEYED_SHARE = 0.05
 
 
 class LandedBronze:
@@ -49,6 +51,7 @@ class LandedBronze:
         self._committed: dict[tuple[str, str], list[str]] | None = None
         self._columns: dict[str, list[str]] = {}
         self._states: dict[tuple[str, str], pa.Table] = {}
+        self._landed_rows: dict[str, int] = {}
 
     def committed_ids(self, source_system: str, source_object: str) -> list[str]:
         """Ids of the object's committed batches (one ledger read serves every object)."""
@@ -161,6 +164,18 @@ class LandedBronze:
         )
         return parse_raw(raw, fields)
 
+    def keyed_states(self, source_system: str, source_object: str, records: int) -> bool:
+        """Whether :meth:`states` of that many records reads their rows only (see :data:`KEYED_SHARE`)."""
+        uri = self._uri(source_system, source_object)
+        if uri is None or records > KEYED_STATES:
+            return False
+        if uri not in self._landed_rows:
+            # From the log's file statistics, once per batch (its own chunks add a little).
+            actions = pa.table(self.warehouse.io.open(uri).get_add_actions(flatten=True))
+            counts = actions.column("num_records") if "num_records" in actions.column_names else None
+            self._landed_rows[uri] = int(pc.sum(counts).as_py() or 0) if counts is not None else 0
+        return records <= KEYED_SHARE * self._landed_rows[uri]
+
     def states(
         self,
         source_system: str,
@@ -182,7 +197,7 @@ class LandedBronze:
         committed = self.committed_ids(source_system, source_object)
         if uri is None or not (committed or batch_id):
             return None
-        if record_ids is not None and len(record_ids) <= KEYED_STATES:
+        if record_ids is not None and self.keyed_states(source_system, source_object, len(record_ids)):
             keys = pa.table({"_record_id": pa.array(record_ids).cast(pa.string())})
             batches = committed + ([batch_id] if batch_id else [])
             found = self._keyed_states(uri, source_system, source_object, batches, keys)

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from aag.engine.base import Engine
 from aag.engine.dialect import ident, lit
-from aag.graph.bronze_reads import KEYED_STATES, LandedBronze
+from aag.graph.bronze_reads import LandedBronze
 from aag.model import ROW_STATES
 from aag.sources import objects_belonging_to
 from aag.sources.base import Extractor
@@ -144,7 +144,8 @@ def prior_states(
         return None
     states, ids = row_states(engine, extractor, rows)
     prior = Prior(states, ids)
-    if rows.num_rows <= KEYED_STATES:
+    spec = extractor.spec
+    if landed.keyed_states(spec.source_system, spec.source_object, rows.num_rows):
         prior.base = landed_states(landed, extractor, ids, batch_id, first)
         prior.read = True
     return prior
