@@ -128,6 +128,15 @@ def test_a_later_time_resync_is_deferred_and_a_late_row_folds_it_back(
     assert len(emails) == 4
 
 
+def first_load(a: str, b: str, c: str) -> list[Row]:
+    """Three contacts of one day; ``b``'s e-mail is no address (a rejected field)."""
+    return [
+        contact(a, "2025-01-01T10:00:00Z"),
+        contact(b, "2025-01-01T10:00:00Z", Email="not an address"),
+        contact(c, "2025-01-01T10:00:00Z"),
+    ]
+
+
 def test_rows_with_quarantined_values_or_earlier_times_are_extracted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -135,11 +144,7 @@ def test_rows_with_quarantined_values_or_earlier_times_are_extracted(
     folder = tmp_path / "in"
     folder.mkdir()
     (a, b, c) = ids(3)
-    first = [
-        contact(a, "2025-01-01T10:00:00Z"),
-        contact(b, "2025-01-01T10:00:00Z", Email="not an address"),
-        contact(c, "2025-01-01T10:00:00Z"),
-    ]
+    first = first_load(a, b, c)
     again = [
         contact(a, "2025-03-01T10:00:00Z"),  # deferred
         contact(b, "2025-03-01T10:00:00Z", Email="not an address"),  # its base was quarantined
@@ -163,11 +168,7 @@ def test_keyed_reads_of_landed_rows_equal_the_full_reads(
     folder = tmp_path / "in"
     folder.mkdir()
     (a, b, c) = ids(3)
-    first = [
-        contact(a, "2025-01-01T10:00:00Z"),
-        contact(b, "2025-01-01T10:00:00Z", Email="not an address"),
-        contact(c, "2025-01-01T10:00:00Z"),
-    ]
+    first = first_load(a, b, c)
     again = [contact(a, "2025-03-01T10:00:00Z"), contact(b, "2025-02-01T10:00:00Z")]
     # The third file re-sends the first's rows byte for byte, and one more.
     resend = [*first, contact(c, "2025-05-01T10:00:00Z", LastName="Later")]
