@@ -8,14 +8,15 @@ much as the initial load. Such a row is *deferred* instead: it lands in bronze m
 
 A row is deferred when
 
-* its object is deferrable (:func:`~aag.pipeline.row_states.deferrable`): one record time per row, no field
-  times, no day-precision times, no source rules beyond the registry, and no other
-  object (a field history) has fed the same records yet;
+* its object is deferrable (:func:`~aag.pipeline.row_states.deferrable`): one record
+  time per row, no field times, no day-precision times, no source rules beyond the
+  registry, and no other object (a field history) has fed the same records yet;
 * its record appears once in the chunk, with a parseable record time no later than
   the ingest time;
 * the latest landed rows of its record (by record time; committed batches and this
   batch's earlier chunks), which must all carry the same values and no quarantine
-  entry, carry the row's values (:func:`~aag.pipeline.row_states.value_digest_sql`) at an earlier record time.
+  entry, carry the row's values (:func:`~aag.pipeline.row_states.value_digest_sql`) at
+  an earlier record time.
 
 Every row's parsed record time and value digest land with it, so the next re-sync
 compares against bronze alone: it never reads the graph.
